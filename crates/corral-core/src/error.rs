@@ -1,0 +1,186 @@
+//! The engine's error: a kind, an errno when the OS said no, and a message with context
+//! ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)").
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, coarse enough to map onto C status codes and Node error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A bad value from the caller (option, address, id).
+    InvalidArgument,
+    /// The operating system refused; `errno` says why.
+    Os,
+    /// A peer sent a frame that breaks the protocol.
+    Protocol,
+    /// A message above [`crate::ipc::MAX_MESSAGE_LEN`].
+    TooLarge,
+    /// The call is not valid now (after start, after shutdown, from a forked child).
+    WrongState,
+    /// Worker-side call in a process that is not a corral worker.
+    NotWorker,
+    /// No worker with that id (never existed, or already gone).
+    NoSuchWorker,
+    /// The channel to the peer is closed.
+    Disconnected,
+}
+
+/// An error with context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    errno: i32,
+    syscall: Option<&'static str>,
+    message: String,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            errno: 0,
+            syscall: None,
+            message: message.into(),
+        }
+    }
+
+    /// An OS error: `"<context>: <strerror> (<ENAME>)"`.
+    pub fn os(syscall: &'static str, context: impl fmt::Display, err: &io::Error) -> Error {
+        let errno = err.raw_os_error().unwrap_or(0);
+        let kind = if errno == libc::EPIPE || errno == libc::ECONNRESET {
+            ErrorKind::Disconnected
+        } else {
+            ErrorKind::Os
+        };
+        let mut message = format!("{context}: {}", strerror(errno, err));
+        if let Some(name) = crate::sys::errno_name(errno) {
+            message.push_str(&format!(" ({name})"));
+        }
+        Error {
+            kind,
+            errno,
+            syscall: Some(syscall),
+            message,
+        }
+    }
+
+    /// An OS error from a raw errno (as relayed over the channel).
+    pub fn from_errno(syscall: &'static str, context: impl fmt::Display, errno: i32) -> Error {
+        Error::os(syscall, context, &io::Error::from_raw_os_error(errno))
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidArgument`].
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// Shorthand for [`ErrorKind::WrongState`].
+    pub fn wrong_state(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::WrongState, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Protocol`].
+    pub fn protocol(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The errno (positive), or 0 when the OS was not involved.
+    pub fn errno(&self) -> i32 {
+        self.errno
+    }
+
+    /// The errno's symbolic name (`"EADDRINUSE"`), if any.
+    pub fn code(&self) -> Option<&'static str> {
+        crate::sys::errno_name(self.errno)
+    }
+
+    /// The failing system call (`"bind"`, `"listen"`), if any.
+    pub fn syscall(&self) -> Option<&'static str> {
+        self.syscall
+    }
+
+    /// The message with context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same error naming `syscall`.
+    pub fn with_syscall(mut self, syscall: &'static str) -> Error {
+        self.syscall = Some(syscall);
+        self
+    }
+
+    /// An error relayed from the primary over the channel (errno, syscall and message as sent).
+    pub fn relayed(errno: i32, syscall: &str, message: String) -> Error {
+        let syscall = [
+            "bind",
+            "listen",
+            "socket",
+            "getaddrinfo",
+            "setsockopt",
+            "fcntl",
+        ]
+        .into_iter()
+        .find(|s| *s == syscall);
+        let kind = if errno == libc::EINVAL && syscall.is_none() {
+            ErrorKind::InvalidArgument
+        } else {
+            ErrorKind::Os
+        };
+        Error {
+            kind,
+            errno,
+            syscall,
+            message,
+        }
+    }
+
+    /// The same error with `prefix: ` in front of the message.
+    pub fn context(mut self, prefix: impl fmt::Display) -> Error {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+}
+
+fn strerror(errno: i32, err: &io::Error) -> String {
+    // io::Error's Display appends " (os error N)"; keep the human part only.
+    let s = err.to_string();
+    match s.rfind(" (os error") {
+        Some(i) if errno != 0 => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_carry_context_and_name() {
+        let e = Error::from_errno("bind", "bind 127.0.0.1:80", libc::EADDRINUSE);
+        assert_eq!(
+            e.message(),
+            "bind 127.0.0.1:80: Address already in use (EADDRINUSE)"
+        );
+        assert_eq!(e.code(), Some("EADDRINUSE"));
+        assert_eq!(e.syscall(), Some("bind"));
+        assert_eq!(e.kind(), ErrorKind::Os);
+    }
+}

@@ -1,0 +1,49 @@
+//! # How corral works, in prose
+//!
+//! ## Roles
+//! A process is a worker when a corral primary started it: exec mode passes the worker id and
+//! the channel fd in `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD` (removed once read, so the
+//! worker's own children are not workers); fork mode returns the worker side from
+//! `Primary::fork_worker` in the child. Any other process is a primary.
+//!
+//! ## Scheduling policies
+//! *Round-robin* (`rr`, the default): the primary owns each listening socket, accepts with
+//! `accept4(SOCK_CLOEXEC)` and sends every connection to the next worker of that listener over
+//! its channel (`SCM_RIGHTS`), then closes its own copy at once. A worker has a window of
+//! connections in flight (sent, not yet taken off its channel; default 32). A worker whose
+//! window is full, or whose channel is backed up, is skipped; when every worker is full the
+//! primary stops accepting and the kernel backlog holds new clients: real backpressure instead
+//! of node:cluster's unbounded queue in the primary. With no workers at all, clients also wait
+//! in the backlog, and the listener stays open for the next worker.
+//!
+//! *Shared* (`shared`, node:cluster's `SCHED_NONE`): the primary binds once and gives each
+//! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks
+//! who wins. Cheapest for the primary, least even.
+//!
+//! `CORRAL_SCHED_POLICY=rr|shared` overrides the policy of a whole cluster.
+//!
+//! ## Who owns which fd
+//! Every fd is created close-on-exec and held by an `OwnedFd`; a message or event that carries
+//! an fd owns it, and dropping it closes the fd. A connection handed to a worker is owned by
+//! the worker from the moment it is taken off the channel. The primary also keeps the worker's
+//! end of each channel open: if a worker dies (or says goodbye) with connections still queued
+//! to it, the primary reads them back and hands them to another worker, so no connection that
+//! had not reached a worker is lost.
+//!
+//! ## Exits and shutdown
+//! Exits are watched with pidfds in the primary's poller: no process-wide SIGCHLD handler, which
+//! would steal the children of the host program (Node's among them). Workers get
+//! `PR_SET_PDEATHSIG(SIGKILL)` and see EOF on their channel when the primary dies, so a
+//! SIGKILLed primary leaves no orphans.
+//!
+//! `disconnect(worker)` stops new connections for that worker at once and asks it to finish and
+//! leave; its exit is then flagged `exited_after_disconnect`. `shutdown(timeout)` closes the
+//! listeners, disconnects every worker and SIGKILLs what is still running at the deadline;
+//! `Event::ShutdownComplete { clean }` tells whether anyone had to be killed.
+//!
+//! ## Fork mode and threads
+//! `fork_worker` refuses to run in a process with more than one thread: after `fork` only the
+//! calling thread exists and any lock another thread held (the allocator's) stays locked in the
+//! child. In the child, the primary's copies of listeners, channels, pidfds and poller are
+//! closed and the signal handlers the primary installed are restored; the rest of the memory is
+//! the primary's. Use exec mode from threaded programs (the Node front always does).

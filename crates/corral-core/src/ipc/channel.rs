@@ -1,0 +1,365 @@
+//! One end of a worker channel: an ordered outgoing queue and fragment reassembly on top of a
+//! `SOCK_SEQPACKET` socket.
+//!
+//! Sending never blocks by itself: [`Channel::queue`] appends, [`Channel::flush`] writes until the
+//! socket is full (`Ok(false)`) or the queue is empty (`Ok(true)`). Messages leave in the order
+//! they were queued and are never interleaved. [`Channel::try_send_single`] is the hot path for
+//! one-datagram messages (a connection handoff): it bypasses the queue only when the queue is
+//! empty, which keeps the order.
+
+use super::frame::{
+    self, Header, Kind, FLAG_FIRST, FLAG_MORE, HEADER_LEN, MAX_CHUNK, MAX_DATAGRAM,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// A received message.
+#[derive(Debug)]
+pub struct Message {
+    /// What it is.
+    pub kind: Kind,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Attached fds (owned: dropping the message closes them).
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Outcome of [`Channel::recv`].
+#[derive(Debug)]
+pub enum Recv {
+    /// A whole message.
+    Message(Message),
+    /// Nothing complete yet (non-blocking mode).
+    WouldBlock,
+    /// The peer closed its end.
+    Eof,
+}
+
+struct Outgoing {
+    kind: Kind,
+    data: Vec<u8>,
+    sent: usize,
+    started: bool,
+    fds: Vec<OwnedFd>,
+}
+
+struct Partial {
+    kind: Kind,
+    total: usize,
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+/// One end of a channel.
+pub struct Channel {
+    fd: OwnedFd,
+    out: VecDeque<Outgoing>,
+    out_bytes: usize,
+    rbuf: Box<[u8]>,
+    partial: Option<Partial>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("queued", &self.out.len())
+            .field("queued_bytes", &self.out_bytes)
+            .finish()
+    }
+}
+
+fn check_outgoing(data_len: usize, nfds: usize) -> Result<()> {
+    if data_len > frame::MAX_MESSAGE_LEN {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "message of {data_len} bytes exceeds the limit of {} bytes (64 MiB)",
+                frame::MAX_MESSAGE_LEN
+            ),
+        ));
+    }
+    if nfds > sys::MAX_FDS {
+        return Err(Error::invalid(format!(
+            "{nfds} fds in one message; at most {} are allowed",
+            sys::MAX_FDS
+        )));
+    }
+    Ok(())
+}
+
+impl Channel {
+    /// Wraps a connected `SOCK_SEQPACKET` socket.
+    pub fn new(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            rbuf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            partial: None,
+        }
+    }
+
+    /// The socket.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
+    /// Whether anything waits in the outgoing queue.
+    pub fn has_queued(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Appends a message to the outgoing queue (checks the size and fd limits).
+    pub fn queue(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+        check_outgoing(data.len(), fds.len())?;
+        self.out_bytes += data.len();
+        self.out.push_back(Outgoing {
+            kind,
+            data,
+            sent: 0,
+            started: false,
+            fds,
+        });
+        Ok(())
+    }
+
+    /// Sends a message that fits one datagram right now, if nothing is queued before it.
+    /// `Ok(false)`: the socket is full or the queue is not empty; nothing was sent.
+    pub fn try_send_single(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<bool> {
+        debug_assert!(data.len() <= MAX_CHUNK && fds.len() <= sys::MAX_FDS);
+        if !self.out.is_empty() {
+            return Ok(false);
+        }
+        let head = frame::encode(kind, FLAG_FIRST, data.len() as u32);
+        match sys::send_datagram(self.fd.as_fd(), &head, data, fds, true) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes queued datagrams until the queue is empty (`Ok(true)`) or the socket is full
+    /// (`Ok(false)`). `blocking` waits for room instead.
+    pub fn flush(&mut self, blocking: bool) -> io::Result<bool> {
+        while let Some(msg) = self.out.front_mut() {
+            let total = msg.data.len();
+            loop {
+                let end = (msg.sent + MAX_CHUNK).min(total);
+                let mut flags = 0;
+                if !msg.started {
+                    flags |= FLAG_FIRST;
+                }
+                if end < total {
+                    flags |= FLAG_MORE;
+                }
+                let head = frame::encode(msg.kind, flags, total as u32);
+                let borrowed: Vec<BorrowedFd<'_>> = if msg.started {
+                    Vec::new()
+                } else {
+                    msg.fds.iter().map(|f| f.as_fd()).collect()
+                };
+                match sys::send_datagram(
+                    self.fd.as_fd(),
+                    &head,
+                    &msg.data[msg.sent..end],
+                    &borrowed,
+                    !blocking,
+                ) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+                drop(borrowed);
+                msg.started = true;
+                // The kernel holds its own references to sent fds now.
+                msg.fds.clear();
+                self.out_bytes -= end - msg.sent;
+                msg.sent = end;
+                if end == total {
+                    break;
+                }
+            }
+            self.out.pop_front();
+        }
+        Ok(true)
+    }
+
+    /// Queues and flushes, waiting for room: for callers without an event loop.
+    pub fn send_blocking(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+        self.queue(kind, data, fds)?;
+        self.flush(true)
+            .map_err(|e| Error::os("sendmsg", "send on channel", &e))?;
+        Ok(())
+    }
+
+    /// Reads datagrams until a whole message is there, the socket is empty (non-blocking) or the
+    /// peer closed. A malformed frame is an `ErrorKind::Protocol` error; the channel is then
+    /// unusable and should be closed.
+    pub fn recv(&mut self, nonblocking: bool) -> Result<Recv> {
+        loop {
+            let r = match sys::recv_datagram(self.fd.as_fd(), &mut self.rbuf, nonblocking) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Recv::WouldBlock),
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Recv::Eof),
+                Err(e) => return Err(Error::os("recvmsg", "receive on channel", &e)),
+            };
+            if r.len == 0 && r.fds.is_empty() && !r.truncated {
+                return Ok(Recv::Eof);
+            }
+            if r.truncated {
+                return Err(Error::protocol(
+                    "malformed frame: datagram or its fds truncated",
+                ));
+            }
+            let h: Header =
+                frame::decode(&self.rbuf[..r.len]).map_err(|e| Error::protocol(e.to_string()))?;
+            let chunk = &self.rbuf[HEADER_LEN..r.len];
+            let first = h.flags & FLAG_FIRST != 0;
+            let more = h.flags & FLAG_MORE != 0;
+            let total = h.total as usize;
+            let malformed = |why: &str| Err(Error::protocol(format!("malformed frame: {why}")));
+            if first {
+                if self.partial.is_some() {
+                    return malformed("a new message started before the previous one ended");
+                }
+                if chunk.len() > total || (!more && chunk.len() != total) {
+                    return malformed("chunk length does not match the message length");
+                }
+                if !more {
+                    return Ok(Recv::Message(Message {
+                        kind: h.kind,
+                        data: chunk.to_vec(),
+                        fds: r.fds,
+                    }));
+                }
+                let mut data = Vec::with_capacity(total);
+                data.extend_from_slice(chunk);
+                self.partial = Some(Partial {
+                    kind: h.kind,
+                    total,
+                    data,
+                    fds: r.fds,
+                });
+            } else {
+                let Some(p) = self.partial.as_mut() else {
+                    return malformed("a continuation without a first datagram");
+                };
+                if p.kind != h.kind || p.total != total || !r.fds.is_empty() {
+                    return malformed("a continuation that does not match its message");
+                }
+                if p.data.len() + chunk.len() > total
+                    || (!more && p.data.len() + chunk.len() != total)
+                {
+                    return malformed("chunks exceed the message length");
+                }
+                p.data.extend_from_slice(chunk);
+                if !more {
+                    let p = self.partial.take().expect("checked above");
+                    return Ok(Recv::Message(Message {
+                        kind: p.kind,
+                        data: p.data,
+                        fds: p.fds,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Raw fd number (for logging and pollers).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Gives the socket back, dropping anything still queued.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = sys::seqpacket_pair().unwrap();
+        (Channel::new(a), Channel::new(b))
+    }
+
+    fn recv_one(c: &mut Channel) -> Message {
+        match c.recv(false).unwrap() {
+            Recv::Message(m) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn large_messages_are_fragmented_and_reassembled_in_order() {
+        let (mut a, mut b) = pair();
+        let big: Vec<u8> = (0..3 * MAX_CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let t = std::thread::spawn(move || {
+            a.queue(Kind::User, b"one".to_vec(), vec![]).unwrap();
+            a.queue(Kind::User, big, vec![]).unwrap();
+            a.queue(Kind::User, b"three".to_vec(), vec![]).unwrap();
+            assert!(a.flush(true).unwrap());
+            a
+        });
+        assert_eq!(recv_one(&mut b).data, b"one");
+        let m = recv_one(&mut b);
+        assert_eq!(m.data.len(), 3 * MAX_CHUNK + 17);
+        assert!(m
+            .data
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x == (i % 251) as u8));
+        assert_eq!(recv_one(&mut b).data, b"three");
+        drop(t.join().unwrap());
+        assert!(matches!(b.recv(false).unwrap(), Recv::Eof));
+    }
+
+    #[test]
+    fn too_large_is_refused_with_the_limit() {
+        let (mut a, _b) = pair();
+        let e = a
+            .queue(Kind::User, vec![0; frame::MAX_MESSAGE_LEN + 1], vec![])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert!(e.message().contains("64 MiB"), "{e}");
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        let (a, mut b) = pair();
+        sys::send_datagram(a.fd(), b"garbage!", b"", &[], true).unwrap();
+        let e = b.recv(true).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        let (a, mut b) = pair();
+        let head = frame::encode(Kind::User, 0, 4);
+        sys::send_datagram(a.fd(), &head, b"abcd", &[], true).unwrap();
+        assert!(b.recv(true).unwrap_err().message().contains("continuation"));
+    }
+
+    #[test]
+    fn single_datagram_fast_path_respects_the_queue() {
+        let (mut a, mut b) = pair();
+        a.queue(Kind::User, b"queued".to_vec(), vec![]).unwrap();
+        assert!(!a.try_send_single(Kind::Ack, b"x", &[]).unwrap());
+        assert!(a.flush(false).unwrap());
+        assert!(a.try_send_single(Kind::Ack, b"x", &[]).unwrap());
+        assert_eq!(recv_one(&mut b).data, b"queued");
+        assert_eq!(recv_one(&mut b).kind, Kind::Ack);
+    }
+}

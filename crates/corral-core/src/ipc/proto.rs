@@ -1,0 +1,250 @@
+//! Payloads of the engine's control messages (little-endian, length-prefixed strings).
+//! Every decoder checks lengths: a short or trailing-garbage payload is a protocol error.
+
+use crate::error::{Error, Result};
+use crate::listener::{BoundAddr, ListenAddr};
+
+/// Builds a payload.
+#[derive(Default)]
+pub struct Writer(Vec<u8>);
+
+impl Writer {
+    /// An empty payload.
+    pub fn new() -> Writer {
+        Writer(Vec::with_capacity(32))
+    }
+    /// Appends a u32.
+    pub fn u32(mut self, v: u32) -> Writer {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// Appends an i32.
+    pub fn i32(self, v: i32) -> Writer {
+        self.u32(v as u32)
+    }
+    /// Appends a length-prefixed string.
+    pub fn str(mut self, s: &str) -> Writer {
+        self = self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    /// The bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads a payload.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads `buf`, naming the message in errors.
+    pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { buf, what }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(Error::protocol(format!(
+                "malformed frame: {} payload is too short",
+                self.what
+            )));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    /// Reads a u32.
+    pub fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// Reads an i32.
+    pub fn i32(&mut self) -> Result<i32> {
+        Ok(self.u32()? as i32)
+    }
+    /// Reads a length-prefixed UTF-8 string.
+    pub fn str(&mut self) -> Result<&'a str> {
+        let n = self.u32()? as usize;
+        let b = self.take(n)?;
+        std::str::from_utf8(b).map_err(|_| {
+            Error::protocol(format!(
+                "malformed frame: {} has a non-UTF-8 string",
+                self.what
+            ))
+        })
+    }
+    /// Fails unless everything was read.
+    pub fn end(self) -> Result<()> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::protocol(format!(
+                "malformed frame: {} payload has trailing bytes",
+                self.what
+            )))
+        }
+    }
+}
+
+/// worker -> primary: listen on `addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenRequest {
+    /// Request id, echoed in the answer.
+    pub req: u32,
+    /// Backlog for `listen(2)`.
+    pub backlog: i32,
+    /// What to listen on.
+    pub addr: ListenAddr,
+}
+
+impl ListenRequest {
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        Writer::new()
+            .u32(self.req)
+            .i32(self.backlog)
+            .str(&self.addr.to_string())
+            .finish()
+    }
+    /// Decodes.
+    pub fn decode(buf: &[u8]) -> Result<ListenRequest> {
+        let mut r = Reader::new(buf, "listen request");
+        let req = r.u32()?;
+        let backlog = r.i32()?;
+        let addr = r.str()?.parse()?;
+        r.end()?;
+        Ok(ListenRequest { req, backlog, addr })
+    }
+}
+
+/// primary -> worker: the answer to a [`ListenRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenReply {
+    /// Listening; in shared mode the message carries the listening fd.
+    Ok {
+        /// Request id.
+        req: u32,
+        /// Listener id (stable for the primary's lifetime).
+        listener: u32,
+        /// The resolved address (a real port where 0 was asked).
+        addr: BoundAddr,
+    },
+    /// Failed.
+    Err {
+        /// Request id.
+        req: u32,
+        /// errno.
+        errno: i32,
+        /// `"bind"`, `"listen"`, `"getaddrinfo"`...
+        syscall: String,
+        /// Message with context.
+        message: String,
+    },
+}
+
+impl ListenReply {
+    /// Encodes (`Kind::ListenOk` or `Kind::ListenErr` payload).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ListenReply::Ok {
+                req,
+                listener,
+                addr,
+            } => Writer::new()
+                .u32(*req)
+                .u32(*listener)
+                .str(&addr.to_string())
+                .finish(),
+            ListenReply::Err {
+                req,
+                errno,
+                syscall,
+                message,
+            } => Writer::new()
+                .u32(*req)
+                .i32(*errno)
+                .str(syscall)
+                .str(message)
+                .finish(),
+        }
+    }
+    /// Decodes a `Kind::ListenOk` payload.
+    pub fn decode_ok(buf: &[u8]) -> Result<ListenReply> {
+        let mut r = Reader::new(buf, "listen reply");
+        let req = r.u32()?;
+        let listener = r.u32()?;
+        let addr = r.str()?.parse()?;
+        r.end()?;
+        Ok(ListenReply::Ok {
+            req,
+            listener,
+            addr,
+        })
+    }
+    /// Decodes a `Kind::ListenErr` payload.
+    pub fn decode_err(buf: &[u8]) -> Result<ListenReply> {
+        let mut r = Reader::new(buf, "listen error");
+        let req = r.u32()?;
+        let errno = r.i32()?;
+        let syscall = r.str()?.to_string();
+        let message = r.str()?.to_string();
+        r.end()?;
+        Ok(ListenReply::Err {
+            req,
+            errno,
+            syscall,
+            message,
+        })
+    }
+}
+
+/// Encodes a single u32 payload (`Conn`, `Ack`, `Unlisten`).
+pub fn u32_payload(v: u32) -> [u8; 4] {
+    v.to_le_bytes()
+}
+
+/// Decodes a single u32 payload.
+pub fn decode_u32(buf: &[u8], what: &'static str) -> Result<u32> {
+    let mut r = Reader::new(buf, what);
+    let v = r.u32()?;
+    r.end()?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_messages_round_trip() {
+        let q = ListenRequest {
+            req: 7,
+            backlog: 511,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
+        let ok = ListenReply::Ok {
+            req: 7,
+            listener: 2,
+            addr: "tcp:[::1]:8080".parse().unwrap(),
+        };
+        assert_eq!(ListenReply::decode_ok(&ok.encode()).unwrap(), ok);
+        let err = ListenReply::Err {
+            req: 7,
+            errno: 98,
+            syscall: "bind".into(),
+            message: "m".into(),
+        };
+        assert_eq!(ListenReply::decode_err(&err.encode()).unwrap(), err);
+    }
+
+    #[test]
+    fn short_and_long_payloads_are_rejected() {
+        assert!(decode_u32(&[1, 2], "ack").is_err());
+        assert!(decode_u32(&[1, 2, 3, 4, 5], "ack").is_err());
+        assert!(ListenRequest::decode(&Writer::new().u32(1).i32(1).u32(99).finish()).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Scheduling policies: who accepts connections and how they reach workers.
+//!
+//! - [`Policy::RoundRobin`] (`rr`, the default): the primary owns the listening socket, accepts,
+//!   and hands each connection to the next worker with room in its window
+//!   ([`round_robin::Rotation`]).
+//! - [`Policy::Shared`] (`shared`, node:cluster's `SCHED_NONE`): every worker gets the listening
+//!   fd and accepts by itself; the kernel decides who wins.
+
+pub mod round_robin;
+
+use crate::error::{Error, Result};
+
+/// Environment variable that overrides the policy for a whole cluster: `rr` or `shared`.
+pub const ENV_POLICY: &str = "CORRAL_SCHED_POLICY";
+
+/// How connections are distributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The primary accepts and deals connections out in turn.
+    #[default]
+    RoundRobin,
+    /// Workers accept on a shared listening socket.
+    Shared,
+}
+
+impl Policy {
+    /// Parses `rr`/`round-robin` or `shared`/`none`.
+    pub fn parse(s: &str) -> Result<Policy> {
+        match s {
+            "rr" | "round-robin" => Ok(Policy::RoundRobin),
+            "shared" | "none" => Ok(Policy::Shared),
+            _ => Err(Error::invalid(format!(
+                "unknown scheduling policy {s:?}: expected \"rr\" or \"shared\""
+            ))),
+        }
+    }
+
+    /// The policy named by `CORRAL_SCHED_POLICY`, if set. An unknown value is an error (not
+    /// silently the default), so a typo is seen at start.
+    pub fn from_env() -> Result<Option<Policy>> {
+        match std::env::var(ENV_POLICY) {
+            Ok(v) if !v.is_empty() => Policy::parse(&v)
+                .map(Some)
+                .map_err(|e| e.context(ENV_POLICY)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `"rr"` or `"shared"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "rr",
+            Policy::Shared => "shared",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in [Policy::RoundRobin, Policy::Shared] {
+            assert_eq!(Policy::parse(p.name()).unwrap(), p);
+        }
+        assert_eq!(Policy::parse("none").unwrap(), Policy::Shared);
+        assert!(Policy::parse("fifo")
+            .unwrap_err()
+            .message()
+            .contains("\"rr\" or \"shared\""));
+    }
+}

@@ -1,0 +1,1250 @@
+//! The primary: starts workers, owns listeners, hands connections out, relays messages, watches
+//! exits, shuts down. Single-threaded and non-blocking: [`Primary::dispatch`] waits on one
+//! poller, handles what is ready, and queues [`Event`]s for [`Primary::next_event`].
+//!
+//! Connection handoff (round-robin): accept (`accept4`, close-on-exec), offer the fd to the next
+//! worker of the listener's rotation whose window of unacknowledged connections has room and
+//! whose channel is not backed up, send it with `MSG_DONTWAIT`, close the primary's copy. When
+//! nobody has room the connection waits in the listener's small pending queue and accepting
+//! stops, so the kernel backlog absorbs the load. The primary keeps the worker's end of every
+//! channel open as well: when a worker dies (or says goodbye) before taking connections already
+//! sent to it, they are still in that socket's queue, and the primary reads them back and hands
+//! them to another worker.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, WorkerId};
+use crate::ipc::proto::{self, ListenReply, ListenRequest};
+use crate::ipc::{Channel, Kind, Message, Recv};
+use crate::listener::{self, BoundAddr, ListenAddr};
+use crate::policy::round_robin::Rotation;
+use crate::policy::Policy;
+use crate::sys::{self, ExitStatus, SignalPipe, SpawnSpec};
+use crate::worker::{Worker, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Default window of connections handed to a worker and not yet acknowledged.
+pub const DEFAULT_WINDOW: u32 = 32;
+/// Default deadline of a graceful shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `send` reports backpressure (returns false) above this many queued bytes, as Node does.
+const SEND_HIGH_WATER: usize = 128 * 1024;
+/// Connections accepted per listener per dispatch before others get a turn.
+const ACCEPT_BATCH: usize = 256;
+/// Messages read from one worker per dispatch before others get a turn.
+const READ_BATCH: usize = 512;
+/// After EMFILE/ENFILE and other accept errors, wait this long before accepting again (the
+/// connections wait in the kernel backlog meanwhile).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+const TAG_LISTENER: usize = 0;
+const TAG_CHANNEL: usize = 1;
+const TAG_PIDFD: usize = 2;
+const TAG_SIGNAL: usize = 3;
+
+fn token(tag: usize, id: u64) -> Token {
+    Token(((id as usize) << 2) | tag)
+}
+
+/// Options of a primary. Fixed once the primary is created.
+#[derive(Debug, Clone)]
+pub struct PrimaryOptions {
+    /// Scheduling policy. `CORRAL_SCHED_POLICY` in the environment overrides it.
+    pub policy: Policy,
+    /// Connections a worker may have in flight (sent, not yet acknowledged). At least 1.
+    pub window: u32,
+    /// The program workers run in exec mode; `None` allows fork mode only.
+    pub exec: Option<SpawnSpec>,
+    /// Handle SIGINT and SIGTERM: the first starts a graceful shutdown, a second one SIGKILLs
+    /// what is left. This installs process-wide signal handlers (restored on drop).
+    pub shutdown_signals: bool,
+    /// Deadline of a shutdown started by a signal.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for PrimaryOptions {
+    fn default() -> Self {
+        PrimaryOptions {
+            policy: Policy::RoundRobin,
+            window: DEFAULT_WINDOW,
+            exec: None,
+            shutdown_signals: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// Lifecycle of a worker as the primary sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Started; its channel has not said online yet.
+    Starting,
+    /// Online, not listening.
+    Online,
+    /// Listening on at least one address.
+    Listening,
+    /// Asked to disconnect; finishing its work.
+    Disconnecting,
+    /// Channel closed; the process may still run.
+    Disconnected,
+}
+
+/// A snapshot of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    /// Id.
+    pub id: WorkerId,
+    /// Process id.
+    pub pid: i32,
+    /// State.
+    pub state: WorkerState,
+    /// Connections sent and not yet acknowledged.
+    pub inflight: u32,
+    /// Connections handed to it so far.
+    pub handed_off: u64,
+    /// Disconnect was asked for (or announced by the worker).
+    pub exited_after_disconnect: bool,
+    /// Its channel is open.
+    pub connected: bool,
+    /// Time since it was started.
+    pub uptime: Duration,
+}
+
+/// Result of [`Primary::fork_worker`].
+#[derive(Debug)]
+pub enum Forked {
+    /// In the primary: the new worker's id.
+    Primary(WorkerId),
+    /// In the child: the worker side. The primary handle is unusable in this process.
+    Worker(Box<Worker>),
+}
+
+struct Slot {
+    pid: i32,
+    pidfd: OwnedFd,
+    chan: Option<Channel>,
+    /// The worker's end of the channel, kept to recover connections it never took.
+    peer: Option<OwnedFd>,
+    state: WorkerState,
+    inflight: u32,
+    write_blocked: bool,
+    disconnect_asked: bool,
+    handed_off: u64,
+    started: Instant,
+    stdio: [Option<OwnedFd>; 3],
+}
+
+impl Slot {
+    fn can_take(&self, window: u32) -> bool {
+        self.inflight < window
+            && !self.write_blocked
+            && self.chan.as_ref().is_some_and(|c| !c.has_queued())
+    }
+}
+
+struct ListenerSlot {
+    id: u32,
+    fd: Option<OwnedFd>,
+    addr: BoundAddr,
+    rotation: Rotation,
+    /// Readiness seen and not yet drained to EAGAIN (the poller is edge-triggered).
+    ready: bool,
+    pending: VecDeque<OwnedFd>,
+    retry_at: Option<Instant>,
+    accepted: u64,
+}
+
+struct Shutdown {
+    deadline: Instant,
+    killed: bool,
+    reported: bool,
+}
+
+struct Inner {
+    opts: PrimaryOptions,
+    poll: Poll,
+    mio_events: mio::Events,
+    workers: BTreeMap<WorkerId, Slot>,
+    next_id: WorkerId,
+    listeners: Vec<ListenerSlot>,
+    by_addr: HashMap<ListenAddr, u32>,
+    events: VecDeque<Event>,
+    signals: Option<SignalPipe>,
+    shutdown: Option<Shutdown>,
+    /// Channels and listeners with work left over from the last dispatch (batch limits).
+    hot_channels: Vec<WorkerId>,
+    hot_listeners: Vec<u32>,
+    unix_paths: Vec<PathBuf>,
+    owner_pid: u32,
+}
+
+/// The primary side of a cluster.
+pub struct Primary {
+    inner: Option<Box<Inner>>,
+}
+
+impl std::fmt::Debug for Primary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(i) => f
+                .debug_struct("Primary")
+                .field("policy", &i.opts.policy)
+                .field("workers", &i.workers.len())
+                .field("listeners", &i.listeners.len())
+                .finish(),
+            None => f.write_str("Primary(forked child: unusable)"),
+        }
+    }
+}
+
+fn io_err(
+    syscall: &'static str,
+    what: impl std::fmt::Display,
+) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::os(syscall, what, &e)
+}
+
+impl Primary {
+    /// Creates a primary: a poller, and signal handlers when `shutdown_signals` asks.
+    /// `CORRAL_SCHED_POLICY` (rr|shared) overrides `opts.policy`; an unknown value is an error.
+    pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
+        if opts.window == 0 {
+            return Err(Error::invalid("window must be at least 1"));
+        }
+        if let Some(p) = Policy::from_env()? {
+            opts.policy = p;
+        }
+        let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
+        let signals = if opts.shutdown_signals {
+            let s = SignalPipe::install(&[libc::SIGINT, libc::SIGTERM])
+                .map_err(io_err("sigaction", "install SIGINT/SIGTERM handlers"))?;
+            poll.registry()
+                .register(
+                    &mut SourceFd(&s.fd().as_raw_fd()),
+                    token(TAG_SIGNAL, 0),
+                    Interest::READABLE,
+                )
+                .map_err(io_err("epoll_ctl", "watch signals"))?;
+            Some(s)
+        } else {
+            None
+        };
+        Ok(Primary {
+            inner: Some(Box::new(Inner {
+                opts,
+                poll,
+                mio_events: mio::Events::with_capacity(256),
+                workers: BTreeMap::new(),
+                next_id: 1,
+                listeners: Vec::new(),
+                by_addr: HashMap::new(),
+                events: VecDeque::new(),
+                signals,
+                shutdown: None,
+                hot_channels: Vec::new(),
+                hot_listeners: Vec::new(),
+                unix_paths: Vec::new(),
+                owner_pid: std::process::id(),
+            })),
+        })
+    }
+
+    fn inner(&mut self) -> Result<&mut Inner> {
+        self.inner.as_deref_mut().ok_or_else(|| {
+            Error::wrong_state(
+                "this process is a forked worker: its copy of the primary is unusable",
+            )
+        })
+    }
+
+    fn inner_ref(&self) -> Option<&Inner> {
+        self.inner.as_deref()
+    }
+
+    /// The scheduling policy in effect (after the environment override).
+    pub fn policy(&self) -> Policy {
+        self.inner_ref()
+            .map_or(Policy::RoundRobin, |i| i.opts.policy)
+    }
+
+    /// A pollable fd: readable when [`Primary::dispatch`] has work. Embed it in another loop
+    /// (epoll, libuv, libevent) and call `dispatch(Some(Duration::ZERO))` when it is readable or
+    /// when [`Primary::next_timeout`] expires.
+    pub fn poll_fd(&self) -> RawFd {
+        self.inner_ref().map_or(-1, |i| i.poll.as_raw_fd())
+    }
+
+    /// How long an embedding loop may sleep before calling `dispatch` again (`None`: until the
+    /// poll fd is readable).
+    pub fn next_timeout(&self) -> Option<Duration> {
+        let i = self.inner_ref()?;
+        if !i.events.is_empty() || !i.hot_channels.is_empty() || !i.hot_listeners.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut t: Option<Instant> = i
+            .shutdown
+            .as_ref()
+            .filter(|s| !s.killed)
+            .map(|s| s.deadline);
+        for l in &i.listeners {
+            if let Some(r) = l.retry_at {
+                t = Some(t.map_or(r, |x| x.min(r)));
+            }
+        }
+        t.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Pops the next queued event.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.inner.as_deref_mut()?.events.pop_front()
+    }
+
+    /// Starts a worker by exec (`PrimaryOptions::exec`), adding `env` to its environment.
+    /// The worker finds its id and channel in `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`.
+    pub fn spawn_worker(&mut self, env: &[(String, String)]) -> Result<WorkerId> {
+        let inner = self.inner()?;
+        inner.check_running()?;
+        let spec = inner.opts.exec.clone().ok_or_else(|| {
+            Error::wrong_state("spawn_worker needs PrimaryOptions::exec (or use fork_worker)")
+        })?;
+        let (mine, theirs) =
+            sys::seqpacket_pair().map_err(io_err("socketpair", "create worker channel"))?;
+        let id = inner.next_id;
+        let mut vars: Vec<(&str, String)> = vec![
+            (ENV_WORKER_ID, id.to_string()),
+            (ENV_CHANNEL_FD, theirs.as_raw_fd().to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let spawned = sys::spawn(&spec, theirs.as_fd(), &vars).map_err(|e| {
+            Error::os(
+                "spawn",
+                format!("start worker {}", spec.program.display()),
+                &e,
+            )
+        })?;
+        inner.next_id += 1;
+        inner.adopt(id, spawned.pid, mine, theirs, spawned.stdio)?;
+        Ok(id)
+    }
+
+    /// Forks a worker (prefork, as nginx and Apache). In the primary returns
+    /// `Forked::Primary(id)`; in the child `Forked::Worker`, after closing every fd of the
+    /// primary's (listeners, other workers' channels, the poller) and restoring the signal
+    /// dispositions the primary installed. The child has the primary's memory otherwise.
+    ///
+    /// Refused with `WrongState` when the process has more than one thread: after `fork` only
+    /// the calling thread exists, and locks other threads held (the allocator's) would stay
+    /// locked forever. Use exec mode there.
+    pub fn fork_worker(&mut self) -> Result<Forked> {
+        let inner = self.inner()?;
+        inner.check_running()?;
+        let (mine, theirs) =
+            sys::seqpacket_pair().map_err(io_err("socketpair", "create worker channel"))?;
+        let id = inner.next_id;
+        let outcome = sys::fork().map_err(|e| match e {
+            sys::ForkError::Threads(n) => Error::wrong_state(format!(
+                "fork mode needs a single-threaded primary, this process has {n} threads: \
+                 use exec mode (PrimaryOptions::exec) instead"
+            )),
+            sys::ForkError::Os(e) => Error::os("fork", "fork worker", &e),
+        })?;
+        match outcome {
+            sys::ForkOutcome::Parent(pid) => {
+                inner.next_id += 1;
+                inner.adopt(id, pid, mine, theirs, [None, None, None])?;
+                Ok(Forked::Primary(id))
+            }
+            sys::ForkOutcome::Child => {
+                drop(mine);
+                // Close this process's copies of everything the primary owns. Nothing else is
+                // touched: the primary's Drop only unlinks Unix sockets in the owner process.
+                drop(self.inner.take());
+                Ok(Forked::Worker(Box::new(Worker::from_channel(id, theirs)?)))
+            }
+        }
+    }
+
+    /// Sends an application message to a worker. Returns `false` when the message had to be
+    /// queued behind others beyond the high-water mark (backpressure, as Node's `send`).
+    pub fn send(&mut self, worker: WorkerId, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<bool> {
+        let inner = self.inner()?;
+        let slot = inner
+            .workers
+            .get_mut(&worker)
+            .ok_or_else(|| no_such(worker))?;
+        let chan = slot.chan.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Disconnected,
+                format!("worker {worker} is disconnected"),
+            )
+        })?;
+        chan.queue(Kind::User, data, fds)?;
+        inner.flush(worker);
+        let queued = inner
+            .workers
+            .get(&worker)
+            .and_then(|s| s.chan.as_ref())
+            .map_or(0, |c| c.queued_bytes());
+        Ok(queued < SEND_HIGH_WATER)
+    }
+
+    /// Sends `signal` to a worker's process. Nothing else changes (node:cluster's
+    /// `worker.kill()` in the primary does the same).
+    pub fn kill(&mut self, worker: WorkerId, signal: i32) -> Result<()> {
+        let inner = self.inner()?;
+        let slot = inner.workers.get(&worker).ok_or_else(|| no_such(worker))?;
+        sys::kill(slot.pid, signal).map_err(io_err(
+            "kill",
+            format!("signal {signal} to worker {worker}"),
+        ))
+    }
+
+    /// Asks a worker to disconnect gracefully: it gets no new connections from now on, finishes
+    /// what it has, closes its channel and exits. Its exit then has `exited_after_disconnect`.
+    pub fn disconnect(&mut self, worker: WorkerId) -> Result<()> {
+        let inner = self.inner()?;
+        if !inner.workers.contains_key(&worker) {
+            return Err(no_such(worker));
+        }
+        inner.ask_disconnect(worker);
+        Ok(())
+    }
+
+    /// Graceful shutdown of the whole cluster: stop accepting (listeners close), ask every
+    /// worker to disconnect, and SIGKILL those still running at `timeout`. Completion is
+    /// reported by `Event::ShutdownComplete { clean }`. Calling it again only shortens the
+    /// deadline.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        self.inner()?.begin_shutdown(timeout);
+        Ok(())
+    }
+
+    /// A shutdown was started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner_ref().is_some_and(|i| i.shutdown.is_some())
+    }
+
+    /// Ids of the workers that have not been reaped yet, ascending.
+    pub fn worker_ids(&self) -> Vec<WorkerId> {
+        self.inner_ref()
+            .map_or_else(Vec::new, |i| i.workers.keys().copied().collect())
+    }
+
+    /// A snapshot of one worker.
+    pub fn worker(&self, id: WorkerId) -> Option<WorkerInfo> {
+        let i = self.inner_ref()?;
+        let s = i.workers.get(&id)?;
+        Some(WorkerInfo {
+            id,
+            pid: s.pid,
+            state: s.state,
+            inflight: s.inflight,
+            handed_off: s.handed_off,
+            exited_after_disconnect: s.disconnect_asked,
+            connected: s.chan.is_some(),
+            uptime: s.started.elapsed(),
+        })
+    }
+
+    /// Takes the primary's end of a worker's piped stdio stream (0, 1 or 2), if it was piped.
+    pub fn take_stdio(&mut self, worker: WorkerId, stream: usize) -> Option<OwnedFd> {
+        self.inner
+            .as_deref_mut()?
+            .workers
+            .get_mut(&worker)?
+            .stdio
+            .get_mut(stream)?
+            .take()
+    }
+
+    /// Resolved address of a listener.
+    pub fn listener_addr(&self, listener: u32) -> Option<BoundAddr> {
+        let i = self.inner_ref()?;
+        i.listeners
+            .get(listener.checked_sub(1)? as usize)
+            .map(|l| l.addr.clone())
+    }
+
+    /// Waits up to `timeout` (`None`: until something happens) and handles what is ready:
+    /// accepts and hands out connections, reads channels, reaps exits, enforces deadlines.
+    /// Events are queued for [`Primary::next_event`].
+    pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let inner = self.inner()?;
+        inner.dispatch(timeout)
+    }
+}
+
+fn no_such(worker: WorkerId) -> Error {
+    Error::new(
+        ErrorKind::NoSuchWorker,
+        format!("no worker with id {worker}"),
+    )
+}
+
+/// Dropping the primary ends its cluster: remaining workers are SIGKILLed and reaped, Unix
+/// socket paths it created are unlinked. (In a forked worker's copy, nothing happens.)
+impl Drop for Primary {
+    fn drop(&mut self) {
+        let Some(i) = self.inner.as_deref() else {
+            return;
+        };
+        if i.owner_pid != std::process::id() {
+            return;
+        }
+        for slot in i.workers.values() {
+            let _ = sys::kill(slot.pid, libc::SIGKILL);
+        }
+        for slot in i.workers.values() {
+            // SIGKILL cannot be caught: the exit follows promptly; bounded anyway.
+            for _ in 0..2000 {
+                match sys::reap(slot.pid) {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                    _ => break,
+                }
+            }
+        }
+        for p in &i.unix_paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Inner {
+    fn check_running(&self) -> Result<()> {
+        if self.shutdown.is_some() {
+            return Err(Error::wrong_state(
+                "the primary is shutting down: no new workers",
+            ));
+        }
+        Ok(())
+    }
+
+    fn adopt(
+        &mut self,
+        id: WorkerId,
+        pid: i32,
+        chan: OwnedFd,
+        peer: OwnedFd,
+        stdio: [Option<OwnedFd>; 3],
+    ) -> Result<()> {
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Without a pidfd we could never notice its exit: do not leave it running.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::reap(pid);
+                return Err(Error::os(
+                    "pidfd_open",
+                    format!("watch worker {id} (pid {pid})"),
+                    &e,
+                ));
+            }
+        };
+        let reg = self.poll.registry();
+        reg.register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            token(TAG_PIDFD, id),
+            Interest::READABLE,
+        )
+        .map_err(io_err("epoll_ctl", "watch worker exit"))?;
+        reg.register(
+            &mut SourceFd(&chan.as_raw_fd()),
+            token(TAG_CHANNEL, id),
+            Interest::READABLE,
+        )
+        .map_err(io_err("epoll_ctl", "watch worker channel"))?;
+        self.workers.insert(
+            id,
+            Slot {
+                pid,
+                pidfd,
+                chan: Some(Channel::new(chan)),
+                peer: Some(peer),
+                state: WorkerState::Starting,
+                inflight: 0,
+                write_blocked: false,
+                disconnect_asked: false,
+                handed_off: 0,
+                started: Instant::now(),
+                stdio,
+            },
+        );
+        self.events.push_back(Event::Fork { worker: id, pid });
+        Ok(())
+    }
+
+    fn dispatch(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let mut timeout = timeout;
+        let busy = !self.hot_channels.is_empty() || !self.hot_listeners.is_empty();
+        if busy {
+            timeout = Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut cap = |t: Instant| {
+            let d = t.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(d, |x| x.min(d)));
+        };
+        if let Some(s) = self.shutdown.as_ref().filter(|s| !s.killed) {
+            cap(s.deadline);
+        }
+        for l in &self.listeners {
+            if let Some(r) = l.retry_at {
+                cap(r);
+            }
+        }
+        match self.poll.poll(&mut self.mio_events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::os("epoll_wait", "poll", &e)),
+        }
+        let ready: Vec<(usize, bool)> = self
+            .mio_events
+            .iter()
+            .map(|e| (e.token().0, e.is_writable() && !e.is_readable()))
+            .collect();
+        let hot_channels = std::mem::take(&mut self.hot_channels);
+        let hot_listeners = std::mem::take(&mut self.hot_listeners);
+        for (t, write_only) in ready {
+            let id = (t >> 2) as u64;
+            match t & 3 {
+                TAG_LISTENER => {
+                    if let Some(l) = self.listener_mut(id as u32) {
+                        l.ready = true;
+                    }
+                    self.pump(id as u32);
+                }
+                TAG_CHANNEL => {
+                    self.on_writable(id);
+                    if !write_only {
+                        self.read_channel(id);
+                    }
+                }
+                TAG_PIDFD => self.on_exit(id),
+                _ => self.on_signals(),
+            }
+        }
+        for id in hot_channels {
+            self.read_channel(id);
+        }
+        for lid in hot_listeners {
+            self.pump(lid);
+        }
+        let now = Instant::now();
+        let retry: Vec<u32> = self
+            .listeners
+            .iter_mut()
+            .filter(|l| l.retry_at.is_some_and(|r| r <= now))
+            .map(|l| {
+                l.retry_at = None;
+                l.id
+            })
+            .collect();
+        for lid in retry {
+            self.pump(lid);
+        }
+        self.check_deadline();
+        Ok(())
+    }
+
+    fn listener_mut(&mut self, lid: u32) -> Option<&mut ListenerSlot> {
+        self.listeners.get_mut(lid.checked_sub(1)? as usize)
+    }
+
+    fn on_signals(&mut self) {
+        let sigs = self.signals.as_ref().map(|s| s.drain()).unwrap_or_default();
+        for signal in sigs {
+            self.events.push_back(Event::Signal { signal });
+            if self.shutdown.is_some() {
+                // A second signal: stop waiting.
+                self.kill_all();
+            } else {
+                self.begin_shutdown(self.opts.shutdown_timeout);
+            }
+        }
+    }
+
+    /// Reads messages from a worker's channel (at most a batch; the rest next dispatch).
+    fn read_channel(&mut self, id: WorkerId) {
+        for _ in 0..READ_BATCH {
+            let Some(chan) = self.workers.get_mut(&id).and_then(|s| s.chan.as_mut()) else {
+                return;
+            };
+            match chan.recv(true) {
+                Ok(Recv::Message(m)) => {
+                    if let Err(error) = self.on_message(id, m) {
+                        self.events.push_back(Event::Error {
+                            worker: Some(id),
+                            error,
+                        });
+                        self.close_channel(id, false);
+                        return;
+                    }
+                }
+                Ok(Recv::WouldBlock) => return,
+                Ok(Recv::Eof) => {
+                    self.close_channel(id, false);
+                    return;
+                }
+                Err(error) => {
+                    let error = error.context(format!("worker {id}"));
+                    self.events.push_back(Event::Error {
+                        worker: Some(id),
+                        error,
+                    });
+                    self.close_channel(id, false);
+                    return;
+                }
+            }
+        }
+        self.hot_channels.push(id);
+    }
+
+    fn on_message(&mut self, id: WorkerId, m: Message) -> Result<()> {
+        let expect_fds = |n: usize| {
+            if m.fds.len() > n {
+                Err(Error::protocol(format!(
+                    "malformed frame: {:?} with {} fds",
+                    m.kind,
+                    m.fds.len()
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match m.kind {
+            Kind::Ack => {
+                expect_fds(0)?;
+                let n = proto::decode_u32(&m.data, "ack")?;
+                let slot = self.workers.get_mut(&id).expect("reading its channel");
+                slot.inflight = slot.inflight.saturating_sub(n);
+                self.pump_worker_listeners(id);
+            }
+            Kind::Online => {
+                expect_fds(0)?;
+                let slot = self.workers.get_mut(&id).expect("reading its channel");
+                if slot.state == WorkerState::Starting {
+                    slot.state = WorkerState::Online;
+                    self.events.push_back(Event::Online { worker: id });
+                }
+            }
+            Kind::Listen => {
+                expect_fds(0)?;
+                let req = ListenRequest::decode(&m.data)?;
+                self.on_listen(id, req);
+            }
+            Kind::Unlisten => {
+                expect_fds(0)?;
+                let lid = proto::decode_u32(&m.data, "unlisten")?;
+                if let Some(l) = self.listener_mut(lid) {
+                    l.rotation.remove(id);
+                }
+            }
+            Kind::User => {
+                self.events.push_back(Event::Message {
+                    worker: id,
+                    data: m.data,
+                    fds: m.fds,
+                });
+            }
+            Kind::Ready => {
+                expect_fds(0)?;
+                self.events.push_back(Event::Ready { worker: id });
+            }
+            Kind::Heartbeat => expect_fds(0)?,
+            Kind::Bye => {
+                expect_fds(0)?;
+                if let Some(s) = self.workers.get_mut(&id) {
+                    s.disconnect_asked = true;
+                }
+                self.close_channel(id, true);
+            }
+            Kind::Conn | Kind::ListenOk | Kind::ListenErr | Kind::Disconnect => {
+                return Err(Error::protocol(format!(
+                    "malformed frame: {:?} is only sent by the primary",
+                    m.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_listen(&mut self, id: WorkerId, req: ListenRequest) {
+        let result = if self.shutdown.is_some() {
+            Err(Error::wrong_state("the primary is shutting down"))
+        } else {
+            self.listener_for(&req)
+        };
+        let lid = match result {
+            Ok(lid) => lid,
+            Err(e) => {
+                let reply = ListenReply::Err {
+                    req: req.req,
+                    errno: e.errno(),
+                    syscall: e.syscall().unwrap_or("listen").to_string(),
+                    message: e.message().to_string(),
+                };
+                self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+                return;
+            }
+        };
+        let policy = self.opts.policy;
+        let l = &self.listeners[lid as usize - 1];
+        let addr = l.addr.clone();
+        let fds = match policy {
+            Policy::Shared => match l.fd.as_ref().map(|fd| sys::dup_cloexec(fd.as_fd())) {
+                Some(Ok(fd)) => vec![fd],
+                Some(Err(e)) => {
+                    let e = Error::os("dup", format!("share listener {addr}"), &e);
+                    let reply = ListenReply::Err {
+                        req: req.req,
+                        errno: e.errno(),
+                        syscall: "listen".into(),
+                        message: e.message().to_string(),
+                    };
+                    self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+                    return;
+                }
+                None => Vec::new(),
+            },
+            Policy::RoundRobin => Vec::new(),
+        };
+        let reply = ListenReply::Ok {
+            req: req.req,
+            listener: lid,
+            addr: addr.clone(),
+        };
+        if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
+            return;
+        }
+        if let Some(slot) = self.workers.get_mut(&id) {
+            if matches!(slot.state, WorkerState::Starting | WorkerState::Online) {
+                slot.state = WorkerState::Listening;
+            }
+        }
+        if policy == Policy::RoundRobin {
+            self.listeners[lid as usize - 1].rotation.add(id);
+            self.pump(lid);
+        }
+        self.events.push_back(Event::Listening {
+            worker: id,
+            listener: lid,
+            addr,
+        });
+    }
+
+    /// The listener for a request: the existing one for the same address, or a new one.
+    fn listener_for(&mut self, req: &ListenRequest) -> Result<u32> {
+        if let Some(&lid) = self.by_addr.get(&req.addr) {
+            return Ok(lid);
+        }
+        let backlog = if req.backlog <= 0 {
+            listener::DEFAULT_BACKLOG
+        } else {
+            req.backlog
+        };
+        let bound = listener::bind(&req.addr, backlog)?;
+        let lid = self.listeners.len() as u32 + 1;
+        if self.opts.policy == Policy::RoundRobin {
+            self.poll
+                .registry()
+                .register(
+                    &mut SourceFd(&bound.fd.as_raw_fd()),
+                    token(TAG_LISTENER, lid as u64),
+                    Interest::READABLE,
+                )
+                .map_err(io_err("epoll_ctl", "watch listener"))?;
+        }
+        if let BoundAddr::Unix(p) = &bound.addr {
+            self.unix_paths.push(p.clone());
+        }
+        self.listeners.push(ListenerSlot {
+            id: lid,
+            fd: Some(bound.fd),
+            addr: bound.addr,
+            rotation: Rotation::default(),
+            ready: true,
+            pending: VecDeque::new(),
+            retry_at: None,
+            accepted: 0,
+        });
+        self.by_addr.insert(req.addr.clone(), lid);
+        Ok(lid)
+    }
+
+    /// Queues a message to a worker and flushes. `false` if the worker's channel is gone.
+    fn queue_to(&mut self, id: WorkerId, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> bool {
+        let Some(chan) = self.workers.get_mut(&id).and_then(|s| s.chan.as_mut()) else {
+            return false;
+        };
+        if let Err(error) = chan.queue(kind, data, fds) {
+            self.events.push_back(Event::Error {
+                worker: Some(id),
+                error,
+            });
+            return false;
+        }
+        self.flush(id);
+        self.workers.get(&id).is_some_and(|s| s.chan.is_some())
+    }
+
+    /// Flushes a worker's queue; arms writable interest when the socket is full.
+    fn flush(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(chan) = slot.chan.as_mut() else {
+            return;
+        };
+        match chan.flush(false) {
+            Ok(true) => {}
+            Ok(false) => self.arm_writable(id),
+            Err(e) => {
+                let error = Error::os("sendmsg", format!("send to worker {id}"), &e);
+                self.events.push_back(Event::Error {
+                    worker: Some(id),
+                    error,
+                });
+                self.close_channel(id, false);
+            }
+        }
+    }
+
+    fn arm_writable(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if slot.write_blocked {
+            return;
+        }
+        slot.write_blocked = true;
+        if let Some(chan) = slot.chan.as_ref() {
+            let _ = self.poll.registry().reregister(
+                &mut SourceFd(&chan.raw_fd()),
+                token(TAG_CHANNEL, id),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+        }
+    }
+
+    fn on_writable(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if !slot.write_blocked {
+            return;
+        }
+        slot.write_blocked = false;
+        if let Some(chan) = slot.chan.as_ref() {
+            let _ = self.poll.registry().reregister(
+                &mut SourceFd(&chan.raw_fd()),
+                token(TAG_CHANNEL, id),
+                Interest::READABLE,
+            );
+        }
+        self.flush(id);
+        self.pump_worker_listeners(id);
+    }
+
+    fn pump_worker_listeners(&mut self, id: WorkerId) {
+        let lids: Vec<u32> = self
+            .listeners
+            .iter()
+            .filter(|l| l.rotation.contains(id) && (l.ready || !l.pending.is_empty()))
+            .map(|l| l.id)
+            .collect();
+        for lid in lids {
+            self.pump(lid);
+        }
+    }
+
+    /// Offers `fd` to the listener's workers in turn. Gives the fd back when nobody can take
+    /// it now. Workers whose channel broke are closed afterwards.
+    fn offer(&mut self, lid: u32, fd: OwnedFd) -> std::result::Result<(), OwnedFd> {
+        let window = self.opts.window;
+        let Inner {
+            listeners, workers, ..
+        } = self;
+        let l = &mut listeners[lid as usize - 1];
+        let payload = proto::u32_payload(lid);
+        let mut broken = Vec::new();
+        let mut blocked = Vec::new();
+        let taken = l.rotation.offer(|wid| {
+            let Some(slot) = workers.get_mut(&wid) else {
+                return false;
+            };
+            if !slot.can_take(window) {
+                return false;
+            }
+            let chan = slot.chan.as_mut().expect("can_take checks the channel");
+            match chan.try_send_single(Kind::Conn, &payload, &[fd.as_fd()]) {
+                Ok(true) => {
+                    slot.inflight += 1;
+                    slot.handed_off += 1;
+                    true
+                }
+                Ok(false) => {
+                    blocked.push(wid);
+                    false
+                }
+                Err(e) => {
+                    broken.push((wid, e));
+                    false
+                }
+            }
+        });
+        for wid in blocked {
+            self.arm_writable(wid);
+        }
+        for (wid, e) in broken {
+            let error = Error::os("sendmsg", format!("hand a connection to worker {wid}"), &e);
+            self.events.push_back(Event::Error {
+                worker: Some(wid),
+                error,
+            });
+            self.close_channel(wid, false);
+        }
+        match taken {
+            // The primary's copy closes here, right after the send.
+            Some(_) => Ok(()),
+            None => Err(fd),
+        }
+    }
+
+    fn any_capacity(&self, lid: u32) -> bool {
+        let l = &self.listeners[lid as usize - 1];
+        l.rotation.members().iter().any(|w| {
+            self.workers
+                .get(w)
+                .is_some_and(|s| s.can_take(self.opts.window))
+        })
+    }
+
+    /// Hands out pending connections, then accepts while some worker has room.
+    fn pump(&mut self, lid: u32) {
+        if lid == 0 || lid as usize > self.listeners.len() {
+            return;
+        }
+        let i = lid as usize - 1;
+        let mut budget = ACCEPT_BATCH;
+        loop {
+            if let Some(fd) = self.listeners[i].pending.pop_front() {
+                if let Err(fd) = self.offer(lid, fd) {
+                    self.listeners[i].pending.push_front(fd);
+                    return;
+                }
+                continue;
+            }
+            let l = &self.listeners[i];
+            if l.fd.is_none() || !l.ready || l.retry_at.is_some() || self.shutdown.is_some() {
+                return;
+            }
+            if budget == 0 {
+                self.hot_listeners.push(lid);
+                return;
+            }
+            if !self.any_capacity(lid) {
+                // Backpressure: leave connections in the kernel backlog.
+                return;
+            }
+            budget -= 1;
+            let accepted = match self.listeners[i].fd.as_ref() {
+                Some(lfd) => sys::accept_cloexec(lfd.as_fd()),
+                None => return,
+            };
+            match accepted {
+                Ok(Some(fd)) => {
+                    self.listeners[lid as usize - 1].accepted += 1;
+                    if let Err(fd) = self.offer(lid, fd) {
+                        self.listeners[lid as usize - 1].pending.push_back(fd);
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    self.listeners[lid as usize - 1].ready = false;
+                    return;
+                }
+                Err(e) => {
+                    let l = &mut self.listeners[lid as usize - 1];
+                    l.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    let error = Error::os("accept", format!("accept on {}", l.addr), &e);
+                    self.events.push_back(Event::Error {
+                        worker: None,
+                        error,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn ask_disconnect(&mut self, id: WorkerId) {
+        for l in &mut self.listeners {
+            l.rotation.remove(id);
+        }
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        slot.disconnect_asked = true;
+        if slot.chan.is_none() || slot.state == WorkerState::Disconnecting {
+            return;
+        }
+        slot.state = WorkerState::Disconnecting;
+        self.queue_to(id, Kind::Disconnect, Vec::new(), Vec::new());
+    }
+
+    /// Closes the primary's end of a worker's channel. With `recover`, the worker will never
+    /// read again (it said goodbye), so connections still queued to it are taken back.
+    fn close_channel(&mut self, id: WorkerId, recover: bool) {
+        for l in &mut self.listeners {
+            l.rotation.remove(id);
+        }
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(chan) = slot.chan.take() else { return };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&chan.raw_fd()));
+        drop(chan);
+        slot.state = WorkerState::Disconnected;
+        slot.write_blocked = false;
+        self.hot_channels.retain(|&w| w != id);
+        if recover {
+            self.recover(id);
+        }
+        self.events.push_back(Event::Disconnect { worker: id });
+    }
+
+    /// Reads back connections that were sent to a worker that will never take them, and hands
+    /// them to others.
+    fn recover(&mut self, id: WorkerId) {
+        let Some(peer) = self.workers.get_mut(&id).and_then(|s| s.peer.take()) else {
+            return;
+        };
+        let mut chan = Channel::new(peer);
+        let mut lids = Vec::new();
+        // Bounded: the queue holds at most what the socket buffer held.
+        for _ in 0..65_536 {
+            match chan.recv(true) {
+                Ok(Recv::Message(m)) if m.kind == Kind::Conn => {
+                    let Ok(lid) = proto::decode_u32(&m.data, "conn") else {
+                        continue;
+                    };
+                    if let (Some(l), Some(fd)) = (self.listener_mut(lid), m.fds.into_iter().next())
+                    {
+                        l.pending.push_front(fd);
+                        lids.push(lid);
+                    }
+                }
+                Ok(Recv::Message(_)) | Err(_) => {}
+                Ok(Recv::WouldBlock) | Ok(Recv::Eof) => break,
+            }
+        }
+        if let Some(s) = self.workers.get_mut(&id) {
+            s.inflight = 0;
+        }
+        lids.sort_unstable();
+        lids.dedup();
+        for lid in lids {
+            self.pump(lid);
+        }
+    }
+
+    fn on_exit(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get(&id) else {
+            return;
+        };
+        let pid = slot.pid;
+        let status = match sys::reap(pid) {
+            Ok(Some(st)) => st,
+            Ok(None) => return, // spurious wake-up
+            Err(e) => {
+                // ECHILD: someone else reaped it (a process-wide SIGCHLD handler); report it.
+                let error = Error::os("waitpid", format!("reap worker {id} (pid {pid})"), &e);
+                self.events.push_back(Event::Error {
+                    worker: Some(id),
+                    error,
+                });
+                ExitStatus {
+                    code: None,
+                    signal: None,
+                }
+            }
+        };
+        self.close_channel(id, false);
+        self.recover(id);
+        let slot = self.workers.remove(&id).expect("present above");
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&slot.pidfd.as_raw_fd()));
+        self.events.push_back(Event::Exit {
+            worker: id,
+            pid,
+            status,
+            exited_after_disconnect: slot.disconnect_asked,
+        });
+        self.check_shutdown_done();
+    }
+
+    fn begin_shutdown(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        if let Some(s) = self.shutdown.as_mut() {
+            s.deadline = s.deadline.min(deadline);
+            return;
+        }
+        self.shutdown = Some(Shutdown {
+            deadline,
+            killed: false,
+            reported: false,
+        });
+        for l in &mut self.listeners {
+            if let Some(fd) = l.fd.take() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&fd.as_raw_fd()));
+            }
+            // Not yet handed out: the clients see a reset, as with any closing server.
+            l.pending.clear();
+        }
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for id in ids {
+            self.ask_disconnect(id);
+        }
+        self.check_shutdown_done();
+    }
+
+    fn kill_all(&mut self) {
+        if let Some(s) = self.shutdown.as_mut() {
+            s.killed = true;
+        }
+        for slot in self.workers.values() {
+            let _ = sys::kill(slot.pid, libc::SIGKILL);
+        }
+    }
+
+    fn check_deadline(&mut self) {
+        if let Some(s) = &self.shutdown {
+            if !s.killed && Instant::now() >= s.deadline && !self.workers.is_empty() {
+                self.kill_all();
+            }
+        }
+    }
+
+    fn check_shutdown_done(&mut self) {
+        if let Some(s) = self.shutdown.as_mut() {
+            if self.workers.is_empty() && !s.reported {
+                s.reported = true;
+                self.events
+                    .push_back(Event::ShutdownComplete { clean: !s.killed });
+            }
+        }
+    }
+}

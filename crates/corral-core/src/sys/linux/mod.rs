@@ -1,0 +1,20 @@
+//! Linux implementation of the `sys` contract (see `sys/mod.rs`).
+
+mod cpu;
+mod errno;
+mod fd;
+mod net;
+mod process;
+mod seqpacket;
+mod signal;
+
+pub use cpu::available_parallelism;
+pub use errno::{errno_name, last_errno};
+pub use fd::{dup_cloexec, fd_count, set_cloexec, set_nonblocking};
+pub use net::accept_cloexec;
+pub use process::{
+    adopt_seqpacket, fork, kill, pidfd_open, reap, spawn, thread_count, ExitStatus, ForkError,
+    ForkOutcome, SpawnSpec, Spawned, StdioSpec,
+};
+pub use seqpacket::{recv_datagram, send_datagram, seqpacket_pair, Received, MAX_FDS};
+pub use signal::SignalPipe;

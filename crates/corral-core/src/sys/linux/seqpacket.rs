@@ -1,0 +1,205 @@
+//! `SOCK_SEQPACKET` socketpairs and datagrams carrying fds (`SCM_RIGHTS`).
+//!
+//! Every datagram is sent in one `sendmsg` with `MSG_NOSIGNAL` (a dead peer is `EPIPE`, never
+//! SIGPIPE). Non-blocking behaviour is chosen per call (`MSG_DONTWAIT`), not by `O_NONBLOCK`, so
+//! one thread may block in `recvmsg` while another sends without blocking on the same socket.
+//! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
+
+use super::fd::cvt;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Most fds one datagram may carry.
+pub const MAX_FDS: usize = 16;
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two fds into the array we pass.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+const CMSG_SPACE_FDS: usize = 128; // >= CMSG_SPACE(MAX_FDS * sizeof(int)) on every ABI
+
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_SPACE_FDS]);
+
+/// Sends `head` + `body` as one datagram with `fds` attached.
+/// `Err(WouldBlock)` when `nonblocking` and the peer's queue is full.
+pub fn send_datagram(
+    sock: BorrowedFd<'_>,
+    head: &[u8],
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<()> {
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per datagram");
+    let mut iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut _,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut _,
+            iov_len: body.len(),
+        },
+    ];
+    let mut cbuf = CmsgBuf([0; CMSG_SPACE_FDS]);
+    // SAFETY: msghdr is plain data; all pointers set below outlive the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = if body.is_empty() { 1 } else { 2 };
+    if !fds.is_empty() {
+        let payload = (fds.len() * mem::size_of::<RawFd>()) as u32;
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        debug_assert!(space <= CMSG_SPACE_FDS);
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` zeroed, aligned bytes, so CMSG_FIRSTHDR is a
+        // valid header and CMSG_DATA has room for `payload` bytes.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
+        }
+    }
+    let flags = libc::MSG_NOSIGNAL | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        // SAFETY: msg and everything it points to is valid for the duration of the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
+        if n >= 0 {
+            // SEQPACKET sends are atomic: all or an error.
+            debug_assert_eq!(n as usize, head.len() + body.len());
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// One received datagram.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes written into the buffer; 0 with no fds means the peer closed its end.
+    pub len: usize,
+    /// Attached fds, close-on-exec, owned.
+    pub fds: Vec<OwnedFd>,
+    /// The datagram or its control data did not fit (`MSG_TRUNC`/`MSG_CTRUNC`).
+    pub truncated: bool,
+}
+
+/// Receives one datagram into `buf`. `Err(WouldBlock)` when `nonblocking` and nothing is queued.
+pub fn recv_datagram(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<Received> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf([0; CMSG_SPACE_FDS]);
+    // SAFETY: msghdr is plain data; all pointers set below outlive the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE_FDS as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    let n = loop {
+        // SAFETY: msg points at our buffers, valid for the duration of the call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsg headers; we walk
+    // them with the CMSG_* macros and take ownership of every SCM_RIGHTS fd exactly once.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                for i in 0..bytes / mem::size_of::<RawFd>() {
+                    let fd = data.cast::<RawFd>().add(i).read_unaligned();
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+    Ok(Received {
+        len: n,
+        fds,
+        truncated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn datagrams_keep_boundaries_and_fds() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (x, _y) = seqpacket_pair().unwrap();
+        send_datagram(a.as_fd(), b"head", b"body", &[x.as_fd()], true).unwrap();
+        send_datagram(a.as_fd(), b"second", b"", &[], true).unwrap();
+        let mut buf = [0u8; 64];
+        let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(&buf[..r.len], b"headbody");
+        assert_eq!(r.fds.len(), 1);
+        assert!(!r.truncated);
+        let flags = unsafe { libc::fcntl(r.fds[0].as_raw_fd(), libc::F_GETFD) };
+        assert_ne!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "received fd must be close-on-exec"
+        );
+        let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(&buf[..r.len], b"second");
+        let e = recv_datagram(b.as_fd(), &mut buf, true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(a);
+        let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(r.len, 0, "EOF after the peer closed");
+    }
+
+    #[test]
+    fn truncation_is_reported() {
+        let (a, b) = seqpacket_pair().unwrap();
+        send_datagram(a.as_fd(), &[7u8; 32], b"", &[], true).unwrap();
+        let mut small = [0u8; 8];
+        assert!(
+            recv_datagram(b.as_fd(), &mut small, true)
+                .unwrap()
+                .truncated
+        );
+    }
+}

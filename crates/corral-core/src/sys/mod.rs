@@ -1,0 +1,29 @@
+//! Everything that touches the operating system lives below this module.
+//!
+//! A platform must provide, with the same signatures as `sys/linux/`:
+//!
+//! | need                        | Linux (`sys/linux/`)                  | named fallback elsewhere            |
+//! |-----------------------------|---------------------------------------|-------------------------------------|
+//! | message channel             | `socketpair(AF_UNIX, SOCK_SEQPACKET)` | `SOCK_STREAM` + length-prefixed frames (macOS has no SEQPACKET for AF_UNIX socketpairs) |
+//! | fd passing                  | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`      | `SCM_RIGHTS`, then `FD_CLOEXEC` by `fcntl` |
+//! | accept                      | `accept4(SOCK_CLOEXEC)`               | `accept` + `fcntl(FD_CLOEXEC)`      |
+//! | spawn (exec) / fork         | `fork`/`execve` through `std::process` | same                               |
+//! | child watching              | `pidfd_open` (Linux 5.3) in the poller | kqueue `EVFILT_PROC`/`NOTE_EXIT`    |
+//! | worker dies with primary    | `PR_SET_PDEATHSIG` + channel EOF      | channel EOF only                    |
+//! | poller                      | epoll through mio                     | kqueue through mio                  |
+//! | CPU count                   | affinity mask and cgroup v2 `cpu.max` | `std::thread::available_parallelism` |
+//! | signal wake-up (opt-in)     | `sigaction` + self-pipe               | same                                |
+//!
+//! `unsafe` is allowed here and in the C ABI crate only; every block says why it is sound.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "corral-core supports Linux only for now: a port needs sys/<os>/ with a message channel \
+     (SOCK_STREAM framing if SOCK_SEQPACKET is missing), SCM_RIGHTS, child watching \
+     (kqueue EVFILT_PROC instead of pidfd) and a CPU count; see the table in sys/mod.rs"
+);

@@ -1,0 +1,431 @@
+//! The worker side: the channel to the primary, listening through it, and one stream of events
+//! (connections, messages, a disconnect request, the primary's death).
+//!
+//! Whatever the policy, connections arrive the same way: in round-robin they come over the
+//! channel, in shared mode the worker accepts on the listening fd it was given. Connections are
+//! acknowledged to the primary when they are taken off the channel, which opens room in the
+//! worker's window.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::proto::{self, ListenReply, ListenRequest};
+use crate::ipc::{Channel, Kind, Message, Recv};
+use crate::listener::{BoundAddr, ListenAddr};
+use crate::sys;
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Environment variable carrying the worker id (removed once read).
+pub const ENV_WORKER_ID: &str = "CORRAL_WORKER_ID";
+/// Environment variable carrying the channel's fd number (removed once read).
+pub const ENV_CHANNEL_FD: &str = "CORRAL_CHANNEL_FD";
+
+const CHANNEL_TOKEN: Token = Token(0);
+
+/// Something for the worker to handle.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// A client connection (a blocking, close-on-exec socket the worker now owns).
+    Connection {
+        /// The listener it came from.
+        listener: u32,
+        /// The connection.
+        fd: OwnedFd,
+    },
+    /// An application message from the primary.
+    Message {
+        /// Payload.
+        data: Vec<u8>,
+        /// Attached fds.
+        fds: Vec<OwnedFd>,
+    },
+    /// The primary asks this worker to finish its work and disconnect (no new connections
+    /// will come; close listeners, finish in-flight requests, then [`Worker::disconnect`]).
+    Disconnect,
+    /// The primary is gone (channel EOF). A worker should exit now.
+    PrimaryGone,
+}
+
+/// A listener as the worker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    /// Listener id (shared by every worker on the same address).
+    pub id: u32,
+    /// The resolved address.
+    pub addr: BoundAddr,
+    /// In shared mode, the listening socket (owned by the worker; it accepts on it).
+    pub shared_fd: Option<RawFd>,
+}
+
+struct SharedListener {
+    fd: OwnedFd,
+    ready: bool,
+}
+
+/// The worker side of a channel.
+pub struct Worker {
+    id: u64,
+    chan: Channel,
+    poll: Poll,
+    mio_events: mio::Events,
+    shared: HashMap<u32, SharedListener>,
+    accept_turn: Vec<u32>,
+    events: VecDeque<WorkerEvent>,
+    unacked: u32,
+    next_req: u32,
+    gone: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("chan", &self.chan)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// The worker side, if a corral primary started this process: reads `CORRAL_WORKER_ID` and
+    /// `CORRAL_CHANNEL_FD`, removes both from the environment (so the worker's own children are
+    /// not workers), takes ownership of the channel fd and tells the primary it is online.
+    /// `Ok(None)` when the variables are absent (this process is a primary).
+    ///
+    /// Removing variables changes the process environment: call it before starting threads.
+    pub fn from_env() -> Result<Option<Worker>> {
+        let Some((id, fd)) = Self::take_env()? else {
+            return Ok(None);
+        };
+        let fd = sys::adopt_seqpacket(fd).map_err(|e| {
+            Error::os(
+                "getsockopt",
+                format!("{ENV_CHANNEL_FD}={fd} is not a corral channel"),
+                &e,
+            )
+        })?;
+        Worker::from_channel(id, fd).map(Some)
+    }
+
+    /// Reads and removes the role variables (`Ok(None)` when absent). The fd is not checked
+    /// or taken yet: see `sys::adopt_seqpacket`.
+    pub fn take_env() -> Result<Option<(u64, RawFd)>> {
+        let (Ok(id), Ok(fd)) = (std::env::var(ENV_WORKER_ID), std::env::var(ENV_CHANNEL_FD)) else {
+            return Ok(None);
+        };
+        std::env::remove_var(ENV_WORKER_ID);
+        std::env::remove_var(ENV_CHANNEL_FD);
+        let bad = |what: String| {
+            Error::invalid(format!("{what}; is this process really a corral worker?"))
+        };
+        let id: u64 = id
+            .parse()
+            .map_err(|_| bad(format!("{ENV_WORKER_ID}={id:?} is not a number")))?;
+        let fd: RawFd = fd
+            .parse()
+            .map_err(|_| bad(format!("{ENV_CHANNEL_FD}={fd:?} is not an fd")))?;
+        Ok(Some((id, fd)))
+    }
+
+    /// Wraps a channel end (fork mode, or after [`Worker::take_env`]) and says online.
+    pub fn from_channel(id: u64, fd: OwnedFd) -> Result<Worker> {
+        let poll =
+            Poll::new().map_err(|e| Error::os("epoll_create", "create worker poller", &e))?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                CHANNEL_TOKEN,
+                Interest::READABLE,
+            )
+            .map_err(|e| Error::os("epoll_ctl", "watch channel", &e))?;
+        let mut w = Worker {
+            id,
+            chan: Channel::new(fd),
+            poll,
+            mio_events: mio::Events::with_capacity(64),
+            shared: HashMap::new(),
+            accept_turn: Vec::new(),
+            events: VecDeque::new(),
+            unacked: 0,
+            next_req: 1,
+            gone: false,
+        };
+        w.chan.send_blocking(Kind::Online, Vec::new(), Vec::new())?;
+        Ok(w)
+    }
+
+    /// This worker's id (from 1, never reused by its primary).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A pollable fd: readable when [`Worker::next_event`] may have something. For embedding in
+    /// another event loop; call `next_event(Some(Duration::ZERO))` until it returns `None`.
+    pub fn poll_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    /// The channel socket (for fronts that run their own receive loop).
+    pub fn channel_fd(&self) -> BorrowedFd<'_> {
+        self.chan.fd()
+    }
+
+    /// Asks the primary to listen on `addr` and waits for the answer. In shared mode the
+    /// listening fd is kept here and accepted on by [`Worker::next_event`]. Events that arrive
+    /// meanwhile are kept in order. Errors (EADDRINUSE, EACCES, unknown host) come back with the
+    /// primary's errno and context.
+    pub fn listen(&mut self, addr: &ListenAddr, backlog: i32) -> Result<Listening> {
+        let req = self.next_req;
+        self.next_req += 1;
+        let msg = ListenRequest {
+            req,
+            backlog,
+            addr: addr.clone(),
+        };
+        self.chan
+            .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;
+        loop {
+            let m = match self.chan.recv(false)? {
+                Recv::Message(m) => m,
+                Recv::WouldBlock => continue,
+                Recv::Eof => {
+                    self.gone = true;
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        format!("listen {addr}: the primary is gone"),
+                    ));
+                }
+            };
+            match m.kind {
+                Kind::ListenOk => {
+                    let ListenReply::Ok {
+                        req: r,
+                        listener,
+                        addr,
+                    } = ListenReply::decode_ok(&m.data)?
+                    else {
+                        unreachable!("decode_ok returns Ok")
+                    };
+                    if r != req {
+                        return Err(Error::protocol(format!(
+                            "listen reply for request {r}, expected {req}"
+                        )));
+                    }
+                    let shared_fd = match m.fds.into_iter().next() {
+                        Some(fd) => {
+                            let raw = fd.as_raw_fd();
+                            self.poll
+                                .registry()
+                                .register(
+                                    &mut SourceFd(&raw),
+                                    Token(listener as usize),
+                                    Interest::READABLE,
+                                )
+                                .map_err(|e| Error::os("epoll_ctl", "watch shared listener", &e))?;
+                            self.shared
+                                .insert(listener, SharedListener { fd, ready: true });
+                            self.accept_turn.push(listener);
+                            Some(raw)
+                        }
+                        None => None,
+                    };
+                    return Ok(Listening {
+                        id: listener,
+                        addr,
+                        shared_fd,
+                    });
+                }
+                Kind::ListenErr => {
+                    let ListenReply::Err {
+                        errno,
+                        syscall,
+                        message,
+                        ..
+                    } = ListenReply::decode_err(&m.data)?
+                    else {
+                        unreachable!("decode_err returns Err")
+                    };
+                    return Err(Error::relayed(errno, &syscall, message));
+                }
+                _ => self.on_message(m)?,
+            }
+        }
+    }
+
+    /// Stops receiving connections of a listener (closes the shared fd in shared mode).
+    pub fn unlisten(&mut self, listener: u32) -> Result<()> {
+        if let Some(l) = self.shared.remove(&listener) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
+            self.accept_turn.retain(|&x| x != listener);
+        }
+        self.chan.send_blocking(
+            Kind::Unlisten,
+            proto::u32_payload(listener).to_vec(),
+            Vec::new(),
+        )
+    }
+
+    /// Sends an application message (waits for room in the socket; the primary never blocks,
+    /// so this cannot deadlock).
+    pub fn send(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+        self.chan.send_blocking(Kind::User, data, fds)
+    }
+
+    /// Tells the primary the application is ready (after its warm-up).
+    pub fn ready(&mut self) -> Result<()> {
+        self.chan.send_blocking(Kind::Ready, Vec::new(), Vec::new())
+    }
+
+    /// Tells the primary the main loop is alive.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        self.chan
+            .send_blocking(Kind::Heartbeat, Vec::new(), Vec::new())
+    }
+
+    /// The next event, waiting up to `timeout` (`None`: forever; `Some(ZERO)`: never).
+    /// `Ok(None)` on timeout. After `WorkerEvent::PrimaryGone` every call fails with
+    /// `ErrorKind::Disconnected`.
+    pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WorkerEvent>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(ev) = self.events.pop_front() {
+                return Ok(Some(ev));
+            }
+            if self.gone {
+                return Err(Error::new(ErrorKind::Disconnected, "the primary is gone"));
+            }
+            self.read_channel()?;
+            if !self.events.is_empty() {
+                continue;
+            }
+            if let Some(ev) = self.accept_shared()? {
+                return Ok(Some(ev));
+            }
+            let wait = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    Some(d - now)
+                }
+            };
+            match self.poll.poll(&mut self.mio_events, wait) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::os("epoll_wait", "worker poll", &e)),
+            }
+            for e in self.mio_events.iter() {
+                if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
+                    l.ready = true;
+                }
+            }
+        }
+    }
+
+    /// Reads everything the channel has now; acknowledges connections taken off it.
+    fn read_channel(&mut self) -> Result<()> {
+        loop {
+            match self.chan.recv(true)? {
+                Recv::Message(m) => self.on_message(m)?,
+                Recv::WouldBlock => break,
+                Recv::Eof => {
+                    self.gone = true;
+                    self.events.push_back(WorkerEvent::PrimaryGone);
+                    break;
+                }
+            }
+        }
+        if self.unacked > 0 && !self.gone {
+            let n = std::mem::take(&mut self.unacked);
+            self.chan
+                .send_blocking(Kind::Ack, proto::u32_payload(n).to_vec(), Vec::new())?;
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, m: Message) -> Result<()> {
+        match m.kind {
+            Kind::Conn => {
+                let listener = proto::decode_u32(&m.data, "conn")?;
+                let fd = m
+                    .fds
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::protocol("malformed frame: conn without fd"))?;
+                self.unacked += 1;
+                self.events
+                    .push_back(WorkerEvent::Connection { listener, fd });
+            }
+            Kind::User => self.events.push_back(WorkerEvent::Message {
+                data: m.data,
+                fds: m.fds,
+            }),
+            Kind::Disconnect => self.events.push_back(WorkerEvent::Disconnect),
+            other => {
+                return Err(Error::protocol(format!(
+                    "malformed frame: unexpected {other:?} from the primary"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_shared(&mut self) -> Result<Option<WorkerEvent>> {
+        for _ in 0..self.accept_turn.len() {
+            let lid = self.accept_turn[0];
+            self.accept_turn.rotate_left(1);
+            let Some(l) = self.shared.get_mut(&lid) else {
+                continue;
+            };
+            if !l.ready {
+                continue;
+            }
+            match sys::accept_cloexec(l.fd.as_fd()) {
+                Ok(Some(fd)) => return Ok(Some(WorkerEvent::Connection { listener: lid, fd })),
+                Ok(None) => l.ready = false,
+                // Another worker won the race, or a transient error: wait for readiness again.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    l.ready = false;
+                    return Err(Error::os("accept", format!("accept on listener {lid}"), &e));
+                }
+                Err(_) => l.ready = false,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Disconnects: tells the primary, which stops sending and takes back the connections this
+    /// worker has not taken off the channel yet; shared listeners close. Afterwards the worker
+    /// reads nothing more: `next_event` fails with `ErrorKind::Disconnected`. Idempotent.
+    pub fn disconnect(&mut self) -> Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        self.gone = true;
+        self.events.clear();
+        for (_, l) in self.shared.drain() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
+        }
+        self.accept_turn.clear();
+        self.chan.send_blocking(Kind::Bye, Vec::new(), Vec::new())
+    }
+
+    /// Whether the channel is still open (not disconnected, primary not gone).
+    pub fn is_connected(&self) -> bool {
+        !self.gone
+    }
+}

@@ -1,0 +1,103 @@
+//! Messages both ways, in order, up to 16 MiB and beyond; the size limit; malformed frames.
+
+mod util;
+use corral_core::{ErrorKind, Event, Policy};
+use std::time::Duration;
+use util::*;
+
+#[test]
+fn messages_round_trip_in_order_including_16_mib() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for i in 0..200u32 {
+        let msg = if i == 100 {
+            big.clone()
+        } else {
+            format!("message {i}").into_bytes()
+        };
+        h.p.send(id, msg.clone(), Vec::new()).unwrap();
+        sent.push(msg);
+    }
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    h.wait("200 echoes", Duration::from_secs(30), |_, ev| {
+        if let Event::Message { data, .. } = ev {
+            got.push(data.clone());
+        }
+        (got.len() == sent.len()).then_some(())
+    });
+    assert_eq!(got.len(), 200);
+    for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+        assert!(
+            g == s,
+            "message {i} differs (len {} vs {})",
+            g.len(),
+            s.len()
+        );
+    }
+}
+
+#[test]
+fn a_64_mib_message_works_and_a_bigger_one_names_the_limit() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    let e =
+        h.p.send(id, vec![0; (64 << 20) + 1], Vec::new())
+            .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert!(e.message().contains("64 MiB"), "{e}");
+    h.p.send(id, vec![7; 64 << 20], Vec::new()).unwrap();
+    let len = h.wait(
+        "the 64 MiB echo",
+        Duration::from_secs(60),
+        |_, ev| match ev {
+            Event::Message { data, .. } => Some(data.len()),
+            _ => None,
+        },
+    );
+    assert_eq!(len, 64 << 20);
+}
+
+#[test]
+fn a_malformed_frame_disconnects_that_worker_and_the_primary_keeps_serving() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    let port = h.start_listening(1);
+    let bad =
+        h.p.spawn_worker(&[("CORRAL_FIXTURE_MODE".into(), "garbage".into())])
+            .unwrap();
+    let err = h.wait(
+        "an error event for the bad worker",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Error {
+                worker: Some(w),
+                error,
+            } if *w == bad => Some(error.clone()),
+            _ => None,
+        },
+    );
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.message().contains("malformed frame"), "{err}");
+    // Disconnected: the bad worker sees EOF and exits with 3 (its fixture's code for that).
+    let code = h.wait(
+        "the bad worker's exit",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Exit { worker, status, .. } if *worker == bad => Some(status.code),
+            _ => None,
+        },
+    );
+    assert_eq!(code, Some(3));
+    assert!(
+        h.log
+            .iter()
+            .any(|l| l == &format!("Disconnect {{ worker: {bad} }}")),
+        "{:#?}",
+        h.log
+    );
+    let answer = with_client(&mut h, move || request(port).unwrap());
+    assert_eq!(worker_of(&answer), 1);
+}

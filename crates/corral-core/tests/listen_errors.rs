@@ -1,0 +1,75 @@
+//! Listen errors go to the worker that asked, with errno and context; the primary carries on.
+
+mod util;
+use corral_core::{Event, Policy, StdioSpec};
+use std::io::Read;
+use std::time::Duration;
+use util::*;
+
+fn failing_listen(addr: &str) -> (Option<i32>, String) {
+    let mut h = harness_with(&["serve", addr], Policy::RoundRobin, |o| {
+        o.exec.as_mut().unwrap().stdio[2] = StdioSpec::Pipe;
+    });
+    let id = h.p.spawn_worker(&[]).unwrap();
+    let mut stderr = std::fs::File::from(h.p.take_stdio(id, 2).expect("piped stderr"));
+    let code = h.wait(
+        "the worker's exit",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Exit { status, .. } => Some(status.code),
+            _ => None,
+        },
+    );
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).unwrap();
+    (code, text)
+}
+
+#[test]
+fn eaddrinuse_reaches_the_worker() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, stderr) = failing_listen(&format!("127.0.0.1:{port}"));
+    assert_eq!(code, Some(2), "the fixture exits 2 when listen fails");
+    assert!(
+        stderr.contains(&format!(
+            "bind 127.0.0.1:{port}: Address already in use (EADDRINUSE)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_hosts_reach_the_worker() {
+    let (code, stderr) = failing_listen("no-such-host.invalid:0");
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("getaddrinfo no-such-host.invalid") && stderr.contains("ENOTFOUND"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unix_socket_listeners_serve_and_are_unlinked() {
+    let path = std::env::temp_dir().join(format!("corral-test-{}.sock", std::process::id()));
+    let addr = format!("unix:{}", path.display());
+    {
+        let mut h = harness(&["serve", &addr], Policy::RoundRobin);
+        h.start_listening(2);
+        let p2 = path.clone();
+        let answer = with_client(&mut h, move || {
+            use std::io::{BufRead, BufReader, Write};
+            let s = std::os::unix::net::UnixStream::connect(&p2).unwrap();
+            (&s).write_all(b"hi\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            line
+        });
+        assert!(answer.starts_with("worker "), "{answer}");
+        assert!(path.exists());
+    }
+    assert!(
+        !path.exists(),
+        "the primary unlinks its Unix socket on drop"
+    );
+}

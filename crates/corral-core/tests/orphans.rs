@@ -1,0 +1,60 @@
+//! A SIGKILLed primary leaves no orphans: every worker is gone within a second.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; its state letter is Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn workers_die_with_a_sigkilled_primary() {
+    let mut primary = Command::new(env!("CARGO_BIN_EXE_corral-test-worker"))
+        .args(["primary", "3"])
+        .env_remove("CORRAL_SCHED_POLICY")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = BufReader::new(primary.stdout.take().unwrap());
+    let mut guard = Reap(primary);
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        pids.push(
+            line.trim()
+                .strip_prefix("pid ")
+                .expect("pid line")
+                .parse::<i32>()
+                .unwrap(),
+        );
+    }
+    assert!(pids.iter().all(|&p| alive(p)));
+    guard.0.kill().unwrap(); // SIGKILL
+    guard.0.wait().unwrap();
+    let t0 = Instant::now();
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "workers outlived the primary by 1 s: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

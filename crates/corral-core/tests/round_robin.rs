@@ -1,0 +1,93 @@
+//! Round-robin handoff spreads connections evenly; shared mode serves; port 0 is one port.
+
+mod util;
+use corral_core::{Event, Policy};
+use std::collections::BTreeMap;
+use util::*;
+
+#[test]
+fn rr_spreads_connections_evenly() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    let port = h.start_listening(3);
+    let n = 300;
+    let answers = with_client(&mut h, move || {
+        (0..n).map(|_| request(port).unwrap()).collect::<Vec<_>>()
+    });
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in &answers {
+        *per.entry(worker_of(a)).or_default() += 1;
+    }
+    assert_eq!(per.len(), 3, "every worker served: {per:?}");
+    let (min, max) = (per.values().min().unwrap(), per.values().max().unwrap());
+    assert!(max - min <= 1, "rr spread must be within ±1: {per:?}");
+    let handed: u64 =
+        h.p.worker_ids()
+            .iter()
+            .map(|&id| h.p.worker(id).unwrap().handed_off)
+            .sum();
+    assert_eq!(handed, n as u64, "the primary counted every handoff");
+}
+
+#[test]
+fn shared_mode_serves_from_every_worker_on_one_port() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::Shared);
+    let port = h.start_listening(2);
+    assert_ne!(port, 0, "port 0 resolved to a real port");
+    let answers = with_client(&mut h, move || {
+        (0..50).map(|_| request(port).unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(answers.len(), 50);
+    // The primary hands nothing out in shared mode.
+    for id in h.p.worker_ids() {
+        assert_eq!(h.p.worker(id).unwrap().handed_off, 0);
+    }
+}
+
+#[test]
+fn port_zero_is_resolved_once_and_shared_by_every_worker() {
+    for policy in [Policy::RoundRobin, Policy::Shared] {
+        let mut h = harness(&["serve", "127.0.0.1:0"], policy);
+        for _ in 0..3 {
+            h.p.spawn_worker(&[]).unwrap();
+        }
+        let mut seen = Vec::new();
+        h.wait(
+            "3 listening",
+            std::time::Duration::from_secs(10),
+            |_, ev| {
+                if let Event::Listening { listener, addr, .. } = ev {
+                    seen.push((*listener, addr.clone()));
+                }
+                (seen.len() == 3).then_some(())
+            },
+        );
+        assert!(
+            seen.iter().all(|s| s == &seen[0]),
+            "{policy:?}: one listener, one port: {seen:?}"
+        );
+        assert_ne!(seen[0].1.port(), 0);
+    }
+}
+
+#[test]
+fn connections_wait_in_the_backlog_until_a_worker_listens() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    let port = h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    h.p.kill(id, libc::SIGKILL).unwrap();
+    h.wait("exit", std::time::Duration::from_secs(5), |_, ev| {
+        matches!(ev, Event::Exit { .. }).then_some(())
+    });
+    // No worker now: a client connects (the backlog holds it) and is answered once a new
+    // worker comes up.
+    let client = std::thread::spawn(move || request(port));
+    h.pump_for(std::time::Duration::from_millis(200));
+    h.p.spawn_worker(&[]).unwrap();
+    let answer = loop {
+        h.pump_for(std::time::Duration::from_millis(5));
+        if client.is_finished() {
+            break client.join().unwrap().expect("served after the respawn");
+        }
+    };
+    assert_eq!(worker_of(&answer), 2, "ids are never reused");
+}
