@@ -291,6 +291,9 @@ impl Worker {
     /// `ErrorKind::Disconnected`.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WorkerEvent>> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        // The poller is polled at least once per call, even with a zero timeout: an embedding
+        // loop watches its fd, which stays readable until the poller's ready list is drained.
+        let mut polled = false;
         loop {
             if let Some(ev) = self.events.pop_front() {
                 return Ok(Some(ev));
@@ -305,21 +308,16 @@ impl Worker {
             if let Some(ev) = self.accept_shared()? {
                 return Ok(Some(ev));
             }
-            let wait = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(None);
-                    }
-                    Some(d - now)
-                }
-            };
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if polled && wait == Some(Duration::ZERO) {
+                return Ok(None);
+            }
             match self.poll.poll(&mut self.mio_events, wait) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::os("epoll_wait", "worker poll", &e)),
             }
+            polled = true;
             for e in self.mio_events.iter() {
                 if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
                     l.ready = true;

@@ -1,0 +1,346 @@
+/*
+ * hello_http: a prefork HTTP/1.1 server on corral, the README's demo.
+ *
+ *   hello_http [--workers N] [--host H] [--port P] [--policy rr|shared]
+ *              [--requests N | --seconds S]
+ *
+ * The primary forks N workers (default: one per CPU); they ask the primary to listen on
+ * H:P (default 127.0.0.1:8080; port 0 picks a free port) and serve "hello from worker <id>
+ * (pid <pid>)" with keep-alive, each with its own epoll loop. Ctrl-C (or SIGTERM) shuts down
+ * gracefully: workers finish in-flight requests and close idle keep-alive connections.
+ * --requests N stops after N requests in total (workers report each request to the primary),
+ * --seconds S after S seconds; both exit 0 when everything drained.
+ *
+ * Prints "listening on HOST:PORT" once every worker listens, and at the end one line per
+ * worker: "worker <id> served <n> requests".
+ */
+#include <corral.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define BUF_SIZE 8192
+
+struct config {
+  long workers;
+  const char *host;
+  long port;
+  uint32_t policy;
+  long requests; /* 0: unbounded */
+  long seconds;  /* 0: unbounded */
+};
+
+static void die_corral(const char *what) {
+  char msg[512];
+  corral_last_error_message(msg, sizeof msg);
+  fprintf(stderr, "hello_http: %s: %s (%s)\n", what, msg,
+          corral_status_str(corral_last_error_status()));
+  exit(1);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: hello_http [--workers N] [--host H] [--port P] [--policy rr|shared]\n"
+          "                  [--requests N | --seconds S]\n");
+  exit(2);
+}
+
+static long number(const char *s, long min, long max) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < min || v > max) {
+    fprintf(stderr, "hello_http: %s is not a number from %ld to %ld\n", s, min, max);
+    usage();
+  }
+  return v;
+}
+
+/* ---------------------------------------------------------------- worker */
+
+struct conn {
+  int fd;
+  size_t len;
+  int close_after;
+  struct conn *prev, *next; /* every open connection, to close idle ones when draining */
+  char buf[BUF_SIZE];
+};
+
+static struct conn *conns = NULL;
+
+static int respond(struct conn *c, unsigned long long id, long *served) {
+  /* Serve every complete request in the buffer (pipelining). Returns -1 to close. */
+  for (;;) {
+    char *end = NULL;
+    for (size_t i = 3; i < c->len; i++) {
+      if (c->buf[i - 3] == '\r' && c->buf[i - 2] == '\n' && c->buf[i - 1] == '\r' && c->buf[i] == '\n') {
+        end = c->buf + i + 1;
+        break;
+      }
+    }
+    if (!end) return c->len == sizeof c->buf ? -1 : 0; /* headers too large: drop */
+    size_t head = (size_t)(end - c->buf);
+    c->buf[head - 1] = '\0';
+    int http10 = strstr(c->buf, "HTTP/1.0\r\n") != NULL;
+    int close_hdr = strcasestr(c->buf, "\r\nconnection: close") != NULL;
+    int keep_hdr = strcasestr(c->buf, "\r\nconnection: keep-alive") != NULL;
+    c->close_after = close_hdr || (http10 && !keep_hdr);
+    char body[96];
+    int blen = snprintf(body, sizeof body, "hello from worker %llu (pid %d)\n", id, (int)getpid());
+    char out[256];
+    int olen = snprintf(out, sizeof out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
+                        blen, c->close_after ? "Connection: close\r\n" : "", body);
+    /* Small responses fit the socket buffer; a short write means a stuck client: drop it. */
+    if (write(c->fd, out, (size_t)olen) != olen) return -1;
+    (*served)++;
+    memmove(c->buf, end, c->len - head);
+    c->len -= head;
+    if (c->close_after) return -1;
+  }
+}
+
+static void close_conn(int ep, struct conn *c, long *open_conns) {
+  if (c->prev) c->prev->next = c->next;
+  else conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  free(c);
+  (*open_conns)--;
+}
+
+static int worker_main(corral_worker *w, const struct config *cfg) {
+  unsigned long long id = (unsigned long long)corral_worker_id(w);
+  char address[300];
+  if (strchr(cfg->host, ':'))
+    snprintf(address, sizeof address, "[%s]:%ld", cfg->host, cfg->port);
+  else
+    snprintf(address, sizeof address, "%s:%ld", cfg->host, cfg->port);
+  if (corral_worker_listen(w, address, 511, NULL, NULL) != CORRAL_STATUS_OK) {
+    char msg[512];
+    corral_last_error_message(msg, sizeof msg);
+    fprintf(stderr, "worker %llu: %s\n", id, msg);
+    return 1;
+  }
+
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  epoll_ctl(ep, EPOLL_CTL_ADD, corral_worker_fd(w), &ev);
+  long served = 0, open_conns = 0;
+  int draining = 0;
+  struct epoll_event events[MAX_EVENTS];
+
+  for (;;) {
+    if (draining && open_conns == 0) break;
+    int n = epoll_wait(ep, events, MAX_EVENTS, draining ? 100 : -1);
+    if (n < 0 && errno != EINTR) break;
+    for (int i = 0; i < n; i++) {
+      struct conn *c = events[i].data.ptr;
+      if (c == NULL) { /* the corral fd: connections and messages */
+        corral_worker_event *e;
+        while (corral_worker_next(w, 0, &e) == CORRAL_STATUS_OK && e) {
+          uint32_t kind = corral_worker_event_kind(e);
+          if (kind == CORRAL_WORKER_EVENT_CONNECTION) {
+            int fd = corral_worker_event_take_fd(e);
+            int one = 1;
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            struct conn *nc = malloc(sizeof *nc);
+            nc->fd = fd;
+            nc->len = 0;
+            nc->close_after = 0;
+            nc->prev = NULL;
+            nc->next = conns;
+            if (conns) conns->prev = nc;
+            conns = nc;
+            struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = nc};
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+            open_conns++;
+          } else if (kind == CORRAL_WORKER_EVENT_DISCONNECT) {
+            /* Finish in-flight requests, close idle keep-alive connections now, then leave. */
+            draining = 1;
+            for (struct conn *k = conns, *next; k; k = next) {
+              next = k->next;
+              if (k->len == 0) close_conn(ep, k, &open_conns);
+            }
+          } else if (kind == CORRAL_WORKER_EVENT_PRIMARY_GONE) {
+            corral_worker_event_free(e);
+            return 0;
+          }
+          corral_worker_event_free(e);
+        }
+        continue;
+      }
+      ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+      if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        close_conn(ep, c, &open_conns);
+        continue;
+      }
+      c->len += (size_t)r;
+      long before = served;
+      int rc = respond(c, id, &served);
+      if (cfg->requests > 0) {
+        for (long k = before; k < served; k++) {
+          if (corral_worker_send(w, (const uint8_t *)"+", 1) != CORRAL_STATUS_OK) break;
+        }
+      }
+      /* Draining: a keep-alive connection closes once its current request is answered. */
+      if (rc < 0 || (draining && c->len == 0)) close_conn(ep, c, &open_conns);
+    }
+  }
+  char report[64];
+  int len = snprintf(report, sizeof report, "served %ld", served);
+  if (corral_worker_send(w, (const uint8_t *)report, (size_t)len) != CORRAL_STATUS_OK ||
+      corral_worker_disconnect(w) != CORRAL_STATUS_OK) {
+    /* The primary is gone: nothing to report to. */
+  }
+  return 0;
+}
+
+/* --------------------------------------------------------------- primary */
+
+struct state {
+  const struct config *cfg;
+  long listening;
+  long requests;
+  int shutting_down;
+  int done;
+  int clean;
+  int worker_exit; /* set in a forked child: the exit code of its worker */
+};
+
+static void shutdown_now(corral_primary *p, struct state *st) {
+  if (st->shutting_down) return;
+  st->shutting_down = 1;
+  if (corral_primary_shutdown(p, 10000) != CORRAL_STATUS_OK) die_corral("shutdown");
+}
+
+static void on_event(void *userdata, corral_primary *p, const corral_event *ev) {
+  struct state *st = userdata;
+  unsigned long long id = (unsigned long long)corral_event_worker_id(ev);
+  switch (corral_event_kind(ev)) {
+  case CORRAL_EVENT_LISTENING:
+    if (++st->listening == st->cfg->workers) {
+      char host[256];
+      corral_event_address(ev, host, sizeof host);
+      printf(strchr(host, ':') ? "listening on [%s]:%u\n" : "listening on %s:%u\n", host,
+             (unsigned)corral_event_port(ev));
+      fflush(stdout);
+    }
+    break;
+  case CORRAL_EVENT_MESSAGE: {
+    size_t len;
+    const uint8_t *data = corral_event_data(ev, &len);
+    if (len == 1 && data[0] == '+') {
+      if (++st->requests >= st->cfg->requests) shutdown_now(p, st);
+    } else if (len > 7 && memcmp(data, "served ", 7) == 0) {
+      printf("worker %llu %.*s requests\n", id, (int)len, (const char *)data);
+      fflush(stdout);
+    }
+    break;
+  }
+  case CORRAL_EVENT_EXIT:
+    if (!st->shutting_down) {
+      fprintf(stderr, "hello_http: worker %llu exited (code %d, signal %d)\n", id,
+              corral_event_exit_code(ev), corral_event_signal(ev));
+    }
+    break;
+  case CORRAL_EVENT_ERROR: {
+    char msg[512];
+    corral_event_error_message(ev, msg, sizeof msg);
+    fprintf(stderr, "hello_http: worker %llu: %s\n", id, msg);
+    break;
+  }
+  case CORRAL_EVENT_SIGNAL:
+    st->shutting_down = 1;
+    fprintf(stderr, "hello_http: signal %d, shutting down gracefully\n", corral_event_signal(ev));
+    break;
+  case CORRAL_EVENT_SHUTDOWN_COMPLETE:
+    st->done = 1;
+    st->clean = corral_event_clean(ev);
+    break;
+  default:
+    break;
+  }
+}
+
+int main(int argc, char **argv) {
+  struct config cfg = {.workers = (long)corral_available_parallelism(), .host = "127.0.0.1",
+                       .port = 8080, .policy = CORRAL_POLICY_RR};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) usage();
+    if (!strcmp(a, "--workers")) cfg.workers = number(v, 1, 1024);
+    else if (!strcmp(a, "--host")) cfg.host = v;
+    else if (!strcmp(a, "--port")) cfg.port = number(v, 0, 65535);
+    else if (!strcmp(a, "--requests")) cfg.requests = number(v, 1, 1L << 40);
+    else if (!strcmp(a, "--seconds")) cfg.seconds = number(v, 1, 1L << 30);
+    else if (!strcmp(a, "--policy")) {
+      if (!strcmp(v, "rr")) cfg.policy = CORRAL_POLICY_RR;
+      else if (!strcmp(v, "shared")) cfg.policy = CORRAL_POLICY_SHARED;
+      else usage();
+    } else usage();
+    i++;
+  }
+
+  struct state st = {.cfg = &cfg};
+  corral_options *opts;
+  corral_primary *p;
+  if (corral_options_new(&opts) != CORRAL_STATUS_OK) die_corral("options");
+  if (corral_options_set_policy(opts, cfg.policy) != CORRAL_STATUS_OK ||
+      corral_options_set_shutdown_signals(opts, true, 10000) != CORRAL_STATUS_OK ||
+      corral_options_set_event_callback(opts, on_event, &st) != CORRAL_STATUS_OK)
+    die_corral("options");
+  if (corral_primary_new(opts, &p) != CORRAL_STATUS_OK) die_corral("primary");
+  corral_options_free(opts);
+
+  for (long i = 0; i < cfg.workers; i++) {
+    uint64_t id;
+    corral_worker *w;
+    if (corral_primary_fork(p, &id, &w) != CORRAL_STATUS_OK) die_corral("fork");
+    if (w) { /* the child: be a worker, never return into the primary's code */
+      int code = worker_main(w, &cfg);
+      corral_worker_free(w);
+      corral_primary_free(p);
+      exit(code);
+    }
+  }
+  fprintf(stderr, "hello_http: primary %d, %ld workers, policy %s\n", (int)getpid(), cfg.workers,
+          corral_primary_policy(p) == CORRAL_POLICY_RR ? "rr" : "shared");
+
+  /* The embeddable form: dispatch with a timeout so --seconds can end the run. */
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (!st.done) {
+    int timeout = -1;
+    if (cfg.seconds > 0 && !st.shutting_down) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      long elapsed = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+      long left = cfg.seconds * 1000 - elapsed;
+      if (left <= 0) {
+        shutdown_now(p, &st);
+        continue;
+      }
+      timeout = (int)left;
+    }
+    if (corral_primary_dispatch(p, timeout) != CORRAL_STATUS_OK) die_corral("dispatch");
+  }
+  corral_primary_free(p);
+  return st.clean ? 0 : 1;
+}

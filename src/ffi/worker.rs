@@ -1,0 +1,299 @@
+//! `corral_worker`: the worker side. Listen through the primary, then take events (connections,
+//! messages, a disconnect request, the primary's death) from `corral_worker_next`, blocking or
+//! embedded in your own loop through `corral_worker_fd`.
+
+use super::boundary::{bytes, c_str, guard, guard_value, handle_mut, non_null, write_out};
+use super::error::corral_status;
+use corral_core::{Error, ErrorKind, ListenAddr, Worker, WorkerEvent};
+use std::ffi::c_char;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+/// A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
+pub const CORRAL_WORKER_EVENT_CONNECTION: u32 = 1;
+/// A message from the primary (`corral_worker_event_data`).
+pub const CORRAL_WORKER_EVENT_MESSAGE: u32 = 2;
+/// The primary asks this worker to finish its work and disconnect: no new connections will
+/// come; finish in-flight requests, then `corral_worker_disconnect` and exit.
+pub const CORRAL_WORKER_EVENT_DISCONNECT: u32 = 3;
+/// The primary is gone (channel closed). Exit now.
+pub const CORRAL_WORKER_EVENT_PRIMARY_GONE: u32 = 4;
+
+/// The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
+/// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.
+pub struct corral_worker {
+    w: Worker,
+}
+
+impl corral_worker {
+    pub(crate) fn new(w: Worker) -> corral_worker {
+        corral_worker { w }
+    }
+}
+
+/// An event of a worker (opaque). Free with `corral_worker_event_free`.
+pub struct corral_worker_event {
+    kind: u32,
+    listener: u32,
+    fd: Option<OwnedFd>,
+    data: Vec<u8>,
+}
+
+impl corral_worker_event {
+    fn new(ev: WorkerEvent) -> corral_worker_event {
+        let (kind, listener, fd, data) = match ev {
+            WorkerEvent::Connection { listener, fd } => (
+                CORRAL_WORKER_EVENT_CONNECTION,
+                listener,
+                Some(fd),
+                Vec::new(),
+            ),
+            // fds attached to messages are not exposed to C yet: dropping them closes them.
+            WorkerEvent::Message { data, .. } => (CORRAL_WORKER_EVENT_MESSAGE, 0, None, data),
+            WorkerEvent::Disconnect => (CORRAL_WORKER_EVENT_DISCONNECT, 0, None, Vec::new()),
+            WorkerEvent::PrimaryGone => (CORRAL_WORKER_EVENT_PRIMARY_GONE, 0, None, Vec::new()),
+        };
+        corral_worker_event {
+            kind,
+            listener,
+            fd,
+            data,
+        }
+    }
+}
+
+/// True if a corral primary started this process as a worker (the environment has
+/// `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`). Does not consume them.
+#[no_mangle]
+pub extern "C" fn corral_is_worker() -> bool {
+    guard_value(false, || {
+        std::env::var_os(corral_core::ENV_WORKER_ID).is_some()
+            && std::env::var_os(corral_core::ENV_CHANNEL_FD).is_some()
+    })
+}
+
+/// The worker side of a process started by `corral_primary_spawn`: reads and removes
+/// `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD` (so this worker's children are not workers), takes
+/// the channel and tells the primary it is online. Call it before starting threads (it edits
+/// the environment).
+///
+/// Returns `CORRAL_STATUS_NOT_A_WORKER` when the variables are absent,
+/// `CORRAL_STATUS_INVALID_ARGUMENT`/`CORRAL_STATUS_OS_ERROR` when they are bogus.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_from_env(out: *mut *mut corral_worker) -> corral_status {
+    guard(|| {
+        non_null(out, "out")?;
+        let w = Worker::from_env()?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotWorker,
+                "not a corral worker: CORRAL_WORKER_ID/CORRAL_CHANNEL_FD are not set (start it with corral_primary_spawn)",
+            )
+        })?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { write_out(out, Box::into_raw(Box::new(corral_worker::new(w)))) };
+        Ok(())
+    })
+}
+
+/// Frees a worker handle, closing its channel (the primary sees a disconnect). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_free(w: *mut corral_worker) {
+    if !w.is_null() {
+        // SAFETY: created by this library and freed once by contract.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(unsafe { Box::from_raw(w) })
+        }));
+    }
+}
+
+fn with_worker(
+    w: *mut corral_worker,
+    f: impl FnOnce(&mut Worker) -> Result<(), Error>,
+) -> corral_status {
+    guard(|| {
+        // SAFETY: NULL or a live worker handle by contract.
+        let h = unsafe { handle_mut(w, "worker") }?;
+        f(&mut h.w)
+    })
+}
+
+/// This worker's id (from 1, never reused by its primary); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_id(w: *const corral_worker) -> u64 {
+    if w.is_null() {
+        return 0;
+    }
+    // SAFETY: a live handle by contract.
+    unsafe { &(*w).w }.id()
+}
+
+/// A pollable fd: readable when `corral_worker_next(w, 0, ...)` may return an event. Owned by
+/// the worker: do not close it. -1 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_fd(w: *const corral_worker) -> i32 {
+    if w.is_null() {
+        return -1;
+    }
+    // SAFETY: a live handle by contract.
+    unsafe { &(*w).w }.poll_fd()
+}
+
+/// Asks the primary to listen on `address` and waits for the answer. Workers asking for the
+/// same address share one listener. `address`: `"127.0.0.1:8080"`, `"[::1]:0"`,
+/// `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"`; port 0 means one
+/// kernel-chosen port for every worker. `backlog` <= 0 means 511. Writes the listener id and the
+/// resolved port (0 for Unix sockets) to the non-NULL out-params.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address; `CORRAL_STATUS_OS_ERROR`
+/// with the primary's errno and context for EADDRINUSE, EACCES or an unknown host
+/// ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)");
+/// `CORRAL_STATUS_DISCONNECTED` if the primary is gone.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_listen(
+    w: *mut corral_worker,
+    address: *const c_char,
+    backlog: i32,
+    listener_out: *mut u32,
+    port_out: *mut u16,
+) -> corral_status {
+    with_worker(w, |w| {
+        // SAFETY: NUL-terminated string by contract.
+        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
+        let l = w.listen(&a, backlog)?;
+        // SAFETY: each out-param is NULL (skipped) or writable by contract.
+        unsafe {
+            if !listener_out.is_null() {
+                write_out(listener_out, l.id);
+            }
+            if !port_out.is_null() {
+                write_out(port_out, l.addr.port());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` (-1: forever; 0: not at all) for the next event and writes it to
+/// `*event_out` (free it with `corral_worker_event_free`), or NULL on timeout.
+///
+/// Returns `CORRAL_STATUS_DISCONNECTED` after `CORRAL_WORKER_EVENT_PRIMARY_GONE` was returned
+/// or after `corral_worker_disconnect`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_next(
+    w: *mut corral_worker,
+    timeout_ms: i32,
+    event_out: *mut *mut corral_worker_event,
+) -> corral_status {
+    with_worker(w, |w| {
+        non_null(event_out, "event_out")?;
+        let t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let ev = w.next_event(t)?;
+        let ptr = ev.map_or(std::ptr::null_mut(), |ev| {
+            Box::into_raw(Box::new(corral_worker_event::new(ev)))
+        });
+        // SAFETY: non-NULL, writable by contract.
+        unsafe { write_out(event_out, ptr) };
+        Ok(())
+    })
+}
+
+/// Sends `len` bytes to the primary (copied; at most 64 MiB), waiting for room in the socket.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_send(
+    w: *mut corral_worker,
+    data: *const u8,
+    len: usize,
+) -> corral_status {
+    with_worker(w, |w| {
+        // SAFETY: `len` readable bytes by contract.
+        let d = unsafe { bytes(data, len, "data") }?;
+        w.send(d.to_vec(), Vec::new())
+    })
+}
+
+/// Tells the primary this worker is ready (after its warm-up).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_ready(w: *mut corral_worker) -> corral_status {
+    with_worker(w, |w| w.ready())
+}
+
+/// Disconnects gracefully: the primary stops handing out connections to this worker and gives
+/// the ones it has not taken yet to others. No events follow. Call it once your in-flight work
+/// is done, then exit. Idempotent.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_disconnect(w: *mut corral_worker) -> corral_status {
+    with_worker(w, |w| w.disconnect())
+}
+
+fn with_event<T>(
+    ev: *const corral_worker_event,
+    fallback: T,
+    f: impl FnOnce(&corral_worker_event) -> T,
+) -> T {
+    if ev.is_null() {
+        return fallback;
+    }
+    // SAFETY: a live event by contract.
+    guard_value(fallback, || f(unsafe { &*ev }))
+}
+
+/// The event's kind (`CORRAL_WORKER_EVENT_*`); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_kind(ev: *const corral_worker_event) -> u32 {
+    with_event(ev, 0, |e| e.kind)
+}
+
+/// For `CONNECTION`: the listener it came from; 0 otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_listener(ev: *const corral_worker_event) -> u32 {
+    with_event(ev, 0, |e| e.listener)
+}
+
+/// For `CONNECTION`: takes the connected socket (blocking mode, close-on-exec). The caller owns
+/// it from now on and must close it. Returns -1 for other events or when already taken; an fd
+/// not taken is closed by `corral_worker_event_free`.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_take_fd(ev: *mut corral_worker_event) -> i32 {
+    if ev.is_null() {
+        return -1;
+    }
+    // SAFETY: a live event, not aliased during this call, by contract.
+    let e = unsafe { &mut *ev };
+    e.fd.take().map_or(-1, |fd| fd.into_raw_fd())
+}
+
+/// For `MESSAGE`: the payload (owned by the event) and its length in `*len_out` (may be NULL).
+/// NULL and 0 for other events.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_data(
+    ev: *const corral_worker_event,
+    len_out: *mut usize,
+) -> *const u8 {
+    let (ptr, len) = with_event(ev, (std::ptr::null(), 0), |e| {
+        if e.kind == CORRAL_WORKER_EVENT_MESSAGE {
+            (e.data.as_ptr(), e.data.len())
+        } else {
+            (std::ptr::null(), 0)
+        }
+    });
+    if !len_out.is_null() {
+        // SAFETY: non-NULL, writable by contract.
+        unsafe { *len_out = len };
+    }
+    ptr
+}
+
+/// Frees an event (closing a connection fd that was not taken). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_free(ev: *mut corral_worker_event) {
+    if !ev.is_null() {
+        // SAFETY: created by corral_worker_next, freed once by contract.
+        drop(unsafe { Box::from_raw(ev) });
+    }
+}

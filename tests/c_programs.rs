@@ -1,0 +1,229 @@
+//! The C examples and the C API checks, compiled with $CC against libcorral.so and
+//! libcorral.a and run for real: HTTP on loopback, IPC, respawning, signals.
+
+mod util;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{ChildStdout, Command};
+use std::time::{Duration, Instant};
+use util::*;
+
+const LINKS: [Link; 2] = [Link::Shared, Link::Static];
+
+fn example(name: &str, link: Link) -> std::path::PathBuf {
+    build_c(&root().join(format!("examples/c/{name}.c")), link)
+}
+
+/// Reads the "listening on 127.0.0.1:PORT" line.
+fn listening_port(out: &mut BufReader<ChildStdout>) -> u16 {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// One HTTP/1.1 GET with `Connection: close`; returns the body.
+fn get(port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    if !text.starts_with("HTTP/1.1 200 OK\r\n") {
+        return Err(std::io::Error::other(format!("bad response {text:?}")));
+    }
+    Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+fn hello_http(link: Link, args: &[&str]) -> (Guard, BufReader<ChildStdout>, u16) {
+    let mut cmd = Command::new(example("hello_http", link));
+    cmd.args(["--port", "0"]).args(args);
+    let mut g = spawn(cmd);
+    let mut out = BufReader::new(g.0.as_mut().unwrap().stdout.take().unwrap());
+    let port = listening_port(&mut out);
+    (g, out, port)
+}
+
+fn finish(mut g: Guard, mut out: BufReader<ChildStdout>) -> (i32, String, String) {
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = wait_output(Guard(g.0.take()), "hello_http", Duration::from_secs(20));
+    (
+        o.status.code().unwrap_or(-1),
+        rest,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn api_checks_pass_with_both_libraries() {
+    for link in LINKS {
+        let exe = build_c(&root().join("tests/c/api.c"), link);
+        let o = run(Command::new(exe), "api checks", Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{link:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n");
+    }
+}
+
+#[test]
+fn hello_http_rr_spreads_requests_within_one_and_exits_cleanly() {
+    for link in LINKS {
+        let (g, out, port) = hello_http(link, &["--workers", "2", "--requests", "100"]);
+        let bodies: Vec<String> = (0..100).map(|_| get(port).unwrap()).collect();
+        assert!(
+            bodies.iter().all(|b| b.starts_with("hello from worker ")),
+            "{bodies:?}"
+        );
+        let (code, summary, stderr) = finish(g, out);
+        assert_eq!(code, 0, "{link:?} exit code; stderr: {stderr}");
+        let served: Vec<i64> = summary
+            .lines()
+            .map(|l| l.split_whitespace().nth(3).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(served.len(), 2, "{summary}");
+        assert_eq!(served.iter().sum::<i64>(), 100, "{summary}");
+        assert!(
+            (served[0] - served[1]).abs() <= 1,
+            "rr spread within ±1: {summary}"
+        );
+    }
+}
+
+#[test]
+fn hello_http_shared_mode_serves() {
+    let (g, out, port) = hello_http(
+        Link::Shared,
+        &["--workers", "2", "--policy", "shared", "--requests", "50"],
+    );
+    for _ in 0..50 {
+        get(port).unwrap();
+    }
+    let (code, summary, stderr) = finish(g, out);
+    assert_eq!(code, 0, "{stderr}");
+    let total: i64 = summary
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 50, "{summary}");
+}
+
+#[test]
+fn hello_http_keeps_connections_alive_and_drains_on_sigterm() {
+    let (g, out, port) = hello_http(Link::Shared, &["--workers", "2"]);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..20 {
+        (&s).write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if let Some(v) = h.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().unwrap();
+            }
+            if h == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+    }
+    // SIGTERM: the idle keep-alive connection is closed by its worker, and the primary exits 0.
+    let pid = g.0.as_ref().unwrap().id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    let (code, _, stderr) = finish(g, out);
+    assert_eq!(code, 0, "graceful shutdown exits 0; stderr: {stderr}");
+    assert!(stderr.contains("shutting down gracefully"), "{stderr}");
+}
+
+#[test]
+fn hello_http_primary_keeps_its_fd_count_over_10k_connections() {
+    let (g, out, port) = hello_http(Link::Shared, &["--workers", "2"]);
+    let pid = g.0.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    get(port).unwrap();
+    let before = fds();
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || (0..2500).filter(|_| get(port).is_err()).count()))
+        .collect();
+    let failed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let after = fds();
+    eprintln!(
+        "10k connections in {:?}; primary fds {before} -> {after}",
+        t0.elapsed()
+    );
+    assert_eq!(failed, 0);
+    assert_eq!(before, after, "the primary's fd count changed");
+    drop(out);
+    drop(g);
+}
+
+#[test]
+fn echo_ipc_exchanges_messages_both_ways_in_order() {
+    for link in LINKS {
+        let mut cmd = Command::new(example("echo_ipc", link));
+        cmd.args(["--workers", "3", "--messages", "2000"]);
+        let o = run(cmd, "echo_ipc", Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{link:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut lines: Vec<&str> = stdout.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "all messages in order",
+                "worker 1: hello, 2000 pongs in order",
+                "worker 2: hello, 2000 pongs in order",
+                "worker 3: hello, 2000 pongs in order"
+            ]
+        );
+    }
+}
+
+#[test]
+fn respawn_restarts_crashed_workers() {
+    for link in LINKS {
+        let mut cmd = Command::new(example("respawn", link));
+        cmd.args([
+            "--workers",
+            "2",
+            "--restarts",
+            "4",
+            "--crash-after-ms",
+            "50",
+        ]);
+        let o = run(cmd, "respawn", Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{link:?}: {stderr}");
+        assert_eq!(
+            stdout,
+            "restarted: worker 3\nrestarted: worker 4\nrestarted: worker 5\nrestarted: worker 6\nrestarted 4 workers\n"
+        );
+        assert!(
+            stderr.matches("signal 6").count() >= 4,
+            "crashes were SIGABRT: {stderr}"
+        );
+    }
+}
