@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -12,10 +12,36 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/<profile>`: where cargo put libcorral.so and libcorral.a for this test run.
+/// `target/<profile>` of this test run (scratch space for compiled C programs).
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The directory with libcorral.so and libcorral.a, built on first use.
+///
+/// `cargo test` builds the crate as an rlib only, so the C libraries are built here by a
+/// nested `cargo build -p corral --lib`, in a target directory of its own (`target/ffi`): the
+/// outer cargo holds the lock of its own target directory while the tests run.
+pub fn lib_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = profile_dir().parent().unwrap().to_path_buf();
+        let dir = target.join("ffi");
+        let o = Command::new(env!("CARGO"))
+            .args(["build", "-p", "corral", "--lib"])
+            .env("CARGO_TARGET_DIR", &dir)
+            .current_dir(root())
+            .output()
+            .expect("run cargo");
+        assert!(
+            o.status.success(),
+            "cargo build -p corral failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir.join("debug")
+    })
+    .clone()
 }
 
 /// The C compiler: `$CC`, else `cc`.
@@ -52,7 +78,7 @@ fn compile_c(src: &Path, link: Link) -> PathBuf {
         "{stem}-{}",
         if link == Link::Shared { "so" } else { "a" }
     ));
-    let lib = profile_dir();
+    let lib = lib_dir();
     let mut cmd = Command::new(cc());
     cmd.args([
         "-std=c11",
