@@ -44,7 +44,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const TAG_LISTENER: usize = 0;
 const TAG_CHANNEL: usize = 1;
 const TAG_PIDFD: usize = 2;
+/// Id 0: the signal pipe; id 1: the waker.
 const TAG_SIGNAL: usize = 3;
+const WAKER_ID: u64 = 1;
 
 fn token(tag: usize, id: u64) -> Token {
     Token(((id as usize) << 2) | tag)
@@ -171,7 +173,7 @@ struct Inner {
     workers: BTreeMap<WorkerId, Slot>,
     next_id: WorkerId,
     listeners: Vec<ListenerSlot>,
-    by_addr: HashMap<ListenAddr, u32>,
+    by_addr: HashMap<(ListenAddr, u32), u32>,
     events: VecDeque<Event>,
     signals: Option<SignalPipe>,
     shutdown: Option<Shutdown>,
@@ -180,6 +182,7 @@ struct Inner {
     hot_listeners: Vec<u32>,
     unix_paths: Vec<PathBuf>,
     owner_pid: u32,
+    waker: Option<std::sync::Arc<mio::Waker>>,
 }
 
 /// The primary side of a cluster.
@@ -249,6 +252,7 @@ impl Primary {
                 hot_listeners: Vec::new(),
                 unix_paths: Vec::new(),
                 owner_pid: std::process::id(),
+                waker: None,
             })),
         })
     }
@@ -299,6 +303,18 @@ impl Primary {
         t.map(|t| t.saturating_duration_since(now))
     }
 
+    /// A handle that wakes [`Primary::dispatch`] from another thread (for fronts that run the
+    /// primary on its own thread and send it commands). Created on first use.
+    pub fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
+        let inner = self.inner()?;
+        if inner.waker.is_none() {
+            let w = mio::Waker::new(inner.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
+                .map_err(io_err("eventfd", "create waker"))?;
+            inner.waker = Some(std::sync::Arc::new(w));
+        }
+        Ok(inner.waker.clone().expect("just set"))
+    }
+
     /// Pops the next queued event.
     pub fn next_event(&mut self) -> Option<Event> {
         self.inner.as_deref_mut()?.events.pop_front()
@@ -307,11 +323,21 @@ impl Primary {
     /// Starts a worker by exec (`PrimaryOptions::exec`), adding `env` to its environment.
     /// The worker finds its id and channel in `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`.
     pub fn spawn_worker(&mut self, env: &[(String, String)]) -> Result<WorkerId> {
-        let inner = self.inner()?;
-        inner.check_running()?;
-        let spec = inner.opts.exec.clone().ok_or_else(|| {
+        let spec = self.inner()?.opts.exec.clone().ok_or_else(|| {
             Error::wrong_state("spawn_worker needs PrimaryOptions::exec (or use fork_worker)")
         })?;
+        self.spawn_worker_with(&spec, env)
+    }
+
+    /// Starts a worker by exec of `spec` instead of `PrimaryOptions::exec`: for fronts whose
+    /// settings change between workers (node:cluster's `setupPrimary`).
+    pub fn spawn_worker_with(
+        &mut self,
+        spec: &SpawnSpec,
+        env: &[(String, String)],
+    ) -> Result<WorkerId> {
+        let inner = self.inner()?;
+        inner.check_running()?;
         let (mine, theirs) =
             sys::seqpacket_pair().map_err(io_err("socketpair", "create worker channel"))?;
         let id = inner.next_id;
@@ -320,7 +346,7 @@ impl Primary {
             (ENV_CHANNEL_FD, theirs.as_raw_fd().to_string()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
-        let spawned = sys::spawn(&spec, theirs.as_fd(), &vars).map_err(|e| {
+        let spawned = sys::spawn(spec, theirs.as_fd(), &vars).map_err(|e| {
             Error::os(
                 "spawn",
                 format!("start worker {}", spec.program.display()),
@@ -625,6 +651,7 @@ impl Inner {
                     }
                 }
                 TAG_PIDFD => self.on_exit(id),
+                _ if id == WAKER_ID => {} // only wakes the caller up
                 _ => self.on_signals(),
             }
         }
@@ -839,7 +866,8 @@ impl Inner {
 
     /// The listener for a request: the existing one for the same address, or a new one.
     fn listener_for(&mut self, req: &ListenRequest) -> Result<u32> {
-        if let Some(&lid) = self.by_addr.get(&req.addr) {
+        let key = (req.addr.clone(), req.index);
+        if let Some(&lid) = self.by_addr.get(&key) {
             return Ok(lid);
         }
         let backlog = if req.backlog <= 0 {
@@ -872,7 +900,7 @@ impl Inner {
             retry_at: None,
             accepted: 0,
         });
-        self.by_addr.insert(req.addr.clone(), lid);
+        self.by_addr.insert(key, lid);
         Ok(lid)
     }
 

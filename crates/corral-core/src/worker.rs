@@ -182,6 +182,7 @@ impl Worker {
             req,
             backlog,
             addr: addr.clone(),
+            index: 0,
         };
         self.chan
             .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;

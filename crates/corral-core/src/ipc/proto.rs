@@ -98,6 +98,9 @@ pub struct ListenRequest {
     pub backlog: i32,
     /// What to listen on.
     pub addr: ListenAddr,
+    /// Distinguishes several listeners on the same address from one worker (node:cluster's
+    /// listen index): requests share a listener only when address and index are equal.
+    pub index: u32,
 }
 
 impl ListenRequest {
@@ -107,6 +110,7 @@ impl ListenRequest {
             .u32(self.req)
             .i32(self.backlog)
             .str(&self.addr.to_string())
+            .u32(self.index)
             .finish()
     }
     /// Decodes.
@@ -115,8 +119,14 @@ impl ListenRequest {
         let req = r.u32()?;
         let backlog = r.i32()?;
         let addr = r.str()?.parse()?;
+        let index = r.u32()?;
         r.end()?;
-        Ok(ListenRequest { req, backlog, addr })
+        Ok(ListenRequest {
+            req,
+            backlog,
+            addr,
+            index,
+        })
     }
 }
 
@@ -224,6 +234,7 @@ mod tests {
             req: 7,
             backlog: 511,
             addr: "127.0.0.1:0".parse().unwrap(),
+            index: 2,
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
         let ok = ListenReply::Ok {
