@@ -767,8 +767,11 @@ impl Inner {
             Kind::Unlisten => {
                 expect_fds(0)?;
                 let lid = proto::decode_u32(&m.data, "unlisten")?;
-                if let Some(l) = self.listener_mut(lid) {
-                    l.rotation.remove(id);
+                let emptied = self
+                    .listener_mut(lid)
+                    .is_some_and(|l| l.rotation.remove(id) && l.rotation.is_empty());
+                if emptied {
+                    self.close_listener(lid);
                 }
             }
             Kind::User => {
@@ -853,8 +856,10 @@ impl Inner {
                 slot.state = WorkerState::Listening;
             }
         }
+        // Membership in both policies (it decides when a listener closes); only round-robin
+        // hands connections out.
+        self.listeners[lid as usize - 1].rotation.add(id);
         if policy == Policy::RoundRobin {
-            self.listeners[lid as usize - 1].rotation.add(id);
             self.pump(lid);
         }
         self.events.push_back(Event::Listening {
@@ -1054,7 +1059,7 @@ impl Inner {
 
     /// Hands out pending connections, then accepts while some worker has room.
     fn pump(&mut self, lid: u32) {
-        if lid == 0 || lid as usize > self.listeners.len() {
+        if lid == 0 || lid as usize > self.listeners.len() || self.opts.policy == Policy::Shared {
             return;
         }
         let i = lid as usize - 1;
@@ -1110,9 +1115,47 @@ impl Inner {
         }
     }
 
-    fn ask_disconnect(&mut self, id: WorkerId) {
+    /// Takes a worker out of every listener. When it leaves gracefully (disconnect, goodbye,
+    /// unlisten) and was a listener's last worker, the listener closes, as node:cluster's does:
+    /// the application is going away, so new clients are refused instead of queued. After a
+    /// crash the listener stays open and clients wait in the backlog for the replacement.
+    /// Returns the listeners to close once the caller is done with the worker.
+    fn leave_listeners(&mut self, id: WorkerId, graceful: bool) -> Vec<u32> {
+        let mut emptied = Vec::new();
         for l in &mut self.listeners {
-            l.rotation.remove(id);
+            if l.rotation.remove(id) && l.rotation.is_empty() && graceful {
+                emptied.push(l.id);
+            }
+        }
+        emptied
+    }
+
+    /// Closes a listener: no more accepting; connections not yet handed out are reset; a later
+    /// listen on the same address binds anew (a new port where 0 is asked).
+    fn close_listener(&mut self, lid: u32) {
+        let Some(l) = self.listener_mut(lid) else {
+            return;
+        };
+        let fd = l.fd.take();
+        l.pending.clear();
+        l.ready = false;
+        let addr = l.addr.clone();
+        if let Some(fd) = fd {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        self.by_addr.retain(|_, v| *v != lid);
+        if let BoundAddr::Unix(p) = addr {
+            let _ = std::fs::remove_file(&p);
+            self.unix_paths.retain(|x| *x != p);
+        }
+    }
+
+    fn ask_disconnect(&mut self, id: WorkerId) {
+        for lid in self.leave_listeners(id, true) {
+            self.close_listener(lid);
         }
         let Some(slot) = self.workers.get_mut(&id) else {
             return;
@@ -1128,9 +1171,7 @@ impl Inner {
     /// Closes the primary's end of a worker's channel. With `recover`, the worker will never
     /// read again (it said goodbye), so connections still queued to it are taken back.
     fn close_channel(&mut self, id: WorkerId, recover: bool) {
-        for l in &mut self.listeners {
-            l.rotation.remove(id);
-        }
+        let emptied = self.leave_listeners(id, recover);
         let Some(slot) = self.workers.get_mut(&id) else {
             return;
         };
@@ -1145,6 +1186,9 @@ impl Inner {
         self.hot_channels.retain(|&w| w != id);
         if recover {
             self.recover(id);
+        }
+        for lid in emptied {
+            self.close_listener(lid);
         }
         self.events.push_back(Event::Disconnect { worker: id });
     }
@@ -1166,7 +1210,10 @@ impl Inner {
                     };
                     if let (Some(l), Some(fd)) = (self.listener_mut(lid), m.fds.into_iter().next())
                     {
-                        l.pending.push_front(fd);
+                        // A closed listener has nobody to give it to: the client sees a reset.
+                        if l.fd.is_some() {
+                            l.pending.push_front(fd);
+                        }
                         lids.push(lid);
                     }
                 }

@@ -91,3 +91,37 @@ fn connections_wait_in_the_backlog_until_a_worker_listens() {
     };
     assert_eq!(worker_of(&answer), 2, "ids are never reused");
 }
+
+#[test]
+fn the_last_worker_leaving_gracefully_closes_the_listener() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    let port = h.start_listening(2);
+    h.p.disconnect(1).unwrap();
+    // One worker left: still served.
+    let answer = with_client(&mut h, move || request(port).unwrap());
+    assert_eq!(worker_of(&answer), 2);
+    // The last one leaves gracefully: new clients are refused at once (as node:cluster does),
+    // not queued for a worker that will never come.
+    h.p.disconnect(2).unwrap();
+    // (Retried briefly: a child spawned by a concurrent test holds copies of every fd between
+    // its fork and exec.)
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "the listener still accepts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A new worker listening on port 0 gets a fresh listener.
+    h.p.spawn_worker(&[]).unwrap();
+    let new_port = h.wait(
+        "the new worker listening",
+        std::time::Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Listening { addr, .. } => Some(addr.port()),
+            _ => None,
+        },
+    );
+    assert_ne!(new_port, 0);
+}

@@ -1,0 +1,846 @@
+'use strict';
+// require('corral'): node:cluster's API on corral's native engine.
+//
+// The primary runs the engine (listeners, connection handoff, exits) on a native thread; this
+// file keeps node:cluster's objects, states and event order on top of it, following Node's own
+// lib/internal/cluster/{primary,child,worker}.js. In a worker, net.Server's listen goes
+// through the primary: round-robin connections arrive as fds on a native thread and enter
+// net.Server through its own onconnection path (so getConnections, maxConnections, timeouts
+// and keep-alive behave), shared mode hands the worker the listening socket itself.
+
+const EventEmitter = require('events');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+const util = require('util');
+const v8 = require('v8');
+const fs = require('fs');
+const { isMainThread } = require('worker_threads');
+
+const native = loadNative();
+
+const SCHED_NONE = 1;
+const SCHED_RR = 2;
+const INTERNAL_PREFIX = 'NODE_';
+const ENV_SERIALIZATION = 'CORRAL_NODE_SERIALIZATION';
+
+// Message envelope: [kind, handle type] + payload.
+const MSG_JSON = 1;
+const MSG_ADVANCED = 2;
+const MSG_INTERNAL = 3;
+const HANDLE_NONE = 0;
+const HANDLE_SOCKET = 1;
+const HANDLE_SERVER = 2;
+
+// Native event kinds (bindings/node/src/events.rs).
+const EV = {
+  ONLINE: 2, LISTENING: 3, MESSAGE: 4, READY: 5, DISCONNECT: 6, EXIT: 7, ERROR: 8,
+  SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
+  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24,
+};
+
+function loadNative() {
+  const tried = [];
+  const candidates = [];
+  if (process.env.CORRAL_NATIVE_PATH) candidates.push(process.env.CORRAL_NATIVE_PATH);
+  candidates.push(path.join(__dirname, 'corral.node'));
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) {
+      tried.push(`${file} (not found)`);
+      continue;
+    }
+    const mod = { exports: {} };
+    try {
+      process.dlopen(mod, file);
+      return mod.exports;
+    } catch (e) {
+      tried.push(`${file} (${e.message})`);
+    }
+  }
+  const err = new Error(
+    `corral: cannot load the native addon; run "npm run build" in ${__dirname}. Tried:\n  ` +
+      tried.join('\n  '),
+  );
+  err.code = 'ERR_CORRAL_NATIVE_NOT_FOUND';
+  throw err;
+}
+
+// Errors from native calls carry "[CODE] message".
+function nativeError(e) {
+  const m = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/.exec(e && e.message);
+  if (!m) return e;
+  const err = new Error(m[2]);
+  err.code = m[1];
+  const errno = os.constants.errno[m[1]];
+  if (errno !== undefined) err.errno = -errno;
+  return err;
+}
+
+function callNative(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw nativeError(e);
+  }
+}
+
+const signalNames = Object.create(null);
+for (const [name, num] of Object.entries(os.constants.signals)) signalNames[num] = name;
+
+function signalNumber(signal) {
+  if (signal === undefined || signal === null) return os.constants.signals.SIGTERM;
+  if (typeof signal === 'number') return signal;
+  const n = os.constants.signals[signal];
+  if (n === undefined) {
+    const err = new TypeError(`Unknown signal: ${signal}`);
+    err.code = 'ERR_UNKNOWN_SIGNAL';
+    throw err;
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------- messages
+
+function isInternal(message) {
+  return (
+    message !== null &&
+    typeof message === 'object' &&
+    typeof message.cmd === 'string' &&
+    message.cmd.length > INTERNAL_PREFIX.length &&
+    message.cmd.startsWith(INTERNAL_PREFIX)
+  );
+}
+
+function checkMessage(message) {
+  if (message === undefined) {
+    const err = new TypeError('The "message" argument must be specified');
+    err.code = 'ERR_MISSING_ARGS';
+    throw err;
+  }
+  const t = typeof message;
+  if (t !== 'string' && t !== 'object' && t !== 'number' && t !== 'boolean') {
+    const err = new TypeError(
+      'The "message" argument must be one of type string, object, number, or boolean.' +
+        ` Received type ${t} (${util.inspect(message)})`,
+    );
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+}
+
+function encode(kind, message, handleType) {
+  const body = kind === MSG_ADVANCED ? v8.serialize(message) : Buffer.from(JSON.stringify(message));
+  const out = Buffer.allocUnsafe(body.length + 2);
+  out[0] = kind;
+  out[1] = handleType;
+  body.copy(out, 2);
+  return out;
+}
+
+function decode(buf) {
+  const kind = buf[0];
+  const body = buf.subarray(2);
+  const message = kind === MSG_ADVANCED ? v8.deserialize(body) : JSON.parse(body.toString());
+  return { kind, handleType: buf[1], message };
+}
+
+// What a handle becomes on the wire: its fd, and a type for the receiver.
+function handleToFd(handle) {
+  if (handle === undefined || handle === null) return null;
+  if (handle instanceof net.Socket && handle._handle && handle._handle.fd >= 0) {
+    return { type: HANDLE_SOCKET, fd: handle._handle.fd };
+  }
+  if (handle instanceof net.Server && handle._handle && handle._handle.fd >= 0) {
+    return { type: HANDLE_SERVER, fd: handle._handle.fd };
+  }
+  const err = new TypeError('This handle type cannot be sent');
+  err.code = 'ERR_INVALID_HANDLE_TYPE';
+  throw err;
+}
+
+function fdToHandle(type, fd) {
+  if (type === HANDLE_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
+  if (type === HANDLE_SERVER) {
+    const server = net.createServer();
+    server.listen({ fd });
+    return server;
+  }
+  fs.closeSync(fd);
+  return undefined;
+}
+
+// Node's process.send / ChildProcess.send argument handling, on a native send function.
+function makeSend(target, sendRaw, serialization) {
+  return function send(message, handle, options, callback) {
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined && (options === null || typeof options !== 'object')) {
+      const err = new TypeError('The "options" argument must be of type object.');
+      err.code = 'ERR_INVALID_ARG_TYPE';
+      throw err;
+    }
+    options = { swallowErrors: false, ...options };
+    if (!target.connected) {
+      const ex = new Error('Channel closed');
+      ex.code = 'ERR_IPC_CHANNEL_CLOSED';
+      if (typeof callback === 'function') process.nextTick(callback, ex);
+      else process.nextTick(() => target.emit('error', ex));
+      return false;
+    }
+    checkMessage(message);
+    const h = handleToFd(handle);
+    const kind = isInternal(message) ? MSG_INTERNAL : serialization() === 'advanced' ? MSG_ADVANCED : MSG_JSON;
+    const data = encode(kind, message, h ? h.type : HANDLE_NONE);
+    let ok;
+    try {
+      ok = sendRaw(data, h ? [h.fd] : []);
+    } catch (e) {
+      const err = nativeError(e);
+      if (typeof callback === 'function') {
+        process.nextTick(callback, err);
+        return false;
+      }
+      throw err;
+    }
+    if (h && !options.keepOpen) {
+      // As Node: a sent socket or server is closed in the sender.
+      if (h.type === HANDLE_SOCKET) handle.destroy();
+      else handle.close();
+    }
+    if (typeof callback === 'function') process.nextTick(callback, null);
+    return ok;
+  };
+}
+
+function deliver(target, buf, fds) {
+  let decoded;
+  try {
+    decoded = decode(buf);
+  } catch (e) {
+    for (const fd of fds) fs.closeSync(fd);
+    target.emit('error', e);
+    return;
+  }
+  const handle = fds.length ? fdToHandle(decoded.handleType, fds[0]) : undefined;
+  for (const fd of fds.slice(1)) fs.closeSync(fd);
+  if (decoded.kind === MSG_INTERNAL || isInternal(decoded.message)) {
+    target.emit('internalMessage', decoded.message, handle);
+  } else {
+    target.emit('message', decoded.message, handle);
+  }
+}
+
+// A ref'd timer keeps the event loop alive while the cluster has work, like Node's child
+// process and IPC handles; the native threads never do.
+class KeepAlive {
+  constructor() {
+    this.timer = null;
+  }
+  set(on) {
+    if (on && !this.timer) this.timer = setInterval(() => {}, 2 ** 30);
+    else if (!on && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Worker
+
+function Worker(options) {
+  if (!(this instanceof Worker)) return new Worker(options);
+  EventEmitter.call(this);
+  if (options === null || typeof options !== 'object') options = {};
+  this.exitedAfterDisconnect = undefined;
+  this.state = options.state || 'none';
+  this.id = options.id | 0;
+  if (options.process) {
+    this.process = options.process;
+    this.process.on('error', (code, signal) => this.emit('error', code, signal));
+    this.process.on('message', (message, handle) => this.emit('message', message, handle));
+  }
+}
+Object.setPrototypeOf(Worker.prototype, EventEmitter.prototype);
+Object.setPrototypeOf(Worker, EventEmitter);
+
+Worker.prototype.kill = function kill() {
+  this.destroy.apply(this, arguments);
+};
+Worker.prototype.send = function send() {
+  return this.process.send.apply(this.process, arguments);
+};
+Worker.prototype.isDead = function isDead() {
+  return this.process.exitCode != null || this.process.signalCode != null;
+};
+Worker.prototype.isConnected = function isConnected() {
+  return this.process.connected;
+};
+
+const cluster = new EventEmitter();
+cluster.Worker = Worker;
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+cluster.isWorker = isMainThread && native.workerEnv() != null;
+cluster.isPrimary = !cluster.isWorker;
+cluster.isMaster = cluster.isPrimary;
+
+if (cluster.isPrimary) setupPrimarySide();
+else setupWorkerSide();
+
+module.exports = cluster;
+
+// ---------------------------------------------------------------- primary
+
+function setupPrimarySide() {
+  let policy = { none: SCHED_NONE, rr: SCHED_RR }[process.env.NODE_CLUSTER_SCHED_POLICY];
+  const corralPolicy = { shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR }[process.env.CORRAL_SCHED_POLICY];
+  if (corralPolicy !== undefined) policy = corralPolicy;
+  cluster.schedulingPolicy = policy === undefined ? SCHED_RR : policy;
+  cluster.settings = {};
+  cluster.workers = {};
+
+  const intercom = new EventEmitter();
+  const keepAlive = new KeepAlive();
+  const live = new Map(); // id -> Worker, until its exit event
+  let engine = null;
+  let initialized = false;
+  let ids = 0;
+
+  function getEngine() {
+    if (engine) return engine;
+    const name = cluster.schedulingPolicy === SCHED_NONE ? 'shared' : 'rr';
+    engine = callNative(() => new native.NativePrimary(name, 32, onEvents));
+    return engine;
+  }
+
+  cluster.setupPrimary = function setupPrimary(options) {
+    const settings = {
+      args: process.argv.slice(2),
+      exec: process.argv[1],
+      execArgv: process.execArgv,
+      silent: false,
+      ...cluster.settings,
+      ...options,
+    };
+    if (
+      settings.execArgv.some((s) => s.startsWith('--prof')) &&
+      !settings.execArgv.some((s) => s.startsWith('--logfile='))
+    ) {
+      settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
+    }
+    cluster.settings = settings;
+    if (initialized === true) return process.nextTick(setupSettingsNT, settings);
+    initialized = true;
+    if (cluster.schedulingPolicy !== SCHED_NONE && cluster.schedulingPolicy !== SCHED_RR) {
+      throw new Error(`Bad cluster.schedulingPolicy: ${cluster.schedulingPolicy}`);
+    }
+    process.nextTick(setupSettingsNT, settings);
+  };
+  cluster.setupMaster = cluster.setupPrimary;
+
+  function setupSettingsNT(settings) {
+    cluster.emit('setup', settings);
+  }
+
+  function stdioOf(settings) {
+    if (Array.isArray(settings.stdio)) {
+      return [0, 1, 2].map((i) => {
+        const s = settings.stdio[i];
+        return s === 'pipe' || s === 'overlapped' ? 'pipe' : s === 'ignore' ? 'ignore' : 'inherit';
+      });
+    }
+    return settings.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
+  }
+
+  function createWorkerProcess(id, env) {
+    const s = cluster.settings;
+    const workerEnv = { ...env };
+    for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
+    if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
+    const stdio = stdioOf(s);
+    const spawned = callNative(() =>
+      getEngine().spawn({
+        program: process.execPath,
+        args: [...s.execArgv, s.exec, ...(s.args || [])].map(String),
+        env: workerEnv,
+        cwd: s.cwd === undefined ? undefined : String(s.cwd),
+        stdio,
+        uid: s.uid,
+        gid: s.gid,
+      }),
+    );
+    if (spawned.id !== id) throw new Error(`corral: worker id ${spawned.id} != ${id}`);
+    return new PrimaryChildProcess(spawned, stdio, () => cluster.settings.serialization);
+  }
+
+  class PrimaryChildProcess extends EventEmitter {
+    constructor(spawned, stdio, serialization) {
+      super();
+      this.workerId = spawned.id;
+      this.pid = spawned.pid;
+      this.exitCode = null;
+      this.signalCode = null;
+      this.killed = false;
+      this.connected = true;
+      this.spawnfile = process.execPath;
+      this.stdio = spawned.stdio.map((fd, i) =>
+        fd >= 0 ? new net.Socket({ fd, readable: i !== 0, writable: i === 0 }) : null,
+      );
+      [this.stdin, this.stdout, this.stderr] = this.stdio;
+      this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization);
+    }
+    kill(signal) {
+      const n = signalNumber(signal);
+      if (this.exitCode !== null || this.signalCode !== null) return false;
+      try {
+        engine.kill(this.workerId, n);
+      } catch (e) {
+        return false;
+      }
+      this.killed = true;
+      return true;
+    }
+    disconnect() {
+      if (!this.connected) {
+        const ex = new Error('IPC channel is already disconnected');
+        ex.code = 'ERR_IPC_DISCONNECTED';
+        this.emit('error', ex);
+        return;
+      }
+      try {
+        engine.disconnect(this.workerId);
+      } catch {
+        // Already gone: its disconnect event is on its way.
+      }
+    }
+    ref() {}
+    unref() {}
+  }
+
+  function removeWorker(worker) {
+    delete cluster.workers[worker.id];
+    if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
+  }
+
+  cluster.fork = function fork(env) {
+    cluster.setupPrimary();
+    const id = ++ids;
+    const workerProcess = createWorkerProcess(id, env);
+    const worker = new Worker({ id, process: workerProcess });
+    live.set(id, worker);
+    keepAlive.set(true);
+
+    worker.on('message', function (message, handle) {
+      cluster.emit('message', this, message, handle);
+    });
+
+    worker.process.once('exit', (exitCode, signalCode) => {
+      if (!worker.isConnected()) removeWorker(worker);
+      worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+      worker.state = 'dead';
+      worker.emit('exit', exitCode, signalCode);
+      cluster.emit('exit', worker, exitCode, signalCode);
+    });
+
+    worker.process.once('disconnect', () => {
+      if (worker.isDead()) removeWorker(worker);
+      worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+      worker.state = 'disconnected';
+      worker.emit('disconnect');
+      cluster.emit('disconnect', worker);
+    });
+
+    worker.process.on('internalMessage', (message) => onInternal(worker, message));
+    process.nextTick(emitForkNT, worker);
+    cluster.workers[worker.id] = worker;
+    return worker;
+  };
+
+  function emitForkNT(worker) {
+    cluster.emit('fork', worker);
+  }
+
+  cluster.disconnect = function disconnect(cb) {
+    const workers = Object.keys(cluster.workers);
+    if (workers.length === 0) {
+      process.nextTick(() => intercom.emit('disconnect'));
+    } else {
+      for (const worker of Object.values(cluster.workers)) {
+        if (worker.isConnected()) worker.disconnect();
+      }
+    }
+    if (typeof cb === 'function') intercom.once('disconnect', cb);
+  };
+
+  function onInternal(worker, message) {
+    if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+    if (message.act === 'listening') {
+      const info = {
+        addressType: message.addressType,
+        address: message.address,
+        port: message.port,
+        fd: message.fd,
+      };
+      worker.state = 'listening';
+      worker.emit('listening', info);
+      cluster.emit('listening', worker, info);
+    } else if (message.act === 'exitedAfterDisconnect') {
+      worker.exitedAfterDisconnect = true;
+    }
+  }
+
+  Worker.prototype.disconnect = function disconnect() {
+    this.exitedAfterDisconnect = true;
+    if (this.process.connected) {
+      try {
+        engine.disconnect(this.id);
+      } catch {
+        // Already disconnected: its events are on their way.
+      }
+    }
+    removeWorker(this);
+    return this;
+  };
+
+  Worker.prototype.destroy = function destroy(signo) {
+    this.process.kill(signo || 'SIGTERM');
+  };
+
+  function onEvents(events) {
+    for (const ev of events) {
+      const worker = live.get(ev.worker);
+      switch (ev.kind) {
+        case EV.ONLINE:
+          if (!worker) break;
+          worker.state = 'online';
+          worker.emit('online');
+          cluster.emit('online', worker);
+          break;
+        case EV.MESSAGE:
+          if (!worker) {
+            for (const fd of ev.fds) fs.closeSync(fd);
+            break;
+          }
+          deliver(worker.process, ev.data, ev.fds);
+          break;
+        case EV.DISCONNECT:
+          if (!worker || !worker.process.connected) break;
+          worker.process.connected = false;
+          worker.process.emit('disconnect');
+          break;
+        case EV.EXIT: {
+          if (!worker) break;
+          const p = worker.process;
+          if (p.connected) {
+            // The engine reports the channel's end before the exit; keep Node's pairing.
+            p.connected = false;
+            p.emit('disconnect');
+          }
+          p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
+          p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
+          live.delete(ev.worker);
+          if (live.size === 0) keepAlive.set(false);
+          p.emit('exit', p.exitCode, p.signalCode);
+          process.nextTick(() => p.emit('close', p.exitCode, p.signalCode));
+          break;
+        }
+        case EV.ERROR: {
+          const err = new Error(ev.message);
+          err.code = ev.syscall || 'ERR_CORRAL_PROTOCOL';
+          if (worker && worker.listenerCount('error') > 0) worker.emit('error', err);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- worker
+
+function setupWorkerSide() {
+  const { TCP, constants: TCPConstants } = process.binding('tcp_wrap');
+  const { Pipe, constants: PipeConstants } = process.binding('pipe_wrap');
+  const serialization = process.env[ENV_SERIALIZATION] === 'advanced' ? 'advanced' : 'json';
+  delete process.env[ENV_SERIALIZATION];
+
+  const keepAlive = new KeepAlive();
+  const pending = new Map(); // listen request id -> callback(event)
+  const servers = new Map(); // listener id -> fake or real handle (rr: fake)
+  const handles = new Set(); // handles to close on disconnect
+  const indexes = new Map();
+  let nextReq = 1;
+  let closing = false;
+
+  const nw = callNative(() => new native.NativeWorker(onEvents));
+  const worker = new Worker({ id: nw.id, process, state: 'online' });
+  cluster.worker = worker;
+  keepAlive.set(true);
+
+  let connected = true;
+  Object.defineProperty(process, 'connected', {
+    configurable: true,
+    enumerable: true,
+    get: () => connected,
+  });
+  process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization);
+  process.disconnect = function disconnect() {
+    if (!connected) {
+      const ex = new Error('IPC channel is already disconnected');
+      ex.code = 'ERR_IPC_DISCONNECTED';
+      process.emit('error', ex);
+      return;
+    }
+    closing = true;
+    connected = false;
+    try {
+      nw.disconnect();
+    } finally {
+      keepAlive.set(false);
+      process.nextTick(() => process.emit('disconnect'));
+    }
+  };
+
+  process.once('disconnect', () => {
+    worker.emit('disconnect');
+    if (!worker.exitedAfterDisconnect) {
+      // The primary is gone or cut us off: exit at once, as node:cluster does.
+      process.exit(0);
+    }
+  });
+  process.on('internalMessage', () => {});
+
+  function sendInternal(message) {
+    if (connected) nw.send(encode(MSG_INTERNAL, { cmd: 'NODE_CLUSTER', ...message }, HANDLE_NONE), []);
+  }
+
+  Worker.prototype.disconnect = function disconnect() {
+    if (this.state !== 'disconnecting' && this.state !== 'destroying') {
+      this.state = 'disconnecting';
+      workerDisconnect.call(this, false);
+    }
+    return this;
+  };
+
+  Worker.prototype.destroy = function destroy() {
+    if (this.state === 'destroying') return;
+    this.exitedAfterDisconnect = true;
+    if (!this.isConnected()) {
+      process.exit(0);
+    } else {
+      this.state = 'destroying';
+      sendInternal({ act: 'exitedAfterDisconnect' });
+      process.disconnect();
+      process.once('disconnect', () => process.exit(0));
+    }
+  };
+
+  function workerDisconnect(primaryInitiated) {
+    this.exitedAfterDisconnect = true;
+    let waitingCount = 1;
+    function checkWaitingCount() {
+      waitingCount--;
+      if (waitingCount === 0) {
+        if (!primaryInitiated) sendInternal({ act: 'exitedAfterDisconnect' });
+        if (connected) process.disconnect();
+      }
+    }
+    for (const handle of handles) {
+      waitingCount++;
+      const owner = handle[ownerSymbol(handle)];
+      if (owner && typeof owner.close === 'function') owner.close(checkWaitingCount);
+      else handle.close(checkWaitingCount);
+    }
+    handles.clear();
+    checkWaitingCount();
+  }
+
+  // net.Server keeps its owner under a symbol named 'owner_symbol'.
+  let ownerSym;
+  function ownerSymbol(handle) {
+    if (ownerSym) return ownerSym;
+    ownerSym = Object.getOwnPropertySymbols(handle).find((s) => s.description === 'owner_symbol');
+    return ownerSym;
+  }
+
+  // ---- listening through the primary
+
+  const kExclusive = Symbol('corral.exclusive');
+  const origListen = net.Server.prototype.listen;
+  net.Server.prototype.listen = function listen(...args) {
+    const o = args[0];
+    this[kExclusive] = !!(o !== null && typeof o === 'object' && o.exclusive);
+    return origListen.apply(this, args);
+  };
+
+  const origListen2 = net.Server.prototype._listen2;
+  net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd) {
+    if (this._handle || (typeof fd === 'number' && fd >= 0) || this[kExclusive] || !connected) {
+      return origListen2.apply(this, arguments);
+    }
+    const server = this;
+    const args = arguments;
+    const isPipe = port < 0 && typeof address === 'string';
+    const resolved = isPipe ? path.resolve(address) : address;
+    const indexesKey = [resolved, port, addressType, fd].join(':');
+    let indexSet = indexes.get(indexesKey);
+    if (indexSet === undefined) {
+      indexSet = { nextIndex: 0, set: new Set() };
+      indexes.set(indexesKey, indexSet);
+    }
+    const index = indexSet.nextIndex++;
+    indexSet.set.add(index);
+    const host = resolved === null || resolved === undefined ? '' : String(resolved);
+    const wire = isPipe ? `unix:${host}` : host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const req = nextReq++;
+    pending.set(req, (ev) => {
+      if (ev.kind === EV.LISTEN_ERR) {
+        indexSet.set.delete(index);
+        const errno = ev.errno > 0 ? -ev.errno : os.constants.errno.EINVAL ? -os.constants.errno.EINVAL : -22;
+        const code = ev.errno > 0 ? util.getSystemErrorName(-ev.errno) : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
+        const ex = new Error(`bind ${code} ${port > 0 ? `${address}:${port}` : address}`);
+        ex.errno = errno;
+        ex.code = code;
+        ex.syscall = 'bind';
+        ex.address = address;
+        if (port > 0) ex.port = port;
+        server.emit('error', ex);
+        return;
+      }
+      const lid = ev.listener;
+      const sockname = isPipe ? undefined : { address: ev.address, family: ev.family === 6 ? 'IPv6' : 'IPv4', port: ev.port };
+      const unlisten = () => {
+        if (!servers.has(lid)) return;
+        servers.delete(lid);
+        handles.delete(handle);
+        indexSet.set.delete(index);
+        if (connected) {
+          try {
+            nw.unlisten(lid);
+          } catch {
+            // The channel just closed: nothing to stop.
+          }
+        }
+      };
+      let handle;
+      if (ev.fds.length) {
+        // shared: a real listening socket; libuv accepts on it.
+        handle = isPipe ? new Pipe(PipeConstants.SERVER) : new TCP(TCPConstants.SERVER);
+        const err = handle.open(ev.fds[0]);
+        if (err) {
+          fs.closeSync(ev.fds[0]);
+          server.emit('error', util._errnoException ? util._errnoException(err, 'open') : new Error(`open ${err}`));
+          return;
+        }
+        const close = handle.close;
+        handle.close = function () {
+          unlisten();
+          return close.apply(handle, arguments);
+        };
+      } else {
+        // round-robin: a stand-in handle; connections come from the primary.
+        let refTimer = null;
+        handle = {
+          listen: () => 0,
+          ref() {
+            if (!refTimer) refTimer = setInterval(() => {}, 2 ** 30);
+          },
+          unref() {
+            if (refTimer) clearInterval(refTimer);
+            refTimer = null;
+          },
+          close(cb) {
+            this.unref();
+            unlisten();
+            if (typeof cb === 'function') process.nextTick(cb);
+          },
+        };
+        if (sockname) handle.getsockname = (out) => Object.assign(out, sockname) && 0;
+        handle.ref();
+        handle.isPipe = isPipe;
+      }
+      servers.set(lid, handle);
+      handles.add(handle);
+      server._handle = handle;
+      server.once('listening', () => {
+        worker.state = 'listening';
+        const a = server.address();
+        sendInternal({
+          act: 'listening',
+          address: address === undefined ? null : address,
+          port: (a && a.port) || port,
+          addressType,
+          fd,
+          index,
+        });
+      });
+      origListen2.apply(server, args);
+    });
+    try {
+      nw.listen(req, wire, backlog || 511, index);
+    } catch (e) {
+      pending.delete(req);
+      process.nextTick(() => server.emit('error', nativeError(e)));
+    }
+  };
+
+  function onConnection(ev) {
+    const handle = servers.get(ev.listener);
+    const fd = ev.fds[0];
+    if (!handle || typeof handle.onconnection !== 'function') {
+      fs.closeSync(fd);
+      return;
+    }
+    const client = handle.isPipe ? new Pipe(PipeConstants.SOCKET) : new TCP(TCPConstants.SOCKET);
+    const err = client.open(fd);
+    if (err) {
+      fs.closeSync(fd);
+      return;
+    }
+    handle.onconnection(0, client);
+  }
+
+  function onEvents(events) {
+    for (const ev of events) {
+      switch (ev.kind) {
+        case EV.CONNECTION:
+          onConnection(ev);
+          break;
+        case EV.LISTEN_OK:
+        case EV.LISTEN_ERR: {
+          const cb = pending.get(ev.id);
+          pending.delete(ev.id);
+          if (cb) cb(ev);
+          else for (const fd of ev.fds) fs.closeSync(fd);
+          break;
+        }
+        case EV.MESSAGE:
+          deliver(process, ev.data, ev.fds);
+          break;
+        case EV.DISCONNECT_REQUEST:
+          workerDisconnect.call(worker, true);
+          break;
+        case EV.PRIMARY_GONE:
+          if (!closing && connected) {
+            connected = false;
+            keepAlive.set(false);
+            process.emit('disconnect');
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  // Extra beyond node:cluster: tell the primary this worker has warmed up.
+  Worker.prototype.ready = function ready() {
+    nw.ready();
+  };
+}

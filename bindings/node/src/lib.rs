@@ -1,0 +1,52 @@
+//! Native part of `require('corral')`: a small internal surface (`NativePrimary`,
+//! `NativeWorker`, `workerEnv`) that index.js wraps into node:cluster's API.
+//!
+//! Threads: the primary's engine runs its poll loop on a native thread; JS calls take the same
+//! lock for the short time a call needs. A worker receives on a native thread (blocking
+//! `recvmsg`, as measured fastest and portable in shared/notes). Both reach JS only through
+//! ThreadsafeFunctions with `callee_handled::<false>()`; payloads own their fds until they are
+//! turned into JS values, so a call napi rejects (environment closing) closes them.
+#![deny(clippy::all)]
+
+mod events;
+mod primary;
+mod worker;
+
+use napi_derive::napi;
+
+/// Version of the engine.
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// The worker id if a corral primary started this process (`CORRAL_WORKER_ID` and
+/// `CORRAL_CHANNEL_FD` are set), without consuming the variables.
+#[napi]
+pub fn worker_env() -> Option<u32> {
+    let id = std::env::var(corral_core::ENV_WORKER_ID).ok()?;
+    std::env::var_os(corral_core::ENV_CHANNEL_FD)?;
+    id.parse().ok()
+}
+
+/// The default worker count (cgroup-aware CPU count).
+#[napi]
+pub fn available_parallelism() -> u32 {
+    corral_core::available_parallelism() as u32
+}
+
+pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {
+    let code = match e.kind() {
+        corral_core::ErrorKind::Os | corral_core::ErrorKind::Disconnected => {
+            e.code().unwrap_or("ERR_CORRAL_OS").to_string()
+        }
+        corral_core::ErrorKind::InvalidArgument => "ERR_CORRAL_INVALID_ARGUMENT".into(),
+        corral_core::ErrorKind::Protocol => "ERR_CORRAL_PROTOCOL".into(),
+        corral_core::ErrorKind::TooLarge => "ERR_CORRAL_MESSAGE_TOO_LARGE".into(),
+        corral_core::ErrorKind::WrongState => "ERR_CORRAL_WRONG_STATE".into(),
+        corral_core::ErrorKind::NotWorker => "ERR_CORRAL_NOT_A_WORKER".into(),
+        corral_core::ErrorKind::NoSuchWorker => "ERR_CORRAL_NO_SUCH_WORKER".into(),
+    };
+    // index.js reads the code from the "[CODE] message" prefix.
+    napi::Error::from_reason(format!("[{code}] {}", e.message()))
+}

@@ -1,0 +1,302 @@
+//! `NativePrimary`: the engine's primary on a native poll thread, with JS calls under a lock.
+
+use crate::events::{kind, Batch, Event};
+use crate::to_napi;
+use corral_core::{Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
+
+struct Shared {
+    primary: Mutex<Primary>,
+    waker: Arc<mio::Waker>,
+    stop: AtomicBool,
+    poll_fd: i32,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Primary> {
+        self.primary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How to start one worker (index.js composes node's argv: execArgv, exec, args).
+#[napi(object)]
+pub struct SpawnOptions {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: HashMap<String, String>,
+    pub cwd: Option<String>,
+    /// "inherit" | "pipe" | "ignore" for stdin, stdout, stderr.
+    pub stdio: Vec<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// A started worker.
+#[napi(object)]
+pub struct Spawned {
+    pub id: u32,
+    pub pid: i32,
+    /// The primary's ends of piped stdio (-1 where not piped); owned by JS.
+    pub stdio: Vec<i32>,
+}
+
+/// The primary.
+#[napi]
+pub struct NativePrimary {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn convert(ev: CoreEvent) -> Option<Event> {
+    Some(match ev {
+        CoreEvent::Fork { .. } | CoreEvent::Signal { .. } => return None,
+        CoreEvent::Online { worker } => Event {
+            kind: kind::ONLINE,
+            worker: worker as u32,
+            ..Default::default()
+        },
+        CoreEvent::Listening {
+            worker,
+            listener,
+            addr,
+        } => Event {
+            kind: kind::LISTENING,
+            worker: worker as u32,
+            id: listener,
+            address: Some(addr.host()),
+            port: addr.port() as u32,
+            family: addr.address_type(),
+            ..Default::default()
+        },
+        CoreEvent::Message { worker, data, fds } => Event {
+            kind: kind::MESSAGE,
+            worker: worker as u32,
+            data: Some(data),
+            fds,
+            ..Default::default()
+        },
+        CoreEvent::Ready { worker } => Event {
+            kind: kind::READY,
+            worker: worker as u32,
+            ..Default::default()
+        },
+        CoreEvent::Disconnect { worker } => Event {
+            kind: kind::DISCONNECT,
+            worker: worker as u32,
+            ..Default::default()
+        },
+        CoreEvent::Exit {
+            worker,
+            pid,
+            status,
+            exited_after_disconnect,
+        } => Event {
+            kind: kind::EXIT,
+            worker: worker as u32,
+            pid,
+            code: status.code,
+            signal: status.signal,
+            flag: exited_after_disconnect,
+            ..Default::default()
+        },
+        CoreEvent::Error { worker, error } => Event {
+            kind: kind::ERROR,
+            worker: worker.unwrap_or(0) as u32,
+            message: Some(error.message().to_string()),
+            errno: error.errno(),
+            syscall: error.code().map(str::to_string),
+            ..Default::default()
+        },
+        CoreEvent::ShutdownComplete { clean } => Event {
+            kind: kind::SHUTDOWN_COMPLETE,
+            flag: clean,
+            ..Default::default()
+        },
+    })
+}
+
+fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
+    while !shared.stop.load(Ordering::Acquire) {
+        let timeout = shared.lock().next_timeout();
+        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        let mut pfd = libc::pollfd {
+            fd: shared.poll_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one fd owned by the primary, which outlives this thread's use of it.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let batch: Vec<Event> = {
+            let mut p = shared.lock();
+            if p.dispatch(Some(Duration::ZERO)).is_err() {
+                break;
+            }
+            std::iter::from_fn(|| p.next_event())
+                .filter_map(convert)
+                .collect()
+        };
+        if !batch.is_empty()
+            && tsfn.call(Batch(batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
+        {
+            break;
+        }
+    }
+}
+
+#[napi]
+impl NativePrimary {
+    /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
+    #[napi(constructor)]
+    pub fn new(policy: String, window: u32, on_events: Function<'_, Batch, ()>) -> Result<Self> {
+        let policy = Policy::parse(&policy).map_err(to_napi)?;
+        let mut primary = Primary::new(PrimaryOptions {
+            policy,
+            window,
+            ..Default::default()
+        })
+        .map_err(to_napi)?;
+        let waker = primary.waker().map_err(to_napi)?;
+        let poll_fd = primary.poll_fd();
+        let tsfn: Tsfn = on_events
+            .build_threadsafe_function::<Batch>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let shared = Arc::new(Shared {
+            primary: Mutex::new(primary),
+            waker,
+            stop: AtomicBool::new(false),
+            poll_fd,
+        });
+        let s2 = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("corral-primary".into())
+            .spawn(move || poll_loop(s2, tsfn))
+            .map_err(|e| {
+                Error::from_reason(format!("[ERR_CORRAL_OS] start the primary thread: {e}"))
+            })?;
+        Ok(NativePrimary {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn wake_if_pending(&self, p: &Primary) {
+        if p.next_timeout() == Some(Duration::ZERO) {
+            let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// The policy in effect ("rr" or "shared", after `CORRAL_SCHED_POLICY`).
+    #[napi]
+    pub fn policy(&self) -> String {
+        self.shared.lock().policy().name().to_string()
+    }
+
+    /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
+    #[napi]
+    pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {
+        let stdio_of = |i: usize| match opts.stdio.get(i).map(String::as_str) {
+            Some("pipe") => StdioSpec::Pipe,
+            Some("ignore") => StdioSpec::Null,
+            _ => StdioSpec::Inherit,
+        };
+        let spec = SpawnSpec {
+            program: opts.program.clone().into(),
+            args: opts.args.iter().map(Into::into).collect(),
+            env: opts.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            cwd: opts.cwd.as_ref().map(Into::into),
+            stdio: [stdio_of(0), stdio_of(1), stdio_of(2)],
+            uid: opts.uid,
+            gid: opts.gid,
+            arg0: None,
+        };
+        let mut p = self.shared.lock();
+        let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
+        let pid = p.worker(id).map_or(0, |w| w.pid);
+        let stdio = (0..3)
+            .map(|i| p.take_stdio(id, i).map_or(-1, |fd| fd.into_raw_fd()))
+            .collect();
+        self.wake_if_pending(&p);
+        Ok(Spawned {
+            id: id as u32,
+            pid,
+            stdio,
+        })
+    }
+
+    /// Sends a message (and duplicates of `fds`) to a worker. False under backpressure.
+    #[napi]
+    pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<bool> {
+        let mut owned = Vec::with_capacity(fds.len());
+        for fd in fds {
+            // SAFETY: JS passes fds it owns and keeps open during this call; we duplicate them.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            owned.push(
+                corral_core::sys::dup_cloexec(b)
+                    .map_err(|e| Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))?,
+            );
+        }
+        let mut p = self.shared.lock();
+        let r = p.send(worker as u64, data.to_vec(), owned).map_err(to_napi);
+        self.wake_if_pending(&p);
+        r
+    }
+
+    /// Sends a signal to a worker's process.
+    #[napi]
+    pub fn kill(&self, worker: u32, signal: i32) -> Result<()> {
+        self.shared
+            .lock()
+            .kill(worker as u64, signal)
+            .map_err(to_napi)
+    }
+
+    /// Graceful disconnect of one worker (no new connections; it is asked to leave).
+    #[napi]
+    pub fn disconnect(&self, worker: u32) -> Result<()> {
+        let mut p = self.shared.lock();
+        let r = p.disconnect(worker as u64).map_err(to_napi);
+        self.wake_if_pending(&p);
+        r
+    }
+
+    /// Graceful shutdown of the whole cluster with a deadline.
+    #[napi]
+    pub fn shutdown(&self, timeout_ms: u32) -> Result<()> {
+        let mut p = self.shared.lock();
+        p.shutdown(Duration::from_millis(timeout_ms as u64))
+            .map_err(to_napi)?;
+        let _ = self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// Stops the poll thread and ends the cluster (remaining workers are killed and reaped).
+    #[napi]
+    pub fn close(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NativePrimary {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,360 @@
+//! `NativeWorker`: the worker side for Node. A native thread blocks in `recvmsg` and hands
+//! batches of events to JS; JS sends without blocking (what the socket cannot take now is
+//! flushed by a writer thread, in order).
+
+use crate::events::{kind, Batch, Event};
+use crate::to_napi;
+use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
+use corral_core::ipc::{Channel, Kind, Message, Recv};
+use corral_core::{Error as CoreError, ErrorKind, Worker};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
+
+/// `send` returns false above this many queued bytes (Node's IPC threshold).
+const HIGH_WATER: usize = 128 * 1024;
+/// Messages taken off the channel before they are handed to JS as one batch.
+const RECV_BATCH: usize = 256;
+
+struct Sender {
+    chan: Mutex<Channel>,
+    backlog: Condvar,
+    closed: AtomicBool,
+}
+
+impl Sender {
+    fn lock(&self) -> MutexGuard<'_, Channel> {
+        self.chan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues and writes what the socket takes now; the writer thread does the rest.
+    fn send(
+        &self,
+        kind: Kind,
+        data: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> std::result::Result<bool, CoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(CoreError::new(
+                ErrorKind::Disconnected,
+                "the channel to the primary is closed",
+            ));
+        }
+        let mut c = self.lock();
+        c.queue(kind, data, fds)?;
+        match c.flush(false) {
+            Ok(true) => {}
+            Ok(false) => self.backlog.notify_one(),
+            Err(e) => return Err(CoreError::os("sendmsg", "send to the primary", &e)),
+        }
+        Ok(c.queued_bytes() < HIGH_WATER)
+    }
+}
+
+fn writer_loop(s: Arc<Sender>) {
+    let mut c = s.lock();
+    loop {
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if !c.has_queued() {
+            c = s.backlog.wait(c).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        match c.flush(false) {
+            Ok(true) => continue,
+            Ok(false) => {
+                let fd = c.raw_fd();
+                drop(c);
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: polls the channel fd, owned by the sender, which outlives this thread.
+                unsafe { libc::poll(&mut pfd, 1, 1000) };
+                c = s.lock();
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn convert(m: Message, conns: &mut u32) -> Event {
+    let bad = |e: CoreError| Event {
+        kind: kind::ERROR,
+        message: Some(e.message().to_string()),
+        ..Default::default()
+    };
+    match m.kind {
+        Kind::Conn => match proto::decode_u32(&m.data, "conn") {
+            Ok(listener) => {
+                *conns += 1;
+                Event {
+                    kind: kind::CONNECTION,
+                    listener,
+                    fds: m.fds,
+                    ..Default::default()
+                }
+            }
+            Err(e) => bad(e),
+        },
+        Kind::ListenOk => match ListenReply::decode_ok(&m.data) {
+            Ok(ListenReply::Ok {
+                req,
+                listener,
+                addr,
+            }) => Event {
+                kind: kind::LISTEN_OK,
+                id: req,
+                listener,
+                address: Some(addr.host()),
+                port: addr.port() as u32,
+                family: addr.address_type(),
+                fds: m.fds,
+                ..Default::default()
+            },
+            Ok(_) => unreachable!("decode_ok"),
+            Err(e) => bad(e),
+        },
+        Kind::ListenErr => match ListenReply::decode_err(&m.data) {
+            Ok(ListenReply::Err {
+                req,
+                errno,
+                syscall,
+                message,
+            }) => Event {
+                kind: kind::LISTEN_ERR,
+                id: req,
+                errno,
+                syscall: Some(syscall),
+                message: Some(message),
+                ..Default::default()
+            },
+            Ok(_) => unreachable!("decode_err"),
+            Err(e) => bad(e),
+        },
+        Kind::User => Event {
+            kind: kind::MESSAGE,
+            data: Some(m.data),
+            fds: m.fds,
+            ..Default::default()
+        },
+        Kind::Disconnect => Event {
+            kind: kind::DISCONNECT_REQUEST,
+            ..Default::default()
+        },
+        other => bad(CoreError::protocol(format!(
+            "unexpected {other:?} from the primary"
+        ))),
+    }
+}
+
+fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
+    loop {
+        let mut batch = Vec::new();
+        let mut conns = 0;
+        let mut gone = false;
+        match chan.recv(false) {
+            Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns)),
+            Ok(Recv::WouldBlock) => continue,
+            Ok(Recv::Eof) | Err(_) => gone = true,
+        }
+        while !gone && batch.len() < RECV_BATCH {
+            match chan.recv(true) {
+                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns)),
+                Ok(Recv::WouldBlock) => break,
+                Ok(Recv::Eof) | Err(_) => gone = true,
+            }
+        }
+        if conns > 0 {
+            let _ = sender.send(Kind::Ack, proto::u32_payload(conns).to_vec(), Vec::new());
+        }
+        if gone {
+            batch.push(Event {
+                kind: kind::PRIMARY_GONE,
+                ..Default::default()
+            });
+        }
+        if tsfn.call(Batch(batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
+            || gone
+        {
+            return;
+        }
+    }
+}
+
+/// The worker side of this process.
+#[napi]
+pub struct NativeWorker {
+    id: u32,
+    sender: Arc<Sender>,
+    recv_fd: RawFd,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[napi]
+impl NativeWorker {
+    /// Takes the role from the environment (removing the variables), says online, and starts
+    /// receiving. `on_events(events[])` gets event batches.
+    #[napi(constructor)]
+    pub fn new(on_events: Function<'_, Batch, ()>) -> Result<Self> {
+        let (id, raw) = Worker::take_env().map_err(to_napi)?.ok_or_else(|| {
+            to_napi(CoreError::new(
+                ErrorKind::NotWorker,
+                "not started by a corral primary",
+            ))
+        })?;
+        let fd = corral_core::sys::adopt_seqpacket(raw).map_err(|e| {
+            to_napi(CoreError::os(
+                "getsockopt",
+                format!("CORRAL_CHANNEL_FD={raw}"),
+                &e,
+            ))
+        })?;
+        let rfd = corral_core::sys::dup_cloexec(fd.as_fd())
+            .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?;
+        let recv_fd = rfd.as_raw_fd();
+        let tsfn: Tsfn = on_events
+            .build_threadsafe_function::<Batch>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let sender = Arc::new(Sender {
+            chan: Mutex::new(Channel::new(fd)),
+            backlog: Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        sender
+            .send(Kind::Online, Vec::new(), Vec::new())
+            .map_err(to_napi)?;
+        let s1 = sender.clone();
+        let s2 = sender.clone();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::from_reason(format!("[ERR_CORRAL_OS] start {name}: {e}")))
+        };
+        let threads = vec![
+            spawn(
+                "corral-recv",
+                Box::new(move || recv_loop(Channel::new(rfd), s1, tsfn)),
+            )?,
+            spawn("corral-send", Box::new(move || writer_loop(s2)))?,
+        ];
+        Ok(NativeWorker {
+            id: id as u32,
+            sender,
+            recv_fd,
+            threads,
+        })
+    }
+
+    /// This worker's id.
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
+    #[napi]
+    pub fn listen(&self, req: u32, address: String, backlog: i32, index: u32) -> Result<()> {
+        let addr = address.parse().map_err(to_napi)?;
+        let msg = ListenRequest {
+            req,
+            backlog,
+            addr,
+            index,
+        };
+        self.sender
+            .send(Kind::Listen, msg.encode(), Vec::new())
+            .map(drop)
+            .map_err(to_napi)
+    }
+
+    /// Stops receiving connections for a listener.
+    #[napi]
+    pub fn unlisten(&self, listener: u32) -> Result<()> {
+        self.sender
+            .send(
+                Kind::Unlisten,
+                proto::u32_payload(listener).to_vec(),
+                Vec::new(),
+            )
+            .map(drop)
+            .map_err(to_napi)
+    }
+
+    /// Sends a message (with duplicates of `fds`); false under backpressure.
+    #[napi]
+    pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<bool> {
+        let mut owned = Vec::with_capacity(fds.len());
+        for fd in fds {
+            // SAFETY: JS passes fds it owns and keeps open during this call; we duplicate them.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            owned.push(
+                corral_core::sys::dup_cloexec(b)
+                    .map_err(|e| Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))?,
+            );
+        }
+        self.sender
+            .send(Kind::User, data.to_vec(), owned)
+            .map_err(to_napi)
+    }
+
+    /// Tells the primary the application is ready.
+    #[napi]
+    pub fn ready(&self) -> Result<()> {
+        self.sender
+            .send(Kind::Ready, Vec::new(), Vec::new())
+            .map(drop)
+            .map_err(to_napi)
+    }
+
+    /// Disconnects: says goodbye (the primary takes back connections not yet received) and
+    /// stops receiving. Idempotent.
+    #[napi]
+    pub fn disconnect(&self) -> Result<()> {
+        if self.sender.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let r = {
+            let mut c = self.sender.lock();
+            c.queue(Kind::Bye, Vec::new(), Vec::new()).and_then(|_| {
+                c.flush(true)
+                    .map(drop)
+                    .map_err(|e| CoreError::os("sendmsg", "send goodbye", &e))
+            })
+        };
+        self.close();
+        r.map_err(to_napi)
+    }
+
+    /// Stops the native threads (also run on environment teardown).
+    #[napi]
+    pub fn close(&self) {
+        if self.sender.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.sender.backlog.notify_all();
+        // Wakes the thread blocked in recvmsg (it sees EOF and ends).
+        // SAFETY: shutdown(2) on our own duplicate of the channel.
+        unsafe { libc::shutdown(self.recv_fd, libc::SHUT_RDWR) };
+    }
+}
+
+impl Drop for NativeWorker {
+    fn drop(&mut self) {
+        self.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

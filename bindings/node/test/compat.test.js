@@ -1,0 +1,163 @@
+'use strict';
+// Compatibility suite: every scenario in compat/ is a cluster program (primary and worker in one
+// file) that prints deterministic lines. Each one runs under node:cluster and, when the addon
+// loads, under corral (`CORRAL_COMPAT_MODULE=<abs path of ../index.js>`); both runs must match
+// compat/expected/<name>.txt, recorded from node:cluster, and exit with the expected code.
+//
+//   node --test bindings/node/test/                     run it
+//   CORRAL_COMPAT_BLESS=1 node --test bindings/node/test/compat.test.js
+//                                                       rewrite the expectations from node:cluster
+//   CORRAL_COMPAT_REQUIRE_ADDON=1 ...                   fail (not skip) the corral runs when the
+//                                                       addon does not load
+const { test } = require('node:test');
+const assert = require('node:assert');
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const COMPAT_DIR = path.join(__dirname, 'compat');
+const EXPECTED_DIR = path.join(COMPAT_DIR, 'expected');
+const CORRAL_INDEX = path.resolve(__dirname, '..', 'index.js');
+// Each scenario arms its own 15-20 s timeout (prints TIMEOUT, exits 99); this one only catches a
+// primary that cannot even do that, or workers that outlive it (they hold its stdout open).
+const RUN_TIMEOUT_MS = 30_000;
+const PROBE_TIMEOUT_MS = 20_000;
+// Every scenario exits by itself with code 0 unless listed here.
+const EXIT_CODES = {};
+
+const BLESS = process.env.CORRAL_COMPAT_BLESS === '1';
+const REQUIRE_ADDON = process.env.CORRAL_COMPAT_REQUIRE_ADDON === '1';
+
+const scenarios = fs.readdirSync(COMPAT_DIR)
+  .filter((f) => f.endsWith('.js'))
+  .map((f) => path.basename(f, '.js'))
+  .sort();
+
+// The children must not believe they are test files (NODE_TEST_CONTEXT), cluster workers
+// (NODE_UNIQUE_ID, NODE_CHANNEL_*) or corral runs unless asked; NODE_OPTIONS and the scheduling
+// policy would change what node:cluster prints.
+function childEnv(extra) {
+  const env = { ...process.env };
+  for (const key of ['NODE_TEST_CONTEXT', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE',
+    'NODE_CLUSTER_SCHED_POLICY', 'NODE_OPTIONS', 'CORRAL_COMPAT_MODULE']) {
+    delete env[key];
+  }
+  return { ...env, ...extra };
+}
+
+// Whether `require('<bindings/node/index.js>')` succeeds in a fresh process: { ok } or
+// { ok: false, reason } when it throws (the corral runs are then skipped with that reason), or
+// { ok: false, broken } when the probe crashes or hangs (the corral runs then fail).
+let corralProbe;
+function probeCorral() {
+  if (corralProbe) return corralProbe;
+  // Only the message: Node's own "Require stack:" tail names the probe, not the problem. The
+  // explicit exit keeps a handle opened at load time from hanging the probe (the scenarios would
+  // then time out and say so).
+  const code = 'try { require(process.argv[1]); } catch (e) { ' +
+    'const m = String(e && e.message !== undefined ? e.message : e); ' +
+    'process.stderr.write(m.split(/\\nRequire stack:/)[0]); process.exit(1); } process.exit(0);';
+  const r = spawnSync(process.execPath, ['-e', code, CORRAL_INDEX], {
+    env: childEnv({}),
+    encoding: 'utf8',
+    timeout: PROBE_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
+  });
+  const shorten = (text) => (text.length > 600 ? `${text.slice(0, 600)}...` : text);
+  if (r.status === 0) {
+    corralProbe = { ok: true };
+  } else if (r.status === 1) {
+    const lines = r.stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+    corralProbe = { ok: false, reason: shorten(lines.join('; ') || 'require() threw') };
+  } else {
+    const how = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
+    corralProbe = { ok: false, broken: shorten(`require(${CORRAL_INDEX}) in a fresh node: ${how}; stderr: ${r.stderr}`) };
+  }
+  return corralProbe;
+}
+
+// Runs one scenario as its own process group, so that the group (the primary and every worker)
+// can be killed when the test ends, whatever happened.
+function runScenario(t, name, extraEnv) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [path.join(COMPAT_DIR, `${name}.js`)], {
+      cwd: COMPAT_DIR,
+      env: childEnv(extraEnv),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const killGroup = () => {
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {} // ESRCH: already gone
+    };
+    t.after(killGroup);
+
+    let stdout = '';
+    let stderr = '';
+    let exit = null;
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+    child.on('exit', (code, signal) => { exit = { code, signal }; });
+    const timer = setTimeout(() => { timedOut = true; killGroup(); }, RUN_TIMEOUT_MS);
+    const done = (spawnError) => {
+      clearTimeout(timer);
+      resolve({ exit, stdout, stderr, timedOut, spawnError, ms: Date.now() - started });
+    };
+    child.on('error', done);
+    child.on('close', () => done(null));
+  });
+}
+
+async function checkScenario(t, name, { env = {}, bless = false } = {}) {
+  const expectedPath = path.join(EXPECTED_DIR, `${name}.txt`);
+  const expectedCode = EXIT_CODES[name] ?? 0;
+  const r = await runScenario(t, name, env);
+  t.diagnostic(`${name}: ${r.ms} ms`);
+  if (r.stderr) t.diagnostic(`stderr:\n${r.stderr}`);
+  assert.ifError(r.spawnError);
+  if (r.timedOut) {
+    const what = r.exit === null
+      ? 'the primary did not exit'
+      : `the primary exited (code ${r.exit.code}, signal ${r.exit.signal}) but its stdout/stderr stayed open (a worker, or a child of one, outlived it)`;
+    assert.fail(`${name}: not finished after ${RUN_TIMEOUT_MS} ms: ${what}. stdout so far:\n${r.stdout}`);
+  }
+  if (bless && r.exit.code === expectedCode && r.exit.signal === null && r.stderr === '') {
+    fs.mkdirSync(EXPECTED_DIR, { recursive: true });
+    fs.writeFileSync(expectedPath, r.stdout);
+    t.diagnostic(`blessed ${path.relative(process.cwd(), expectedPath)}`);
+  }
+  if (!fs.existsSync(expectedPath)) {
+    assert.fail(`no expectation ${expectedPath}: record it from node:cluster with CORRAL_COMPAT_BLESS=1, ` +
+      `then read it. This run printed:\n${r.stdout}`);
+  }
+  const expected = fs.readFileSync(expectedPath, 'utf8');
+  // Line arrays give a readable diff on failure.
+  assert.deepStrictEqual(
+    { exitCode: r.exit.code, signal: r.exit.signal, stdout: r.stdout.split('\n') },
+    { exitCode: expectedCode, signal: null, stdout: expected.split('\n') },
+  );
+  assert.strictEqual(r.stderr, '', `${name} wrote to stderr`);
+}
+
+for (const name of scenarios) {
+  test(name, async (t) => {
+    await t.test('node:cluster', (t) => checkScenario(t, name, { bless: BLESS }));
+    await t.test('corral', async (t) => {
+      const probe = probeCorral();
+      if (probe.broken) assert.fail(`corral addon does not load: ${probe.broken}`);
+      if (!probe.ok) {
+        if (REQUIRE_ADDON) assert.fail(`corral addon not built: ${probe.reason}`);
+        t.skip(`corral addon not built: ${probe.reason}`);
+        return;
+      }
+      await checkScenario(t, name, { env: { CORRAL_COMPAT_MODULE: CORRAL_INDEX } });
+    });
+  });
+}
+
+test('every expectation file belongs to a scenario', () => {
+  const orphans = fs.readdirSync(EXPECTED_DIR)
+    .filter((f) => f.endsWith('.txt') && !scenarios.includes(path.basename(f, '.txt')));
+  assert.deepStrictEqual(orphans, []);
+});

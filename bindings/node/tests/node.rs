@@ -1,0 +1,84 @@
+//! Runs the Node test suites (`node --test bindings/node/test/`) from `cargo test`, against the
+//! addon built the way users build it (`npm run build`), so `cargo test --workspace` covers
+//! Rust, C and Node.
+//!
+//! The build runs cargo again, in a target directory of its own (`target/node`): the outer
+//! cargo holds the lock of `target/` while tests run.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn package_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/node-<hash>
+    exe.ancestors().nth(3).unwrap().join("node")
+}
+
+#[test]
+fn node_test_suites_pass_against_the_built_addon() {
+    let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
+    let v = Command::new(&node)
+        .arg("--version")
+        .output()
+        .expect("node is required for the Node tests");
+    let version = String::from_utf8_lossy(&v.stdout).trim().to_string();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(major >= 20, "Node 20 or newer is required, found {version}");
+
+    let build = Command::new(&node)
+        .args(["scripts/build.js"])
+        .current_dir(package_dir())
+        .env("CARGO", env!("CARGO"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "npm run build failed:\n{}\n{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let mut child = Command::new(&node)
+        .args(["--test", "--test-reporter=spec", "test/"])
+        .current_dir(package_dir())
+        // Every corral run must happen: a missing addon is a failure here, not a skip.
+        .env("CORRAL_COMPAT_REQUIRE_ADDON", "1")
+        .env_remove("CORRAL_SCHED_POLICY")
+        .env_remove("NODE_CLUSTER_SCHED_POLICY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node --test did not finish within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "node --test failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}
