@@ -292,6 +292,9 @@ cluster.isMaster = cluster.isPrimary;
 if (cluster.isPrimary) setupPrimarySide();
 else setupWorkerSide();
 
+// For TypeScript compiled to CommonJS without esModuleInterop (`import cluster from`).
+Object.defineProperty(cluster, 'default', { value: cluster, enumerable: false });
+
 module.exports = cluster;
 
 // ---------------------------------------------------------------- primary
@@ -816,7 +819,8 @@ function setupWorkerSide() {
         case EV.LISTEN_ERR: {
           const cb = pending.get(ev.id);
           pending.delete(ev.id);
-          if (cb) cb(ev);
+          // After a disconnect the answer is dropped, as node:cluster's never arrives.
+          if (cb && connected) cb(ev);
           else for (const fd of ev.fds) fs.closeSync(fd);
           break;
         }

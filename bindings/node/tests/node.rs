@@ -50,8 +50,18 @@ fn node_test_suites_pass_against_the_built_addon() {
         String::from_utf8_lossy(&build.stderr)
     );
 
+    // The *.test.js files only: the scenario scripts they run live under test/ too.
+    let mut files: Vec<String> = std::fs::read_dir(package_dir().join("test"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".test.js"))
+        .map(|n| format!("test/{n}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test/*.test.js files");
     let mut child = Command::new(&node)
-        .args(["--test", "--test-reporter=spec", "test/"])
+        .args(["--test", "--test-reporter=spec"])
+        .args(&files)
         .current_dir(package_dir())
         // Every corral run must happen: a missing addon is a failure here, not a skip.
         .env("CORRAL_COMPAT_REQUIRE_ADDON", "1")

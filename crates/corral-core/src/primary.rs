@@ -114,6 +114,14 @@ pub struct WorkerInfo {
     pub connected: bool,
     /// Time since it was started.
     pub uptime: Duration,
+    /// When its last heartbeat arrived.
+    pub last_heartbeat: Option<Instant>,
+    /// Connections it reported open in its last heartbeat.
+    pub active_connections: Option<u32>,
+    /// It said it is ready (after its warm-up).
+    pub ready: bool,
+    /// When it was started.
+    pub started: Instant,
 }
 
 /// Result of [`Primary::fork_worker`].
@@ -138,6 +146,10 @@ struct Slot {
     handed_off: u64,
     started: Instant,
     stdio: [Option<OwnedFd>; 3],
+    last_heartbeat: Option<Instant>,
+    active: Option<u32>,
+    ready: bool,
+    online: bool,
 }
 
 impl Slot {
@@ -474,6 +486,10 @@ impl Primary {
             exited_after_disconnect: s.disconnect_asked,
             connected: s.chan.is_some(),
             uptime: s.started.elapsed(),
+            last_heartbeat: s.last_heartbeat,
+            active_connections: s.active,
+            ready: s.ready,
+            started: s.started,
         })
     }
 
@@ -598,6 +614,10 @@ impl Inner {
                 handed_off: 0,
                 started: Instant::now(),
                 stdio,
+                last_heartbeat: None,
+                active: None,
+                ready: false,
+                online: false,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -754,8 +774,12 @@ impl Inner {
             Kind::Online => {
                 expect_fds(0)?;
                 let slot = self.workers.get_mut(&id).expect("reading its channel");
-                if slot.state == WorkerState::Starting {
-                    slot.state = WorkerState::Online;
+                if !slot.online {
+                    slot.online = true;
+                    if slot.state == WorkerState::Starting {
+                        slot.state = WorkerState::Online;
+                    }
+                    // Also when a disconnect was already asked for: it did come online.
                     self.events.push_back(Event::Online { worker: id });
                 }
             }
@@ -783,9 +807,25 @@ impl Inner {
             }
             Kind::Ready => {
                 expect_fds(0)?;
+                if let Some(s) = self.workers.get_mut(&id) {
+                    s.ready = true;
+                }
                 self.events.push_back(Event::Ready { worker: id });
             }
-            Kind::Heartbeat => expect_fds(0)?,
+            Kind::Heartbeat => {
+                expect_fds(0)?;
+                // Optional payload: the connections the worker has open.
+                let active = if m.data.is_empty() {
+                    None
+                } else {
+                    Some(proto::decode_u32(&m.data, "heartbeat")?)
+                };
+                let slot = self.workers.get_mut(&id).expect("reading its channel");
+                slot.last_heartbeat = Some(Instant::now());
+                if active.is_some() {
+                    slot.active = active;
+                }
+            }
             Kind::Bye => {
                 expect_fds(0)?;
                 if let Some(s) = self.workers.get_mut(&id) {
@@ -804,8 +844,12 @@ impl Inner {
     }
 
     fn on_listen(&mut self, id: WorkerId, req: ListenRequest) {
+        let leaving = self.workers.get(&id).is_some_and(|s| s.disconnect_asked);
         let result = if self.shutdown.is_some() {
             Err(Error::wrong_state("the primary is shutting down"))
+        } else if leaving {
+            // Asked to disconnect: it must not join a rotation any more.
+            Err(Error::wrong_state(format!("worker {id} is disconnecting")))
         } else {
             self.listener_for(&req)
         };

@@ -1,0 +1,286 @@
+// Type definitions for `require('corral')`.
+//
+// corral is a drop-in for `node:cluster`, so these typings mirror the ones users already have for
+// it (@types/node v20, `cluster.d.ts`): the same names, overloads and event signatures, so that
+// code written against `node:cluster` type-checks unchanged against corral and back. They are
+// written by hand and differ from @types/node in two ways only:
+//   - the module shape: CommonJS `export = cluster` (with a `default` for ESM imports), since
+//     corral is a CommonJS package and not a built-in module;
+//   - one corral extra, marked "corral extra" below: `Worker.ready()`.
+// Keep it that way: a node:cluster API that is missing or typed differently here is a bug; a new
+// corral extra needs its own "corral extra" comment.
+
+/// <reference types="node" />
+
+import * as child from 'node:child_process';
+import EventEmitter = require('node:events');
+import * as net from 'node:net';
+
+// `Worker` is both a type and a value (`import { Worker } from 'node:cluster'`, `instanceof`), so it
+// lives outside the namespace below: a namespace that declares a value could not merge with the
+// `cluster` constant that `export =` needs.
+/**
+ * One worker. In the primary: the values of `cluster.workers` and what `fork()` returns. In a
+ * worker: `cluster.worker`.
+ */
+declare class Worker extends EventEmitter {
+    /** The worker's id, counting from 1 and never reused; its key in `cluster.workers`. */
+    id: number;
+    /** In the primary, the worker's `ChildProcess`; in a worker, the global `process`. */
+    process: child.ChildProcess;
+    /**
+     * In the primary, sends a message to this worker; in a worker, sends it to the primary
+     * (as `process.send()`). Returns `false` when the message was queued behind others.
+     */
+    send(message: child.Serializable, callback?: (error: Error | null) => void): boolean;
+    send(
+        message: child.Serializable,
+        sendHandle: child.SendHandle,
+        callback?: (error: Error | null) => void,
+    ): boolean;
+    send(
+        message: child.Serializable,
+        sendHandle: child.SendHandle,
+        options?: child.MessageOptions,
+        callback?: (error: Error | null) => void,
+    ): boolean;
+    /** Kills the worker with `signal` (default `'SIGTERM'`) without a graceful disconnect. */
+    kill(signal?: string): void;
+    /** Alias of `kill()`. */
+    destroy(signal?: string): void;
+    /**
+     * Graceful stop: the worker closes its servers, waits for their connections to end, then
+     * disconnects its IPC channel and exits. Sets `exitedAfterDisconnect`.
+     */
+    disconnect(): this;
+    /** Whether the worker's IPC channel to the primary is still open. */
+    isConnected(): boolean;
+    /** Whether the worker's process has terminated (exited or killed by a signal). */
+    isDead(): boolean;
+    /**
+     * `true` if the worker exited because of `disconnect()`, `false` if it exited any other
+     * way, `undefined` while it runs. A primary respawns only when this is not `true`.
+     */
+    exitedAfterDisconnect: boolean;
+
+    /**
+     * corral extra (not in node:cluster): in a worker, tells the primary that the application
+     * is ready, after its warm-up (`cluster.worker.ready()`). Meaningful in a worker only, and
+     * optional so that code typed for corral keeps its shape when it runs under node:cluster.
+     */
+    ready?(): void;
+
+    /**
+     * Events:
+     *   1. disconnect
+     *   2. error
+     *   3. exit
+     *   4. listening
+     *   5. message
+     *   6. online
+     */
+    addListener(event: string, listener: (...args: any[]) => void): this;
+    addListener(event: 'disconnect', listener: () => void): this;
+    addListener(event: 'error', listener: (error: Error) => void): this;
+    addListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+    addListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+    // The handle is a net.Socket, a net.Server, or undefined.
+    addListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+    addListener(event: 'online', listener: () => void): this;
+    emit(event: string | symbol, ...args: any[]): boolean;
+    emit(event: 'disconnect'): boolean;
+    emit(event: 'error', error: Error): boolean;
+    emit(event: 'exit', code: number, signal: string): boolean;
+    emit(event: 'listening', address: cluster.Address): boolean;
+    emit(event: 'message', message: any, handle: net.Socket | net.Server): boolean;
+    emit(event: 'online'): boolean;
+    on(event: string, listener: (...args: any[]) => void): this;
+    on(event: 'disconnect', listener: () => void): this;
+    on(event: 'error', listener: (error: Error) => void): this;
+    on(event: 'exit', listener: (code: number, signal: string) => void): this;
+    on(event: 'listening', listener: (address: cluster.Address) => void): this;
+    on(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+    on(event: 'online', listener: () => void): this;
+    once(event: string, listener: (...args: any[]) => void): this;
+    once(event: 'disconnect', listener: () => void): this;
+    once(event: 'error', listener: (error: Error) => void): this;
+    once(event: 'exit', listener: (code: number, signal: string) => void): this;
+    once(event: 'listening', listener: (address: cluster.Address) => void): this;
+    once(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+    once(event: 'online', listener: () => void): this;
+    prependListener(event: string, listener: (...args: any[]) => void): this;
+    prependListener(event: 'disconnect', listener: () => void): this;
+    prependListener(event: 'error', listener: (error: Error) => void): this;
+    prependListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+    prependListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+    prependListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+    prependListener(event: 'online', listener: () => void): this;
+    prependOnceListener(event: string, listener: (...args: any[]) => void): this;
+    prependOnceListener(event: 'disconnect', listener: () => void): this;
+    prependOnceListener(event: 'error', listener: (error: Error) => void): this;
+    prependOnceListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+    prependOnceListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+    prependOnceListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+    prependOnceListener(event: 'online', listener: () => void): this;
+}
+type WorkerClass = Worker;
+
+declare namespace cluster {
+    type SerializationType = 'json' | 'advanced';
+
+    /** What `setupPrimary()` takes and what `cluster.settings` holds after it (or `fork()`). */
+    interface ClusterSettings {
+        /** Arguments for the Node.js executable. Default: `process.execArgv`. */
+        execArgv?: string[] | undefined;
+        /** The worker's script. Default: `process.argv[1]`. */
+        exec?: string | undefined;
+        /** Arguments for the worker's script. Default: `process.argv.slice(2)`. */
+        args?: readonly string[] | undefined;
+        /** Pipe the worker's output to the primary instead of inheriting stdio. Default: `false`. */
+        silent?: boolean | undefined;
+        /** The worker's stdio, as for `child_process.spawn()`; must contain an `'ipc'` entry. Overrides `silent`. */
+        stdio?: any[] | undefined;
+        /** The worker's user id (setuid(2)). */
+        uid?: number | undefined;
+        /** The worker's group id (setgid(2)). */
+        gid?: number | undefined;
+        /** The worker's inspector port, or a function that returns it. */
+        inspectPort?: number | (() => number) | undefined;
+        /** How messages are serialized: `'json'` (default) or `'advanced'` (V8 serializer). */
+        serialization?: SerializationType | undefined;
+        /** The worker's working directory. Default: the primary's. */
+        cwd?: string | undefined;
+        /** Hide the worker's console window (Windows). Default: `false`. */
+        windowsHide?: boolean | undefined;
+    }
+
+    /** The address a worker listens on, as given to the `'listening'` events. */
+    interface Address {
+        address: string;
+        port: number;
+        /** `4` (TCPv4), `6` (TCPv6), `-1` (Unix domain socket), or `'udp4'`/`'udp6'`. */
+        addressType: 4 | 6 | -1 | 'udp4' | 'udp6';
+    }
+
+    /** See the `Worker` class above. */
+    type Worker = WorkerClass;
+
+    /** The module itself: `const cluster = require('corral')`. */
+    interface Cluster extends EventEmitter {
+        /**
+         * Primary only: calls `disconnect()` on every worker; `callback` runs once
+         * `cluster.workers` is empty.
+         */
+        disconnect(callback?: () => void): void;
+        /** Primary only: starts a worker; `env` is added to its environment. Returns at once. */
+        fork(env?: any): Worker;
+        /** @deprecated since Node.js v16.0.0: use `isPrimary`. */
+        readonly isMaster: boolean;
+        /** `true` in the primary, decided when the module loads. */
+        readonly isPrimary: boolean;
+        /** `true` in a worker: `!isPrimary`. */
+        readonly isWorker: boolean;
+        /**
+         * `cluster.SCHED_RR` (round-robin, the default) or `cluster.SCHED_NONE` (left to the OS).
+         * Frozen once the first worker is forked or `setupPrimary()` is called. Also set by the
+         * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`).
+         */
+        schedulingPolicy: number;
+        /** The settings in force, defaults included, after `setupPrimary()` or `fork()`. Read only. */
+        readonly settings: ClusterSettings;
+        /** @deprecated since Node.js v16.0.0: use `setupPrimary()`. */
+        setupMaster(settings?: ClusterSettings): void;
+        /**
+         * Primary only: changes the settings for later `fork()` calls (running workers keep
+         * theirs). Settings add up across calls. Emits `'setup'`.
+         */
+        setupPrimary(settings?: ClusterSettings): void;
+        /** In a worker, the current worker; `undefined` in the primary. */
+        readonly worker?: Worker;
+        /**
+         * Primary only: the live workers by id. A worker leaves it once it has both disconnected
+         * and exited, before the last of those two events is emitted.
+         */
+        readonly workers?: NodeJS.Dict<Worker>;
+        readonly SCHED_NONE: number;
+        readonly SCHED_RR: number;
+
+        /**
+         * Events:
+         *   1. disconnect
+         *   2. exit
+         *   3. fork
+         *   4. listening
+         *   5. message
+         *   6. online
+         *   7. setup
+         */
+        addListener(event: string, listener: (...args: any[]) => void): this;
+        addListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+        addListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+        addListener(event: 'fork', listener: (worker: Worker) => void): this;
+        addListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+        // The handle is a net.Socket, a net.Server, or undefined.
+        addListener(
+            event: 'message',
+            listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void,
+        ): this;
+        addListener(event: 'online', listener: (worker: Worker) => void): this;
+        addListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+        emit(event: string | symbol, ...args: any[]): boolean;
+        emit(event: 'disconnect', worker: Worker): boolean;
+        emit(event: 'exit', worker: Worker, code: number, signal: string): boolean;
+        emit(event: 'fork', worker: Worker): boolean;
+        emit(event: 'listening', worker: Worker, address: Address): boolean;
+        emit(event: 'message', worker: Worker, message: any, handle: net.Socket | net.Server): boolean;
+        emit(event: 'online', worker: Worker): boolean;
+        emit(event: 'setup', settings: ClusterSettings): boolean;
+        on(event: string, listener: (...args: any[]) => void): this;
+        on(event: 'disconnect', listener: (worker: Worker) => void): this;
+        on(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+        on(event: 'fork', listener: (worker: Worker) => void): this;
+        on(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+        on(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+        on(event: 'online', listener: (worker: Worker) => void): this;
+        on(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+        once(event: string, listener: (...args: any[]) => void): this;
+        once(event: 'disconnect', listener: (worker: Worker) => void): this;
+        once(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+        once(event: 'fork', listener: (worker: Worker) => void): this;
+        once(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+        once(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+        once(event: 'online', listener: (worker: Worker) => void): this;
+        once(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+        prependListener(event: string, listener: (...args: any[]) => void): this;
+        prependListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+        prependListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+        prependListener(event: 'fork', listener: (worker: Worker) => void): this;
+        prependListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+        prependListener(
+            event: 'message',
+            listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void,
+        ): this;
+        prependListener(event: 'online', listener: (worker: Worker) => void): this;
+        prependListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+        prependOnceListener(event: string, listener: (...args: any[]) => void): this;
+        prependOnceListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+        prependOnceListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+        prependOnceListener(event: 'fork', listener: (worker: Worker) => void): this;
+        prependOnceListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+        prependOnceListener(
+            event: 'message',
+            listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void,
+        ): this;
+        prependOnceListener(event: 'online', listener: (worker: Worker) => void): this;
+        prependOnceListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+    }
+}
+
+// `Worker` is on the module object, as on node:cluster's (and so `import { Worker } from 'corral'`
+// works). `default` is the module itself: `import cluster from 'corral'` then means what
+// `import cluster from 'node:cluster'` means under every compiler setting. ESM (index.mjs) and
+// esModuleInterop need nothing more; TypeScript compiled to CommonJS without esModuleInterop
+// reads `require('corral').default`, which index.js must then provide (non-enumerable, so that
+// the module's keys stay node:cluster's).
+declare const cluster: cluster.Cluster & { readonly Worker: typeof Worker; readonly default: cluster.Cluster };
+export = cluster;
