@@ -40,6 +40,7 @@ pub mod ipc;
 pub mod listener;
 pub mod policy;
 pub mod primary;
+pub mod supervisor;
 pub mod sys;
 pub mod worker;
 
@@ -48,5 +49,6 @@ pub use event::{Event, WorkerId};
 pub use listener::{BoundAddr, ListenAddr};
 pub use policy::Policy;
 pub use primary::{Forked, Primary, PrimaryOptions, WorkerInfo, WorkerState};
+pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
 pub use worker::{Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_WORKER_ID};

@@ -5,6 +5,7 @@ mod errno;
 mod fd;
 mod net;
 mod process;
+mod procstat;
 mod seqpacket;
 mod signal;
 
@@ -16,5 +17,6 @@ pub use process::{
     adopt_seqpacket, fork, kill, pidfd_open, reap, spawn, thread_count, ExitStatus, ForkError,
     ForkOutcome, SpawnSpec, Spawned, StdioSpec,
 };
+pub use procstat::proc_stats;
 pub use seqpacket::{recv_datagram, send_datagram, seqpacket_pair, Received, MAX_FDS};
 pub use signal::SignalPipe;
