@@ -281,10 +281,11 @@ impl Worker {
         self.chan.send_blocking(Kind::Ready, Vec::new(), Vec::new())
     }
 
-    /// Tells the primary the main loop is alive.
-    pub fn heartbeat(&mut self) -> Result<()> {
-        self.chan
-            .send_blocking(Kind::Heartbeat, Vec::new(), Vec::new())
+    /// Tells the primary the main loop is alive, optionally with the number of connections
+    /// this worker has open (for metrics).
+    pub fn heartbeat(&mut self, active_connections: Option<u32>) -> Result<()> {
+        let data = active_connections.map_or_else(Vec::new, |n| proto::u32_payload(n).to_vec());
+        self.chan.send_blocking(Kind::Heartbeat, data, Vec::new())
     }
 
     /// The next event, waiting up to `timeout` (`None`: forever; `Some(ZERO)`: never).

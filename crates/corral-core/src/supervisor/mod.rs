@@ -292,8 +292,8 @@ struct Reload {
     started: Instant,
 }
 
-/// Starts one worker (exec mode) for the supervisor.
-pub type SpawnFn = Box<dyn FnMut(&mut Primary) -> Result<WorkerId> + Send>;
+/// Starts one worker (exec mode) for the supervisor, for the given slot.
+pub type SpawnFn = Box<dyn FnMut(&mut Primary, usize) -> Result<WorkerId> + Send>;
 
 /// Keeps a cluster's workers alive; see the module docs.
 pub struct Supervisor {
@@ -366,7 +366,7 @@ impl Supervisor {
     }
 
     fn start_worker(&mut self, p: &mut Primary, slot: usize, role: Role) -> Result<WorkerId> {
-        let id = (self.spawn)(p)?;
+        let id = (self.spawn)(p, slot)?;
         let recycle_at = self.opts.recycle.max_connections.map(|n| {
             let j = self.opts.recycle.jitter;
             (n as f64 * (1.0 + j * (2.0 * self.jitter.next_unit() - 1.0))).max(1.0) as u64
@@ -526,9 +526,9 @@ impl Supervisor {
             self.run_recycle(p);
         }
         if self.endpoint.is_some()
-            && self
-                .last_publish
-                .map_or(true, |t| now.duration_since(t) >= Duration::from_millis(500))
+            && self.last_publish.map_or(true, |t| {
+                now.duration_since(t) >= Duration::from_millis(500)
+            })
         {
             self.publish(p);
         }
