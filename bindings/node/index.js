@@ -34,10 +34,12 @@ const HANDLE_SERVER = 2;
 
 // Native event kinds (bindings/node/src/events.rs).
 const EV = {
+  FORK: 1,
   ONLINE: 2, LISTENING: 3, MESSAGE: 4, READY: 5, DISCONNECT: 6, EXIT: 7, ERROR: 8,
   SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
-  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24,
+  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, SUPERVISOR: 30,
 };
+const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
 
 function loadNative() {
   const tried = [];
@@ -312,7 +314,7 @@ function setupPrimarySide() {
   const live = new Map(); // id -> Worker, until its exit event
   let engine = null;
   let initialized = false;
-  let ids = 0;
+  const adopted = new Set(); // every worker id this primary has wrapped
 
   function getEngine() {
     if (engine) return engine;
@@ -360,29 +362,30 @@ function setupPrimarySide() {
     return settings.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
   }
 
-  function createWorkerProcess(id, env) {
+  function spawnOptions(env) {
     const s = cluster.settings;
     const workerEnv = { ...env };
     for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
     if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
-    const stdio = stdioOf(s);
-    const spawned = callNative(() =>
-      getEngine().spawn({
-        program: process.execPath,
-        args: [...s.execArgv, s.exec, ...(s.args || [])].map(String),
-        env: workerEnv,
-        cwd: s.cwd === undefined ? undefined : String(s.cwd),
-        stdio,
-        uid: s.uid,
-        gid: s.gid,
-      }),
-    );
-    if (spawned.id !== id) throw new Error(`corral: worker id ${spawned.id} != ${id}`);
-    return new PrimaryChildProcess(spawned, stdio, () => cluster.settings.serialization);
+    return {
+      program: process.execPath,
+      args: [...s.execArgv, s.exec, ...(s.args || [])].map(String),
+      env: workerEnv,
+      cwd: s.cwd === undefined ? undefined : String(s.cwd),
+      stdio: stdioOf(s),
+      uid: s.uid,
+      gid: s.gid,
+    };
+  }
+
+  // Ids come from the engine (from 1, never reused), shared with workers the supervisor starts.
+  function createWorkerProcess(env) {
+    const spawned = callNative(() => getEngine().spawn(spawnOptions(env)));
+    return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
   }
 
   class PrimaryChildProcess extends EventEmitter {
-    constructor(spawned, stdio, serialization) {
+    constructor(spawned, serialization) {
       super();
       this.workerId = spawned.id;
       this.pid = spawned.pid;
@@ -432,9 +435,14 @@ function setupPrimarySide() {
 
   cluster.fork = function fork(env) {
     cluster.setupPrimary();
-    const id = ++ids;
-    const workerProcess = createWorkerProcess(id, env);
+    const p = createWorkerProcess(env);
+    return adopt(p.workerId, p);
+  };
+
+  // Wires a worker the way node:cluster's fork() does (also for workers the supervisor starts).
+  function adopt(id, workerProcess) {
     const worker = new Worker({ id, process: workerProcess });
+    adopted.add(id);
     live.set(id, worker);
     keepAlive.set(true);
 
@@ -462,7 +470,7 @@ function setupPrimarySide() {
     process.nextTick(emitForkNT, worker);
     cluster.workers[worker.id] = worker;
     return worker;
-  };
+  }
 
   function emitForkNT(worker) {
     cluster.emit('fork', worker);
@@ -514,10 +522,158 @@ function setupPrimarySide() {
     this.process.kill(signo || 'SIGTERM');
   };
 
+  let supervisor = null;
+
+  cluster.supervise = function supervise(options = {}) {
+    if (supervisor) {
+      const err = new Error('supervise() was already called');
+      err.code = 'ERR_CORRAL_WRONG_STATE';
+      throw err;
+    }
+    const o = validateSupervise(options);
+    cluster.setupPrimary();
+    const spawn = spawnOptions(o.heartbeatInterval ? { [ENV_HEARTBEAT]: String(o.heartbeatInterval) } : {});
+    const eng = getEngine();
+    supervisor = new Supervisor(eng, o);
+    // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
+    keepAlive.set(true);
+    callNative(() => eng.supervise(o.native, spawn));
+    return supervisor;
+  };
+
+  class Supervisor extends EventEmitter {
+    constructor(eng, o) {
+      super();
+      this._engine = eng;
+      this._reloads = [];
+      this._shutdowns = [];
+      this._scales = [];
+      this._shutdownDone = null;
+      for (const sig of o.shutdownSignals) {
+        process.on(sig, () => {
+          this.shutdown().then((r) => process.exit(r.clean ? 0 : 1));
+        });
+      }
+      for (const sig of o.reloadSignals) {
+        process.on(sig, () => {
+          this.reload().catch((e) => this.emit('error', e));
+        });
+      }
+    }
+
+    // Replaces every worker, one batch at a time; resolves with the report
+    // ({ ok, replaced, reason, duration }) once it ended, successfully or not.
+    reload() {
+      try {
+        this._engine.supervisorCall('reload', undefined);
+      } catch (e) {
+        return Promise.reject(nativeError(e));
+      }
+      return new Promise((resolve) => this._reloads.push(resolve));
+    }
+
+    // Changes the worker count; resolves once the count is reached (new ones listening,
+    // removed ones drained).
+    scale(n) {
+      if (!Number.isInteger(n) || n < 1) {
+        return Promise.reject(invalidOption('workers', 'must be an integer >= 1'));
+      }
+      try {
+        this._engine.supervisorCall('scale', n);
+      } catch (e) {
+        return Promise.reject(nativeError(e));
+      }
+      return new Promise((resolve) => {
+        this._scales.push({ n, resolve });
+        this._checkScales();
+      });
+    }
+
+    // Graceful shutdown; resolves with { clean } when every worker is gone.
+    shutdown() {
+      if (this._shutdownDone) return Promise.resolve(this._shutdownDone);
+      if (this._shutdowns.length === 0) {
+        try {
+          this._engine.supervisorCall('shutdown', undefined);
+        } catch (e) {
+          return Promise.reject(nativeError(e));
+        }
+      }
+      return new Promise((resolve) => this._shutdowns.push(resolve));
+    }
+
+    // A snapshot: { workers: [{slot, id, pid, state, handedOff, inflight, active, restarts,
+    // lastRestartCause, uptime, rss, cpu}], restarts: {cause: n}, crashLoopingSlots, reloads,
+    // endpoint }.
+    metrics() {
+      return callNative(() => this._engine.supervisorMetrics());
+    }
+
+    // The same figures in Prometheus text.
+    prometheus() {
+      return callNative(() => this._engine.supervisorPrometheus());
+    }
+
+    _event(e) {
+      const type = e.type;
+      delete e.type;
+      if (type === 'reload') {
+        const resolve = this._reloads.shift();
+        this.emit('reload', e);
+        if (resolve) resolve(e);
+      } else if (type === 'scaled') {
+        this.emit('scale', e);
+      } else {
+        this.emit(type, e);
+      }
+    }
+
+    _checkScales() {
+      const listening = Object.values(cluster.workers).filter((w) => w.state === 'listening').length;
+      this._scales = this._scales.filter((s) => {
+        if (live.size === s.n && listening === s.n) {
+          s.resolve({ workers: s.n });
+          return false;
+        }
+        return true;
+      });
+    }
+
+    _shutdownComplete(clean) {
+      this._shutdownDone = { clean };
+      if (live.size === 0) keepAlive.set(false);
+      for (const resolve of this._shutdowns.splice(0)) resolve(this._shutdownDone);
+    }
+  }
+
+  cluster.on('listening', () => supervisor && supervisor._checkScales());
+  cluster.on('exit', () => supervisor && supervisor._checkScales());
+
   function onEvents(events) {
     for (const ev of events) {
       const worker = live.get(ev.worker);
       switch (ev.kind) {
+        case EV.FORK: {
+          if (adopted.has(ev.worker)) {
+            // Started by cluster.fork(): already known.
+            for (const fd of ev.fds) fs.closeSync(fd);
+            break;
+          }
+          // Started by the supervisor.
+          const piped = ev.data || Buffer.alloc(3);
+          const stdio = [-1, -1, -1];
+          let k = 0;
+          for (let i = 0; i < 3; i++) if (piped[i]) stdio[i] = ev.fds[k++];
+          const p = new PrimaryChildProcess({ id: ev.worker, pid: ev.pid, stdio }, () => cluster.settings.serialization);
+          adopt(ev.worker, p);
+          break;
+        }
+        case EV.SUPERVISOR:
+          if (supervisor) supervisor._event(JSON.parse(ev.message));
+          break;
+        case EV.SHUTDOWN_COMPLETE:
+          if (supervisor) supervisor._shutdownComplete(ev.flag);
+          break;
         case EV.ONLINE:
           if (!worker) break;
           worker.state = 'online';
@@ -547,7 +703,7 @@ function setupPrimarySide() {
           p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
           p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
           live.delete(ev.worker);
-          if (live.size === 0) keepAlive.set(false);
+          if (live.size === 0 && (!supervisor || supervisor._shutdownDone)) keepAlive.set(false);
           p.emit('exit', p.exitCode, p.signalCode);
           process.nextTick(() => p.emit('close', p.exitCode, p.signalCode));
           break;
@@ -563,6 +719,115 @@ function setupPrimarySide() {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------- supervise() options
+
+function invalidOption(name, why) {
+  const err = new TypeError(`supervise(): ${name} ${why}`);
+  err.code = 'ERR_CORRAL_INVALID_OPTION';
+  return err;
+}
+
+const SUPERVISE_KEYS = {
+  '': ['workers', 'restart', 'shutdown', 'reload', 'heartbeat', 'recycle', 'metrics'],
+  restart: ['initialDelay', 'maxDelay', 'factor', 'jitter', 'resetAfter', 'crashLoop', 'noRestartExitCodes'],
+  'restart.crashLoop': ['exits', 'window'],
+  shutdown: ['signals', 'timeout'],
+  reload: ['signals', 'readyTimeout', 'probation', 'batch', 'waitReady'],
+  heartbeat: ['interval', 'timeout'],
+  recycle: ['maxRss', 'maxConnections', 'jitter'],
+  metrics: ['port', 'host'],
+};
+
+function section(obj, name) {
+  if (obj === undefined) return {};
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    throw invalidOption(name || 'options', 'must be an object');
+  }
+  for (const k of Object.keys(obj)) {
+    if (!SUPERVISE_KEYS[name].includes(k)) throw invalidOption(name ? `${name}.${k}` : k, 'is not a known option');
+  }
+  return obj;
+}
+
+function num(obj, key, name, dflt, { min = 0, integer = false, max = Infinity } = {}) {
+  const v = obj[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+    const range = max === Infinity ? `>= ${min}` : `between ${min} and ${max}`;
+    throw invalidOption(name, `must be ${integer ? 'an integer' : 'a number'} ${range} (got ${util.inspect(v)})`);
+  }
+  return v;
+}
+
+function signals(obj, name, dflt) {
+  const v = obj.signals;
+  if (v === undefined) return dflt;
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || os.constants.signals[s] === undefined)) {
+    throw invalidOption(`${name}.signals`, 'must be an array of signal names like "SIGTERM"');
+  }
+  return v;
+}
+
+function validateSupervise(options) {
+  const top = section(options, '');
+  let workers = top.workers === undefined ? 'auto' : top.workers;
+  if (workers === 'auto') workers = native.availableParallelism();
+  else if (!Number.isInteger(workers) || workers < 1) {
+    throw invalidOption('workers', `must be "auto" or an integer >= 1 (got ${util.inspect(top.workers)})`);
+  }
+  const r = section(top.restart, 'restart');
+  const cl = section(r.crashLoop, 'restart.crashLoop');
+  const sh = section(top.shutdown, 'shutdown');
+  const rl = section(top.reload, 'reload');
+  const hb = top.heartbeat === undefined ? undefined : section(top.heartbeat, 'heartbeat');
+  const rc = section(top.recycle, 'recycle');
+  const m = top.metrics === undefined ? undefined : section(top.metrics, 'metrics');
+  const codes = r.noRestartExitCodes === undefined ? [] : r.noRestartExitCodes;
+  if (!Array.isArray(codes) || codes.some((c) => !Number.isInteger(c) || c < 0 || c > 255)) {
+    throw invalidOption('restart.noRestartExitCodes', 'must be an array of exit codes (0-255)');
+  }
+  if (rl.waitReady !== undefined && typeof rl.waitReady !== 'boolean') {
+    throw invalidOption('reload.waitReady', 'must be a boolean');
+  }
+  const heartbeatInterval = hb ? num(hb, 'interval', 'heartbeat.interval', 1000, { min: 1 }) : undefined;
+  const heartbeatTimeout = hb ? num(hb, 'timeout', 'heartbeat.timeout', 5000, { min: 1 }) : undefined;
+  if (hb && heartbeatTimeout <= heartbeatInterval) {
+    throw invalidOption('heartbeat.timeout', 'must be greater than heartbeat.interval');
+  }
+  const maxRss = num(rc, 'maxRss', 'recycle.maxRss', 0, { min: 0 });
+  const maxConnections = num(rc, 'maxConnections', 'recycle.maxConnections', 0, { min: 0, integer: true });
+  const port = m ? num(m, 'port', 'metrics.port', 9464, { min: 0, max: 65535, integer: true }) : undefined;
+  if (m && m.host !== undefined && typeof m.host !== 'string') throw invalidOption('metrics.host', 'must be a string');
+  return {
+    heartbeatInterval,
+    shutdownSignals: signals(sh, 'shutdown', []),
+    reloadSignals: signals(rl, 'reload', []),
+    native: {
+      workers,
+      initialDelay: num(r, 'initialDelay', 'restart.initialDelay', 100),
+      maxDelay: num(r, 'maxDelay', 'restart.maxDelay', 30000),
+      factor: num(r, 'factor', 'restart.factor', 2, { min: 1 }),
+      jitter: num(r, 'jitter', 'restart.jitter', 0.2, { max: 1 }),
+      resetAfter: num(r, 'resetAfter', 'restart.resetAfter', 30000),
+      crashLoopExits: num(cl, 'exits', 'restart.crashLoop.exits', 5, { min: 1, integer: true }),
+      crashLoopWindow: num(cl, 'window', 'restart.crashLoop.window', 60000),
+      noRestartExitCodes: codes,
+      shutdownTimeout: num(sh, 'timeout', 'shutdown.timeout', 30000),
+      readyTimeout: num(rl, 'readyTimeout', 'reload.readyTimeout', 10000),
+      probation: num(rl, 'probation', 'reload.probation', 1000),
+      batch: num(rl, 'batch', 'reload.batch', 1, { min: 1, integer: true }),
+      waitReady: !!rl.waitReady,
+      heartbeatInterval,
+      heartbeatTimeout,
+      maxRss: maxRss > 0 ? maxRss : undefined,
+      maxConnections: maxConnections > 0 ? maxConnections : undefined,
+      recycleJitter: num(rc, 'jitter', 'recycle.jitter', 0.1, { max: 1 }),
+      metricsHost: m ? m.host || '127.0.0.1' : undefined,
+      metricsPort: port,
+    },
+  };
 }
 
 // ---------------------------------------------------------------- worker
@@ -582,6 +847,22 @@ function setupWorkerSide() {
   let closing = false;
 
   const nw = callNative(() => new native.NativeWorker(onEvents));
+  const listeningServers = new Set();
+  const heartbeatMs = Number(process.env[ENV_HEARTBEAT]);
+  delete process.env[ENV_HEARTBEAT];
+  if (heartbeatMs > 0) {
+    // Sent from the event loop: a blocked loop stops the beats and the watchdog notices.
+    setInterval(() => {
+      if (!connected) return;
+      let active = 0;
+      for (const srv of listeningServers) active += srv._connections || 0;
+      try {
+        nw.heartbeat(active);
+      } catch {
+        // Channel closing: the disconnect path takes over.
+      }
+    }, heartbeatMs).unref();
+  }
   const worker = new Worker({ id: nw.id, process, state: 'online' });
   cluster.worker = worker;
   keepAlive.set(true);
@@ -770,6 +1051,8 @@ function setupWorkerSide() {
       }
       servers.set(lid, handle);
       handles.add(handle);
+      listeningServers.add(server);
+      server.once('close', () => listeningServers.delete(server));
       server._handle = handle;
       server.once('listening', () => {
         worker.state = 'listening';

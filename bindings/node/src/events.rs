@@ -7,6 +7,7 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 
 /// Event kinds seen by index.js (mirrors of the engine's events, primary and worker side).
 pub mod kind {
+    pub const FORK: u32 = 1;
     pub const ONLINE: u32 = 2;
     pub const MESSAGE: u32 = 4;
     pub const DISCONNECT: u32 = 6;
@@ -21,6 +22,8 @@ pub mod kind {
     pub const LISTEN_ERR: u32 = 22;
     pub const DISCONNECT_REQUEST: u32 = 23;
     pub const PRIMARY_GONE: u32 = 24;
+    // supervisor: details as JSON in `message`
+    pub const SUPERVISOR: u32 = 30;
 }
 
 /// One event, native side.

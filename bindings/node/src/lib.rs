@@ -10,6 +10,7 @@
 
 mod events;
 mod primary;
+mod supervise;
 mod worker;
 
 use napi_derive::napi;

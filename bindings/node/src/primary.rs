@@ -2,7 +2,9 @@
 
 use crate::events::{kind, Batch, Event};
 use crate::to_napi;
-use corral_core::{Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec};
+use corral_core::{
+    Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
+};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -11,20 +13,38 @@ use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 
+struct State {
+    primary: Primary,
+    sup: Option<Supervisor>,
+}
+
+impl std::ops::Deref for State {
+    type Target = Primary;
+    fn deref(&self) -> &Primary {
+        &self.primary
+    }
+}
+
+impl std::ops::DerefMut for State {
+    fn deref_mut(&mut self) -> &mut Primary {
+        &mut self.primary
+    }
+}
+
 struct Shared {
-    primary: Mutex<Primary>,
+    state: Mutex<State>,
     waker: Arc<mio::Waker>,
     stop: AtomicBool,
     poll_fd: i32,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Primary> {
-        self.primary.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -39,6 +59,24 @@ pub struct SpawnOptions {
     pub stdio: Vec<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+}
+
+pub(crate) fn spawn_spec(opts: &SpawnOptions) -> SpawnSpec {
+    let stdio_of = |i: usize| match opts.stdio.get(i).map(String::as_str) {
+        Some("pipe") => StdioSpec::Pipe,
+        Some("ignore") => StdioSpec::Null,
+        _ => StdioSpec::Inherit,
+    };
+    SpawnSpec {
+        program: opts.program.clone().into(),
+        args: opts.args.iter().map(Into::into).collect(),
+        env: opts.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        cwd: opts.cwd.as_ref().map(Into::into),
+        stdio: [stdio_of(0), stdio_of(1), stdio_of(2)],
+        uid: opts.uid,
+        gid: opts.gid,
+        arg0: None,
+    }
 }
 
 /// A started worker.
@@ -57,9 +95,28 @@ pub struct NativePrimary {
     thread: Option<JoinHandle<()>>,
 }
 
-fn convert(ev: CoreEvent) -> Option<Event> {
+fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
     Some(match ev {
-        CoreEvent::Fork { .. } | CoreEvent::Signal { .. } => return None,
+        CoreEvent::Signal { .. } => return None,
+        CoreEvent::Fork { worker, pid } => {
+            // Workers the supervisor starts are new to JS: it needs their pid and piped stdio.
+            let mut piped = vec![0u8; 3];
+            let mut fds = Vec::new();
+            for (i, slot) in piped.iter_mut().enumerate() {
+                if let Some(fd) = p.take_stdio(worker, i) {
+                    *slot = 1;
+                    fds.push(fd);
+                }
+            }
+            Event {
+                kind: kind::FORK,
+                worker: worker as u32,
+                pid,
+                data: Some(piped),
+                fds,
+                ..Default::default()
+            }
+        }
         CoreEvent::Online { worker } => Event {
             kind: kind::ONLINE,
             worker: worker as u32,
@@ -125,9 +182,44 @@ fn convert(ev: CoreEvent) -> Option<Event> {
     })
 }
 
+/// Takes the primary's events (feeding the supervisor, if any) and the supervisor's.
+fn collect(st: &mut State) -> Vec<Event> {
+    let State { primary, sup } = st;
+    let mut out = Vec::new();
+    while let Some(ev) = primary.next_event() {
+        if let Some(s) = sup.as_mut() {
+            s.handle(primary, &ev);
+        }
+        out.extend(convert(primary, ev));
+    }
+    if let Some(s) = sup.as_mut() {
+        s.tick(primary);
+        // Starting workers in tick() queued Fork events.
+        while let Some(ev) = primary.next_event() {
+            s.handle(primary, &ev);
+            out.extend(convert(primary, ev));
+        }
+        while let Some(ev) = s.next_event() {
+            out.push(crate::supervise::convert(ev));
+        }
+    }
+    out
+}
+
 fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
     while !shared.stop.load(Ordering::Acquire) {
-        let timeout = shared.lock().next_timeout();
+        let timeout = {
+            let st = shared.lock();
+            let sup = st
+                .sup
+                .as_ref()
+                .and_then(|s| s.next_deadline())
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            match (st.primary.next_timeout(), sup) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         let mut pfd = libc::pollfd {
             fd: shared.poll_fd,
@@ -140,13 +232,11 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
             break;
         }
         let batch: Vec<Event> = {
-            let mut p = shared.lock();
-            if p.dispatch(Some(Duration::ZERO)).is_err() {
+            let mut st = shared.lock();
+            if st.primary.dispatch(Some(Duration::ZERO)).is_err() {
                 break;
             }
-            std::iter::from_fn(|| p.next_event())
-                .filter_map(convert)
-                .collect()
+            collect(&mut st)
         };
         if !batch.is_empty()
             && tsfn.call(Batch(batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
@@ -176,7 +266,7 @@ impl NativePrimary {
             .weak::<true>()
             .build()?;
         let shared = Arc::new(Shared {
-            primary: Mutex::new(primary),
+            state: Mutex::new(State { primary, sup: None }),
             waker,
             stop: AtomicBool::new(false),
             poll_fd,
@@ -194,6 +284,83 @@ impl NativePrimary {
         })
     }
 
+    /// Starts the supervisor (see index.js `supervise`, which validates and flattens the
+    /// options); workers are spawned with `spawn`.
+    #[napi]
+    pub fn supervise(
+        &self,
+        options: crate::supervise::JsSupervisorOptions,
+        spawn: SpawnOptions,
+    ) -> Result<()> {
+        let opts = options.into_core()?;
+        let mut st = self.shared.lock();
+        if st.sup.is_some() {
+            return Err(Error::from_reason(
+                "[ERR_CORRAL_WRONG_STATE] supervise() was already called",
+            ));
+        }
+        let spec = spawn_spec(&spawn);
+        let sup = Supervisor::start(
+            &mut st.primary,
+            opts,
+            Box::new(move |p, _slot| p.spawn_worker_with(&spec, &[])),
+        )
+        .map_err(to_napi)?;
+        st.sup = Some(sup);
+        drop(st);
+        let _ = self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// Supervisor control: "reload", "shutdown", or "scale" with `n`.
+    #[napi]
+    pub fn supervisor_call(&self, what: String, n: Option<u32>) -> Result<()> {
+        let mut st = self.shared.lock();
+        let State { primary, sup } = &mut *st;
+        let s = sup
+            .as_mut()
+            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+        match what.as_str() {
+            "reload" => s.reload(primary),
+            "shutdown" => s.shutdown(primary),
+            "scale" => s.scale(primary, n.unwrap_or(0) as usize),
+            other => {
+                return Err(Error::from_reason(format!(
+                    "[ERR_CORRAL_INVALID_ARGUMENT] unknown call {other}"
+                )))
+            }
+        }
+        .map_err(to_napi)?;
+        drop(st);
+        let _ = self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// The supervisor's metrics snapshot.
+    #[napi]
+    pub fn supervisor_metrics(&self) -> Result<crate::supervise::JsMetrics> {
+        let st = self.shared.lock();
+        let s = st
+            .sup
+            .as_ref()
+            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+        Ok(crate::supervise::JsMetrics::new(
+            &s.metrics(&st.primary),
+            s.metrics_addr(),
+        ))
+    }
+
+    /// The metrics in Prometheus text.
+    #[napi]
+    pub fn supervisor_prometheus(&self) -> Result<String> {
+        let st = self.shared.lock();
+        let s = st
+            .sup
+            .as_ref()
+            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+        Ok(s.metrics(&st.primary).to_prometheus())
+    }
+
     fn wake_if_pending(&self, p: &Primary) {
         if p.next_timeout() == Some(Duration::ZERO) {
             let _ = self.shared.waker.wake();
@@ -209,21 +376,7 @@ impl NativePrimary {
     /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
     #[napi]
     pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {
-        let stdio_of = |i: usize| match opts.stdio.get(i).map(String::as_str) {
-            Some("pipe") => StdioSpec::Pipe,
-            Some("ignore") => StdioSpec::Null,
-            _ => StdioSpec::Inherit,
-        };
-        let spec = SpawnSpec {
-            program: opts.program.clone().into(),
-            args: opts.args.iter().map(Into::into).collect(),
-            env: opts.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            cwd: opts.cwd.as_ref().map(Into::into),
-            stdio: [stdio_of(0), stdio_of(1), stdio_of(2)],
-            uid: opts.uid,
-            gid: opts.gid,
-            arg0: None,
-        };
+        let spec = spawn_spec(&opts);
         let mut p = self.shared.lock();
         let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
         let pid = p.worker(id).map_or(0, |w| w.pid);

@@ -309,6 +309,16 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
+    /// Tells the primary the event loop is alive, with the connections this worker has open.
+    #[napi]
+    pub fn heartbeat(&self, active: u32) -> Result<()> {
+        let data = proto::u32_payload(active).to_vec();
+        self.sender
+            .send(Kind::Heartbeat, data, Vec::new())
+            .map(drop)
+            .map_err(to_napi)
+    }
+
     /// Tells the primary the application is ready.
     #[napi]
     pub fn ready(&self) -> Result<()> {
