@@ -82,6 +82,45 @@
 #define CORRAL_EVENT_SHUTDOWN_COMPLETE 10
 
 /**
+ * The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
+ * new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
+ * `corral_event_exit_code`/`corral_event_signal`).
+ */
+#define CORRAL_EVENT_RESTART 20
+
+/**
+ * A slot entered a crash loop and now retries at the maximum delay (`corral_event_slot`,
+ * `corral_event_count` exits in the window).
+ */
+#define CORRAL_EVENT_CRASH_LOOP 21
+
+/**
+ * A worker exited with a do-not-restart code; its slot stays empty.
+ */
+#define CORRAL_EVENT_NO_RESTART 22
+
+/**
+ * A worker stopped sending heartbeats and was killed (`corral_event_delay_ms`: silence).
+ */
+#define CORRAL_EVENT_HANG 23
+
+/**
+ * A worker went over a recycling limit (`corral_event_error_message`: which).
+ */
+#define CORRAL_EVENT_RECYCLE 24
+
+/**
+ * A rolling reload ended (`corral_event_ok`, `corral_event_count` replaced,
+ * `corral_event_error_message`: why it stopped, `corral_event_delay_ms`: duration).
+ */
+#define CORRAL_EVENT_RELOAD 25
+
+/**
+ * The worker count changed (`corral_event_count`: the new count).
+ */
+#define CORRAL_EVENT_SCALED 26
+
+/**
  * Round-robin: the primary accepts and hands connections to workers in turn (the default).
  */
 #define CORRAL_POLICY_RR 0
@@ -168,7 +207,8 @@ typedef uint32_t corral_status;
 #endif // __cplusplus
 
 /**
- * An event of the primary (opaque; valid only during the callback that received it).
+ * An event of the primary or of its supervisor (opaque; valid only during the callback that
+ * received it).
  */
 typedef struct corral_event corral_event;
 
@@ -184,6 +224,15 @@ typedef struct corral_options corral_options;
  * with that thread).
  */
 typedef struct corral_primary corral_primary;
+
+/**
+ * Supervisor options (opaque builder). Create with `corral_supervisor_options_new`, free with
+ * `corral_supervisor_options_free`. Defaults: one worker per CPU, restart backoff 100 ms x2
+ * up to 30 s with 20% jitter reset after 30 s, crash loop at 5 exits in 60 s, shutdown
+ * deadline 30 s, reload with a 10 s readiness deadline, 1 s probation, batches of 1; no
+ * heartbeat watchdog, no recycling, no metrics endpoint.
+ */
+typedef struct corral_supervisor_options corral_supervisor_options;
 
 /**
  * The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
@@ -309,7 +358,8 @@ uint16_t corral_event_port(const corral_event *ev);
 size_t corral_event_address(const corral_event *ev, char *buf, size_t len);
 
 /**
- * For `ERROR`: the message with context, copied into `buf` with snprintf semantics; returns
+ * For `ERROR`: the message with context; for `RELOAD` why it stopped early; for `RECYCLE`
+ * the limit it went over. Copied into `buf` with snprintf semantics; returns
  * the full length (0 for other events).
  */
 size_t corral_event_error_message(const corral_event *ev, char *buf, size_t len);
@@ -318,6 +368,34 @@ size_t corral_event_error_message(const corral_event *ev, char *buf, size_t len)
  * For `ERROR`: the errno (0 when the OS was not involved, and for other events).
  */
 int32_t corral_event_errno(const corral_event *ev);
+
+/**
+ * For supervisor events: the slot (a stable position that survives restarts); 0 otherwise.
+ */
+uint32_t corral_event_slot(const corral_event *ev);
+
+/**
+ * For `RESTART`: the backoff delay waited; for `HANG`: the silence; for `RELOAD`: how long it
+ * took. Milliseconds; 0 otherwise.
+ */
+uint64_t corral_event_delay_ms(const corral_event *ev);
+
+/**
+ * For `RESTART`: why (`"boot"`: died before listening, `"crash"`, `"hang"`, `"recycle"`),
+ * copied into `buf` with snprintf semantics; returns the full length (0 for other events).
+ */
+size_t corral_event_cause(const corral_event *ev, char *buf, size_t len);
+
+/**
+ * For `RELOAD`: every worker was replaced.
+ */
+bool corral_event_ok(const corral_event *ev);
+
+/**
+ * For `RELOAD`: workers replaced; `SCALED`: the new count; `CRASH_LOOP`: exits in the
+ * window. 0 otherwise.
+ */
+uint32_t corral_event_count(const corral_event *ev);
 
 /**
  * Creates options with the defaults: round-robin, a window of 32 connections, fork mode (no
@@ -379,6 +457,13 @@ CORRAL_MUST_USE
 corral_status corral_options_set_shutdown_signals(corral_options *opts,
                                                   bool enable,
                                                   uint32_t timeout_ms);
+
+/**
+ * When `enable` is true, SIGHUP starts a rolling reload of a supervised cluster (see
+ * `corral_primary_supervise`). Installs a process-wide handler when the primary is created
+ * (restored when it is freed).
+ */
+CORRAL_MUST_USE corral_status corral_options_set_reload_signal(corral_options *opts, bool enable);
 
 /**
  * Sets the function that receives the primary's events (see `corral_event_callback`) and an
@@ -523,6 +608,136 @@ CORRAL_MUST_USE corral_status corral_primary_dispatch(corral_primary *p, int32_t
 CORRAL_MUST_USE corral_status corral_primary_run(corral_primary *p);
 
 /**
+ * Creates supervisor options with the defaults.
+ */
+CORRAL_MUST_USE corral_status corral_supervisor_options_new(corral_supervisor_options **out);
+
+/**
+ * Frees supervisor options. NULL is a no-op.
+ */
+void corral_supervisor_options_free(corral_supervisor_options *o);
+
+/**
+ * Workers to keep alive: at least 1; 0 means one per CPU (cgroup-aware).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_workers(corral_supervisor_options *o,
+                                                    uint32_t workers);
+
+/**
+ * Restart backoff: first delay, ceiling, growth factor (>= 1), jitter (0..1), and the uptime
+ * after which a worker counts as stable (its crash restarts at the first delay again).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_restart(corral_supervisor_options *o,
+                                                    uint32_t initial_delay_ms,
+                                                    uint32_t max_delay_ms,
+                                                    double factor,
+                                                    double jitter,
+                                                    uint32_t reset_after_ms);
+
+/**
+ * The crash-loop breaker: `exits` unstable exits of one slot within `window_ms` stop the fast
+ * respawning (the slot retries at the maximum delay; `CORRAL_EVENT_CRASH_LOOP` reports it).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_crash_loop(corral_supervisor_options *o,
+                                                       uint32_t exits,
+                                                       uint32_t window_ms);
+
+/**
+ * A worker exiting with `code` is not restarted (`CORRAL_EVENT_NO_RESTART`).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_add_no_restart_exit_code(corral_supervisor_options *o,
+                                                                 int32_t code);
+
+/**
+ * Deadline of a graceful shutdown (`corral_primary_shutdown` uses its own argument; this one
+ * is for shutdowns started by a signal through the supervisor).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_shutdown_timeout(corral_supervisor_options *o,
+                                                             uint32_t timeout_ms);
+
+/**
+ * Rolling reload: a new worker must listen (or, with `wait_ready`, call
+ * `corral_worker_ready`) within `ready_timeout_ms`, then stay up `probation_ms` before its
+ * predecessor drains; `batch` workers at a time.
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_reload(corral_supervisor_options *o,
+                                                   uint32_t ready_timeout_ms,
+                                                   uint32_t probation_ms,
+                                                   uint32_t batch,
+                                                   bool wait_ready);
+
+/**
+ * Hang watchdog: workers call `corral_worker_heartbeat` every `interval_ms`; one silent for
+ * `timeout_ms` is killed and replaced (`CORRAL_EVENT_HANG`). The interval is passed to exec'd
+ * workers in `CORRAL_HEARTBEAT_MS`.
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_heartbeat(corral_supervisor_options *o,
+                                                      uint32_t interval_ms,
+                                                      uint32_t timeout_ms);
+
+/**
+ * Recycling: replace a worker over `max_rss_bytes` of resident memory or after
+ * `max_connections` handed to it (+/- `jitter`); 0 disables a limit. One at a time, drained.
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_recycle(corral_supervisor_options *o,
+                                                    uint64_t max_rss_bytes,
+                                                    uint64_t max_connections,
+                                                    double jitter);
+
+/**
+ * Serves Prometheus text on `host:port` (an IP literal; use "127.0.0.1" unless you mean to
+ * expose it; port 0 picks one, see `corral_primary_metrics_port`).
+ */
+CORRAL_MUST_USE
+corral_status corral_supervisor_options_set_metrics(corral_supervisor_options *o,
+                                                    const char *host,
+                                                    uint16_t port);
+
+/**
+ * Starts supervising: validates the options (the message names a bad one), starts the
+ * metrics endpoint if asked, and starts the workers (exec mode). Events arrive through the
+ * primary's callback (`CORRAL_EVENT_RESTART` ...). Once per primary.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for bad options, `CORRAL_STATUS_WRONG_STATE`
+ * without `corral_options_set_exec` or when already supervising, `CORRAL_STATUS_OS_ERROR` if
+ * a worker or the endpoint cannot start.
+ */
+CORRAL_MUST_USE
+corral_status corral_primary_supervise(corral_primary *p,
+                                       const corral_supervisor_options *o);
+
+/**
+ * Starts a rolling reload of every supervised worker. Its end is reported by
+ * `CORRAL_EVENT_RELOAD`. `CORRAL_STATUS_WRONG_STATE` while one runs or without a supervisor.
+ */
+CORRAL_MUST_USE corral_status corral_primary_reload(corral_primary *p);
+
+/**
+ * Changes the number of supervised workers (at least 1): new ones start now, removed ones
+ * drain gracefully. `CORRAL_EVENT_SCALED` follows.
+ */
+CORRAL_MUST_USE corral_status corral_primary_scale(corral_primary *p, uint32_t workers);
+
+/**
+ * Copies the supervisor's metrics, in Prometheus text, into `buf` with snprintf semantics;
+ * returns the full length (0 without a supervisor).
+ */
+size_t corral_primary_metrics_text(corral_primary *p, char *buf, size_t len);
+
+/**
+ * The port of the metrics endpoint (0 if none).
+ */
+uint16_t corral_primary_metrics_port(const corral_primary *p);
+
+/**
  * True if a corral primary started this process as a worker (the environment has
  * `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`). Does not consume them.
  */
@@ -590,6 +805,15 @@ corral_status corral_worker_next(corral_worker *w,
  * Sends `len` bytes to the primary (copied; at most 64 MiB), waiting for room in the socket.
  */
 CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t *data, size_t len);
+
+/**
+ * Tells the primary this worker's loop is alive, with the number of connections it has open
+ * (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
+ * a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+ */
+CORRAL_MUST_USE
+corral_status corral_worker_heartbeat(corral_worker *w,
+                                      uint32_t active_connections);
 
 /**
  * Tells the primary this worker is ready (after its warm-up).

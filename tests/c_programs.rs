@@ -227,3 +227,18 @@ fn respawn_restarts_crashed_workers() {
         );
     }
 }
+
+#[test]
+fn the_supervisor_reloads_restarts_and_scales_from_c() {
+    for link in LINKS {
+        let exe = build_c(&root().join("tests/c/supervisor.c"), link);
+        let o = run(Command::new(exe), "supervisor.c", Duration::from_secs(60));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        eprintln!("{link:?}:\n{stdout}");
+        assert!(o.status.success(), "{link:?}: {stdout}\n{stderr}");
+        assert!(stdout.ends_with("ok\n"), "{stdout}");
+        assert!(stdout.contains("reload: ok=1 replaced=2"), "{stdout}");
+        assert!(stdout.contains("cause crash"), "{stdout}");
+    }
+}

@@ -3,7 +3,8 @@
 
 use super::boundary::{copy_out, guard_value};
 use super::primary::corral_primary;
-use corral_core::Event;
+use corral_core::supervisor::Cause;
+use corral_core::{Event, ExitStatus, SupervisorEvent};
 use std::ffi::{c_char, c_void};
 
 /// A worker process was started.
@@ -29,9 +30,34 @@ pub const CORRAL_EVENT_SIGNAL: u32 = 9;
 /// A graceful shutdown finished (`corral_event_clean`). `corral_primary_run` returns after it.
 pub const CORRAL_EVENT_SHUTDOWN_COMPLETE: u32 = 10;
 
-/// An event of the primary (opaque; valid only during the callback that received it).
+/// The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
+/// new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
+/// `corral_event_exit_code`/`corral_event_signal`).
+pub const CORRAL_EVENT_RESTART: u32 = 20;
+/// A slot entered a crash loop and now retries at the maximum delay (`corral_event_slot`,
+/// `corral_event_count` exits in the window).
+pub const CORRAL_EVENT_CRASH_LOOP: u32 = 21;
+/// A worker exited with a do-not-restart code; its slot stays empty.
+pub const CORRAL_EVENT_NO_RESTART: u32 = 22;
+/// A worker stopped sending heartbeats and was killed (`corral_event_delay_ms`: silence).
+pub const CORRAL_EVENT_HANG: u32 = 23;
+/// A worker went over a recycling limit (`corral_event_error_message`: which).
+pub const CORRAL_EVENT_RECYCLE: u32 = 24;
+/// A rolling reload ended (`corral_event_ok`, `corral_event_count` replaced,
+/// `corral_event_error_message`: why it stopped, `corral_event_delay_ms`: duration).
+pub const CORRAL_EVENT_RELOAD: u32 = 25;
+/// The worker count changed (`corral_event_count`: the new count).
+pub const CORRAL_EVENT_SCALED: u32 = 26;
+
+pub(crate) enum Kind {
+    Primary(Event),
+    Supervisor(SupervisorEvent),
+}
+
+/// An event of the primary or of its supervisor (opaque; valid only during the callback that
+/// received it).
 pub struct corral_event {
-    pub(crate) ev: Event,
+    pub(crate) ev: Kind,
 }
 
 /// Receives the primary's events, in order, from `corral_primary_run` or
@@ -47,18 +73,63 @@ pub type corral_event_callback = Option<
     ),
 >;
 
-fn with<T>(ev: *const corral_event, fallback: T, f: impl FnOnce(&Event) -> T) -> T {
+fn with<T: Clone>(ev: *const corral_event, fallback: T, f: impl FnOnce(&Event) -> T) -> T {
+    with_any(ev, fallback, |k, fallback| match k {
+        Kind::Primary(e) => f(e),
+        Kind::Supervisor(_) => fallback,
+    })
+}
+
+fn with_sup<T: Clone>(
+    ev: *const corral_event,
+    fallback: T,
+    f: impl FnOnce(&SupervisorEvent) -> T,
+) -> T {
+    with_any(ev, fallback, |k, fallback| match k {
+        Kind::Supervisor(e) => f(e),
+        Kind::Primary(_) => fallback,
+    })
+}
+
+fn with_any<T>(ev: *const corral_event, fallback: T, f: impl FnOnce(&Kind, T) -> T) -> T
+where
+    T: Clone,
+{
     if ev.is_null() {
         return fallback;
     }
     // SAFETY: a live event during its callback by contract.
     let e = unsafe { &(*ev).ev };
-    guard_value(fallback, || f(e))
+    let fb = fallback.clone();
+    guard_value(fallback, || f(e, fb))
+}
+
+fn sup_exit(e: &SupervisorEvent) -> Option<ExitStatus> {
+    match e {
+        SupervisorEvent::Restart {
+            cause: Cause::Boot(s) | Cause::Crash(s),
+            ..
+        } => Some(*s),
+        SupervisorEvent::NoRestart { status, .. } => Some(*status),
+        _ => None,
+    }
 }
 
 /// The event's kind (`CORRAL_EVENT_*`); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_kind(ev: *const corral_event) -> u32 {
+    let sup = with_sup(ev, 0, |e| match e {
+        SupervisorEvent::Restart { .. } => CORRAL_EVENT_RESTART,
+        SupervisorEvent::CrashLoop { .. } => CORRAL_EVENT_CRASH_LOOP,
+        SupervisorEvent::NoRestart { .. } => CORRAL_EVENT_NO_RESTART,
+        SupervisorEvent::Hang { .. } => CORRAL_EVENT_HANG,
+        SupervisorEvent::Recycle { .. } => CORRAL_EVENT_RECYCLE,
+        SupervisorEvent::Reload(_) => CORRAL_EVENT_RELOAD,
+        SupervisorEvent::Scaled { .. } => CORRAL_EVENT_SCALED,
+    });
+    if sup != 0 {
+        return sup;
+    }
     with(ev, 0, |e| match e {
         Event::Fork { .. } => CORRAL_EVENT_FORK,
         Event::Online { .. } => CORRAL_EVENT_ONLINE,
@@ -76,6 +147,16 @@ pub unsafe extern "C" fn corral_event_kind(ev: *const corral_event) -> u32 {
 /// The worker the event is about; 0 for events about the whole primary.
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_worker_id(ev: *const corral_event) -> u64 {
+    let sup = with_sup(ev, 0, |e| match e {
+        SupervisorEvent::Restart { worker, .. }
+        | SupervisorEvent::NoRestart { worker, .. }
+        | SupervisorEvent::Hang { worker, .. }
+        | SupervisorEvent::Recycle { worker, .. } => *worker,
+        _ => 0,
+    });
+    if sup != 0 {
+        return sup;
+    }
     with(ev, 0, |e| match e {
         Event::Fork { worker, .. }
         | Event::Online { worker }
@@ -102,6 +183,9 @@ pub unsafe extern "C" fn corral_event_pid(ev: *const corral_event) -> i32 {
 /// other events.
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_exit_code(ev: *const corral_event) -> i32 {
+    if let Some(s) = with_sup(ev, None, sup_exit) {
+        return s.code.unwrap_or(-1);
+    }
     with(ev, -1, |e| match e {
         Event::Exit { status, .. } => status.code.unwrap_or(-1),
         _ => -1,
@@ -111,6 +195,9 @@ pub unsafe extern "C" fn corral_event_exit_code(ev: *const corral_event) -> i32 
 /// The signal for `EXIT` (the one that killed the worker) and `SIGNAL`; 0 otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_signal(ev: *const corral_event) -> i32 {
+    if let Some(s) = with_sup(ev, None, sup_exit) {
+        return s.signal.unwrap_or(0);
+    }
     with(ev, 0, |e| match e {
         Event::Exit { status, .. } => status.signal.unwrap_or(0),
         Event::Signal { signal } => *signal,
@@ -192,7 +279,8 @@ pub unsafe extern "C" fn corral_event_address(
     unsafe { copy_out(&s, buf, len) }
 }
 
-/// For `ERROR`: the message with context, copied into `buf` with snprintf semantics; returns
+/// For `ERROR`: the message with context; for `RELOAD` why it stopped early; for `RECYCLE`
+/// the limit it went over. Copied into `buf` with snprintf semantics; returns
 /// the full length (0 for other events).
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_error_message(
@@ -200,10 +288,19 @@ pub unsafe extern "C" fn corral_event_error_message(
     buf: *mut c_char,
     len: usize,
 ) -> usize {
-    let s = with(ev, String::new(), |e| match e {
-        Event::Error { error, .. } => error.message().to_string(),
+    let sup = with_sup(ev, String::new(), |e| match e {
+        SupervisorEvent::Reload(r) => r.reason.clone().unwrap_or_default(),
+        SupervisorEvent::Recycle { reason, .. } => reason.clone(),
         _ => String::new(),
     });
+    let s = if !sup.is_empty() {
+        sup
+    } else {
+        with(ev, String::new(), |e| match e {
+            Event::Error { error, .. } => error.message().to_string(),
+            _ => String::new(),
+        })
+    };
     // SAFETY: `buf` has `len` writable bytes by contract.
     unsafe { copy_out(&s, buf, len) }
 }
@@ -213,6 +310,69 @@ pub unsafe extern "C" fn corral_event_error_message(
 pub unsafe extern "C" fn corral_event_errno(ev: *const corral_event) -> i32 {
     with(ev, 0, |e| match e {
         Event::Error { error, .. } => error.errno(),
+        _ => 0,
+    })
+}
+
+/// For supervisor events: the slot (a stable position that survives restarts); 0 otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_slot(ev: *const corral_event) -> u32 {
+    with_sup(ev, 0, |e| match e {
+        SupervisorEvent::Restart { slot, .. }
+        | SupervisorEvent::CrashLoop { slot, .. }
+        | SupervisorEvent::NoRestart { slot, .. }
+        | SupervisorEvent::Hang { slot, .. }
+        | SupervisorEvent::Recycle { slot, .. } => *slot as u32,
+        _ => 0,
+    })
+}
+
+/// For `RESTART`: the backoff delay waited; for `HANG`: the silence; for `RELOAD`: how long it
+/// took. Milliseconds; 0 otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_delay_ms(ev: *const corral_event) -> u64 {
+    with_sup(ev, 0, |e| match e {
+        SupervisorEvent::Restart { delay, .. } => delay.as_millis() as u64,
+        SupervisorEvent::Hang { silent_for, .. } => silent_for.as_millis() as u64,
+        SupervisorEvent::Reload(r) => r.duration.as_millis() as u64,
+        _ => 0,
+    })
+}
+
+/// For `RESTART`: why (`"boot"`: died before listening, `"crash"`, `"hang"`, `"recycle"`),
+/// copied into `buf` with snprintf semantics; returns the full length (0 for other events).
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_cause(
+    ev: *const corral_event,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    let s = with_sup(ev, "", |e| match e {
+        SupervisorEvent::Restart { cause, .. } => cause.label(),
+        _ => "",
+    });
+    // SAFETY: `buf` has `len` writable bytes by contract.
+    unsafe { copy_out(s, buf, len) }
+}
+
+/// For `RELOAD`: every worker was replaced.
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_ok(ev: *const corral_event) -> bool {
+    with_sup(
+        ev,
+        false,
+        |e| matches!(e, SupervisorEvent::Reload(r) if r.ok),
+    )
+}
+
+/// For `RELOAD`: workers replaced; `SCALED`: the new count; `CRASH_LOOP`: exits in the
+/// window. 0 otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_count(ev: *const corral_event) -> u32 {
+    with_sup(ev, 0, |e| match e {
+        SupervisorEvent::Reload(r) => r.replaced as u32,
+        SupervisorEvent::Scaled { to, .. } => *to as u32,
+        SupervisorEvent::CrashLoop { exits, .. } => exits.len() as u32,
         _ => 0,
     })
 }

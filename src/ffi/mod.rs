@@ -7,12 +7,14 @@ pub mod error;
 pub mod event;
 pub mod options;
 pub mod primary;
+pub mod supervisor;
 pub mod worker;
 
 pub use error::*;
 pub use event::*;
 pub use options::*;
 pub use primary::*;
+pub use supervisor::*;
 pub use worker::*;
 
 /// Library version, `"MAJOR.MINOR.PATCH"` (static string; never free it).

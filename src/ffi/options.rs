@@ -207,6 +207,21 @@ pub unsafe extern "C" fn corral_options_set_shutdown_signals(
     })
 }
 
+/// When `enable` is true, SIGHUP starts a rolling reload of a supervised cluster (see
+/// `corral_primary_supervise`). Installs a process-wide handler when the primary is created
+/// (restored when it is freed).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_reload_signal(
+    opts: *mut corral_options,
+    enable: bool,
+) -> corral_status {
+    with_opts(opts, |o| {
+        o.opts.reload_signal = enable;
+        Ok(())
+    })
+}
+
 /// Sets the function that receives the primary's events (see `corral_event_callback`) and an
 /// opaque pointer passed back to it. `callback` may be NULL (events are then dropped).
 #[no_mangle]

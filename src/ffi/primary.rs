@@ -3,21 +3,102 @@
 
 use super::boundary::{bytes, guard, guard_value, handle_mut, handle_ref, non_null, write_out};
 use super::error::corral_status;
-use super::event::{corral_event, corral_event_callback};
+use super::event::{corral_event, corral_event_callback, Kind};
 use super::options::corral_options;
 use super::worker::corral_worker;
-use corral_core::{Error, ErrorKind, Event, Forked, Primary};
+use corral_core::{Error, ErrorKind, Event, Forked, Primary, Supervisor, SupervisorOptions};
 use std::ffi::c_void;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A primary (opaque). Create with `corral_primary_new`, free with `corral_primary_free`.
 /// Use it from one thread at a time (the one that created it, if it forks workers: they die
 /// with that thread).
 pub struct corral_primary {
     p: Primary,
+    sup: Option<Supervisor>,
     callback: corral_event_callback,
     userdata: usize,
     stop: bool,
+}
+
+impl corral_primary {
+    pub(crate) fn supervise(&mut self, opts: SupervisorOptions) -> Result<(), Error> {
+        if self.sup.is_some() {
+            return Err(Error::wrong_state("this primary is already supervising"));
+        }
+        let env: Vec<(String, String)> = opts
+            .heartbeat
+            .as_ref()
+            .map(|h| {
+                vec![(
+                    "CORRAL_HEARTBEAT_MS".to_string(),
+                    h.interval.as_millis().to_string(),
+                )]
+            })
+            .unwrap_or_default();
+        let spawn = Box::new(move |p: &mut Primary, _slot: usize| p.spawn_worker(&env));
+        self.sup = Some(Supervisor::start(&mut self.p, opts, spawn)?);
+        Ok(())
+    }
+
+    pub(crate) fn with_supervisor(
+        &mut self,
+        f: impl FnOnce(&mut Supervisor, &mut Primary) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let s = self
+            .sup
+            .as_mut()
+            .ok_or_else(|| Error::wrong_state("call corral_primary_supervise first"))?;
+        f(s, &mut self.p)
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        self.sup
+            .as_ref()
+            .map_or_else(String::new, |s| s.metrics(&self.p).to_prometheus())
+    }
+
+    pub(crate) fn metrics_port(&self) -> u16 {
+        self.sup
+            .as_ref()
+            .and_then(|s| s.metrics_addr())
+            .map_or(0, |a| a.port())
+    }
+
+    /// The primary's and the supervisor's next deadline.
+    fn timeout(&self) -> Option<Duration> {
+        let sup = self
+            .sup
+            .as_ref()
+            .and_then(|s| s.next_deadline())
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        match (self.p.next_timeout(), sup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next event for the callback: the primary's (fed to the supervisor first), then,
+    /// once those are drained, the supervisor's.
+    fn next_event(&mut self) -> Option<Kind> {
+        if let Some(ev) = self.p.next_event() {
+            if let Some(s) = self.sup.as_mut() {
+                s.handle(&mut self.p, &ev);
+            }
+            return Some(Kind::Primary(ev));
+        }
+        let s = self.sup.as_mut()?;
+        if let Some(ev) = s.next_event() {
+            return Some(Kind::Supervisor(ev));
+        }
+        s.tick(&mut self.p);
+        // tick() may have started workers (their events come first) or queued its own.
+        if let Some(ev) = self.p.next_event() {
+            s.handle(&mut self.p, &ev);
+            return Some(Kind::Primary(ev));
+        }
+        s.next_event().map(Kind::Supervisor)
+    }
 }
 
 /// Creates a primary from `opts` (copied; `opts` may be freed afterwards) and writes it to
@@ -39,6 +120,7 @@ pub unsafe extern "C" fn corral_primary_new(
         let p = Primary::new(o.opts.clone())?;
         let h = Box::new(corral_primary {
             p,
+            sup: None,
             callback: o.callback,
             userdata: o.userdata,
             stop: false,
@@ -206,6 +288,7 @@ pub unsafe extern "C" fn corral_primary_shutdown(
     timeout_ms: u32,
 ) -> corral_status {
     with_primary(p, |h| {
+        // A supervisor sees the shutdown on its next tick and stops restarting.
         h.p.shutdown(Duration::from_millis(timeout_ms as u64))
     })
 }
@@ -240,7 +323,7 @@ pub unsafe extern "C" fn corral_primary_timeout_ms(p: *const corral_primary) -> 
         return -1;
     }
     // SAFETY: a live handle by contract.
-    guard_value(-1, || match unsafe { &(*p).p }.next_timeout() {
+    guard_value(-1, || match unsafe { &*p }.timeout() {
         None => -1,
         Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
     })
@@ -304,12 +387,12 @@ unsafe fn deliver(p: *mut corral_primary) -> Result<bool, Error> {
                 h.stop = false;
                 return Ok(true);
             }
-            match h.p.next_event() {
+            match h.next_event() {
                 Some(ev) => (ev, h.callback, h.userdata),
                 None => return Ok(false),
             }
         };
-        let done = matches!(ev, Event::ShutdownComplete { .. });
+        let done = matches!(ev, Kind::Primary(Event::ShutdownComplete { .. }));
         let cev = corral_event { ev };
         if let Some(cb) = cb {
             // SAFETY: the callback is a C function given by the user; `cev` outlives the call.
@@ -334,7 +417,10 @@ pub unsafe extern "C" fn corral_primary_dispatch(
     guard(|| {
         // SAFETY: NULL or a live handle; the borrow ends before events are delivered.
         let h = unsafe { handle_mut(p, "primary") }?;
-        let t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let mut t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        if let Some(d) = h.timeout() {
+            t = Some(t.map_or(d, |x| x.min(d)));
+        }
         h.p.dispatch(t)?;
         // SAFETY: `p` is a live handle (checked above).
         unsafe { deliver(p) }.map(drop)
@@ -354,7 +440,8 @@ pub unsafe extern "C" fn corral_primary_run(p: *mut corral_primary) -> corral_st
             {
                 // SAFETY: a live handle; the borrow ends before events are delivered.
                 let h = unsafe { &mut *p };
-                h.p.dispatch(None).map_err(|e| {
+                let t = h.timeout();
+                h.p.dispatch(t).map_err(|e| {
                     if e.kind() == ErrorKind::WrongState {
                         Error::wrong_state(
                             "corral_primary_run: this process became a worker inside a callback; \

@@ -215,6 +215,18 @@ pub unsafe extern "C" fn corral_worker_send(
     })
 }
 
+/// Tells the primary this worker's loop is alive, with the number of connections it has open
+/// (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
+/// a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_heartbeat(
+    w: *mut corral_worker,
+    active_connections: u32,
+) -> corral_status {
+    with_worker(w, |w| w.heartbeat(Some(active_connections)))
+}
+
 /// Tells the primary this worker is ready (after its warm-up).
 #[no_mangle]
 #[must_use]

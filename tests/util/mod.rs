@@ -99,7 +99,8 @@ fn compile_c(src: &Path, link: Link) -> PathBuf {
         Link::Shared => {
             cmd.arg(format!("-L{}", lib.display()))
                 .arg(format!("-Wl,-rpath,{}", lib.display()))
-                .arg("-lcorral");
+                .arg("-lcorral")
+                .arg("-lpthread");
         }
         Link::Static => {
             cmd.arg(lib.join("libcorral.a"))

@@ -64,6 +64,9 @@ pub struct PrimaryOptions {
     /// Handle SIGINT and SIGTERM: the first starts a graceful shutdown, a second one SIGKILLs
     /// what is left. This installs process-wide signal handlers (restored on drop).
     pub shutdown_signals: bool,
+    /// Handle SIGHUP: reported as `Event::Signal`, which a supervisor turns into a rolling
+    /// reload. Installs a process-wide handler (restored on drop).
+    pub reload_signal: bool,
     /// Deadline of a shutdown started by a signal.
     pub shutdown_timeout: Duration,
 }
@@ -75,6 +78,7 @@ impl Default for PrimaryOptions {
             window: DEFAULT_WINDOW,
             exec: None,
             shutdown_signals: false,
+            reload_signal: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
@@ -234,9 +238,16 @@ impl Primary {
             opts.policy = p;
         }
         let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
-        let signals = if opts.shutdown_signals {
-            let s = SignalPipe::install(&[libc::SIGINT, libc::SIGTERM])
-                .map_err(io_err("sigaction", "install SIGINT/SIGTERM handlers"))?;
+        let mut wanted = Vec::new();
+        if opts.shutdown_signals {
+            wanted.extend([libc::SIGINT, libc::SIGTERM]);
+        }
+        if opts.reload_signal {
+            wanted.push(libc::SIGHUP);
+        }
+        let signals = if !wanted.is_empty() {
+            let s = SignalPipe::install(&wanted)
+                .map_err(io_err("sigaction", "install signal handlers"))?;
             poll.registry()
                 .register(
                     &mut SourceFd(&s.fd().as_raw_fd()),
@@ -706,6 +717,9 @@ impl Inner {
         let sigs = self.signals.as_ref().map(|s| s.drain()).unwrap_or_default();
         for signal in sigs {
             self.events.push_back(Event::Signal { signal });
+            if signal == libc::SIGHUP {
+                continue; // for the supervisor (reload)
+            }
             if self.shutdown.is_some() {
                 // A second signal: stop waiting.
                 self.kill_all();

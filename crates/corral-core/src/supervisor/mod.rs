@@ -474,7 +474,7 @@ impl Supervisor {
             }
             return;
         }
-        if w.role == Role::Draining || self.shutting_down {
+        if w.role == Role::Draining || self.shutting_down || p.is_shutting_down() {
             return;
         }
         let s = &mut self.slots[slot];
@@ -519,6 +519,11 @@ impl Supervisor {
     /// Runs what is due: restarts, reload steps, the watchdog, recycling, metrics.
     pub fn tick(&mut self, p: &mut Primary) {
         let now = Instant::now();
+        if p.is_shutting_down() && !self.shutting_down {
+            // The primary started it (a signal): no more restarts or reloads.
+            self.shutting_down = true;
+            self.abort_reload("the cluster is shutting down");
+        }
         if !self.shutting_down {
             self.run_restarts(p, now);
             self.run_reload(p, now);
@@ -869,15 +874,19 @@ impl Supervisor {
     /// left at the deadline (see `Event::ShutdownComplete`).
     pub fn shutdown(&mut self, p: &mut Primary) -> Result<()> {
         self.shutting_down = true;
+        self.abort_reload("the cluster is shutting down");
+        p.shutdown(self.opts.shutdown_timeout)
+    }
+
+    fn abort_reload(&mut self, reason: &str) {
         if let Some(r) = self.reload.take() {
             self.events.push_back(SupervisorEvent::Reload(ReloadReport {
                 ok: false,
                 replaced: r.replaced,
-                reason: Some("the cluster is shutting down".into()),
+                reason: Some(reason.into()),
                 duration: r.started.elapsed(),
             }));
         }
-        p.shutdown(self.opts.shutdown_timeout)
     }
 
     /// A snapshot of every worker's figures.
