@@ -1,0 +1,105 @@
+'use strict';
+// One measurement of one configuration: start the server, load it with wrk, read /proc, stop it.
+
+const proc = require('./proc');
+const { runWrk } = require('./wrk');
+const { sleep } = require('./guard');
+const { mean } = require('./stats');
+
+const MiB = 1024 * 1024;
+
+/**
+ * Who is who in a started server: the process we spawned is the primary and its descendants are
+ * the workers; a server without descendants (node-single, or a threaded server) is its own worker
+ * and has no primary to measure.
+ */
+function roles(server) {
+  const top = server.guarded.pid;
+  const kids = server.guarded.tree();
+  return kids.length ? { primary: top, workers: kids } : { primary: null, workers: [top] };
+}
+
+/**
+ * Warm-up, then a measured wrk run with CPU read from /proc around it (and per-worker request
+ * counts when the server reports them).
+ */
+async function loadRun(server, who, o, log) {
+  const base = { url: server.url, connections: o.connections, close: o.close, paceMs: o.paceMs, log };
+  await runWrk({ ...base, seconds: o.warmupSeconds });
+  if (server.resetCounts) {
+    server.resetCounts();
+    await sleep(100); // the reset travels over the cluster IPC channel to the workers
+  }
+  const p0 = who.primary ? proc.cpuSeconds(who.primary) : null;
+  const w0 = proc.cpuSecondsOf(who.workers);
+  const r = await runWrk({ ...base, seconds: o.seconds });
+  const p1 = who.primary ? proc.cpuSeconds(who.primary) : null;
+  const w1 = proc.cpuSecondsOf(who.workers);
+
+  const out = {
+    rate: r.rate,
+    requests: r.requests,
+    seconds: r.seconds,
+    errors: r.errorCount,
+    latencyMs: r.latencyMs,
+    workerUsPerReq: ((w1 - w0) / r.requests) * 1e6,
+  };
+  if (who.primary) {
+    out.primaryCores = (p1 - p0) / r.seconds;
+    out.primaryUsPerReq = ((p1 - p0) / r.requests) * 1e6;
+  }
+  if (server.counts && who.primary) {
+    const counts = await server.counts();
+    out.counts = counts;
+    if (counts.length >= 2 && Math.min(...counts) > 0) out.balance = Math.max(...counts) / Math.min(...counts);
+  }
+  return out;
+}
+
+/** One round of one HTTP configuration: startup, keep-alive, close, paced latency. */
+async function httpRound(config, s, log) {
+  const server = await config.start(log);
+  try {
+    const who = roles(server);
+    const round = {
+      startupMs: server.startupMs ? mean(server.startupMs) : undefined,
+      workerRssMiB: mean(who.workers.map((pid) => proc.rssBytes(pid) / MiB)),
+    };
+    const common = { warmupSeconds: s.warmupSeconds, seconds: s.seconds, connections: s.connections };
+    round.keepalive = await loadRun(server, who, { ...common, close: false }, log);
+    round.close = await loadRun(server, who, { ...common, close: true }, log);
+    round.latency = await loadRun(
+      server,
+      who,
+      { ...common, close: true, connections: s.paced.connections, paceMs: s.paced.paceMs },
+      log,
+    );
+    return round;
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Leak check: the primary's open fds and RSS before and after `count` connections with
+ * `Connection: close` (after a warm-up, so lazily created state is already there).
+ */
+async function leakCheck(config, s, log) {
+  const server = await config.start(log);
+  try {
+    const who = roles(server);
+    const pid = who.primary ?? who.workers[0];
+    const base = { url: server.url, connections: s.connections, close: true, log };
+    await runWrk({ ...base, seconds: s.warmupSeconds });
+    await sleep(500);
+    const before = { fds: proc.fdCount(pid), rssMiB: proc.rssBytes(pid) / MiB };
+    const r = await runWrk({ ...base, seconds: s.leakMaxSeconds, stopAfter: s.leakConnections });
+    await sleep(1000); // let the last connections close on the server side
+    const after = { fds: proc.fdCount(pid), rssMiB: proc.rssBytes(pid) / MiB };
+    return { process: who.primary ? 'primary' : 'single process', connections: r.requests, errors: r.errorCount, before, after };
+  } finally {
+    await server.stop();
+  }
+}
+
+module.exports = { httpRound, leakCheck };

@@ -1,0 +1,313 @@
+'use strict';
+// Turns the samples of a bench/run into the markdown report (tables of median, min, max, ratios
+// to the anchors measured in the same run, and the project's targets).
+
+const { summary, pairedRatio } = require('./stats');
+
+const ANCHOR = 'node-cluster-rr';
+const C_ANCHOR = 'nginx';
+
+const int = (x) => Math.round(x).toLocaleString('en-US');
+const fixed = (d) => (x) => x.toFixed(d);
+
+/** Targets from the project issue, by metric and configuration. */
+const TARGETS = {
+  keepalive: {
+    'corral-rr': [{ anchor: 'node-cluster-rr', atLeast: 0.97 }],
+    'corral-shared': [{ anchor: 'node-cluster-none', atLeast: 0.97 }],
+    'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
+    'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
+  },
+  close: {
+    'corral-rr': [
+      { anchor: 'node-cluster-rr', atLeast: 2 },
+      { anchor: 'node-cluster-none', atLeast: 0.95 },
+    ],
+    'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
+    'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
+  },
+  primary8k: Object.fromEntries(
+    ['corral-rr', 'corral-shared', 'c-hello-rr', 'c-hello-shared'].map((c) => [c, [{ atMost: 0.1 }]]),
+  ),
+  balance: { 'corral-rr': [{ atMost: 1.05 }] },
+};
+
+const HTTP_METRICS = [
+  {
+    id: 'keepalive',
+    title: 'Requests/s, keep-alive (higher is better)',
+    how: 'wrk -t1 -c50, keep-alive connections.',
+    get: (r) => r.keepalive?.rate,
+    errors: (r) => r.keepalive?.errors,
+    fmt: int,
+  },
+  {
+    id: 'close',
+    title: 'Connections/s, `Connection: close` (higher is better)',
+    how: "wrk -t1 -c50 -H 'Connection: close': one TCP connection per request, so every request goes through the accept/dispatch path.",
+    get: (r) => r.close?.rate,
+    errors: (r) => r.close?.errors,
+    fmt: int,
+  },
+  {
+    id: 'p50',
+    title: 'Latency p50 in ms under moderate load (lower is better)',
+    how: 'paced `Connection: close` load (see "Latency" below); latency from writing the request to the whole response, so it includes the dispatch of the new connection to a worker.',
+    get: (r) => r.latency?.latencyMs.p50,
+    errors: (r) => r.latency?.errors,
+    fmt: fixed(2),
+  },
+  {
+    id: 'p99',
+    title: 'Latency p99 in ms under moderate load (lower is better)',
+    how: 'same runs as p50.',
+    get: (r) => r.latency?.latencyMs.p99,
+    errors: (r) => r.latency?.errors,
+    fmt: fixed(2),
+  },
+  {
+    id: 'primary',
+    title: 'Primary CPU in cores during the `Connection: close` run (lower is better)',
+    how: "utime+stime of the primary from /proc/<pid>/stat over the run, divided by the run's duration; n/a for single-process servers.",
+    get: (r) => r.close?.primaryCores,
+    fmt: fixed(3),
+  },
+  {
+    id: 'primary8k',
+    title: 'Primary CPU in cores at 8k conn/s (lower is better)',
+    how: 'primary CPU per connection in the `Connection: close` run × 8000/s (2 cores cannot always reach 8k conn/s with wrk on the same machine, so the cost is measured per connection and scaled).',
+    get: (r) => (r.close?.primaryUsPerReq === undefined ? undefined : (r.close.primaryUsPerReq * 8000) / 1e6),
+    fmt: fixed(3),
+  },
+  {
+    id: 'workerKeepalive',
+    title: 'Worker CPU in µs per request, keep-alive (lower is better)',
+    how: 'utime+stime summed over all workers during the keep-alive run, divided by the requests served.',
+    get: (r) => r.keepalive?.workerUsPerReq,
+    fmt: fixed(1),
+  },
+  {
+    id: 'workerClose',
+    title: 'Worker CPU in µs per connection, `Connection: close` (lower is better)',
+    how: 'as above, in the `Connection: close` run (accept or receive the fd, parse, answer, close).',
+    get: (r) => r.close?.workerUsPerReq,
+    fmt: fixed(1),
+  },
+  {
+    id: 'balance',
+    title: 'Balance: per-worker requests max/min in the `Connection: close` run (1.00 is perfect)',
+    how: 'each worker of bench/servers/node_hello.js counts its requests; the primary collects them over IPC. Only servers running that script report counts.',
+    get: (r) => r.close?.balance,
+    fmt: fixed(3),
+  },
+  {
+    id: 'startup',
+    title: 'Worker start in ms, fork() to listening (lower is better)',
+    how: "measured in the primary of node_hello.js from just before `cluster.fork()` to the worker's `listening` event, mean of the 2 workers; once per round, on a fresh server.",
+    get: (r) => r.startupMs,
+    fmt: fixed(1),
+  },
+  {
+    id: 'rss',
+    title: 'Worker RSS in MiB, idle after start (lower is better)',
+    how: 'VmRSS from /proc/<pid>/status of each worker right after the server reported ready, mean over workers.',
+    get: (r) => r.workerRssMiB,
+    fmt: fixed(1),
+  },
+];
+
+function ratioCell(values, anchorValues, isAnchor) {
+  if (isAnchor) return 'anchor';
+  if (!anchorValues) return '—';
+  const r = pairedRatio(values, anchorValues);
+  if (!r) return '—';
+  return r.min === r.max ? `×${r.median.toFixed(2)}` : `×${r.median.toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`;
+}
+
+/** ✅/❌ text for one configuration's targets, or n/a with the reason. */
+function targetCell(targets, cfg, values, samplesOf, fmt) {
+  if (!targets) return '';
+  if (cfg.status !== 'ok') return `n/a (${cfg.status})`;
+  const parts = [];
+  for (const t of targets) {
+    const bound = t.atLeast !== undefined ? `≥ ${t.atLeast}×` : `≤ ${fmt(t.atMost)}`;
+    if (t.anchor) {
+      const anchorValues = samplesOf(t.anchor);
+      const r = anchorValues && pairedRatio(values, anchorValues);
+      if (!r) {
+        parts.push(`n/a (no ${t.label ?? t.anchor})`);
+        continue;
+      }
+      const ok = r.median >= t.atLeast;
+      parts.push(`${ok ? '✅' : '❌'} ×${r.median.toFixed(2)} ${bound} ${t.label ?? t.anchor}`);
+    } else {
+      const s = summary(values);
+      if (!s) {
+        parts.push('n/a (not measured)');
+        continue;
+      }
+      parts.push(`${s.median <= t.atMost ? '✅' : '❌'} ${bound}`);
+    }
+  }
+  return parts.join('; ');
+}
+
+function table(header, rows) {
+  const line = (cells) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+function httpSection(metric, results) {
+  const samplesOf = (name) => {
+    const c = results.http[name];
+    return c && c.status === 'ok' ? c.rounds.map((r) => (r ? metric.get(r) : undefined)) : null;
+  };
+  const targets = TARGETS[metric.id] ?? {};
+  let warned = false;
+  const rows = Object.entries(results.http).map(([name, cfg]) => {
+    const t = targetCell(targets[name], cfg, samplesOf(name) ?? [], samplesOf, metric.fmt);
+    if (cfg.status !== 'ok') return [name, cfg.status, '', '', '', '', t];
+    const values = samplesOf(name);
+    const s = summary(values);
+    if (!s) return [name, 'n/a', '', '', '', '', t];
+    const hadErrors = metric.errors && cfg.rounds.some((r) => r && metric.errors(r) > 0);
+    warned ||= hadErrors;
+    return [
+      name,
+      metric.fmt(s.median) + (hadErrors ? ' ⚠' : ''),
+      metric.fmt(s.min),
+      metric.fmt(s.max),
+      ratioCell(values, samplesOf(ANCHOR), name === ANCHOR),
+      ratioCell(values, samplesOf(C_ANCHOR), name === C_ANCHOR),
+      cfg.failedRounds ? `${t} (${cfg.failedRounds} round(s) failed)`.trim() : t,
+    ];
+  });
+  const header = ['configuration', 'median', 'min', 'max', `vs ${ANCHOR}`, `vs ${C_ANCHOR}`, 'target'];
+  const out = [`### ${metric.title}`, '', metric.how, '', table(header, rows)];
+  if (warned) out.push('', '⚠ wrk reported socket errors or non-2xx answers in at least one round (counts in raw/results.json).');
+  return out.join('\n');
+}
+
+function ipcSection(results) {
+  const rows = [];
+  for (const [key, cfg] of Object.entries(results.ipc)) {
+    const values = cfg.status === 'ok' ? cfg.rounds.map((r) => r?.msgsPerSec) : [];
+    const anchorCfg = results.ipc[cfg.anchorKey];
+    const anchorValues = anchorCfg?.status === 'ok' ? anchorCfg.rounds.map((r) => r?.msgsPerSec) : null;
+    const isAnchor = key === cfg.anchorKey;
+    const target =
+      cfg.family === 'corral'
+        ? targetCell([{ anchor: cfg.anchorKey, label: 'node:cluster', atLeast: 3 }], cfg, values, () => anchorValues, int)
+        : '';
+    const label = [cfg.module, cfg.serialization, cfg.bytes === 64 ? '64 B' : `${cfg.bytes / 1024} KiB`];
+    const s = summary(values);
+    if (cfg.status !== 'ok' || !s) rows.push([...label, cfg.status === 'ok' ? 'n/a' : cfg.status, '', '', '', target]);
+    else {
+      rows.push([
+        ...label,
+        int(s.median),
+        int(s.min),
+        int(s.max),
+        ratioCell(values, anchorValues, isAnchor),
+        cfg.failedRounds ? `${target} (${cfg.failedRounds} round(s) failed)`.trim() : target,
+      ]);
+    }
+  }
+  return table(['module', 'serialization', 'payload', 'median', 'min', 'max', 'vs node:cluster', 'target'], rows);
+}
+
+const NOISY = 0.25; // cores taken by other processes above which a round is flagged
+
+const roundsOf = (results) =>
+  [...Object.entries(results.http), ...Object.entries(results.ipc)].filter(([, c]) => c.status === 'ok');
+
+function noiseSummary(results) {
+  const all = roundsOf(results).flatMap(([, c]) => c.rounds.map((r) => r?.otherCores));
+  const s = summary(all);
+  if (!s) return '';
+  const noisy = all.filter((x) => x > NOISY).length;
+  return (
+    `Other processes took ${s.median.toFixed(2)} core (median over measurements), at most ${s.max.toFixed(2)}` +
+    (noisy ? `: ${noisy} of ${s.n} measurements competed with other work (see "Noise" at the end).` : '.')
+  );
+}
+
+function noiseSection(results) {
+  const entries = roundsOf(results);
+  const n = Math.max(0, ...entries.map(([, c]) => c.rounds.length));
+  const cell = (r) => (r ? `${r.otherCores.toFixed(2)}${r.otherCores > NOISY ? ' ⚠' : ''}` : 'failed');
+  const rows = entries.map(([name, c]) => [name, ...Array.from({ length: n }, (_, i) => cell(c.rounds[i]))]);
+  return table(['measurement', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`)], rows);
+}
+
+function leakSection(results) {
+  const rows = Object.entries(results.leaks).map(([name, l]) => {
+    if (l.status !== 'ok') return [name, l.status, '', '', '', '', ''];
+    const dRss = l.after.rssMiB - l.before.rssMiB;
+    return [
+      name,
+      l.process,
+      int(l.connections) + (l.errors ? ' ⚠' : ''),
+      `${l.before.fds} → ${l.after.fds}`,
+      `${l.after.fds - l.before.fds >= 0 ? '+' : ''}${l.after.fds - l.before.fds}`,
+      `${l.before.rssMiB.toFixed(1)} → ${l.after.rssMiB.toFixed(1)}`,
+      `${dRss >= 0 ? '+' : ''}${dRss.toFixed(1)}`,
+    ];
+  });
+  return table(['configuration', 'process', 'connections', 'fds before → after', 'Δ fds', 'RSS MiB before → after', 'Δ RSS MiB'], rows);
+}
+
+/** The whole report as markdown. */
+function render(results) {
+  const m = results.meta;
+  const s = m.settings;
+  const out = [
+    '# corral benchmarks',
+    '',
+    `Produced by \`${m.command}\` on ${m.date} (${m.durationS} s).`,
+    `Machine: ${m.cpus} × ${m.cpuModel}, ${m.kernel}; Node ${m.node}; ${m.wrk}; ${m.nginx}; git ${m.git}.`,
+    noiseSummary(results),
+    '',
+    `${s.rounds} round${s.rounds === 1 ? '' : 's'}; in each round every configuration runs once, in an order rotated by one per round, on a fresh server: ` +
+      `${s.warmupSeconds} s warm-up, then ${s.seconds} s measured, per load run. ` +
+      'median/min/max are over rounds; a ratio is the median of the per-round ratios to the anchor (range in parentheses). ' +
+      'Compare ratios only within one run: on 2 cores wrk competes with the server, so absolute numbers move with the machine.',
+    '',
+    '## HTTP (2 workers answering "hello\\n" on 127.0.0.1)',
+    '',
+    `Latency: ${s.paced.connections} connections, each waiting ${s.paced.paceMs} ms before each request ` +
+      `(at most ${int((s.paced.connections * 1000) / s.paced.paceMs)} conn/s, well under every configuration's capacity; ` +
+      `measured rate, median over all runs: ${int(results.pacedRate ?? 0)} conn/s), \`Connection: close\`, wrk --latency percentiles. ` +
+      'wrk waits for each response before the next request on a connection (closed loop), so at this load the percentiles are ' +
+      'those of service and dispatch time, not of a queue.',
+    '',
+  ];
+  for (const metric of HTTP_METRICS) out.push(httpSection(metric, results), '');
+  out.push(
+    `## Leaks: ${int(s.leakConnections)} connections with \`Connection: close\``,
+    '',
+    "Open fds (/proc/<pid>/fd) and VmRSS of the primary (of the process itself for single-process servers) after a warm-up, " +
+      'then after the connections and 1 s of quiet. Once per configuration, not per round. A growing fd count is a leak; ' +
+      'RSS moves with the garbage collector and allocator, so only a large growth means something.',
+    '',
+    leakSection(results),
+    '',
+    '## IPC: primary → worker → primary ping-pong',
+    '',
+    `bench/servers/node_ipc.js: one worker echoes every message, one message in flight; messages/s counts both directions. ` +
+      `Payload \`{seq, data}\` with \`data\` a string of the given size. ${s.ipcWarmupMs} ms warm-up, then ${s.ipcMaxMs} ms measured.`,
+    '',
+    ipcSection(results),
+    '',
+    '## Noise: CPU taken by other processes, in cores, per round',
+    '',
+    '(CPU time of every user-space process that is neither bench/run nor started by it, from /proc/<pid>/stat, ' +
+      `over the round; a round above ${NOISY} core competed with other work and is less trustworthy)`,
+    '',
+    noiseSection(results),
+    '',
+  );
+  return out.join('\n');
+}
+
+module.exports = { render };

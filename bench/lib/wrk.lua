@@ -1,0 +1,37 @@
+-- wrk script used by every bench/run measurement. Configured by environment variables so that
+-- wrk only pays for the hooks a run needs (defining response() makes wrk parse every header):
+--   BENCH_PACE_MS     each connection waits this many ms before each request (fixed-rate load:
+--                     about connections * 1000 / BENCH_PACE_MS requests per second)
+--   BENCH_STOP_AFTER  stop after this many responses: the thread stops and prints `bench-stopped`,
+--                     and bench/lib/wrk.js answers with SIGINT, which ends wrk's main sleep (-d
+--                     stays the upper bound; wrk.thread:stop() alone would not end the run early)
+-- done() prints one line `bench-result <json>` that bench/lib/wrk.js parses.
+
+local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "")
+if pace_ms then
+  function delay()
+    return pace_ms
+  end
+end
+
+local stop_after = tonumber(os.getenv("BENCH_STOP_AFTER") or "")
+if stop_after then
+  local seen = 0
+  function response(status, headers, body)
+    seen = seen + 1
+    if seen == stop_after then
+      io.write("bench-stopped\n")
+      io.stdout:flush()
+      wrk.thread:stop()
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'bench-result {"requests":%d,"duration_us":%d,"errors":{"connect":%d,"read":%d,' ..
+    '"write":%d,"status":%d,"timeout":%d},"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d}}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
