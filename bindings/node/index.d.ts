@@ -274,6 +274,94 @@ declare namespace cluster {
         prependOnceListener(event: 'online', listener: (worker: Worker) => void): this;
         prependOnceListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
     }
+
+    // ------------------------------------------------------------------ corral extras
+    // Beyond node:cluster: the engine's supervisor (backoff with a crash-loop breaker,
+    // health-gated rolling reload, hang watchdog, recycling, scaling, metrics).
+
+    /** Options of `cluster.supervise()`. Times are in milliseconds. Unknown keys are rejected. */
+    interface SuperviseOptions {
+        /** Workers to keep alive: a number >= 1 or "auto" (cgroup-aware CPU count). Default "auto". */
+        workers?: number | 'auto';
+        restart?: {
+            initialDelay?: number;
+            maxDelay?: number;
+            factor?: number;
+            /** 0..1: +/- spread of each delay. */
+            jitter?: number;
+            /** A worker that ran this long was stable: the backoff starts over. */
+            resetAfter?: number;
+            /** `exits` unstable exits within `window` ms: retry at maxDelay only ('crashloop'). */
+            crashLoop?: { exits?: number; window?: number };
+            /** Exit codes that are not restarted ('norestart'). */
+            noRestartExitCodes?: number[];
+        };
+        shutdown?: { signals?: NodeJS.Signals[]; timeout?: number };
+        reload?: {
+            signals?: NodeJS.Signals[];
+            readyTimeout?: number;
+            probation?: number;
+            batch?: number;
+            /** Wait for `cluster.worker.ready()` instead of the first 'listening'. */
+            waitReady?: boolean;
+        };
+        heartbeat?: { interval?: number; timeout?: number };
+        recycle?: { maxRss?: number; maxConnections?: number; jitter?: number };
+        /** Prometheus text on http://host:port/ (host defaults to 127.0.0.1). */
+        metrics?: { port?: number; host?: string };
+    }
+
+    interface ExitInfo {
+        code: number | null;
+        signal: number | null;
+    }
+
+    interface ReloadReport {
+        ok: boolean;
+        replaced: number;
+        reason: string | null;
+        duration: number;
+    }
+
+    interface WorkerMetrics {
+        slot: number;
+        id: number;
+        pid: number;
+        state: 'starting' | 'ready' | 'draining';
+        handedOff: number;
+        inflight: number;
+        active?: number;
+        restarts: number;
+        lastRestartCause?: string;
+        uptime: number;
+        rss: number;
+        cpu: number;
+    }
+
+    interface MetricsSnapshot {
+        workers: WorkerMetrics[];
+        restarts: Record<string, number>;
+        crashLoopingSlots: number[];
+        reloads: number;
+        endpoint?: string;
+    }
+
+    interface Supervisor extends EventEmitter {
+        reload(): Promise<ReloadReport>;
+        scale(workers: number): Promise<{ workers: number }>;
+        shutdown(): Promise<{ clean: boolean }>;
+        metrics(): MetricsSnapshot;
+        prometheus(): string;
+        on(event: 'restart', listener: (e: { slot: number; worker: number; previous: number | null; cause: { type: 'boot' | 'crash' | 'hang' | 'recycle' | 'reload'; exit?: ExitInfo; reason?: string }; delay: number }) => void): this;
+        on(event: 'crashloop', listener: (e: { slot: number; exits: ExitInfo[] }) => void): this;
+        on(event: 'norestart', listener: (e: { slot: number; worker: number; exit: ExitInfo }) => void): this;
+        on(event: 'hang', listener: (e: { slot: number; worker: number; silentFor: number }) => void): this;
+        on(event: 'recycle', listener: (e: { slot: number; worker: number; reason: string }) => void): this;
+        on(event: 'reload', listener: (e: ReloadReport) => void): this;
+        on(event: 'scale', listener: (e: { from: number; to: number }) => void): this;
+        on(event: string | symbol, listener: (...args: any[]) => void): this;
+    }
+
 }
 
 // `Worker` is on the module object, as on node:cluster's (and so `import { Worker } from 'corral'`
@@ -282,5 +370,10 @@ declare namespace cluster {
 // esModuleInterop need nothing more; TypeScript compiled to CommonJS without esModuleInterop
 // reads `require('corral').default`, which index.js must then provide (non-enumerable, so that
 // the module's keys stay node:cluster's).
-declare const cluster: cluster.Cluster & { readonly Worker: typeof Worker; readonly default: cluster.Cluster };
+declare const cluster: cluster.Cluster & {
+    readonly Worker: typeof Worker;
+    readonly default: cluster.Cluster;
+    /** corral extra: start the supervisor in the primary (see SuperviseOptions). */
+    supervise(options?: cluster.SuperviseOptions): cluster.Supervisor;
+};
 export = cluster;

@@ -250,7 +250,12 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
 impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
     #[napi(constructor)]
-    pub fn new(policy: String, window: u32, on_events: Function<'_, Batch, ()>) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        policy: String,
+        window: u32,
+        on_events: Function<'_, Batch, ()>,
+    ) -> Result<Self> {
         let policy = Policy::parse(&policy).map_err(to_napi)?;
         let mut primary = Primary::new(PrimaryOptions {
             policy,
@@ -271,6 +276,13 @@ impl NativePrimary {
             stop: AtomicBool::new(false),
             poll_fd,
         });
+        // Environment teardown (process exit, a worker_thread ending): stop the poll thread
+        // and end the cluster, so nothing hangs and no worker is left behind.
+        let s3 = shared.clone();
+        env.add_env_cleanup_hook(s3, |s| {
+            s.stop.store(true, Ordering::Release);
+            let _ = s.waker.wake();
+        })?;
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("corral-primary".into())

@@ -10,7 +10,7 @@ use corral_core::{Error as CoreError, ErrorKind, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -195,7 +195,7 @@ fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
 pub struct NativeWorker {
     id: u32,
     sender: Arc<Sender>,
-    recv_fd: RawFd,
+    wake: Arc<OwnedFd>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -204,7 +204,7 @@ impl NativeWorker {
     /// Takes the role from the environment (removing the variables), says online, and starts
     /// receiving. `on_events(events[])` gets event batches.
     #[napi(constructor)]
-    pub fn new(on_events: Function<'_, Batch, ()>) -> Result<Self> {
+    pub fn new(env: Env, on_events: Function<'_, Batch, ()>) -> Result<Self> {
         let (id, raw) = Worker::take_env().map_err(to_napi)?.ok_or_else(|| {
             to_napi(CoreError::new(
                 ErrorKind::NotWorker,
@@ -220,7 +220,12 @@ impl NativeWorker {
         })?;
         let rfd = corral_core::sys::dup_cloexec(fd.as_fd())
             .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?;
-        let recv_fd = rfd.as_raw_fd();
+        // A third copy of the socket, only for shutdown(2) (which acts on the socket, not the
+        // fd): valid for as long as anyone may call it, whatever the receive thread closed.
+        let wake = Arc::new(
+            corral_core::sys::dup_cloexec(fd.as_fd())
+                .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?,
+        );
         let tsfn: Tsfn = on_events
             .build_threadsafe_function::<Batch>()
             .callee_handled::<false>()
@@ -234,6 +239,15 @@ impl NativeWorker {
         sender
             .send(Kind::Online, Vec::new(), Vec::new())
             .map_err(to_napi)?;
+        // Environment teardown: wake the thread blocked in recvmsg and the writer.
+        let s0 = sender.clone();
+        let w0 = wake.clone();
+        env.add_env_cleanup_hook((s0, w0), |(s, w)| {
+            s.closed.store(true, Ordering::Release);
+            s.backlog.notify_all();
+            // SAFETY: shutdown(2) on our own open duplicate of the channel.
+            unsafe { libc::shutdown(w.as_raw_fd(), libc::SHUT_RDWR) };
+        })?;
         let s1 = sender.clone();
         let s2 = sender.clone();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -252,7 +266,7 @@ impl NativeWorker {
         Ok(NativeWorker {
             id: id as u32,
             sender,
-            recv_fd,
+            wake,
             threads,
         })
     }
@@ -355,8 +369,8 @@ impl NativeWorker {
         }
         self.sender.backlog.notify_all();
         // Wakes the thread blocked in recvmsg (it sees EOF and ends).
-        // SAFETY: shutdown(2) on our own duplicate of the channel.
-        unsafe { libc::shutdown(self.recv_fd, libc::SHUT_RDWR) };
+        // SAFETY: shutdown(2) on our own open duplicate of the channel.
+        unsafe { libc::shutdown(self.wake.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }
 

@@ -125,3 +125,23 @@ cluster.worker?.metrics();
 // @ts-expect-error an exit code is a number
 cluster.on('exit', (worker, code) => exact<string>()(code));
 void notANumber;
+
+// corral extra: the supervisor.
+if (cluster.isPrimary) {
+    const sup = cluster.supervise({
+        workers: 'auto',
+        restart: { initialDelay: 100, maxDelay: 30000, factor: 2, jitter: 0.2, resetAfter: 30000, crashLoop: { exits: 5, window: 60000 }, noRestartExitCodes: [78] },
+        shutdown: { signals: ['SIGTERM', 'SIGINT'], timeout: 30000 },
+        reload: { signals: ['SIGHUP'], readyTimeout: 10000, probation: 1000, batch: 1 },
+        heartbeat: { interval: 1000, timeout: 5000 },
+        recycle: { maxRss: 512 * 2 ** 20, maxConnections: 0, jitter: 0.1 },
+        metrics: { port: 9464, host: '127.0.0.1' },
+    });
+    sup.on('restart', (e) => console.log(e.slot, e.cause.type, e.delay));
+    sup.on('crashloop', (e) => console.log(e.exits.map((x) => x.code)));
+    void sup.reload().then((r) => console.log(r.ok, r.replaced));
+    const m = sup.metrics();
+    console.log(m.workers[0]?.rss);
+    // @ts-expect-error workers must be a number or 'auto'
+    cluster.supervise({ workers: 'many' });
+}
