@@ -174,6 +174,7 @@ struct ListenerSlot {
     pending: VecDeque<OwnedFd>,
     retry_at: Option<Instant>,
     accepted: u64,
+    accept_failing: bool,
 }
 
 struct Shutdown {
@@ -962,6 +963,7 @@ impl Inner {
             pending: VecDeque::new(),
             retry_at: None,
             accepted: 0,
+            accept_failing: false,
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
@@ -1149,7 +1151,9 @@ impl Inner {
             };
             match accepted {
                 Ok(Some(fd)) => {
-                    self.listeners[lid as usize - 1].accepted += 1;
+                    let l = &mut self.listeners[lid as usize - 1];
+                    l.accepted += 1;
+                    l.accept_failing = false;
                     if let Err(fd) = self.offer(lid, fd) {
                         self.listeners[lid as usize - 1].pending.push_back(fd);
                         return;
@@ -1162,11 +1166,15 @@ impl Inner {
                 Err(e) => {
                     let l = &mut self.listeners[lid as usize - 1];
                     l.retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    let error = Error::os("accept", format!("accept on {}", l.addr), &e);
-                    self.events.push_back(Event::Error {
-                        worker: None,
-                        error,
-                    });
+                    // Reported once per episode (not every retry); clients wait in the backlog.
+                    if !l.accept_failing {
+                        l.accept_failing = true;
+                        let error = Error::os("accept", format!("accept on {}", l.addr), &e);
+                        self.events.push_back(Event::Error {
+                            worker: None,
+                            error,
+                        });
+                    }
                     return;
                 }
             }
