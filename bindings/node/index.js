@@ -41,6 +41,40 @@ const EV = {
 };
 const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
 
+// A batch from the native threads (bindings/node/src/events.rs, JsBatch): fixed records of
+// META ints, one Buffer with the payloads, the fds, and the few strings.
+const META = 17;
+function decodeBatch(b) {
+  const { meta, blob, fds, strings } = b;
+  const out = [];
+  for (let i = 0; i < meta.length; i += META) {
+    const len = meta[i + 12];
+    const first = meta[i + 13];
+    const nfds = meta[i + 14];
+    const msg = meta[i + 15];
+    const extra = meta[i + 16];
+    out.push({
+      kind: meta[i],
+      worker: meta[i + 1],
+      pid: meta[i + 2],
+      code: meta[i + 3] === -2147483648 ? null : meta[i + 3],
+      signal: meta[i + 4] || null,
+      errno: meta[i + 5],
+      id: meta[i + 6],
+      port: meta[i + 7],
+      family: meta[i + 8],
+      listener: meta[i + 9],
+      flag: meta[i + 10] !== 0,
+      data: len >= 0 ? blob.subarray(meta[i + 11], meta[i + 11] + len) : undefined,
+      fds: nfds ? Array.from(fds.subarray(first, first + nfds)) : [],
+      message: msg >= 0 ? strings[msg] : undefined,
+      syscall: extra >= 0 ? strings[extra] : undefined,
+      address: extra >= 0 ? strings[extra] : undefined,
+    });
+  }
+  return out;
+}
+
 function loadNative() {
   const tried = [];
   const candidates = [];
@@ -131,11 +165,18 @@ function checkMessage(message) {
 }
 
 function encode(kind, message, handleType) {
-  const body = kind === MSG_ADVANCED ? v8.serialize(message) : Buffer.from(JSON.stringify(message));
-  const out = Buffer.allocUnsafe(body.length + 2);
+  let out;
+  if (kind === MSG_ADVANCED) {
+    const body = v8.serialize(message);
+    out = Buffer.allocUnsafe(body.length + 2);
+    body.copy(out, 2);
+  } else {
+    const text = JSON.stringify(message);
+    out = Buffer.allocUnsafe(Buffer.byteLength(text) + 2);
+    out.write(text, 2);
+  }
   out[0] = kind;
   out[1] = handleType;
-  body.copy(out, 2);
   return out;
 }
 
@@ -319,7 +360,7 @@ function setupPrimarySide() {
   function getEngine() {
     if (engine) return engine;
     const name = cluster.schedulingPolicy === SCHED_NONE ? 'shared' : 'rr';
-    engine = callNative(() => new native.NativePrimary(name, 32, onEvents));
+    engine = callNative(() => new native.NativePrimary(name, 32, (b) => onEvents(decodeBatch(b))));
     return engine;
   }
 
@@ -846,7 +887,7 @@ function setupWorkerSide() {
   let nextReq = 1;
   let closing = false;
 
-  const nw = callNative(() => new native.NativeWorker(onEvents));
+  const nw = callNative(() => new native.NativeWorker((b) => onEvents(decodeBatch(b))));
   const listeningServers = new Set();
   const heartbeatMs = Number(process.env[ENV_HEARTBEAT]);
   delete process.env[ENV_HEARTBEAT];

@@ -1,6 +1,6 @@
 //! `NativePrimary`: the engine's primary on a native poll thread, with JS calls under a lock.
 
-use crate::events::{kind, Batch, Event};
+use crate::events::{kind, Batch, Event, Queue};
 use crate::to_napi;
 use corral_core::{
     Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
@@ -207,6 +207,7 @@ fn collect(st: &mut State) -> Vec<Event> {
 }
 
 fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
+    let queue = Arc::new(Queue::default());
     while !shared.stop.load(Ordering::Acquire) {
         let timeout = {
             let st = shared.lock();
@@ -238,9 +239,7 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
             }
             collect(&mut st)
         };
-        if !batch.is_empty()
-            && tsfn.call(Batch(batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
-        {
+        if queue.push(batch) && tsfn.call(Batch(queue.clone()), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing {
             break;
         }
     }

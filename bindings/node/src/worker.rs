@@ -2,7 +2,7 @@
 //! batches of events to JS; JS sends without blocking (what the socket cannot take now is
 //! flushed by a writer thread, in order).
 
-use crate::events::{kind, Batch, Event};
+use crate::events::{kind, Batch, Event, Queue};
 use crate::to_napi;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
@@ -157,6 +157,7 @@ fn convert(m: Message, conns: &mut u32) -> Event {
 }
 
 fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
+    let queue = Arc::new(Queue::default());
     loop {
         let mut batch = Vec::new();
         let mut conns = 0;
@@ -182,9 +183,9 @@ fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
                 ..Default::default()
             });
         }
-        if tsfn.call(Batch(batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
-            || gone
-        {
+        let closing = queue.push(batch)
+            && tsfn.call(Batch(queue.clone()), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing;
+        if closing || gone {
             return;
         }
     }
