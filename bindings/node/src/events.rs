@@ -98,11 +98,19 @@ impl Queue {
 pub struct Batch(pub std::sync::Arc<Queue>);
 
 impl ToNapiValue for Batch {
-    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        val: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
         let events = val.0.take();
         let n = events.len();
         let mut meta = Vec::with_capacity(n * META);
-        let mut blob = Vec::with_capacity(events.iter().map(|e| e.data.as_ref().map_or(0, Vec::len)).sum());
+        let mut blob = Vec::with_capacity(
+            events
+                .iter()
+                .map(|e| e.data.as_ref().map_or(0, Vec::len))
+                .sum(),
+        );
         let mut fds = Vec::new();
         let mut strings = Vec::new();
         let mut string = |s: Option<String>| -> i32 {

@@ -239,7 +239,12 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
             }
             collect(&mut st)
         };
-        if queue.push(batch) && tsfn.call(Batch(queue.clone()), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing {
+        if queue.push(batch)
+            && tsfn.call(
+                Batch(queue.clone()),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            ) == Status::Closing
+        {
             break;
         }
     }

@@ -86,7 +86,7 @@ fn writer_loop(s: Arc<Sender>) {
     }
 }
 
-fn convert(m: Message, conns: &mut u32) -> Event {
+fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
     let bad = |e: CoreError| Event {
         kind: kind::ERROR,
         message: Some(e.message().to_string()),
@@ -110,16 +110,20 @@ fn convert(m: Message, conns: &mut u32) -> Event {
                 req,
                 listener,
                 addr,
-            }) => Event {
-                kind: kind::LISTEN_OK,
-                id: req,
-                listener,
-                address: Some(addr.host()),
-                port: addr.port() as u32,
-                family: addr.address_type(),
-                fds: m.fds,
-                ..Default::default()
-            },
+                ack_every: every,
+            }) => {
+                *ack_every = every;
+                Event {
+                    kind: kind::LISTEN_OK,
+                    id: req,
+                    listener,
+                    address: Some(addr.host()),
+                    port: addr.port() as u32,
+                    family: addr.address_type(),
+                    fds: m.fds,
+                    ..Default::default()
+                }
+            }
             Ok(_) => unreachable!("decode_ok"),
             Err(e) => bad(e),
         },
@@ -158,24 +162,29 @@ fn convert(m: Message, conns: &mut u32) -> Event {
 
 fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
     let queue = Arc::new(Queue::default());
+    // Connections taken and not yet acknowledged, and the group size the primary asked for.
+    let mut unacked = 0u32;
+    let mut ack_every = 1u32;
     loop {
         let mut batch = Vec::new();
         let mut conns = 0;
         let mut gone = false;
         match chan.recv(false) {
-            Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns)),
+            Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut ack_every)),
             Ok(Recv::WouldBlock) => continue,
             Ok(Recv::Eof) | Err(_) => gone = true,
         }
         while !gone && batch.len() < RECV_BATCH {
             match chan.recv(true) {
-                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns)),
+                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut ack_every)),
                 Ok(Recv::WouldBlock) => break,
                 Ok(Recv::Eof) | Err(_) => gone = true,
             }
         }
-        if conns > 0 {
-            let _ = sender.send(Kind::Ack, proto::u32_payload(conns).to_vec(), Vec::new());
+        unacked += conns;
+        if unacked >= ack_every {
+            let _ = sender.send(Kind::Ack, proto::u32_payload(unacked).to_vec(), Vec::new());
+            unacked = 0;
         }
         if gone {
             batch.push(Event {
@@ -184,7 +193,10 @@ fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
             });
         }
         let closing = queue.push(batch)
-            && tsfn.call(Batch(queue.clone()), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing;
+            && tsfn.call(
+                Batch(queue.clone()),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            ) == Status::Closing;
         if closing || gone {
             return;
         }

@@ -906,6 +906,7 @@ impl Inner {
             req: req.req,
             listener: lid,
             addr: addr.clone(),
+            ack_every: (self.opts.window / 4).max(1),
         };
         if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
             return;

@@ -74,6 +74,7 @@ pub struct Worker {
     accept_turn: Vec<u32>,
     events: VecDeque<WorkerEvent>,
     unacked: u32,
+    ack_every: u32,
     next_req: u32,
     gone: bool,
 }
@@ -148,6 +149,7 @@ impl Worker {
             accept_turn: Vec::new(),
             events: VecDeque::new(),
             unacked: 0,
+            ack_every: 1,
             next_req: 1,
             gone: false,
         };
@@ -204,6 +206,7 @@ impl Worker {
                         req: r,
                         listener,
                         addr,
+                        ack_every,
                     } = ListenReply::decode_ok(&m.data)?
                     else {
                         unreachable!("decode_ok returns Ok")
@@ -213,6 +216,7 @@ impl Worker {
                             "listen reply for request {r}, expected {req}"
                         )));
                     }
+                    self.ack_every = ack_every;
                     let shared_fd = match m.fds.into_iter().next() {
                         Some(fd) => {
                             let raw = fd.as_raw_fd();
@@ -341,7 +345,7 @@ impl Worker {
                 }
             }
         }
-        if self.unacked > 0 && !self.gone {
+        if self.unacked >= self.ack_every && !self.gone {
             let n = std::mem::take(&mut self.unacked);
             self.chan
                 .send_blocking(Kind::Ack, proto::u32_payload(n).to_vec(), Vec::new())?;

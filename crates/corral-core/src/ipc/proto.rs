@@ -141,6 +141,10 @@ pub enum ListenReply {
         listener: u32,
         /// The resolved address (a real port where 0 was asked).
         addr: BoundAddr,
+        /// Acknowledge connections in groups of this many (a quarter of the window, at least
+        /// 1): fewer acks wake the primary less, and the window still never fills with
+        /// connections already taken.
+        ack_every: u32,
     },
     /// Failed.
     Err {
@@ -163,10 +167,12 @@ impl ListenReply {
                 req,
                 listener,
                 addr,
+                ack_every,
             } => Writer::new()
                 .u32(*req)
                 .u32(*listener)
                 .str(&addr.to_string())
+                .u32(*ack_every)
                 .finish(),
             ListenReply::Err {
                 req,
@@ -187,11 +193,13 @@ impl ListenReply {
         let req = r.u32()?;
         let listener = r.u32()?;
         let addr = r.str()?.parse()?;
+        let ack_every = r.u32()?.max(1);
         r.end()?;
         Ok(ListenReply::Ok {
             req,
             listener,
             addr,
+            ack_every,
         })
     }
     /// Decodes a `Kind::ListenErr` payload.
@@ -241,6 +249,7 @@ mod tests {
             req: 7,
             listener: 2,
             addr: "tcp:[::1]:8080".parse().unwrap(),
+            ack_every: 8,
         };
         assert_eq!(ListenReply::decode_ok(&ok.encode()).unwrap(), ok);
         let err = ListenReply::Err {
