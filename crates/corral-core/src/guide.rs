@@ -13,8 +13,12 @@
 //! connections in flight (sent, not yet taken off its channel; default 32). A worker whose
 //! window is full, or whose channel is backed up, is skipped; when every worker is full the
 //! primary stops accepting and the kernel backlog holds new clients: real backpressure instead
-//! of node:cluster's unbounded queue in the primary. With no workers at all, clients also wait
-//! in the backlog, and the listener stays open for the next worker.
+//! of node:cluster's unbounded queue in the primary. Workers acknowledge connections in groups
+//! of a quarter of the window (told in the listen answer), so the primary is not woken once
+//! per connection twice. After a crash, clients wait in the backlog and the listener stays open
+//! for the replacement; when the last worker of a listener leaves *gracefully* (disconnect,
+//! shutdown, scale-down) the listener closes, as node:cluster's does, and new clients are
+//! refused instead of queued for nobody.
 //!
 //! *Shared* (`shared`, node:cluster's `SCHED_NONE`): the primary binds once and gives each
 //! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks
@@ -40,6 +44,16 @@
 //! leave; its exit is then flagged `exited_after_disconnect`. `shutdown(timeout)` closes the
 //! listeners, disconnects every worker and SIGKILLs what is still running at the deadline;
 //! `Event::ShutdownComplete { clean }` tells whether anyone had to be killed.
+//!
+//! ## Supervision
+//! [`crate::supervisor::Supervisor`] drives a primary from the same loop: it feeds on the
+//! primary's events and acts on deadlines (`next_deadline`, `tick`). Restarts follow an
+//! exponential backoff with jitter that resets after a stable run; too many unstable exits of one
+//! slot in a window is a crash loop: that slot retries at the maximum delay only, the others keep
+//! serving. A rolling reload starts the new worker, waits until it listens (or says ready),
+//! keeps it on probation, then disconnects the old one; the handoff's recovery of queued
+//! connections is what makes it lose none. Slots are stable labels: a replacement takes its
+//! predecessor's slot, so metrics series survive restarts.
 //!
 //! ## Fork mode and threads
 //! `fork_worker` refuses to run in a process with more than one thread: after `fork` only the
