@@ -51,3 +51,15 @@ pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {
     // index.js reads the code from the "[CODE] message" prefix.
     napi::Error::from_reason(format!("[{code}] {}", e.message()))
 }
+
+/// Duplicates the fds of handles JS sends with a message (JS keeps or closes its own copies).
+pub(crate) fn dup_handles(fds: &[i32]) -> napi::Result<Vec<std::os::fd::OwnedFd>> {
+    fds.iter()
+        .map(|&fd| {
+            // SAFETY: JS passes fds it owns and keeps open during this call; we only dup them.
+            let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            corral_core::sys::dup_cloexec(b)
+                .map_err(|e| napi::Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))
+        })
+        .collect()
+}

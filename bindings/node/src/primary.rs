@@ -9,7 +9,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -410,15 +410,7 @@ impl NativePrimary {
     /// Sends a message (and duplicates of `fds`) to a worker. False under backpressure.
     #[napi]
     pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<bool> {
-        let mut owned = Vec::with_capacity(fds.len());
-        for fd in fds {
-            // SAFETY: JS passes fds it owns and keeps open during this call; we duplicate them.
-            let b = unsafe { BorrowedFd::borrow_raw(fd) };
-            owned.push(
-                corral_core::sys::dup_cloexec(b)
-                    .map_err(|e| Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))?,
-            );
-        }
+        let owned = crate::dup_handles(&fds)?;
         let mut p = self.shared.lock();
         let r = p.send(worker as u64, data.to_vec(), owned).map_err(to_napi);
         self.wake_if_pending(&p);

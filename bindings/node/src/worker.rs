@@ -10,7 +10,7 @@ use corral_core::{Error as CoreError, ErrorKind, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -322,15 +322,7 @@ impl NativeWorker {
     /// Sends a message (with duplicates of `fds`); false under backpressure.
     #[napi]
     pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<bool> {
-        let mut owned = Vec::with_capacity(fds.len());
-        for fd in fds {
-            // SAFETY: JS passes fds it owns and keeps open during this call; we duplicate them.
-            let b = unsafe { BorrowedFd::borrow_raw(fd) };
-            owned.push(
-                corral_core::sys::dup_cloexec(b)
-                    .map_err(|e| Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))?,
-            );
-        }
+        let owned = crate::dup_handles(&fds)?;
         self.sender
             .send(Kind::User, data.to_vec(), owned)
             .map_err(to_napi)

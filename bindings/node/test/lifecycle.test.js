@@ -3,51 +3,14 @@
 // itself, silent workers, the ESM entry, and `npm pack` installed into an unrelated directory.
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { addonOrSkip: guarded, runNode: run } = require('./helpers');
 
 const PKG = path.resolve(__dirname, '..');
-const MODULE = path.join(PKG, 'index.js');
 const DIR = path.join(__dirname, 'lifecycle');
-
-const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(MODULE)})`], { encoding: 'utf8' });
-const missing = load.status === 0 ? null : (load.stderr.split('\n').find((l) => l.includes('Error')) || 'load failed');
-
-function guarded(t) {
-  if (!missing) return true;
-  if (process.env.CORRAL_COMPAT_REQUIRE_ADDON === '1') assert.fail(`corral addon not built: ${missing}`);
-  t.skip(`corral addon not built: ${missing}`);
-  return false;
-}
-
-function run(t, args, opts = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, CORRAL_MODULE: MODULE, ...opts.env },
-      cwd: opts.cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    t.after(() => {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not exit within 15 s:\n${out}\n${err}`)), 15000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, lines: out.trim().split('\n'), err });
-    });
-  });
-}
 
 test('loading corral in a worker_thread and ending the thread neither hangs nor crashes', async (t) => {
   if (!guarded(t)) return;

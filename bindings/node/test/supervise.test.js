@@ -2,50 +2,15 @@
 // cluster.supervise(): corral's supervisor through the Node front, with real workers.
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawn, spawnSync } = require('node:child_process');
 const path = require('node:path');
+const { addonOrSkip, runNode } = require('./helpers');
 
-const MODULE = path.resolve(__dirname, '..', 'index.js');
 const APP = path.join(__dirname, 'supervise', 'app.js');
-
-const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(MODULE)})`], { encoding: 'utf8' });
-const missing = load.status === 0 ? null : (load.stderr.split('\n').find((l) => l.includes('Error')) || 'load failed');
-
-function run(t, scenario) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [APP, scenario], {
-      env: { ...process.env, CORRAL_MODULE: MODULE },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    t.after(() => {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => reject(new Error(`${scenario} timed out:\n${out}\n${err}`)), 30000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, lines: out.trim().split('\n'), err });
-    });
-  });
-}
 
 function scenario(name, check) {
   test(name, async (t) => {
-    if (missing) {
-      if (process.env.CORRAL_COMPAT_REQUIRE_ADDON === '1') assert.fail(`corral addon not built: ${missing}`);
-      t.skip(`corral addon not built: ${missing}`);
-      return;
-    }
-    const r = await run(t, name);
-    check(r);
+    if (!addonOrSkip(t)) return;
+    check(await runNode(t, [APP, name]));
   });
 }
 

@@ -2,11 +2,12 @@
 //! the clients wait in the kernel backlog, and all of them are served once fds are available.
 //! (A child process is the primary, so its fd limit can be lowered with prlimit(2).)
 
+mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use util::FixturePrimary;
 
 fn set_nofile(pid: i32, n: u64) {
     let lim = libc::rlimit {
@@ -27,21 +28,8 @@ fn cpu_seconds(pid: i32) -> f64 {
 
 #[test]
 fn emfile_is_reported_without_spinning_and_no_client_is_lost() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral-test-worker"))
-        .args(["primary", "1"])
-        .env_remove("CORRAL_SCHED_POLICY")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let out = child.stdout.take().unwrap();
-    let guard = Reap(child);
+    let mut guard = FixturePrimary::start(1);
+    let out = guard.0.stdout.take().unwrap();
     let pid = guard.0.id() as i32;
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {

@@ -1,8 +1,9 @@
 //! A SIGKILLed primary leaves no orphans: every worker is gone within a second.
 
+mod util;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use util::FixturePrimary;
 
 fn alive(pid: i32) -> bool {
     // A zombie still has a /proc entry; its state letter is Z.
@@ -19,25 +20,15 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn workers_die_with_a_sigkilled_primary() {
-    let mut primary = Command::new(env!("CARGO_BIN_EXE_corral-test-worker"))
-        .args(["primary", "3"])
-        .env_remove("CORRAL_SCHED_POLICY")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut out = BufReader::new(primary.stdout.take().unwrap());
-    let mut guard = Reap(primary);
+    let mut guard = FixturePrimary::start(3);
+    let mut out = BufReader::new(guard.0.stdout.take().unwrap());
     let mut pids = Vec::new();
     while pids.len() < 3 {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the primary ended early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the primary ended early"
+        );
         if let Some(pid) = line.trim().strip_prefix("pid ") {
             pids.push(pid.parse::<i32>().unwrap());
         }

@@ -169,3 +169,27 @@ pub fn with_client<T: Send + 'static>(
     }
     t.join().expect("client thread panicked")
 }
+
+/// The fixture binary run as a primary of `workers` workers in a child process, killed and
+/// reaped on drop (also when the test fails). Its stdout is piped: lines "pid N", "port P",
+/// "error MESSAGE".
+pub struct FixturePrimary(pub std::process::Child);
+
+impl FixturePrimary {
+    pub fn start(workers: usize) -> FixturePrimary {
+        let child = std::process::Command::new(FIXTURE)
+            .args(["primary", &workers.to_string()])
+            .env_remove("CORRAL_SCHED_POLICY")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the fixture primary");
+        FixturePrimary(child)
+    }
+}
+
+impl Drop for FixturePrimary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
