@@ -243,9 +243,21 @@ function makeSend(target, sendRaw, serialization) {
     try {
       ok = sendRaw(data, h ? [h.fd] : []);
     } catch (e) {
-      const err = nativeError(e);
+      let err = nativeError(e);
+      // The engine already saw the channel close (the JS events are on their way): report
+      // it as Node does, asynchronously, as a closed channel.
+      const closed = ['ERR_CORRAL_NO_SUCH_WORKER', 'EPIPE', 'ECONNRESET'].includes(err.code) ||
+        /closed|disconnected/.test(err.message);
+      if (closed) {
+        err = new Error('Channel closed');
+        err.code = 'ERR_IPC_CHANNEL_CLOSED';
+      }
       if (typeof callback === 'function') {
         process.nextTick(callback, err);
+        return false;
+      }
+      if (closed) {
+        process.nextTick(() => target.emit('error', err));
         return false;
       }
       throw err;
