@@ -21,7 +21,6 @@ const CORRAL_INDEX = path.resolve(__dirname, '..', 'index.js');
 // Each scenario arms its own 15-20 s timeout (prints TIMEOUT, exits 99); this one only catches a
 // primary that cannot even do that, or workers that outlive it (they hold its stdout open).
 const RUN_TIMEOUT_MS = 30_000;
-const PROBE_TIMEOUT_MS = 20_000;
 // Every scenario exits by itself with code 0 unless listed here.
 const EXIT_CODES = {};
 
@@ -33,48 +32,10 @@ const scenarios = fs.readdirSync(COMPAT_DIR)
   .map((f) => path.basename(f, '.js'))
   .sort();
 
-// The children must not believe they are test files (NODE_TEST_CONTEXT), cluster workers
-// (NODE_UNIQUE_ID, NODE_CHANNEL_*) or corral runs unless asked; NODE_OPTIONS and the scheduling
-// policy would change what node:cluster prints.
-function childEnv(extra) {
-  const env = { ...process.env };
-  for (const key of ['NODE_TEST_CONTEXT', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE',
-    'NODE_CLUSTER_SCHED_POLICY', 'NODE_OPTIONS', 'CORRAL_COMPAT_MODULE']) {
-    delete env[key];
-  }
-  return { ...env, ...extra };
-}
+const helpers = require('./helpers');
 
-// Whether `require('<bindings/node/index.js>')` succeeds in a fresh process: { ok } or
-// { ok: false, reason } when it throws (the corral runs are then skipped with that reason), or
-// { ok: false, broken } when the probe crashes or hangs (the corral runs then fail).
-let corralProbe;
-function probeCorral() {
-  if (corralProbe) return corralProbe;
-  // Only the message: Node's own "Require stack:" tail names the probe, not the problem. The
-  // explicit exit keeps a handle opened at load time from hanging the probe (the scenarios would
-  // then time out and say so).
-  const code = 'try { require(process.argv[1]); } catch (e) { ' +
-    'const m = String(e && e.message !== undefined ? e.message : e); ' +
-    'process.stderr.write(m.split(/\\nRequire stack:/)[0]); process.exit(1); } process.exit(0);';
-  const r = spawnSync(process.execPath, ['-e', code, CORRAL_INDEX], {
-    env: childEnv({}),
-    encoding: 'utf8',
-    timeout: PROBE_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  const shorten = (text) => (text.length > 600 ? `${text.slice(0, 600)}...` : text);
-  if (r.status === 0) {
-    corralProbe = { ok: true };
-  } else if (r.status === 1) {
-    const lines = r.stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
-    corralProbe = { ok: false, reason: shorten(lines.join('; ') || 'require() threw') };
-  } else {
-    const how = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
-    corralProbe = { ok: false, broken: shorten(`require(${CORRAL_INDEX}) in a fresh node: ${how}; stderr: ${r.stderr}`) };
-  }
-  return corralProbe;
-}
+const childEnv = (extra) => helpers.childEnv(extra, ['CORRAL_COMPAT_MODULE']);
+const { probeCorral } = helpers;
 
 // Runs one scenario as its own process group, so that the group (the primary and every worker)
 // can be killed when the test ends, whatever happened.

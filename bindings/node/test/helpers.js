@@ -7,14 +7,14 @@ const path = require('node:path');
 
 const MODULE = path.resolve(__dirname, '..', 'index.js');
 
-const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(MODULE)})`], { encoding: 'utf8' });
-const missing = load.status === 0 ? null : load.stderr.split('\n').find((l) => l.includes('Error')) || 'load failed';
-
-// True when the test may go on; skips it visibly (or fails it, when the addon is required).
+// True when the test may go on; skips it visibly (or fails it, when the addon is required or
+// loading it crashes).
 function addonOrSkip(t) {
-  if (!missing) return true;
-  if (process.env.CORRAL_COMPAT_REQUIRE_ADDON === '1') assert.fail(`corral addon not built: ${missing}`);
-  t.skip(`corral addon not built: ${missing}`);
+  const probe = probeCorral();
+  if (probe.ok) return true;
+  if (probe.broken) assert.fail(probe.broken);
+  if (process.env.CORRAL_COMPAT_REQUIRE_ADDON === '1') assert.fail(`corral addon not built: ${probe.reason}`);
+  t.skip(`corral addon not built: ${probe.reason}`);
   return false;
 }
 
@@ -46,4 +46,47 @@ function runNode(t, args, { env = {}, cwd, timeout = 30000 } = {}) {
   });
 }
 
-module.exports = { MODULE, addonOrSkip, runNode };
+// The environment for a child: without the variables that would make it believe it is a test
+// file (NODE_TEST_CONTEXT) or a cluster worker (NODE_UNIQUE_ID, NODE_CHANNEL_*), without
+// NODE_OPTIONS and the scheduling policy (they change what node:cluster prints), without
+// `drop`, plus `extra`.
+function childEnv(extra = {}, drop = []) {
+  const env = { ...process.env };
+  for (const key of ['NODE_TEST_CONTEXT', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE',
+    'NODE_CLUSTER_SCHED_POLICY', 'NODE_OPTIONS', ...drop]) {
+    delete env[key];
+  }
+  return { ...env, ...extra };
+}
+
+// Whether `require('<bindings/node/index.js>')` succeeds in a fresh process: { ok } or
+// { ok: false, reason } when it throws (corral runs are then skipped with that reason), or
+// { ok: false, broken } when the probe crashes or hangs (corral runs then fail).
+let corralProbe;
+function probeCorral() {
+  if (corralProbe) return corralProbe;
+  // Only the message: Node's "Require stack:" tail names the probe, not the problem. The explicit
+  // exit keeps a handle opened at load time from hanging the probe.
+  const code = 'try { require(process.argv[1]); } catch (e) { ' +
+    'const m = String(e && e.message !== undefined ? e.message : e); ' +
+    'process.stderr.write(m.split(/\\nRequire stack:/)[0]); process.exit(1); } process.exit(0);';
+  const r = spawnSync(process.execPath, ['-e', code, MODULE], {
+    env: childEnv(),
+    encoding: 'utf8',
+    timeout: 20_000,
+    killSignal: 'SIGKILL',
+  });
+  const shorten = (text) => (text.length > 600 ? `${text.slice(0, 600)}...` : text);
+  if (r.status === 0) {
+    corralProbe = { ok: true };
+  } else if (r.status === 1) {
+    const lines = r.stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+    corralProbe = { ok: false, reason: shorten(lines.join('; ') || 'require() threw') };
+  } else {
+    const how = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
+    corralProbe = { ok: false, broken: shorten(`require(${MODULE}) in a fresh node: ${how}; stderr: ${r.stderr}`) };
+  }
+  return corralProbe;
+}
+
+module.exports = { MODULE, addonOrSkip, runNode, childEnv, probeCorral };
