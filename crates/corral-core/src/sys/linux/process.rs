@@ -91,6 +91,9 @@ pub fn spawn(
     cmd.stderr(stdio(spec.stdio[2]));
     let chan: RawFd = channel.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
+    // "Inherit" must survive exec even if the parent marked its stdio close-on-exec (Node does,
+    // through uv_disable_stdio_inheritance; its own spawn dup2s them into place).
+    let inherit = spec.stdio.map(|s| matches!(s, StdioSpec::Inherit));
     // SAFETY(fork): the closure runs between fork and exec and only calls async-signal-safe
     // functions (fcntl, prctl, getppid, kill) on values captured by copy.
     unsafe {
@@ -98,6 +101,14 @@ pub fn spawn(
             let flags = libc::fcntl(chan, libc::F_GETFD);
             if flags < 0 || libc::fcntl(chan, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            for (fd, inherit) in inherit.iter().enumerate() {
+                let fd = fd as RawFd;
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                // A closed stdio fd (flags < 0) stays closed, as it would without the flag.
+                if *inherit && flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
             }
             after_fork_in_child(parent);
             Ok(())
