@@ -89,6 +89,30 @@ pub fn send_datagram(
             return Ok(());
         }
         let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            // A blocking send on a socket someone made O_NONBLOCK (libuv does that to the
+            // shared open file description when it polls a duplicate): wait for room.
+            Some(libc::EAGAIN) if !nonblocking => wait_for(sock, libc::POLLOUT)?,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Waits until `sock` is ready for `events` (or has an error or hang-up, which the next call
+/// reports).
+fn wait_for(sock: BorrowedFd<'_>, events: libc::c_short) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINTR) {
             return Err(err);
         }
@@ -131,8 +155,10 @@ pub fn recv_datagram(
             break n as usize;
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) if !nonblocking => wait_for(sock, libc::POLLIN)?,
+            _ => return Err(err),
         }
     };
     let mut fds = Vec::new();
@@ -201,5 +227,36 @@ mod tests {
                 .unwrap()
                 .truncated
         );
+    }
+
+    #[test]
+    fn blocking_calls_wait_even_on_a_nonblocking_file_description() {
+        let (a, b) = seqpacket_pair().unwrap();
+        for fd in [&a, &b] {
+            // SAFETY: fcntl on our own open socket.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        }
+        // Fill the socket, then a blocking send must wait for the reader instead of failing.
+        let chunk = vec![1u8; 4096];
+        let mut sent = 0;
+        while send_datagram(a.as_fd(), &chunk, b"", &[], true).is_ok() {
+            sent += 1;
+        }
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            let mut got = 0;
+            // Blocking receive: waits for the last datagram (sent after a pause) too.
+            while got < sent + 1 {
+                let r = recv_datagram(b.as_fd(), &mut buf, false).unwrap();
+                assert_eq!(r.len, 4096);
+                got += 1;
+                if got == 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            got
+        });
+        send_datagram(a.as_fd(), &chunk, b"", &[], false).unwrap();
+        assert_eq!(reader.join().unwrap(), sent + 1);
     }
 }
