@@ -1125,6 +1125,9 @@ impl Inner {
         }
         let i = lid as usize - 1;
         let mut budget = ACCEPT_BATCH;
+        // Connections known to be queued (TCP: asked, see `sys::accept_queue_len`); when it
+        // runs out it is asked again, and a Unix listener drains to EAGAIN.
+        let mut queued = 0u32;
         loop {
             if let Some(fd) = self.listeners[i].pending.pop_front() {
                 if let Err(fd) = self.offer(lid, fd) {
@@ -1145,11 +1148,23 @@ impl Inner {
                 // Backpressure: leave connections in the kernel backlog.
                 return;
             }
-            budget -= 1;
-            let accepted = match self.listeners[i].fd.as_ref() {
-                Some(lfd) => sys::accept_cloexec(lfd.as_fd()),
-                None => return,
+            let Some(lfd) = self.listeners[i].fd.as_ref() else {
+                return;
             };
+            if queued == 0 {
+                match sys::accept_queue_len(lfd.as_fd()) {
+                    Some(0) => {
+                        // Drained: the next connection raises a new edge.
+                        self.listeners[i].ready = false;
+                        return;
+                    }
+                    Some(n) => queued = n,
+                    None => queued = u32::MAX,
+                }
+            }
+            budget -= 1;
+            queued -= 1;
+            let accepted = sys::accept_cloexec(lfd.as_fd());
             match accepted {
                 Ok(Some(fd)) => {
                     let l = &mut self.listeners[lid as usize - 1];

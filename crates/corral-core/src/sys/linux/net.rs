@@ -30,3 +30,72 @@ pub fn accept_cloexec(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
         }
     }
 }
+
+/// Connections waiting in a TCP listener's accept queue (`tcpi_unacked` of `TCP_INFO`, which
+/// is the accept backlog for a socket in `LISTEN`); `None` for other sockets (Unix listeners).
+///
+/// Lets the primary accept exactly what is queued instead of draining to `EAGAIN`: on Linux a
+/// failing `accept4` still allocates and frees a socket (about 3.4 µs measured on 6.18, a
+/// third of a call per connection under load). An edge-triggered poller stays correct: every
+/// connection queued after this query raises a new edge.
+pub fn accept_queue_len(listener: BorrowedFd<'_>) -> Option<u32> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid pointers to `info` and `len` for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    const TCP_LISTEN: u8 = 10;
+    let reached = std::mem::offset_of!(libc::tcp_info, tcpi_unacked) + 4;
+    (rc == 0 && len as usize >= reached && info.tcpi_state == TCP_LISTEN)
+        .then_some(info.tcpi_unacked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn accept_queue_len_counts_what_accept_would_return() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(accept_queue_len(l.as_fd()), Some(0));
+        // Loopback handshakes complete inside connect().
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        assert_eq!(accept_queue_len(l.as_fd()), Some(3));
+        let mut taken = 0;
+        while accept_cloexec(l.as_fd()).unwrap().is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 3);
+        assert_eq!(accept_queue_len(l.as_fd()), Some(0));
+        drop(clients);
+    }
+
+    #[test]
+    fn accept_queue_len_is_none_for_other_sockets() {
+        let dir = std::env::temp_dir().join(format!("corral-aql-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let u = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        assert_eq!(accept_queue_len(u.as_fd()), None);
+        let _ = std::fs::remove_file(&dir);
+        let c = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(c.local_addr().unwrap()).unwrap();
+        assert_eq!(
+            accept_queue_len(s.as_fd()),
+            None,
+            "a connected socket is not a listener"
+        );
+    }
+}
