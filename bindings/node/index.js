@@ -4,8 +4,8 @@
 // The primary runs the engine (listeners, connection handoff, exits) on a native thread; this
 // file keeps node:cluster's objects, states and event order on top of it, following Node's own
 // lib/internal/cluster/{primary,child,worker}.js. In a worker, net.Server's listen goes
-// through the primary: round-robin connections arrive as fds on a native thread and enter
-// net.Server through its own onconnection path (so getConnections, maxConnections, timeouts
+// through the primary: round-robin connections arrive as fds on the channel, which the worker
+// reads on its own event loop (bindings/node/src/uvpoll.rs), and enter net.Server through its own onconnection path (so getConnections, maxConnections, timeouts
 // and keep-alive behave), shared mode hands the worker the listening socket itself.
 
 const EventEmitter = require('events');
@@ -41,7 +41,7 @@ const EV = {
 };
 const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
 
-// A batch from the native threads (bindings/node/src/events.rs, JsBatch): fixed records of
+// A batch from the native side (bindings/node/src/events.rs, JsBatch): fixed records of
 // META ints, one Buffer with the payloads, the fds, and the few strings.
 const META = 17;
 function decodeBatch(b) {

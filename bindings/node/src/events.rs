@@ -102,68 +102,79 @@ impl ToNapiValue for Batch {
         env: napi::sys::napi_env,
         val: Self,
     ) -> napi::Result<napi::sys::napi_value> {
-        let events = val.0.take();
-        let n = events.len();
-        let mut meta = Vec::with_capacity(n * META);
-        let mut blob = Vec::with_capacity(
-            events
-                .iter()
-                .map(|e| e.data.as_ref().map_or(0, Vec::len))
-                .sum(),
-        );
-        let mut fds = Vec::new();
-        let mut strings = Vec::new();
-        let mut string = |s: Option<String>| -> i32 {
-            match s {
-                Some(s) => {
-                    strings.push(s);
-                    strings.len() as i32 - 1
-                }
-                None => -1,
-            }
-        };
-        for e in events {
-            let (off, len) = match &e.data {
-                Some(d) => {
-                    let off = blob.len();
-                    blob.extend_from_slice(d);
-                    (off as i32, d.len() as i32)
-                }
-                None => (0, -1),
-            };
-            let first_fd = fds.len() as i32;
-            let nfds = e.fds.len() as i32;
-            // Ownership of the fds passes to JS here.
-            fds.extend(e.fds.into_iter().map(|fd| fd.into_raw_fd()));
-            let message = string(e.message);
-            let extra = string(e.syscall.or(e.address));
-            meta.extend_from_slice(&[
-                e.kind as i32,
-                e.worker as i32,
-                e.pid,
-                e.code.unwrap_or(i32::MIN),
-                e.signal.unwrap_or(0),
-                e.errno,
-                e.id as i32,
-                e.port as i32,
-                e.family,
-                e.listener as i32,
-                e.flag as i32,
-                off,
-                len,
-                first_fd,
-                nfds,
-                message,
-                extra,
-            ]);
-        }
-        let batch = JsBatch {
-            meta: Int32Array::new(meta),
-            blob: Buffer::from(blob),
-            fds: Int32Array::new(fds),
-            strings,
-        };
         // SAFETY: called by napi on the JS thread with a valid env.
-        unsafe { JsBatch::to_napi_value(env, batch) }
+        unsafe { to_js(env, val.0.take()) }
     }
+}
+
+/// Turns events into one `JsBatch` value; the fds pass to JS.
+///
+/// # Safety
+/// On the JS thread, with a valid env and an open handle scope.
+pub unsafe fn to_js(
+    env: napi::sys::napi_env,
+    events: Vec<Event>,
+) -> napi::Result<napi::sys::napi_value> {
+    let n = events.len();
+    let mut meta = Vec::with_capacity(n * META);
+    let mut blob = Vec::with_capacity(
+        events
+            .iter()
+            .map(|e| e.data.as_ref().map_or(0, Vec::len))
+            .sum(),
+    );
+    let mut fds = Vec::new();
+    let mut strings = Vec::new();
+    let mut string = |s: Option<String>| -> i32 {
+        match s {
+            Some(s) => {
+                strings.push(s);
+                strings.len() as i32 - 1
+            }
+            None => -1,
+        }
+    };
+    for e in events {
+        let (off, len) = match &e.data {
+            Some(d) => {
+                let off = blob.len();
+                blob.extend_from_slice(d);
+                (off as i32, d.len() as i32)
+            }
+            None => (0, -1),
+        };
+        let first_fd = fds.len() as i32;
+        let nfds = e.fds.len() as i32;
+        // Ownership of the fds passes to JS here.
+        fds.extend(e.fds.into_iter().map(|fd| fd.into_raw_fd()));
+        let message = string(e.message);
+        let extra = string(e.syscall.or(e.address));
+        meta.extend_from_slice(&[
+            e.kind as i32,
+            e.worker as i32,
+            e.pid,
+            e.code.unwrap_or(i32::MIN),
+            e.signal.unwrap_or(0),
+            e.errno,
+            e.id as i32,
+            e.port as i32,
+            e.family,
+            e.listener as i32,
+            e.flag as i32,
+            off,
+            len,
+            first_fd,
+            nfds,
+            message,
+            extra,
+        ]);
+    }
+    let batch = JsBatch {
+        meta: Int32Array::new(meta),
+        blob: Buffer::from(blob),
+        fds: Int32Array::new(fds),
+        strings,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { JsBatch::to_napi_value(env, batch) }
 }

@@ -1,9 +1,11 @@
-//! `NativeWorker`: the worker side for Node. A native thread blocks in `recvmsg` and hands
-//! batches of events to JS; JS sends without blocking (what the socket cannot take now is
-//! flushed by a writer thread, in order).
+//! `NativeWorker`: the worker side for Node. The JS thread's loop watches the channel and
+//! reads it (uvpoll.rs; a native receive thread with a ThreadsafeFunction is the fallback); JS
+//! sends without blocking (what the socket cannot take now is flushed by a writer thread, in
+//! order).
 
 use crate::events::{kind, Batch, Event, Queue};
 use crate::to_napi;
+use crate::uvpoll::Poller;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
 use corral_core::{Error as CoreError, ErrorKind, Worker};
@@ -11,6 +13,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -19,6 +22,8 @@ type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 
 /// `send` returns false above this many queued bytes (Node's IPC threshold).
 const HIGH_WATER: usize = 128 * 1024;
+/// `CORRAL_NODE_RECV=thread` receives on a native thread instead of the JS thread.
+const ENV_RECV: &str = "CORRAL_NODE_RECV";
 /// Messages taken off the channel before they are handed to JS as one batch.
 const RECV_BATCH: usize = 256;
 
@@ -160,31 +165,46 @@ fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
     }
 }
 
-fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
-    let queue = Arc::new(Queue::default());
-    // Connections taken and not yet acknowledged, and the group size the primary asked for.
-    let mut unacked = 0u32;
-    let mut ack_every = 1u32;
-    loop {
+/// The receiving end of the channel: reads messages, turns them into events, and acknowledges
+/// connections in the groups the primary asked for.
+struct Receiver {
+    chan: Channel,
+    sender: Arc<Sender>,
+    /// Connections taken and not yet acknowledged, and the group size the primary asked for.
+    unacked: u32,
+    ack_every: u32,
+}
+
+impl Receiver {
+    fn new(chan: Channel, sender: Arc<Sender>) -> Receiver {
+        Receiver {
+            chan,
+            sender,
+            unacked: 0,
+            ack_every: 1,
+        }
+    }
+
+    /// Reads up to `RECV_BATCH` messages (waiting for the first one if `wait`); true when the
+    /// channel ended (a PRIMARY_GONE event is then the last one).
+    fn pull(&mut self, wait: bool) -> (Vec<Event>, bool) {
         let mut batch = Vec::new();
         let mut conns = 0;
         let mut gone = false;
-        match chan.recv(false) {
-            Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut ack_every)),
-            Ok(Recv::WouldBlock) => continue,
-            Ok(Recv::Eof) | Err(_) => gone = true,
-        }
+        let mut nonblocking = !wait;
         while !gone && batch.len() < RECV_BATCH {
-            match chan.recv(true) {
-                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut ack_every)),
+            match self.chan.recv(nonblocking) {
+                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut self.ack_every)),
                 Ok(Recv::WouldBlock) => break,
                 Ok(Recv::Eof) | Err(_) => gone = true,
             }
+            nonblocking = true;
         }
-        unacked += conns;
-        if unacked >= ack_every {
-            let _ = sender.send(Kind::Ack, proto::u32_payload(unacked).to_vec(), Vec::new());
-            unacked = 0;
+        self.unacked += conns;
+        if self.unacked >= self.ack_every {
+            let data = proto::u32_payload(self.unacked).to_vec();
+            let _ = self.sender.send(Kind::Ack, data, Vec::new());
+            self.unacked = 0;
         }
         if gone {
             batch.push(Event {
@@ -192,6 +212,16 @@ fn recv_loop(mut chan: Channel, sender: Arc<Sender>, tsfn: Tsfn) {
                 ..Default::default()
             });
         }
+        (batch, gone)
+    }
+}
+
+/// The fallback receive path (a host without libuv symbols, or `CORRAL_NODE_RECV=thread`): a
+/// native thread blocks in `recvmsg` and reaches JS through a ThreadsafeFunction.
+fn recv_loop(mut rx: Receiver, tsfn: Tsfn) {
+    let queue = Arc::new(Queue::default());
+    loop {
+        let (batch, gone) = rx.pull(true);
         let closing = queue.push(batch)
             && tsfn.call(
                 Batch(queue.clone()),
@@ -209,6 +239,8 @@ pub struct NativeWorker {
     id: u32,
     sender: Arc<Sender>,
     wake: Arc<OwnedFd>,
+    /// The JS-thread receiver (None with the receive thread).
+    poller: Option<Rc<Poller>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -239,11 +271,6 @@ impl NativeWorker {
             corral_core::sys::dup_cloexec(fd.as_fd())
                 .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?,
         );
-        let tsfn: Tsfn = on_events
-            .build_threadsafe_function::<Batch>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()?;
         let sender = Arc::new(Sender {
             chan: Mutex::new(Channel::new(fd)),
             backlog: Condvar::new(),
@@ -252,34 +279,53 @@ impl NativeWorker {
         sender
             .send(Kind::Online, Vec::new(), Vec::new())
             .map_err(to_napi)?;
-        // Environment teardown: wake the thread blocked in recvmsg and the writer.
-        let s0 = sender.clone();
-        let w0 = wake.clone();
-        env.add_env_cleanup_hook((s0, w0), |(s, w)| {
-            s.closed.store(true, Ordering::Release);
-            s.backlog.notify_all();
-            // SAFETY: shutdown(2) on our own open duplicate of the channel.
-            unsafe { libc::shutdown(w.as_raw_fd(), libc::SHUT_RDWR) };
-        })?;
-        let s1 = sender.clone();
-        let s2 = sender.clone();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
                 .map_err(|e| Error::from_reason(format!("[ERR_CORRAL_OS] start {name}: {e}")))
         };
-        let threads = vec![
-            spawn(
-                "corral-recv",
-                Box::new(move || recv_loop(Channel::new(rfd), s1, tsfn)),
-            )?,
-            spawn("corral-send", Box::new(move || writer_loop(s2)))?,
-        ];
+        let s2 = sender.clone();
+        let mut threads = vec![spawn("corral-send", Box::new(move || writer_loop(s2)))?];
+        // Receive on the JS thread (see uvpoll.rs for why) unless told otherwise or impossible.
+        let use_thread = std::env::var_os(ENV_RECV).is_some_and(|v| v == "thread")
+            || !crate::uvpoll::available();
+        let raw_rfd = rfd.as_raw_fd();
+        let mut rx = Some(Receiver::new(Channel::new(rfd), sender.clone()));
+        let mut poller = None;
+        if !use_thread {
+            // The receiver (and its copy of the fd) lives as long as the poll handle: the fd
+            // must stay open until libuv has stopped watching it.
+            let mut rx_js = rx.take().expect("set above");
+            let pull: crate::uvpoll::Pull = Box::new(move || rx_js.pull(false));
+            poller = Some(Poller::start(&env, raw_rfd, &on_events, pull)?);
+        }
+        if let Some(rx) = rx {
+            let tsfn: Tsfn = on_events
+                .build_threadsafe_function::<Batch>()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?;
+            threads.push(spawn("corral-recv", Box::new(move || recv_loop(rx, tsfn)))?);
+        }
+        // Environment teardown: stop receiving and wake the native threads.
+        let s0 = sender.clone();
+        let w0 = wake.clone();
+        let p0 = poller.clone();
+        env.add_env_cleanup_hook((s0, w0, p0), |(s, w, p)| {
+            s.closed.store(true, Ordering::Release);
+            s.backlog.notify_all();
+            if let Some(p) = p {
+                p.stop(true);
+            }
+            // SAFETY: shutdown(2) on our own open duplicate of the channel.
+            unsafe { libc::shutdown(w.as_raw_fd(), libc::SHUT_RDWR) };
+        })?;
         Ok(NativeWorker {
             id: id as u32,
             sender,
             wake,
+            poller,
             threads,
         })
     }
@@ -373,6 +419,9 @@ impl NativeWorker {
             return;
         }
         self.sender.backlog.notify_all();
+        if let Some(p) = &self.poller {
+            p.stop(false);
+        }
         // Wakes the thread blocked in recvmsg (it sees EOF and ends).
         // SAFETY: shutdown(2) on our own open duplicate of the channel.
         unsafe { libc::shutdown(self.wake.as_raw_fd(), libc::SHUT_RDWR) };

@@ -101,19 +101,28 @@ async function checkScenario(t, name, { env = {}, bless = false } = {}) {
   assert.strictEqual(r.stderr, '', `${name} wrote to stderr`);
 }
 
+// corral runs twice: workers receive on the JS thread's loop (the default) and on a native
+// thread (CORRAL_NODE_RECV=thread, the fallback for hosts without libuv symbols).
+const CORRAL_RUNS = [
+  ['corral', {}],
+  ['corral, receive thread', { CORRAL_NODE_RECV: 'thread' }],
+];
+
 for (const name of scenarios) {
   test(name, async (t) => {
     await t.test('node:cluster', (t) => checkScenario(t, name, { bless: BLESS }));
-    await t.test('corral', async (t) => {
-      const probe = probeCorral();
-      if (probe.broken) assert.fail(`corral addon does not load: ${probe.broken}`);
-      if (!probe.ok) {
-        if (REQUIRE_ADDON) assert.fail(`corral addon not built: ${probe.reason}`);
-        t.skip(`corral addon not built: ${probe.reason}`);
-        return;
-      }
-      await checkScenario(t, name, { env: { CORRAL_COMPAT_MODULE: CORRAL_INDEX } });
-    });
+    for (const [label, env] of CORRAL_RUNS) {
+      await t.test(label, async (t) => {
+        const probe = probeCorral();
+        if (probe.broken) assert.fail(`corral addon does not load: ${probe.broken}`);
+        if (!probe.ok) {
+          if (REQUIRE_ADDON) assert.fail(`corral addon not built: ${probe.reason}`);
+          t.skip(`corral addon not built: ${probe.reason}`);
+          return;
+        }
+        await checkScenario(t, name, { env: { ...env, CORRAL_COMPAT_MODULE: CORRAL_INDEX } });
+      });
+    }
   });
 }
 

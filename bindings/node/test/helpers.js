@@ -53,7 +53,7 @@ function runNode(t, args, { env = {}, cwd, timeout = 30000 } = {}) {
 function childEnv(extra = {}, drop = []) {
   const env = { ...process.env };
   for (const key of ['NODE_TEST_CONTEXT', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE',
-    'NODE_CLUSTER_SCHED_POLICY', 'NODE_OPTIONS', ...drop]) {
+    'NODE_CLUSTER_SCHED_POLICY', 'NODE_OPTIONS', 'CORRAL_NODE_RECV', ...drop]) {
     delete env[key];
   }
   return { ...env, ...extra };
