@@ -94,6 +94,14 @@ const HTTP_METRICS = [
     fmt: fixed(1),
   },
   {
+    id: 'capacity',
+    title: 'Server capacity: `Connection: close` connections per second per CPU core (higher is better)',
+    how: "1 s / (primary + workers' CPU per connection) in the `Connection: close` run: the rate the server would sustain per core it gets. On this machine wrk takes part of the 2 cores, so throughput ratios are capped by wrk's share; this ratio is what carries over to a machine where the load comes from elsewhere.",
+    get: (r) =>
+      r.close?.workerUsPerReq === undefined ? undefined : 1e6 / ((r.close.primaryUsPerReq ?? 0) + r.close.workerUsPerReq),
+    fmt: int,
+  },
+  {
     id: 'balance',
     title: 'Balance: per-worker requests max/min in the `Connection: close` run (1.00 is perfect)',
     how: 'each worker of bench/servers/node_hello.js counts its requests; the primary collects them over IPC. Only servers running that script report counts.',
