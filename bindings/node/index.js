@@ -415,14 +415,45 @@ function setupPrimarySide() {
     return settings.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
   }
 
+  // As lib/internal/cluster/primary.js: with an inspector flag in execArgv (or NODE_OPTIONS)
+  // each worker gets --inspect-port, from settings.inspectPort (a number, or a function called
+  // per fork) or the primary's debugPort + 1, + 2, ... (wrapping to 1024 after 65535).
+  const kInspectArgRegex = /--inspect(?:-brk|-port)?|--debug-port/;
+  let debugPortOffset = 1;
+  function isUsingInspector(execArgv) {
+    return execArgv.some((arg) => kInspectArgRegex.test(String(arg))) ||
+      kInspectArgRegex.test(process.env.NODE_OPTIONS || '');
+  }
+  function badPort(port) {
+    const shown = port === null || port === undefined ? String(port) : typeof port === 'number' ? `type number (${port})` : `type ${typeof port} (${util.inspect(port)})`;
+    const ex = new RangeError(`Port should be >= 0 and < 65536. Received ${shown}.`);
+    ex.code = 'ERR_SOCKET_BAD_PORT';
+    return ex;
+  }
+  function getInspectPort(inspectPort) {
+    if (typeof inspectPort === 'function') {
+      inspectPort = inspectPort();
+    } else if (inspectPort == null) {
+      inspectPort = process.debugPort + debugPortOffset;
+      if (inspectPort > 65535) inspectPort = inspectPort - 65535 + 1024 - 1;
+      debugPortOffset++;
+    }
+    const n = typeof inspectPort === 'string' && inspectPort.trim() !== '' ? Number(inspectPort) : inspectPort;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) throw badPort(inspectPort);
+    return n;
+  }
+
   function spawnOptions(env) {
     const s = cluster.settings;
     const workerEnv = { ...env };
     for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
     if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
+    if (s.inspectPort === null) throw badPort(null);
+    const execArgv = [...s.execArgv];
+    if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);
     return {
       program: process.execPath,
-      args: [...s.execArgv, s.exec, ...(s.args || [])].map(String),
+      args: [...execArgv, s.exec, ...(s.args || [])].map(String),
       env: workerEnv,
       cwd: s.cwd === undefined ? undefined : String(s.cwd),
       stdio: stdioOf(s),
@@ -488,7 +519,14 @@ function setupPrimarySide() {
 
   cluster.fork = function fork(env) {
     cluster.setupPrimary();
-    const p = createWorkerProcess(env);
+    let p;
+    try {
+      p = createWorkerProcess(env);
+    } catch (e) {
+      // node:cluster takes the id before it starts the process: a fork() that throws spends it.
+      callNative(() => getEngine().skipWorkerId());
+      throw e;
+    }
     return adopt(p.workerId, p);
   };
 

@@ -389,6 +389,13 @@ impl NativePrimary {
         self.shared.lock().policy().name().to_string()
     }
 
+    /// Spends the next worker id (a `fork()` that throws before starting a process).
+    #[napi]
+    pub fn skip_worker_id(&self) -> Result<u32> {
+        let mut p = self.shared.lock();
+        p.skip_worker_id().map(|id| id as u32).map_err(to_napi)
+    }
+
     /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
     #[napi]
     pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {

@@ -382,6 +382,15 @@ impl Primary {
         Ok(id)
     }
 
+    /// Uses up the next worker id without starting a worker: node:cluster's `fork()` spends
+    /// an id even when it throws, and the Node front mirrors that.
+    pub fn skip_worker_id(&mut self) -> Result<WorkerId> {
+        let inner = self.inner()?;
+        let id = inner.next_id;
+        inner.next_id += 1;
+        Ok(id)
+    }
+
     /// Forks a worker (prefork, as nginx and Apache). In the primary returns
     /// `Forked::Primary(id)`; in the child `Forked::Worker`, after closing every fd of the
     /// primary's (listeners, other workers' channels, the poller) and restoring the signal
