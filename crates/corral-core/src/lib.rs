@@ -51,4 +51,4 @@ pub use policy::Policy;
 pub use primary::{Forked, Primary, PrimaryOptions, WorkerInfo, WorkerState};
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
-pub use worker::{Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_WORKER_ID};
+pub use worker::{Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};

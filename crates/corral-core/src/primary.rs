@@ -19,7 +19,7 @@ use crate::listener::{self, BoundAddr, ListenAddr};
 use crate::policy::round_robin::Rotation;
 use crate::policy::Policy;
 use crate::sys::{self, ExitStatus, SignalPipe, SpawnSpec};
-use crate::worker::{Worker, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use crate::worker::{Worker, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -69,6 +69,11 @@ pub struct PrimaryOptions {
     pub reload_signal: bool,
     /// Deadline of a shutdown started by a signal.
     pub shutdown_timeout: Duration,
+    /// Give every exec'd worker a second channel for its application messages to the primary
+    /// (`ENV_MESSAGE_FD`), which the front reads itself ([`Primary::take_message_channel`])
+    /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
+    /// wake-up per message instead of two. Control traffic stays on the worker channel.
+    pub message_channels: bool,
 }
 
 impl Default for PrimaryOptions {
@@ -80,6 +85,7 @@ impl Default for PrimaryOptions {
             shutdown_signals: false,
             reload_signal: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            message_channels: false,
         }
     }
 }
@@ -150,6 +156,8 @@ struct Slot {
     handed_off: u64,
     started: Instant,
     stdio: [Option<OwnedFd>; 3],
+    /// The primary's end of the message channel, until the front takes it.
+    messages: Option<OwnedFd>,
     last_heartbeat: Option<Instant>,
     active: Option<u32>,
     ready: bool,
@@ -364,13 +372,26 @@ impl Primary {
         inner.check_running()?;
         let (mine, theirs) =
             sys::seqpacket_pair().map_err(io_err("socketpair", "create worker channel"))?;
+        let messages = if inner.opts.message_channels {
+            Some(
+                sys::seqpacket_pair()
+                    .map_err(io_err("socketpair", "create worker message channel"))?,
+            )
+        } else {
+            None
+        };
         let id = inner.next_id;
         let mut vars: Vec<(&str, String)> = vec![
             (ENV_WORKER_ID, id.to_string()),
             (ENV_CHANNEL_FD, theirs.as_raw_fd().to_string()),
         ];
+        let mut inherit = vec![theirs.as_fd()];
+        if let Some((_, their_msgs)) = &messages {
+            vars.push((ENV_MESSAGE_FD, their_msgs.as_raw_fd().to_string()));
+            inherit.push(their_msgs.as_fd());
+        }
         vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
-        let spawned = sys::spawn(spec, theirs.as_fd(), &vars).map_err(|e| {
+        let spawned = sys::spawn(spec, &inherit, &vars).map_err(|e| {
             Error::os(
                 "spawn",
                 format!("start worker {}", spec.program.display()),
@@ -378,7 +399,14 @@ impl Primary {
             )
         })?;
         inner.next_id += 1;
+        drop(inherit);
+        // The worker's end of the message channel closes here: the front sees EOF when the
+        // worker is gone.
+        let messages = messages.map(|(mine, _theirs)| mine);
         inner.adopt(id, spawned.pid, mine, theirs, spawned.stdio)?;
+        if let Some(slot) = inner.workers.get_mut(&id) {
+            slot.messages = messages;
+        }
         Ok(id)
     }
 
@@ -525,6 +553,18 @@ impl Primary {
             .take()
     }
 
+    /// Takes the primary's end of a worker's message channel (with
+    /// `PrimaryOptions::message_channels`, exec mode): application messages the worker sends
+    /// arrive there as `Kind::User` frames, read by the caller (e.g. with `ipc::Channel`).
+    pub fn take_message_channel(&mut self, worker: WorkerId) -> Option<OwnedFd> {
+        self.inner
+            .as_deref_mut()?
+            .workers
+            .get_mut(&worker)?
+            .messages
+            .take()
+    }
+
     /// Resolved address of a listener.
     pub fn listener_addr(&self, listener: u32) -> Option<BoundAddr> {
         let i = self.inner_ref()?;
@@ -635,6 +675,7 @@ impl Inner {
                 handed_off: 0,
                 started: Instant::now(),
                 stdio,
+                messages: None,
                 last_heartbeat: None,
                 active: None,
                 ready: false,

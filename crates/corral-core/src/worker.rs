@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 pub const ENV_WORKER_ID: &str = "CORRAL_WORKER_ID";
 /// Environment variable carrying the channel's fd number (removed once read).
 pub const ENV_CHANNEL_FD: &str = "CORRAL_CHANNEL_FD";
+/// Environment variable with the fd of a worker's message channel, set only by primaries
+/// started with `PrimaryOptions::message_channels` (the Node front): application messages from
+/// the worker travel there, apart from the control channel.
+pub const ENV_MESSAGE_FD: &str = "CORRAL_MESSAGE_FD";
 
 const CHANNEL_TOKEN: Token = Token(0);
 
@@ -127,6 +131,20 @@ impl Worker {
             .parse()
             .map_err(|_| bad(format!("{ENV_CHANNEL_FD}={fd:?} is not an fd")))?;
         Ok(Some((id, fd)))
+    }
+
+    /// Reads and removes [`ENV_MESSAGE_FD`] (`Ok(None)` when absent). The fd is not checked
+    /// or taken yet: see `sys::adopt_seqpacket`.
+    pub fn take_message_env() -> Result<Option<RawFd>> {
+        let Ok(fd) = std::env::var(ENV_MESSAGE_FD) else {
+            return Ok(None);
+        };
+        std::env::remove_var(ENV_MESSAGE_FD);
+        fd.parse().map(Some).map_err(|_| {
+            Error::invalid(format!(
+                "{ENV_MESSAGE_FD}={fd:?} is not an fd; is this process really a corral worker?"
+            ))
+        })
     }
 
     /// Wraps a channel end (fork mode, or after [`Worker::take_env`]) and says online.

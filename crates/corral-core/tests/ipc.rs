@@ -1,6 +1,7 @@
 //! Messages both ways, in order, up to 16 MiB and beyond; the size limit; malformed frames.
 
 mod util;
+use corral_core::ipc::{Channel, Kind, Recv};
 use corral_core::{ErrorKind, Event, Policy};
 use std::time::Duration;
 use util::*;
@@ -100,4 +101,45 @@ fn a_malformed_frame_disconnects_that_worker_and_the_primary_keeps_serving() {
     );
     let answer = with_client(&mut h, move || request(port).unwrap());
     assert_eq!(worker_of(&answer), 1);
+}
+
+#[test]
+fn message_channels_carry_application_messages_apart_and_end_with_the_worker() {
+    let mut h = harness_with(&["message-channel"], Policy::RoundRobin, |o| {
+        o.message_channels = true;
+    });
+    let id = h.p.spawn_worker(&[]).unwrap();
+    let mut msgs = Channel::new(h.p.take_message_channel(id).expect("a message channel"));
+    assert!(h.p.take_message_channel(id).is_none(), "taken once");
+    let mut on_channel = Vec::new();
+    h.wait(
+        "the worker's exit",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Message { data, .. } => {
+                on_channel.push(data.clone());
+                None
+            }
+            Event::Exit { status, .. } => Some(status.code),
+            _ => None,
+        },
+    );
+    assert_eq!(on_channel, vec![b"on the channel".to_vec()]);
+    match msgs.recv(true).unwrap() {
+        Recv::Message(m) => {
+            assert_eq!(m.kind, Kind::User);
+            assert_eq!(m.data, b"on the message channel");
+        }
+        other => panic!("expected the message, got {other:?}"),
+    }
+    // The primary kept no copy of the worker's end: the worker's exit ends the channel.
+    assert!(matches!(msgs.recv(true).unwrap(), Recv::Eof));
+}
+
+#[test]
+fn without_the_option_there_is_no_message_channel() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    assert!(h.p.take_message_channel(id).is_none());
 }

@@ -58,14 +58,16 @@ fn stdio(s: StdioSpec) -> Stdio {
     }
 }
 
-/// Starts `spec` with `channel` inherited at its current fd number (its close-on-exec flag is
-/// cleared in the child only) and `extra_env` set. The child gets `PR_SET_PDEATHSIG(SIGKILL)`,
-/// so it dies with the thread that spawned it.
+/// Starts `spec` with the `inherit` fds (at most 2: the channel, and the message channel)
+/// inherited at their current fd numbers (their close-on-exec flags are cleared in the child
+/// only) and `extra_env` set. The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies with the
+/// thread that spawned it.
 pub fn spawn(
     spec: &SpawnSpec,
-    channel: BorrowedFd<'_>,
+    inherit: &[BorrowedFd<'_>],
     extra_env: &[(&str, String)],
 ) -> io::Result<Spawned> {
+    assert!(inherit.len() <= 2, "at most 2 inherited fds");
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     if let Some(a0) = &spec.arg0 {
@@ -89,7 +91,11 @@ pub fn spawn(
     cmd.stdin(stdio(spec.stdio[0]));
     cmd.stdout(stdio(spec.stdio[1]));
     cmd.stderr(stdio(spec.stdio[2]));
-    let chan: RawFd = channel.as_raw_fd();
+    // Copied into the closure (no allocation after fork): -1 marks an unused entry.
+    let mut pass: [RawFd; 2] = [-1; 2];
+    for (slot, fd) in pass.iter_mut().zip(inherit) {
+        *slot = fd.as_raw_fd();
+    }
     let parent = std::process::id() as libc::pid_t;
     // "Inherit" must survive exec even if the parent marked its stdio close-on-exec (Node does,
     // through uv_disable_stdio_inheritance; its own spawn dup2s them into place).
@@ -98,9 +104,11 @@ pub fn spawn(
     // functions (fcntl, prctl, getppid, kill) on values captured by copy.
     unsafe {
         cmd.pre_exec(move || {
-            let flags = libc::fcntl(chan, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(chan, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
+            for fd in pass.into_iter().filter(|&fd| fd >= 0) {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             for (fd, inherit) in inherit.iter().enumerate() {
                 let fd = fd as RawFd;
