@@ -37,40 +37,49 @@ const EV = {
   FORK: 1,
   ONLINE: 2, LISTENING: 3, MESSAGE: 4, READY: 5, DISCONNECT: 6, EXIT: 7, ERROR: 8,
   SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
-  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, SUPERVISOR: 30,
+  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, FLUSHED: 25, SUPERVISOR: 30,
 };
 const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
 
-// A batch from the native side (bindings/node/src/events.rs, JsBatch): fixed records of
-// META ints, one Buffer with the payloads, the fds, and the few strings.
+// A batch from the native side (bindings/node/src/events.rs, to_js): one ArrayBuffer with
+// [event count, fd count, META ints per event, fds] then the payload bytes; an array
+// [buffer, ...strings] when some events carry strings (string indexes count from 1).
 const META = 17;
+const HEAD = 2;
 function decodeBatch(b) {
-  const { meta, blob, fds, strings } = b;
-  const out = [];
-  for (let i = 0; i < meta.length; i += META) {
-    const len = meta[i + 12];
-    const first = meta[i + 13];
-    const nfds = meta[i + 14];
-    const msg = meta[i + 15];
-    const extra = meta[i + 16];
-    out.push({
-      kind: meta[i],
-      worker: meta[i + 1],
-      pid: meta[i + 2],
-      code: meta[i + 3] === -2147483648 ? null : meta[i + 3],
-      signal: meta[i + 4] || null,
-      errno: meta[i + 5],
-      id: meta[i + 6],
-      port: meta[i + 7],
-      family: meta[i + 8],
-      listener: meta[i + 9],
-      flag: meta[i + 10] !== 0,
-      data: len >= 0 ? blob.subarray(meta[i + 11], meta[i + 11] + len) : undefined,
-      fds: nfds ? Array.from(fds.subarray(first, first + nfds)) : [],
+  const strings = Array.isArray(b) ? b : null;
+  const ab = strings ? b[0] : b;
+  const head = new Int32Array(ab, 0, HEAD);
+  const n = head[0];
+  const ints = new Int32Array(ab, 0, HEAD + n * META + head[1]);
+  const fdBase = HEAD + n * META;
+  const blob = Buffer.from(ab, ints.byteLength);
+  const out = new Array(n);
+  for (let e = 0; e < n; e++) {
+    const i = HEAD + e * META;
+    const len = ints[i + 12];
+    const first = ints[i + 13];
+    const nfds = ints[i + 14];
+    const msg = ints[i + 15];
+    const extra = ints[i + 16];
+    out[e] = {
+      kind: ints[i],
+      worker: ints[i + 1],
+      pid: ints[i + 2],
+      code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
+      signal: ints[i + 4] || null,
+      errno: ints[i + 5],
+      id: ints[i + 6],
+      port: ints[i + 7],
+      family: ints[i + 8],
+      listener: ints[i + 9],
+      flag: ints[i + 10] !== 0,
+      data: len >= 0 ? blob.subarray(ints[i + 11], ints[i + 11] + len) : undefined,
+      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : [],
       message: msg >= 0 ? strings[msg] : undefined,
       syscall: extra >= 0 ? strings[extra] : undefined,
       address: extra >= 0 ? strings[extra] : undefined,
-    });
+    };
   }
   return out;
 }
@@ -213,7 +222,38 @@ function fdToHandle(type, fd) {
 }
 
 // Node's process.send / ChildProcess.send argument handling, on a native send function.
-function makeSend(target, sendRaw, serialization) {
+// Send callbacks fire once their message is written to the socket, as Node's do (so a worker
+// may exit right after one and the message still arrives), and in order.
+class SendCallbacks {
+  constructor() {
+    this.waiting = []; // [sequence number, callback]
+  }
+  // `r` is what the native send returned: true/0 written now; n queued as message n (-n: over
+  // the high-water mark). Returns send()'s boolean.
+  settle(r, callback) {
+    if (r === true || r === false || r === 0) {
+      this.written(Infinity); // earlier messages left before this one
+      if (typeof callback === 'function') process.nextTick(callback, null);
+      return r !== false;
+    }
+    if (typeof callback === 'function') this.waiting.push([Math.abs(r), callback]);
+    return r > 0;
+  }
+  // Messages up to number `n` are out.
+  written(n) {
+    while (this.waiting.length && this.waiting[0][0] <= n) process.nextTick(this.waiting.shift()[1], null);
+  }
+  // The channel closed with messages still queued.
+  fail() {
+    for (const [, cb] of this.waiting.splice(0)) {
+      const ex = new Error('Channel closed');
+      ex.code = 'ERR_IPC_CHANNEL_CLOSED';
+      process.nextTick(cb, ex);
+    }
+  }
+}
+
+function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks()) {
   return function send(message, handle, options, callback) {
     if (typeof handle === 'function') {
       callback = handle;
@@ -267,8 +307,7 @@ function makeSend(target, sendRaw, serialization) {
       if (h.type === HANDLE_SOCKET) handle.destroy();
       else handle.close();
     }
-    if (typeof callback === 'function') process.nextTick(callback, null);
-    return ok;
+    return callbacks.settle(ok, callback);
   };
 }
 
@@ -372,7 +411,7 @@ function setupPrimarySide() {
   function getEngine() {
     if (engine) return engine;
     const name = cluster.schedulingPolicy === SCHED_NONE ? 'shared' : 'rr';
-    engine = callNative(() => new native.NativePrimary(name, 32, (b) => onEvents(decodeBatch(b))));
+    engine = callNative(() => new native.NativePrimary(name, 32, onBatch));
     return engine;
   }
 
@@ -740,9 +779,20 @@ function setupPrimarySide() {
   cluster.on('listening', () => supervisor && supervisor._checkScales());
   cluster.on('exit', () => supervisor && supervisor._checkScales());
 
+  // Engine events (from its thread) and worker messages (read on this thread from each
+  // worker's message channel, bindings/node/src/messages.rs) arrive here.
+  function onBatch(b) {
+    onEvents(decodeBatch(b));
+  }
+
   function onEvents(events) {
     for (const ev of events) {
       const worker = live.get(ev.worker);
+      if ((ev.kind === EV.DISCONNECT || ev.kind === EV.EXIT) && engine) {
+        // What the worker sent before it went away comes first, as on node:cluster's one
+        // channel.
+        onEvents(decodeBatch(engine.drainMessages(ev.worker, true)));
+      }
       switch (ev.kind) {
         case EV.FORK: {
           if (adopted.has(ev.worker)) {
@@ -767,6 +817,8 @@ function setupPrimarySide() {
           break;
         case EV.ONLINE:
           if (!worker) break;
+          // Its messages are read from now on, so none overtakes 'online'.
+          engine.watchMessages(ev.worker, onBatch);
           worker.state = 'online';
           worker.emit('online');
           cluster.emit('online', worker);
@@ -964,7 +1016,8 @@ function setupWorkerSide() {
     enumerable: true,
     get: () => connected,
   });
-  process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization);
+  const sendCallbacks = new SendCallbacks();
+  process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks);
   process.disconnect = function disconnect() {
     if (!connected) {
       const ex = new Error('IPC channel is already disconnected');
@@ -976,6 +1029,10 @@ function setupWorkerSide() {
     connected = false;
     try {
       nw.disconnect();
+      sendCallbacks.written(Infinity); // the goodbye went out after every queued message
+    } catch (e) {
+      sendCallbacks.fail();
+      throw e;
     } finally {
       keepAlive.set(false);
       process.nextTick(() => process.emit('disconnect'));
@@ -1204,7 +1261,11 @@ function setupWorkerSide() {
         case EV.DISCONNECT_REQUEST:
           workerDisconnect.call(worker, true);
           break;
+        case EV.FLUSHED:
+          sendCallbacks.written(nw.written());
+          break;
         case EV.PRIMARY_GONE:
+          sendCallbacks.fail();
           if (!closing && connected) {
             connected = false;
             keepAlive.set(false);

@@ -1,8 +1,7 @@
 //! Payloads from engine threads to JS. Fds stay `OwnedFd` until the conversion to JS values
 //! (which runs on the JS thread): if napi drops a call, the fds close with it.
 
-use napi::bindgen_prelude::{Buffer, Int32Array, ToNapiValue};
-use napi_derive::napi;
+use napi::bindgen_prelude::ToNapiValue;
 use std::os::fd::{IntoRawFd, OwnedFd};
 
 /// Event kinds seen by index.js (mirrors of the engine's events, primary and worker side).
@@ -22,6 +21,8 @@ pub mod kind {
     pub const LISTEN_ERR: u32 = 22;
     pub const DISCONNECT_REQUEST: u32 = 23;
     pub const PRIMARY_GONE: u32 = 24;
+    /// The writer thread wrote queued messages (see `NativeWorker::written`).
+    pub const FLUSHED: u32 = 25;
     // supervisor: details as JSON in `message`
     pub const SUPERVISOR: u32 = 30;
 }
@@ -47,24 +48,11 @@ pub struct Event {
     pub flag: bool,
 }
 
-/// Fields per event in `JsBatch::meta`.
+/// Fields per event record.
 pub const META: usize = 17;
 
-/// A batch as JS sees it: one flat Int32Array of fixed-size records, one Buffer with every
-/// payload, the fds, and the few strings. Creating one JS object per event through napi cost
-/// more than the IPC itself (measured: 3x slower than node:cluster on a 100-message window);
-/// index.js builds the event objects in JS instead.
-///
-/// Record: kind, worker, pid, code (or i32::MIN), signal (0 = none), errno, id, port, family,
-/// listener, flag, data offset, data length (-1 = no data), first fd index, fd count,
-/// message string index (-1 = none), syscall/address string index (-1 = none).
-#[napi(object, object_from_js = false)]
-pub struct JsBatch {
-    pub meta: Int32Array,
-    pub blob: Buffer,
-    pub fds: Int32Array,
-    pub strings: Vec<String>,
-}
+/// Leading ints of a batch: the event count and the fd count.
+const HEAD: usize = 2;
 
 /// Events waiting for the JS thread, with at most one ThreadsafeFunction call in flight: while
 /// JS is busy, new events join the pending batch instead of queueing more calls (each call is
@@ -107,7 +95,40 @@ impl ToNapiValue for Batch {
     }
 }
 
-/// Turns events into one `JsBatch` value; the fds pass to JS.
+/// Events already on the JS thread, returned from a call as one `JsBatch`.
+pub struct Events(pub Vec<Event>);
+
+impl ToNapiValue for Events {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        val: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
+        // SAFETY: called by napi on the JS thread with a valid env.
+        unsafe { to_js(env, val.0) }
+    }
+}
+
+impl napi::bindgen_prelude::TypeName for Events {
+    fn type_name() -> &'static str {
+        "JsBatch"
+    }
+    fn value_type() -> napi::ValueType {
+        napi::ValueType::Object
+    }
+}
+
+/// Turns events into one batch value for index.js (`decodeBatch`); the fds pass to JS.
+///
+/// A batch is one JS-owned ArrayBuffer (copied into, no finalizer) laid out as ints
+/// `[events, fds, META ints per event..., fd numbers...]` followed by every payload's bytes;
+/// when some events carry strings, the value is an array `[buffer, string...]` instead.
+/// Creating one JS object and external typed arrays per batch through napi cost about as much
+/// as the message itself (external buffers need a finalizer and a weak handle each).
+///
+/// Record: kind, worker, pid, code (or i32::MIN), signal (0 = none), errno, id, port, family,
+/// listener, flag, data offset in the payload bytes, data length (-1 = no data), first fd
+/// index, fd count, message string index (-1 = none), syscall/address string index (-1 = none);
+/// string indexes count from 1 (the array's first element is the buffer).
 ///
 /// # Safety
 /// On the JS thread, with a valid env and an open handle scope.
@@ -115,41 +136,62 @@ pub unsafe fn to_js(
     env: napi::sys::napi_env,
     events: Vec<Event>,
 ) -> napi::Result<napi::sys::napi_value> {
+    use napi::sys;
     let n = events.len();
-    let mut meta = Vec::with_capacity(n * META);
-    let mut blob = Vec::with_capacity(
-        events
-            .iter()
-            .map(|e| e.data.as_ref().map_or(0, Vec::len))
-            .sum(),
-    );
-    let mut fds = Vec::new();
-    let mut strings = Vec::new();
+    let nfds: usize = events.iter().map(|e| e.fds.len()).sum();
+    let data_len: usize = events
+        .iter()
+        .map(|e| e.data.as_ref().map_or(0, Vec::len))
+        .sum();
+    let ints = HEAD + n * META + nfds;
+    let total = ints * 4 + data_len;
+    let mut ab = std::ptr::null_mut();
+    let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: the caller's contract; napi allocates `total` bytes owned by the ArrayBuffer.
+    napi::check_status!(unsafe { sys::napi_create_arraybuffer(env, total, &mut base, &mut ab) })?;
+    // SAFETY: `base` points at `total` writable bytes (V8 aligns backing stores for any typed
+    // array); nothing else refers to them until this returns.
+    let (head, bytes) = unsafe {
+        let all = std::slice::from_raw_parts_mut(base.cast::<u8>(), total);
+        let (i, b) = all.split_at_mut(ints * 4);
+        (
+            std::slice::from_raw_parts_mut(i.as_mut_ptr().cast::<i32>(), ints),
+            b,
+        )
+    };
+    head[0] = n as i32;
+    head[1] = nfds as i32;
+    let (meta, fd_slots) = head[HEAD..].split_at_mut(n * META);
+    let mut strings: Vec<String> = Vec::new();
     let mut string = |s: Option<String>| -> i32 {
         match s {
             Some(s) => {
                 strings.push(s);
-                strings.len() as i32 - 1
+                strings.len() as i32
             }
             None => -1,
         }
     };
-    for e in events {
-        let (off, len) = match &e.data {
+    let (mut off, mut fd_at) = (0usize, 0usize);
+    for (e, rec) in events.into_iter().zip(meta.chunks_exact_mut(META)) {
+        let (doff, dlen) = match &e.data {
             Some(d) => {
-                let off = blob.len();
-                blob.extend_from_slice(d);
-                (off as i32, d.len() as i32)
+                bytes[off..off + d.len()].copy_from_slice(d);
+                off += d.len();
+                ((off - d.len()) as i32, d.len() as i32)
             }
             None => (0, -1),
         };
-        let first_fd = fds.len() as i32;
-        let nfds = e.fds.len() as i32;
+        let first_fd = fd_at as i32;
+        let count = e.fds.len() as i32;
         // Ownership of the fds passes to JS here.
-        fds.extend(e.fds.into_iter().map(|fd| fd.into_raw_fd()));
+        for fd in e.fds {
+            fd_slots[fd_at] = fd.into_raw_fd();
+            fd_at += 1;
+        }
         let message = string(e.message);
         let extra = string(e.syscall.or(e.address));
-        meta.extend_from_slice(&[
+        rec.copy_from_slice(&[
             e.kind as i32,
             e.worker as i32,
             e.pid,
@@ -161,20 +203,36 @@ pub unsafe fn to_js(
             e.family,
             e.listener as i32,
             e.flag as i32,
-            off,
-            len,
+            doff,
+            dlen,
             first_fd,
-            nfds,
+            count,
             message,
             extra,
         ]);
     }
-    let batch = JsBatch {
-        meta: Int32Array::new(meta),
-        blob: Buffer::from(blob),
-        fds: Int32Array::new(fds),
-        strings,
-    };
-    // SAFETY: the caller's contract.
-    unsafe { JsBatch::to_napi_value(env, batch) }
+    if strings.is_empty() {
+        return Ok(ab);
+    }
+    let mut arr = std::ptr::null_mut();
+    // SAFETY: the caller's contract; plain napi value creation.
+    unsafe {
+        napi::check_status!(sys::napi_create_array_with_length(
+            env,
+            strings.len() + 1,
+            &mut arr
+        ))?;
+        napi::check_status!(sys::napi_set_element(env, arr, 0, ab))?;
+        for (i, s) in strings.iter().enumerate() {
+            let mut v = std::ptr::null_mut();
+            napi::check_status!(sys::napi_create_string_utf8(
+                env,
+                s.as_ptr().cast(),
+                s.len() as isize,
+                &mut v
+            ))?;
+            napi::check_status!(sys::napi_set_element(env, arr, i as u32 + 1, v))?;
+        }
+    }
+    Ok(arr)
 }

@@ -11,6 +11,7 @@
 #![deny(clippy::all)]
 
 mod events;
+mod messages;
 mod primary;
 mod supervise;
 mod uvpoll;

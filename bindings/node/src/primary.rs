@@ -1,6 +1,7 @@
 //! `NativePrimary`: the engine's primary on a native poll thread, with JS calls under a lock.
 
-use crate::events::{kind, Batch, Event, Queue};
+use crate::events::{kind, Batch, Event, Events, Queue};
+use crate::messages::Readers;
 use crate::to_napi;
 use corral_core::{
     Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
@@ -9,7 +10,8 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::collections::HashMap;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -20,6 +22,9 @@ type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 struct State {
     primary: Primary,
     sup: Option<Supervisor>,
+    /// Message channels of started workers, taken from the engine when their Fork event is
+    /// collected (the engine drops a slot's fds with the slot) until the JS thread reads them.
+    message_fds: HashMap<u64, OwnedFd>,
 }
 
 impl std::ops::Deref for State {
@@ -93,6 +98,9 @@ pub struct Spawned {
 pub struct NativePrimary {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Workers' message channels, read on the JS thread (messages.rs); shared with the env
+    /// cleanup hook.
+    readers: Rc<Readers>,
 }
 
 fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
@@ -184,9 +192,21 @@ fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
 
 /// Takes the primary's events (feeding the supervisor, if any) and the supervisor's.
 fn collect(st: &mut State) -> Vec<Event> {
-    let State { primary, sup } = st;
+    let State {
+        primary,
+        sup,
+        message_fds,
+    } = st;
     let mut out = Vec::new();
+    let mut take_messages = |p: &mut Primary, ev: &CoreEvent| {
+        if let CoreEvent::Fork { worker, .. } = ev {
+            if let Some(fd) = p.take_message_channel(*worker) {
+                message_fds.insert(*worker, fd);
+            }
+        }
+    };
     while let Some(ev) = primary.next_event() {
+        take_messages(primary, &ev);
         if let Some(s) = sup.as_mut() {
             s.handle(primary, &ev);
         }
@@ -196,6 +216,7 @@ fn collect(st: &mut State) -> Vec<Event> {
         s.tick(primary);
         // Starting workers in tick() queued Fork events.
         while let Some(ev) = primary.next_event() {
+            take_messages(primary, &ev);
             s.handle(primary, &ev);
             out.extend(convert(primary, ev));
         }
@@ -261,9 +282,15 @@ impl NativePrimary {
         on_events: Function<'_, Batch, ()>,
     ) -> Result<Self> {
         let policy = Policy::parse(&policy).map_err(to_napi)?;
+        // Workers' messages come on channels of their own, read on this thread (messages.rs),
+        // unless there is no libuv to poll with or CORRAL_NODE_RECV=thread asks for the
+        // engine thread's path (both sides then use their native threads).
+        let message_channels = crate::uvpoll::available()
+            && !std::env::var_os(crate::worker::ENV_RECV).is_some_and(|v| v == "thread");
         let mut primary = Primary::new(PrimaryOptions {
             policy,
             window,
+            message_channels,
             ..Default::default()
         })
         .map_err(to_napi)?;
@@ -275,7 +302,11 @@ impl NativePrimary {
             .weak::<true>()
             .build()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { primary, sup: None }),
+            state: Mutex::new(State {
+                primary,
+                sup: None,
+                message_fds: HashMap::new(),
+            }),
             waker,
             stop: AtomicBool::new(false),
             poll_fd,
@@ -283,7 +314,10 @@ impl NativePrimary {
         // Environment teardown (process exit, a worker_thread ending): stop the poll thread
         // and end the cluster, so nothing hangs and no worker is left behind.
         let s3 = shared.clone();
-        env.add_env_cleanup_hook(s3, |s| {
+        let readers = Rc::new(Readers::default());
+        let r3 = readers.clone();
+        env.add_env_cleanup_hook((s3, r3), |(s, r)| {
+            r.close_all(true);
             s.stop.store(true, Ordering::Release);
             let _ = s.waker.wake();
         })?;
@@ -297,6 +331,7 @@ impl NativePrimary {
         Ok(NativePrimary {
             shared,
             thread: Some(thread),
+            readers,
         })
     }
 
@@ -332,7 +367,7 @@ impl NativePrimary {
     #[napi]
     pub fn supervisor_call(&self, what: String, n: Option<u32>) -> Result<()> {
         let mut st = self.shared.lock();
-        let State { primary, sup } = &mut *st;
+        let State { primary, sup, .. } = &mut *st;
         let s = sup
             .as_mut()
             .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
@@ -452,9 +487,41 @@ impl NativePrimary {
         Ok(())
     }
 
+    /// Starts reading worker `worker`'s messages on this thread, delivered to `on_events` as
+    /// MESSAGE events (index.js calls it on the worker's `online`). No-op without message
+    /// channels.
+    #[napi]
+    pub fn watch_messages(
+        &self,
+        env: Env,
+        worker: u32,
+        on_events: Function<'_, Batch, ()>,
+    ) -> Result<()> {
+        let shared = &self.shared;
+        self.readers.watch(
+            &env,
+            worker,
+            || shared.lock().message_fds.remove(&(worker as u64)),
+            &on_events,
+        )
+    }
+
+    /// The messages worker `worker` sent that were not delivered yet (index.js calls it before
+    /// it handles the worker's `disconnect` or `exit`); `close` also stops reading them.
+    #[napi]
+    pub fn drain_messages(&self, worker: u32, close: bool) -> Events {
+        let shared = &self.shared;
+        Events(self.readers.drain(
+            worker,
+            || shared.lock().message_fds.remove(&(worker as u64)),
+            close,
+        ))
+    }
+
     /// Stops the poll thread and ends the cluster (remaining workers are killed and reaped).
     #[napi]
     pub fn close(&mut self) {
+        self.readers.close_all(false);
         self.shared.stop.store(true, Ordering::Release);
         let _ = self.shared.waker.wake();
         if let Some(t) = self.thread.take() {

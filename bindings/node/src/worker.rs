@@ -15,7 +15,7 @@ use napi_derive::napi;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
@@ -23,19 +23,61 @@ type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 /// `send` returns false above this many queued bytes (Node's IPC threshold).
 const HIGH_WATER: usize = 128 * 1024;
 /// `CORRAL_NODE_RECV=thread` receives on a native thread instead of the JS thread.
-const ENV_RECV: &str = "CORRAL_NODE_RECV";
+pub(crate) const ENV_RECV: &str = "CORRAL_NODE_RECV";
 /// Messages taken off the channel before they are handed to JS as one batch.
 const RECV_BATCH: usize = 256;
 
+/// What [`Sender::send`] did with a message.
+enum Sent {
+    /// Written to the socket.
+    Written,
+    /// Queued as the `seq`-th message of this sender; `below_high_water` is `send`'s boolean.
+    Queued { seq: u64, below_high_water: bool },
+}
+
+/// The outgoing queue and how many messages ever entered it.
+struct Out {
+    chan: Channel,
+    queued: u64,
+}
+
+impl Out {
+    /// Messages completely written so far (they are written in order).
+    fn written(&self) -> u64 {
+        self.queued - self.chan.queued_messages() as u64
+    }
+}
+
 struct Sender {
-    chan: Mutex<Channel>,
+    out: Mutex<Out>,
     backlog: Condvar,
     closed: AtomicBool,
+    /// Tells JS that the writer thread wrote queued messages (a FLUSHED event), so that send
+    /// callbacks fire once their message is out, as Node's do.
+    notify: OnceLock<(Tsfn, Arc<Queue>)>,
 }
 
 impl Sender {
-    fn lock(&self) -> MutexGuard<'_, Channel> {
-        self.chan.lock().unwrap_or_else(|e| e.into_inner())
+    fn new(fd: OwnedFd) -> Arc<Sender> {
+        Arc::new(Sender {
+            out: Mutex::new(Out {
+                chan: Channel::new(fd),
+                queued: 0,
+            }),
+            backlog: Condvar::new(),
+            closed: AtomicBool::new(false),
+            notify: OnceLock::new(),
+        })
+    }
+
+    /// Stops sending; wakes the writer thread so that it ends.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.backlog.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues and writes what the socket takes now; the writer thread does the rest.
@@ -44,39 +86,68 @@ impl Sender {
         kind: Kind,
         data: Vec<u8>,
         fds: Vec<OwnedFd>,
-    ) -> std::result::Result<bool, CoreError> {
+    ) -> std::result::Result<Sent, CoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(CoreError::new(
                 ErrorKind::Disconnected,
                 "the channel to the primary is closed",
             ));
         }
-        let mut c = self.lock();
-        c.queue(kind, data, fds)?;
-        match c.flush(false) {
-            Ok(true) => {}
+        let mut o = self.lock();
+        o.chan.queue(kind, data, fds)?;
+        o.queued += 1;
+        match o.chan.flush(false) {
+            Ok(true) => return Ok(Sent::Written),
             Ok(false) => self.backlog.notify_one(),
             Err(e) => return Err(CoreError::os("sendmsg", "send to the primary", &e)),
         }
-        Ok(c.queued_bytes() < HIGH_WATER)
+        Ok(Sent::Queued {
+            seq: o.queued,
+            below_high_water: o.chan.queued_bytes() < HIGH_WATER,
+        })
+    }
+
+    /// Writes everything queued, waiting for room (the goodbye path).
+    fn flush_all(&self, what: &str) -> std::result::Result<(), CoreError> {
+        self.lock()
+            .chan
+            .flush(true)
+            .map(drop)
+            .map_err(|e| CoreError::os("sendmsg", what, &e))
     }
 }
 
 fn writer_loop(s: Arc<Sender>) {
-    let mut c = s.lock();
+    let mut o = s.lock();
     loop {
         if s.closed.load(Ordering::Acquire) {
             return;
         }
-        if !c.has_queued() {
-            c = s.backlog.wait(c).unwrap_or_else(|e| e.into_inner());
+        if !o.chan.has_queued() {
+            o = s.backlog.wait(o).unwrap_or_else(|e| e.into_inner());
             continue;
         }
-        match c.flush(false) {
+        let before = o.written();
+        let r = o.chan.flush(false);
+        if o.written() > before {
+            if let Some((tsfn, queue)) = s.notify.get() {
+                let flushed = Event {
+                    kind: kind::FLUSHED,
+                    ..Default::default()
+                };
+                if queue.push(vec![flushed]) {
+                    tsfn.call(
+                        Batch(queue.clone()),
+                        ThreadsafeFunctionCallMode::NonBlocking,
+                    );
+                }
+            }
+        }
+        match r {
             Ok(true) => continue,
             Ok(false) => {
-                let fd = c.raw_fd();
-                drop(c);
+                let fd = o.chan.raw_fd();
+                drop(o);
                 let mut pfd = libc::pollfd {
                     fd,
                     events: libc::POLLOUT,
@@ -84,7 +155,7 @@ fn writer_loop(s: Arc<Sender>) {
                 };
                 // SAFETY: polls the channel fd, owned by the sender, which outlives this thread.
                 unsafe { libc::poll(&mut pfd, 1, 1000) };
-                c = s.lock();
+                o = s.lock();
             }
             Err(_) => return,
         }
@@ -241,6 +312,8 @@ pub struct NativeWorker {
     wake: Arc<OwnedFd>,
     /// The JS-thread receiver (None with the receive thread).
     poller: Option<Rc<Poller>>,
+    /// The message channel's sender, when the primary gave one.
+    messages: Option<Arc<Sender>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -271,14 +344,35 @@ impl NativeWorker {
             corral_core::sys::dup_cloexec(fd.as_fd())
                 .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?,
         );
-        let sender = Arc::new(Sender {
-            chan: Mutex::new(Channel::new(fd)),
-            backlog: Condvar::new(),
-            closed: AtomicBool::new(false),
-        });
+        let sender = Sender::new(fd);
+        // Application messages go on their own channel when the primary gave one (a Node
+        // primary reads it on its JS thread, see messages.rs).
+        let messages = match Worker::take_message_env().map_err(to_napi)? {
+            Some(raw) => Some(Sender::new(
+                corral_core::sys::adopt_seqpacket(raw).map_err(|e| {
+                    to_napi(CoreError::os(
+                        "getsockopt",
+                        format!("{}={raw}", corral_core::ENV_MESSAGE_FD),
+                        &e,
+                    ))
+                })?,
+            )),
+            None => None,
+        };
         sender
             .send(Kind::Online, Vec::new(), Vec::new())
             .map_err(to_napi)?;
+        // The writer thread of the user messages' sender announces what it wrote.
+        let notify: Tsfn = on_events
+            .build_threadsafe_function::<Batch>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let _ = messages
+            .as_ref()
+            .unwrap_or(&sender)
+            .notify
+            .set((notify, Arc::new(Queue::default())));
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -287,6 +381,10 @@ impl NativeWorker {
         };
         let s2 = sender.clone();
         let mut threads = vec![spawn("corral-send", Box::new(move || writer_loop(s2)))?];
+        if let Some(m) = &messages {
+            let m2 = m.clone();
+            threads.push(spawn("corral-msg-send", Box::new(move || writer_loop(m2)))?);
+        }
         // Receive on the JS thread (see uvpoll.rs for why) unless told otherwise or impossible.
         let use_thread = std::env::var_os(ENV_RECV).is_some_and(|v| v == "thread")
             || !crate::uvpoll::available();
@@ -312,9 +410,12 @@ impl NativeWorker {
         let s0 = sender.clone();
         let w0 = wake.clone();
         let p0 = poller.clone();
-        env.add_env_cleanup_hook((s0, w0, p0), |(s, w, p)| {
-            s.closed.store(true, Ordering::Release);
-            s.backlog.notify_all();
+        let m0 = messages.clone();
+        env.add_env_cleanup_hook((s0, w0, p0, m0), |(s, w, p, m)| {
+            s.close();
+            if let Some(m) = m {
+                m.close();
+            }
             if let Some(p) = p {
                 p.stop(true);
             }
@@ -326,6 +427,7 @@ impl NativeWorker {
             sender,
             wake,
             poller,
+            messages,
             threads,
         })
     }
@@ -365,13 +467,40 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
-    /// Sends a message (with duplicates of `fds`); false under backpressure.
+    /// Sends a message (with duplicates of `fds`). Returns 0 when it was written at once;
+    /// otherwise its sequence number `n` (it is out once `written()` reaches `n`, announced by
+    /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
+    /// false then, as Node's).
     #[napi]
-    pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<bool> {
+    pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
-        self.sender
+        let sent = self
+            .user_sender()
             .send(Kind::User, data.to_vec(), owned)
-            .map_err(to_napi)
+            .map_err(to_napi)?;
+        Ok(match sent {
+            Sent::Written => 0.0,
+            Sent::Queued {
+                seq,
+                below_high_water,
+            } => {
+                if below_high_water {
+                    seq as f64
+                } else {
+                    -(seq as f64)
+                }
+            }
+        })
+    }
+
+    /// How many messages `send` has written so far.
+    #[napi]
+    pub fn written(&self) -> f64 {
+        self.user_sender().lock().written() as f64
+    }
+
+    fn user_sender(&self) -> &Arc<Sender> {
+        self.messages.as_ref().unwrap_or(&self.sender)
     }
 
     /// Tells the primary the event loop is alive, with the connections this worker has open.
@@ -400,14 +529,19 @@ impl NativeWorker {
         if self.sender.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let r = {
-            let mut c = self.sender.lock();
-            c.queue(Kind::Bye, Vec::new(), Vec::new()).and_then(|_| {
-                c.flush(true)
-                    .map(drop)
-                    .map_err(|e| CoreError::os("sendmsg", "send goodbye", &e))
-            })
-        };
+        // Messages already sent go out before the goodbye (the primary drains the message
+        // channel when it sees the goodbye).
+        let flushed = self
+            .messages
+            .as_ref()
+            .map_or(Ok(()), |m| m.flush_all("send messages"));
+        let r = flushed.and_then(|_| {
+            self.sender
+                .lock()
+                .chan
+                .queue(Kind::Bye, Vec::new(), Vec::new())?;
+            self.sender.flush_all("send goodbye")
+        });
         self.close();
         r.map_err(to_napi)
     }
@@ -419,6 +553,9 @@ impl NativeWorker {
             return;
         }
         self.sender.backlog.notify_all();
+        if let Some(m) = &self.messages {
+            m.close();
+        }
         if let Some(p) = &self.poller {
             p.stop(false);
         }

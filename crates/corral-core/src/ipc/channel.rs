@@ -118,6 +118,11 @@ impl Channel {
         !self.out.is_empty()
     }
 
+    /// Messages in the outgoing queue (a partly written one counts).
+    pub fn queued_messages(&self) -> usize {
+        self.out.len()
+    }
+
     /// Appends a message to the outgoing queue (checks the size and fd limits).
     pub fn queue(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
         check_outgoing(data.len(), fds.len())?;
