@@ -521,7 +521,8 @@ function setupPrimarySide() {
         fd >= 0 ? new net.Socket({ fd, readable: i !== 0, writable: i === 0 }) : null,
       );
       [this.stdin, this.stdout, this.stderr] = this.stdio;
-      this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization);
+      this._sendCallbacks = new SendCallbacks();
+      this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization, this._sendCallbacks);
     }
     kill(signal) {
       const n = signalNumber(signal);
@@ -830,6 +831,14 @@ function setupPrimarySide() {
           }
           deliver(worker.process, ev.data, ev.fds);
           break;
+        case EV.FLUSHED: {
+          // Messages queued by worker.send() were written (or lost with a closed channel).
+          if (!worker) break;
+          const n = engine.written(ev.worker);
+          if (n < 0) worker.process._sendCallbacks.fail();
+          else worker.process._sendCallbacks.written(n);
+          break;
+        }
         case EV.DISCONNECT:
           if (!worker || !worker.process.connected) break;
           worker.process.connected = false;
@@ -843,6 +852,7 @@ function setupPrimarySide() {
             p.connected = false;
             p.emit('disconnect');
           }
+          p._sendCallbacks.fail();
           p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
           p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
           live.delete(ev.worker);

@@ -22,6 +22,9 @@ type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 struct State {
     primary: Primary,
     sup: Option<Supervisor>,
+    /// Workers with messages queued by `send`, and the last such message's sequence number:
+    /// a FLUSHED event tells JS once it is written (or the channel closed).
+    awaiting: HashMap<u64, u64>,
     /// Message channels of started workers, taken from the engine when their Fork event is
     /// collected (the engine drops a slot's fds with the slot) until the JS thread reads them.
     message_fds: HashMap<u64, OwnedFd>,
@@ -196,8 +199,23 @@ fn collect(st: &mut State) -> Vec<Event> {
         primary,
         sup,
         message_fds,
+        awaiting,
     } = st;
     let mut out = Vec::new();
+    // Before the events of this dispatch (a channel that closed reports FLUSHED before its
+    // DISCONNECT): queued messages that were written, or lost with their channel.
+    awaiting.retain(|&worker, &mut seq| {
+        let written = primary.written(worker);
+        let done = written.map_or(true, |n| n >= seq);
+        if done {
+            out.push(Event {
+                kind: kind::FLUSHED,
+                worker: worker as u32,
+                ..Default::default()
+            });
+        }
+        !done
+    });
     let mut take_messages = |p: &mut Primary, ev: &CoreEvent| {
         if let CoreEvent::Fork { worker, .. } = ev {
             if let Some(fd) = p.take_message_channel(*worker) {
@@ -306,6 +324,7 @@ impl NativePrimary {
                 primary,
                 sup: None,
                 message_fds: HashMap::new(),
+                awaiting: HashMap::new(),
             }),
             waker,
             stop: AtomicBool::new(false),
@@ -449,14 +468,38 @@ impl NativePrimary {
         })
     }
 
-    /// Sends a message (and duplicates of `fds`) to a worker. False under backpressure.
+    /// Sends a message (and duplicates of `fds`) to a worker. Returns 0 when it was written at
+    /// once; otherwise its sequence number `n` (it is out once `written(worker)` reaches `n`,
+    /// announced by a FLUSHED event), negated under backpressure (`send` returns false then).
     #[napi]
-    pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<bool> {
+    pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
-        let mut p = self.shared.lock();
-        let r = p.send(worker as u64, data.to_vec(), owned).map_err(to_napi);
-        self.wake_if_pending(&p);
-        r
+        let mut st = self.shared.lock();
+        let sent = st
+            .primary
+            .send_tracked(worker as u64, data.to_vec(), owned)
+            .map_err(to_napi)?;
+        self.wake_if_pending(&st);
+        if sent.written {
+            return Ok(0.0);
+        }
+        let awaited = st.awaiting.entry(worker as u64).or_default();
+        *awaited = (*awaited).max(sent.seq);
+        Ok(if sent.below_high_water {
+            sent.seq as f64
+        } else {
+            -(sent.seq as f64)
+        })
+    }
+
+    /// Messages written to a worker's channel so far (-1 once it is closed).
+    #[napi]
+    pub fn written(&self, worker: u32) -> f64 {
+        self.shared
+            .lock()
+            .primary
+            .written(worker as u64)
+            .map_or(-1.0, |n| n as f64)
     }
 
     /// Sends a signal to a worker's process.

@@ -1,6 +1,6 @@
 'use strict';
-// Worker-to-primary messages on corral's own path: order against 'online', 'disconnect' and
-// 'exit', on the JS-thread readers (default) and the native-thread fallback.
+// Messages on corral's own paths: order against 'online', 'disconnect' and
+// 'exit' on the JS-thread readers (default) and the native-thread fallback; send callbacks.
 const { test } = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
@@ -21,3 +21,18 @@ for (const [label, env] of [['JS-thread readers', {}], ['receive threads', { COR
     assert.deepStrictEqual(r.lines, EXPECTED);
   });
 }
+
+// Only with the JS-thread readers: with receive threads the reader's native thread keeps
+// taking messages off the socket while its JS is busy, so the writes complete at once (which
+// is also what Node's callback promises: written, not handled).
+test('send callbacks wait until the message is written, both directions', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'callback-after-write.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, [
+    'primary -> worker: callback err=null waited for the write: true',
+    'worker got big(5242880),last',
+    'worker -> primary: callback err=null waited for the write: true',
+    'exit 0, primary got the big message 1 time(s)',
+  ]);
+});

@@ -90,6 +90,17 @@ impl Default for PrimaryOptions {
     }
 }
 
+/// What [`Primary::send_tracked`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Sequence number of the message on the worker's channel.
+    pub seq: u64,
+    /// Already written to the socket.
+    pub written: bool,
+    /// `send`'s boolean: the queue is below the high-water mark.
+    pub below_high_water: bool,
+}
+
 /// Lifecycle of a worker as the primary sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
@@ -459,6 +470,19 @@ impl Primary {
     /// Sends an application message to a worker. Returns `false` when the message had to be
     /// queued behind others beyond the high-water mark (backpressure, as Node's `send`).
     pub fn send(&mut self, worker: WorkerId, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<bool> {
+        self.send_tracked(worker, data, fds)
+            .map(|s| s.below_high_water)
+    }
+
+    /// [`Primary::send`], telling also whether the message is already written to the socket
+    /// and, if not, its sequence number: it is out once [`Primary::written`] reaches it (the
+    /// rest of the queue is written by `dispatch` when the socket has room).
+    pub fn send_tracked(
+        &mut self,
+        worker: WorkerId,
+        data: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Sent> {
         let inner = self.inner()?;
         let slot = inner
             .workers
@@ -471,13 +495,26 @@ impl Primary {
             )
         })?;
         chan.queue(Kind::User, data, fds)?;
+        let seq = chan.last_seq();
         inner.flush(worker);
-        let queued = inner
+        let chan = inner.workers.get(&worker).and_then(|s| s.chan.as_ref());
+        let queued = chan.map_or(0, |c| c.queued_bytes());
+        Ok(Sent {
+            seq,
+            written: chan.is_some_and(|c| c.written() >= seq),
+            below_high_water: queued < SEND_HIGH_WATER,
+        })
+    }
+
+    /// Messages completely written to a worker's channel so far; `None` once the channel is
+    /// closed (what was still queued then is lost) or the worker is unknown.
+    pub fn written(&self, worker: WorkerId) -> Option<u64> {
+        self.inner_ref()?
             .workers
-            .get(&worker)
-            .and_then(|s| s.chan.as_ref())
-            .map_or(0, |c| c.queued_bytes());
-        Ok(queued < SEND_HIGH_WATER)
+            .get(&worker)?
+            .chan
+            .as_ref()
+            .map(Channel::written)
     }
 
     /// Sends `signal` to a worker's process. Nothing else changes (node:cluster's

@@ -58,6 +58,8 @@ pub struct Channel {
     fd: OwnedFd,
     out: VecDeque<Outgoing>,
     out_bytes: usize,
+    /// Messages ever queued or sent (the sequence number of the last one).
+    sent_or_queued: u64,
     rbuf: Box<[u8]>,
     partial: Option<Partial>,
 }
@@ -98,6 +100,7 @@ impl Channel {
             fd,
             out: VecDeque::new(),
             out_bytes: 0,
+            sent_or_queued: 0,
             rbuf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
             partial: None,
         }
@@ -123,9 +126,21 @@ impl Channel {
         self.out.len()
     }
 
+    /// Sequence number of the last message queued or sent (1 for the first).
+    pub fn last_seq(&self) -> u64 {
+        self.sent_or_queued
+    }
+
+    /// How many messages were completely written to the socket: they leave in order, so
+    /// message `n` is out once this reaches `n`.
+    pub fn written(&self) -> u64 {
+        self.sent_or_queued - self.out.len() as u64
+    }
+
     /// Appends a message to the outgoing queue (checks the size and fd limits).
     pub fn queue(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
         check_outgoing(data.len(), fds.len())?;
+        self.sent_or_queued += 1;
         self.out_bytes += data.len();
         self.out.push_back(Outgoing {
             kind,
@@ -151,7 +166,10 @@ impl Channel {
         }
         let head = frame::encode(kind, FLAG_FIRST, data.len() as u32);
         match sys::send_datagram(self.fd.as_fd(), &head, data, fds, true) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.sent_or_queued += 1;
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
         }
