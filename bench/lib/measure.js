@@ -1,6 +1,7 @@
 'use strict';
 // One measurement of one configuration: start the server, load it with wrk, read /proc, stop it.
 
+const { spawnSync } = require('node:child_process');
 const proc = require('./proc');
 const { runWrk } = require('./wrk');
 const { sleep } = require('./guard');
@@ -24,7 +25,7 @@ function roles(server) {
  * counts when the server reports them).
  */
 async function loadRun(server, who, o, log) {
-  const base = { url: server.url, connections: o.connections, close: o.close, paceMs: o.paceMs, log };
+  const base = { url: server.url, connections: o.connections, close: o.close, paceMs: o.paceMs, cpus: o.wrkCpus, log };
   await runWrk({ ...base, seconds: o.warmupSeconds });
   if (server.resetCounts) {
     server.resetCounts();
@@ -74,9 +75,23 @@ async function httpRound(config, s, log) {
       { ...common, close: true, connections: s.paced.connections, paceMs: s.paced.paceMs },
       log,
     );
+    if (s.pinned) {
+      // Last, as the server stays pinned until it stops.
+      pin([...(who.primary ? [who.primary] : []), ...who.workers], s.pinned.server, log);
+      round.closePinned = await loadRun(server, who, { ...common, close: true, wrkCpus: s.pinned.wrk }, log);
+    }
     return round;
   } finally {
     await server.stop();
+  }
+}
+
+/** Restricts every thread of `pids` to `cpus` (taskset -a -p). */
+function pin(pids, cpus, log) {
+  for (const pid of pids) {
+    const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { encoding: 'utf8' });
+    if (log) log.write(`$ taskset -a -p -c ${cpus} ${pid}\n${r.stdout}${r.stderr}`);
+    if (r.status !== 0) throw new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${r.stderr || r.error}`);
   }
 }
 

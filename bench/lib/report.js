@@ -26,6 +26,12 @@ const TARGETS = {
     'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
     'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
   },
+  closePinned: {
+    'corral-rr': [
+      { anchor: 'node-cluster-rr', atLeast: 2 },
+      { anchor: 'node-cluster-none', atLeast: 0.95 },
+    ],
+  },
   primary8k: Object.fromEntries(
     ['corral-rr', 'corral-shared', 'c-hello-rr', 'c-hello-shared'].map((c) => [c, [{ atMost: 0.1 }]]),
   ),
@@ -47,6 +53,14 @@ const HTTP_METRICS = [
     how: "wrk -t1 -c50 -H 'Connection: close': one TCP connection per request, so every request goes through the accept/dispatch path.",
     get: (r) => r.close?.rate,
     errors: (r) => r.close?.errors,
+    fmt: int,
+  },
+  {
+    id: 'closePinned',
+    title: 'Connections/s, `Connection: close`, server on CPU 0 and wrk on CPU 1 (higher is better)',
+    how: "the `Connection: close` run once more with every thread of the server's processes pinned to CPU 0 (taskset -a -p) and wrk to CPU 1, so that the load generator does not compete for the server's CPU: the server's own cost decides the rate.",
+    get: (r) => r.closePinned?.rate,
+    errors: (r) => r.closePinned?.errors,
     fmt: int,
   },
   {

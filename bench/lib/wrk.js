@@ -23,7 +23,7 @@ const WRK_LUA = path.join(__dirname, 'wrk.lua');
  * @returns {Promise<{requests:number, seconds:number, rate:number, errors:object,
  *   errorCount:number, latencyMs:{p50:number,p90:number,p99:number,max:number}}>}
  */
-async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, log }) {
+async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, cpus, log }) {
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
   if (close) args.push('-H', 'Connection: close');
   args.push(url);
@@ -38,7 +38,10 @@ async function runWrk({ url, seconds, connections = 50, close = false, paceMs, s
     const vars = Object.entries(env).filter(([k]) => k.startsWith('BENCH_')).map(([k, v]) => `${k}=${v} `);
     log.write(`$ ${vars.join('')}wrk ${shown}\n`);
   }
-  const wrk = new Guarded('wrk', 'wrk', args, { env, log });
+  // `cpus`: run wrk on these CPUs only (taskset).
+  const wrk = cpus
+    ? new Guarded('wrk', 'taskset', ['-c', cpus, 'wrk', ...args], { env, log })
+    : new Guarded('wrk', 'wrk', args, { env, log });
   try {
     if (stopAfter) {
       // wrk's main thread sleeps for the whole -d; SIGINT ends that sleep and wrk reports.
