@@ -1212,9 +1212,9 @@ impl Inner {
         }
         let i = lid as usize - 1;
         let mut budget = ACCEPT_BATCH;
-        // Connections known to be queued (TCP: asked, see `sys::accept_queue_len`); when it
-        // runs out it is asked again, and a Unix listener drains to EAGAIN.
-        let mut queued = 0u32;
+        // Connections known to be queued (TCP: asked once per pump, see
+        // `sys::accept_queue_len`); a Unix listener drains to EAGAIN.
+        let mut queued: Option<u32> = None;
         loop {
             if let Some(fd) = self.listeners[i].pending.pop_front() {
                 if let Err(fd) = self.offer(lid, fd) {
@@ -1238,19 +1238,17 @@ impl Inner {
             let Some(lfd) = self.listeners[i].fd.as_ref() else {
                 return;
             };
-            if queued == 0 {
-                match sys::accept_queue_len(lfd.as_fd()) {
-                    Some(0) => {
-                        // Drained: the next connection raises a new edge.
-                        self.listeners[i].ready = false;
-                        return;
-                    }
-                    Some(n) => queued = n,
-                    None => queued = u32::MAX,
-                }
+            let left = *queued
+                .get_or_insert_with(|| sys::accept_queue_len(lfd.as_fd()).unwrap_or(u32::MAX));
+            if left == 0 {
+                // Drained: what was queued when we asked is taken, and every connection that
+                // arrived since then raised a new edge (the poller reports it next), so there
+                // is no need to ask again.
+                self.listeners[i].ready = false;
+                return;
             }
             budget -= 1;
-            queued -= 1;
+            queued = Some(left - 1);
             let accepted = sys::accept_cloexec(lfd.as_fd());
             match accepted {
                 Ok(Some(fd)) => {
