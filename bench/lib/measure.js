@@ -75,6 +75,14 @@ async function httpRound(config, s, log) {
       { ...common, close: true, connections: s.paced.connections, paceMs: s.paced.paceMs },
       log,
     );
+    if (s.at8k && who.primary) {
+      round.at8k = await loadRun(
+        server,
+        who,
+        { ...common, close: true, connections: s.at8k.connections, paceMs: s.at8k.paceMs },
+        log,
+      );
+    }
     if (s.pinned) {
       // Last, as the server stays pinned until it stops.
       pin([...(who.primary ? [who.primary] : []), ...who.workers], s.pinned.server, log);
