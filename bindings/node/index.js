@@ -42,18 +42,20 @@ const EV = {
 const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
 
 // A batch from the native side (bindings/node/src/events.rs, to_js): one ArrayBuffer with
-// [event count, fd count, META ints per event, fds] then the payload bytes; an array
-// [buffer, ...strings] when some events carry strings (string indexes count from 1).
+// [event count, fd count, flags, META ints per event, fds] then the payload bytes; or an array
+// [that buffer, (the payload bytes as their own buffer when flags & 1,) ...strings], string
+// indexes being positions in it.
 const META = 17;
-const HEAD = 2;
+const HEAD = 3;
 function decodeBatch(b) {
-  const strings = Array.isArray(b) ? b : null;
-  const ab = strings ? b[0] : b;
+  const arr = Array.isArray(b) ? b : null;
+  const ab = arr ? b[0] : b;
   const head = new Int32Array(ab, 0, HEAD);
   const n = head[0];
   const ints = new Int32Array(ab, 0, HEAD + n * META + head[1]);
   const fdBase = HEAD + n * META;
-  const blob = Buffer.from(ab, ints.byteLength);
+  const blob = head[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, ints.byteLength);
+  const strings = arr;
   const out = new Array(n);
   for (let e = 0; e < n; e++) {
     const i = HEAD + e * META;
@@ -173,20 +175,36 @@ function checkMessage(message) {
   }
 }
 
+// The native send copies a message only when it cannot be written at once, and never keeps
+// the buffer it was given: JSON messages are encoded into one reused buffer, so a big
+// message does not cost a fresh allocation (and its page faults) every time.
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+const SCRATCH_MAX = 1024 * 1024; // bigger messages get a buffer of their own
+
+// [kind, handle type, body]: body is JSON text or V8's serialization.
 function encode(kind, message, handleType) {
-  let out;
   if (kind === MSG_ADVANCED) {
-    const body = v8.serialize(message);
-    out = Buffer.allocUnsafe(body.length + 2);
-    body.copy(out, 2);
-  } else {
-    const text = JSON.stringify(message);
-    out = Buffer.allocUnsafe(Buffer.byteLength(text) + 2);
-    out.write(text, 2);
+    // v8.serialize() with the two bytes written first: no copy of the serialized body.
+    const ser = new v8.DefaultSerializer();
+    ser.writeRawBytes(Buffer.from([kind, handleType]));
+    ser.writeHeader();
+    ser.writeValue(message);
+    return ser.releaseBuffer();
   }
-  out[0] = kind;
-  out[1] = handleType;
-  return out;
+  const text = JSON.stringify(message);
+  // At most 3 bytes per UTF-16 unit; count exactly only when that bound does not fit.
+  let buf = scratch;
+  if (text.length * 3 + 2 > buf.length) {
+    const room = Buffer.byteLength(text) + 2;
+    if (room > buf.length) {
+      buf = Buffer.allocUnsafeSlow(room);
+      if (room <= SCRATCH_MAX) scratch = buf;
+    }
+  }
+  const n = buf.write(text, 2);
+  buf[0] = kind;
+  buf[1] = handleType;
+  return buf.subarray(0, n + 2);
 }
 
 function decode(buf) {

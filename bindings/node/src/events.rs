@@ -51,8 +51,16 @@ pub struct Event {
 /// Fields per event record.
 pub const META: usize = 17;
 
-/// Leading ints of a batch: the event count and the fd count.
-const HEAD: usize = 2;
+/// Leading ints of a batch: the event count, the fd count, and flags (`EXTERNAL_BLOB`).
+const HEAD: usize = 3;
+
+/// Flag: the payload bytes are the array's second element (an external ArrayBuffer over the
+/// received bytes), not the bytes after the ints.
+const EXTERNAL_BLOB: i32 = 1;
+
+/// A single payload at least this big is handed to JS without a copy (an external
+/// ArrayBuffer; its finalizer costs less than copying and zero-filling that many bytes).
+const EXTERNAL_MIN: usize = 32 * 1024;
 
 /// Events waiting for the JS thread, with at most one ThreadsafeFunction call in flight: while
 /// JS is busy, new events join the pending batch instead of queueing more calls (each call is
@@ -120,29 +128,51 @@ impl napi::bindgen_prelude::TypeName for Events {
 /// Turns events into one batch value for index.js (`decodeBatch`); the fds pass to JS.
 ///
 /// A batch is one JS-owned ArrayBuffer (copied into, no finalizer) laid out as ints
-/// `[events, fds, META ints per event..., fd numbers...]` followed by every payload's bytes;
-/// when some events carry strings, the value is an array `[buffer, string...]` instead.
+/// `[events, fds, flags, META ints per event..., fd numbers...]` followed by every payload's
+/// bytes; when some events carry strings, or one big payload is passed without a copy
+/// (`EXTERNAL_BLOB`), the value is an array `[buffer, (payload buffer,) string...]` instead.
 /// Creating one JS object and external typed arrays per batch through napi cost about as much
-/// as the message itself (external buffers need a finalizer and a weak handle each).
+/// as a small message itself (external buffers need a finalizer and a weak handle each).
 ///
 /// Record: kind, worker, pid, code (or i32::MIN), signal (0 = none), errno, id, port, family,
 /// listener, flag, data offset in the payload bytes, data length (-1 = no data), first fd
 /// index, fd count, message string index (-1 = none), syscall/address string index (-1 = none);
-/// string indexes count from 1 (the array's first element is the buffer).
+/// string indexes are positions in the array.
 ///
 /// # Safety
 /// On the JS thread, with a valid env and an open handle scope.
 pub unsafe fn to_js(
     env: napi::sys::napi_env,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
 ) -> napi::Result<napi::sys::napi_value> {
     use napi::sys;
     let n = events.len();
     let nfds: usize = events.iter().map(|e| e.fds.len()).sum();
-    let data_len: usize = events
+    let mut data_len: usize = events
         .iter()
         .map(|e| e.data.as_ref().map_or(0, Vec::len))
         .sum();
+    // One big payload: give JS the received bytes themselves.
+    let mut external = std::ptr::null_mut();
+    // (event index, payload length) of the payload passed as `external`.
+    let mut external_at = None;
+    if data_len >= EXTERNAL_MIN && events.iter().filter(|e| e.data.is_some()).count() == 1 {
+        let at = events
+            .iter()
+            .position(|e| e.data.is_some())
+            .expect("counted");
+        let bytes = events[at].data.take().expect("some");
+        let len = bytes.len();
+        // SAFETY: the caller's contract.
+        match unsafe { external_arraybuffer(env, bytes) } {
+            Ok(v) => {
+                external = v;
+                external_at = Some((at, len));
+                data_len = 0;
+            }
+            Err(bytes) => events[at].data = Some(bytes),
+        }
+    }
     let ints = HEAD + n * META + nfds;
     let total = ints * 4 + data_len;
     let mut ab = std::ptr::null_mut();
@@ -161,20 +191,31 @@ pub unsafe fn to_js(
     };
     head[0] = n as i32;
     head[1] = nfds as i32;
+    head[2] = if external.is_null() { 0 } else { EXTERNAL_BLOB };
+    // Array positions: the ints' buffer, then the payload buffer if external, then strings.
+    let first_string = if external.is_null() { 1 } else { 2 };
     let (meta, fd_slots) = head[HEAD..].split_at_mut(n * META);
     let mut strings: Vec<String> = Vec::new();
     let mut string = |s: Option<String>| -> i32 {
         match s {
             Some(s) => {
                 strings.push(s);
-                strings.len() as i32
+                first_string + strings.len() as i32 - 1
             }
             None => -1,
         }
     };
     let (mut off, mut fd_at) = (0usize, 0usize);
-    for (e, rec) in events.into_iter().zip(meta.chunks_exact_mut(META)) {
+    for (i, (e, rec)) in events
+        .into_iter()
+        .zip(meta.chunks_exact_mut(META))
+        .enumerate()
+    {
         let (doff, dlen) = match &e.data {
+            // The external payload: all of the second buffer.
+            None if external_at.is_some_and(|(at, _)| at == i) => {
+                (0, external_at.map_or(0, |(_, len)| len as i32))
+            }
             Some(d) => {
                 bytes[off..off + d.len()].copy_from_slice(d);
                 off += d.len();
@@ -211,7 +252,7 @@ pub unsafe fn to_js(
             extra,
         ]);
     }
-    if strings.is_empty() {
+    if strings.is_empty() && external.is_null() {
         return Ok(ab);
     }
     let mut arr = std::ptr::null_mut();
@@ -219,10 +260,13 @@ pub unsafe fn to_js(
     unsafe {
         napi::check_status!(sys::napi_create_array_with_length(
             env,
-            strings.len() + 1,
+            strings.len() + first_string as usize,
             &mut arr
         ))?;
         napi::check_status!(sys::napi_set_element(env, arr, 0, ab))?;
+        if !external.is_null() {
+            napi::check_status!(sys::napi_set_element(env, arr, 1, external))?;
+        }
         for (i, s) in strings.iter().enumerate() {
             let mut v = std::ptr::null_mut();
             napi::check_status!(sys::napi_create_string_utf8(
@@ -231,8 +275,51 @@ pub unsafe fn to_js(
                 s.len() as isize,
                 &mut v
             ))?;
-            napi::check_status!(sys::napi_set_element(env, arr, i as u32 + 1, v))?;
+            napi::check_status!(sys::napi_set_element(
+                env,
+                arr,
+                i as u32 + first_string as u32,
+                v
+            ))?;
         }
     }
     Ok(arr)
+}
+
+/// An ArrayBuffer over `bytes` without copying them (freed by its finalizer); the bytes back
+/// if napi refuses (some hosts forbid external buffers).
+///
+/// # Safety
+/// On the JS thread, with a valid env and an open handle scope.
+unsafe fn external_arraybuffer(
+    env: napi::sys::napi_env,
+    bytes: Vec<u8>,
+) -> std::result::Result<napi::sys::napi_value, Vec<u8>> {
+    unsafe extern "C" fn free(
+        _env: napi::sys::napi_env,
+        _data: *mut std::ffi::c_void,
+        hint: *mut std::ffi::c_void,
+    ) {
+        // SAFETY: `hint` is the Box made below, released exactly once, here.
+        drop(unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) });
+    }
+    let len = bytes.len();
+    let boxed = Box::into_raw(Box::new(bytes));
+    let mut value = std::ptr::null_mut();
+    // SAFETY: the data pointer stays valid until the finalizer drops the Box.
+    let status = unsafe {
+        napi::sys::napi_create_external_arraybuffer(
+            env,
+            (*boxed).as_mut_ptr().cast(),
+            len,
+            Some(free),
+            boxed.cast(),
+            &mut value,
+        )
+    };
+    if status != napi::sys::Status::napi_ok {
+        // SAFETY: napi did not take the Box.
+        return Err(*unsafe { Box::from_raw(boxed) });
+    }
+    Ok(value)
 }

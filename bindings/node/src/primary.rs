@@ -477,7 +477,7 @@ impl NativePrimary {
         let mut st = self.shared.lock();
         let sent = st
             .primary
-            .send_tracked(worker as u64, data.to_vec(), owned)
+            .send_tracked(worker as u64, &data, owned)
             .map_err(to_napi)?;
         self.wake_if_pending(&st);
         if sent.written {

@@ -35,21 +35,8 @@ enum Sent {
     Queued { seq: u64, below_high_water: bool },
 }
 
-/// The outgoing queue and how many messages ever entered it.
-struct Out {
-    chan: Channel,
-    queued: u64,
-}
-
-impl Out {
-    /// Messages completely written so far (they are written in order).
-    fn written(&self) -> u64 {
-        self.queued - self.chan.queued_messages() as u64
-    }
-}
-
 struct Sender {
-    out: Mutex<Out>,
+    chan: Mutex<Channel>,
     backlog: Condvar,
     closed: AtomicBool,
     /// Tells JS that the writer thread wrote queued messages (a FLUSHED event), so that send
@@ -60,10 +47,7 @@ struct Sender {
 impl Sender {
     fn new(fd: OwnedFd) -> Arc<Sender> {
         Arc::new(Sender {
-            out: Mutex::new(Out {
-                chan: Channel::new(fd),
-                queued: 0,
-            }),
+            chan: Mutex::new(Channel::new(fd)),
             backlog: Condvar::new(),
             closed: AtomicBool::new(false),
             notify: OnceLock::new(),
@@ -76,15 +60,16 @@ impl Sender {
         self.backlog.notify_all();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Out> {
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Channel> {
+        self.chan.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues and writes what the socket takes now; the writer thread does the rest.
+    /// Writes what the socket takes now (from `data` itself when nothing waits before it) and
+    /// queues the rest; the writer thread writes that.
     fn send(
         &self,
         kind: Kind,
-        data: Vec<u8>,
+        data: &[u8],
         fds: Vec<OwnedFd>,
     ) -> std::result::Result<Sent, CoreError> {
         if self.closed.load(Ordering::Acquire) {
@@ -93,24 +78,20 @@ impl Sender {
                 "the channel to the primary is closed",
             ));
         }
-        let mut o = self.lock();
-        o.chan.queue(kind, data, fds)?;
-        o.queued += 1;
-        match o.chan.flush(false) {
-            Ok(true) => return Ok(Sent::Written),
-            Ok(false) => self.backlog.notify_one(),
-            Err(e) => return Err(CoreError::os("sendmsg", "send to the primary", &e)),
+        let mut c = self.lock();
+        if c.send_or_queue(kind, data, fds)? {
+            return Ok(Sent::Written);
         }
+        self.backlog.notify_one();
         Ok(Sent::Queued {
-            seq: o.queued,
-            below_high_water: o.chan.queued_bytes() < HIGH_WATER,
+            seq: c.last_seq(),
+            below_high_water: c.queued_bytes() < HIGH_WATER,
         })
     }
 
     /// Writes everything queued, waiting for room (the goodbye path).
     fn flush_all(&self, what: &str) -> std::result::Result<(), CoreError> {
         self.lock()
-            .chan
             .flush(true)
             .map(drop)
             .map_err(|e| CoreError::os("sendmsg", what, &e))
@@ -123,12 +104,12 @@ fn writer_loop(s: Arc<Sender>) {
         if s.closed.load(Ordering::Acquire) {
             return;
         }
-        if !o.chan.has_queued() {
+        if !o.has_queued() {
             o = s.backlog.wait(o).unwrap_or_else(|e| e.into_inner());
             continue;
         }
         let before = o.written();
-        let r = o.chan.flush(false);
+        let r = o.flush(false);
         if o.written() > before {
             if let Some((tsfn, queue)) = s.notify.get() {
                 let flushed = Event {
@@ -146,7 +127,7 @@ fn writer_loop(s: Arc<Sender>) {
         match r {
             Ok(true) => continue,
             Ok(false) => {
-                let fd = o.chan.raw_fd();
+                let fd = o.raw_fd();
                 drop(o);
                 let mut pfd = libc::pollfd {
                     fd,
@@ -273,8 +254,8 @@ impl Receiver {
         }
         self.unacked += conns;
         if self.unacked >= self.ack_every {
-            let data = proto::u32_payload(self.unacked).to_vec();
-            let _ = self.sender.send(Kind::Ack, data, Vec::new());
+            let data = proto::u32_payload(self.unacked);
+            let _ = self.sender.send(Kind::Ack, &data, Vec::new());
             self.unacked = 0;
         }
         if gone {
@@ -360,7 +341,7 @@ impl NativeWorker {
             None => None,
         };
         sender
-            .send(Kind::Online, Vec::new(), Vec::new())
+            .send(Kind::Online, &[], Vec::new())
             .map_err(to_napi)?;
         // The writer thread of the user messages' sender announces what it wrote.
         let notify: Tsfn = on_events
@@ -449,7 +430,7 @@ impl NativeWorker {
             index,
         };
         self.sender
-            .send(Kind::Listen, msg.encode(), Vec::new())
+            .send(Kind::Listen, &msg.encode(), Vec::new())
             .map(drop)
             .map_err(to_napi)
     }
@@ -458,11 +439,7 @@ impl NativeWorker {
     #[napi]
     pub fn unlisten(&self, listener: u32) -> Result<()> {
         self.sender
-            .send(
-                Kind::Unlisten,
-                proto::u32_payload(listener).to_vec(),
-                Vec::new(),
-            )
+            .send(Kind::Unlisten, &proto::u32_payload(listener), Vec::new())
             .map(drop)
             .map_err(to_napi)
     }
@@ -476,7 +453,7 @@ impl NativeWorker {
         let owned = crate::dup_handles(&fds)?;
         let sent = self
             .user_sender()
-            .send(Kind::User, data.to_vec(), owned)
+            .send(Kind::User, &data, owned)
             .map_err(to_napi)?;
         Ok(match sent {
             Sent::Written => 0.0,
@@ -506,9 +483,9 @@ impl NativeWorker {
     /// Tells the primary the event loop is alive, with the connections this worker has open.
     #[napi]
     pub fn heartbeat(&self, active: u32) -> Result<()> {
-        let data = proto::u32_payload(active).to_vec();
+        let data = proto::u32_payload(active);
         self.sender
-            .send(Kind::Heartbeat, data, Vec::new())
+            .send(Kind::Heartbeat, &data, Vec::new())
             .map(drop)
             .map_err(to_napi)
     }
@@ -517,7 +494,7 @@ impl NativeWorker {
     #[napi]
     pub fn ready(&self) -> Result<()> {
         self.sender
-            .send(Kind::Ready, Vec::new(), Vec::new())
+            .send(Kind::Ready, &[], Vec::new())
             .map(drop)
             .map_err(to_napi)
     }
@@ -538,7 +515,6 @@ impl NativeWorker {
         let r = flushed.and_then(|_| {
             self.sender
                 .lock()
-                .chan
                 .queue(Kind::Bye, Vec::new(), Vec::new())?;
             self.sender.flush_all("send goodbye")
         });

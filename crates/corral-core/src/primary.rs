@@ -470,17 +470,19 @@ impl Primary {
     /// Sends an application message to a worker. Returns `false` when the message had to be
     /// queued behind others beyond the high-water mark (backpressure, as Node's `send`).
     pub fn send(&mut self, worker: WorkerId, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<bool> {
-        self.send_tracked(worker, data, fds)
+        self.send_tracked(worker, &data, fds)
             .map(|s| s.below_high_water)
     }
 
     /// [`Primary::send`], telling also whether the message is already written to the socket
     /// and, if not, its sequence number: it is out once [`Primary::written`] reaches it (the
     /// rest of the queue is written by `dispatch` when the socket has room).
+    ///
+    /// `data` is copied only if it cannot be written at once.
     pub fn send_tracked(
         &mut self,
         worker: WorkerId,
-        data: Vec<u8>,
+        data: &[u8],
         fds: Vec<OwnedFd>,
     ) -> Result<Sent> {
         let inner = self.inner()?;
@@ -494,10 +496,21 @@ impl Primary {
                 format!("worker {worker} is disconnected"),
             )
         })?;
-        chan.queue(Kind::User, data, fds)?;
-        let seq = chan.last_seq();
-        inner.flush(worker);
+        match chan.send_or_queue(Kind::User, data, fds) {
+            Ok(true) => {}
+            Ok(false) => inner.arm_writable(worker),
+            Err(e) if e.kind() == ErrorKind::Os => {
+                // As a failed flush: the channel is broken, the worker goes.
+                inner.events.push_back(Event::Error {
+                    worker: Some(worker),
+                    error: e,
+                });
+                inner.close_channel(worker, false);
+            }
+            Err(e) => return Err(e),
+        }
         let chan = inner.workers.get(&worker).and_then(|s| s.chan.as_ref());
+        let seq = chan.map_or(0, Channel::last_seq);
         let queued = chan.map_or(0, |c| c.queued_bytes());
         Ok(Sent {
             seq,

@@ -93,6 +93,49 @@ fn check_outgoing(data_len: usize, nfds: usize) -> Result<()> {
     Ok(())
 }
 
+/// Writes the datagrams of one message from offset `*sent` on (fds ride on the first one,
+/// then close here: the kernel holds its own references). `Ok(true)` once all of it is out,
+/// `Ok(false)` when the socket is full (non-blocking); `*sent`/`*started` say how far it got.
+fn write_datagrams(
+    fd: BorrowedFd<'_>,
+    kind: Kind,
+    data: &[u8],
+    fds: &mut Vec<OwnedFd>,
+    sent: &mut usize,
+    started: &mut bool,
+    blocking: bool,
+) -> io::Result<bool> {
+    let total = data.len();
+    loop {
+        let end = (*sent + MAX_CHUNK).min(total);
+        let mut flags = 0;
+        if !*started {
+            flags |= FLAG_FIRST;
+        }
+        if end < total {
+            flags |= FLAG_MORE;
+        }
+        let head = frame::encode(kind, flags, total as u32);
+        let borrowed: Vec<BorrowedFd<'_>> = if *started {
+            Vec::new()
+        } else {
+            fds.iter().map(|f| f.as_fd()).collect()
+        };
+        match sys::send_datagram(fd, &head, &data[*sent..end], &borrowed, !blocking) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        drop(borrowed);
+        *started = true;
+        fds.clear();
+        *sent = end;
+        if end == total {
+            return Ok(true);
+        }
+    }
+}
+
 impl Channel {
     /// Wraps a connected `SOCK_SEQPACKET` socket.
     pub fn new(fd: OwnedFd) -> Channel {
@@ -179,46 +222,59 @@ impl Channel {
     /// (`Ok(false)`). `blocking` waits for room instead.
     pub fn flush(&mut self, blocking: bool) -> io::Result<bool> {
         while let Some(msg) = self.out.front_mut() {
-            let total = msg.data.len();
-            loop {
-                let end = (msg.sent + MAX_CHUNK).min(total);
-                let mut flags = 0;
-                if !msg.started {
-                    flags |= FLAG_FIRST;
-                }
-                if end < total {
-                    flags |= FLAG_MORE;
-                }
-                let head = frame::encode(msg.kind, flags, total as u32);
-                let borrowed: Vec<BorrowedFd<'_>> = if msg.started {
-                    Vec::new()
-                } else {
-                    msg.fds.iter().map(|f| f.as_fd()).collect()
-                };
-                match sys::send_datagram(
-                    self.fd.as_fd(),
-                    &head,
-                    &msg.data[msg.sent..end],
-                    &borrowed,
-                    !blocking,
-                ) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-                drop(borrowed);
-                msg.started = true;
-                // The kernel holds its own references to sent fds now.
-                msg.fds.clear();
-                self.out_bytes -= end - msg.sent;
-                msg.sent = end;
-                if end == total {
-                    break;
-                }
+            let before = msg.sent;
+            let done = write_datagrams(
+                self.fd.as_fd(),
+                msg.kind,
+                &msg.data,
+                &mut msg.fds,
+                &mut msg.sent,
+                &mut msg.started,
+                blocking,
+            );
+            self.out_bytes -= msg.sent - before;
+            if !done? {
+                return Ok(false);
             }
             self.out.pop_front();
         }
         Ok(true)
+    }
+
+    /// Sends a message from `data` without copying it when nothing is queued before it and the
+    /// socket takes it now; otherwise queues what is left (a copy), like [`Channel::queue`]
+    /// followed by [`Channel::flush`]. `Ok(true)`: completely written.
+    pub fn send_or_queue(&mut self, kind: Kind, data: &[u8], fds: Vec<OwnedFd>) -> Result<bool> {
+        check_outgoing(data.len(), fds.len())?;
+        if !self.out.is_empty() {
+            self.queue(kind, data.to_vec(), fds)?;
+            return self
+                .flush(false)
+                .map_err(|e| Error::os("sendmsg", "send on channel", &e));
+        }
+        self.sent_or_queued += 1;
+        let (mut fds, mut sent, mut started) = (fds, 0, false);
+        let done = write_datagrams(
+            self.fd.as_fd(),
+            kind,
+            data,
+            &mut fds,
+            &mut sent,
+            &mut started,
+            false,
+        )
+        .map_err(|e| Error::os("sendmsg", "send on channel", &e))?;
+        if !done {
+            self.out_bytes += data.len() - sent;
+            self.out.push_back(Outgoing {
+                kind,
+                data: data.to_vec(),
+                sent,
+                started,
+                fds,
+            });
+        }
+        Ok(done)
     }
 
     /// Queues and flushes, waiting for room: for callers without an event loop.
@@ -384,5 +440,32 @@ mod tests {
         assert!(a.try_send_single(Kind::Ack, b"x", &[]).unwrap());
         assert_eq!(recv_one(&mut b).data, b"queued");
         assert_eq!(recv_one(&mut b).kind, Kind::Ack);
+    }
+
+    #[test]
+    fn send_or_queue_writes_in_place_and_queues_the_rest_in_order() {
+        let (mut a, mut b) = pair();
+        // Room: written at once, counted as written.
+        assert!(a.send_or_queue(Kind::User, b"small", vec![]).unwrap());
+        assert_eq!((a.last_seq(), a.written()), (1, 1));
+        assert_eq!(recv_one(&mut b).data, b"small");
+        // Fill the socket with a big message: part goes out now, the rest is queued.
+        let big: Vec<u8> = (0..40 * MAX_CHUNK).map(|i| (i % 239) as u8).collect();
+        let (x, _y) = sys::seqpacket_pair().unwrap();
+        assert!(!a.send_or_queue(Kind::User, &big, vec![x]).unwrap());
+        assert!(a.queued_bytes() > 0 && a.queued_bytes() < big.len());
+        // Behind a queue, a message waits its turn.
+        assert!(!a.send_or_queue(Kind::User, b"after", vec![]).unwrap());
+        assert_eq!((a.last_seq(), a.written()), (3, 1));
+        let t = std::thread::spawn(move || {
+            assert!(a.flush(true).unwrap());
+            assert_eq!(a.written(), 3);
+            a
+        });
+        let m = recv_one(&mut b);
+        assert_eq!(m.data, big);
+        assert_eq!(m.fds.len(), 1, "the fd rides on the first datagram");
+        assert_eq!(recv_one(&mut b).data, b"after");
+        drop(t.join().unwrap());
     }
 }
