@@ -832,9 +832,16 @@ impl Inner {
 
     /// Reads messages from a worker's channel (at most a batch; the rest next dispatch).
     fn read_channel(&mut self, id: WorkerId) {
-        for _ in 0..READ_BATCH {
+        if self.read_channel_up_to(id, READ_BATCH) {
+            self.hot_channels.push(id);
+        }
+    }
+
+    /// Handles up to `limit` messages of a worker's channel; true if it may have more.
+    fn read_channel_up_to(&mut self, id: WorkerId, limit: usize) -> bool {
+        for _ in 0..limit {
             let Some(chan) = self.workers.get_mut(&id).and_then(|s| s.chan.as_mut()) else {
-                return;
+                return false;
             };
             match chan.recv(true) {
                 Ok(Recv::Message(m)) => {
@@ -844,13 +851,13 @@ impl Inner {
                             error,
                         });
                         self.close_channel(id, false);
-                        return;
+                        return false;
                     }
                 }
-                Ok(Recv::WouldBlock) => return,
+                Ok(Recv::WouldBlock) => return false,
                 Ok(Recv::Eof) => {
                     self.close_channel(id, false);
-                    return;
+                    return false;
                 }
                 Err(error) => {
                     let error = error.context(format!("worker {id}"));
@@ -859,11 +866,11 @@ impl Inner {
                         error,
                     });
                     self.close_channel(id, false);
-                    return;
+                    return false;
                 }
             }
         }
-        self.hot_channels.push(id);
+        true
     }
 
     fn on_message(&mut self, id: WorkerId, m: Message) -> Result<()> {
@@ -1432,6 +1439,9 @@ impl Inner {
                 }
             }
         };
+        // What the worker sent before it exited comes first (its exit may be seen before
+        // its last messages are read; nothing more can arrive now).
+        while self.read_channel_up_to(id, READ_BATCH) {}
         self.close_channel(id, false);
         self.recover(id);
         let slot = self.workers.remove(&id).expect("present above");

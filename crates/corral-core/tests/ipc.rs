@@ -143,3 +143,37 @@ fn without_the_option_there_is_no_message_channel() {
     let id = h.p.worker_ids()[0];
     assert!(h.p.take_message_channel(id).is_none());
 }
+
+#[test]
+fn messages_sent_right_before_an_exit_are_all_delivered_before_it() {
+    // The exit (pidfd) may be seen before the last messages are read: they must not be lost.
+    const WORKERS: usize = 8;
+    const N: u32 = 200;
+    let mut h = harness(&["send-exit", &N.to_string()], Policy::RoundRobin);
+    for _ in 0..WORKERS {
+        h.p.spawn_worker(&[]).unwrap();
+    }
+    let mut got: std::collections::HashMap<u64, Vec<u32>> = Default::default();
+    let mut exited = 0;
+    h.wait("every exit", Duration::from_secs(20), |_, ev| {
+        match ev {
+            Event::Message { worker, data, .. } => got
+                .entry(*worker)
+                .or_default()
+                .push(std::str::from_utf8(data).unwrap().parse().unwrap()),
+            Event::Exit { worker, .. } => {
+                let seen = got.get(worker).map_or(0, Vec::len);
+                assert_eq!(
+                    seen, N as usize,
+                    "worker {worker}: messages before its exit"
+                );
+                exited += 1;
+            }
+            _ => {}
+        }
+        (exited == WORKERS).then_some(())
+    });
+    for (w, msgs) in got {
+        assert_eq!(msgs, (0..N).collect::<Vec<_>>(), "worker {w}: in order");
+    }
+}
