@@ -9,7 +9,9 @@
 //! ## Scheduling policies
 //! *Round-robin* (`rr`, the default): the primary owns each listening socket, accepts with
 //! `accept4(SOCK_CLOEXEC)` and sends every connection to the next worker of that listener over
-//! its channel (`SCM_RIGHTS`), then closes its own copy at once. A worker has a window of
+//! its channel (`SCM_RIGHTS`), then closes its own copy at once. On a readiness edge it asks a
+//! TCP listener how many connections are queued (`TCP_INFO`) and accepts exactly those, instead
+//! of draining to `EAGAIN` (a failing `accept4` costs as much as a successful one on Linux). A worker has a window of
 //! connections in flight (sent, not yet taken off its channel; default 32). A worker whose
 //! window is full, or whose channel is backed up, is skipped; when every worker is full the
 //! primary stops accepting and the kernel backlog holds new clients: real backpressure instead
@@ -25,6 +27,19 @@
 //! who wins. Cheapest for the primary, least even.
 //!
 //! `CORRAL_SCHED_POLICY=rr|shared` overrides the policy of a whole cluster.
+//!
+//! ## Messages
+//! Application messages travel on the worker's channel in order, in frames of up to 64 KiB
+//! (bigger messages are split and reassembled; 64 MiB at most). A message is written straight
+//! from the caller's bytes when nothing is queued before it; what the socket does not take is
+//! queued and written by the loop when there is room, and `Primary::written` tells how far a
+//! channel got (Node's send callbacks fire from it). Messages a worker sent before it exited are
+//! read before its exit is reported.
+//!
+//! With `PrimaryOptions::message_channels` (the Node front) each worker gets a second channel
+//! (`CORRAL_MESSAGE_FD`) for the messages it sends, which the front reads itself
+//! (`Primary::take_message_channel`): the Node primary reads it on its JS thread, one thread
+//! wake-up per message instead of two. Control traffic stays on the first channel.
 //!
 //! ## Who owns which fd
 //! Every fd is created close-on-exec and held by an `OwnedFd`; a message or event that carries
