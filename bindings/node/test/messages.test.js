@@ -36,3 +36,15 @@ test('send callbacks wait until the message is written, both directions', async 
     'exit 0, primary got the big message 1 time(s)',
   ]);
 });
+
+test('garbage on a message channel: an error on that worker, the primary carries on', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'garbage.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, [
+    'bad worker error: ERR_CORRAL_PROTOCOL',
+    'good worker says: hello',
+    'bad worker exit null SIGTERM',
+    'primary exits',
+  ]);
+});
