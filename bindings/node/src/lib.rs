@@ -56,6 +56,17 @@ pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {
     napi::Error::from_reason(format!("[{code}] {}", e.message()))
 }
 
+/// What a native `send` returns to index.js (`SendCallbacks.settle`): 0 when the message was
+/// written at once; otherwise its sequence number `n` on the channel (out once `written()`
+/// reaches `n`), negated when the queue is over the high-water mark (`send` returns false).
+pub(crate) fn sent_to_js(s: corral_core::Sent) -> f64 {
+    match (s.written, s.below_high_water) {
+        (true, _) => 0.0,
+        (false, true) => s.seq as f64,
+        (false, false) => -(s.seq as f64),
+    }
+}
+
 /// Duplicates the fds of handles JS sends with a message (JS keeps or closes its own copies).
 pub(crate) fn dup_handles(fds: &[i32]) -> napi::Result<Vec<std::os::fd::OwnedFd>> {
     fds.iter()

@@ -480,16 +480,11 @@ impl NativePrimary {
             .send_tracked(worker as u64, &data, owned)
             .map_err(to_napi)?;
         self.wake_if_pending(&st);
-        if sent.written {
-            return Ok(0.0);
+        if !sent.written {
+            let awaited = st.awaiting.entry(worker as u64).or_default();
+            *awaited = (*awaited).max(sent.seq);
         }
-        let awaited = st.awaiting.entry(worker as u64).or_default();
-        *awaited = (*awaited).max(sent.seq);
-        Ok(if sent.below_high_water {
-            sent.seq as f64
-        } else {
-            -(sent.seq as f64)
-        })
+        Ok(crate::sent_to_js(sent))
     }
 
     /// Messages written to a worker's channel so far (-1 once it is closed).
@@ -540,25 +535,22 @@ impl NativePrimary {
         worker: u32,
         on_events: Function<'_, Batch, ()>,
     ) -> Result<()> {
-        let shared = &self.shared;
-        self.readers.watch(
-            &env,
-            worker,
-            || shared.lock().message_fds.remove(&(worker as u64)),
-            &on_events,
-        )
+        self.readers
+            .watch(&env, worker, || self.take_message_fd(worker), &on_events)
     }
 
     /// The messages worker `worker` sent that were not delivered yet (index.js calls it before
     /// it handles the worker's `disconnect` or `exit`); `close` also stops reading them.
     #[napi]
     pub fn drain_messages(&self, worker: u32, close: bool) -> Events {
-        let shared = &self.shared;
-        Events(self.readers.drain(
-            worker,
-            || shared.lock().message_fds.remove(&(worker as u64)),
-            close,
-        ))
+        Events(
+            self.readers
+                .drain(worker, || self.take_message_fd(worker), close),
+        )
+    }
+
+    fn take_message_fd(&self, worker: u32) -> Option<OwnedFd> {
+        self.shared.lock().message_fds.remove(&(worker as u64))
     }
 
     /// Stops the poll thread and ends the cluster (remaining workers are killed and reaped).

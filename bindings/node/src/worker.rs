@@ -8,7 +8,7 @@ use crate::to_napi;
 use crate::uvpoll::Poller;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
-use corral_core::{Error as CoreError, ErrorKind, Worker};
+use corral_core::{Error as CoreError, ErrorKind, Sent, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -26,14 +26,6 @@ const HIGH_WATER: usize = 128 * 1024;
 pub(crate) const ENV_RECV: &str = "CORRAL_NODE_RECV";
 /// Messages taken off the channel before they are handed to JS as one batch.
 const RECV_BATCH: usize = 256;
-
-/// What [`Sender::send`] did with a message.
-enum Sent {
-    /// Written to the socket.
-    Written,
-    /// Queued as the `seq`-th message of this sender; `below_high_water` is `send`'s boolean.
-    Queued { seq: u64, below_high_water: bool },
-}
 
 struct Sender {
     chan: Mutex<Channel>,
@@ -79,12 +71,13 @@ impl Sender {
             ));
         }
         let mut c = self.lock();
-        if c.send_or_queue(kind, data, fds)? {
-            return Ok(Sent::Written);
+        let written = c.send_or_queue(kind, data, fds)?;
+        if !written {
+            self.backlog.notify_one();
         }
-        self.backlog.notify_one();
-        Ok(Sent::Queued {
+        Ok(Sent {
             seq: c.last_seq(),
+            written,
             below_high_water: c.queued_bytes() < HIGH_WATER,
         })
     }
@@ -451,23 +444,10 @@ impl NativeWorker {
     #[napi]
     pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
-        let sent = self
-            .user_sender()
+        self.user_sender()
             .send(Kind::User, &data, owned)
-            .map_err(to_napi)?;
-        Ok(match sent {
-            Sent::Written => 0.0,
-            Sent::Queued {
-                seq,
-                below_high_water,
-            } => {
-                if below_high_water {
-                    seq as f64
-                } else {
-                    -(seq as f64)
-                }
-            }
-        })
+            .map(crate::sent_to_js)
+            .map_err(to_napi)
     }
 
     /// How many messages `send` has written so far.
