@@ -116,24 +116,10 @@ impl Poller {
         })?;
         let raw_env = env.raw();
         let lp = env.get_uv_event_loop()?;
-        // SAFETY: uv_handle_size is a pure query.
-        let words = unsafe { (uv.handle_size)(UV_POLL) }.div_ceil(8);
-        let handle = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<c_void>();
-        // SAFETY: `handle` is zeroed memory of uv_poll_t's size and alignment, `lp` is this
-        // environment's loop, and `fd` is an open socket.
-        let rc = unsafe { (uv.poll_init)(lp.cast(), handle, fd) };
-        if rc != 0 {
-            // SAFETY: not registered with libuv; give the memory back.
-            drop(unsafe {
-                Box::from_raw(ptr::slice_from_raw_parts_mut(handle.cast::<u64>(), words))
-            });
-            return Err(Error::from_reason(format!(
-                "[ERR_CORRAL_OS] uv_poll_init on the channel failed ({rc})"
-            )));
-        }
         let mut callback_ref = ptr::null_mut();
         let mut context = ptr::null_mut();
         // SAFETY: napi calls on the JS thread with this call's env and a live function value.
+        // Made before the handle, so that a failure here leaves nothing for libuv to close.
         unsafe {
             check_status!(sys::napi_create_reference(
                 raw_env,
@@ -142,18 +128,44 @@ impl Poller {
                 &mut callback_ref
             ))?;
             let mut name = ptr::null_mut();
-            check_status!(sys::napi_create_string_utf8(
+            let made = check_status!(sys::napi_create_string_utf8(
                 raw_env,
                 c"corral.channel".as_ptr(),
                 -1,
                 &mut name
-            ))?;
-            check_status!(sys::napi_async_init(
-                raw_env,
-                ptr::null_mut(),
-                name,
-                &mut context
-            ))?;
+            ))
+            .and_then(|_| {
+                check_status!(sys::napi_async_init(
+                    raw_env,
+                    ptr::null_mut(),
+                    name,
+                    &mut context
+                ))
+            });
+            if let Err(e) = made {
+                sys::napi_delete_reference(raw_env, callback_ref);
+                return Err(e);
+            }
+        }
+        // SAFETY: uv_handle_size is a pure query.
+        let words = unsafe { (uv.handle_size)(UV_POLL) }.div_ceil(8);
+        let handle = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<c_void>();
+        // SAFETY: `handle` is zeroed memory of uv_poll_t's size and alignment, `lp` is this
+        // environment's loop, and `fd` is an open socket.
+        let rc = unsafe { (uv.poll_init)(lp.cast(), handle, fd) };
+        if rc != 0 {
+            // SAFETY: not registered with libuv; give the memory and the napi values back.
+            unsafe {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                    handle.cast::<u64>(),
+                    words,
+                )));
+                sys::napi_delete_reference(raw_env, callback_ref);
+                sys::napi_async_destroy(raw_env, context);
+            }
+            return Err(Error::from_reason(format!(
+                "[ERR_CORRAL_OS] uv_poll_init on the channel failed ({rc})"
+            )));
         }
         let poller = Rc::new(Poller {
             env: raw_env,
