@@ -11,7 +11,6 @@
 //                                                       addon does not load
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -37,36 +36,12 @@ const helpers = require('./helpers');
 const childEnv = (extra) => helpers.childEnv(extra, ['CORRAL_COMPAT_MODULE']);
 const { probeCorral } = helpers;
 
-// Runs one scenario as its own process group, so that the group (the primary and every worker)
-// can be killed when the test ends, whatever happened.
+// Runs one scenario as its own process group (killed and reaped when the test ends).
 function runScenario(t, name, extraEnv) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [path.join(COMPAT_DIR, `${name}.js`)], {
-      cwd: COMPAT_DIR,
-      env: childEnv(extraEnv),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const killGroup = () => {
-      try { process.kill(-child.pid, 'SIGKILL'); } catch {} // ESRCH: already gone
-    };
-    t.after(killGroup);
-
-    let stdout = '';
-    let stderr = '';
-    let exit = null;
-    let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    child.on('exit', (code, signal) => { exit = { code, signal }; });
-    const timer = setTimeout(() => { timedOut = true; killGroup(); }, RUN_TIMEOUT_MS);
-    const done = (spawnError) => {
-      clearTimeout(timer);
-      resolve({ exit, stdout, stderr, timedOut, spawnError, ms: Date.now() - started });
-    };
-    child.on('error', done);
-    child.on('close', () => done(null));
+  return helpers.runGroup(t, path.join(COMPAT_DIR, `${name}.js`), [], {
+    cwd: COMPAT_DIR,
+    env: childEnv(extraEnv),
+    timeoutMs: RUN_TIMEOUT_MS,
   });
 }
 

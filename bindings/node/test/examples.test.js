@@ -12,7 +12,6 @@
 //   node --test bindings/node/test/examples.test.js
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -62,40 +61,12 @@ const helpers = require('./helpers');
 const childEnv = (extra) => helpers.childEnv(extra, ['NODE_PATH', 'PORT']);
 const { probeCorral } = helpers;
 
-// Runs one example as its own process group, so that the group (the primary and every worker) can
-// be killed, and the primary reaped, when the test ends, whatever happened.
+// Runs one example as its own process group (killed and reaped when the test ends).
 function runExample(t, file, args, nodePath) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [path.join(EXAMPLES_DIR, file), ...args], {
-      cwd: EXAMPLES_DIR,
-      env: childEnv({ NODE_PATH: nodePath, PORT: '0' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const reaped = new Promise((r) => child.once('exit', r));
-    const killGroup = () => {
-      try { process.kill(-child.pid, 'SIGKILL'); } catch {} // ESRCH: already gone
-    };
-    t.after(async () => {
-      killGroup();
-      if (child.exitCode === null && child.signalCode === null) await reaped;
-    });
-
-    let stdout = '';
-    let stderr = '';
-    let exit = null;
-    let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    child.on('exit', (code, signal) => { exit = { code, signal }; });
-    const timer = setTimeout(() => { timedOut = true; killGroup(); }, RUN_TIMEOUT_MS);
-    const done = (spawnError) => {
-      clearTimeout(timer);
-      resolve({ exit, stdout, stderr, timedOut, spawnError, ms: Date.now() - started });
-    };
-    child.on('error', done);
-    child.on('close', () => done(null));
+  return helpers.runGroup(t, path.join(EXAMPLES_DIR, file), args, {
+    cwd: EXAMPLES_DIR,
+    env: childEnv({ NODE_PATH: nodePath, PORT: '0' }),
+    timeoutMs: RUN_TIMEOUT_MS,
   });
 }
 

@@ -1,6 +1,6 @@
 'use strict';
-// Shared by the corral-only test files (supervise, lifecycle): is the addon loadable, and
-// running a script in its own process group that is killed when the test ends.
+// Shared by the test files: is the addon loadable, the environment of a child, and running a
+// script in its own process group that is killed when the test ends.
 const assert = require('node:assert');
 const { spawn, spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -89,4 +89,43 @@ function probeCorral() {
   return corralProbe;
 }
 
-module.exports = { MODULE, addonOrSkip, runNode, childEnv, probeCorral };
+// Runs `node script args` as its own process group, so that the group (the primary and every
+// worker) can be killed, and the primary reaped, when the test ends, whatever happened; the
+// group is also killed after `timeoutMs`. Resolves {exit, stdout, stderr, timedOut, spawnError,
+// ms} once the child's stdio closed.
+function runGroup(t, script, args, { cwd, env, timeoutMs }) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [script, ...args], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const reaped = new Promise((r) => child.once('exit', r));
+    const killGroup = () => {
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {} // ESRCH: already gone
+    };
+    t.after(async () => {
+      killGroup();
+      if (child.exitCode === null && child.signalCode === null) await reaped;
+    });
+
+    let stdout = '';
+    let stderr = '';
+    let exit = null;
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+    child.on('exit', (code, signal) => { exit = { code, signal }; });
+    const timer = setTimeout(() => { timedOut = true; killGroup(); }, timeoutMs);
+    const done = (spawnError) => {
+      clearTimeout(timer);
+      resolve({ exit, stdout, stderr, timedOut, spawnError, ms: Date.now() - started });
+    };
+    child.on('error', done);
+    child.on('close', () => done(null));
+  });
+}
+
+module.exports = { MODULE, addonOrSkip, runNode, runGroup, childEnv, probeCorral };
