@@ -4,7 +4,7 @@
 
 mod util;
 use corral_core::supervisor::{
-    Cause, HeartbeatOptions, RecycleOptions, ReloadOptions, RestartOptions,
+    Cause, HeartbeatOptions, RecycleOptions, ReloadOptions, ReloadReport, RestartOptions,
 };
 use corral_core::{
     Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor, SupervisorEvent, SupervisorOptions,
@@ -97,6 +97,17 @@ impl Sup {
 
     fn count(&self, f: impl Fn(&SupervisorEvent) -> bool) -> usize {
         self.sup_events.iter().filter(|(_, e)| f(e)).count()
+    }
+
+    /// The first reload report seen (panics if there is none).
+    fn reload_report(&self) -> ReloadReport {
+        self.sup_events
+            .iter()
+            .find_map(|(_, e)| match e {
+                SupervisorEvent::Reload(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a reload report")
     }
 
     fn listening(&self) -> usize {
@@ -355,17 +366,7 @@ fn reload_under_load_replaces_every_worker_with_zero_failed_requests() {
     let (sent, failed) = s.load_while("the reload report", Duration::from_secs(30), |s| {
         s.count(|e| matches!(e, SupervisorEvent::Reload(_))) == 1
     });
-    let report = s
-        .sup_events
-        .iter()
-        .find_map(|(_, e)| {
-            if let SupervisorEvent::Reload(r) = e {
-                Some(r.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let report = s.reload_report();
     eprintln!("reload: {report:?}; requests sent {sent}, failed {failed}");
     assert!(report.ok, "{report:?}");
     assert_eq!(report.replaced, 2);
@@ -416,17 +417,7 @@ fn a_reload_whose_new_workers_crash_rolls_back() {
     let (_, failed) = s.load_while("the reload report", Duration::from_secs(20), |s| {
         s.count(|e| matches!(e, SupervisorEvent::Reload(_))) == 1
     });
-    let report = s
-        .sup_events
-        .iter()
-        .find_map(|(_, e)| {
-            if let SupervisorEvent::Reload(r) = e {
-                Some(r.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let report = s.reload_report();
     eprintln!("{report:?}");
     assert!(!report.ok);
     assert_eq!(report.replaced, 0);
