@@ -618,7 +618,13 @@ CORRAL_MUST_USE corral_status corral_supervisor_options_new(corral_supervisor_op
 void corral_supervisor_options_free(corral_supervisor_options *o);
 
 /**
- * Workers to keep alive: at least 1; 0 means one per CPU (cgroup-aware).
+ * Workers to keep alive: 1 to 4096; 0 means one per CPU (cgroup-aware). A larger number
+ * returns `CORRAL_STATUS_INVALID_ARGUMENT` and leaves the options unchanged.
+ *
+ * Every numeric supervisor option has a documented range, the same in C and Node: durations
+ * 0 ms to 7 days, `factor` 1 to 1000, jitters 0 to 1 (see corral-core's `limits`). The
+ * setters store what they are given; `corral_primary_supervise` checks the whole set and
+ * returns `CORRAL_STATUS_INVALID_ARGUMENT` naming the first option out of range.
  */
 CORRAL_MUST_USE
 corral_status corral_supervisor_options_set_workers(corral_supervisor_options *o,
@@ -721,8 +727,8 @@ corral_status corral_primary_supervise(corral_primary *p,
 CORRAL_MUST_USE corral_status corral_primary_reload(corral_primary *p);
 
 /**
- * Changes the number of supervised workers (at least 1): new ones start now, removed ones
- * drain gracefully. `CORRAL_EVENT_SCALED` follows.
+ * Changes the number of supervised workers (1 to 4096; else `CORRAL_STATUS_INVALID_ARGUMENT`):
+ * new ones start now, removed ones drain gracefully. `CORRAL_EVENT_SCALED` follows.
  */
 CORRAL_MUST_USE corral_status corral_primary_scale(corral_primary *p, uint32_t workers);
 

@@ -683,10 +683,17 @@ function setupPrimarySide() {
     cluster.setupPrimary();
     const spawn = spawnOptions(o.heartbeatInterval ? { [ENV_HEARTBEAT]: String(o.heartbeatInterval) } : {});
     const eng = getEngine();
+    try {
+      // The engine checks every range (corral-core's limits, the same for C).
+      eng.supervise(o.native, spawn);
+    } catch (e) {
+      const err = nativeError(e);
+      const m = err.code === 'ERR_CORRAL_INVALID_OPTION' && /^([\w.]+): ([\s\S]*)$/.exec(err.message);
+      throw m ? invalidOption(m[1], m[2]) : err;
+    }
     supervisor = new Supervisor(eng, o);
     // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
     keepAlive.set(true);
-    callNative(() => eng.supervise(o.native, spawn));
     return supervisor;
   };
 
@@ -992,7 +999,7 @@ function validateSupervise(options) {
       waitReady: !!rl.waitReady,
       heartbeatInterval,
       heartbeatTimeout,
-      maxRss: maxRss > 0 ? maxRss : undefined,
+      maxRss: maxRss > 0 ? Math.ceil(maxRss) : undefined,
       maxConnections: maxConnections > 0 ? maxConnections : undefined,
       recycleJitter: num(rc, 'jitter', 'recycle.jitter', 0.1, { max: 1 }),
       metricsHost: m ? m.host || '127.0.0.1' : undefined,

@@ -61,7 +61,13 @@ fn with(
     })
 }
 
-/// Workers to keep alive: at least 1; 0 means one per CPU (cgroup-aware).
+/// Workers to keep alive: 1 to 4096; 0 means one per CPU (cgroup-aware). A larger number
+/// returns `CORRAL_STATUS_INVALID_ARGUMENT` and leaves the options unchanged.
+///
+/// Every numeric supervisor option has a documented range, the same in C and Node: durations
+/// 0 ms to 7 days, `factor` 1 to 1000, jitters 0 to 1 (see corral-core's `limits`). The
+/// setters store what they are given; `corral_primary_supervise` checks the whole set and
+/// returns `CORRAL_STATUS_INVALID_ARGUMENT` naming the first option out of range.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_supervisor_options_set_workers(
@@ -72,6 +78,8 @@ pub unsafe extern "C" fn corral_supervisor_options_set_workers(
         o.workers = if workers == 0 {
             corral_core::available_parallelism()
         } else {
+            use corral_core::limits::{check_count, MAX_WORKERS};
+            check_count("workers", workers as u64, 1, MAX_WORKERS as u64)?;
             workers as usize
         };
         Ok(())
@@ -261,8 +269,8 @@ pub unsafe extern "C" fn corral_primary_reload(p: *mut corral_primary) -> corral
     })
 }
 
-/// Changes the number of supervised workers (at least 1): new ones start now, removed ones
-/// drain gracefully. `CORRAL_EVENT_SCALED` follows.
+/// Changes the number of supervised workers (1 to 4096; else `CORRAL_STATUS_INVALID_ARGUMENT`):
+/// new ones start now, removed ones drain gracefully. `CORRAL_EVENT_SCALED` follows.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_primary_scale(

@@ -187,6 +187,17 @@ int main(int argc, char **argv) {
   char msg[256];
   corral_last_error_message(msg, sizeof msg);
   if (!strstr(msg, "restart.factor")) FAIL("message does not name restart.factor: %s", msg);
+  /* Ranges the engine enforces for both fronts: these used to abort (a 1 TB allocation) or
+   * panic in the backoff arithmetic at the second restart. */
+  if (corral_supervisor_options_set_workers(bad, UINT32_MAX) != CORRAL_STATUS_INVALID_ARGUMENT)
+    FAIL("UINT32_MAX workers accepted");
+  corral_last_error_message(msg, sizeof msg);
+  if (!strstr(msg, "workers: must be an integer between 1 and 4096")) FAIL("workers message: %s", msg);
+  check(corral_supervisor_options_set_restart(bad, 50, 1000, 1e300, 0.0, 1000), "restart (huge factor)");
+  if (corral_primary_supervise(p, bad) != CORRAL_STATUS_INVALID_ARGUMENT) FAIL("factor 1e300 accepted");
+  corral_last_error_message(msg, sizeof msg);
+  if (!strstr(msg, "restart.factor: must be a number between 1 and 1000")) FAIL("factor message: %s", msg);
+  check(corral_supervisor_options_set_restart(bad, 50, 1000, 2.0, 0.0, 1000), "restart");
   corral_supervisor_options_free(bad);
 
   check(corral_primary_supervise(p, so), "supervise");
@@ -226,6 +237,7 @@ int main(int argc, char **argv) {
   }
   if (st.scaled_to != 1) FAIL("scaled_to %d", st.scaled_to);
   if (corral_primary_scale(p, 0) != CORRAL_STATUS_INVALID_ARGUMENT) FAIL("scale 0 accepted");
+  if (corral_primary_scale(p, UINT32_MAX) != CORRAL_STATUS_INVALID_ARGUMENT) FAIL("scale UINT32_MAX accepted");
 
   /* Metrics. */
   char text[16384];

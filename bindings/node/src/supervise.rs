@@ -15,19 +15,19 @@ use std::time::Duration;
 /// Flat supervisor options (index.js builds them from `supervise({...})`).
 #[napi(object)]
 pub struct JsSupervisorOptions {
-    pub workers: u32,
+    pub workers: f64,
     pub initial_delay: f64,
     pub max_delay: f64,
     pub factor: f64,
     pub jitter: f64,
     pub reset_after: f64,
-    pub crash_loop_exits: u32,
+    pub crash_loop_exits: f64,
     pub crash_loop_window: f64,
     pub no_restart_exit_codes: Vec<i32>,
     pub shutdown_timeout: f64,
     pub ready_timeout: f64,
     pub probation: f64,
-    pub batch: u32,
+    pub batch: f64,
     pub wait_ready: bool,
     pub heartbeat_interval: Option<f64>,
     pub heartbeat_timeout: Option<f64>,
@@ -38,12 +38,19 @@ pub struct JsSupervisorOptions {
     pub metrics_port: Option<u32>,
 }
 
-fn ms(v: f64) -> Duration {
-    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+fn invalid(e: corral_core::Error) -> Error {
+    Error::from_reason(format!("[ERR_CORRAL_INVALID_OPTION] {}", e.message()))
 }
 
 impl JsSupervisorOptions {
+    /// Converts JS numbers with the engine's checks ([`corral_core::limits`]): the ranges live
+    /// there, once, for C and Node; the error names the option.
     pub fn into_core(self) -> Result<SupervisorOptions> {
+        use corral_core::limits::{count_f64, duration_ms, MAX_COUNT, MAX_WORKERS};
+        let ms = |name: &str, v: f64| -> Result<Duration> { duration_ms(name, v).map_err(invalid) };
+        let count = |name: &str, v: f64, hi: u64| -> Result<u64> {
+            count_f64(name, v, 1, hi).map_err(invalid)
+        };
         let metrics = match (self.metrics_host, self.metrics_port) {
             (host, Some(port)) => {
                 let host = host.unwrap_or_else(|| "127.0.0.1".into());
@@ -56,42 +63,51 @@ impl JsSupervisorOptions {
             }
             _ => None,
         };
+        let workers = MAX_WORKERS as u64;
         let o = SupervisorOptions {
-            workers: self.workers as usize,
+            workers: count("workers", self.workers, workers)? as usize,
             restart: RestartOptions {
-                initial_delay: ms(self.initial_delay),
-                max_delay: ms(self.max_delay),
+                initial_delay: ms("restart.initialDelay", self.initial_delay)?,
+                max_delay: ms("restart.maxDelay", self.max_delay)?,
                 factor: self.factor,
                 jitter: self.jitter,
-                reset_after: ms(self.reset_after),
-                crash_loop_exits: self.crash_loop_exits,
-                crash_loop_window: ms(self.crash_loop_window),
+                reset_after: ms("restart.resetAfter", self.reset_after)?,
+                crash_loop_exits: count(
+                    "restart.crashLoop.exits",
+                    self.crash_loop_exits,
+                    u32::MAX as u64,
+                )? as u32,
+                crash_loop_window: ms("restart.crashLoop.window", self.crash_loop_window)?,
                 no_restart_exit_codes: self.no_restart_exit_codes,
             },
-            shutdown_timeout: ms(self.shutdown_timeout),
+            shutdown_timeout: ms("shutdown.timeout", self.shutdown_timeout)?,
             reload: ReloadOptions {
-                ready_timeout: ms(self.ready_timeout),
-                probation: ms(self.probation),
-                batch: self.batch as usize,
+                ready_timeout: ms("reload.readyTimeout", self.ready_timeout)?,
+                probation: ms("reload.probation", self.probation)?,
+                batch: count("reload.batch", self.batch, workers)? as usize,
                 wait_ready: self.wait_ready,
             },
             heartbeat: match (self.heartbeat_interval, self.heartbeat_timeout) {
                 (Some(i), Some(t)) => Some(HeartbeatOptions {
-                    interval: ms(i),
-                    timeout: ms(t),
+                    interval: ms("heartbeat.interval", i)?,
+                    timeout: ms("heartbeat.timeout", t)?,
                 }),
                 _ => None,
             },
             recycle: RecycleOptions {
-                max_rss: self.max_rss.map(|v| v as u64),
-                max_connections: self.max_connections.map(|v| v as u64),
+                max_rss: self
+                    .max_rss
+                    .map(|v| count("recycle.maxRss", v, MAX_COUNT))
+                    .transpose()?,
+                max_connections: self
+                    .max_connections
+                    .map(|v| count("recycle.maxConnections", v, MAX_COUNT))
+                    .transpose()?,
                 jitter: self.recycle_jitter,
             },
             metrics,
         };
-        o.validate().map_err(|e| {
-            Error::from_reason(format!("[ERR_CORRAL_INVALID_OPTION] {}", e.message()))
-        })?;
+        o.validate().map_err(invalid)?;
         Ok(o)
     }
 }

@@ -71,5 +71,10 @@ scenario('invalid', ({ code, lines, err }) => {
     'ERR_CORRAL_INVALID_OPTION: supervise(): restart.initialDelay must be a number >= 0 (got -5)',
     'ERR_CORRAL_INVALID_OPTION: supervise(): reload.batch must be an integer >= 1 (got 0)',
     'ERR_CORRAL_INVALID_OPTION: supervise(): heartbeat.timeout must be greater than heartbeat.interval',
+    'ERR_CORRAL_INVALID_OPTION: supervise(): workers must be an integer between 1 and 4096 (got 1000000000)',
+    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.factor must be a number between 1 and 1000 (got 1e300)',
+    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.maxDelay must be a number of milliseconds between 0 and 604800000 (got 1e300)',
+    'ERR_CORRAL_INVALID_OPTION: supervise(): shutdown.timeout must be a number of milliseconds between 0 and 604800000 (got 691200000)',
+    'ERR_CORRAL_INVALID_OPTION: supervise(): reload.batch must be an integer between 1 and 4096 (got 5000)',
   ]);
 });

@@ -37,6 +37,7 @@ pub mod error;
 pub mod event;
 pub mod guide;
 pub mod ipc;
+pub mod limits;
 pub mod listener;
 pub mod policy;
 pub mod primary;

@@ -76,6 +76,17 @@ pub struct PrimaryOptions {
     pub message_channels: bool,
 }
 
+impl PrimaryOptions {
+    /// Checks every value against its documented range ([`crate::limits`]): `window`
+    /// 1..=65536, `shutdown_timeout` 0..=7 days.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{check_count, check_duration, MAX_WINDOW};
+        check_count("window", self.window as u64, 1, MAX_WINDOW as u64)?;
+        check_duration("shutdown_timeout", self.shutdown_timeout, false)?;
+        Ok(())
+    }
+}
+
 impl Default for PrimaryOptions {
     fn default() -> Self {
         PrimaryOptions {
@@ -251,9 +262,7 @@ impl Primary {
     /// Creates a primary: a poller, and signal handlers when `shutdown_signals` asks.
     /// `CORRAL_SCHED_POLICY` (rr|shared) overrides `opts.policy`; an unknown value is an error.
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
-        if opts.window == 0 {
-            return Err(Error::invalid("window must be at least 1"));
-        }
+        opts.validate()?;
         if let Some(p) = Policy::from_env()? {
             opts.policy = p;
         }
@@ -1459,7 +1468,10 @@ impl Inner {
     }
 
     fn begin_shutdown(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + crate::limits::MAX_DURATION);
         if let Some(s) = self.shutdown.as_mut() {
             s.deadline = s.deadline.min(deadline);
             return;

@@ -314,7 +314,8 @@ impl Worker {
     /// `Ok(None)` on timeout. After `WorkerEvent::PrimaryGone` every call fails with
     /// `ErrorKind::Disconnected`.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WorkerEvent>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to be a deadline waits forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // The poller is polled at least once per call, even with a zero timeout: an embedding
         // loop watches its fd, which stays readable until the poller's ready list is drained.
         let mut polled = false;

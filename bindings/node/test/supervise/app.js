@@ -132,7 +132,13 @@ async function primary() {
     process.kill(process.pid, 'SIGTERM');
     out(`slow request finished: ${await slow}`);
   } else if (scenario === 'invalid') {
-    for (const o of [{ workers: 0 }, { restart: { bogus: 1 } }, { restart: { initialDelay: -5 } }, { reload: { batch: 0 } }, { heartbeat: { interval: 100, timeout: 50 } }]) {
+    for (const o of [
+      { workers: 0 }, { restart: { bogus: 1 } }, { restart: { initialDelay: -5 } }, { reload: { batch: 0 } },
+      { heartbeat: { interval: 100, timeout: 50 } },
+      // Ranges the engine enforces for both fronts (these used to abort or kill the engine).
+      { workers: 1e9 }, { restart: { factor: 1e300 } }, { restart: { maxDelay: 1e300 } },
+      { shutdown: { timeout: 8 * 24 * 3600e3 } }, { reload: { batch: 5000 } },
+    ]) {
       try {
         cluster.supervise(o);
         out('accepted', JSON.stringify(o));

@@ -85,7 +85,7 @@ impl Backoff {
         } else {
             match self.last {
                 None => o.initial_delay,
-                Some(d) => d.mul_f64(o.factor).min(o.max_delay),
+                Some(d) => grow(d, o.factor, o.max_delay),
             }
         };
         self.last = Some(delay);
@@ -99,6 +99,16 @@ impl Backoff {
     pub fn crash_looping(&self) -> bool {
         self.looping
     }
+}
+
+/// `d * factor`, saturating at `max` (and at `max` for a product that is not finite or does
+/// not fit a `Duration`: `Duration::mul_f64` would panic there).
+fn grow(d: Duration, factor: f64, max: Duration) -> Duration {
+    let next = d.as_secs_f64() * factor;
+    if !(next.is_finite() && next < max.as_secs_f64()) {
+        return max;
+    }
+    Duration::try_from_secs_f64(next).map_or(max, |n| n.min(max))
 }
 
 /// A small xorshift generator for jitter (no crypto needed; seeded per supervisor).
@@ -129,8 +139,9 @@ impl Jitter {
         if fraction <= 0.0 {
             return d;
         }
-        let f = 1.0 + fraction * (2.0 * self.next_unit() - 1.0);
-        d.mul_f64(f.max(0.0))
+        let f = 1.0 + fraction.min(1.0) * (2.0 * self.next_unit() - 1.0);
+        // At most 2x a validated duration: cannot overflow; keep `d` if it somehow would.
+        Duration::try_from_secs_f64(d.as_secs_f64() * f.max(0.0)).unwrap_or(d)
     }
 }
 
@@ -174,6 +185,35 @@ mod tests {
         let r = b.on_exit(&o, Duration::from_secs(11), t);
         assert_eq!(r.delay.as_millis(), 100, "a stable run resets the backoff");
         assert!(!b.crash_looping());
+    }
+
+    #[test]
+    fn huge_factors_saturate_at_the_maximum_delay() {
+        // factor 1e300 used to panic at the second restart ("cannot convert float seconds to
+        // Duration"), killing the Node engine thread without a word.
+        for factor in [1e300, f64::MAX, 1e10] {
+            let o = RestartOptions {
+                factor,
+                crash_loop_exits: 100,
+                ..opts()
+            };
+            let mut b = Backoff::default();
+            let t = Instant::now();
+            let d: Vec<u128> = (0..4)
+                .map(|_| b.on_exit(&o, Duration::ZERO, t).delay.as_millis())
+                .collect();
+            assert_eq!(d, [100, 1000, 1000, 1000], "factor {factor}");
+        }
+        let max = Duration::MAX;
+        assert_eq!(grow(Duration::from_secs(u64::MAX / 2), 4.0, max), max);
+        // Jitter on a duration near the top of the range: a product that does not fit keeps
+        // the duration (Duration::mul_f64 panicked there).
+        let mut j = Jitter::new();
+        let d = Duration::from_secs(u64::MAX / 2 + 1);
+        for _ in 0..1000 {
+            let r = j.apply(d, 1.0);
+            assert!(r == d || r < d.saturating_mul(2), "{r:?}");
+        }
     }
 
     #[test]

@@ -104,41 +104,67 @@ impl Default for SupervisorOptions {
 }
 
 impl SupervisorOptions {
-    /// Checks every value; the error names the option.
+    /// Checks every value against its documented range ([`crate::limits`]); the error names
+    /// the option. Both fronts call it, so C and Node accept and refuse the same values.
+    ///
+    /// | option | range |
+    /// | --- | --- |
+    /// | `workers` | 1..=[`MAX_WORKERS`](crate::limits::MAX_WORKERS) (4096) |
+    /// | every duration | 0..=[`MAX_DURATION`](crate::limits::MAX_DURATION) (7 days); `reload.readyTimeout`, `heartbeat.*` > 0 |
+    /// | `restart.factor` | 1..=1000 (the delay saturates at `restart.maxDelay`) |
+    /// | `restart.jitter`, `recycle.jitter` | 0..=1 |
+    /// | `restart.maxDelay` | >= `restart.initialDelay` |
+    /// | `restart.crashLoop.exits` | 1..=2^53 |
+    /// | `reload.batch` | 1..=4096 |
+    /// | `heartbeat.timeout` | > `heartbeat.interval` |
+    /// | `recycle.maxRss`, `recycle.maxConnections` | 1..=2^53 when set |
     pub fn validate(&self) -> Result<()> {
+        use crate::limits::{
+            check_count, check_duration, check_f64, MAX_COUNT, MAX_FACTOR, MAX_WORKERS,
+        };
         let bad = |name: &str, why: &str| Err(Error::invalid(format!("{name}: {why}")));
-        if self.workers == 0 {
-            return bad("workers", "must be at least 1");
-        }
+        check_count("workers", self.workers as u64, 1, MAX_WORKERS as u64)?;
         let r = &self.restart;
-        if !(r.factor >= 1.0 && r.factor.is_finite()) {
-            return bad("restart.factor", "must be a number >= 1");
-        }
-        if !(0.0..=1.0).contains(&r.jitter) {
-            return bad("restart.jitter", "must be between 0 and 1");
-        }
+        check_duration("restart.initialDelay", r.initial_delay, false)?;
+        check_duration("restart.maxDelay", r.max_delay, false)?;
+        check_f64("restart.factor", r.factor, 1.0, MAX_FACTOR)?;
+        check_f64("restart.jitter", r.jitter, 0.0, 1.0)?;
         if r.max_delay < r.initial_delay {
             return bad("restart.maxDelay", "must not be below restart.initialDelay");
         }
-        if r.crash_loop_exits == 0 {
-            return bad("restart.crashLoop.exits", "must be at least 1");
-        }
-        if self.reload.batch == 0 {
-            return bad("reload.batch", "must be at least 1");
-        }
+        check_duration("restart.resetAfter", r.reset_after, false)?;
+        check_count(
+            "restart.crashLoop.exits",
+            r.crash_loop_exits as u64,
+            1,
+            MAX_COUNT,
+        )?;
+        check_duration("restart.crashLoop.window", r.crash_loop_window, false)?;
+        check_duration("shutdown.timeout", self.shutdown_timeout, false)?;
+        check_duration("reload.readyTimeout", self.reload.ready_timeout, true)?;
+        check_duration("reload.probation", self.reload.probation, false)?;
+        check_count(
+            "reload.batch",
+            self.reload.batch as u64,
+            1,
+            MAX_WORKERS as u64,
+        )?;
         if let Some(h) = &self.heartbeat {
-            if h.interval.is_zero() || h.timeout <= h.interval {
+            check_duration("heartbeat.interval", h.interval, true)?;
+            check_duration("heartbeat.timeout", h.timeout, true)?;
+            if h.timeout <= h.interval {
                 return bad(
                     "heartbeat",
                     "interval must be > 0 and timeout greater than interval",
                 );
             }
         }
-        if !(0.0..=1.0).contains(&self.recycle.jitter) {
-            return bad("recycle.jitter", "must be between 0 and 1");
+        check_f64("recycle.jitter", self.recycle.jitter, 0.0, 1.0)?;
+        if let Some(v) = self.recycle.max_connections {
+            check_count("recycle.maxConnections", v, 1, MAX_COUNT)?;
         }
-        if self.recycle.max_connections == Some(0) || self.recycle.max_rss == Some(0) {
-            return bad("recycle", "limits must be positive (omit them to disable)");
+        if let Some(v) = self.recycle.max_rss {
+            check_count("recycle.maxRss", v, 1, MAX_COUNT)?;
         }
         Ok(())
     }
@@ -816,9 +842,12 @@ impl Supervisor {
 
     /// Changes the worker count: new slots start now; removed slots drain gracefully.
     pub fn scale(&mut self, p: &mut Primary, workers: usize) -> Result<()> {
-        if workers == 0 {
-            return Err(Error::invalid("workers: must be at least 1"));
-        }
+        crate::limits::check_count(
+            "workers",
+            workers as u64,
+            1,
+            crate::limits::MAX_WORKERS as u64,
+        )?;
         if self.shutting_down {
             return Err(Error::wrong_state("the cluster is shutting down"));
         }
