@@ -889,6 +889,18 @@ function setupPrimarySide() {
         case EV.ERROR: {
           const err = new Error(ev.message);
           err.code = ev.syscall || 'ERR_CORRAL_PROTOCOL';
+          if (ev.flag) {
+            // The engine failed (ERR_CORRAL_ENGINE): the events after this one in the batch
+            // are the exits of its killed workers and the end of the cluster. An 'error'
+            // nobody listens for is thrown, as any EventEmitter's is, after they are handled.
+            const target = supervisor && supervisor.listenerCount('error') > 0 ? supervisor : cluster;
+            try {
+              target.emit('error', err);
+            } catch (e) {
+              process.nextTick(() => { throw e; });
+            }
+            break;
+          }
           if (worker && worker.listenerCount('error') > 0) worker.emit('error', err);
           break;
         }

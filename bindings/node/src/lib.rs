@@ -8,6 +8,16 @@
 //! connection, measured), with a native receive thread and a ThreadsafeFunction as the fallback.
 //! Payloads own their fds until they are turned into JS values, so a call napi rejects
 //! (environment closing) closes them.
+//!
+//! Panics never cross into Node (an abort would take the user's process down without a word):
+//! every exported function is `#[napi(catch_unwind)]` (a panic becomes a JS exception), the
+//! engine thread catches them and ends the cluster with an `'error'` (primary.rs `fail`), and
+//! the libuv callbacks (uvpoll.rs) turn them into an uncaught JS exception.
+//!
+//! `unsafe` lives where the addon talks to napi or libuv directly: the event batch conversion
+//! (events.rs: external ArrayBuffers), the dlsym'd libuv poll handle (uvpoll.rs), borrowing fds
+//! JS passes in (`dup_handles`), and `poll(2)` on the engine's fd (primary.rs). Each block has
+//! a `// SAFETY:` line.
 #![deny(clippy::all)]
 
 mod events;
@@ -20,14 +30,14 @@ mod worker;
 use napi_derive::napi;
 
 /// Version of the engine.
-#[napi]
+#[napi(catch_unwind)]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
 /// The worker id if a corral primary started this process (`CORRAL_WORKER_ID` and
 /// `CORRAL_CHANNEL_FD` are set), without consuming the variables.
-#[napi]
+#[napi(catch_unwind)]
 pub fn worker_env() -> Option<u32> {
     let id = std::env::var(corral_core::ENV_WORKER_ID).ok()?;
     std::env::var_os(corral_core::ENV_CHANNEL_FD)?;
@@ -35,9 +45,17 @@ pub fn worker_env() -> Option<u32> {
 }
 
 /// The default worker count (cgroup-aware CPU count).
-#[napi]
+#[napi(catch_unwind)]
 pub fn available_parallelism() -> u32 {
     corral_core::available_parallelism() as u32
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {

@@ -48,11 +48,21 @@ struct Shared {
     waker: Arc<mio::Waker>,
     stop: AtomicBool,
     poll_fd: i32,
+    /// Why the engine thread ended, if it failed (see `fail`).
+    failed: Mutex<Option<String>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock, for calls that need a running engine: after a failure they get its reason.
+    fn live(&self) -> Result<MutexGuard<'_, State>> {
+        if let Some(why) = &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(Error::from_reason(format!("[ERR_CORRAL_ENGINE] {why}")));
+        }
+        Ok(self.lock())
     }
 }
 
@@ -245,54 +255,134 @@ fn collect(st: &mut State) -> Vec<Event> {
     out
 }
 
+/// One turn of the engine: wait for the poller (or the nearest deadline), dispatch, collect.
+/// `None` when asked to stop.
+fn step(shared: &Shared) -> corral_core::Result<Option<Vec<Event>>> {
+    let timeout = {
+        let st = shared.lock();
+        let sup = st
+            .sup
+            .as_ref()
+            .and_then(|s| s.next_deadline())
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        match (st.primary.next_timeout(), sup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    };
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+    let mut pfd = libc::pollfd {
+        fd: shared.poll_fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls one fd owned by the primary, which outlives this thread's use of it.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+    if shared.stop.load(Ordering::Acquire) {
+        return Ok(None);
+    }
+    let mut st = shared.lock();
+    st.primary.dispatch(Some(Duration::ZERO))?;
+    let events = collect(&mut st);
+    if fault_injected(&events) {
+        panic!("fault injected by CORRAL_FAULT=engine-panic");
+    }
+    Ok(Some(events))
+}
+
+/// `CORRAL_FAULT=engine-panic` makes the engine thread panic when it first reports a listening
+/// worker: the test of the panic boundary below (no other path is known to panic).
+fn fault_injected(events: &[Event]) -> bool {
+    static FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAULT.get_or_init(|| std::env::var_os("CORRAL_FAULT").is_some_and(|v| v == "engine-panic"))
+        && events.iter().any(|e| e.kind == kind::LISTENING)
+}
+
 fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
     let queue = Arc::new(Queue::default());
-    while !shared.stop.load(Ordering::Acquire) {
-        let timeout = {
-            let st = shared.lock();
-            let sup = st
-                .sup
-                .as_ref()
-                .and_then(|s| s.next_deadline())
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            match (st.primary.next_timeout(), sup) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
-        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-        let mut pfd = libc::pollfd {
-            fd: shared.poll_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: polls one fd owned by the primary, which outlives this thread's use of it.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
-        if shared.stop.load(Ordering::Acquire) {
-            break;
-        }
-        let batch: Vec<Event> = {
-            let mut st = shared.lock();
-            if st.primary.dispatch(Some(Duration::ZERO)).is_err() {
-                break;
-            }
-            collect(&mut st)
-        };
-        if queue.push(batch)
+    let call = |batch: Vec<Event>| {
+        queue.push(batch)
             && tsfn.call(
                 Batch(queue.clone()),
                 ThreadsafeFunctionCallMode::NonBlocking,
             ) == Status::Closing
+    };
+    while !shared.stop.load(Ordering::Acquire) {
+        let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&shared)))
         {
-            break;
+            Ok(Ok(Some(batch))) => {
+                if call(batch) {
+                    return;
+                }
+                continue;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => format!("the engine failed: {}", e.message()),
+            Err(panic) => format!("the engine panicked: {}", crate::panic_message(&*panic)),
+        };
+        // The engine cannot go on. It must not go silent either: JS gets an 'error', then
+        // the exit of every worker (killed, as the engine can no longer hand them
+        // connections or notice their exits) and the end of the cluster.
+        call(fail(&shared, failure));
+        return;
+    }
+}
+
+/// Ends a cluster whose engine failed: records why (later calls get it as their error),
+/// drops the supervisor and the primary (which SIGKILLs and reaps the workers), and returns
+/// the events that tell JS so.
+fn fail(shared: &Shared, reason: String) -> Vec<Event> {
+    let mut out = vec![Event {
+        kind: kind::ERROR,
+        message: Some(reason.clone()),
+        syscall: Some("ERR_CORRAL_ENGINE".into()),
+        flag: true, // fatal: not one worker's error
+        ..Default::default()
+    }];
+    let mut st = shared.lock();
+    *shared.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    let workers: Vec<(u64, i32)> = st
+        .primary
+        .worker_ids()
+        .into_iter()
+        .filter_map(|id| Some((id, st.primary.worker(id)?.pid)))
+        .collect();
+    let had_supervisor = st.sup.take().is_some();
+    // A primary with nothing in it replaces the failed one, whose drop kills and reaps.
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let empty = Primary::new(PrimaryOptions::default())?;
+        drop(std::mem::replace(&mut st.primary, empty));
+        Ok::<(), corral_core::Error>(())
+    }));
+    if !matches!(dropped, Ok(Ok(()))) {
+        // No replacement (no fds left?) or its drop panicked too: make sure no worker
+        // outlives the engine (the primary reaps them when it is dropped at close).
+        for &(_, pid) in &workers {
+            // SAFETY: plain kill(2) of a child this engine started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+    out.extend(workers.into_iter().map(|(worker, pid)| Event {
+        kind: kind::EXIT,
+        worker: worker as u32,
+        pid,
+        signal: Some(libc::SIGKILL),
+        ..Default::default()
+    }));
+    if had_supervisor {
+        out.push(Event {
+            kind: kind::SHUTDOWN_COMPLETE,
+            flag: false,
+            ..Default::default()
+        });
+    }
+    out
 }
 
 #[napi]
 impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         policy: String,
@@ -329,6 +419,7 @@ impl NativePrimary {
             waker,
             stop: AtomicBool::new(false),
             poll_fd,
+            failed: Mutex::new(None),
         });
         // Environment teardown (process exit, a worker_thread ending): stop the poll thread
         // and end the cluster, so nothing hangs and no worker is left behind.
@@ -356,14 +447,14 @@ impl NativePrimary {
 
     /// Starts the supervisor (see index.js `supervise`, which validates and flattens the
     /// options); workers are spawned with `spawn`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn supervise(
         &self,
         options: crate::supervise::JsSupervisorOptions,
         spawn: SpawnOptions,
     ) -> Result<()> {
         let opts = options.into_core()?;
-        let mut st = self.shared.lock();
+        let mut st = self.shared.live()?;
         if st.sup.is_some() {
             return Err(Error::from_reason(
                 "[ERR_CORRAL_WRONG_STATE] supervise() was already called",
@@ -383,9 +474,9 @@ impl NativePrimary {
     }
 
     /// Supervisor control: "reload", "shutdown", or "scale" with `n`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn supervisor_call(&self, what: String, n: Option<u32>) -> Result<()> {
-        let mut st = self.shared.lock();
+        let mut st = self.shared.live()?;
         let State { primary, sup, .. } = &mut *st;
         let s = sup
             .as_mut()
@@ -407,7 +498,7 @@ impl NativePrimary {
     }
 
     /// The supervisor's metrics snapshot.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn supervisor_metrics(&self) -> Result<crate::supervise::JsMetrics> {
         let st = self.shared.lock();
         let s = st
@@ -421,7 +512,7 @@ impl NativePrimary {
     }
 
     /// The metrics in Prometheus text.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn supervisor_prometheus(&self) -> Result<String> {
         let st = self.shared.lock();
         let s = st
@@ -438,23 +529,23 @@ impl NativePrimary {
     }
 
     /// The policy in effect ("rr" or "shared", after `CORRAL_SCHED_POLICY`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn policy(&self) -> String {
         self.shared.lock().policy().name().to_string()
     }
 
     /// Spends the next worker id (a `fork()` that throws before starting a process).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn skip_worker_id(&self) -> Result<u32> {
-        let mut p = self.shared.lock();
+        let mut p = self.shared.live()?;
         p.skip_worker_id().map(|id| id as u32).map_err(to_napi)
     }
 
     /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {
         let spec = spawn_spec(&opts);
-        let mut p = self.shared.lock();
+        let mut p = self.shared.live()?;
         let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
         let pid = p.worker(id).map_or(0, |w| w.pid);
         let stdio = (0..3)
@@ -471,10 +562,10 @@ impl NativePrimary {
     /// Sends a message (and duplicates of `fds`) to a worker. Returns 0 when it was written at
     /// once; otherwise its sequence number `n` (it is out once `written(worker)` reaches `n`,
     /// announced by a FLUSHED event), negated under backpressure (`send` returns false then).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
-        let mut st = self.shared.lock();
+        let mut st = self.shared.live()?;
         let sent = st
             .primary
             .send_tracked(worker as u64, &data, owned)
@@ -488,7 +579,7 @@ impl NativePrimary {
     }
 
     /// Messages written to a worker's channel so far (-1 once it is closed).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn written(&self, worker: u32) -> f64 {
         self.shared
             .lock()
@@ -498,7 +589,7 @@ impl NativePrimary {
     }
 
     /// Sends a signal to a worker's process.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn kill(&self, worker: u32, signal: i32) -> Result<()> {
         self.shared
             .lock()
@@ -507,18 +598,18 @@ impl NativePrimary {
     }
 
     /// Graceful disconnect of one worker (no new connections; it is asked to leave).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn disconnect(&self, worker: u32) -> Result<()> {
-        let mut p = self.shared.lock();
+        let mut p = self.shared.live()?;
         let r = p.disconnect(worker as u64).map_err(to_napi);
         self.wake_if_pending(&p);
         r
     }
 
     /// Graceful shutdown of the whole cluster with a deadline.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn shutdown(&self, timeout_ms: u32) -> Result<()> {
-        let mut p = self.shared.lock();
+        let mut p = self.shared.live()?;
         p.shutdown(Duration::from_millis(timeout_ms as u64))
             .map_err(to_napi)?;
         let _ = self.shared.waker.wake();
@@ -528,7 +619,7 @@ impl NativePrimary {
     /// Starts reading worker `worker`'s messages on this thread, delivered to `on_events` as
     /// MESSAGE events (index.js calls it on the worker's `online`). No-op without message
     /// channels.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn watch_messages(
         &self,
         env: Env,
@@ -541,7 +632,7 @@ impl NativePrimary {
 
     /// The messages worker `worker` sent that were not delivered yet (index.js calls it before
     /// it handles the worker's `disconnect` or `exit`); `close` also stops reading them.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn drain_messages(&self, worker: u32, close: bool) -> Events {
         Events(
             self.readers
@@ -554,7 +645,7 @@ impl NativePrimary {
     }
 
     /// Stops the poll thread and ends the cluster (remaining workers are killed and reaped).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self) {
         self.readers.close_all(false);
         self.shared.stop.store(true, Ordering::Release);

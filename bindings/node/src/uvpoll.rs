@@ -226,6 +226,41 @@ impl Poller {
         }
     }
 
+    /// Raises `message` as an uncaught JS error with code `ERR_CORRAL_ENGINE`.
+    ///
+    /// # Safety
+    /// On the JS thread with a live env, outside any other napi call.
+    unsafe fn raise(&self, message: &str) {
+        if self.released.get() {
+            return;
+        }
+        let env = self.env;
+        // SAFETY: per this function's contract; every value lives in the scope opened here.
+        unsafe {
+            let mut scope = ptr::null_mut();
+            if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+                return;
+            }
+            let mut code = ptr::null_mut();
+            let mut msg = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let c = "ERR_CORRAL_ENGINE";
+            if sys::napi_create_string_utf8(env, c.as_ptr().cast(), c.len() as isize, &mut code)
+                == sys::Status::napi_ok
+                && sys::napi_create_string_utf8(
+                    env,
+                    message.as_ptr().cast(),
+                    message.len() as isize,
+                    &mut msg,
+                ) == sys::Status::napi_ok
+                && sys::napi_create_error(env, code, msg, &mut err) == sys::Status::napi_ok
+            {
+                sys::napi_fatal_exception(env, err);
+            }
+            sys::napi_close_handle_scope(env, scope);
+        }
+    }
+
     fn deliver(&self, events: Vec<Event>) {
         let env = self.env;
         // SAFETY: on the JS thread, from the loop, outside any other napi call: a handle scope
@@ -280,15 +315,33 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c
     if poller.stopped.get() {
         return;
     }
-    let (events, ended) = {
-        let mut pull = poller.pull.borrow_mut();
-        (pull)()
+    // A panic must not unwind into libuv (that aborts the process): it stops this channel and
+    // reaches JS as an uncaught exception, as an exception thrown by the callback does.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (events, ended) = {
+            let mut pull = poller.pull.borrow_mut();
+            (pull)()
+        };
+        if !events.is_empty() && !poller.released.get() {
+            poller.delivering.set(true);
+            poller.deliver(events);
+            poller.delivering.set(false);
+        }
+        ended
+    }));
+    let ended = match run {
+        Ok(ended) => ended,
+        Err(panic) => {
+            poller.delivering.set(false);
+            let message = format!(
+                "corral: reading a channel panicked: {}",
+                crate::panic_message(&*panic)
+            );
+            // SAFETY: on the JS thread, from the loop, outside any other napi call.
+            unsafe { poller.raise(&message) };
+            true
+        }
     };
-    if !events.is_empty() && !poller.released.get() {
-        poller.delivering.set(true);
-        poller.deliver(events);
-        poller.delivering.set(false);
-    }
     if ended || poller.stopped.get() {
         poller.stop(false);
     }

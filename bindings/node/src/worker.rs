@@ -295,7 +295,7 @@ pub struct NativeWorker {
 impl NativeWorker {
     /// Takes the role from the environment (removing the variables), says online, and starts
     /// receiving. `on_events(events[])` gets event batches.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(env: Env, on_events: Function<'_, Batch, ()>) -> Result<Self> {
         let (id, raw) = Worker::take_env().map_err(to_napi)?.ok_or_else(|| {
             to_napi(CoreError::new(
@@ -407,13 +407,13 @@ impl NativeWorker {
     }
 
     /// This worker's id.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn id(&self) -> u32 {
         self.id
     }
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn listen(&self, req: u32, address: String, backlog: i32, index: u32) -> Result<()> {
         let addr = address.parse().map_err(to_napi)?;
         let msg = ListenRequest {
@@ -429,7 +429,7 @@ impl NativeWorker {
     }
 
     /// Stops receiving connections for a listener.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn unlisten(&self, listener: u32) -> Result<()> {
         self.sender
             .send(Kind::Unlisten, &proto::u32_payload(listener), Vec::new())
@@ -441,7 +441,7 @@ impl NativeWorker {
     /// otherwise its sequence number `n` (it is out once `written()` reaches `n`, announced by
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
     /// false then, as Node's).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
@@ -451,7 +451,7 @@ impl NativeWorker {
     }
 
     /// How many messages `send` has written so far.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn written(&self) -> f64 {
         self.user_sender().lock().written() as f64
     }
@@ -461,7 +461,7 @@ impl NativeWorker {
     }
 
     /// Tells the primary the event loop is alive, with the connections this worker has open.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn heartbeat(&self, active: u32) -> Result<()> {
         let data = proto::u32_payload(active);
         self.sender
@@ -471,7 +471,7 @@ impl NativeWorker {
     }
 
     /// Tells the primary the application is ready.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn ready(&self) -> Result<()> {
         self.sender
             .send(Kind::Ready, &[], Vec::new())
@@ -481,7 +481,7 @@ impl NativeWorker {
 
     /// Disconnects: says goodbye (the primary takes back connections not yet received) and
     /// stops receiving. Idempotent.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn disconnect(&self) -> Result<()> {
         if self.sender.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -503,7 +503,7 @@ impl NativeWorker {
     }
 
     /// Stops the native threads (also run on environment teardown).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&self) {
         if self.sender.closed.swap(true, Ordering::AcqRel) {
             return;

@@ -26,6 +26,34 @@ test('a finished cluster lets the process exit', async (t) => {
   assert.deepStrictEqual(r.lines.sort(), ['primary exits by itself', 'worker 1 exit 0', 'worker 2 exit 0']);
 });
 
+test('an engine failure reaches JS as an error, ends the workers and lets the process exit', async (t) => {
+  if (!guarded(t)) return;
+  const script = path.join(DIR, 'engine-failure.js');
+  const env = { CORRAL_FAULT: 'engine-panic' };
+  const r = await run(t, [script], { env });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, [
+    'cluster error ERR_CORRAL_ENGINE true',
+    'exit SIGKILL workers left 1',
+    'exit SIGKILL workers left 0',
+    'fork after failure ERR_CORRAL_ENGINE',
+    'primary exits 0',
+  ]);
+  const s = await run(t, [script], { env: { ...env, MODE: 'supervised' } });
+  assert.strictEqual(s.code, 0, s.err);
+  assert.deepStrictEqual(s.lines, [
+    'supervisor error ERR_CORRAL_ENGINE true',
+    'exit SIGKILL workers left 1',
+    'exit SIGKILL workers left 0',
+    'fork after failure ERR_CORRAL_ENGINE',
+    'primary exits 0',
+  ]);
+  const u = await run(t, [script], { env: { ...env, MODE: 'unhandled' } });
+  assert.notStrictEqual(u.code, 0);
+  assert.match(u.err, /ERR_CORRAL_ENGINE|fault injected/);
+  assert.deepStrictEqual(u.lines.slice(0, 2), ['exit SIGKILL workers left 1', 'exit SIGKILL workers left 0']);
+});
+
 test('silent workers: stdout is piped to the primary', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, [path.join(DIR, 'silent.js')]);
