@@ -39,7 +39,8 @@ const EV = {
   SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
   DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, FLUSHED: 25, SUPERVISOR: 30,
 };
-const ENV_HEARTBEAT = 'CORRAL_NODE_HEARTBEAT_MS';
+// The same variable as the C front's (crates/corral-core/src/environ.rs).
+const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 
 // A batch from the native side (bindings/node/src/events.rs, to_js): one ArrayBuffer with
 // [event count, fd count, flags, META ints per event, fds] then the payload bytes; or an array

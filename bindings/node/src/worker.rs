@@ -136,14 +136,22 @@ fn writer_loop(s: Arc<Sender>) {
     }
 }
 
-fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
+/// The event for a message from the primary; `None` for a ping (reading it is all it asks).
+fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Option<Event> {
+    if m.kind == Kind::Ping {
+        return None;
+    }
+    Some(convert_event(m, conns, ack_every))
+}
+
+fn convert_event(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
     let bad = |e: CoreError| Event {
         kind: kind::ERROR,
         message: Some(e.message().to_string()),
         ..Default::default()
     };
     match m.kind {
-        Kind::Conn => match proto::decode_u32(&m.data, "conn") {
+        Kind::Conn => match proto::decode_conn(&m.data) {
             Ok(listener) => {
                 *conns += 1;
                 Event {
@@ -239,7 +247,7 @@ impl Receiver {
         let mut nonblocking = !wait;
         while !gone && batch.len() < RECV_BATCH {
             match self.chan.recv(nonblocking) {
-                Ok(Recv::Message(m)) => batch.push(convert(m, &mut conns, &mut self.ack_every)),
+                Ok(Recv::Message(m)) => batch.extend(convert(m, &mut conns, &mut self.ack_every)),
                 Ok(Recv::WouldBlock) => break,
                 Ok(Recv::Eof) | Err(_) => gone = true,
             }

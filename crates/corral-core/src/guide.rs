@@ -22,6 +22,19 @@
 //! shutdown, scale-down) the listener closes, as node:cluster's does, and new clients are
 //! refused instead of queued for nobody.
 //!
+//! *Stalled workers* (round-robin). A worker that stops reading its channel (SIGSTOP, a loop
+//! blocked on a long computation, a debugger) would hold up to a window of clients. The primary
+//! keeps the worker's end of every channel and, while a worker has connections it has not
+//! taken, peeks at the head of its queue (`recv(MSG_PEEK)`, every quarter of the timeout): a
+//! head that moved means it reads, an empty queue means it read everything. The same head for
+//! `PrimaryOptions::stall_timeout` (default 250 ms, `CORRAL_STALL_TIMEOUT_MS`) means it stopped:
+//! it is dealt nothing more, the connections still unread in its channel are read back and dealt
+//! to the others (other messages there are written back in their order), and it gets a ping;
+//! it rejoins as soon as it reads again. A worker that takes one connection at a time, however
+//! slowly, is never stalled. A connection the worker had already taken stays with it, as in any
+//! server. node:cluster leaves one connection per stopped worker waiting for as long as it
+//! stays stopped.
+//!
 //! *Shared* (`shared`, node:cluster's `SCHED_NONE`): the primary binds once and gives each
 //! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks
 //! who wins. Cheapest for the primary, least even.

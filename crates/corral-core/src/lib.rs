@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod environ;
 pub mod error;
 pub mod event;
 pub mod guide;

@@ -14,7 +14,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, WorkerId};
 use crate::ipc::proto::{self, ListenReply, ListenRequest};
-use crate::ipc::{Channel, Kind, Message, Recv};
+use crate::ipc::{frame, Channel, Kind, Message, Recv};
 use crate::listener::{self, BoundAddr, ListenAddr};
 use crate::policy::round_robin::Rotation;
 use crate::policy::Policy;
@@ -33,6 +33,8 @@ pub const DEFAULT_WINDOW: u32 = 32;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `send` reports backpressure (returns false) above this many queued bytes, as Node does.
 const SEND_HIGH_WATER: usize = 128 * 1024;
+/// Default of [`PrimaryOptions::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// Connections accepted per listener per dispatch before others get a turn.
 const ACCEPT_BATCH: usize = 256;
 /// Messages read from one worker per dispatch before others get a turn.
@@ -47,6 +49,15 @@ const TAG_PIDFD: usize = 2;
 /// Id 0: the signal pipe; id 1: the waker.
 const TAG_SIGNAL: usize = 3;
 const WAKER_ID: u64 = 1;
+
+/// Bytes of a queued datagram the stall check compares: the frame header and a `Conn`
+/// payload (listener and number).
+const HEAD_PEEK: usize = frame::HEADER_LEN + 8;
+
+/// How often the stall check looks while it watches: a quarter of the timeout, at least 5 ms.
+fn stall_tick(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(5))
+}
 
 fn token(tag: usize, id: u64) -> Token {
     Token(((id as usize) << 2) | tag)
@@ -74,6 +85,12 @@ pub struct PrimaryOptions {
     /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
     /// wake-up per message instead of two. Control traffic stays on the worker channel.
     pub message_channels: bool,
+    /// Round-robin: a worker that has connections waiting unread in its channel and neither
+    /// reads nor acknowledges any for this long is *stalled* (stopped, or its loop blocked):
+    /// it is dealt no more connections, the ones still unread in its channel are taken back
+    /// and dealt to the others, and it rejoins the rotation once it reads again. `None`
+    /// turns the check off. Range: 10 ms to 7 days. See `guide` (stalled workers).
+    pub stall_timeout: Option<Duration>,
 }
 
 impl PrimaryOptions {
@@ -83,6 +100,15 @@ impl PrimaryOptions {
         use crate::limits::{check_count, check_duration, MAX_WINDOW};
         check_count("window", self.window as u64, 1, MAX_WINDOW as u64)?;
         check_duration("shutdown_timeout", self.shutdown_timeout, false)?;
+        if let Some(t) = self.stall_timeout {
+            check_duration("stall_timeout", t, true)?;
+            if t < Duration::from_millis(10) {
+                return Err(Error::invalid(format!(
+                    "stall_timeout: must be between 10 ms and 7 days (got {} ms)",
+                    t.as_millis()
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -97,6 +123,7 @@ impl Default for PrimaryOptions {
             reload_signal: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             message_channels: false,
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
         }
     }
 }
@@ -154,6 +181,9 @@ pub struct WorkerInfo {
     pub ready: bool,
     /// When it was started.
     pub started: Instant,
+    /// It stopped reading its channel ([`PrimaryOptions::stall_timeout`]): no connections are
+    /// dealt to it until it reads again.
+    pub stalled: bool,
 }
 
 /// Result of [`Primary::fork_worker`].
@@ -184,11 +214,28 @@ struct Slot {
     active: Option<u32>,
     ready: bool,
     online: bool,
+    stall: StallWatch,
+}
+
+/// What the stall check knows of one worker's channel (see `Inner::check_stalls`).
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// Connections were handed to it since its queue was last seen empty.
+    watched: bool,
+    /// The start of the datagram last seen at the head of its queue (a `Conn` carries its
+    /// number, so a new head is a different value), and since when it has been there.
+    head: Option<[u8; HEAD_PEEK]>,
+    since: Option<Instant>,
+    /// Every message written to it since its queue was last seen empty fits one datagram, so
+    /// everything unread in its queue can be read back without cutting a message in two.
+    whole: bool,
+    stalled: bool,
 }
 
 impl Slot {
     fn can_take(&self, window: u32) -> bool {
         self.inflight < window
+            && !self.stall.stalled
             && !self.write_blocked
             && self.chan.as_ref().is_some_and(|c| !c.has_queued())
     }
@@ -230,6 +277,8 @@ struct Inner {
     unix_paths: Vec<PathBuf>,
     owner_pid: u32,
     waker: Option<std::sync::Arc<mio::Waker>>,
+    /// When the stall check runs next (only while some worker is watched or stalled).
+    next_stall_check: Option<Instant>,
 }
 
 /// The primary side of a cluster.
@@ -260,12 +309,16 @@ fn io_err(
 
 impl Primary {
     /// Creates a primary: a poller, and signal handlers when `shutdown_signals` asks.
-    /// `CORRAL_SCHED_POLICY` (rr|shared) overrides `opts.policy`; an unknown value is an error.
+    /// `CORRAL_SCHED_POLICY` (rr|shared) overrides `opts.policy` and `CORRAL_STALL_TIMEOUT_MS`
+    /// `opts.stall_timeout` ([`crate::environ`]); a bad value is an error naming the variable.
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
-        opts.validate()?;
         if let Some(p) = Policy::from_env()? {
             opts.policy = p;
         }
+        if let Some(t) = crate::environ::stall_timeout()? {
+            opts.stall_timeout = t;
+        }
+        opts.validate()?;
         let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
         let mut wanted = Vec::new();
         if opts.shutdown_signals {
@@ -305,6 +358,7 @@ impl Primary {
                 unix_paths: Vec::new(),
                 owner_pid: std::process::id(),
                 waker: None,
+                next_stall_check: None,
             })),
         })
     }
@@ -351,6 +405,9 @@ impl Primary {
             if let Some(r) = l.retry_at {
                 t = Some(t.map_or(r, |x| x.min(r)));
             }
+        }
+        if let Some(r) = i.next_stall_check {
+            t = Some(t.map_or(r, |x| x.min(r)));
         }
         t.map(|t| t.saturating_duration_since(now))
     }
@@ -499,6 +556,7 @@ impl Primary {
             .workers
             .get_mut(&worker)
             .ok_or_else(|| no_such(worker))?;
+        slot.stall.whole &= data.len() <= frame::MAX_CHUNK;
         let chan = slot.chan.as_mut().ok_or_else(|| {
             Error::new(
                 ErrorKind::Disconnected,
@@ -598,6 +656,7 @@ impl Primary {
             active_connections: s.active,
             ready: s.ready,
             started: s.started,
+            stalled: s.stall.stalled,
         })
     }
 
@@ -739,6 +798,10 @@ impl Inner {
                 active: None,
                 ready: false,
                 online: false,
+                stall: StallWatch {
+                    whole: true,
+                    ..StallWatch::default()
+                },
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -763,6 +826,9 @@ impl Inner {
             if let Some(r) = l.retry_at {
                 cap(r);
             }
+        }
+        if let Some(r) = self.next_stall_check {
+            cap(r);
         }
         match self.poll.poll(&mut self.mio_events, timeout) {
             Ok(()) => {}
@@ -814,6 +880,9 @@ impl Inner {
             .collect();
         for lid in retry {
             self.pump(lid);
+        }
+        if self.next_stall_check.is_some_and(|t| t <= now) {
+            self.check_stalls(now);
         }
         self.check_deadline();
         Ok(())
@@ -900,6 +969,8 @@ impl Inner {
                 let n = proto::decode_u32(&m.data, "ack")?;
                 let slot = self.workers.get_mut(&id).expect("reading its channel");
                 slot.inflight = slot.inflight.saturating_sub(n);
+                // It reads: a stalled worker is back.
+                slot.stall.stalled = false;
                 self.pump_worker_listeners(id);
             }
             Kind::Online => {
@@ -964,7 +1035,7 @@ impl Inner {
                 }
                 self.close_channel(id, true);
             }
-            Kind::Conn | Kind::ListenOk | Kind::ListenErr | Kind::Disconnect => {
+            Kind::Conn | Kind::ListenOk | Kind::ListenErr | Kind::Disconnect | Kind::Ping => {
                 return Err(Error::protocol(format!(
                     "malformed frame: {:?} is only sent by the primary",
                     m.kind
@@ -1088,7 +1159,11 @@ impl Inner {
 
     /// Queues a message to a worker and flushes. `false` if the worker's channel is gone.
     fn queue_to(&mut self, id: WorkerId, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> bool {
-        let Some(chan) = self.workers.get_mut(&id).and_then(|s| s.chan.as_mut()) else {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return false;
+        };
+        slot.stall.whole &= data.len() <= frame::MAX_CHUNK;
+        let Some(chan) = slot.chan.as_mut() else {
             return false;
         };
         if let Err(error) = chan.queue(kind, data, fds) {
@@ -1176,13 +1251,14 @@ impl Inner {
     /// it now. Workers whose channel broke are closed afterwards.
     fn offer(&mut self, lid: u32, fd: OwnedFd) -> std::result::Result<(), OwnedFd> {
         let window = self.opts.window;
+        let stall_on = self.opts.stall_timeout.is_some();
         let Inner {
             listeners, workers, ..
         } = self;
         let l = &mut listeners[lid as usize - 1];
-        let payload = proto::u32_payload(lid);
         let mut broken = Vec::new();
         let mut blocked = Vec::new();
+        let mut watch = false;
         let taken = l.rotation.offer(|wid| {
             let Some(slot) = workers.get_mut(&wid) else {
                 return false;
@@ -1190,11 +1266,26 @@ impl Inner {
             if !slot.can_take(window) {
                 return false;
             }
+            if stall_on && !slot.stall.watched && !slot.stall.whole {
+                // The first connection since its queue was last seen empty: if it is empty
+                // now, whatever was sent before (a big message) has been read whole.
+                let mut head = [0u8; HEAD_PEEK];
+                if let Some(peer) = slot.peer.as_ref() {
+                    if let Ok(None) = sys::peek_datagram(peer.as_fd(), &mut head) {
+                        slot.stall.whole = true;
+                    }
+                }
+            }
             let chan = slot.chan.as_mut().expect("can_take checks the channel");
+            let payload = proto::conn_payload(lid, slot.handed_off as u32);
             match chan.try_send_single(Kind::Conn, &payload, &[fd.as_fd()]) {
                 Ok(true) => {
                     slot.inflight += 1;
                     slot.handed_off += 1;
+                    if !slot.stall.watched {
+                        slot.stall.watched = true;
+                        watch = true;
+                    }
                     true
                 }
                 Ok(false) => {
@@ -1209,6 +1300,11 @@ impl Inner {
         });
         for wid in blocked {
             self.arm_writable(wid);
+        }
+        if watch && self.next_stall_check.is_none() {
+            if let Some(t) = self.opts.stall_timeout {
+                self.next_stall_check = Some(Instant::now() + stall_tick(t));
+            }
         }
         for (wid, e) in broken {
             let error = Error::os("sendmsg", format!("hand a connection to worker {wid}"), &e);
@@ -1311,6 +1407,136 @@ impl Inner {
         }
     }
 
+    /// The stall check (round-robin; see [`PrimaryOptions::stall_timeout`]). It peeks at the
+    /// head of each watched worker's queue (its end of the channel, which the primary keeps):
+    /// empty means it read everything (a stalled one is back); a head that changed means it
+    /// reads; the same head for the whole timeout means it stopped reading: stalled. A busy
+    /// worker that takes one connection at a time is never stalled. Runs only while some
+    /// worker is watched or stalled.
+    fn check_stalls(&mut self, now: Instant) {
+        self.next_stall_check = None;
+        let Some(timeout) = self.opts.stall_timeout else {
+            return;
+        };
+        let mut stalled = Vec::new();
+        let mut back = Vec::new();
+        let mut watching = false;
+        for (&id, slot) in &mut self.workers {
+            let w = &mut slot.stall;
+            let Some(peer) = slot.peer.as_ref().filter(|_| w.watched || w.stalled) else {
+                continue;
+            };
+            let mut head = [0u8; HEAD_PEEK];
+            // An error (not expected on a live socketpair) counts as "read": never a reason
+            // to take connections away.
+            let Ok(Some(_)) = sys::peek_datagram(peer.as_fd(), &mut head) else {
+                w.watched = false;
+                w.whole = true;
+                w.head = None;
+                if std::mem::take(&mut w.stalled) {
+                    back.push(id);
+                }
+                continue;
+            };
+            watching = true;
+            if w.head != Some(head) {
+                w.head = Some(head);
+                w.since = Some(now);
+                if std::mem::take(&mut w.stalled) {
+                    back.push(id);
+                }
+                continue;
+            }
+            let silent = w
+                .since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if !w.stalled && silent >= timeout {
+                stalled.push(id);
+            }
+        }
+        for id in stalled {
+            self.stall(id);
+        }
+        for id in back {
+            self.pump_worker_listeners(id);
+        }
+        if watching {
+            self.next_stall_check = Some(now + stall_tick(timeout));
+        }
+    }
+
+    /// Takes a stalled worker out of the dealing, reads back what is still unread in its
+    /// channel (when no message there spans datagrams, see `StallWatch::whole`), deals the
+    /// connections to the others and writes the other messages back in their order, ahead of
+    /// anything queued after them; then pings it: it rejoins once it reads again.
+    ///
+    /// The worker has not read for the whole timeout; should it wake up in the very moment of
+    /// the read-back, each datagram still goes to exactly one reader (no connection is lost or
+    /// doubled), but a message it reads then may overtake one written back.
+    fn stall(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        slot.stall.stalled = true;
+        let mut taken: Vec<(u32, OwnedFd)> = Vec::new();
+        let mut others: Vec<Message> = Vec::new();
+        if slot.stall.whole {
+            if let Some(peer) = slot
+                .peer
+                .as_ref()
+                .and_then(|p| sys::dup_cloexec(p.as_fd()).ok())
+            {
+                let mut chan = Channel::new(peer);
+                // Bounded: the queue holds at most what the socket buffer held.
+                for _ in 0..65_536 {
+                    let Ok(Recv::Message(m)) = chan.recv(true) else {
+                        break;
+                    };
+                    match (m.kind, proto::decode_conn(&m.data)) {
+                        (Kind::Conn, Ok(lid)) if m.fds.len() == 1 => {
+                            taken.push((lid, m.fds.into_iter().next().expect("one fd")))
+                        }
+                        _ => others.push(m),
+                    }
+                }
+            }
+        }
+        slot.inflight = slot.inflight.saturating_sub(taken.len() as u32);
+        if let Some(chan) = slot.chan.as_mut() {
+            for m in others {
+                // Room is there: the read-back just emptied the queue. Should it not be, the
+                // message goes behind the queue rather than nowhere.
+                if let Err(m) = chan.resend_now(m) {
+                    let _ = chan.queue(m.kind, m.data, m.fds);
+                }
+            }
+        }
+        let mut lids: Vec<u32> = Vec::new();
+        // In arrival order, ahead of connections not dealt yet (they came earlier).
+        for (lid, fd) in taken.into_iter().rev() {
+            if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
+                l.pending.push_front(fd);
+                lids.push(lid);
+            }
+        }
+        self.queue_to(id, Kind::Ping, Vec::new(), Vec::new());
+        // The head of its queue is now what we left there (the ping at the latest): it is
+        // back when that moves, not because we moved it.
+        if let Some(slot) = self.workers.get_mut(&id) {
+            let mut head = [0u8; HEAD_PEEK];
+            slot.stall.head = slot
+                .peer
+                .as_ref()
+                .and_then(|p| sys::peek_datagram(p.as_fd(), &mut head).ok().flatten())
+                .map(|_| head);
+        }
+        lids.sort_unstable();
+        lids.dedup();
+        for lid in lids {
+            self.pump(lid);
+        }
+    }
+
     /// Takes a worker out of every listener. When it leaves gracefully (disconnect, goodbye,
     /// unlisten) and was a listener's last worker, the listener closes, as node:cluster's does:
     /// the application is going away, so new clients are refused instead of queued. After a
@@ -1401,7 +1627,7 @@ impl Inner {
         for _ in 0..65_536 {
             match chan.recv(true) {
                 Ok(Recv::Message(m)) if m.kind == Kind::Conn => {
-                    let Ok(lid) = proto::decode_u32(&m.data, "conn") else {
+                    let Ok(lid) = proto::decode_conn(&m.data) else {
                         continue;
                     };
                     if let (Some(l), Some(fd)) = (self.listener_mut(lid), m.fds.into_iter().next())

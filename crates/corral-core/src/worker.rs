@@ -116,7 +116,11 @@ impl Worker {
     /// Reads and removes the role variables (`Ok(None)` when absent). The fd is not checked
     /// or taken yet: see `sys::adopt_seqpacket`.
     pub fn take_env() -> Result<Option<(u64, RawFd)>> {
-        let (Ok(id), Ok(fd)) = (std::env::var(ENV_WORKER_ID), std::env::var(ENV_CHANNEL_FD)) else {
+        let (id, fd) = (
+            crate::environ::var(ENV_WORKER_ID),
+            crate::environ::var(ENV_CHANNEL_FD),
+        );
+        let (Some(id), Some(fd)) = (id?, fd?) else {
             return Ok(None);
         };
         std::env::remove_var(ENV_WORKER_ID);
@@ -136,7 +140,7 @@ impl Worker {
     /// Reads and removes [`ENV_MESSAGE_FD`] (`Ok(None)` when absent). The fd is not checked
     /// or taken yet: see `sys::adopt_seqpacket`.
     pub fn take_message_env() -> Result<Option<RawFd>> {
-        let Ok(fd) = std::env::var(ENV_MESSAGE_FD) else {
+        let Some(fd) = crate::environ::var(ENV_MESSAGE_FD)? else {
             return Ok(None);
         };
         std::env::remove_var(ENV_MESSAGE_FD);
@@ -375,7 +379,7 @@ impl Worker {
     fn on_message(&mut self, m: Message) -> Result<()> {
         match m.kind {
             Kind::Conn => {
-                let listener = proto::decode_u32(&m.data, "conn")?;
+                let listener = proto::decode_conn(&m.data)?;
                 let fd = m
                     .fds
                     .into_iter()
@@ -390,6 +394,8 @@ impl Worker {
                 fds: m.fds,
             }),
             Kind::Disconnect => self.events.push_back(WorkerEvent::Disconnect),
+            // Reading it is all it asks (the primary's stall check).
+            Kind::Ping => {}
             other => {
                 return Err(Error::protocol(format!(
                     "malformed frame: unexpected {other:?} from the primary"

@@ -10,8 +10,11 @@ use util::*;
 fn sigkilled_worker_loses_no_connection_that_had_not_reached_it() {
     // Worker 1 serves; worker 2 listens, then never takes a connection, so its window fills
     // with connections that have not reached it.
+    // The stall check would take the connections back from the staller before it dies (see
+    // tests/stalled_worker.rs); here the recovery on death is under test.
     let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
-        o.window = 16
+        o.window = 16;
+        o.stall_timeout = None;
     });
     let port = h.start_listening(1);
     let staller = spawn_staller(&mut h);

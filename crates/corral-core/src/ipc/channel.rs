@@ -277,6 +277,24 @@ impl Channel {
         Ok(done)
     }
 
+    /// Writes a one-datagram message now, ahead of anything queued and without counting it as
+    /// a new one: for re-delivering a message read back from the peer's queue (it was counted
+    /// when it was first sent). Gives the message back if the socket has no room for it.
+    pub fn resend_now(&mut self, m: Message) -> std::result::Result<(), Message> {
+        if m.data.len() > MAX_CHUNK {
+            return Err(m);
+        }
+        let head = frame::encode(m.kind, FLAG_FIRST, m.data.len() as u32);
+        let fds: Vec<BorrowedFd<'_>> = m.fds.iter().map(|f| f.as_fd()).collect();
+        let sent = sys::send_datagram(self.fd.as_fd(), &head, &m.data, &fds, true).is_ok();
+        drop(fds);
+        if sent {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    }
+
     /// Queues and flushes, waiting for room: for callers without an event loop.
     pub fn send_blocking(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
         self.queue(kind, data, fds)?;

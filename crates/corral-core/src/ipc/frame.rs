@@ -56,6 +56,10 @@ pub enum Kind {
     Ready = 11,
     /// worker -> primary: the worker's main loop is alive.
     Heartbeat = 12,
+    /// primary -> worker: nothing to do. Sent to a worker that stopped reading its channel;
+    /// the primary sees it taken off the queue (`sys::peer_has_unread`) once the worker reads
+    /// again, and deals it connections again.
+    Ping = 13,
 }
 
 impl Kind {
@@ -74,6 +78,7 @@ impl Kind {
             10 => User,
             11 => Ready,
             12 => Heartbeat,
+            13 => Ping,
             _ => return None,
         })
     }

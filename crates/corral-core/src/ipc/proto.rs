@@ -232,6 +232,25 @@ pub fn decode_u32(buf: &[u8], what: &'static str) -> Result<u32> {
     Ok(v)
 }
 
+/// Payload of a `Conn` message: the listener, and the connection's number on that worker's
+/// channel (wrapping), which lets the primary see whether the head of a worker's queue moved
+/// (`sys::peek_datagram`).
+pub fn conn_payload(listener: u32, seq: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&listener.to_le_bytes());
+    b[4..].copy_from_slice(&seq.to_le_bytes());
+    b
+}
+
+/// Decodes a `Conn` payload; returns the listener.
+pub fn decode_conn(buf: &[u8]) -> Result<u32> {
+    let mut r = Reader::new(buf, "conn");
+    let listener = r.u32()?;
+    r.u32()?;
+    r.end()?;
+    Ok(listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,8 +38,8 @@ impl Policy {
     /// The policy named by `CORRAL_SCHED_POLICY`, if set. An unknown value is an error (not
     /// silently the default), so a typo is seen at start.
     pub fn from_env() -> Result<Option<Policy>> {
-        match std::env::var(ENV_POLICY) {
-            Ok(v) if !v.is_empty() => Policy::parse(&v)
+        match crate::environ::var(ENV_POLICY)? {
+            Some(v) if !v.is_empty() => Policy::parse(&v)
                 .map(Some)
                 .map_err(|e| e.context(ENV_POLICY)),
             _ => Ok(None),

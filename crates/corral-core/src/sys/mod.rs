@@ -6,6 +6,7 @@
 //! |-----------------------------|---------------------------------------|-------------------------------------|
 //! | message channel             | `socketpair(AF_UNIX, SOCK_SEQPACKET)` | `SOCK_STREAM` + length-prefixed frames (macOS has no SEQPACKET for AF_UNIX socketpairs) |
 //! | fd passing                  | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`      | `SCM_RIGHTS`, then `FD_CLOEXEC` by `fcntl` |
+//! | worker stopped reading?     | `recv(MSG_PEEK)` on the worker's end  | same                                |
 //! | accept                      | `accept4(SOCK_CLOEXEC)`               | `accept` + `fcntl(FD_CLOEXEC)`      |
 //! | spawn (exec) / fork         | `fork`/`execve` through `std::process` | same                               |
 //! | child watching              | `pidfd_open` (Linux 5.3) in the poller | kqueue `EVFILT_PROC`/`NOTE_EXIT`    |

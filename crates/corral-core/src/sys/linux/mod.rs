@@ -18,5 +18,7 @@ pub use process::{
     ForkOutcome, SpawnSpec, Spawned, StdioSpec,
 };
 pub use procstat::proc_stats;
-pub use seqpacket::{recv_datagram, send_datagram, seqpacket_pair, Received, MAX_FDS};
+pub use seqpacket::{
+    peek_datagram, recv_datagram, send_datagram, seqpacket_pair, Received, MAX_FDS,
+};
 pub use signal::SignalPipe;

@@ -186,10 +186,64 @@ pub fn recv_datagram(
     })
 }
 
+/// The first bytes of the datagram at the head of `sock`'s receive queue, without taking it
+/// (`MSG_PEEK`; attached fds are not installed: there is no control buffer). `Ok(None)` when
+/// the queue is empty. The primary peeks at a worker's end of its channel to tell a worker that
+/// stopped reading (the same datagram stays at the head) from one that is only busy.
+pub fn peek_datagram(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: recv into a buffer we own, valid for the call; MSG_PEEK leaves the queue as is.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => return Ok(None),
+            _ => return Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn peeking_shows_the_head_and_takes_nothing() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (x, _y) = seqpacket_pair().unwrap();
+        let mut head = [0u8; 4];
+        assert_eq!(peek_datagram(b.as_fd(), &mut head).unwrap(), None);
+        send_datagram(a.as_fd(), b"one!", b"", &[x.as_fd()], true).unwrap();
+        send_datagram(a.as_fd(), b"two!", b"", &[], true).unwrap();
+        let before = crate::sys::fd_count().unwrap();
+        for _ in 0..3 {
+            assert_eq!(peek_datagram(b.as_fd(), &mut head).unwrap(), Some(4));
+            assert_eq!(&head, b"one!");
+        }
+        assert_eq!(
+            crate::sys::fd_count().unwrap(),
+            before,
+            "peeking installed an fd"
+        );
+        let mut buf = [0u8; 16];
+        let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(r.fds.len(), 1, "the fd is still attached after the peeks");
+        peek_datagram(b.as_fd(), &mut head).unwrap();
+        assert_eq!(&head, b"two!");
+        recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(peek_datagram(b.as_fd(), &mut head).unwrap(), None);
+    }
 
     #[test]
     fn datagrams_keep_boundaries_and_fds() {
