@@ -1,7 +1,8 @@
 /*
  * The supervisor through the C ABI, with real workers (this program re-executes itself as
  * them): a rolling reload under a client loop with zero failed requests, a SIGKILLed worker
- * restarted with cause "crash", scaling up and down, Prometheus text, a clean shutdown.
+ * restarted with cause "crash", scaling up and down, Prometheus text, a clean shutdown, and a
+ * metrics endpoint whose idle or stuck clients hold up neither a GET nor corral_primary_free.
  * Prints figures and "ok"; exits non-zero naming the failed check.
  */
 #include <corral.h>
@@ -104,6 +105,28 @@ static void *client(void *arg) {
     if (!request()) atomic_fetch_add(&failed, 1);
   }
   return NULL;
+}
+
+/* ------------------------------------------------------------------ metrics clients */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int metrics_connect(int mport) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) FAIL("socket: %s", strerror(errno));
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)mport);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) FAIL("connect to the metrics port %d: %s", mport, strerror(errno));
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return s;
 }
 
 /* ------------------------------------------------------------------ primary */
@@ -249,7 +272,33 @@ int main(int argc, char **argv) {
   check(corral_primary_shutdown(p, 3000), "shutdown");
   run_until(p, &st.shutdown_done, 1, "shutdown");
   if (!st.clean) FAIL("shutdown not clean");
+
+  /* An idle metrics client and one stuck mid-request: a GET is still answered at once, and
+   * freeing the primary does not wait on them (it used to, for up to 19 s). */
+  int mport = corral_primary_metrics_port(p);
+  int idle = metrics_connect(mport);
+  int stuck = metrics_connect(mport);
+  if (write(stuck, "GET /met", 8) != 8) FAIL("stuck client write: %s", strerror(errno));
+  nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+  double t1 = now_s();
+  int g = metrics_connect(mport);
+  const char *get = "GET /metrics HTTP/1.1\r\nHost: c\r\n\r\n";
+  if (write(g, get, strlen(get)) != (ssize_t)strlen(get)) FAIL("GET write: %s", strerror(errno));
+  char head[64] = {0};
+  ssize_t r = read(g, head, sizeof head - 1);
+  double answered = now_s() - t1;
+  close(g);
+  if (r < 12 || strncmp(head, "HTTP/1.1 200", 12) != 0)
+    FAIL("GET /metrics beside an idle and a stuck client: %s", r < 0 ? strerror(errno) : head);
+  printf("metrics GET beside an idle and a stuck client: %.1f ms\n", answered * 1000);
+  if (answered > 0.5) FAIL("GET /metrics beside an idle and a stuck client took %.0f ms", answered * 1000);
+  double t2 = now_s();
   corral_primary_free(p);
+  double freed = now_s() - t2;
+  printf("corral_primary_free with an idle and a stuck metrics client: %.1f ms\n", freed * 1000);
+  if (freed > 0.5) FAIL("corral_primary_free took %.0f ms with 2 metrics clients attached", freed * 1000);
+  close(idle);
+  close(stuck);
   printf("ok\n");
   return 0;
 }

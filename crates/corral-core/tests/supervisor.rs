@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use util::http::{wait_closed, SlowClient};
 use util::{request, worker_of, FIXTURE};
 
 /// What each slot runs: argv for the fixture (a test may change it while running).
@@ -720,5 +721,52 @@ fn the_metrics_endpoint_serves_prometheus_text() {
     assert!(
         body.contains("corral_worker_resident_memory_bytes{slot=\"0\"}"),
         "{body}"
+    );
+}
+
+/// What the C ABI's corral_primary_free does: drop the supervisor (its endpoint) and the
+/// primary. Idle and slow metrics clients must not make it wait (it waited 19 s before).
+#[test]
+fn dropping_a_supervisor_does_not_wait_on_metrics_clients() {
+    let o = SupervisorOptions {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..opts(1)
+    };
+    let mut s = start(plan(|_| args(&["serve", "127.0.0.1:0"])), o, &[]);
+    s.run_until("1 listening", Duration::from_secs(10), |s| {
+        s.listening() == 1
+    });
+    let addr = s.s.metrics_addr().unwrap();
+    let idle = std::net::TcpStream::connect(addr).unwrap();
+    let slow = SlowClient::start(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: a-slow-client\r\n\r\n",
+        Duration::from_millis(800),
+    );
+    let t = Instant::now() + Duration::from_millis(200);
+    s.run_until("200 ms", Duration::from_secs(5), |_| Instant::now() >= t);
+    let Sup { p, s: sup, .. } = s;
+    let t = Instant::now();
+    drop(sup);
+    let sup_took = t.elapsed();
+    drop(p);
+    let all_took = t.elapsed();
+    eprintln!(
+        "supervisor: drop with an idle and a slow metrics client: supervisor {sup_took:?}, \
+         with the primary {all_took:?}"
+    );
+    assert!(
+        sup_took < Duration::from_millis(200),
+        "dropping the supervisor took {sup_took:?}"
+    );
+    assert!(
+        all_took < Duration::from_secs(2),
+        "dropping the supervisor and the primary took {all_took:?}"
+    );
+    wait_closed(&idle, "the idle metrics client", Duration::from_secs(1));
+    wait_closed(
+        &slow.reader,
+        "the slow metrics client",
+        Duration::from_secs(1),
     );
 }

@@ -1,10 +1,8 @@
-//! Per-worker metrics: a snapshot, its Prometheus text form, and an optional HTTP endpoint.
+//! Per-worker metrics: a snapshot, its Prometheus text form, and an optional HTTP endpoint
+//! (`endpoint`: its own thread and poll, deadlines and limits per client).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub mod endpoint;
+pub use endpoint::Endpoint;
 
 /// One worker's figures. `slot` is a stable label: a replacement takes its predecessor's slot.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,81 +165,5 @@ impl Metrics {
             vec![(String::new(), self.reloads.to_string())],
         );
         o
-    }
-}
-
-/// A metrics endpoint: serves the latest text on every HTTP request, on its own thread.
-#[derive(Debug)]
-pub struct Endpoint {
-    text: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-    addr: SocketAddr,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Endpoint {
-    /// Binds `addr` (use 127.0.0.1 unless you mean to expose it) and starts serving.
-    pub fn start(addr: SocketAddr) -> std::io::Result<Endpoint> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let text = Arc::new(Mutex::new(String::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t2, s2) = (text.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("corral-metrics".into()).spawn(move || {
-            while !s2.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((mut c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
-                        let mut buf = [0u8; 2048];
-                        let mut got = 0;
-                        while got < buf.len() {
-                            match c.read(&mut buf[got..]) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => got += n,
-                            }
-                            if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                                break;
-                            }
-                        }
-                        let body = t2.lock().map(|t| t.clone()).unwrap_or_default();
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        })?;
-        Ok(Endpoint {
-            text,
-            stop,
-            addr,
-            thread: Some(thread),
-        })
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Replaces the served text.
-    pub fn publish(&self, text: String) {
-        if let Ok(mut t) = self.text.lock() {
-            *t = text;
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -85,7 +85,8 @@ pub struct SupervisorOptions {
     pub heartbeat: Option<HeartbeatOptions>,
     /// Recycling.
     pub recycle: RecycleOptions,
-    /// Serve Prometheus text here; off when `None`.
+    /// Serve Prometheus text here (`GET /metrics` or `GET /`; per-client deadlines and limits
+    /// in [`metrics::endpoint`]); off when `None`.
     pub metrics: Option<SocketAddr>,
 }
 
