@@ -28,6 +28,15 @@
 //!
 //! `CORRAL_SCHED_POLICY=rr|shared` overrides the policy of a whole cluster.
 //!
+//! ## Listeners: limits and orphans
+//! Each listener costs the primary an fd, so one worker may hold at most
+//! `PrimaryOptions::max_listeners_per_worker` of them (default 64); a listen past it fails in that worker (`EINVAL`, the message names the
+//! option) and everyone else carries on. A listener whose workers all crashed waits for a
+//! replacement for `orphan_listener_grace` (default 60 s, twice the supervisor's longest
+//! restart delay) and then closes; a worker listening on it in time keeps it. When binding a
+//! new listener fails with `EMFILE`/`ENFILE`, such orphaned listeners close at once (their fds
+//! are the cheapest to give back) and the bind is tried again.
+//!
 //! ## Messages
 //! Application messages travel on the worker's channel in order, in frames of up to 64 KiB
 //! (bigger messages are split and reassembled; 64 MiB at most). A message is written straight

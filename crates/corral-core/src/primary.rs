@@ -40,6 +40,14 @@ const READ_BATCH: usize = 512;
 /// After EMFILE/ENFILE and other accept errors, wait this long before accepting again (the
 /// connections wait in the kernel backlog meanwhile).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Default of [`PrimaryOptions::max_listeners_per_worker`].
+pub const DEFAULT_MAX_LISTENERS_PER_WORKER: u32 = 64;
+/// Default of [`PrimaryOptions::orphan_listener_grace`]: twice the supervisor's longest
+/// restart delay by default (30 s), so a replacement started by the supervisor joins before
+/// the listener closes even after a few restarts at that delay.
+pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
+/// Longest [`PrimaryOptions::orphan_listener_grace`] accepted.
+pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
 
 const TAG_LISTENER: usize = 0;
 const TAG_CHANNEL: usize = 1;
@@ -74,6 +82,16 @@ pub struct PrimaryOptions {
     /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
     /// wake-up per message instead of two. Control traffic stays on the worker channel.
     pub message_channels: bool,
+    /// Listeners one worker may be a member of at once; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
+    /// listener costs the primary an fd: past this a listen gets an error (EINVAL, naming this
+    /// option) and the primary carries on, so one worker cannot use up the primary's fds.
+    pub max_listeners_per_worker: u32,
+    /// How long a listener stays open with no worker after its last one crashed (or never
+    /// joined): clients wait in its backlog for a replacement meanwhile. A worker joining in
+    /// time keeps it; otherwise it closes. At most [`MAX_ORPHAN_LISTENER_GRACE`], default
+    /// [`DEFAULT_ORPHAN_LISTENER_GRACE`]. When binding a new listener fails with EMFILE or
+    /// ENFILE, such listeners close at once and the bind is tried again.
+    pub orphan_listener_grace: Duration,
 }
 
 impl Default for PrimaryOptions {
@@ -86,6 +104,8 @@ impl Default for PrimaryOptions {
             reload_signal: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             message_channels: false,
+            max_listeners_per_worker: DEFAULT_MAX_LISTENERS_PER_WORKER,
+            orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
         }
     }
 }
@@ -194,7 +214,12 @@ struct ListenerSlot {
     retry_at: Option<Instant>,
     accepted: u64,
     accept_failing: bool,
+    /// Since when it has had no worker (not after a graceful leave: that closes it at once).
+    orphaned_at: Option<Instant>,
 }
+
+/// Listen requests for the same address and index share one listener.
+type ListenKey = (ListenAddr, u32);
 
 struct Shutdown {
     deadline: Instant,
@@ -209,7 +234,7 @@ struct Inner {
     workers: BTreeMap<WorkerId, Slot>,
     next_id: WorkerId,
     listeners: Vec<ListenerSlot>,
-    by_addr: HashMap<(ListenAddr, u32), u32>,
+    by_addr: HashMap<ListenKey, u32>,
     events: VecDeque<Event>,
     signals: Option<SignalPipe>,
     shutdown: Option<Shutdown>,
@@ -253,6 +278,18 @@ impl Primary {
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
         if opts.window == 0 {
             return Err(Error::invalid("window must be at least 1"));
+        }
+        if !(1..=65536).contains(&opts.max_listeners_per_worker) {
+            return Err(Error::invalid(format!(
+                "max_listeners_per_worker {} is out of range: 1 to 65536",
+                opts.max_listeners_per_worker
+            )));
+        }
+        if opts.orphan_listener_grace > MAX_ORPHAN_LISTENER_GRACE {
+            return Err(Error::invalid(format!(
+                "orphan_listener_grace {:?} is out of range: at most {:?}",
+                opts.orphan_listener_grace, MAX_ORPHAN_LISTENER_GRACE
+            )));
         }
         if let Some(p) = Policy::from_env()? {
             opts.policy = p;
@@ -342,6 +379,9 @@ impl Primary {
             if let Some(r) = l.retry_at {
                 t = Some(t.map_or(r, |x| x.min(r)));
             }
+        }
+        if let Some(r) = i.next_orphan_deadline() {
+            t = Some(t.map_or(r, |x| x.min(r)));
         }
         t.map(|t| t.saturating_duration_since(now))
     }
@@ -755,6 +795,9 @@ impl Inner {
                 cap(r);
             }
         }
+        if let Some(r) = self.next_orphan_deadline() {
+            cap(r);
+        }
         match self.poll.poll(&mut self.mio_events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -806,6 +849,7 @@ impl Inner {
         for lid in retry {
             self.pump(lid);
         }
+        self.close_orphans(Some(Instant::now()));
         self.check_deadline();
         Ok(())
     }
@@ -966,28 +1010,84 @@ impl Inner {
     }
 
     fn on_listen(&mut self, id: WorkerId, req: ListenRequest) {
-        let leaving = self.workers.get(&id).is_some_and(|s| s.disconnect_asked);
-        let result = if self.shutdown.is_some() {
+        let key: ListenKey = (req.addr.clone(), req.index);
+        if let Err(e) = self
+            .may_listen(id)
+            .and_then(|()| self.within_listener_limit(id, &key))
+        {
+            self.listen_err(id, req.req, &e);
+            return;
+        }
+        let backlog = if req.backlog <= 0 {
+            listener::DEFAULT_BACKLOG
+        } else {
+            req.backlog
+        };
+        if let Some(&lid) = self.by_addr.get(&key) {
+            self.join_listener(id, req.req, lid);
+        } else {
+            let addr = req.addr.clone();
+            match self
+                .bind_freeing_orphans(|| listener::bind(&addr, backlog))
+                .and_then(|b| self.add_listener(key, b))
+            {
+                Ok(lid) => self.join_listener(id, req.req, lid),
+                Err(e) => self.listen_err(id, req.req, &e),
+            }
+        }
+    }
+
+    /// Whether worker `id` may join a listener now.
+    fn may_listen(&self, id: WorkerId) -> Result<()> {
+        if self.shutdown.is_some() {
             Err(Error::wrong_state("the primary is shutting down"))
-        } else if leaving {
+        } else if self.workers.get(&id).is_some_and(|s| s.disconnect_asked) {
             // Asked to disconnect: it must not join a rotation any more.
             Err(Error::wrong_state(format!("worker {id} is disconnecting")))
         } else {
-            self.listener_for(&req)
-        };
-        let lid = match result {
-            Ok(lid) => lid,
-            Err(e) => {
-                let reply = ListenReply::Err {
-                    req: req.req,
-                    errno: e.errno(),
-                    syscall: e.syscall().unwrap_or("listen").to_string(),
-                    message: e.message().to_string(),
-                };
-                self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
-                return;
+            Ok(())
+        }
+    }
+
+    /// `max_listeners_per_worker`: the listeners `id` is a member of. Joining a listener it is already in costs nothing.
+    fn within_listener_limit(&self, id: WorkerId, key: &ListenKey) -> Result<()> {
+        if let Some(&lid) = self.by_addr.get(key) {
+            if self.listeners[lid as usize - 1].rotation.contains(id) {
+                return Ok(());
             }
+        }
+        let max = self.opts.max_listeners_per_worker as usize;
+        let member = self
+            .listeners
+            .iter()
+            .filter(|l| l.fd.is_some() && l.rotation.contains(id))
+            .count();
+        if member < max {
+            return Ok(());
+        }
+        Err(Error::relayed(
+            libc::EINVAL,
+            "listen",
+            format!(
+                "listen {}: worker {id} holds {} listeners (max_listeners_per_worker is {max})",
+                key.0, member
+            ),
+        ))
+    }
+
+    fn listen_err(&mut self, id: WorkerId, req: u32, e: &Error) {
+        let reply = ListenReply::Err {
+            req,
+            errno: e.errno(),
+            syscall: e.syscall().unwrap_or("listen").to_string(),
+            message: e.message().to_string(),
         };
+        self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+    }
+
+    /// Answers worker `id`'s listen request `req` with listener `lid` and adds it to the
+    /// listener's members.
+    fn join_listener(&mut self, id: WorkerId, req: u32, lid: u32) {
         let policy = self.opts.policy;
         let l = &self.listeners[lid as usize - 1];
         let addr = l.addr.clone();
@@ -996,13 +1096,8 @@ impl Inner {
                 Some(Ok(fd)) => vec![fd],
                 Some(Err(e)) => {
                     let e = Error::os("dup", format!("share listener {addr}"), &e);
-                    let reply = ListenReply::Err {
-                        req: req.req,
-                        errno: e.errno(),
-                        syscall: "listen".into(),
-                        message: e.message().to_string(),
-                    };
-                    self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+                    self.listen_err(id, req, &e.with_syscall("listen"));
+                    self.mark_if_orphan(lid);
                     return;
                 }
                 None => Vec::new(),
@@ -1010,12 +1105,13 @@ impl Inner {
             Policy::RoundRobin => Vec::new(),
         };
         let reply = ListenReply::Ok {
-            req: req.req,
+            req,
             listener: lid,
             addr: addr.clone(),
             ack_every: (self.opts.window / 4).max(1),
         };
         if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
+            self.mark_if_orphan(lid);
             return;
         }
         if let Some(slot) = self.workers.get_mut(&id) {
@@ -1025,7 +1121,9 @@ impl Inner {
         }
         // Membership in both policies (it decides when a listener closes); only round-robin
         // hands connections out.
-        self.listeners[lid as usize - 1].rotation.add(id);
+        let l = &mut self.listeners[lid as usize - 1];
+        l.rotation.add(id);
+        l.orphaned_at = None;
         if policy == Policy::RoundRobin {
             self.pump(lid);
         }
@@ -1036,18 +1134,65 @@ impl Inner {
         });
     }
 
-    /// The listener for a request: the existing one for the same address, or a new one.
-    fn listener_for(&mut self, req: &ListenRequest) -> Result<u32> {
-        let key = (req.addr.clone(), req.index);
-        if let Some(&lid) = self.by_addr.get(&key) {
-            return Ok(lid);
+    /// Starts the grace period of an open listener nobody is a member of (a new one whose
+    /// worker vanished before it joined).
+    fn mark_if_orphan(&mut self, lid: u32) {
+        if let Some(l) = self.listener_mut(lid) {
+            if l.fd.is_some() && l.rotation.is_empty() && l.orphaned_at.is_none() {
+                l.orphaned_at = Some(Instant::now());
+            }
         }
-        let backlog = if req.backlog <= 0 {
-            listener::DEFAULT_BACKLOG
-        } else {
-            req.backlog
-        };
-        let bound = listener::bind(&req.addr, backlog)?;
+    }
+
+    fn next_orphan_deadline(&self) -> Option<Instant> {
+        let grace = self.opts.orphan_listener_grace;
+        self.listeners
+            .iter()
+            .filter(|l| l.fd.is_some())
+            .filter_map(|l| l.orphaned_at)
+            .min()
+            .map(|t| t + grace)
+    }
+
+    /// Closes orphaned listeners whose grace ended by `now`, or all of them (`None`). Returns
+    /// how many closed.
+    fn close_orphans(&mut self, now: Option<Instant>) -> usize {
+        let grace = self.opts.orphan_listener_grace;
+        let due: Vec<u32> = self
+            .listeners
+            .iter()
+            .filter(|l| l.fd.is_some() && l.rotation.is_empty())
+            .filter(|l| {
+                l.orphaned_at
+                    .is_some_and(|t| !matches!(now, Some(now) if t + grace > now))
+            })
+            .map(|l| l.id)
+            .collect();
+        for &lid in &due {
+            self.close_listener(lid);
+        }
+        due.len()
+    }
+
+    /// Binds; on EMFILE/ENFILE closes the orphaned listeners (fds nobody uses now) and tries
+    /// once more.
+    fn bind_freeing_orphans(
+        &mut self,
+        bind: impl Fn() -> Result<listener::Bound>,
+    ) -> Result<listener::Bound> {
+        match bind() {
+            Err(e)
+                if (e.errno() == libc::EMFILE || e.errno() == libc::ENFILE)
+                    && self.close_orphans(None) > 0 =>
+            {
+                bind()
+            }
+            r => r,
+        }
+    }
+
+    /// Registers a newly bound listener under `key`.
+    fn add_listener(&mut self, key: ListenKey, bound: listener::Bound) -> Result<u32> {
         let lid = self.listeners.len() as u32 + 1;
         if self.opts.policy == Policy::RoundRobin {
             self.poll
@@ -1072,6 +1217,7 @@ impl Inner {
             retry_at: None,
             accepted: 0,
             accept_failing: false,
+            orphaned_at: None,
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
@@ -1305,13 +1451,19 @@ impl Inner {
     /// Takes a worker out of every listener. When it leaves gracefully (disconnect, goodbye,
     /// unlisten) and was a listener's last worker, the listener closes, as node:cluster's does:
     /// the application is going away, so new clients are refused instead of queued. After a
-    /// crash the listener stays open and clients wait in the backlog for the replacement.
-    /// Returns the listeners to close once the caller is done with the worker.
+    /// crash the listener stays open and clients wait in the backlog for the replacement, for
+    /// `orphan_listener_grace` at most. Returns the listeners to close once the caller is done
+    /// with the worker.
     fn leave_listeners(&mut self, id: WorkerId, graceful: bool) -> Vec<u32> {
         let mut emptied = Vec::new();
+        let now = Instant::now();
         for l in &mut self.listeners {
-            if l.rotation.remove(id) && l.rotation.is_empty() && graceful {
-                emptied.push(l.id);
+            if l.rotation.remove(id) && l.rotation.is_empty() {
+                if graceful {
+                    emptied.push(l.id);
+                } else if l.fd.is_some() {
+                    l.orphaned_at = Some(now);
+                }
             }
         }
         emptied
@@ -1326,6 +1478,7 @@ impl Inner {
         let fd = l.fd.take();
         l.pending.clear();
         l.ready = false;
+        l.orphaned_at = None;
         let addr = l.addr.clone();
         if let Some(fd) = fd {
             let _ = self
