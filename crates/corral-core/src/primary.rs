@@ -48,6 +48,8 @@ pub const DEFAULT_MAX_LISTENERS_PER_WORKER: u32 = 64;
 pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
 /// Longest [`PrimaryOptions::orphan_listener_grace`] accepted.
 pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
+/// Host name lookups running at once, one short-lived thread each; more wait in line.
+const MAX_LOOKUP_THREADS: usize = 8;
 
 const TAG_LISTENER: usize = 0;
 const TAG_CHANNEL: usize = 1;
@@ -82,7 +84,8 @@ pub struct PrimaryOptions {
     /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
     /// wake-up per message instead of two. Control traffic stays on the worker channel.
     pub message_channels: bool,
-    /// Listeners one worker may be a member of at once; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
+    /// Listeners one worker may be a member of at once, counting its listens that wait for a
+    /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
     /// listener costs the primary an fd: past this a listen gets an error (EINVAL, naming this
     /// option) and the primary carries on, so one worker cannot use up the primary's fds.
     pub max_listeners_per_worker: u32,
@@ -218,8 +221,19 @@ struct ListenerSlot {
     orphaned_at: Option<Instant>,
 }
 
-/// Listen requests for the same address and index share one listener.
+/// Listen requests for the same host name and index share one lookup (and then one listener).
 type ListenKey = (ListenAddr, u32);
+
+/// A host name lookup for a listen, running on its own thread or waiting for one.
+struct Lookup {
+    backlog: i32,
+    /// Workers waiting for the answer, with their request ids.
+    waiters: Vec<(WorkerId, u32)>,
+    /// Set once its thread runs.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type LookupResult = (ListenKey, Result<std::net::SocketAddr>);
 
 struct Shutdown {
     deadline: Instant,
@@ -235,6 +249,14 @@ struct Inner {
     next_id: WorkerId,
     listeners: Vec<ListenerSlot>,
     by_addr: HashMap<ListenKey, u32>,
+    lookups: HashMap<ListenKey, Lookup>,
+    /// Lookups waiting for a thread (at most `MAX_LOOKUP_THREADS` run at once).
+    lookup_line: VecDeque<ListenKey>,
+    lookup_tx: std::sync::mpsc::Sender<LookupResult>,
+    lookup_rx: std::sync::mpsc::Receiver<LookupResult>,
+    /// A worker was forked: names are then resolved on the loop, as a lookup thread would make
+    /// `fork_worker` fail while it runs.
+    forks: bool,
     events: VecDeque<Event>,
     signals: Option<SignalPipe>,
     shutdown: Option<Shutdown>,
@@ -316,6 +338,7 @@ impl Primary {
         } else {
             None
         };
+        let (lookup_tx, lookup_rx) = std::sync::mpsc::channel();
         Ok(Primary {
             inner: Some(Box::new(Inner {
                 opts,
@@ -325,6 +348,11 @@ impl Primary {
                 next_id: 1,
                 listeners: Vec::new(),
                 by_addr: HashMap::new(),
+                lookups: HashMap::new(),
+                lookup_line: VecDeque::new(),
+                lookup_tx,
+                lookup_rx,
+                forks: false,
                 events: VecDeque::new(),
                 signals,
                 shutdown: None,
@@ -389,13 +417,7 @@ impl Primary {
     /// A handle that wakes [`Primary::dispatch`] from another thread (for fronts that run the
     /// primary on its own thread and send it commands). Created on first use.
     pub fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
-        let inner = self.inner()?;
-        if inner.waker.is_none() {
-            let w = mio::Waker::new(inner.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
-                .map_err(io_err("eventfd", "create waker"))?;
-            inner.waker = Some(std::sync::Arc::new(w));
-        }
-        Ok(inner.waker.clone().expect("just set"))
+        self.inner()?.waker()
     }
 
     /// Pops the next queued event.
@@ -494,6 +516,7 @@ impl Primary {
         match outcome {
             sys::ForkOutcome::Parent(pid) => {
                 inner.next_id += 1;
+                inner.forks = true;
                 inner.adopt(id, pid, mine, theirs, [None, None, None])?;
                 Ok(Forked::Primary(id))
             }
@@ -708,6 +731,15 @@ impl Drop for Primary {
 }
 
 impl Inner {
+    fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
+        if self.waker.is_none() {
+            let w = mio::Waker::new(self.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
+                .map_err(io_err("eventfd", "create waker"))?;
+            self.waker = Some(std::sync::Arc::new(w));
+        }
+        Ok(self.waker.clone().expect("just set"))
+    }
+
     fn check_running(&self) -> Result<()> {
         if self.shutdown.is_some() {
             return Err(Error::wrong_state(
@@ -848,6 +880,9 @@ impl Inner {
             .collect();
         for lid in retry {
             self.pump(lid);
+        }
+        if !self.lookups.is_empty() {
+            self.finish_lookups();
         }
         self.close_orphans(Some(Instant::now()));
         self.check_deadline();
@@ -1025,6 +1060,9 @@ impl Inner {
         };
         if let Some(&lid) = self.by_addr.get(&key) {
             self.join_listener(id, req.req, lid);
+        } else if !self.forks && listener::host_to_look_up(&req.addr).is_some() {
+            // The resolver may take seconds (or its whole timeout): never on this loop.
+            self.look_up(key, backlog, id, req.req);
         } else {
             let addr = req.addr.clone();
             match self
@@ -1049,7 +1087,8 @@ impl Inner {
         }
     }
 
-    /// `max_listeners_per_worker`: the listeners `id` is a member of. Joining a listener it is already in costs nothing.
+    /// `max_listeners_per_worker`: the listeners `id` is a member of plus its listens waiting
+    /// for a lookup. Joining a listener it is already in costs nothing.
     fn within_listener_limit(&self, id: WorkerId, key: &ListenKey) -> Result<()> {
         if let Some(&lid) = self.by_addr.get(key) {
             if self.listeners[lid as usize - 1].rotation.contains(id) {
@@ -1062,7 +1101,12 @@ impl Inner {
             .iter()
             .filter(|l| l.fd.is_some() && l.rotation.contains(id))
             .count();
-        if member < max {
+        let waiting: usize = self
+            .lookups
+            .values()
+            .map(|lk| lk.waiters.iter().filter(|(w, _)| *w == id).count())
+            .sum();
+        if member + waiting < max {
             return Ok(());
         }
         Err(Error::relayed(
@@ -1070,7 +1114,8 @@ impl Inner {
             "listen",
             format!(
                 "listen {}: worker {id} holds {} listeners (max_listeners_per_worker is {max})",
-                key.0, member
+                key.0,
+                member + waiting
             ),
         ))
     }
@@ -1221,6 +1266,120 @@ impl Inner {
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
+    }
+
+    /// Worker `id` waits for the lookup of `key`'s host name: joins the lookup already running
+    /// for the same key (so both get the same listener), or starts one.
+    fn look_up(&mut self, key: ListenKey, backlog: i32, id: WorkerId, req: u32) {
+        if let Some(lk) = self.lookups.get_mut(&key) {
+            lk.waiters.push((id, req));
+            return;
+        }
+        self.lookups.insert(
+            key.clone(),
+            Lookup {
+                backlog,
+                waiters: vec![(id, req)],
+                thread: None,
+            },
+        );
+        self.lookup_line.push_back(key);
+        self.start_lookups();
+    }
+
+    fn has_channel(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|s| s.chan.is_some())
+    }
+
+    /// Starts threads for waiting lookups, up to `MAX_LOOKUP_THREADS` at once. Short-lived
+    /// threads rather than one resident resolver: a hung lookup does not hold up the others,
+    /// and the primary is single-threaded again (fork mode works) once lookups are done.
+    fn start_lookups(&mut self) {
+        let mut running = self.lookups.values().filter(|l| l.thread.is_some()).count();
+        while running < MAX_LOOKUP_THREADS {
+            let Some(key) = self.lookup_line.pop_front() else {
+                return;
+            };
+            let Some(lk) = self.lookups.get(&key) else {
+                continue;
+            };
+            if !lk.waiters.iter().any(|(w, _)| self.has_channel(*w)) {
+                // Everybody who asked is gone: nothing to look up.
+                self.lookups.remove(&key);
+                continue;
+            }
+            let (host, port) = listener::host_to_look_up(&key.0)
+                .map(|(h, p)| (h.to_string(), p))
+                .expect("only names are looked up");
+            let spawned = self.waker().and_then(|waker| {
+                let tx = self.lookup_tx.clone();
+                let k = key.clone();
+                std::thread::Builder::new()
+                    .name("corral-lookup".into())
+                    .spawn(move || {
+                        let r = listener::lookup(&host, port);
+                        // The primary may be gone: then nobody waits for the answer.
+                        if tx.send((k, r)).is_ok() {
+                            let _ = waker.wake();
+                        }
+                    })
+                    .map_err(|e| {
+                        Error::os("getaddrinfo", format!("start the lookup of {}", key.0), &e)
+                    })
+            });
+            match spawned {
+                Ok(t) => {
+                    self.lookups.get_mut(&key).expect("present").thread = Some(t);
+                    running += 1;
+                }
+                Err(e) => {
+                    let lk = self.lookups.remove(&key).expect("present");
+                    for (w, req) in lk.waiters {
+                        self.listen_err(w, req, &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the workers whose lookups ended: binds the listener (once per key) and has them
+    /// join it, or relays the resolver's error. Workers that left meanwhile are skipped.
+    fn finish_lookups(&mut self) {
+        while let Ok((key, result)) = self.lookup_rx.try_recv() {
+            let Some(lk) = self.lookups.remove(&key) else {
+                continue;
+            };
+            if let Some(t) = lk.thread {
+                // It has sent its answer: it is ending.
+                let _ = t.join();
+            }
+            self.start_lookups();
+            let mut waiters = Vec::new();
+            for (w, req) in lk.waiters {
+                if !self.has_channel(w) {
+                    continue;
+                }
+                match self.may_listen(w) {
+                    Ok(()) => waiters.push((w, req)),
+                    Err(e) => self.listen_err(w, req, &e),
+                }
+            }
+            if waiters.is_empty() {
+                continue;
+            }
+            let backlog = lk.backlog;
+            let addr = key.0.clone();
+            let lid = result.and_then(|sa| {
+                self.bind_freeing_orphans(|| listener::bind_resolved(&addr, sa, backlog))
+                    .and_then(|b| self.add_listener(key, b))
+            });
+            for (w, req) in waiters {
+                match &lid {
+                    Ok(lid) => self.join_listener(w, req, *lid),
+                    Err(e) => self.listen_err(w, req, e),
+                }
+            }
+        }
     }
 
     /// Queues a message to a worker and flushes. `false` if the worker's channel is gone.
