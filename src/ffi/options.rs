@@ -104,6 +104,53 @@ pub unsafe extern "C" fn corral_options_set_window(
     })
 }
 
+/// Sets how many listeners one worker may hold at once (each costs the primary an fd),
+/// counting its listens still waiting for a host name lookup. A listen past it fails in that
+/// worker with `EINVAL` and a message naming `max_listeners_per_worker`; the primary carries
+/// on. 1 to 65536; default 64.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_max_listeners_per_worker(
+    opts: *mut corral_options,
+    max: u32,
+) -> corral_status {
+    with_opts(opts, |o| {
+        if !(1..=65536).contains(&max) {
+            return Err(Error::invalid(format!(
+                "max_listeners_per_worker {max} is out of range: 1 to 65536"
+            )));
+        }
+        o.opts.max_listeners_per_worker = max;
+        Ok(())
+    })
+}
+
+/// Sets how long a listener whose workers all crashed stays open, waiting for a replacement
+/// (clients wait in its backlog meanwhile), in milliseconds: a worker listening on the same
+/// address in time keeps it, otherwise it closes and its fd is given back. 0 to 86400000 (one
+/// day); default 60000. A graceful leave of the last worker closes the listener at once.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_orphan_listener_grace(
+    opts: *mut corral_options,
+    grace_ms: u32,
+) -> corral_status {
+    with_opts(opts, |o| {
+        let grace = Duration::from_millis(grace_ms as u64);
+        if grace > corral_core::primary::MAX_ORPHAN_LISTENER_GRACE {
+            return Err(Error::invalid(format!(
+                "orphan_listener_grace {grace_ms} ms is out of range: 0 to 86400000"
+            )));
+        }
+        o.opts.orphan_listener_grace = grace;
+        Ok(())
+    })
+}
+
 /// Exec mode: workers started by `corral_primary_spawn` run `program` with the `argc`
 /// arguments in `argv` (not counting the program name; `argv` may be NULL when `argc` is 0).
 /// Strings are copied. `program` without a slash is looked up in `PATH`.

@@ -71,6 +71,17 @@ int main(void) {
   CHECK(corral_options_set_policy(o, 7) == CORRAL_STATUS_INVALID_ARGUMENT, "unknown policy");
   CHECK(last_error_contains("policy 7 is unknown"), "policy message");
   CHECK(corral_options_set_window(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "window 0");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "max listeners 0");
+  CHECK(last_error_contains("max_listeners_per_worker 0 is out of range: 1 to 65536"),
+        "max listeners message");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 65537) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "max listeners 65537");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 8) == CORRAL_STATUS_OK, "max listeners 8");
+  CHECK(corral_options_set_orphan_listener_grace(o, 86400001) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "grace over a day");
+  CHECK(last_error_contains("orphan_listener_grace 86400001 ms is out of range"), "grace message");
+  CHECK(corral_options_set_orphan_listener_grace(o, 0) == CORRAL_STATUS_OK, "grace 0");
   CHECK(corral_options_add_env(o, "A", "b") == CORRAL_STATUS_WRONG_STATE, "env before exec");
   CHECK(corral_options_set_exec(o, "", NULL, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "empty program");
   CHECK(corral_options_set_exec(o, "/bin/true", NULL, 2) == CORRAL_STATUS_INVALID_ARGUMENT, "argv NULL");
