@@ -289,6 +289,27 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
     }
 }
 
+/// `CORRAL_MAX_LISTENERS_PER_WORKER` and `CORRAL_ORPHAN_LISTENER_GRACE_MS` (README,
+/// Environment): the engine's listener limits, which node:cluster's settings have no name for.
+fn listener_limits_from_env(opts: &mut PrimaryOptions) -> corral_core::Result<()> {
+    let num = |name: &str| -> corral_core::Result<Option<u64>> {
+        match std::env::var(name) {
+            Err(_) => Ok(None),
+            Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+                corral_core::Error::invalid(format!("{name}={v:?} is not a whole number"))
+            }),
+        }
+    };
+    if let Some(n) = num("CORRAL_MAX_LISTENERS_PER_WORKER")? {
+        // Out of range values are refused by Primary::new, naming the option.
+        opts.max_listeners_per_worker = u32::try_from(n).unwrap_or(0);
+    }
+    if let Some(ms) = num("CORRAL_ORPHAN_LISTENER_GRACE_MS")? {
+        opts.orphan_listener_grace = std::time::Duration::from_millis(ms);
+    }
+    Ok(())
+}
+
 #[napi]
 impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
@@ -305,13 +326,14 @@ impl NativePrimary {
         // engine thread's path (both sides then use their native threads).
         let message_channels = crate::uvpoll::available()
             && !std::env::var_os(crate::worker::ENV_RECV).is_some_and(|v| v == "thread");
-        let mut primary = Primary::new(PrimaryOptions {
+        let mut opts = PrimaryOptions {
             policy,
             window,
             message_channels,
             ..Default::default()
-        })
-        .map_err(to_napi)?;
+        };
+        listener_limits_from_env(&mut opts).map_err(to_napi)?;
+        let mut primary = Primary::new(opts).map_err(to_napi)?;
         let waker = primary.waker().map_err(to_napi)?;
         let poll_fd = primary.poll_fd();
         let tsfn: Tsfn = on_events
