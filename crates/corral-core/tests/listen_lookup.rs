@@ -1,7 +1,8 @@
 //! Host name lookups for listens run off the primary's loop: a resolver that never answers
 //! stalls only the worker that asked for that name. The primary runs under `unshare --mount`
-//! with a bind-mounted /etc/resolv.conf naming a local DNS server (a UDP socket of this test)
-//! that ignores some names and answers others late: the system resolver, really waiting.
+//! with a bind-mounted /etc/resolv.conf (and an nsswitch.conf with `hosts: files dns`) naming
+//! a local DNS server (a UDP socket of this test) that ignores some names and answers others
+//! late: the system resolver, really waiting.
 //! Needs root (mount namespaces); otherwise the tests say why and return.
 
 mod util;
@@ -116,7 +117,7 @@ fn answer(query: &[u8], a: bool) -> Vec<u8> {
 
 /// The fixture primary in a mount namespace whose /etc/resolv.conf names `dns`; `None` (with
 /// the reason printed) where that cannot be done.
-fn primary_with_resolver(dns: &FakeDns, tag: &str) -> Option<(CmdPrimary, TempFile)> {
+fn primary_with_resolver(dns: &FakeDns, tag: &str) -> Option<(CmdPrimary, [TempFile; 2])> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: needs root for a mount namespace (unshare --mount)");
@@ -140,15 +141,31 @@ fn primary_with_resolver(dns: &FakeDns, tag: &str) -> Option<(CmdPrimary, TempFi
         ),
     )
     .unwrap();
+    // Host lookups go to files, then DNS (not to a local caching daemon such as
+    // systemd-resolved through nss-resolve, which would not ask our server).
+    let nss = TempFile(conf.0.with_extension("nsswitch"));
+    let hosts_line = "hosts: files dns";
+    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    let mut lines: Vec<&str> = nsswitch
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("hosts:"))
+        .collect();
+    lines.push(hosts_line);
+    std::fs::write(&nss.0, lines.join("\n") + "\n").unwrap();
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount --bind \"$1\" /etc/resolv.conf && exec \"$2\" primary-cmd")
+        .arg(
+            "mount --bind \"$1\" /etc/resolv.conf && \
+             { [ ! -e /etc/nsswitch.conf ] || mount --bind \"$2\" /etc/nsswitch.conf; } && \
+             exec \"$3\" primary-cmd",
+        )
         .arg("sh")
         .arg(&conf.0)
+        .arg(&nss.0)
         .arg(FIXTURE)
         // No search domains: each name is one query per type.
         .env("LOCALDOMAIN", "");
-    Some((CmdPrimary::start(cmd), conf))
+    Some((CmdPrimary::start(cmd), [conf, nss]))
 }
 
 struct TempFile(std::path::PathBuf);
