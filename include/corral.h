@@ -425,6 +425,43 @@ CORRAL_MUST_USE corral_status corral_options_set_policy(corral_options *opts, ui
 CORRAL_MUST_USE corral_status corral_options_set_window(corral_options *opts, uint32_t window);
 
 /**
+ * Round-robin: a worker with connections unread in its channel whose queue does not move for
+ * `timeout_ms` (stopped, or its loop blocked) is dealt nothing more until it reads again, and
+ * the connections still unread in its channel go to the other workers. 10 to 604800000 (7
+ * days); 0 turns the check off; default 250. `CORRAL_STALL_TIMEOUT_MS` in the environment
+ * overrides it when the primary starts.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_stall_timeout(corral_options *opts,
+                                               uint32_t timeout_ms);
+
+/**
+ * Sets how many listeners one worker may hold at once (each costs the primary an fd),
+ * counting its listens still waiting for a host name lookup. A listen past it fails in that
+ * worker with `EINVAL` and a message naming `max_listeners_per_worker`; the primary carries
+ * on. 1 to 65536; default 64.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_max_listeners_per_worker(corral_options *opts,
+                                                          uint32_t max);
+
+/**
+ * Sets how long a listener whose workers all crashed stays open, waiting for a replacement
+ * (clients wait in its backlog meanwhile), in milliseconds: a worker listening on the same
+ * address in time keeps it, otherwise it closes and its fd is given back. 0 to 86400000 (one
+ * day); default 60000. A graceful leave of the last worker closes the listener at once.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_orphan_listener_grace(corral_options *opts,
+                                                       uint32_t grace_ms);
+
+/**
  * Exec mode: workers started by `corral_primary_spawn` run `program` with the `argc`
  * arguments in `argv` (not counting the program name; `argv` may be NULL when `argc` is 0).
  * Strings are copied. `program` without a slash is looked up in `PATH`.

@@ -61,6 +61,21 @@ fn with_opts(
     })
 }
 
+/// Changes one option and checks the result with the engine's ranges (corral-core's
+/// `PrimaryOptions::validate`, the one place both fronts share); unchanged on error.
+fn set_checked(
+    opts: *mut corral_options,
+    f: impl FnOnce(&mut corral_core::PrimaryOptions),
+) -> corral_status {
+    with_opts(opts, |o| {
+        let mut next = o.opts.clone();
+        f(&mut next);
+        next.validate()?;
+        o.opts = next;
+        Ok(())
+    })
+}
+
 /// Sets the scheduling policy: `CORRAL_POLICY_RR` or `CORRAL_POLICY_SHARED`. The environment
 /// variable `CORRAL_SCHED_POLICY=rr|shared` still overrides it when the primary starts.
 ///
@@ -93,14 +108,56 @@ pub unsafe extern "C" fn corral_options_set_window(
     opts: *mut corral_options,
     window: u32,
 ) -> corral_status {
-    with_opts(opts, |o| {
-        if !(1..=65536).contains(&window) {
-            return Err(Error::invalid(format!(
-                "window {window} is out of range: 1 to 65536"
-            )));
-        }
-        o.opts.window = window;
-        Ok(())
+    set_checked(opts, |o| o.window = window)
+}
+
+/// Round-robin: a worker with connections unread in its channel whose queue does not move for
+/// `timeout_ms` (stopped, or its loop blocked) is dealt nothing more until it reads again, and
+/// the connections still unread in its channel go to the other workers. 10 to 604800000 (7
+/// days); 0 turns the check off; default 250. `CORRAL_STALL_TIMEOUT_MS` in the environment
+/// overrides it when the primary starts.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_stall_timeout(
+    opts: *mut corral_options,
+    timeout_ms: u32,
+) -> corral_status {
+    set_checked(opts, |o| {
+        o.stall_timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64))
+    })
+}
+
+/// Sets how many listeners one worker may hold at once (each costs the primary an fd),
+/// counting its listens still waiting for a host name lookup. A listen past it fails in that
+/// worker with `EINVAL` and a message naming `max_listeners_per_worker`; the primary carries
+/// on. 1 to 65536; default 64.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_max_listeners_per_worker(
+    opts: *mut corral_options,
+    max: u32,
+) -> corral_status {
+    set_checked(opts, |o| o.max_listeners_per_worker = max)
+}
+
+/// Sets how long a listener whose workers all crashed stays open, waiting for a replacement
+/// (clients wait in its backlog meanwhile), in milliseconds: a worker listening on the same
+/// address in time keeps it, otherwise it closes and its fd is given back. 0 to 86400000 (one
+/// day); default 60000. A graceful leave of the last worker closes the listener at once.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_orphan_listener_grace(
+    opts: *mut corral_options,
+    grace_ms: u32,
+) -> corral_status {
+    set_checked(opts, |o| {
+        o.orphan_listener_grace = Duration::from_millis(grace_ms as u64)
     })
 }
 

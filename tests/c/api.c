@@ -71,6 +71,22 @@ int main(void) {
   CHECK(corral_options_set_policy(o, 7) == CORRAL_STATUS_INVALID_ARGUMENT, "unknown policy");
   CHECK(last_error_contains("policy 7 is unknown"), "policy message");
   CHECK(corral_options_set_window(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "window 0");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "max listeners 0");
+  CHECK(last_error_contains("max_listeners_per_worker: must be an integer between 1 and 65536 (got 0)"),
+        "max listeners message");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 65537) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "max listeners 65537");
+  CHECK(corral_options_set_max_listeners_per_worker(o, 8) == CORRAL_STATUS_OK, "max listeners 8");
+  CHECK(corral_options_set_orphan_listener_grace(o, 86400001) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "grace over a day");
+  CHECK(last_error_contains("orphan_listener_grace: must be at most 86400000 ms (1 day) (got 86400001 ms)"),
+        "grace message");
+  CHECK(corral_options_set_orphan_listener_grace(o, 0) == CORRAL_STATUS_OK, "grace 0");
+  CHECK(corral_options_set_stall_timeout(o, 5) == CORRAL_STATUS_INVALID_ARGUMENT, "stall 5 ms");
+  CHECK(last_error_contains("stall_timeout: must be between 10 ms and 7 days (got 5 ms)"), "stall message");
+  CHECK(corral_options_set_stall_timeout(o, 0) == CORRAL_STATUS_OK, "stall off");
+  CHECK(corral_options_set_stall_timeout(o, 500) == CORRAL_STATUS_OK, "stall 500 ms");
   CHECK(corral_options_add_env(o, "A", "b") == CORRAL_STATUS_WRONG_STATE, "env before exec");
   CHECK(corral_options_set_exec(o, "", NULL, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "empty program");
   CHECK(corral_options_set_exec(o, "/bin/true", NULL, 2) == CORRAL_STATUS_INVALID_ARGUMENT, "argv NULL");

@@ -395,13 +395,14 @@ impl NativePrimary {
         // engine thread's path (both sides then use their native threads).
         let message_channels = crate::uvpoll::available()
             && !std::env::var_os(crate::worker::ENV_RECV).is_some_and(|v| v == "thread");
-        let mut primary = Primary::new(PrimaryOptions {
+        let opts = PrimaryOptions {
             policy,
             window,
             message_channels,
             ..Default::default()
-        })
-        .map_err(to_napi)?;
+        };
+        // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.
+        let mut primary = Primary::new(opts).map_err(to_napi)?;
         let waker = primary.waker().map_err(to_napi)?;
         let poll_fd = primary.poll_fd();
         let tsfn: Tsfn = on_events

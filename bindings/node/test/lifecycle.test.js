@@ -61,6 +61,26 @@ test('silent workers: stdout is piped to the primary', async (t) => {
   assert.deepStrictEqual(r.lines.sort(), ['captured: hello from worker 1', 'exit 0']);
 });
 
+test('CORRAL_MAX_LISTENERS_PER_WORKER: a worker past the limit gets EINVAL, the others serve', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'listener-limit.js')], { env: { CORRAL_MAX_LISTENERS_PER_WORKER: '2' } });
+  assert.strictEqual(r.code, 0, r.err);
+  // The limit counts in request order; the answers reach the servers in any order.
+  const done = r.lines.pop();
+  assert.deepStrictEqual(r.lines.sort(), ['server 0 listening', 'server 1 listening', 'server 2 error EINVAL bind']);
+  assert.strictEqual(done, 'done 200 200');
+});
+
+test('CORRAL_MAX_LISTENERS_PER_WORKER out of range: fork() throws naming the option', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, ['-e', `
+    const cluster = require(process.env.CORRAL_MODULE);
+    try { cluster.fork(); } catch (e) { console.log(e.code, /max_listeners_per_worker: must be an integer between 1 and 65536 \(got 0\)/.test(e.message)); }
+  `], { env: { CORRAL_MAX_LISTENERS_PER_WORKER: '0' } });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_ARGUMENT true']);
+});
+
 test('npm pack installs and works from an unrelated directory, CJS and ESM', async (t) => {
   if (!guarded(t)) return;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-pack-'));

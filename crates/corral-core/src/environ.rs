@@ -6,6 +6,8 @@
 //! | `CORRAL_MESSAGE_FD` | worker | the worker's message channel (`PrimaryOptions::message_channels`); removed once read |
 //! | `CORRAL_SCHED_POLICY` | primary | `rr` or `shared`: overrides the policy of the whole cluster |
 //! | `CORRAL_STALL_TIMEOUT_MS` | primary | overrides `PrimaryOptions::stall_timeout` (`0`: off; else 10 ms to 7 days) |
+//! | `CORRAL_MAX_LISTENERS_PER_WORKER` | primary | overrides `PrimaryOptions::max_listeners_per_worker` (1 to 65536) |
+//! | `CORRAL_ORPHAN_LISTENER_GRACE_MS` | primary | overrides `PrimaryOptions::orphan_listener_grace` (0 to 1 day) |
 //! | `CORRAL_HEARTBEAT_MS` | worker | set by a supervisor with a heartbeat watchdog: how often to send one |
 //!
 //! A value that is not UTF-8 or not in its documented form is an error naming the variable,
@@ -16,6 +18,10 @@ use std::time::Duration;
 
 /// The stall timeout override (see [`crate::PrimaryOptions::stall_timeout`]).
 pub const ENV_STALL_TIMEOUT: &str = "CORRAL_STALL_TIMEOUT_MS";
+/// See [`crate::PrimaryOptions::max_listeners_per_worker`].
+pub const ENV_MAX_LISTENERS: &str = "CORRAL_MAX_LISTENERS_PER_WORKER";
+/// See [`crate::PrimaryOptions::orphan_listener_grace`].
+pub const ENV_ORPHAN_GRACE: &str = "CORRAL_ORPHAN_LISTENER_GRACE_MS";
 
 /// A variable's value: `Ok(None)` when it is unset, an error when it is not UTF-8.
 pub fn var(name: &str) -> Result<Option<String>> {
@@ -29,17 +35,33 @@ pub fn var(name: &str) -> Result<Option<String>> {
     }
 }
 
-/// `CORRAL_STALL_TIMEOUT_MS`: `Ok(None)` when unset, `Ok(Some(None))` for `0` (off).
-pub fn stall_timeout() -> Result<Option<Option<Duration>>> {
-    let Some(v) = var(ENV_STALL_TIMEOUT)? else {
+/// A whole number (`Ok(None)` when unset); its range is checked where the option is.
+fn number(name: &str) -> Result<Option<u64>> {
+    let Some(v) = var(name)? else {
         return Ok(None);
     };
-    let ms: u64 = v.trim().parse().map_err(|_| {
-        Error::invalid(format!(
-            "{ENV_STALL_TIMEOUT}={v:?} is not a number of milliseconds"
-        ))
-    })?;
-    Ok(Some((ms > 0).then(|| Duration::from_millis(ms))))
+    v.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::invalid(format!("{name}={v:?} is not a whole number")))
+}
+
+/// Applies the primary's overrides to `opts` (before `PrimaryOptions::validate`, which names
+/// the option of a value out of range).
+pub(crate) fn apply(opts: &mut crate::PrimaryOptions) -> Result<()> {
+    if let Some(p) = crate::Policy::from_env()? {
+        opts.policy = p;
+    }
+    if let Some(ms) = number(ENV_STALL_TIMEOUT)? {
+        opts.stall_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if let Some(n) = number(ENV_MAX_LISTENERS)? {
+        opts.max_listeners_per_worker = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(ms) = number(ENV_ORPHAN_GRACE)? {
+        opts.orphan_listener_grace = Duration::from_millis(ms);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

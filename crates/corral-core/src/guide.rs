@@ -41,6 +41,24 @@
 //!
 //! `CORRAL_SCHED_POLICY=rr|shared` overrides the policy of a whole cluster.
 //!
+//! ## Listeners: limits, orphans and host names
+//! Each listener costs the primary an fd, so one worker may hold at most
+//! `PrimaryOptions::max_listeners_per_worker` of them (default 64, counting listens waiting for
+//! a name lookup); a listen past it fails in that worker (`EINVAL`, the message names the
+//! option) and everyone else carries on. A listener whose workers all crashed waits for a
+//! replacement for `orphan_listener_grace` (default 60 s, twice the supervisor's longest
+//! restart delay) and then closes; a worker listening on it in time keeps it. When binding a
+//! new listener fails with `EMFILE`/`ENFILE`, such orphaned listeners close at once (their fds
+//! are the cheapest to give back) and the bind is tried again.
+//!
+//! A listen on a host name (not an IP literal) is resolved off the primary's loop, on a
+//! short-lived thread per name (at most 8 at once, more wait in line), since the system
+//! resolver may block for its whole timeout. The thread wakes the loop, which binds and answers
+//! the worker; a worker that left meanwhile is skipped. Workers asking for the same address and
+//! index while the lookup runs share it and get the same listener, as node:cluster's key
+//! says. One thread per lookup rather than one resident resolver thread: a name that never
+//! resolves holds up no other lookup, and no thread stays behind once lookups are over.
+//!
 //! ## Messages
 //! Application messages travel on the worker's channel in order, in frames of up to 64 KiB
 //! (bigger messages are split and reassembled; 64 MiB at most). A message is written straight
@@ -89,3 +107,6 @@
 //! child. In the child, the primary's copies of listeners, channels, pidfds and poller are
 //! closed and the signal handlers the primary installed are restored; the rest of the memory is
 //! the primary's. Use exec mode from threaded programs (the Node front always does).
+//! A primary that forked a worker therefore resolves listen host names on its loop (the lookup
+//! threads would make `fork_worker` refuse while they run): there a slow resolver stalls the
+//! loop for its timeout. Exec mode has no such stall.

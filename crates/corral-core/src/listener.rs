@@ -178,17 +178,42 @@ pub fn bind(addr: &ListenAddr, backlog: i32) -> Result<Bound> {
                     r => r,
                 }
             } else {
-                let sa = resolve(host, *port)?;
+                let sa = match host.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, *port),
+                    Err(_) => lookup(host, *port)?,
+                };
                 bind_tcp(sa, addr, backlog, false)
             }
         }
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+/// The host name `addr` needs looked up before it can be bound, or `None` when binding needs
+/// no name service (an IP literal, every interface, a Unix path). The primary resolves names
+/// off its loop ([`lookup`] blocks for as long as the resolver takes).
+pub fn host_to_look_up(addr: &ListenAddr) -> Option<(&str, u16)> {
+    match addr {
+        ListenAddr::Tcp { host, port } if !host.is_empty() && host.parse::<IpAddr>().is_err() => {
+            Some((host.as_str(), *port))
+        }
+        _ => None,
     }
+}
+
+/// Binds and listens on `sa`, the address a name in `addr` resolved to (see
+/// [`host_to_look_up`] and [`lookup`]); errors name `addr` as [`bind`]'s do.
+pub fn bind_resolved(addr: &ListenAddr, sa: SocketAddr, backlog: i32) -> Result<Bound> {
+    if backlog < 0 {
+        return Err(Error::invalid(format!(
+            "backlog must not be negative (got {backlog})"
+        )));
+    }
+    bind_tcp(sa, addr, backlog, false)
+}
+
+/// Resolves a host name with the system resolver (`getaddrinfo`): the first address. Blocks
+/// for as long as the resolver takes (its timeout and attempts, from resolv.conf).
+pub fn lookup(host: &str, port: u16) -> Result<SocketAddr> {
     let not_found = || {
         let mut e = Error::new(
             ErrorKind::Os,

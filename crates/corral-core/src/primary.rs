@@ -42,6 +42,16 @@ const READ_BATCH: usize = 512;
 /// After EMFILE/ENFILE and other accept errors, wait this long before accepting again (the
 /// connections wait in the kernel backlog meanwhile).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Default of [`PrimaryOptions::max_listeners_per_worker`].
+pub const DEFAULT_MAX_LISTENERS_PER_WORKER: u32 = 64;
+/// Default of [`PrimaryOptions::orphan_listener_grace`]: twice the supervisor's longest
+/// restart delay by default (30 s), so a replacement started by the supervisor joins before
+/// the listener closes even after a few restarts at that delay.
+pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
+/// Longest [`PrimaryOptions::orphan_listener_grace`] accepted.
+pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
+/// Host name lookups running at once, one short-lived thread each; more wait in line.
+const MAX_LOOKUP_THREADS: usize = 8;
 
 const TAG_LISTENER: usize = 0;
 const TAG_CHANNEL: usize = 1;
@@ -91,11 +101,23 @@ pub struct PrimaryOptions {
     /// and dealt to the others, and it rejoins the rotation once it reads again. `None`
     /// turns the check off. Range: 10 ms to 7 days. See `guide` (stalled workers).
     pub stall_timeout: Option<Duration>,
+    /// Listeners one worker may be a member of at once, counting its listens that wait for a
+    /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
+    /// listener costs the primary an fd: past this a listen gets an error (EINVAL, naming this
+    /// option) and the primary carries on, so one worker cannot use up the primary's fds.
+    pub max_listeners_per_worker: u32,
+    /// How long a listener stays open with no worker after its last one crashed (or never
+    /// joined): clients wait in its backlog for a replacement meanwhile. A worker joining in
+    /// time keeps it; otherwise it closes. At most [`MAX_ORPHAN_LISTENER_GRACE`], default
+    /// [`DEFAULT_ORPHAN_LISTENER_GRACE`]. When binding a new listener fails with EMFILE or
+    /// ENFILE, such listeners close at once and the bind is tried again.
+    pub orphan_listener_grace: Duration,
 }
 
 impl PrimaryOptions {
     /// Checks every value against its documented range ([`crate::limits`]): `window`
-    /// 1..=65536, `shutdown_timeout` 0..=7 days.
+    /// 1..=65536, `shutdown_timeout` 0..=7 days, `stall_timeout` 10 ms..=7 days,
+    /// `max_listeners_per_worker` 1..=65536, `orphan_listener_grace` 0..=1 day.
     pub fn validate(&self) -> Result<()> {
         use crate::limits::{check_count, check_duration, MAX_WINDOW};
         check_count("window", self.window as u64, 1, MAX_WINDOW as u64)?;
@@ -108,6 +130,19 @@ impl PrimaryOptions {
                     t.as_millis()
                 )));
             }
+        }
+        check_count(
+            "max_listeners_per_worker",
+            self.max_listeners_per_worker as u64,
+            1,
+            65_536,
+        )?;
+        if self.orphan_listener_grace > MAX_ORPHAN_LISTENER_GRACE {
+            return Err(Error::invalid(format!(
+                "orphan_listener_grace: must be at most {} ms (1 day) (got {} ms)",
+                MAX_ORPHAN_LISTENER_GRACE.as_millis(),
+                self.orphan_listener_grace.as_millis()
+            )));
         }
         Ok(())
     }
@@ -124,6 +159,8 @@ impl Default for PrimaryOptions {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             message_channels: false,
             stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+            max_listeners_per_worker: DEFAULT_MAX_LISTENERS_PER_WORKER,
+            orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
         }
     }
 }
@@ -252,7 +289,23 @@ struct ListenerSlot {
     retry_at: Option<Instant>,
     accepted: u64,
     accept_failing: bool,
+    /// Since when it has had no worker (not after a graceful leave: that closes it at once).
+    orphaned_at: Option<Instant>,
 }
+
+/// Listen requests for the same host name and index share one lookup (and then one listener).
+type ListenKey = (ListenAddr, u32);
+
+/// A host name lookup for a listen, running on its own thread or waiting for one.
+struct Lookup {
+    backlog: i32,
+    /// Workers waiting for the answer, with their request ids.
+    waiters: Vec<(WorkerId, u32)>,
+    /// Set once its thread runs.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type LookupResult = (ListenKey, Result<std::net::SocketAddr>);
 
 struct Shutdown {
     deadline: Instant,
@@ -267,7 +320,15 @@ struct Inner {
     workers: BTreeMap<WorkerId, Slot>,
     next_id: WorkerId,
     listeners: Vec<ListenerSlot>,
-    by_addr: HashMap<(ListenAddr, u32), u32>,
+    by_addr: HashMap<ListenKey, u32>,
+    lookups: HashMap<ListenKey, Lookup>,
+    /// Lookups waiting for a thread (at most `MAX_LOOKUP_THREADS` run at once).
+    lookup_line: VecDeque<ListenKey>,
+    lookup_tx: std::sync::mpsc::Sender<LookupResult>,
+    lookup_rx: std::sync::mpsc::Receiver<LookupResult>,
+    /// A worker was forked: names are then resolved on the loop, as a lookup thread would make
+    /// `fork_worker` fail while it runs.
+    forks: bool,
     events: VecDeque<Event>,
     signals: Option<SignalPipe>,
     shutdown: Option<Shutdown>,
@@ -309,15 +370,10 @@ fn io_err(
 
 impl Primary {
     /// Creates a primary: a poller, and signal handlers when `shutdown_signals` asks.
-    /// `CORRAL_SCHED_POLICY` (rr|shared) overrides `opts.policy` and `CORRAL_STALL_TIMEOUT_MS`
-    /// `opts.stall_timeout` ([`crate::environ`]); a bad value is an error naming the variable.
+    /// `CORRAL_*` variables override some options ([`crate::environ`], e.g.
+    /// `CORRAL_SCHED_POLICY=rr|shared`); a bad value is an error naming the variable or option.
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
-        if let Some(p) = Policy::from_env()? {
-            opts.policy = p;
-        }
-        if let Some(t) = crate::environ::stall_timeout()? {
-            opts.stall_timeout = t;
-        }
+        crate::environ::apply(&mut opts)?;
         opts.validate()?;
         let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
         let mut wanted = Vec::new();
@@ -341,6 +397,7 @@ impl Primary {
         } else {
             None
         };
+        let (lookup_tx, lookup_rx) = std::sync::mpsc::channel();
         Ok(Primary {
             inner: Some(Box::new(Inner {
                 opts,
@@ -350,6 +407,11 @@ impl Primary {
                 next_id: 1,
                 listeners: Vec::new(),
                 by_addr: HashMap::new(),
+                lookups: HashMap::new(),
+                lookup_line: VecDeque::new(),
+                lookup_tx,
+                lookup_rx,
+                forks: false,
                 events: VecDeque::new(),
                 signals,
                 shutdown: None,
@@ -409,19 +471,16 @@ impl Primary {
         if let Some(r) = i.next_stall_check {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
+        if let Some(r) = i.next_orphan_deadline() {
+            t = Some(t.map_or(r, |x| x.min(r)));
+        }
         t.map(|t| t.saturating_duration_since(now))
     }
 
     /// A handle that wakes [`Primary::dispatch`] from another thread (for fronts that run the
     /// primary on its own thread and send it commands). Created on first use.
     pub fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
-        let inner = self.inner()?;
-        if inner.waker.is_none() {
-            let w = mio::Waker::new(inner.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
-                .map_err(io_err("eventfd", "create waker"))?;
-            inner.waker = Some(std::sync::Arc::new(w));
-        }
-        Ok(inner.waker.clone().expect("just set"))
+        self.inner()?.waker()
     }
 
     /// Pops the next queued event.
@@ -520,6 +579,7 @@ impl Primary {
         match outcome {
             sys::ForkOutcome::Parent(pid) => {
                 inner.next_id += 1;
+                inner.forks = true;
                 inner.adopt(id, pid, mine, theirs, [None, None, None])?;
                 Ok(Forked::Primary(id))
             }
@@ -736,6 +796,15 @@ impl Drop for Primary {
 }
 
 impl Inner {
+    fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
+        if self.waker.is_none() {
+            let w = mio::Waker::new(self.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
+                .map_err(io_err("eventfd", "create waker"))?;
+            self.waker = Some(std::sync::Arc::new(w));
+        }
+        Ok(self.waker.clone().expect("just set"))
+    }
+
     fn check_running(&self) -> Result<()> {
         if self.shutdown.is_some() {
             return Err(Error::wrong_state(
@@ -830,6 +899,9 @@ impl Inner {
         if let Some(r) = self.next_stall_check {
             cap(r);
         }
+        if let Some(r) = self.next_orphan_deadline() {
+            cap(r);
+        }
         match self.poll.poll(&mut self.mio_events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -884,6 +956,10 @@ impl Inner {
         if self.next_stall_check.is_some_and(|t| t <= now) {
             self.check_stalls(now);
         }
+        if !self.lookups.is_empty() {
+            self.finish_lookups();
+        }
+        self.close_orphans(Some(Instant::now()));
         self.check_deadline();
         Ok(())
     }
@@ -1046,28 +1122,94 @@ impl Inner {
     }
 
     fn on_listen(&mut self, id: WorkerId, req: ListenRequest) {
-        let leaving = self.workers.get(&id).is_some_and(|s| s.disconnect_asked);
-        let result = if self.shutdown.is_some() {
+        let key: ListenKey = (req.addr.clone(), req.index);
+        if let Err(e) = self
+            .may_listen(id)
+            .and_then(|()| self.within_listener_limit(id, &key))
+        {
+            self.listen_err(id, req.req, &e);
+            return;
+        }
+        let backlog = if req.backlog <= 0 {
+            listener::DEFAULT_BACKLOG
+        } else {
+            req.backlog
+        };
+        if let Some(&lid) = self.by_addr.get(&key) {
+            self.join_listener(id, req.req, lid);
+        } else if !self.forks && listener::host_to_look_up(&req.addr).is_some() {
+            // The resolver may take seconds (or its whole timeout): never on this loop.
+            self.look_up(key, backlog, id, req.req);
+        } else {
+            let addr = req.addr.clone();
+            match self
+                .bind_freeing_orphans(|| listener::bind(&addr, backlog))
+                .and_then(|b| self.add_listener(key, b))
+            {
+                Ok(lid) => self.join_listener(id, req.req, lid),
+                Err(e) => self.listen_err(id, req.req, &e),
+            }
+        }
+    }
+
+    /// Whether worker `id` may join a listener now.
+    fn may_listen(&self, id: WorkerId) -> Result<()> {
+        if self.shutdown.is_some() {
             Err(Error::wrong_state("the primary is shutting down"))
-        } else if leaving {
+        } else if self.workers.get(&id).is_some_and(|s| s.disconnect_asked) {
             // Asked to disconnect: it must not join a rotation any more.
             Err(Error::wrong_state(format!("worker {id} is disconnecting")))
         } else {
-            self.listener_for(&req)
-        };
-        let lid = match result {
-            Ok(lid) => lid,
-            Err(e) => {
-                let reply = ListenReply::Err {
-                    req: req.req,
-                    errno: e.errno(),
-                    syscall: e.syscall().unwrap_or("listen").to_string(),
-                    message: e.message().to_string(),
-                };
-                self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
-                return;
+            Ok(())
+        }
+    }
+
+    /// `max_listeners_per_worker`: the listeners `id` is a member of plus its listens waiting
+    /// for a lookup. Joining a listener it is already in costs nothing.
+    fn within_listener_limit(&self, id: WorkerId, key: &ListenKey) -> Result<()> {
+        if let Some(&lid) = self.by_addr.get(key) {
+            if self.listeners[lid as usize - 1].rotation.contains(id) {
+                return Ok(());
             }
+        }
+        let max = self.opts.max_listeners_per_worker as usize;
+        let member = self
+            .listeners
+            .iter()
+            .filter(|l| l.fd.is_some() && l.rotation.contains(id))
+            .count();
+        let waiting: usize = self
+            .lookups
+            .values()
+            .map(|lk| lk.waiters.iter().filter(|(w, _)| *w == id).count())
+            .sum();
+        if member + waiting < max {
+            return Ok(());
+        }
+        Err(Error::relayed(
+            libc::EINVAL,
+            "listen",
+            format!(
+                "listen {}: worker {id} holds {} listeners (max_listeners_per_worker is {max})",
+                key.0,
+                member + waiting
+            ),
+        ))
+    }
+
+    fn listen_err(&mut self, id: WorkerId, req: u32, e: &Error) {
+        let reply = ListenReply::Err {
+            req,
+            errno: e.errno(),
+            syscall: e.syscall().unwrap_or("listen").to_string(),
+            message: e.message().to_string(),
         };
+        self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+    }
+
+    /// Answers worker `id`'s listen request `req` with listener `lid` and adds it to the
+    /// listener's members.
+    fn join_listener(&mut self, id: WorkerId, req: u32, lid: u32) {
         let policy = self.opts.policy;
         let l = &self.listeners[lid as usize - 1];
         let addr = l.addr.clone();
@@ -1076,13 +1218,8 @@ impl Inner {
                 Some(Ok(fd)) => vec![fd],
                 Some(Err(e)) => {
                     let e = Error::os("dup", format!("share listener {addr}"), &e);
-                    let reply = ListenReply::Err {
-                        req: req.req,
-                        errno: e.errno(),
-                        syscall: "listen".into(),
-                        message: e.message().to_string(),
-                    };
-                    self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
+                    self.listen_err(id, req, &e.with_syscall("listen"));
+                    self.mark_if_orphan(lid);
                     return;
                 }
                 None => Vec::new(),
@@ -1090,12 +1227,13 @@ impl Inner {
             Policy::RoundRobin => Vec::new(),
         };
         let reply = ListenReply::Ok {
-            req: req.req,
+            req,
             listener: lid,
             addr: addr.clone(),
             ack_every: (self.opts.window / 4).max(1),
         };
         if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
+            self.mark_if_orphan(lid);
             return;
         }
         if let Some(slot) = self.workers.get_mut(&id) {
@@ -1105,7 +1243,9 @@ impl Inner {
         }
         // Membership in both policies (it decides when a listener closes); only round-robin
         // hands connections out.
-        self.listeners[lid as usize - 1].rotation.add(id);
+        let l = &mut self.listeners[lid as usize - 1];
+        l.rotation.add(id);
+        l.orphaned_at = None;
         if policy == Policy::RoundRobin {
             self.pump(lid);
         }
@@ -1116,18 +1256,65 @@ impl Inner {
         });
     }
 
-    /// The listener for a request: the existing one for the same address, or a new one.
-    fn listener_for(&mut self, req: &ListenRequest) -> Result<u32> {
-        let key = (req.addr.clone(), req.index);
-        if let Some(&lid) = self.by_addr.get(&key) {
-            return Ok(lid);
+    /// Starts the grace period of an open listener nobody is a member of (a new one whose
+    /// worker vanished before it joined).
+    fn mark_if_orphan(&mut self, lid: u32) {
+        if let Some(l) = self.listener_mut(lid) {
+            if l.fd.is_some() && l.rotation.is_empty() && l.orphaned_at.is_none() {
+                l.orphaned_at = Some(Instant::now());
+            }
         }
-        let backlog = if req.backlog <= 0 {
-            listener::DEFAULT_BACKLOG
-        } else {
-            req.backlog
-        };
-        let bound = listener::bind(&req.addr, backlog)?;
+    }
+
+    fn next_orphan_deadline(&self) -> Option<Instant> {
+        let grace = self.opts.orphan_listener_grace;
+        self.listeners
+            .iter()
+            .filter(|l| l.fd.is_some())
+            .filter_map(|l| l.orphaned_at)
+            .min()
+            .map(|t| t + grace)
+    }
+
+    /// Closes orphaned listeners whose grace ended by `now`, or all of them (`None`). Returns
+    /// how many closed.
+    fn close_orphans(&mut self, now: Option<Instant>) -> usize {
+        let grace = self.opts.orphan_listener_grace;
+        let due: Vec<u32> = self
+            .listeners
+            .iter()
+            .filter(|l| l.fd.is_some() && l.rotation.is_empty())
+            .filter(|l| {
+                l.orphaned_at
+                    .is_some_and(|t| !matches!(now, Some(now) if t + grace > now))
+            })
+            .map(|l| l.id)
+            .collect();
+        for &lid in &due {
+            self.close_listener(lid);
+        }
+        due.len()
+    }
+
+    /// Binds; on EMFILE/ENFILE closes the orphaned listeners (fds nobody uses now) and tries
+    /// once more.
+    fn bind_freeing_orphans(
+        &mut self,
+        bind: impl Fn() -> Result<listener::Bound>,
+    ) -> Result<listener::Bound> {
+        match bind() {
+            Err(e)
+                if (e.errno() == libc::EMFILE || e.errno() == libc::ENFILE)
+                    && self.close_orphans(None) > 0 =>
+            {
+                bind()
+            }
+            r => r,
+        }
+    }
+
+    /// Registers a newly bound listener under `key`.
+    fn add_listener(&mut self, key: ListenKey, bound: listener::Bound) -> Result<u32> {
         let lid = self.listeners.len() as u32 + 1;
         if self.opts.policy == Policy::RoundRobin {
             self.poll
@@ -1152,9 +1339,124 @@ impl Inner {
             retry_at: None,
             accepted: 0,
             accept_failing: false,
+            orphaned_at: None,
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
+    }
+
+    /// Worker `id` waits for the lookup of `key`'s host name: joins the lookup already running
+    /// for the same key (so both get the same listener), or starts one.
+    fn look_up(&mut self, key: ListenKey, backlog: i32, id: WorkerId, req: u32) {
+        if let Some(lk) = self.lookups.get_mut(&key) {
+            lk.waiters.push((id, req));
+            return;
+        }
+        self.lookups.insert(
+            key.clone(),
+            Lookup {
+                backlog,
+                waiters: vec![(id, req)],
+                thread: None,
+            },
+        );
+        self.lookup_line.push_back(key);
+        self.start_lookups();
+    }
+
+    fn has_channel(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|s| s.chan.is_some())
+    }
+
+    /// Starts threads for waiting lookups, up to `MAX_LOOKUP_THREADS` at once. Short-lived
+    /// threads rather than one resident resolver: a hung lookup does not hold up the others,
+    /// and the primary is single-threaded again (fork mode works) once lookups are done.
+    fn start_lookups(&mut self) {
+        let mut running = self.lookups.values().filter(|l| l.thread.is_some()).count();
+        while running < MAX_LOOKUP_THREADS {
+            let Some(key) = self.lookup_line.pop_front() else {
+                return;
+            };
+            let Some(lk) = self.lookups.get(&key) else {
+                continue;
+            };
+            if !lk.waiters.iter().any(|(w, _)| self.has_channel(*w)) {
+                // Everybody who asked is gone: nothing to look up.
+                self.lookups.remove(&key);
+                continue;
+            }
+            let (host, port) = listener::host_to_look_up(&key.0)
+                .map(|(h, p)| (h.to_string(), p))
+                .expect("only names are looked up");
+            let spawned = self.waker().and_then(|waker| {
+                let tx = self.lookup_tx.clone();
+                let k = key.clone();
+                std::thread::Builder::new()
+                    .name("corral-lookup".into())
+                    .spawn(move || {
+                        let r = listener::lookup(&host, port);
+                        // The primary may be gone: then nobody waits for the answer.
+                        if tx.send((k, r)).is_ok() {
+                            let _ = waker.wake();
+                        }
+                    })
+                    .map_err(|e| {
+                        Error::os("getaddrinfo", format!("start the lookup of {}", key.0), &e)
+                    })
+            });
+            match spawned {
+                Ok(t) => {
+                    self.lookups.get_mut(&key).expect("present").thread = Some(t);
+                    running += 1;
+                }
+                Err(e) => {
+                    let lk = self.lookups.remove(&key).expect("present");
+                    for (w, req) in lk.waiters {
+                        self.listen_err(w, req, &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the workers whose lookups ended: binds the listener (once per key) and has them
+    /// join it, or relays the resolver's error. Workers that left meanwhile are skipped.
+    fn finish_lookups(&mut self) {
+        while let Ok((key, result)) = self.lookup_rx.try_recv() {
+            let Some(lk) = self.lookups.remove(&key) else {
+                continue;
+            };
+            if let Some(t) = lk.thread {
+                // It has sent its answer: it is ending.
+                let _ = t.join();
+            }
+            self.start_lookups();
+            let mut waiters = Vec::new();
+            for (w, req) in lk.waiters {
+                if !self.has_channel(w) {
+                    continue;
+                }
+                match self.may_listen(w) {
+                    Ok(()) => waiters.push((w, req)),
+                    Err(e) => self.listen_err(w, req, &e),
+                }
+            }
+            if waiters.is_empty() {
+                continue;
+            }
+            let backlog = lk.backlog;
+            let addr = key.0.clone();
+            let lid = result.and_then(|sa| {
+                self.bind_freeing_orphans(|| listener::bind_resolved(&addr, sa, backlog))
+                    .and_then(|b| self.add_listener(key, b))
+            });
+            for (w, req) in waiters {
+                match &lid {
+                    Ok(lid) => self.join_listener(w, req, *lid),
+                    Err(e) => self.listen_err(w, req, e),
+                }
+            }
+        }
     }
 
     /// Queues a message to a worker and flushes. `false` if the worker's channel is gone.
@@ -1540,13 +1842,19 @@ impl Inner {
     /// Takes a worker out of every listener. When it leaves gracefully (disconnect, goodbye,
     /// unlisten) and was a listener's last worker, the listener closes, as node:cluster's does:
     /// the application is going away, so new clients are refused instead of queued. After a
-    /// crash the listener stays open and clients wait in the backlog for the replacement.
-    /// Returns the listeners to close once the caller is done with the worker.
+    /// crash the listener stays open and clients wait in the backlog for the replacement, for
+    /// `orphan_listener_grace` at most. Returns the listeners to close once the caller is done
+    /// with the worker.
     fn leave_listeners(&mut self, id: WorkerId, graceful: bool) -> Vec<u32> {
         let mut emptied = Vec::new();
+        let now = Instant::now();
         for l in &mut self.listeners {
-            if l.rotation.remove(id) && l.rotation.is_empty() && graceful {
-                emptied.push(l.id);
+            if l.rotation.remove(id) && l.rotation.is_empty() {
+                if graceful {
+                    emptied.push(l.id);
+                } else if l.fd.is_some() {
+                    l.orphaned_at = Some(now);
+                }
             }
         }
         emptied
@@ -1561,6 +1869,7 @@ impl Inner {
         let fd = l.fd.take();
         l.pending.clear();
         l.ready = false;
+        l.orphaned_at = None;
         let addr = l.addr.clone();
         if let Some(fd) = fd {
             let _ = self

@@ -196,3 +196,130 @@ impl Drop for FixturePrimary {
         let _ = self.0.wait();
     }
 }
+
+/// The fixture's `primary-cmd` primary in a child process (maybe under a wrapper such as
+/// `unshare`), killed and reaped on drop. Commands go to its stdin; its stdout lines are read on
+/// a thread.
+pub struct CmdPrimary {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line seen so far (for failure messages).
+    pub log: Vec<String>,
+}
+
+impl CmdPrimary {
+    /// Starts `cmd` (which must end up running `corral-test-worker primary-cmd`) and waits for
+    /// its "ready".
+    pub fn start(mut cmd: std::process::Command) -> CmdPrimary {
+        let mut child = cmd
+            .env_remove("CORRAL_SCHED_POLICY")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the fixture primary");
+        let stdin = child.stdin.take().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = CmdPrimary {
+            child,
+            stdin,
+            lines,
+            log: Vec::new(),
+        };
+        p.expect("ready", Duration::from_secs(10), |l| {
+            (l == "ready").then_some(())
+        });
+        p
+    }
+
+    /// The primary's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write to the fixture primary");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Reads lines until `f` accepts one, or panics after `timeout` naming `what`.
+    pub fn expect<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let r = f(&line);
+                    self.log.push(line);
+                    if let Some(t) = r {
+                        return t;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out after {timeout:?} waiting for {what}; primary said: {:#?}",
+                    self.log
+                ),
+            }
+        }
+    }
+
+    /// Waits for the line `"<word> <id> ..."` and returns the rest after the id.
+    pub fn expect_of(&mut self, word: &str, id: u64, timeout: Duration) -> String {
+        let prefix = format!("{word} {id} ");
+        self.expect(&format!("{prefix}..."), timeout, |l| {
+            l.strip_prefix(&prefix).map(str::to_string)
+        })
+    }
+
+    /// Lines that arrived so far without waiting.
+    pub fn drain(&mut self) -> Vec<String> {
+        let got: Vec<String> = self.lines.try_iter().collect();
+        self.log.extend(got.iter().cloned());
+        got
+    }
+}
+
+impl Drop for CmdPrimary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The open fds of process `pid` (from /proc/PID/fd), with what they point at.
+pub fn open_fds(pid: i32) -> std::collections::BTreeMap<u64, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((n, target.display().to_string()))
+        })
+        .collect()
+}
+
+/// Sets RLIMIT_NOFILE of process `pid` (soft `n`, hard at least 4096).
+pub fn set_nofile(pid: i32, n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: 4096.max(n),
+    };
+    // SAFETY: prlimit on our own child with a valid rlimit; no old-limit out-param.
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
