@@ -33,6 +33,12 @@ pub const DEFAULT_WINDOW: u32 = 32;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `send` reports backpressure (returns false) above this many queued bytes, as Node does.
 const SEND_HIGH_WATER: usize = 128 * 1024;
+/// Default of `PrimaryOptions::send_queue_limit`: 16 MiB per worker.
+pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 16 << 20;
+/// Smallest `send_queue_limit`: one datagram (64 KiB).
+pub const SEND_QUEUE_LIMIT_MIN: usize = crate::ipc::frame::MAX_DATAGRAM;
+/// Largest `send_queue_limit`: 1 GiB.
+pub const SEND_QUEUE_LIMIT_MAX: usize = 1 << 30;
 /// Connections accepted per listener per dispatch before others get a turn.
 const ACCEPT_BATCH: usize = 256;
 /// Messages read from one worker per dispatch before others get a turn.
@@ -74,6 +80,26 @@ pub struct PrimaryOptions {
     /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
     /// wake-up per message instead of two. Control traffic stays on the worker channel.
     pub message_channels: bool,
+    /// Bytes of application messages ([`Primary::send`]) that may wait in one worker's queue
+    /// while its socket is full (a worker that does not read). A send that would go past it is
+    /// refused with `ErrorKind::WouldBlock`: nothing is queued (its fds are closed), nothing
+    /// else changes, and `Event::Drain` follows once the queue is down to half the limit. A
+    /// message is always taken when the queue is empty, so one message of up to 64 MiB can
+    /// always go. Range [`SEND_QUEUE_LIMIT_MIN`] to [`SEND_QUEUE_LIMIT_MAX`] (checked by
+    /// [`check_send_queue_limit`]); default [`DEFAULT_SEND_QUEUE_LIMIT`] (16 MiB). `None`: no
+    /// limit, as node:cluster (the Node front).
+    pub send_queue_limit: Option<usize>,
+}
+
+/// The one place `PrimaryOptions::send_queue_limit` is range-checked.
+pub fn check_send_queue_limit(bytes: usize) -> Result<()> {
+    if !(SEND_QUEUE_LIMIT_MIN..=SEND_QUEUE_LIMIT_MAX).contains(&bytes) {
+        return Err(Error::invalid(format!(
+            "send queue limit of {bytes} bytes is out of range: {SEND_QUEUE_LIMIT_MIN} (64 KiB) \
+             to {SEND_QUEUE_LIMIT_MAX} (1 GiB)"
+        )));
+    }
+    Ok(())
 }
 
 impl Default for PrimaryOptions {
@@ -86,6 +112,7 @@ impl Default for PrimaryOptions {
             reload_signal: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             message_channels: false,
+            send_queue_limit: Some(DEFAULT_SEND_QUEUE_LIMIT),
         }
     }
 }
@@ -173,6 +200,8 @@ struct Slot {
     active: Option<u32>,
     ready: bool,
     online: bool,
+    /// A send was refused (queue limit): `Event::Drain` is owed once the queue is down to half.
+    drain_wanted: bool,
 }
 
 impl Slot {
@@ -253,6 +282,9 @@ impl Primary {
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
         if opts.window == 0 {
             return Err(Error::invalid("window must be at least 1"));
+        }
+        if let Some(limit) = opts.send_queue_limit {
+            check_send_queue_limit(limit)?;
         }
         if let Some(p) = Policy::from_env()? {
             opts.policy = p;
@@ -469,6 +501,10 @@ impl Primary {
 
     /// Sends an application message to a worker. Returns `false` when the message had to be
     /// queued behind others beyond the high-water mark (backpressure, as Node's `send`).
+    ///
+    /// Errors: `NoSuchWorker`; `Disconnected` once its channel is closed; `TooLarge` above
+    /// 64 MiB; `WouldBlock` when the queue would pass `PrimaryOptions::send_queue_limit`
+    /// (nothing queued, the fds closed; `Event::Drain` says when to try again).
     pub fn send(&mut self, worker: WorkerId, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<bool> {
         self.send_tracked(worker, &data, fds)
             .map(|s| s.below_high_water)
@@ -486,6 +522,7 @@ impl Primary {
         fds: Vec<OwnedFd>,
     ) -> Result<Sent> {
         let inner = self.inner()?;
+        let limit = inner.opts.send_queue_limit;
         let slot = inner
             .workers
             .get_mut(&worker)
@@ -496,6 +533,20 @@ impl Primary {
                 format!("worker {worker} is disconnected"),
             )
         })?;
+        crate::ipc::channel::check_outgoing(data.len(), fds.len())?;
+        let queued = chan.queued_bytes();
+        if let Some(limit) = limit.filter(|&l| queued > 0 && queued.saturating_add(data.len()) > l)
+        {
+            slot.drain_wanted = true;
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!(
+                    "send to worker {worker}: its queue holds {queued} bytes and {} more would \
+                     pass the send queue limit of {limit} bytes; wait for its drain event",
+                    data.len()
+                ),
+            ));
+        }
         match chan.send_or_queue(Kind::User, data, fds) {
             Ok(true) => {}
             Ok(false) => inner.arm_writable(worker),
@@ -730,6 +781,7 @@ impl Inner {
                 active: None,
                 ready: false,
                 online: false,
+                drain_wanted: false,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -1101,7 +1153,15 @@ impl Inner {
         let Some(chan) = slot.chan.as_mut() else {
             return;
         };
-        match chan.flush(false) {
+        let flushed = chan.flush(false);
+        if slot.drain_wanted {
+            let low_water = self.opts.send_queue_limit.unwrap_or(0) / 2;
+            if chan.queued_bytes() <= low_water {
+                slot.drain_wanted = false;
+                self.events.push_back(Event::Drain { worker: id });
+            }
+        }
+        match flushed {
             Ok(true) => {}
             Ok(false) => self.arm_writable(id),
             Err(e) => {
