@@ -1107,8 +1107,17 @@ function setupWorkerSide() {
     function checkWaitingCount() {
       waitingCount--;
       if (waitingCount === 0) {
-        if (!primaryInitiated) sendInternal({ act: 'exitedAfterDisconnect' });
-        if (connected) process.disconnect();
+        if (primaryInitiated) {
+          if (connected) process.disconnect();
+          return;
+        }
+        // node:cluster disconnects once the primary has acknowledged this message, so what the
+        // worker sends in the meantime (in the same tick, at least) is still delivered; after
+        // the 'disconnect' event, sends fail with ERR_IPC_CHANNEL_CLOSED.
+        sendInternal({ act: 'exitedAfterDisconnect' });
+        setImmediate(() => {
+          if (connected) process.disconnect();
+        });
       }
     }
     for (const handle of handles) {
