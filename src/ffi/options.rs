@@ -105,8 +105,8 @@ pub unsafe extern "C" fn corral_options_set_window(
 }
 
 /// Sets how many bytes of messages from `corral_primary_send` may wait in one worker's queue
-/// while that worker does not read: 65536 (64 KiB) to 1073741824 (1 GiB); default 16777216
-/// (16 MiB). Past it `corral_primary_send` returns `CORRAL_STATUS_WOULD_BLOCK` and
+/// while that worker does not read, each message counting its length plus 128 bytes: 65536
+/// (64 KiB) to 1073741824 (1 GiB); default 16777216 (16 MiB). Past it `corral_primary_send` returns `CORRAL_STATUS_WOULD_BLOCK` and
 /// `CORRAL_EVENT_DRAIN` follows once the queue is down to half. The primary's memory for
 /// queued messages is at most this much per worker, plus one message of up to 64 MiB.
 ///

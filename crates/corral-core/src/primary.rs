@@ -39,6 +39,14 @@ pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 16 << 20;
 pub const SEND_QUEUE_LIMIT_MIN: usize = crate::ipc::frame::MAX_DATAGRAM;
 /// Largest `send_queue_limit`: 1 GiB.
 pub const SEND_QUEUE_LIMIT_MAX: usize = 1 << 30;
+/// What a queued message costs against `send_queue_limit` besides its bytes (its queue entry
+/// and allocation), so that many tiny or empty messages are bounded too.
+pub const QUEUED_MESSAGE_COST: usize = 128;
+
+/// The queue's weight against `send_queue_limit`.
+fn queue_cost(chan: &Channel) -> usize {
+    chan.queued_bytes() + chan.queued_messages() * QUEUED_MESSAGE_COST
+}
 /// Connections accepted per listener per dispatch before others get a turn.
 const ACCEPT_BATCH: usize = 256;
 /// Messages read from one worker per dispatch before others get a turn.
@@ -81,7 +89,8 @@ pub struct PrimaryOptions {
     /// wake-up per message instead of two. Control traffic stays on the worker channel.
     pub message_channels: bool,
     /// Bytes of application messages ([`Primary::send`]) that may wait in one worker's queue
-    /// while its socket is full (a worker that does not read). A send that would go past it is
+    /// while its socket is full (a worker that does not read), each message counting its length
+    /// plus [`QUEUED_MESSAGE_COST`] (128) bytes. A send that would go past it is
     /// refused with `ErrorKind::WouldBlock`: nothing is queued (its fds are closed), nothing
     /// else changes, and `Event::Drain` follows once the queue is down to half the limit. A
     /// message is always taken when the queue is empty, so one message of up to 64 MiB can
@@ -534,16 +543,16 @@ impl Primary {
             )
         })?;
         crate::ipc::channel::check_outgoing(data.len(), fds.len())?;
-        let queued = chan.queued_bytes();
-        if let Some(limit) = limit.filter(|&l| queued > 0 && queued.saturating_add(data.len()) > l)
-        {
+        let queued = queue_cost(chan);
+        let cost = data.len() + QUEUED_MESSAGE_COST;
+        if let Some(limit) = limit.filter(|&l| queued > 0 && queued.saturating_add(cost) > l) {
             slot.drain_wanted = true;
             return Err(Error::new(
                 ErrorKind::WouldBlock,
                 format!(
-                    "send to worker {worker}: its queue holds {queued} bytes and {} more would \
-                     pass the send queue limit of {limit} bytes; wait for its drain event",
-                    data.len()
+                    "send to worker {worker}: its queue weighs {queued} bytes (lengths plus \
+                     {QUEUED_MESSAGE_COST} per message) and {cost} more would pass the send queue \
+                     limit of {limit} bytes; wait for its drain event"
                 ),
             ));
         }
@@ -1156,7 +1165,7 @@ impl Inner {
         let flushed = chan.flush(false);
         if slot.drain_wanted {
             let low_water = self.opts.send_queue_limit.unwrap_or(0) / 2;
-            if chan.queued_bytes() <= low_water {
+            if queue_cost(chan) <= low_water {
                 slot.drain_wanted = false;
                 self.events.push_back(Event::Drain { worker: id });
             }

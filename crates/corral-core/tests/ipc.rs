@@ -223,3 +223,23 @@ fn a_worker_that_does_not_read_fills_its_queue_to_the_limit_then_sends_are_refus
         h.log
     );
 }
+
+#[test]
+fn empty_messages_count_against_the_send_queue_limit_too() {
+    let mut h = harness_with(&["stall", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.send_queue_limit = Some(64 << 10);
+    });
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    // Bounded: the socket takes a few thousand empty datagrams, the queue 512 (128 bytes each).
+    let refused = (0..1_000_000).find_map(|i| match h.p.send(id, Vec::new(), Vec::new()) {
+        Ok(_) => None,
+        Err(e) => Some((i, e)),
+    });
+    let (accepted, e) = refused.expect("an empty send refused within a million");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    assert!(
+        accepted < 100_000,
+        "{accepted} empty messages accepted: the queue is not bounded"
+    );
+}
