@@ -87,6 +87,9 @@ static int worker_side(corral_worker *w, const uint8_t *big, int release) {
   }
   if (!last_error_contains("disconnected")) bad |= 128;
   if (corral_worker_listen(w, "127.0.0.1:0", 0, NULL, NULL) != CORRAL_STATUS_DISCONNECTED) bad |= 128;
+  corral_worker_event *e = NULL;
+  if (corral_worker_next(w, 0, &e) != CORRAL_STATUS_DISCONNECTED) bad |= 128;
+  if (!last_error_contains("this worker has disconnected")) bad |= 128; /* not "the primary is gone" */
   /* Stay alive until the primary has tried its own send to this closed channel. */
   while (read(release, &byte, 1) > 0) {
   }

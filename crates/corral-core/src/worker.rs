@@ -351,9 +351,8 @@ impl Worker {
             if let Some(ev) = self.events.pop_front() {
                 return Ok(Some(ev));
             }
-            if self.gone {
-                return Err(Error::new(ErrorKind::Disconnected, "the primary is gone"));
-            }
+            // After our own disconnect the error says so, not that the primary is gone.
+            self.check_open("next_event")?;
             self.read_channel()?;
             if !self.events.is_empty() {
                 continue;
