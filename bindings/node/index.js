@@ -1316,7 +1316,13 @@ function setupWorkerSide() {
   }
 
   // Extra beyond node:cluster: tell the primary this worker has warmed up.
+  // After the disconnect it throws what a send reports in node:cluster.
   Worker.prototype.ready = function ready() {
+    if (!connected) {
+      const ex = new Error('Channel closed');
+      ex.code = 'ERR_IPC_CHANNEL_CLOSED';
+      throw ex;
+    }
     nw.ready();
   };
 }
