@@ -82,6 +82,13 @@
 #define CORRAL_EVENT_SHUTDOWN_COMPLETE 10
 
 /**
+ * A worker's send queue, which refused a message (`CORRAL_STATUS_WOULD_BLOCK` from
+ * `corral_primary_send`), is down to half its limit: send to it again. Once per refusal;
+ * if the channel closes first, `CORRAL_EVENT_DISCONNECT` comes instead.
+ */
+#define CORRAL_EVENT_DRAIN 11
+
+/**
  * The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
  * new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
  * `corral_event_exit_code`/`corral_event_signal`).
@@ -182,7 +189,8 @@ enum corral_status
   CORRAL_STATUS_TOO_LARGE = 4,
   /**
    * The call is not valid now: options changed after start, a primary call in a forked
-   * worker, a new worker during shutdown, a worker call after disconnect.
+   * worker, a new worker during shutdown, `corral_primary_run`/`_dispatch` called from the
+   * primary's own event callback.
    */
   CORRAL_STATUS_WRONG_STATE = 5,
   /**
@@ -201,6 +209,12 @@ enum corral_status
    * A bug in corral: a Rust panic was caught at the boundary. Please report it.
    */
   CORRAL_STATUS_PANIC = 9,
+  /**
+   * Not now, try again later: `corral_primary_send` found the worker's queue at its limit
+   * (`corral_options_set_send_queue_limit`). Nothing was copied or queued, nothing was
+   * closed; `CORRAL_EVENT_DRAIN` for that worker says when to send again.
+   */
+  CORRAL_STATUS_WOULD_BLOCK = 10,
 };
 #ifndef __cplusplus
 typedef uint32_t corral_status;
@@ -399,11 +413,12 @@ uint32_t corral_event_count(const corral_event *ev);
 
 /**
  * Creates options with the defaults: round-robin, a window of 32 connections, fork mode (no
- * exec program), no signal handling. Free with `corral_options_free`.
+ * exec program), no signal handling, a send queue limit of 16 MiB per worker. Free with `corral_options_free`.
  *
  * Returns `CORRAL_STATUS_OK`, or `CORRAL_STATUS_INVALID_ARGUMENT` if `out` is NULL.
  */
-CORRAL_MUST_USE corral_status corral_options_new(corral_options **out);
+CORRAL_MUST_USE
+corral_status corral_options_new(corral_options **out);
 
 /**
  * Frees options. NULL is a no-op. Primaries created from them are not affected.
@@ -460,6 +475,20 @@ corral_status corral_options_set_max_listeners_per_worker(corral_options *opts,
 CORRAL_MUST_USE
 corral_status corral_options_set_orphan_listener_grace(corral_options *opts,
                                                        uint32_t grace_ms);
+
+/**
+ * Sets how many bytes of messages from `corral_primary_send` may wait in one worker's queue
+ * while that worker does not read, each message counting its length plus 128 bytes: 65536
+ * (64 KiB) to 1073741824 (1 GiB); default 16777216 (16 MiB). Past it `corral_primary_send` returns `CORRAL_STATUS_WOULD_BLOCK` and
+ * `CORRAL_EVENT_DRAIN` follows once the queue is down to half. The primary's memory for
+ * queued messages is at most this much per worker, plus one message of up to 64 MiB.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` (naming the range) for another value or a NULL
+ * handle.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_send_queue_limit(corral_options *opts,
+                                                  size_t bytes);
 
 /**
  * Exec mode: workers started by `corral_primary_spawn` run `program` with the `argc`
@@ -560,11 +589,18 @@ corral_status corral_primary_fork(corral_primary *p,
 CORRAL_MUST_USE corral_status corral_primary_spawn(corral_primary *p, uint64_t *id_out);
 
 /**
- * Sends `len` bytes to a worker (copied; at most 64 MiB). Never blocks: what the socket cannot
- * take now is queued and sent in order by later dispatches.
+ * Sends `len` bytes to a worker (at most 64 MiB). Never blocks: what the socket cannot take now
+ * is copied into the worker's queue and sent in order by later dispatches. The queue is
+ * bounded (`corral_options_set_send_queue_limit`, 16 MiB by default): past it the call returns
+ * `CORRAL_STATUS_WOULD_BLOCK`, copies nothing, and `CORRAL_EVENT_DRAIN` for that worker
+ * follows once its queue is down to half; a message is always taken when the queue is empty.
+ * `data` is not kept after the call. Call it from the primary's thread, also from the callback.
  *
- * Returns `CORRAL_STATUS_NO_SUCH_WORKER`, `CORRAL_STATUS_DISCONNECTED`,
- * `CORRAL_STATUS_TOO_LARGE` (the message names the limit).
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_WOULD_BLOCK`; `CORRAL_STATUS_NO_SUCH_WORKER`;
+ * `CORRAL_STATUS_DISCONNECTED` once the worker's channel is closed (it disconnected or
+ * exited); `CORRAL_STATUS_TOO_LARGE` when `len` is above 64 MiB (checked before `data` is
+ * read; the message names the limit); `CORRAL_STATUS_INVALID_ARGUMENT` for NULL `data` with
+ * `len` > 0; `CORRAL_STATUS_WRONG_STATE` in a forked worker's copy.
  */
 CORRAL_MUST_USE
 corral_status corral_primary_send(corral_primary *p,
@@ -633,6 +669,10 @@ corral_status corral_primary_worker_stats(const corral_primary *p,
  * ready (connections, messages, exits, deadlines) and calls the event callback for each event.
  * For embedding: call it when `corral_primary_fd` is readable or `corral_primary_timeout_ms`
  * expired.
+ *
+ * Returns `CORRAL_STATUS_WRONG_STATE` when called from this primary's own event callback
+ * (inside `corral_primary_run` or `corral_primary_dispatch`: nesting is not allowed; the outer
+ * loop goes on) or in a forked worker's copy.
  */
 CORRAL_MUST_USE corral_status corral_primary_dispatch(corral_primary *p, int32_t timeout_ms);
 
@@ -640,7 +680,9 @@ CORRAL_MUST_USE corral_status corral_primary_dispatch(corral_primary *p, int32_t
  * Runs the primary's loop on this thread, calling the event callback, until a graceful
  * shutdown completes (after `CORRAL_EVENT_SHUTDOWN_COMPLETE`) or `corral_primary_stop` is
  * called. Returns `CORRAL_STATUS_WRONG_STATE` if this process became a worker inside a
- * callback (a forked child must not return into the primary's loop).
+ * callback (a forked child must not return into the primary's loop), and when called from
+ * this primary's own event callback (nesting is not allowed: the nested call returns at once,
+ * the outer run goes on and returns as usual).
  */
 CORRAL_MUST_USE corral_status corral_primary_run(corral_primary *p);
 
@@ -845,7 +887,13 @@ corral_status corral_worker_next(corral_worker *w,
                                  corral_worker_event **event_out);
 
 /**
- * Sends `len` bytes to the primary (copied; at most 64 MiB), waiting for room in the socket.
+ * Sends `len` bytes to the primary (at most 64 MiB), waiting for room in the socket: the worker
+ * side has no queue of its own to grow (the primary always reads, so this does not deadlock).
+ *
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or
+ * once the primary is gone (always: nothing is sent, nothing is lost silently);
+ * `CORRAL_STATUS_TOO_LARGE` when `len` is above 64 MiB (checked before `data` is read; the
+ * message names the limit); `CORRAL_STATUS_INVALID_ARGUMENT` for NULL `data` with `len` > 0.
  */
 CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t *data, size_t len);
 
@@ -853,6 +901,9 @@ CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t
  * Tells the primary this worker's loop is alive, with the number of connections it has open
  * (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
  * a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+ *
+ * Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+ * is gone.
  */
 CORRAL_MUST_USE
 corral_status corral_worker_heartbeat(corral_worker *w,
@@ -860,13 +911,18 @@ corral_status corral_worker_heartbeat(corral_worker *w,
 
 /**
  * Tells the primary this worker is ready (after its warm-up).
+ *
+ * Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+ * is gone.
  */
 CORRAL_MUST_USE corral_status corral_worker_ready(corral_worker *w);
 
 /**
  * Disconnects gracefully: the primary stops handing out connections to this worker and gives
- * the ones it has not taken yet to others. No events follow. Call it once your in-flight work
- * is done, then exit. Idempotent.
+ * the ones it has not taken yet to others. No events follow, and nothing more is sent:
+ * `corral_worker_send`, `_heartbeat`, `_ready`, `_listen` and `_next` return
+ * `CORRAL_STATUS_DISCONNECTED` from now on. Call it once your in-flight work is done, then
+ * exit. Idempotent.
  */
 CORRAL_MUST_USE corral_status corral_worker_disconnect(corral_worker *w);
 

@@ -242,3 +242,41 @@ fn the_supervisor_reloads_restarts_and_scales_from_c() {
         assert!(stdout.contains("cause crash"), "{stdout}");
     }
 }
+
+/// Builds `tests/c/<name>.c` against both libraries, runs it, and returns its stdout, which
+/// must end with "ok".
+fn c_check(name: &str, timeout: Duration) -> Vec<String> {
+    LINKS
+        .iter()
+        .map(|&link| {
+            let exe = build_c(&root().join(format!("tests/c/{name}.c")), link);
+            let o = run(Command::new(exe), name, timeout);
+            let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success(),
+                "{name} ({link:?}): {:?}\n{stdout}\n{stderr}",
+                o.status
+            );
+            assert!(stdout.ends_with("ok\n"), "{name} ({link:?}): {stdout}");
+            stdout
+        })
+        .collect()
+}
+
+#[test]
+fn sends_refuse_huge_sizes_and_closed_channels_from_both_sides() {
+    c_check("sends", Duration::from_secs(30));
+}
+
+#[test]
+fn nested_run_or_dispatch_from_the_callback_is_refused_and_the_outer_run_returns() {
+    c_check("nested_run", Duration::from_secs(30));
+}
+
+#[test]
+fn a_worker_that_does_not_read_gets_would_block_bounded_memory_then_drain() {
+    for out in c_check("backpressure", Duration::from_secs(40)) {
+        eprintln!("{out}");
+    }
+}

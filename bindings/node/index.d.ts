@@ -67,6 +67,7 @@ declare class Worker extends EventEmitter {
      * corral extra (not in node:cluster): in a worker, tells the primary that the application
      * is ready, after its warm-up (`cluster.worker.ready()`). Meaningful in a worker only, and
      * optional so that code typed for corral keeps its shape when it runs under node:cluster.
+     * Throws an error with code `ERR_IPC_CHANNEL_CLOSED` once the worker has disconnected.
      */
     ready?(): void;
 

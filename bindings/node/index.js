@@ -1127,8 +1127,17 @@ function setupWorkerSide() {
     function checkWaitingCount() {
       waitingCount--;
       if (waitingCount === 0) {
-        if (!primaryInitiated) sendInternal({ act: 'exitedAfterDisconnect' });
-        if (connected) process.disconnect();
+        if (primaryInitiated) {
+          if (connected) process.disconnect();
+          return;
+        }
+        // node:cluster disconnects once the primary has acknowledged this message, so what the
+        // worker sends in the meantime (in the same tick, at least) is still delivered; after
+        // the 'disconnect' event, sends fail with ERR_IPC_CHANNEL_CLOSED.
+        sendInternal({ act: 'exitedAfterDisconnect' });
+        setImmediate(() => {
+          if (connected) process.disconnect();
+        });
       }
     }
     for (const handle of handles) {
@@ -1327,7 +1336,13 @@ function setupWorkerSide() {
   }
 
   // Extra beyond node:cluster: tell the primary this worker has warmed up.
+  // After the disconnect it throws what a send reports in node:cluster.
   Worker.prototype.ready = function ready() {
+    if (!connected) {
+      const ex = new Error('Channel closed');
+      ex.code = 'ERR_IPC_CHANNEL_CLOSED';
+      throw ex;
+    }
     nw.ready();
   };
 }

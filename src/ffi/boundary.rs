@@ -2,7 +2,7 @@
 //! `CORRAL_STATUS_INVALID_ARGUMENT` naming the parameter, errors become the last error.
 
 use super::error::{corral_status, set_last_error};
-use corral_core::Error;
+use corral_core::{Error, ErrorKind};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `f`; maps its error (or a panic) to a status and records the last error.
@@ -78,6 +78,27 @@ pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, name: &str) -> Resul
     non_null(data, name)?;
     // SAFETY: non-NULL, `len` readable bytes by the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+/// Borrows the `len` bytes of a message, checking `len` against the 64 MiB message limit
+/// before any slice exists (a huge `len` would otherwise be copied, or make an invalid slice).
+///
+/// # Safety
+/// `data` points at `len` readable bytes, or `len` is 0; only read when `len` is in the limit.
+pub(crate) unsafe fn message<'a>(
+    data: *const u8,
+    len: usize,
+    name: &str,
+) -> Result<&'a [u8], Error> {
+    let max = corral_core::ipc::MAX_MESSAGE_LEN;
+    if len > max {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{name}: message of {len} bytes exceeds the limit of {max} bytes (64 MiB)"),
+        ));
+    }
+    // SAFETY: `len` <= 64 MiB (so <= isize::MAX), readable by the caller's contract.
+    unsafe { bytes(data, len, name) }
 }
 
 /// Writes an out-param.

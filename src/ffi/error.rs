@@ -20,7 +20,8 @@ pub enum corral_status {
     /// A message above the 64 MiB limit.
     CORRAL_STATUS_TOO_LARGE = 4,
     /// The call is not valid now: options changed after start, a primary call in a forked
-    /// worker, a new worker during shutdown, a worker call after disconnect.
+    /// worker, a new worker during shutdown, `corral_primary_run`/`_dispatch` called from the
+    /// primary's own event callback.
     CORRAL_STATUS_WRONG_STATE = 5,
     /// A worker call in a process that no corral primary started.
     CORRAL_STATUS_NOT_A_WORKER = 6,
@@ -30,6 +31,10 @@ pub enum corral_status {
     CORRAL_STATUS_DISCONNECTED = 8,
     /// A bug in corral: a Rust panic was caught at the boundary. Please report it.
     CORRAL_STATUS_PANIC = 9,
+    /// Not now, try again later: `corral_primary_send` found the worker's queue at its limit
+    /// (`corral_options_set_send_queue_limit`). Nothing was copied or queued, nothing was
+    /// closed; `CORRAL_EVENT_DRAIN` for that worker says when to send again.
+    CORRAL_STATUS_WOULD_BLOCK = 10,
 }
 
 struct LastError {
@@ -55,6 +60,7 @@ fn status_of(kind: ErrorKind) -> corral_status {
         ErrorKind::NotWorker => CORRAL_STATUS_NOT_A_WORKER,
         ErrorKind::NoSuchWorker => CORRAL_STATUS_NO_SUCH_WORKER,
         ErrorKind::Disconnected => CORRAL_STATUS_DISCONNECTED,
+        ErrorKind::WouldBlock => CORRAL_STATUS_WOULD_BLOCK,
     }
 }
 
@@ -123,6 +129,7 @@ pub extern "C" fn corral_status_str(status: u32) -> *const c_char {
         7 => "CORRAL_STATUS_NO_SUCH_WORKER\0",
         8 => "CORRAL_STATUS_DISCONNECTED\0",
         9 => "CORRAL_STATUS_PANIC\0",
+        10 => "CORRAL_STATUS_WOULD_BLOCK\0",
         _ => "CORRAL_STATUS_UNKNOWN\0",
     };
     s.as_ptr().cast()

@@ -29,6 +29,10 @@ pub const CORRAL_EVENT_ERROR: u32 = 8;
 pub const CORRAL_EVENT_SIGNAL: u32 = 9;
 /// A graceful shutdown finished (`corral_event_clean`). `corral_primary_run` returns after it.
 pub const CORRAL_EVENT_SHUTDOWN_COMPLETE: u32 = 10;
+/// A worker's send queue, which refused a message (`CORRAL_STATUS_WOULD_BLOCK` from
+/// `corral_primary_send`), is down to half its limit: send to it again. Once per refusal;
+/// if the channel closes first, `CORRAL_EVENT_DISCONNECT` comes instead.
+pub const CORRAL_EVENT_DRAIN: u32 = 11;
 
 /// The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
 /// new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
@@ -141,6 +145,7 @@ pub unsafe extern "C" fn corral_event_kind(ev: *const corral_event) -> u32 {
         Event::Error { .. } => CORRAL_EVENT_ERROR,
         Event::Signal { .. } => CORRAL_EVENT_SIGNAL,
         Event::ShutdownComplete { .. } => CORRAL_EVENT_SHUTDOWN_COMPLETE,
+        Event::Drain { .. } => CORRAL_EVENT_DRAIN,
     })
 }
 
@@ -164,7 +169,8 @@ pub unsafe extern "C" fn corral_event_worker_id(ev: *const corral_event) -> u64 
         | Event::Message { worker, .. }
         | Event::Ready { worker }
         | Event::Disconnect { worker }
-        | Event::Exit { worker, .. } => *worker,
+        | Event::Exit { worker, .. }
+        | Event::Drain { worker } => *worker,
         Event::Error { worker, .. } => worker.unwrap_or(0),
         Event::Signal { .. } | Event::ShutdownComplete { .. } => 0,
     })

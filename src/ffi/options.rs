@@ -22,7 +22,7 @@ pub struct corral_options {
 }
 
 /// Creates options with the defaults: round-robin, a window of 32 connections, fork mode (no
-/// exec program), no signal handling. Free with `corral_options_free`.
+/// exec program), no signal handling, a send queue limit of 16 MiB per worker. Free with `corral_options_free`.
 ///
 /// Returns `CORRAL_STATUS_OK`, or `CORRAL_STATUS_INVALID_ARGUMENT` if `out` is NULL.
 #[no_mangle]
@@ -158,6 +158,27 @@ pub unsafe extern "C" fn corral_options_set_orphan_listener_grace(
 ) -> corral_status {
     set_checked(opts, |o| {
         o.orphan_listener_grace = Duration::from_millis(grace_ms as u64)
+    })
+}
+
+/// Sets how many bytes of messages from `corral_primary_send` may wait in one worker's queue
+/// while that worker does not read, each message counting its length plus 128 bytes: 65536
+/// (64 KiB) to 1073741824 (1 GiB); default 16777216 (16 MiB). Past it `corral_primary_send` returns `CORRAL_STATUS_WOULD_BLOCK` and
+/// `CORRAL_EVENT_DRAIN` follows once the queue is down to half. The primary's memory for
+/// queued messages is at most this much per worker, plus one message of up to 64 MiB.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` (naming the range) for another value or a NULL
+/// handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_send_queue_limit(
+    opts: *mut corral_options,
+    bytes: usize,
+) -> corral_status {
+    with_opts(opts, |o| {
+        corral_core::check_send_queue_limit(bytes)?;
+        o.opts.send_queue_limit = Some(bytes);
+        Ok(())
     })
 }
 

@@ -1,7 +1,7 @@
 //! `corral_primary`: the primary side, driven by a blocking `corral_primary_run` or embedded in
 //! another event loop (`corral_primary_fd` + `corral_primary_dispatch`).
 
-use super::boundary::{bytes, guard, guard_value, handle_mut, handle_ref, non_null, write_out};
+use super::boundary::{guard, guard_value, handle_mut, handle_ref, message, non_null, write_out};
 use super::error::corral_status;
 use super::event::{corral_event, corral_event_callback, Kind};
 use super::options::corral_options;
@@ -19,6 +19,37 @@ pub struct corral_primary {
     callback: corral_event_callback,
     userdata: usize,
     stop: bool,
+    /// Inside `corral_primary_run` or `corral_primary_dispatch` (see [`Running`]).
+    running: bool,
+}
+
+/// Marks a primary as inside its loop while alive (also when the loop returns early or
+/// unwinds). A nested run from the event callback used to take the outer loop's events,
+/// `CORRAL_EVENT_SHUTDOWN_COMPLETE` included, and the outer run then waited forever.
+struct Running(*mut corral_primary);
+
+impl Running {
+    /// # Safety
+    /// `p` is a live handle; no borrow of it is held across this call.
+    unsafe fn enter(p: *mut corral_primary, what: &str) -> Result<Running, Error> {
+        // SAFETY: live by contract; this borrow ends here.
+        let h = unsafe { &mut *p };
+        if h.running {
+            return Err(Error::wrong_state(format!(
+                "{what}: already running on this primary (called from its event callback?)"
+            )));
+        }
+        h.running = true;
+        Ok(Running(p))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: the handle outlives its loop (freeing it from its callback is forbidden), and
+        // no other borrow of it is live when the loop ends.
+        unsafe { (*self.0).running = false };
+    }
 }
 
 impl corral_primary {
@@ -124,6 +155,7 @@ pub unsafe extern "C" fn corral_primary_new(
             callback: o.callback,
             userdata: o.userdata,
             stop: false,
+            running: false,
         });
         // SAFETY: non-NULL, writable by contract.
         unsafe { write_out(out, Box::into_raw(h)) };
@@ -230,11 +262,18 @@ pub unsafe extern "C" fn corral_primary_spawn(
     })
 }
 
-/// Sends `len` bytes to a worker (copied; at most 64 MiB). Never blocks: what the socket cannot
-/// take now is queued and sent in order by later dispatches.
+/// Sends `len` bytes to a worker (at most 64 MiB). Never blocks: what the socket cannot take now
+/// is copied into the worker's queue and sent in order by later dispatches. The queue is
+/// bounded (`corral_options_set_send_queue_limit`, 16 MiB by default): past it the call returns
+/// `CORRAL_STATUS_WOULD_BLOCK`, copies nothing, and `CORRAL_EVENT_DRAIN` for that worker
+/// follows once its queue is down to half; a message is always taken when the queue is empty.
+/// `data` is not kept after the call. Call it from the primary's thread, also from the callback.
 ///
-/// Returns `CORRAL_STATUS_NO_SUCH_WORKER`, `CORRAL_STATUS_DISCONNECTED`,
-/// `CORRAL_STATUS_TOO_LARGE` (the message names the limit).
+/// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_WOULD_BLOCK`; `CORRAL_STATUS_NO_SUCH_WORKER`;
+/// `CORRAL_STATUS_DISCONNECTED` once the worker's channel is closed (it disconnected or
+/// exited); `CORRAL_STATUS_TOO_LARGE` when `len` is above 64 MiB (checked before `data` is
+/// read; the message names the limit); `CORRAL_STATUS_INVALID_ARGUMENT` for NULL `data` with
+/// `len` > 0; `CORRAL_STATUS_WRONG_STATE` in a forked worker's copy.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_primary_send(
@@ -244,9 +283,9 @@ pub unsafe extern "C" fn corral_primary_send(
     len: usize,
 ) -> corral_status {
     with_primary(p, |h| {
-        // SAFETY: `len` readable bytes by contract.
-        let d = unsafe { bytes(data, len, "data") }?;
-        h.p.send(worker_id, d.to_vec(), Vec::new()).map(drop)
+        // SAFETY: `len` readable bytes by contract; `len` is checked before the read.
+        let d = unsafe { message(data, len, "data") }?;
+        h.p.send_tracked(worker_id, d, Vec::new()).map(drop)
     })
 }
 
@@ -408,6 +447,10 @@ unsafe fn deliver(p: *mut corral_primary) -> Result<bool, Error> {
 /// ready (connections, messages, exits, deadlines) and calls the event callback for each event.
 /// For embedding: call it when `corral_primary_fd` is readable or `corral_primary_timeout_ms`
 /// expired.
+///
+/// Returns `CORRAL_STATUS_WRONG_STATE` when called from this primary's own event callback
+/// (inside `corral_primary_run` or `corral_primary_dispatch`: nesting is not allowed; the outer
+/// loop goes on) or in a forked worker's copy.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_primary_dispatch(
@@ -415,8 +458,11 @@ pub unsafe extern "C" fn corral_primary_dispatch(
     timeout_ms: i32,
 ) -> corral_status {
     guard(|| {
-        // SAFETY: NULL or a live handle; the borrow ends before events are delivered.
-        let h = unsafe { handle_mut(p, "primary") }?;
+        non_null(p, "primary")?;
+        // SAFETY: a live handle by contract; no borrow is held.
+        let _running = unsafe { Running::enter(p, "corral_primary_dispatch") }?;
+        // SAFETY: a live handle; the borrow ends before events are delivered.
+        let h = unsafe { &mut *p };
         let mut t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         if let Some(d) = h.timeout() {
             t = Some(t.map_or(d, |x| x.min(d)));
@@ -430,12 +476,16 @@ pub unsafe extern "C" fn corral_primary_dispatch(
 /// Runs the primary's loop on this thread, calling the event callback, until a graceful
 /// shutdown completes (after `CORRAL_EVENT_SHUTDOWN_COMPLETE`) or `corral_primary_stop` is
 /// called. Returns `CORRAL_STATUS_WRONG_STATE` if this process became a worker inside a
-/// callback (a forked child must not return into the primary's loop).
+/// callback (a forked child must not return into the primary's loop), and when called from
+/// this primary's own event callback (nesting is not allowed: the nested call returns at once,
+/// the outer run goes on and returns as usual).
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_primary_run(p: *mut corral_primary) -> corral_status {
     guard(|| {
         non_null(p, "primary")?;
+        // SAFETY: a live handle by contract; no borrow is held.
+        let _running = unsafe { Running::enter(p, "corral_primary_run") }?;
         loop {
             {
                 // SAFETY: a live handle; the borrow ends before events are delivered.

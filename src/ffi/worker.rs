@@ -2,7 +2,7 @@
 //! messages, a disconnect request, the primary's death) from `corral_worker_next`, blocking or
 //! embedded in your own loop through `corral_worker_fd`.
 
-use super::boundary::{bytes, c_str, guard, guard_value, handle_mut, non_null, write_out};
+use super::boundary::{c_str, guard, guard_value, handle_mut, message, non_null, write_out};
 use super::error::corral_status;
 use corral_core::{Error, ErrorKind, ListenAddr, Worker, WorkerEvent};
 use std::ffi::c_char;
@@ -200,7 +200,13 @@ pub unsafe extern "C" fn corral_worker_next(
     })
 }
 
-/// Sends `len` bytes to the primary (copied; at most 64 MiB), waiting for room in the socket.
+/// Sends `len` bytes to the primary (at most 64 MiB), waiting for room in the socket: the worker
+/// side has no queue of its own to grow (the primary always reads, so this does not deadlock).
+///
+/// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or
+/// once the primary is gone (always: nothing is sent, nothing is lost silently);
+/// `CORRAL_STATUS_TOO_LARGE` when `len` is above 64 MiB (checked before `data` is read; the
+/// message names the limit); `CORRAL_STATUS_INVALID_ARGUMENT` for NULL `data` with `len` > 0.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_worker_send(
@@ -209,8 +215,8 @@ pub unsafe extern "C" fn corral_worker_send(
     len: usize,
 ) -> corral_status {
     with_worker(w, |w| {
-        // SAFETY: `len` readable bytes by contract.
-        let d = unsafe { bytes(data, len, "data") }?;
+        // SAFETY: `len` readable bytes by contract; `len` is checked before the read.
+        let d = unsafe { message(data, len, "data") }?;
         w.send(d.to_vec(), Vec::new())
     })
 }
@@ -218,6 +224,9 @@ pub unsafe extern "C" fn corral_worker_send(
 /// Tells the primary this worker's loop is alive, with the number of connections it has open
 /// (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
 /// a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+///
+/// Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+/// is gone.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_worker_heartbeat(
@@ -228,6 +237,9 @@ pub unsafe extern "C" fn corral_worker_heartbeat(
 }
 
 /// Tells the primary this worker is ready (after its warm-up).
+///
+/// Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+/// is gone.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_worker_ready(w: *mut corral_worker) -> corral_status {
@@ -235,8 +247,10 @@ pub unsafe extern "C" fn corral_worker_ready(w: *mut corral_worker) -> corral_st
 }
 
 /// Disconnects gracefully: the primary stops handing out connections to this worker and gives
-/// the ones it has not taken yet to others. No events follow. Call it once your in-flight work
-/// is done, then exit. Idempotent.
+/// the ones it has not taken yet to others. No events follow, and nothing more is sent:
+/// `corral_worker_send`, `_heartbeat`, `_ready`, `_listen` and `_next` return
+/// `CORRAL_STATUS_DISCONNECTED` from now on. Call it once your in-flight work is done, then
+/// exit. Idempotent.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_worker_disconnect(w: *mut corral_worker) -> corral_status {

@@ -141,9 +141,13 @@ impl Drop for Guard {
 
 /// Starts `cmd` with piped stdout/stderr, guarded.
 pub fn spawn(mut cmd: Command) -> Guard {
+    // `cargo test` puts target/<profile> on LD_LIBRARY_PATH, which wins over the programs'
+    // RUNPATH: they would load whatever libcorral.so an earlier `cargo build` left there
+    // instead of the one `lib_dir()` just built.
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("CORRAL_SCHED_POLICY");
+        .env_remove("CORRAL_SCHED_POLICY")
+        .env_remove("LD_LIBRARY_PATH");
     Guard(Some(cmd.spawn().expect("spawn")))
 }
 

@@ -69,6 +69,8 @@ pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {
         corral_core::ErrorKind::WrongState => "ERR_CORRAL_WRONG_STATE".into(),
         corral_core::ErrorKind::NotWorker => "ERR_CORRAL_NOT_A_WORKER".into(),
         corral_core::ErrorKind::NoSuchWorker => "ERR_CORRAL_NO_SUCH_WORKER".into(),
+        // Not reached: the Node front's primary queues without a limit, as node:cluster does.
+        corral_core::ErrorKind::WouldBlock => "ERR_CORRAL_WOULD_BLOCK".into(),
     };
     // index.js reads the code from the "[CODE] message" prefix.
     napi::Error::from_reason(format!("[{code}] {}", e.message()))

@@ -119,6 +119,8 @@ pub struct NativePrimary {
 fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
     Some(match ev {
         CoreEvent::Signal { .. } => return None,
+        // Never emitted here: this primary queues without a limit (send_queue_limit: None).
+        CoreEvent::Drain { .. } => return None,
         CoreEvent::Fork { worker, pid } => {
             // Workers the supervisor starts are new to JS: it needs their pid and piped stdio.
             let mut piped = vec![0u8; 3];
@@ -399,6 +401,8 @@ impl NativePrimary {
             policy,
             window,
             message_channels,
+            // node:cluster's send() queues without bound (it only returns false): so does this.
+            send_queue_limit: None,
             ..Default::default()
         };
         // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.

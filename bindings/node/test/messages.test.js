@@ -48,3 +48,14 @@ test('garbage on a message channel: an error on that worker, the primary carries
     'primary exits',
   ]);
 });
+
+test('ready() after the worker disconnected throws ERR_IPC_CHANNEL_CLOSED', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'ready-after-disconnect.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, [
+    'ready before disconnect: ok',
+    'ready after disconnect: ERR_IPC_CHANNEL_CLOSED Channel closed',
+    'exit 0',
+  ]);
+});

@@ -23,6 +23,9 @@ pub enum ErrorKind {
     NoSuchWorker,
     /// The channel to the peer is closed.
     Disconnected,
+    /// The peer's send queue is full (see `PrimaryOptions::send_queue_limit`): nothing was
+    /// queued; try again after `Event::Drain`. Nothing was closed.
+    WouldBlock,
 }
 
 /// An error with context.

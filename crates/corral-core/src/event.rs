@@ -80,4 +80,11 @@ pub enum Event {
         /// Every worker left before the deadline (none was SIGKILLed).
         clean: bool,
     },
+    /// A worker's send queue, after refusing a message (`ErrorKind::WouldBlock`, see
+    /// `PrimaryOptions::send_queue_limit`), is down to half the limit: sending may resume.
+    /// Once per refusal episode; a closed channel gives `Disconnect` instead.
+    Drain {
+        /// Worker.
+        worker: WorkerId,
+    },
 }

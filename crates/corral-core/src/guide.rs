@@ -67,6 +67,12 @@
 //! channel got (Node's send callbacks fire from it). Messages a worker sent before it exited are
 //! read before its exit is reported.
 //!
+//! The queue to one worker is bounded by `PrimaryOptions::send_queue_limit` (16 MiB by default):
+//! a send that would pass it fails with `ErrorKind::WouldBlock` and changes nothing, and
+//! `Event::Drain` says when the queue is down to half, so a worker that stops reading costs the
+//! primary at most the limit. The Node front sets no limit (node:cluster's `send()` only returns
+//! false). A worker's own sends wait for room in the socket: the primary always reads.
+//!
 //! With `PrimaryOptions::message_channels` (the Node front) each worker gets a second channel
 //! (`CORRAL_MESSAGE_FD`) for the messages it sends, which the front reads itself
 //! (`Primary::take_message_channel`): the Node primary reads it on its JS thread, one thread

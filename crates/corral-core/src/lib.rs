@@ -50,7 +50,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
 pub use listener::{BoundAddr, ListenAddr};
 pub use policy::Policy;
-pub use primary::{Forked, Primary, PrimaryOptions, Sent, WorkerInfo, WorkerState};
+pub use primary::{
+    check_send_queue_limit, Forked, Primary, PrimaryOptions, Sent, WorkerInfo, WorkerState,
+    DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
+};
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
 pub use worker::{Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};

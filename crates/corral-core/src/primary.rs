@@ -35,6 +35,20 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const SEND_HIGH_WATER: usize = 128 * 1024;
 /// Default of [`PrimaryOptions::stall_timeout`].
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default of `PrimaryOptions::send_queue_limit`: 16 MiB per worker.
+pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 16 << 20;
+/// Smallest `send_queue_limit`: one datagram (64 KiB).
+pub const SEND_QUEUE_LIMIT_MIN: usize = crate::ipc::frame::MAX_DATAGRAM;
+/// Largest `send_queue_limit`: 1 GiB.
+pub const SEND_QUEUE_LIMIT_MAX: usize = 1 << 30;
+/// What a queued message costs against `send_queue_limit` besides its bytes (its queue entry
+/// and allocation), so that many tiny or empty messages are bounded too.
+pub const QUEUED_MESSAGE_COST: usize = 128;
+
+/// The queue's weight against `send_queue_limit`.
+fn queue_cost(chan: &Channel) -> usize {
+    chan.queued_bytes() + chan.queued_messages() * QUEUED_MESSAGE_COST
+}
 /// Connections accepted per listener per dispatch before others get a turn.
 const ACCEPT_BATCH: usize = 256;
 /// Messages read from one worker per dispatch before others get a turn.
@@ -112,6 +126,16 @@ pub struct PrimaryOptions {
     /// [`DEFAULT_ORPHAN_LISTENER_GRACE`]. When binding a new listener fails with EMFILE or
     /// ENFILE, such listeners close at once and the bind is tried again.
     pub orphan_listener_grace: Duration,
+    /// Bytes of application messages ([`Primary::send`]) that may wait in one worker's queue
+    /// while its socket is full (a worker that does not read), each message counting its length
+    /// plus [`QUEUED_MESSAGE_COST`] (128) bytes. A send that would go past it is
+    /// refused with `ErrorKind::WouldBlock`: nothing is queued (its fds are closed), nothing
+    /// else changes, and `Event::Drain` follows once the queue is down to half the limit. A
+    /// message is always taken when the queue is empty, so one message of up to 64 MiB can
+    /// always go. Range [`SEND_QUEUE_LIMIT_MIN`] to [`SEND_QUEUE_LIMIT_MAX`] (checked by
+    /// [`check_send_queue_limit`]); default [`DEFAULT_SEND_QUEUE_LIMIT`] (16 MiB). `None`: no
+    /// limit, as node:cluster (the Node front).
+    pub send_queue_limit: Option<usize>,
 }
 
 impl PrimaryOptions {
@@ -144,8 +168,22 @@ impl PrimaryOptions {
                 self.orphan_listener_grace.as_millis()
             )));
         }
+        if let Some(limit) = self.send_queue_limit {
+            check_send_queue_limit(limit)?;
+        }
         Ok(())
     }
+}
+
+/// The one place `PrimaryOptions::send_queue_limit` is range-checked.
+pub fn check_send_queue_limit(bytes: usize) -> Result<()> {
+    if !(SEND_QUEUE_LIMIT_MIN..=SEND_QUEUE_LIMIT_MAX).contains(&bytes) {
+        return Err(Error::invalid(format!(
+            "send queue limit of {bytes} bytes is out of range: {SEND_QUEUE_LIMIT_MIN} (64 KiB) \
+             to {SEND_QUEUE_LIMIT_MAX} (1 GiB)"
+        )));
+    }
+    Ok(())
 }
 
 impl Default for PrimaryOptions {
@@ -161,6 +199,7 @@ impl Default for PrimaryOptions {
             stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
             max_listeners_per_worker: DEFAULT_MAX_LISTENERS_PER_WORKER,
             orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
+            send_queue_limit: Some(DEFAULT_SEND_QUEUE_LIMIT),
         }
     }
 }
@@ -252,6 +291,8 @@ struct Slot {
     ready: bool,
     online: bool,
     stall: StallWatch,
+    /// A send was refused (queue limit): `Event::Drain` is owed once the queue is down to half.
+    drain_wanted: bool,
 }
 
 /// What the stall check knows of one worker's channel (see `Inner::check_stalls`).
@@ -595,6 +636,10 @@ impl Primary {
 
     /// Sends an application message to a worker. Returns `false` when the message had to be
     /// queued behind others beyond the high-water mark (backpressure, as Node's `send`).
+    ///
+    /// Errors: `NoSuchWorker`; `Disconnected` once its channel is closed; `TooLarge` above
+    /// 64 MiB; `WouldBlock` when the queue would pass `PrimaryOptions::send_queue_limit`
+    /// (nothing queued, the fds closed; `Event::Drain` says when to try again).
     pub fn send(&mut self, worker: WorkerId, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<bool> {
         self.send_tracked(worker, &data, fds)
             .map(|s| s.below_high_water)
@@ -612,6 +657,7 @@ impl Primary {
         fds: Vec<OwnedFd>,
     ) -> Result<Sent> {
         let inner = self.inner()?;
+        let limit = inner.opts.send_queue_limit;
         let slot = inner
             .workers
             .get_mut(&worker)
@@ -623,6 +669,20 @@ impl Primary {
                 format!("worker {worker} is disconnected"),
             )
         })?;
+        crate::ipc::channel::check_outgoing(data.len(), fds.len())?;
+        let queued = queue_cost(chan);
+        let cost = data.len() + QUEUED_MESSAGE_COST;
+        if let Some(limit) = limit.filter(|&l| queued > 0 && queued.saturating_add(cost) > l) {
+            slot.drain_wanted = true;
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!(
+                    "send to worker {worker}: its queue weighs {queued} bytes (lengths plus \
+                     {QUEUED_MESSAGE_COST} per message) and {cost} more would pass the send queue \
+                     limit of {limit} bytes; wait for its drain event"
+                ),
+            ));
+        }
         match chan.send_or_queue(Kind::User, data, fds) {
             Ok(true) => {}
             Ok(false) => inner.arm_writable(worker),
@@ -871,6 +931,7 @@ impl Inner {
                     whole: true,
                     ..StallWatch::default()
                 },
+                drain_wanted: false,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -1487,7 +1548,15 @@ impl Inner {
         let Some(chan) = slot.chan.as_mut() else {
             return;
         };
-        match chan.flush(false) {
+        let flushed = chan.flush(false);
+        if slot.drain_wanted {
+            let low_water = self.opts.send_queue_limit.unwrap_or(0) / 2;
+            if queue_cost(chan) <= low_water {
+                slot.drain_wanted = false;
+                self.events.push_back(Event::Drain { worker: id });
+            }
+        }
+        match flushed {
             Ok(true) => {}
             Ok(false) => self.arm_writable(id),
             Err(e) => {

@@ -81,6 +81,8 @@ pub struct Worker {
     ack_every: u32,
     next_req: u32,
     gone: bool,
+    /// [`Worker::disconnect`] was called (`gone` is also set when the primary went away).
+    disconnected: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -174,6 +176,7 @@ impl Worker {
             ack_every: 1,
             next_req: 1,
             gone: false,
+            disconnected: false,
         };
         w.chan.send_blocking(Kind::Online, Vec::new(), Vec::new())?;
         Ok(w)
@@ -200,6 +203,7 @@ impl Worker {
     /// meanwhile are kept in order. Errors (EADDRINUSE, EACCES, unknown host) come back with the
     /// primary's errno and context.
     pub fn listen(&mut self, addr: &ListenAddr, backlog: i32) -> Result<Listening> {
+        self.check_open(&format!("listen {addr}"))?;
         let req = self.next_req;
         self.next_req += 1;
         let msg = ListenRequest {
@@ -282,6 +286,7 @@ impl Worker {
 
     /// Stops receiving connections of a listener (closes the shared fd in shared mode).
     pub fn unlisten(&mut self, listener: u32) -> Result<()> {
+        self.check_open("unlisten")?;
         if let Some(l) = self.shared.remove(&listener) {
             let _ = self
                 .poll
@@ -296,20 +301,44 @@ impl Worker {
         )
     }
 
+    /// `ErrorKind::Disconnected` once this worker disconnected or saw the primary go. Without
+    /// it a send after a disconnect succeeded or failed depending on whether the primary had
+    /// closed its end yet, and what "succeeded" was dropped unread.
+    fn check_open(&self, what: &str) -> Result<()> {
+        if self.disconnected {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                format!("{what}: this worker has disconnected; nothing is sent after that"),
+            ));
+        }
+        if self.gone {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                format!("{what}: the primary is gone"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends an application message (waits for room in the socket; the primary never blocks,
-    /// so this cannot deadlock).
+    /// so this cannot deadlock: the worker side has no queue to grow). `ErrorKind::Disconnected`
+    /// after [`Worker::disconnect`] or once the primary is gone; `TooLarge` above 64 MiB.
     pub fn send(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+        self.check_open("send")?;
         self.chan.send_blocking(Kind::User, data, fds)
     }
 
-    /// Tells the primary the application is ready (after its warm-up).
+    /// Tells the primary the application is ready (after its warm-up). `Disconnected` as
+    /// [`Worker::send`].
     pub fn ready(&mut self) -> Result<()> {
+        self.check_open("ready")?;
         self.chan.send_blocking(Kind::Ready, Vec::new(), Vec::new())
     }
 
     /// Tells the primary the main loop is alive, optionally with the number of connections
-    /// this worker has open (for metrics).
+    /// this worker has open (for metrics). `Disconnected` as [`Worker::send`].
     pub fn heartbeat(&mut self, active_connections: Option<u32>) -> Result<()> {
+        self.check_open("heartbeat")?;
         let data = active_connections.map_or_else(Vec::new, |n| proto::u32_payload(n).to_vec());
         self.chan.send_blocking(Kind::Heartbeat, data, Vec::new())
     }
@@ -327,9 +356,8 @@ impl Worker {
             if let Some(ev) = self.events.pop_front() {
                 return Ok(Some(ev));
             }
-            if self.gone {
-                return Err(Error::new(ErrorKind::Disconnected, "the primary is gone"));
-            }
+            // After our own disconnect the error says so, not that the primary is gone.
+            self.check_open("next_event")?;
             self.read_channel()?;
             if !self.events.is_empty() {
                 continue;
@@ -436,12 +464,14 @@ impl Worker {
 
     /// Disconnects: tells the primary, which stops sending and takes back the connections this
     /// worker has not taken off the channel yet; shared listeners close. Afterwards the worker
-    /// reads nothing more: `next_event` fails with `ErrorKind::Disconnected`. Idempotent.
+    /// reads nothing more and sends nothing more: `next_event`, `send`, `ready`, `heartbeat`,
+    /// `listen` and `unlisten` fail with `ErrorKind::Disconnected`. Idempotent.
     pub fn disconnect(&mut self) -> Result<()> {
         if self.gone {
             return Ok(());
         }
         self.gone = true;
+        self.disconnected = true;
         self.events.clear();
         for (_, l) in self.shared.drain() {
             let _ = self

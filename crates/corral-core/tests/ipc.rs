@@ -1,4 +1,5 @@
-//! Messages both ways, in order, up to 16 MiB and beyond; the size limit; malformed frames.
+//! Messages both ways, in order, up to 16 MiB and beyond; the size limit; the send queue limit;
+//! malformed frames.
 
 mod util;
 use corral_core::ipc::{Channel, Kind, Recv};
@@ -176,4 +177,69 @@ fn messages_sent_right_before_an_exit_are_all_delivered_before_it() {
     for (w, msgs) in got {
         assert_eq!(msgs, (0..N).collect::<Vec<_>>(), "worker {w}: in order");
     }
+}
+
+#[test]
+fn a_worker_that_does_not_read_fills_its_queue_to_the_limit_then_sends_are_refused() {
+    let limit = 1 << 20;
+    assert_eq!(
+        corral_core::check_send_queue_limit(1024)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    let mut h = harness_with(&["stall", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.send_queue_limit = Some(limit);
+    });
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    let msg = vec![1u8; 64 << 10];
+    // Bounded: without a limit this would queue all 4096 (256 MiB).
+    let refused = (0..4096).find_map(|i| match h.p.send(id, msg.clone(), Vec::new()) {
+        Ok(_) => None,
+        Err(e) => Some((i, e)),
+    });
+    let (accepted, e) = refused.expect("a send refused within 256 MiB");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    assert!(e.message().contains("limit of 1048576 bytes"), "{e}");
+    // The socket took some; the queue holds at most the limit.
+    assert!(accepted >= limit / msg.len(), "accepted {accepted}");
+    let info = h.p.worker(id).unwrap();
+    assert!(info.connected, "a refusal closes nothing");
+    assert_eq!(
+        h.p.send(id, msg.clone(), Vec::new()).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    // It never reads, so no drain: its end comes as a disconnect.
+    h.p.kill(id, libc::SIGKILL).unwrap();
+    h.wait(
+        "the stalled worker's exit",
+        Duration::from_secs(10),
+        |_, ev| matches!(ev, Event::Exit { .. }).then_some(()),
+    );
+    assert!(
+        !h.log.iter().any(|l| l.starts_with("Drain")),
+        "{:#?}",
+        h.log
+    );
+}
+
+#[test]
+fn empty_messages_count_against_the_send_queue_limit_too() {
+    let mut h = harness_with(&["stall", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.send_queue_limit = Some(64 << 10);
+    });
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    // Bounded: the socket takes a few thousand empty datagrams, the queue 512 (128 bytes each).
+    let refused = (0..1_000_000).find_map(|i| match h.p.send(id, Vec::new(), Vec::new()) {
+        Ok(_) => None,
+        Err(e) => Some((i, e)),
+    });
+    let (accepted, e) = refused.expect("an empty send refused within a million");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    assert!(
+        accepted < 100_000,
+        "{accepted} empty messages accepted: the queue is not bounded"
+    );
 }

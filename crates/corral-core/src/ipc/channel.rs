@@ -74,7 +74,8 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-fn check_outgoing(data_len: usize, nfds: usize) -> Result<()> {
+/// Checks a message against the size and fd limits (before anything is copied or queued).
+pub(crate) fn check_outgoing(data_len: usize, nfds: usize) -> Result<()> {
     if data_len > frame::MAX_MESSAGE_LEN {
         return Err(Error::new(
             ErrorKind::TooLarge,
