@@ -1321,6 +1321,20 @@ function setupWorkerSide() {
         case EV.FLUSHED:
           sendCallbacks.written(nw.written());
           break;
+        case EV.ERROR: {
+          // Out of fds (EMFILE: a connection or handle from the primary was lost) or a broken
+          // channel. On process, as node:cluster's channel errors are: cluster.worker sees it,
+          // and with no listener it is thrown (the worker exits 1 naming the errno) instead of
+          // the worker going away with 0 as if the primary had left.
+          const err = new Error(ev.message);
+          err.code = ev.syscall || 'ERR_CORRAL_PROTOCOL';
+          if (ev.errno) {
+            err.errno = -ev.errno;
+            err.syscall = 'recvmsg';
+          }
+          process.nextTick(() => process.emit('error', err));
+          break;
+        }
         case EV.PRIMARY_GONE:
           sendCallbacks.fail();
           if (!closing && connected) {

@@ -27,6 +27,23 @@ pub mod kind {
     pub const SUPERVISOR: u32 = 30;
 }
 
+/// An ERROR event for an error from the engine, with the Node error code (`EMFILE`,
+/// `ERR_CORRAL_PROTOCOL`...) in `syscall`, as index.js reads it.
+pub fn error_event(worker: u32, e: &corral_core::Error) -> Event {
+    let code = match e.kind() {
+        corral_core::ErrorKind::Protocol => Some("ERR_CORRAL_PROTOCOL"),
+        _ => e.code(),
+    };
+    Event {
+        kind: kind::ERROR,
+        worker,
+        message: Some(e.message().to_string()),
+        errno: e.errno(),
+        syscall: code.map(str::to_string),
+        ..Default::default()
+    }
+}
+
 /// One event, native side.
 #[derive(Default)]
 pub struct Event {

@@ -62,6 +62,11 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
                 *done = true;
                 break;
             }
+            // The primary is out of fds: this message's handles are lost; the rest still reads.
+            Ok(Recv::FdsLost(k)) => out.push(crate::events::error_event(
+                id,
+                &corral_core::Error::fds_lost(format!("a {k:?} message from worker {id}")),
+            )),
             Err(e) => {
                 out.push(protocol_error(id, e.message()));
                 *done = true;

@@ -145,11 +145,7 @@ fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Option<Event> {
 }
 
 fn convert_event(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
-    let bad = |e: CoreError| Event {
-        kind: kind::ERROR,
-        message: Some(e.message().to_string()),
-        ..Default::default()
-    };
+    let bad = |e: CoreError| crate::events::error_event(0, &e);
     match m.kind {
         Kind::Conn => match proto::decode_conn(&m.data) {
             Ok(listener) => {
@@ -249,7 +245,22 @@ impl Receiver {
             match self.chan.recv(nonblocking) {
                 Ok(Recv::Message(m)) => batch.extend(convert(m, &mut conns, &mut self.ack_every)),
                 Ok(Recv::WouldBlock) => break,
-                Ok(Recv::Eof) | Err(_) => gone = true,
+                Ok(Recv::FdsLost(k)) => {
+                    // Out of fds: a connection is lost (it still counts as taken, so the
+                    // primary's window does not shrink); JS gets an EMFILE error.
+                    if k == Kind::Conn {
+                        conns += 1;
+                    }
+                    let e = corral_core::worker::fds_lost_from_primary(k);
+                    batch.push(crate::events::error_event(0, &e));
+                }
+                Ok(Recv::Eof) => gone = true,
+                Err(e) => {
+                    // A broken channel (a malformed frame): say why before it ends. Before,
+                    // this looked like the primary going away and the worker exited 0.
+                    batch.push(crate::events::error_event(0, &e));
+                    gone = true;
+                }
             }
             nonblocking = true;
         }

@@ -54,6 +54,25 @@ test('an engine failure reaches JS as an error, ends the workers and lets the pr
   assert.deepStrictEqual(u.lines.slice(0, 2), ['exit SIGKILL workers left 1', 'exit SIGKILL workers left 0']);
 });
 
+test('a worker out of fds reports EMFILE for a lost connection instead of exiting 0', async (t) => {
+  if (!guarded(t)) return;
+  const script = path.join(DIR, 'worker-emfile.js');
+  const r = await run(t, [script]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, ['request while full failed', 'exit 1']);
+  assert.match(r.err, /a connection from the primary \(closed by the kernel\).*\(EMFILE\)/);
+  assert.match(r.err, /code: 'EMFILE'/);
+  // Handled: the channel stays in step and the worker serves once it has fds again.
+  const h = await run(t, [script], { env: { MODE: 'handled' } });
+  assert.strictEqual(h.code, 0, h.err);
+  assert.deepStrictEqual(h.lines, [
+    'worker error EMFILE errno -24 recvmsg',
+    'request while full failed',
+    'request after 200',
+    'exit 0',
+  ]);
+});
+
 test('silent workers: stdout is piped to the primary', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, [path.join(DIR, 'silent.js')]);
@@ -75,7 +94,7 @@ test('CORRAL_MAX_LISTENERS_PER_WORKER out of range: fork() throws naming the opt
   if (!guarded(t)) return;
   const r = await run(t, ['-e', `
     const cluster = require(process.env.CORRAL_MODULE);
-    try { cluster.fork(); } catch (e) { console.log(e.code, /max_listeners_per_worker: must be an integer between 1 and 65536 \(got 0\)/.test(e.message)); }
+    try { cluster.fork(); } catch (e) { console.log(e.code, /max_listeners_per_worker: must be an integer between 1 and 65536/.test(e.message)); }
   `], { env: { CORRAL_MAX_LISTENERS_PER_WORKER: '0' } });
   assert.strictEqual(r.code, 0, r.err);
   assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_ARGUMENT true']);

@@ -51,6 +51,16 @@ impl Error {
         }
     }
 
+    /// The error for a message whose attached fds the kernel dropped because this process is
+    /// out of file descriptors ([`crate::ipc::Recv::FdsLost`]).
+    pub fn fds_lost(what: impl fmt::Display) -> Error {
+        Error::os(
+            "recvmsg",
+            format!("{what}: its fds were dropped, this process is out of file descriptors"),
+            &io::Error::from_raw_os_error(libc::EMFILE),
+        )
+    }
+
     /// An OS error: `"<context>: <strerror> (<ENAME>)"`.
     pub fn os(syscall: &'static str, context: impl fmt::Display, err: &io::Error) -> Error {
         let errno = err.raw_os_error().unwrap_or(0);

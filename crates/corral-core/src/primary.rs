@@ -1074,6 +1074,13 @@ impl Inner {
                     self.close_channel(id, false);
                     return false;
                 }
+                Ok(Recv::FdsLost(kind)) => {
+                    // The primary is out of fds; the channel stays in step.
+                    self.events.push_back(Event::Error {
+                        worker: Some(id),
+                        error: Error::fds_lost(format!("a {kind:?} message from worker {id}")),
+                    });
+                }
                 Err(error) => {
                     let error = error.context(format!("worker {id}"));
                     self.events.push_back(Event::Error {
@@ -1860,8 +1867,11 @@ impl Inner {
                 let mut chan = Channel::new(peer);
                 // Bounded: the queue holds at most what the socket buffer held.
                 for _ in 0..65_536 {
-                    let Ok(Recv::Message(m)) = chan.recv(true) else {
-                        break;
+                    let m = match chan.recv(true) {
+                        Ok(Recv::Message(m)) => m,
+                        // Out of fds: that one is lost, as it would have been for the worker.
+                        Ok(Recv::FdsLost(_)) => continue,
+                        _ => break,
                     };
                     match (m.kind, proto::decode_conn(&m.data)) {
                         (Kind::Conn, Ok(lid)) if m.fds.len() == 1 => {
@@ -2017,7 +2027,7 @@ impl Inner {
                         lids.push(lid);
                     }
                 }
-                Ok(Recv::Message(_)) | Err(_) => {}
+                Ok(Recv::Message(_)) | Ok(Recv::FdsLost(_)) | Err(_) => {}
                 Ok(Recv::WouldBlock) | Ok(Recv::Eof) => break,
             }
         }

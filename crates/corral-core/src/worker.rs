@@ -52,6 +52,15 @@ pub enum WorkerEvent {
     PrimaryGone,
 }
 
+/// The error a worker reports when the kernel dropped the fds of a message from the primary
+/// (the worker is out of file descriptors; [`crate::ipc::Recv::FdsLost`]).
+pub fn fds_lost_from_primary(kind: Kind) -> Error {
+    if kind == Kind::Conn {
+        return Error::fds_lost("a connection from the primary (closed by the kernel)");
+    }
+    Error::fds_lost(format!("a {kind:?} message from the primary"))
+}
+
 /// A listener as the worker sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listening {
@@ -78,6 +87,8 @@ pub struct Worker {
     accept_turn: Vec<u32>,
     events: VecDeque<WorkerEvent>,
     unacked: u32,
+    /// A message lost for want of fds, reported by the next `next_event`.
+    lost: Option<Error>,
     ack_every: u32,
     next_req: u32,
     gone: bool,
@@ -173,6 +184,7 @@ impl Worker {
             accept_turn: Vec::new(),
             events: VecDeque::new(),
             unacked: 0,
+            lost: None,
             ack_every: 1,
             next_req: 1,
             gone: false,
@@ -218,6 +230,13 @@ impl Worker {
             let m = match self.chan.recv(false)? {
                 Recv::Message(m) => m,
                 Recv::WouldBlock => continue,
+                Recv::FdsLost(kind) => {
+                    let e = self.fds_lost(kind);
+                    if kind == Kind::ListenOk {
+                        return Err(e.context(format!("listen {addr}")));
+                    }
+                    continue;
+                }
                 Recv::Eof => {
                     self.gone = true;
                     return Err(Error::new(
@@ -356,6 +375,10 @@ impl Worker {
             if let Some(ev) = self.events.pop_front() {
                 return Ok(Some(ev));
             }
+            if let Some(e) = self.lost.take() {
+                // The channel is in step: the next call goes on.
+                return Err(e);
+            }
             // After our own disconnect the error says so, not that the primary is gone.
             self.check_open("next_event")?;
             self.read_channel()?;
@@ -389,6 +412,10 @@ impl Worker {
             match self.chan.recv(true)? {
                 Recv::Message(m) => self.on_message(m)?,
                 Recv::WouldBlock => break,
+                Recv::FdsLost(kind) => {
+                    let e = self.fds_lost(kind);
+                    self.lost.get_or_insert(e);
+                }
                 Recv::Eof => {
                     self.gone = true;
                     self.events.push_back(WorkerEvent::PrimaryGone);
@@ -402,6 +429,16 @@ impl Worker {
                 .send_blocking(Kind::Ack, proto::u32_payload(n).to_vec(), Vec::new())?;
         }
         Ok(())
+    }
+
+    /// A message whose fds the kernel dropped (this worker is out of fds): a connection is
+    /// lost, but it still counts as taken, so the primary's window for this worker does not
+    /// shrink.
+    fn fds_lost(&mut self, kind: Kind) -> Error {
+        if kind == Kind::Conn {
+            self.unacked += 1;
+        }
+        fds_lost_from_primary(kind)
     }
 
     fn on_message(&mut self, m: Message) -> Result<()> {

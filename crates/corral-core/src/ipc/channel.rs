@@ -36,6 +36,10 @@ pub enum Recv {
     WouldBlock,
     /// The peer closed its end.
     Eof,
+    /// A whole message of this kind arrived, but the kernel dropped the fds attached to it
+    /// because this process is out of file descriptors (EMFILE): for a `Conn`, the connection
+    /// is lost (the client sees it closed). The channel stays in step.
+    FdsLost(Kind),
 }
 
 struct Outgoing {
@@ -51,6 +55,7 @@ struct Partial {
     total: usize,
     data: Vec<u8>,
     fds: Vec<OwnedFd>,
+    fds_dropped: bool,
 }
 
 /// One end of a channel.
@@ -315,7 +320,7 @@ impl Channel {
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Recv::Eof),
                 Err(e) => return Err(Error::os("recvmsg", "receive on channel", &e)),
             };
-            if r.len == 0 && r.fds.is_empty() && !r.truncated {
+            if r.len == 0 && r.fds.is_empty() && !r.truncated && !r.fds_dropped {
                 return Ok(Recv::Eof);
             }
             if r.truncated {
@@ -338,6 +343,9 @@ impl Channel {
                     return malformed("chunk length does not match the message length");
                 }
                 if !more {
+                    if r.fds_dropped {
+                        return Ok(Recv::FdsLost(h.kind));
+                    }
                     return Ok(Recv::Message(Message {
                         kind: h.kind,
                         data: chunk.to_vec(),
@@ -351,12 +359,13 @@ impl Channel {
                     total,
                     data,
                     fds: r.fds,
+                    fds_dropped: r.fds_dropped,
                 });
             } else {
                 let Some(p) = self.partial.as_mut() else {
                     return malformed("a continuation without a first datagram");
                 };
-                if p.kind != h.kind || p.total != total || !r.fds.is_empty() {
+                if p.kind != h.kind || p.total != total || !r.fds.is_empty() || r.fds_dropped {
                     return malformed("a continuation that does not match its message");
                 }
                 if p.data.len() + chunk.len() > total
@@ -367,6 +376,9 @@ impl Channel {
                 p.data.extend_from_slice(chunk);
                 if !more {
                     let p = self.partial.take().expect("checked above");
+                    if p.fds_dropped {
+                        return Ok(Recv::FdsLost(p.kind));
+                    }
                     return Ok(Recv::Message(Message {
                         kind: p.kind,
                         data: p.data,

@@ -126,8 +126,11 @@ pub struct Received {
     pub len: usize,
     /// Attached fds, close-on-exec, owned.
     pub fds: Vec<OwnedFd>,
-    /// The datagram or its control data did not fit (`MSG_TRUNC`/`MSG_CTRUNC`).
+    /// The datagram did not fit the buffer (`MSG_TRUNC`).
     pub truncated: bool,
+    /// Attached fds were dropped (`MSG_CTRUNC`: the control buffer holds `MAX_FDS`, so this
+    /// means the process could not take them, i.e. it is out of file descriptors).
+    pub fds_dropped: bool,
 }
 
 /// Receives one datagram into `buf`. `Err(WouldBlock)` when `nonblocking` and nothing is queued.
@@ -178,11 +181,11 @@ pub fn recv_datagram(
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
     Ok(Received {
         len: n,
         fds,
-        truncated,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        fds_dropped: msg.msg_flags & libc::MSG_CTRUNC != 0,
     })
 }
 
