@@ -903,6 +903,15 @@ function setupPrimarySide() {
             break;
           }
           if (worker && worker.listenerCount('error') > 0) worker.emit('error', err);
+          if (worker && ev.syscall === 'ERR_CORRAL_PROTOCOL' && worker.process.connected) {
+            // Its message channel broke: cut it off entirely, as a broken single channel
+            // would (it exits at the end of its channel; a supervisor replaces it).
+            try {
+              engine.cutOff(ev.worker);
+            } catch {
+              // already gone
+            }
+          }
           break;
         }
         default:

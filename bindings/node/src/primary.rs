@@ -611,6 +611,16 @@ impl NativePrimary {
         r
     }
 
+    /// Cuts a worker off whose message channel broke (see `Primary::cut_off`).
+    #[napi(catch_unwind)]
+    pub fn cut_off(&self, worker: u32) -> Result<()> {
+        let mut p = self.shared.live()?;
+        let r = p.cut_off(worker as u64).map_err(to_napi);
+        drop(p);
+        let _ = self.shared.waker.wake();
+        r
+    }
+
     /// Graceful shutdown of the whole cluster with a deadline.
     #[napi(catch_unwind)]
     pub fn shutdown(&self, timeout_ms: u32) -> Result<()> {

@@ -739,6 +739,19 @@ impl Primary {
         Ok(())
     }
 
+    /// Cuts a worker off as broken (a front found its message channel unreadable): its channel
+    /// closes at once, as after a protocol error on it. It gets no more connections or
+    /// messages, sees the end of its channel (and normally exits), and a supervisor stops and
+    /// replaces it (`Cause::Channel`). `Event::Disconnect` follows.
+    pub fn cut_off(&mut self, worker: WorkerId) -> Result<()> {
+        let inner = self.inner()?;
+        if !inner.workers.contains_key(&worker) {
+            return Err(no_such(worker));
+        }
+        inner.close_channel(worker, false);
+        Ok(())
+    }
+
     /// Graceful shutdown of the whole cluster: stop accepting (listeners close), ask every
     /// worker to disconnect, and SIGKILL those still running at `timeout`. Completion is
     /// reported by `Event::ShutdownComplete { clean }`. Calling it again only shortens the

@@ -489,6 +489,50 @@ fn a_worker_that_stops_heartbeating_is_replaced() {
 }
 
 #[test]
+fn a_worker_whose_channel_broke_is_stopped_and_replaced() {
+    // Slot 0's first worker writes garbage on its channel and ignores the cut; it used to stay
+    // up for good, unreplaced, shown as ready.
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    let mut s = start(
+        plan(move |_| {
+            if f.swap(false, Ordering::SeqCst) {
+                args(&["garbage-stay", "127.0.0.1:0"])
+            } else {
+                args(&["serve", "127.0.0.1:0"])
+            }
+        }),
+        opts(1),
+        &[],
+    );
+    s.run_until("the replacement", Duration::from_secs(10), |s| {
+        s.count(|e| {
+            matches!(
+                e,
+                SupervisorEvent::Restart {
+                    cause: Cause::Channel,
+                    ..
+                }
+            )
+        }) == 1
+    });
+    assert!(
+        s.log.iter().any(|l| l.contains("malformed frame")),
+        "{:#?}",
+        s.log
+    );
+    s.run_until("the replacement listening", Duration::from_secs(10), |s| {
+        s.s.metrics(&s.p).workers.iter().any(|w| w.state == "ready")
+    });
+    let m = s.s.metrics(&s.p);
+    assert_eq!(m.workers.len(), 1, "{m:?}");
+    assert!(
+        m.restarts_by_cause.contains(&("channel".to_string(), 1)),
+        "{m:?}"
+    );
+}
+
+#[test]
 fn a_worker_over_its_rss_limit_is_recycled_without_a_failed_request() {
     let o = SupervisorOptions {
         recycle: RecycleOptions {

@@ -13,7 +13,8 @@ pub struct WorkerMetrics {
     pub id: u64,
     /// Process id.
     pub pid: i32,
-    /// "starting", "ready" or "draining".
+    /// "starting", "ready", "draining", or "disconnected" (its channel broke; it is being
+    /// stopped and replaced).
     pub state: &'static str,
     /// Connections handed to it (round-robin).
     pub handed_off: u64,

@@ -184,6 +184,10 @@ pub enum Cause {
     Recycle(String),
     /// A rolling reload replaced it.
     Reload,
+    /// Its channel to the primary broke (a malformed frame) while it was serving: it can no
+    /// longer be given connections or asked to leave, so it is stopped (SIGTERM, SIGKILL
+    /// after `shutdown.timeout`) and replaced.
+    Channel,
 }
 
 impl Cause {
@@ -195,6 +199,7 @@ impl Cause {
             Cause::Hang => "hang",
             Cause::Recycle(_) => "recycle",
             Cause::Reload => "reload",
+            Cause::Channel => "channel",
         }
     }
 }
@@ -291,6 +296,8 @@ struct WorkerState {
     online_at: Option<Instant>,
     kill_cause: Option<Cause>,
     recycle_at: Option<u64>,
+    /// Sent SIGTERM for a broken channel: SIGKILL at this time if it is still there.
+    kill_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -408,6 +415,7 @@ impl Supervisor {
                 started: Instant::now(),
                 online_at: None,
                 kill_cause: None,
+                kill_at: None,
                 recycle_at,
             },
         );
@@ -433,6 +441,11 @@ impl Supervisor {
                 match ph {
                     Phase::Starting(d) | Phase::Probation(d) => at(*d),
                 }
+            }
+        }
+        for w in self.workers.values() {
+            if let Some(d) = w.kill_at {
+                at(d);
             }
         }
         // Watchdog, recycling and metrics look every second at most.
@@ -471,12 +484,31 @@ impl Supervisor {
                 }
             }
             Event::Exit { worker, status, .. } => self.on_exit(p, *worker, *status),
+            Event::Disconnect { worker } => self.on_disconnect(p, *worker),
             Event::Signal { signal } if *signal == libc::SIGHUP => {
                 let _ = self.reload(p);
             }
             _ => {}
         }
         self.tick(p);
+    }
+
+    /// A worker's channel closed. Asked for (drain, reload, scale, the worker's own goodbye):
+    /// its exit follows. Otherwise the channel broke under it (a protocol error): it would
+    /// stay up serving nobody, shown as ready, so it is stopped and its exit replaces it.
+    fn on_disconnect(&mut self, p: &mut Primary, id: WorkerId) {
+        if self.shutting_down || p.worker(id).map_or(true, |i| i.exited_after_disconnect) {
+            return;
+        }
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if w.role == Role::Draining || w.kill_cause.is_some() {
+            return;
+        }
+        w.kill_cause = Some(Cause::Channel);
+        w.kill_at = Some(Instant::now() + self.opts.shutdown_timeout);
+        let _ = p.kill(id, libc::SIGTERM);
     }
 
     fn on_exit(&mut self, p: &mut Primary, id: WorkerId, status: ExitStatus) {
@@ -550,6 +582,12 @@ impl Supervisor {
             // The primary started it (a signal): no more restarts or reloads.
             self.shutting_down = true;
             self.abort_reload("the cluster is shutting down");
+        }
+        for (&id, w) in &mut self.workers {
+            if w.kill_at.is_some_and(|t| t <= now) {
+                w.kill_at = None;
+                let _ = p.kill(id, libc::SIGKILL);
+            }
         }
         if !self.shutting_down {
             self.run_restarts(p, now);
@@ -932,6 +970,7 @@ impl Supervisor {
                 pid: info.pid,
                 state: match w.role {
                     Role::Draining => "draining",
+                    _ if !info.connected => "disconnected",
                     _ if w.listening || w.ready => "ready",
                     _ => "starting",
                 },
