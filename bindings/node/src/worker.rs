@@ -241,7 +241,11 @@ impl Receiver {
         let mut conns = 0;
         let mut gone = false;
         let mut nonblocking = !wait;
-        while !gone && batch.len() < RECV_BATCH {
+        // Connections a few at a time (corral_core::worker::CONNS_PER_READ): the rest wait in
+        // the channel, safe if this worker dies; libuv polls level-triggered, so the next turn
+        // of the loop takes them.
+        let max_conns = corral_core::worker::CONNS_PER_READ as u32;
+        while !gone && batch.len() < RECV_BATCH && conns < max_conns {
             match self.chan.recv(nonblocking) {
                 Ok(Recv::Message(m)) => batch.extend(convert(m, &mut conns, &mut self.ack_every)),
                 Ok(Recv::WouldBlock) => break,

@@ -132,8 +132,13 @@ impl Harness {
 
 /// Sends one line, returns the answer line ("worker <id> pid <pid>").
 pub fn request(port: u16) -> std::io::Result<String> {
+    request_within(port, Duration::from_secs(10))
+}
+
+/// [`request`] with a deadline for the answer (`WouldBlock` when it passes).
+pub fn request_within(port: u16, timeout: Duration) -> std::io::Result<String> {
     let s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(timeout))?;
     (&s).write_all(b"hello\n")?;
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
