@@ -32,6 +32,11 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            // "unix:80" would read back as a socket path and "tcp:80" as no address at all: a
+            // host spelled like a scheme keeps the `tcp:` that tells them apart.
+            ListenAddr::Tcp { host, port } if host == "unix" || host == "tcp" => {
+                write!(f, "tcp:{host}:{port}")
+            }
             ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
@@ -290,6 +295,18 @@ mod tests {
             let e = bad.parse::<ListenAddr>().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
             assert!(e.message().contains("invalid listen address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hosts_named_like_a_scheme_print_back_as_tcp() {
+        // Found by fuzz/ (target proto): "tcp:unix:80" printed as "unix:80", which a primary
+        // decoding the listen request took for the socket path "80".
+        for s in ["tcp:unix:80", "tcp:tcp:80"] {
+            let a: ListenAddr = s.parse().unwrap();
+            assert!(matches!(&a, ListenAddr::Tcp { port: 80, .. }), "{a:?}");
+            assert_eq!(a.to_string(), s);
+            assert_eq!(a.to_string().parse::<ListenAddr>().unwrap(), a);
         }
     }
 

@@ -7,9 +7,8 @@
 //! one-datagram messages (a connection handoff): it bypasses the queue only when the queue is
 //! empty, which keeps the order.
 
-use super::frame::{
-    self, Header, Kind, FLAG_FIRST, FLAG_MORE, HEADER_LEN, MAX_CHUNK, MAX_DATAGRAM,
-};
+use super::frame::{self, Kind, FLAG_FIRST, FLAG_MORE, MAX_CHUNK, MAX_DATAGRAM};
+use super::reassembly::Reassembly;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 use std::collections::VecDeque;
@@ -50,14 +49,6 @@ struct Outgoing {
     fds: Vec<OwnedFd>,
 }
 
-struct Partial {
-    kind: Kind,
-    total: usize,
-    data: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    fds_dropped: bool,
-}
-
 /// One end of a channel.
 pub struct Channel {
     fd: OwnedFd,
@@ -66,7 +57,7 @@ pub struct Channel {
     /// Messages ever queued or sent (the sequence number of the last one).
     sent_or_queued: u64,
     rbuf: Box<[u8]>,
-    partial: Option<Partial>,
+    incoming: Reassembly,
 }
 
 impl std::fmt::Debug for Channel {
@@ -151,7 +142,7 @@ impl Channel {
             out_bytes: 0,
             sent_or_queued: 0,
             rbuf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
-            partial: None,
+            incoming: Reassembly::new(),
         }
     }
 
@@ -328,63 +319,14 @@ impl Channel {
                     "malformed frame: datagram or its fds truncated",
                 ));
             }
-            let h: Header =
-                frame::decode(&self.rbuf[..r.len]).map_err(|e| Error::protocol(e.to_string()))?;
-            let chunk = &self.rbuf[HEADER_LEN..r.len];
-            let first = h.flags & FLAG_FIRST != 0;
-            let more = h.flags & FLAG_MORE != 0;
-            let total = h.total as usize;
-            let malformed = |why: &str| Err(Error::protocol(format!("malformed frame: {why}")));
-            if first {
-                if self.partial.is_some() {
-                    return malformed("a new message started before the previous one ended");
+            if r.fds_dropped {
+                self.incoming.fds_dropped();
+            }
+            if let Some(m) = self.incoming.push(&self.rbuf[..r.len], r.fds)? {
+                if self.incoming.take_lost() {
+                    return Ok(Recv::FdsLost(m.kind));
                 }
-                if chunk.len() > total || (!more && chunk.len() != total) {
-                    return malformed("chunk length does not match the message length");
-                }
-                if !more {
-                    if r.fds_dropped {
-                        return Ok(Recv::FdsLost(h.kind));
-                    }
-                    return Ok(Recv::Message(Message {
-                        kind: h.kind,
-                        data: chunk.to_vec(),
-                        fds: r.fds,
-                    }));
-                }
-                let mut data = Vec::with_capacity(total);
-                data.extend_from_slice(chunk);
-                self.partial = Some(Partial {
-                    kind: h.kind,
-                    total,
-                    data,
-                    fds: r.fds,
-                    fds_dropped: r.fds_dropped,
-                });
-            } else {
-                let Some(p) = self.partial.as_mut() else {
-                    return malformed("a continuation without a first datagram");
-                };
-                if p.kind != h.kind || p.total != total || !r.fds.is_empty() || r.fds_dropped {
-                    return malformed("a continuation that does not match its message");
-                }
-                if p.data.len() + chunk.len() > total
-                    || (!more && p.data.len() + chunk.len() != total)
-                {
-                    return malformed("chunks exceed the message length");
-                }
-                p.data.extend_from_slice(chunk);
-                if !more {
-                    let p = self.partial.take().expect("checked above");
-                    if p.fds_dropped {
-                        return Ok(Recv::FdsLost(p.kind));
-                    }
-                    return Ok(Recv::Message(Message {
-                        kind: p.kind,
-                        data: p.data,
-                        fds: p.fds,
-                    }));
-                }
+                return Ok(Recv::Message(m));
             }
         }
     }

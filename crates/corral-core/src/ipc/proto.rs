@@ -281,6 +281,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tcp_host_named_unix_stays_tcp_on_the_wire() {
+        // Found by fuzz/ (target proto): the request decoded as a Unix socket at path "80".
+        let q = ListenRequest {
+            req: 1,
+            backlog: 511,
+            addr: ListenAddr::Tcp {
+                host: "unix".into(),
+                port: 80,
+            },
+            index: 0,
+        };
+        assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
+    }
+
+    #[test]
     fn short_and_long_payloads_are_rejected() {
         assert!(decode_u32(&[1, 2], "ack").is_err());
         assert!(decode_u32(&[1, 2, 3, 4, 5], "ack").is_err());
