@@ -18,7 +18,11 @@ fn frame_seeds() -> Seeds {
     );
     s.insert(
         "conn-whole",
-        [&frame::encode(Kind::Conn, FLAG_FIRST, 8)[..], &proto::conn_payload(1, 7)].concat(),
+        [
+            &frame::encode(Kind::Conn, FLAG_FIRST, 8)[..],
+            &proto::conn_payload(1, 7),
+        ]
+        .concat(),
     );
     s.insert(
         "listen-first",

@@ -54,11 +54,13 @@ pub enum WorkerEvent {
 
 /// Most connections a worker takes off its channel at a time (both fronts' workers). A
 /// connection still in the channel is safe: if the worker dies (or stalls) the primary reads it
-/// back and deals it to another worker. One taken into the worker is lost with it. Taking them a
-/// few at a time, as the worker gets to them, keeps what a SIGKILLed worker takes down to what it
-/// was actually serving (measured with bench/chaos.js: 40 failed requests against 23 with 4, for
-/// node:cluster's 22 in the same run; no throughput cost in bench/run).
-pub const CONNS_PER_READ: usize = 1;
+/// back and deals it to another worker. One taken into the worker is lost with it. Taking a few
+/// at a time, as the worker gets to them, keeps what a SIGKILLed worker takes down close to what
+/// it was serving. Measured with `bench/chaos.js` (4 rounds, same run as node:cluster): taking
+/// all (up to the window) failed 36.5 requests a round against node:cluster's 20; 4 at a time,
+/// 18 against 22.5 while serving 27 % more requests; 1 at a time, 13 against 21.5 but 12 %
+/// fewer connections/s in the `Connection: close` benchmark (4 costs nothing there).
+pub const CONNS_PER_READ: usize = 4;
 
 /// The error a worker reports when the kernel dropped the fds of a message from the primary
 /// (the worker is out of file descriptors; [`crate::ipc::Recv::FdsLost`]).
