@@ -14,17 +14,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond, what)                                                       \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      char m_[512];                                                             \
-      corral_last_error_message(m_, sizeof m_);                                 \
-      fprintf(stderr, "FAIL %s (line %d): last error: %s\n", what, __LINE__, m_); \
-      failures++;                                                               \
-    }                                                                           \
-  } while (0)
+#include "check.h"
 
 static int child_code = -1;
 
@@ -32,12 +22,6 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
   (void)userdata;
   (void)p;
   if (corral_event_kind(ev) == CORRAL_EVENT_EXIT) child_code = corral_event_exit_code(ev);
-}
-
-static int last_error_contains(const char *needle) {
-  char m[512];
-  corral_last_error_message(m, sizeof m);
-  return strstr(m, needle) != NULL;
 }
 
 int main(void) {

@@ -15,27 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond, what)                                                       \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      char m_[512];                                                             \
-      corral_last_error_message(m_, sizeof m_);                                 \
-      fprintf(stderr, "FAIL %s (line %d): last error: %s\n", what, __LINE__, m_); \
-      failures++;                                                               \
-    }                                                                           \
-  } while (0)
+#include "check.h"
 
 #define MSG 65536
 #define LIMIT ((size_t)8 << 20)
 #define BOUND (LIMIT + ((size_t)64 << 20))
-
-static int last_error_contains(const char *needle) {
-  char m[512];
-  corral_last_error_message(m, sizeof m);
-  return strstr(m, needle) != NULL;
-}
 
 static size_t rss_bytes(void) {
   unsigned long size = 0, resident = 0;

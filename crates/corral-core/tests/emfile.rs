@@ -7,24 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use util::FixturePrimary;
-
-fn set_nofile(pid: i32, n: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: 4096.max(n),
-    };
-    // SAFETY: prlimit on our own child with a valid rlimit; no old-limit out-param.
-    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
-}
+use util::{cpu_seconds, set_nofile, FixturePrimary};
 
 #[test]
 fn emfile_is_reported_without_spinning_and_no_client_is_lost() {

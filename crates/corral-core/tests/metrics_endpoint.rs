@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use util::http::{assert_open, exchange, wait_closed, Answer, SlowClient};
+use util::{cpu_seconds, set_nofile};
 
 const SAMPLE: &str = "# HELP corral_reloads_total Completed rolling reloads.\n\
                       # TYPE corral_reloads_total counter\ncorral_reloads_total 3\n";
@@ -309,23 +310,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn set_nofile(pid: i32, n: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: 4096.max(n),
-    };
-    // SAFETY: prlimit on our own child with a valid rlimit; no old-limit out-param.
-    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
 }
 
 #[test]
