@@ -289,7 +289,25 @@ impl Receiver {
 fn recv_loop(mut rx: Receiver, tsfn: Tsfn) {
     let queue = Arc::new(Queue::default());
     loop {
-        let (batch, gone) = rx.pull(true);
+        // A panic must not end this thread silently (the worker would go deaf): it reaches JS
+        // as an ERR_CORRAL_ENGINE error (thrown in the worker), then the channel's end.
+        let pulled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.pull(true)));
+        let (batch, gone) = pulled.unwrap_or_else(|panic| {
+            let e = CoreError::new(
+                corral_core::ErrorKind::Protocol,
+                format!(
+                    "reading the channel panicked: {}",
+                    crate::panic_message(&*panic)
+                ),
+            );
+            let mut failed = crate::events::error_event(0, &e);
+            failed.syscall = Some("ERR_CORRAL_ENGINE".into());
+            let end = Event {
+                kind: kind::PRIMARY_GONE,
+                ..Default::default()
+            };
+            (vec![failed, end], true)
+        });
         let closing = queue.push(batch)
             && tsfn.call(
                 Batch(queue.clone()),
