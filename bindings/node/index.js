@@ -1073,6 +1073,28 @@ function setupWorkerSide() {
     enumerable: true,
     get: () => connected,
   });
+  // process.channel, as Node's Control (lib/internal/child_process.js): while the channel is
+  // open it keeps the worker alive unless unref()'d; null from the disconnect on.
+  class Control extends EventEmitter {
+    ref() {
+      if (connected) keepAlive.set(true);
+    }
+    unref() {
+      keepAlive.set(false);
+    }
+    get fd() {
+      return nw.fd;
+    }
+  }
+  process.channel = new Control();
+  Object.defineProperty(process, '_channel', {
+    configurable: true,
+    enumerable: false,
+    get: util.deprecate(() => process.channel, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+    set: util.deprecate((v) => {
+      process.channel = v;
+    }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+  });
   const sendCallbacks = new SendCallbacks();
   process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks);
   process.disconnect = function disconnect() {
@@ -1084,6 +1106,7 @@ function setupWorkerSide() {
     }
     closing = true;
     connected = false;
+    process.channel = null;
     try {
       nw.disconnect();
       sendCallbacks.written(Infinity); // the goodbye went out after every queued message
@@ -1348,6 +1371,7 @@ function setupWorkerSide() {
           sendCallbacks.fail();
           if (!closing && connected) {
             connected = false;
+            process.channel = null;
             keepAlive.set(false);
             process.emit('disconnect');
           }
