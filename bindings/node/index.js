@@ -561,11 +561,16 @@ function setupPrimarySide() {
         this.emit('error', ex);
         return;
       }
+      // child_process level, as Node's ChildProcess.disconnect(): the channel is cut now, not
+      // the graceful cluster path (worker.disconnect()). The worker sees its channel end
+      // without having said exitedAfterDisconnect, so it exits at once.
+      this.connected = false;
       try {
-        engine.disconnect(this.workerId);
+        engine.cutOff(this.workerId);
       } catch {
-        // Already gone: its disconnect event is on its way.
+        // Already gone: its exit event is on its way.
       }
+      process.nextTick(() => this.emit('disconnect'));
     }
     ref() {}
     unref() {}
@@ -851,7 +856,9 @@ function setupPrimarySide() {
           cluster.emit('online', worker);
           break;
         case EV.MESSAGE:
-          if (!worker) {
+          // Nothing is delivered once the channel is disconnected (worker.process.disconnect()
+          // cuts it before what the worker sent is read), as Node's closed channel.
+          if (!worker || !worker.process.connected) {
             for (const fd of ev.fds) fs.closeSync(fd);
             break;
           }
