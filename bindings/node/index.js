@@ -657,6 +657,10 @@ function setupPrimarySide() {
       cluster.emit('listening', worker, info);
     } else if (message.act === 'exitedAfterDisconnect') {
       worker.exitedAfterDisconnect = true;
+      // The worker closes its channel on this acknowledgement.
+      if (message.seq !== undefined && worker.process.connected) {
+        worker.process.send({ cmd: 'NODE_CLUSTER', ack: message.seq }, () => {});
+      }
     }
   }
 
@@ -1133,10 +1137,41 @@ function setupWorkerSide() {
       process.exit(0);
     }
   });
-  process.on('internalMessage', () => {});
+  // Acknowledgements from the primary ({ ack: seq }), as node:cluster's internal messages
+  // carry them.
+  const acks = new Map(); // seq -> callback
+  let nextSeq = 0;
+  process.on('internalMessage', (message) => {
+    if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+    const cb = acks.get(message.ack);
+    if (cb === undefined) return;
+    acks.delete(message.ack);
+    cb();
+  });
 
-  function sendInternal(message) {
-    if (connected) nw.send(encode(MSG_INTERNAL, { cmd: 'NODE_CLUSTER', ...message }, HANDLE_NONE), []);
+  function sendInternal(message, onAck) {
+    if (!connected) return;
+    const m = { cmd: 'NODE_CLUSTER', ...message };
+    if (onAck) {
+      m.seq = nextSeq++;
+      acks.set(m.seq, onAck);
+    }
+    nw.send(encode(MSG_INTERNAL, m, HANDLE_NONE), []);
+  }
+
+  // The worker's own disconnect: the primary learns exitedAfterDisconnect first, and the
+  // channel closes once it acknowledged (node:cluster's round trip), so the primary never
+  // sees an unexplained disconnect and 'disconnect' comes after what the caller queued with
+  // process.nextTick() and setImmediate(). The close waits for the check phase of the turn
+  // the acknowledgement arrived in: the receive thread (CORRAL_NODE_RECV=thread) can hand
+  // it over within the same callback as the message the call was made from, which Node's
+  // channel never does.
+  function disconnectAfterAck() {
+    sendInternal({ act: 'exitedAfterDisconnect' }, () => {
+      setImmediate(() => {
+        if (connected) process.disconnect();
+      });
+    });
   }
 
   Worker.prototype.disconnect = function disconnect() {
@@ -1154,8 +1189,7 @@ function setupWorkerSide() {
       process.exit(0);
     } else {
       this.state = 'destroying';
-      sendInternal({ act: 'exitedAfterDisconnect' });
-      process.disconnect();
+      disconnectAfterAck();
       process.once('disconnect', () => process.exit(0));
     }
   };
@@ -1170,13 +1204,9 @@ function setupWorkerSide() {
           if (connected) process.disconnect();
           return;
         }
-        // node:cluster disconnects once the primary has acknowledged this message, so what the
-        // worker sends in the meantime (in the same tick, at least) is still delivered; after
+        // What the worker sends until the primary's acknowledgement is still delivered; after
         // the 'disconnect' event, sends fail with ERR_IPC_CHANNEL_CLOSED.
-        sendInternal({ act: 'exitedAfterDisconnect' });
-        setImmediate(() => {
-          if (connected) process.disconnect();
-        });
+        disconnectAfterAck();
       }
     }
     for (const handle of handles) {
