@@ -561,11 +561,16 @@ function setupPrimarySide() {
         this.emit('error', ex);
         return;
       }
+      // child_process level, as Node's ChildProcess.disconnect(): the channel is cut now, not
+      // the graceful cluster path (worker.disconnect()). The worker sees its channel end
+      // without having said exitedAfterDisconnect, so it exits at once.
+      this.connected = false;
       try {
-        engine.disconnect(this.workerId);
+        engine.cutOff(this.workerId);
       } catch {
-        // Already gone: its disconnect event is on its way.
+        // Already gone: its exit event is on its way.
       }
+      process.nextTick(() => this.emit('disconnect'));
     }
     ref() {}
     unref() {}
@@ -652,6 +657,10 @@ function setupPrimarySide() {
       cluster.emit('listening', worker, info);
     } else if (message.act === 'exitedAfterDisconnect') {
       worker.exitedAfterDisconnect = true;
+      // The worker closes its channel on this acknowledgement.
+      if (message.seq !== undefined && worker.process.connected) {
+        worker.process.send({ cmd: 'NODE_CLUSTER', ack: message.seq }, () => {});
+      }
     }
   }
 
@@ -851,7 +860,9 @@ function setupPrimarySide() {
           cluster.emit('online', worker);
           break;
         case EV.MESSAGE:
-          if (!worker) {
+          // Nothing is delivered once the channel is disconnected (worker.process.disconnect()
+          // cuts it before what the worker sent is read), as Node's closed channel.
+          if (!worker || !worker.process.connected) {
             for (const fd of ev.fds) fs.closeSync(fd);
             break;
           }
@@ -1073,6 +1084,28 @@ function setupWorkerSide() {
     enumerable: true,
     get: () => connected,
   });
+  // process.channel, as Node's Control (lib/internal/child_process.js): while the channel is
+  // open it keeps the worker alive unless unref()'d; null from the disconnect on.
+  class Control extends EventEmitter {
+    ref() {
+      if (connected) keepAlive.set(true);
+    }
+    unref() {
+      keepAlive.set(false);
+    }
+    get fd() {
+      return nw.fd;
+    }
+  }
+  process.channel = new Control();
+  Object.defineProperty(process, '_channel', {
+    configurable: true,
+    enumerable: false,
+    get: util.deprecate(() => process.channel, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+    set: util.deprecate((v) => {
+      process.channel = v;
+    }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+  });
   const sendCallbacks = new SendCallbacks();
   process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks);
   process.disconnect = function disconnect() {
@@ -1084,6 +1117,7 @@ function setupWorkerSide() {
     }
     closing = true;
     connected = false;
+    process.channel = null;
     try {
       nw.disconnect();
       sendCallbacks.written(Infinity); // the goodbye went out after every queued message
@@ -1103,10 +1137,41 @@ function setupWorkerSide() {
       process.exit(0);
     }
   });
-  process.on('internalMessage', () => {});
+  // Acknowledgements from the primary ({ ack: seq }), as node:cluster's internal messages
+  // carry them.
+  const acks = new Map(); // seq -> callback
+  let nextSeq = 0;
+  process.on('internalMessage', (message) => {
+    if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+    const cb = acks.get(message.ack);
+    if (cb === undefined) return;
+    acks.delete(message.ack);
+    cb();
+  });
 
-  function sendInternal(message) {
-    if (connected) nw.send(encode(MSG_INTERNAL, { cmd: 'NODE_CLUSTER', ...message }, HANDLE_NONE), []);
+  function sendInternal(message, onAck) {
+    if (!connected) return;
+    const m = { cmd: 'NODE_CLUSTER', ...message };
+    if (onAck) {
+      m.seq = nextSeq++;
+      acks.set(m.seq, onAck);
+    }
+    nw.send(encode(MSG_INTERNAL, m, HANDLE_NONE), []);
+  }
+
+  // The worker's own disconnect: the primary learns exitedAfterDisconnect first, and the
+  // channel closes once it acknowledged (node:cluster's round trip), so the primary never
+  // sees an unexplained disconnect and 'disconnect' comes after what the caller queued with
+  // process.nextTick() and setImmediate(). The close waits for the check phase of the turn
+  // the acknowledgement arrived in: the receive thread (CORRAL_NODE_RECV=thread) can hand
+  // it over within the same callback as the message the call was made from, which Node's
+  // channel never does.
+  function disconnectAfterAck() {
+    sendInternal({ act: 'exitedAfterDisconnect' }, () => {
+      setImmediate(() => {
+        if (connected) process.disconnect();
+      });
+    });
   }
 
   Worker.prototype.disconnect = function disconnect() {
@@ -1124,8 +1189,7 @@ function setupWorkerSide() {
       process.exit(0);
     } else {
       this.state = 'destroying';
-      sendInternal({ act: 'exitedAfterDisconnect' });
-      process.disconnect();
+      disconnectAfterAck();
       process.once('disconnect', () => process.exit(0));
     }
   };
@@ -1140,13 +1204,9 @@ function setupWorkerSide() {
           if (connected) process.disconnect();
           return;
         }
-        // node:cluster disconnects once the primary has acknowledged this message, so what the
-        // worker sends in the meantime (in the same tick, at least) is still delivered; after
+        // What the worker sends until the primary's acknowledgement is still delivered; after
         // the 'disconnect' event, sends fail with ERR_IPC_CHANNEL_CLOSED.
-        sendInternal({ act: 'exitedAfterDisconnect' });
-        setImmediate(() => {
-          if (connected) process.disconnect();
-        });
+        disconnectAfterAck();
       }
     }
     for (const handle of handles) {
@@ -1348,6 +1408,7 @@ function setupWorkerSide() {
           sendCallbacks.fail();
           if (!closing && connected) {
             connected = false;
+            process.channel = null;
             keepAlive.set(false);
             process.emit('disconnect');
           }

@@ -611,7 +611,8 @@ impl NativePrimary {
         r
     }
 
-    /// Cuts a worker off whose message channel broke (see `Primary::cut_off`).
+    /// Cuts a worker's channel at once: its message channel broke, or `worker.process.disconnect()`
+    /// (see `Primary::cut_off`).
     #[napi(catch_unwind)]
     pub fn cut_off(&self, worker: u32) -> Result<()> {
         let mut p = self.shared.live()?;

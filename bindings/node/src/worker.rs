@@ -323,6 +323,8 @@ fn recv_loop(mut rx: Receiver, tsfn: Tsfn) {
 #[napi]
 pub struct NativeWorker {
     id: u32,
+    /// The channel's fd (the sender's copy), for `process.channel.fd`.
+    fd: i32,
     sender: Arc<Sender>,
     wake: Arc<OwnedFd>,
     /// The JS-thread receiver (None with the receive thread).
@@ -359,6 +361,7 @@ impl NativeWorker {
             corral_core::sys::dup_cloexec(fd.as_fd())
                 .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?,
         );
+        let channel_fd = fd.as_raw_fd();
         let sender = Sender::new(fd);
         // Application messages go on their own channel when the primary gave one (a Node
         // primary reads it on its JS thread, see messages.rs).
@@ -439,6 +442,7 @@ impl NativeWorker {
         })?;
         Ok(NativeWorker {
             id: id as u32,
+            fd: channel_fd,
             sender,
             wake,
             poller,
@@ -451,6 +455,13 @@ impl NativeWorker {
     #[napi(getter, catch_unwind)]
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The channel's file descriptor (Node's `process.channel.fd`). It stays open until the
+    /// environment is torn down, also after `disconnect()`.
+    #[napi(getter, catch_unwind)]
+    pub fn fd(&self) -> i32 {
+        self.fd
     }
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.

@@ -739,10 +739,12 @@ impl Primary {
         Ok(())
     }
 
-    /// Cuts a worker off as broken (a front found its message channel unreadable): its channel
-    /// closes at once, as after a protocol error on it. It gets no more connections or
-    /// messages, sees the end of its channel (and normally exits), and a supervisor stops and
-    /// replaces it (`Cause::Channel`). `Event::Disconnect` follows.
+    /// Cuts a worker off: its channel closes at once, as after a protocol error on it. For a
+    /// worker found broken (a front could not read its message channel) and for a
+    /// child_process-level disconnect (Node's `worker.process.disconnect()`), which is not
+    /// the graceful [`Primary::disconnect`]. It gets no more connections or messages, sees the
+    /// end of its channel (and normally exits), and a supervisor stops and replaces it
+    /// (`Cause::Channel`). `Event::Disconnect` follows.
     pub fn cut_off(&mut self, worker: WorkerId) -> Result<()> {
         let inner = self.inner()?;
         if !inner.workers.contains_key(&worker) {
