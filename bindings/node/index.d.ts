@@ -139,8 +139,13 @@ declare namespace cluster {
         args?: readonly string[] | undefined;
         /** Pipe the worker's output to the primary instead of inheriting stdio. Default: `false`. */
         silent?: boolean | undefined;
-        /** The worker's stdio, as for `child_process.spawn()`; must contain an `'ipc'` entry. Overrides `silent`. */
-        stdio?: any[] | undefined;
+        /**
+         * The worker's stdio, as for `child_process.fork()`: a string (`'pipe'`, `'ignore'`,
+         * `'inherit'`) for stdin, stdout and stderr, or an array with exactly one `'ipc'` entry,
+         * entry `i` being the worker's fd `i` (extra `'pipe'` entries appear as
+         * `worker.process.stdio[i]`). Overrides `silent`.
+         */
+        stdio?: any[] | 'pipe' | 'ignore' | 'inherit' | 'overlapped' | undefined;
         /** The worker's user id (setuid(2)). */
         uid?: number | undefined;
         /** The worker's group id (setgid(2)). */

@@ -463,14 +463,102 @@ function setupPrimarySide() {
     cluster.emit('setup', settings);
   }
 
+  // settings.stdio (or silent) as child_process.fork() takes it: a string ('pipe', 'ignore',
+  // 'inherit', 'overlapped') means three of it plus 'ipc'; an array needs exactly one 'ipc'
+  // and may be longer than 3, entry i being the worker's fd i. Returns the native setup of each
+  // fd, and the streams whose fds the worker gets (paused once it started, as Node does).
+  // The 'ipc' entry's fd gets nothing (/dev/null below 3): corral's channels are placed by
+  // the engine above the last entry.
   function stdioOf(settings) {
-    if (Array.isArray(settings.stdio)) {
-      return [0, 1, 2].map((i) => {
-        const s = settings.stdio[i];
-        return s === 'pipe' || s === 'overlapped' ? 'pipe' : s === 'ignore' ? 'ignore' : 'inherit';
-      });
+    let stdio = settings.stdio;
+    if (typeof stdio === 'string') stdio = stdioStringToArray(stdio);
+    else if (!Array.isArray(stdio)) stdio = stdioStringToArray(settings.silent ? 'pipe' : 'inherit');
+    else if (!stdio.includes('ipc')) {
+      const err = new Error("Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
+      err.code = 'ERR_CHILD_PROCESS_IPC_REQUIRED';
+      throw err;
     }
-    return settings.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
+    // As Node's getValidStdio: padded in place (cluster.settings.stdio shows it).
+    while (stdio.length < 3) stdio.push(undefined);
+    let ipc = false;
+    const wraps = [];
+    const entries = stdio.map((s, i) => {
+      if (s === null || s === undefined) s = i < 3 ? 'pipe' : 'ignore';
+      if (s === 'ignore') return i < 3 ? 'ignore' : 'close';
+      if (s === 'pipe' || s === 'overlapped' || (typeof s === 'number' && s < 0)) return 'pipe';
+      if (s === 'ipc') {
+        if (ipc) {
+          const err = new Error('Child process can have only one IPC pipe');
+          err.code = 'ERR_IPC_ONE_PIPE';
+          throw err;
+        }
+        ipc = true;
+        return i < 3 ? 'ignore' : 'close';
+      }
+      if (s === 'inherit') return i < 3 ? 'inherit' : i;
+      if (typeof s === 'number' || typeof s.fd === 'number') {
+        const fd = typeof s === 'number' ? s : s.fd;
+        return fd === i && i < 3 ? 'inherit' : fd;
+      }
+      const handle = [s, s.handle, s._handle].find(isWrap);
+      if (handle) {
+        wraps.push({ stream: s, handle });
+        return handle.fd;
+      }
+      if (ArrayBuffer.isView(s) || typeof s === 'string') {
+        const err = new TypeError(
+          `Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${util.inspect(s)}`,
+        );
+        err.code = 'ERR_INVALID_SYNC_FORK_INPUT';
+        throw err;
+      }
+      throw invalidStdio(s);
+    });
+    return { entries, wraps };
+  }
+
+  function stdioStringToArray(stdio) {
+    switch (stdio) {
+      case 'ignore':
+      case 'overlapped':
+      case 'pipe':
+        return [stdio, stdio, stdio, 'ipc'];
+      case 'inherit':
+        return [0, 1, 2, 'ipc'];
+      default:
+        throw invalidStdio(stdio);
+    }
+  }
+
+  function invalidStdio(value) {
+    let shown = util.inspect(value);
+    if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+    const err = new TypeError(`The argument 'stdio' is invalid. Received ${shown}`);
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    return err;
+  }
+
+  let wrapTypes;
+  function isWrap(h) {
+    if (h === null || typeof h !== 'object') return false;
+    wrapTypes = wrapTypes || ['pipe_wrap', 'tty_wrap', 'tcp_wrap', 'udp_wrap'].map((m) => {
+      const b = process.binding(m);
+      return b.Pipe || b.TTY || b.TCP || b.UDP;
+    });
+    return wrapTypes.some((T) => h instanceof T);
+  }
+
+  // The worker reads or writes these streams' fds now: the primary stops reading them.
+  function pauseWrapped(wraps) {
+    for (const { stream, handle } of wraps) {
+      handle.reading = false;
+      if (typeof handle.readStop === 'function') handle.readStop();
+      if (stream !== handle && typeof stream.pause === 'function') {
+        stream.pause();
+        stream.readableFlowing = false;
+        if (stream._readableState) stream._readableState.reading = false;
+      }
+    }
   }
 
   // As lib/internal/cluster/primary.js: with an inspector flag in execArgv (or NODE_OPTIONS)
@@ -509,12 +597,14 @@ function setupPrimarySide() {
     if (s.inspectPort === null) throw badPort(null);
     const execArgv = [...s.execArgv];
     if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);
+    const stdio = stdioOf(s);
     return {
       program: process.execPath,
       args: [...execArgv, s.exec, ...(s.args || [])].map(String),
       env: workerEnv,
       cwd: s.cwd === undefined ? undefined : String(s.cwd),
-      stdio: stdioOf(s),
+      stdio: stdio.entries,
+      wraps: stdio.wraps, // not for the addon: paused once the worker started
       uid: s.uid,
       gid: s.gid,
     };
@@ -522,7 +612,20 @@ function setupPrimarySide() {
 
   // Ids come from the engine (from 1, never reused), shared with workers the supervisor starts.
   function createWorkerProcess(env) {
-    const spawned = callNative(() => getEngine().spawn(spawnOptions(env)));
+    const opts = spawnOptions(env);
+    let spawned;
+    try {
+      spawned = callNative(() => getEngine().spawn(opts));
+    } catch (e) {
+      // As Node's spawn: an OS error reads "spawn EBADF" and carries errno, code, syscall.
+      if (typeof e.errno !== 'number' || e.syscall !== undefined) throw e;
+      const err = new Error(`spawn ${e.code}`);
+      err.errno = e.errno;
+      err.code = e.code;
+      err.syscall = 'spawn';
+      throw err;
+    }
+    pauseWrapped(opts.wraps);
     return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
   }
 
@@ -536,9 +639,19 @@ function setupPrimarySide() {
       this.killed = false;
       this.connected = true;
       this.spawnfile = process.execPath;
-      this.stdio = spawned.stdio.map((fd, i) =>
-        fd >= 0 ? new net.Socket({ fd, readable: i !== 0, writable: i === 0 }) : null,
-      );
+      // As Node's: 'close' once the process exited and its stdout, stderr and extra pipes
+      // closed; the pipes are duplex (a socket pair), only stdin is not readable.
+      this._closesNeeded = 1;
+      this._closesGot = 0;
+      this.stdio = spawned.stdio.map((fd, i) => {
+        if (fd < 0) return null;
+        const socket = new net.Socket({ fd, readable: i > 0, writable: true });
+        if (i > 0) {
+          this._closesNeeded++;
+          socket.on('close', () => this._maybeClose());
+        }
+        return socket;
+      });
       [this.stdin, this.stdout, this.stderr] = this.stdio;
       this._sendCallbacks = new SendCallbacks();
       this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization, this._sendCallbacks);
@@ -574,6 +687,15 @@ function setupPrimarySide() {
     }
     ref() {}
     unref() {}
+    // After 'exit' (next tick): what nobody reads is read through, so the pipes end and
+    // 'close' can come (Node's flushStdio).
+    _exited() {
+      for (const s of this.stdio) if (s && s.readable) s.resume();
+      this._maybeClose();
+    }
+    _maybeClose() {
+      if (++this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
+    }
   }
 
   function removeWorker(worker) {
@@ -701,6 +823,7 @@ function setupPrimarySide() {
       const m = err.code === 'ERR_CORRAL_INVALID_OPTION' && /^([\w.]+): ([\s\S]*)$/.exec(err.message);
       throw m ? invalidOption(m[1], m[2]) : err;
     }
+    pauseWrapped(spawn.wraps);
     supervisor = new Supervisor(eng, o);
     // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
     keepAlive.set(true);
@@ -838,9 +961,8 @@ function setupPrimarySide() {
           }
           // Started by the supervisor.
           const piped = ev.data || Buffer.alloc(3);
-          const stdio = [-1, -1, -1];
           let k = 0;
-          for (let i = 0; i < 3; i++) if (piped[i]) stdio[i] = ev.fds[k++];
+          const stdio = Array.from(piped, (p) => (p ? ev.fds[k++] : -1));
           const p = new PrimaryChildProcess({ id: ev.worker, pid: ev.pid, stdio }, () => cluster.settings.serialization);
           adopt(ev.worker, p);
           break;
@@ -895,7 +1017,7 @@ function setupPrimarySide() {
           live.delete(ev.worker);
           if (live.size === 0 && (!supervisor || supervisor._shutdownDone)) keepAlive.set(false);
           p.emit('exit', p.exitCode, p.signalCode);
-          process.nextTick(() => p.emit('close', p.exitCode, p.signalCode));
+          process.nextTick(() => p._exited());
           break;
         }
         case EV.ERROR: {

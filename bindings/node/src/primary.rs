@@ -73,28 +73,45 @@ pub struct SpawnOptions {
     pub args: Vec<String>,
     pub env: HashMap<String, String>,
     pub cwd: Option<String>,
-    /// "inherit" | "pipe" | "ignore" for stdin, stdout, stderr.
-    pub stdio: Vec<String>,
+    /// The worker's fds 0, 1, 2, 3...: "inherit" | "pipe" | "ignore" (/dev/null) | "close"
+    /// (fds 3 and up) | the number of a primary's fd to copy there.
+    pub stdio: Vec<Either<String, i32>>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
-pub(crate) fn spawn_spec(opts: &SpawnOptions) -> SpawnSpec {
-    let stdio_of = |i: usize| match opts.stdio.get(i).map(String::as_str) {
-        Some("pipe") => StdioSpec::Pipe,
-        Some("ignore") => StdioSpec::Null,
-        _ => StdioSpec::Inherit,
-    };
-    SpawnSpec {
+pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
+    let stdio = opts
+        .stdio
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(match s {
+                Either::A(s) => match s.as_str() {
+                    "inherit" => StdioSpec::Inherit,
+                    "pipe" => StdioSpec::Pipe,
+                    "ignore" => StdioSpec::Null,
+                    "close" => StdioSpec::Closed,
+                    other => {
+                        return Err(Error::from_reason(format!(
+                            "[ERR_CORRAL_INVALID_ARGUMENT] stdio[{i}]: unknown setup {other:?}"
+                        )))
+                    }
+                },
+                Either::B(fd) => StdioSpec::Fd(*fd),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpawnSpec {
         program: opts.program.clone().into(),
         args: opts.args.iter().map(Into::into).collect(),
         env: opts.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
         cwd: opts.cwd.as_ref().map(Into::into),
-        stdio: [stdio_of(0), stdio_of(1), stdio_of(2)],
+        stdio,
         uid: opts.uid,
         gid: opts.gid,
         arg0: None,
-    }
+    })
 }
 
 /// A started worker.
@@ -102,7 +119,8 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> SpawnSpec {
 pub struct Spawned {
     pub id: u32,
     pub pid: i32,
-    /// The primary's ends of piped stdio (-1 where not piped); owned by JS.
+    /// The primary's ends of piped stdio, by the worker's fd number (-1 where not piped);
+    /// owned by JS.
     pub stdio: Vec<i32>,
 }
 
@@ -123,14 +141,9 @@ fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
         CoreEvent::Drain { .. } => return None,
         CoreEvent::Fork { worker, pid } => {
             // Workers the supervisor starts are new to JS: it needs their pid and piped stdio.
-            let mut piped = vec![0u8; 3];
-            let mut fds = Vec::new();
-            for (i, slot) in piped.iter_mut().enumerate() {
-                if let Some(fd) = p.take_stdio(worker, i) {
-                    *slot = 1;
-                    fds.push(fd);
-                }
-            }
+            let ends = p.take_all_stdio(worker);
+            let piped = ends.iter().map(|e| e.is_some() as u8).collect();
+            let fds = ends.into_iter().flatten().collect();
             Event {
                 kind: kind::FORK,
                 worker: worker as u32,
@@ -465,7 +478,7 @@ impl NativePrimary {
                 "[ERR_CORRAL_WRONG_STATE] supervise() was already called",
             ));
         }
-        let spec = spawn_spec(&spawn);
+        let spec = spawn_spec(&spawn)?;
         let sup = Supervisor::start(
             &mut st.primary,
             opts,
@@ -549,12 +562,14 @@ impl NativePrimary {
     /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
     #[napi(catch_unwind)]
     pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {
-        let spec = spawn_spec(&opts);
+        let spec = spawn_spec(&opts)?;
         let mut p = self.shared.live()?;
         let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
         let pid = p.worker(id).map_or(0, |w| w.pid);
-        let stdio = (0..3)
-            .map(|i| p.take_stdio(id, i).map_or(-1, |fd| fd.into_raw_fd()))
+        let stdio = p
+            .take_all_stdio(id)
+            .into_iter()
+            .map(|fd| fd.map_or(-1, |fd| fd.into_raw_fd()))
             .collect();
         self.wake_if_pending(&p);
         Ok(Spawned {

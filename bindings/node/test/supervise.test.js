@@ -49,6 +49,11 @@ scenario('hang', ({ code, lines, err }) => {
   assert.deepStrictEqual(lines, ['hang slot=0 silentFor>=400=true detected<3s=true', 'restart cause=hang', 'shutdown clean=true']);
 });
 
+scenario('stdio', ({ code, lines, err }) => {
+  assert.strictEqual(code, 0, err);
+  assert.deepStrictEqual(lines, ['stdio length=5 fd4 readable=true writable=true', 'fd4 answer=pong ping', 'shutdown clean=true']);
+});
+
 scenario('metrics', ({ code, lines, err }) => {
   assert.strictEqual(code, 0, err);
   assert.deepStrictEqual(lines, [

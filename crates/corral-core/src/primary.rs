@@ -283,7 +283,8 @@ struct Slot {
     disconnect_asked: bool,
     handed_off: u64,
     started: Instant,
-    stdio: [Option<OwnedFd>; 3],
+    /// The primary's ends of piped stdio, by the worker's fd number.
+    stdio: Vec<Option<OwnedFd>>,
     /// The primary's end of the message channel, until the front takes it.
     messages: Option<OwnedFd>,
     last_heartbeat: Option<Instant>,
@@ -547,6 +548,7 @@ impl Primary {
     ) -> Result<WorkerId> {
         let inner = self.inner()?;
         inner.check_running()?;
+        check_stdio(spec)?;
         let (mine, theirs) =
             sys::seqpacket_pair().map_err(io_err("socketpair", "create worker channel"))?;
         let messages = if inner.opts.message_channels {
@@ -558,16 +560,14 @@ impl Primary {
             None
         };
         let id = inner.next_id;
-        let mut vars: Vec<(&str, String)> = vec![
-            (ENV_WORKER_ID, id.to_string()),
-            (ENV_CHANNEL_FD, theirs.as_raw_fd().to_string()),
-        ];
-        let mut inherit = vec![theirs.as_fd()];
-        if let Some((_, their_msgs)) = &messages {
-            vars.push((ENV_MESSAGE_FD, their_msgs.as_raw_fd().to_string()));
-            inherit.push(their_msgs.as_fd());
-        }
+        let mut vars: Vec<(&str, String)> = vec![(ENV_WORKER_ID, id.to_string())];
         vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        // The channels go right above the worker's stdio entries; sys::spawn names their
+        // numbers in these variables.
+        let mut inherit = vec![(ENV_CHANNEL_FD, theirs.as_fd())];
+        if let Some((_, their_msgs)) = &messages {
+            inherit.push((ENV_MESSAGE_FD, their_msgs.as_fd()));
+        }
         let spawned = sys::spawn(spec, &inherit, &vars).map_err(|e| {
             Error::os(
                 "spawn",
@@ -621,7 +621,7 @@ impl Primary {
             sys::ForkOutcome::Parent(pid) => {
                 inner.next_id += 1;
                 inner.forks = true;
-                inner.adopt(id, pid, mine, theirs, [None, None, None])?;
+                inner.adopt(id, pid, mine, theirs, Vec::new())?;
                 Ok(Forked::Primary(id))
             }
             sys::ForkOutcome::Child => {
@@ -795,7 +795,8 @@ impl Primary {
         })
     }
 
-    /// Takes the primary's end of a worker's piped stdio stream (0, 1 or 2), if it was piped.
+    /// Takes the primary's end of a worker's piped stdio stream (the worker's fd number), if
+    /// it was piped.
     pub fn take_stdio(&mut self, worker: WorkerId, stream: usize) -> Option<OwnedFd> {
         self.inner
             .as_deref_mut()?
@@ -804,6 +805,16 @@ impl Primary {
             .stdio
             .get_mut(stream)?
             .take()
+    }
+
+    /// Takes the primary's ends of all of a worker's stdio, by the worker's fd number (`None`
+    /// where it was not piped or was taken already).
+    pub fn take_all_stdio(&mut self, worker: WorkerId) -> Vec<Option<OwnedFd>> {
+        self.inner
+            .as_deref_mut()
+            .and_then(|inner| inner.workers.get_mut(&worker))
+            .map(|slot| std::mem::take(&mut slot.stdio))
+            .unwrap_or_default()
     }
 
     /// Takes the primary's end of a worker's message channel (with
@@ -895,7 +906,7 @@ impl Inner {
         pid: i32,
         chan: OwnedFd,
         peer: OwnedFd,
-        stdio: [Option<OwnedFd>; 3],
+        stdio: Vec<Option<OwnedFd>>,
     ) -> Result<()> {
         let pidfd = match sys::pidfd_open(pid) {
             Ok(fd) => fd,
@@ -2153,4 +2164,37 @@ impl Inner {
             }
         }
     }
+}
+
+/// Rejects stdio setups `sys::spawn` cannot give a worker, naming the entry or the limit.
+fn check_stdio(spec: &SpawnSpec) -> Result<()> {
+    if let Some(i) = (0..3).find(|&i| spec.stdio_at(i) == sys::StdioSpec::Closed) {
+        return Err(Error::invalid(format!(
+            "stdio[{i}]: Closed is for fds 3 and up (use Null for stdin, stdout or stderr)"
+        )));
+    }
+    // Checked before the worker's channels are created: one could take that number.
+    if let Some(fd) = spec.stdio.iter().find_map(|s| match *s {
+        sys::StdioSpec::Fd(fd) if !sys::fd_is_open(fd) => Some(fd),
+        _ => None,
+    }) {
+        return Err(Error::from_errno(
+            "spawn",
+            format!("stdio: the primary's fd {fd}"),
+            libc::EBADF,
+        ));
+    }
+    // The worker's fds are numbered by entry, its two channels right above them; the
+    // primary's copies of them go above those.
+    let top = spec.stdio_len() as u64 + 2;
+    let limit = sys::fd_limit();
+    if top * 2 >= limit {
+        return Err(Error::invalid(format!(
+            "stdio: {} entries need fds up to {} in the worker and as many copies in the \
+             primary: over RLIMIT_NOFILE ({limit})",
+            spec.stdio.len(),
+            top
+        )));
+    }
+    Ok(())
 }

@@ -46,7 +46,7 @@ fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
             program: FIXTURE.into(),
             args: argv.into_iter().map(Into::into).collect(),
             env: env.clone(),
-            stdio: [StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit],
+            stdio: vec![StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit],
             ..Default::default()
         };
         p.spawn_worker_with(&spec, &[])

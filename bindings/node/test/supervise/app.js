@@ -131,6 +131,22 @@ async function primary() {
     process.on('exit', (code) => out(`primary exit ${code}`));
     process.kill(process.pid, 'SIGTERM');
     out(`slow request finished: ${await slow}`);
+  } else if (scenario === 'stdio') {
+    // Workers the supervisor starts get the stdio of setupPrimary too: an extra duplex pipe.
+    cluster.setupPrimary({ stdio: [0, 1, 2, 'ipc', 'pipe'] });
+    process.env.WORKER_MODE = 'echo-fd4';
+    const sup = cluster.supervise({ ...base, workers: 1 });
+    await waitListening(1);
+    const w = Object.values(cluster.workers)[0];
+    const s = w.process.stdio;
+    out(`stdio length=${s.length} fd4 readable=${s[4].readable} writable=${s[4].writable}`);
+    let answer = '';
+    s[4].setEncoding('utf8').on('data', (d) => (answer += d));
+    const ended = new Promise((r) => s[4].on('end', r));
+    s[4].end('ping');
+    await ended;
+    out(`fd4 answer=${answer}`);
+    out(`shutdown clean=${(await sup.shutdown()).clean}`);
   } else if (scenario === 'invalid') {
     for (const o of [
       { workers: 0 }, { restart: { bogus: 1 } }, { restart: { initialDelay: -5 } }, { reload: { batch: 0 } },
@@ -153,6 +169,11 @@ function worker() {
   const mode = process.env.WORKER_MODE;
   if (mode === 'exit-now') process.exit(3);
   if (mode === 'exit-78') process.exit(78);
+  if (mode === 'echo-fd4') {
+    const s = new (require('net').Socket)({ fd: 4, readable: true, writable: true });
+    let got = '';
+    s.setEncoding('utf8').on('data', (d) => (got += d)).on('end', () => s.end(`pong ${got}`));
+  }
   const server = http.createServer((req, res) => {
     if (req.url === '/slow') setTimeout(() => res.end('done'), 400);
     else res.end('hi');

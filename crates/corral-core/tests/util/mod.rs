@@ -33,7 +33,7 @@ pub fn harness_with(
         exec: Some(SpawnSpec {
             program: FIXTURE.into(),
             args: args.iter().map(|a| a.into()).collect(),
-            stdio: [StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit],
+            stdio: vec![StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit],
             ..Default::default()
         }),
         ..Default::default()

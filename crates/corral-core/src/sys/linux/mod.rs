@@ -14,8 +14,8 @@ pub use errno::{errno_name, last_errno};
 pub use fd::{dup_cloexec, fd_count, set_cloexec, set_nonblocking};
 pub use net::{accept_cloexec, accept_queue_len};
 pub use process::{
-    adopt_seqpacket, fork, kill, pidfd_open, reap, spawn, thread_count, ExitStatus, ForkError,
-    ForkOutcome, SpawnSpec, Spawned, StdioSpec,
+    adopt_seqpacket, fd_is_open, fd_limit, fork, kill, pidfd_open, reap, spawn, thread_count,
+    ExitStatus, ForkError, ForkOutcome, SpawnSpec, Spawned, StdioSpec,
 };
 pub use procstat::proc_stats;
 pub use seqpacket::{

@@ -6,18 +6,26 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-/// How a worker's stdin, stdout or stderr is set up in exec mode.
+/// How one of a worker's fds is set up in exec mode (entry `i` of [`SpawnSpec::stdio`] is the
+/// worker's fd `i`, as in Node's `child_process` `stdio` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StdioSpec {
-    /// Share the primary's.
+    /// The primary's fd with the same number (left closed when the primary's is closed).
     #[default]
     Inherit,
-    /// `/dev/null`.
+    /// `/dev/null` (read-only as fd 0, read-write otherwise).
     Null,
-    /// A pipe; the primary gets the other end (see [`Spawned`]).
+    /// One end of a connected `AF_UNIX` stream socket pair, duplex as libuv's (Node's) stdio
+    /// pipes are; the primary gets the other end (see [`Spawned`]).
     Pipe,
+    /// A copy of the primary's fd with this number (spawning fails with `EBADF` if it is not
+    /// open).
+    Fd(RawFd),
+    /// Nothing: the worker's fd stays closed. For fds 3 and up only (a closed fd 0-2 would be
+    /// taken by the worker's next `open`).
+    Closed,
 }
 
 /// What to run in exec mode.
@@ -33,12 +41,29 @@ pub struct SpawnSpec {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory; the primary's when `None`.
     pub cwd: Option<PathBuf>,
-    /// stdin, stdout, stderr.
-    pub stdio: [StdioSpec; 3],
+    /// The worker's fds 0, 1, 2, 3...: entry `i` becomes fd `i`. Missing entries below 3 are
+    /// [`StdioSpec::Inherit`]; the worker's channels are placed above the last entry.
+    pub stdio: Vec<StdioSpec>,
     /// Run as this user id (requires privileges).
     pub uid: Option<u32>,
     /// Run as this group id (requires privileges).
     pub gid: Option<u32>,
+}
+
+impl SpawnSpec {
+    /// The setup of the worker's fd `i`.
+    pub fn stdio_at(&self, i: usize) -> StdioSpec {
+        match self.stdio.get(i) {
+            Some(s) => *s,
+            None if i < 3 => StdioSpec::Inherit,
+            None => StdioSpec::Closed,
+        }
+    }
+
+    /// Number of fds the spec sets up (at least 3: stdin, stdout, stderr).
+    pub fn stdio_len(&self) -> usize {
+        self.stdio.len().max(3)
+    }
 }
 
 /// A started child: its pid and the primary's ends of piped stdio.
@@ -46,28 +71,81 @@ pub struct SpawnSpec {
 pub struct Spawned {
     /// Process id.
     pub pid: i32,
-    /// Primary's ends of `StdioSpec::Pipe` streams (stdin, stdout, stderr).
-    pub stdio: [Option<OwnedFd>; 3],
+    /// The primary's ends of [`StdioSpec::Pipe`] entries, by the worker's fd number
+    /// ([`SpawnSpec::stdio_len`] entries).
+    pub stdio: Vec<Option<OwnedFd>>,
 }
 
-fn stdio(s: StdioSpec) -> Stdio {
-    match s {
-        StdioSpec::Inherit => Stdio::inherit(),
-        StdioSpec::Null => Stdio::null(),
-        StdioSpec::Pipe => Stdio::piped(),
+/// The soft `RLIMIT_NOFILE`: fd numbers a process can use are below it.
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct into our local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
     }
+    lim.rlim_cur
 }
 
-/// Starts `spec` with the `inherit` fds (at most 2: the channel, and the message channel)
-/// inherited at their current fd numbers (their close-on-exec flags are cleared in the child
-/// only) and `extra_env` set. The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies with the
-/// thread that spawned it.
+/// `fcntl(F_DUPFD_CLOEXEC)`: a close-on-exec copy of `fd` numbered `min` or above.
+fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a fresh fd that nobody else owns (or fails).
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `new` is a freshly created fd owned by us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+fn open_cloexec(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated path and flags; returns a fresh fd or fails.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` is a freshly created fd owned by us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A connected `AF_UNIX` stream socket pair, close-on-exec.
+fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two fds into our array.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: two fresh fds owned by us alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Whether `fd` is an open fd of this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on any number; no memory is passed.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Starts `spec` with its stdio entries at their fd numbers and the `channels` (at most 2: the
+/// channel, and the message channel) at the numbers right above them, each named to the child
+/// in its variable; `extra_env` is set too. The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it
+/// dies with the thread that spawned it.
+///
+/// An `Fd` entry naming a closed fd fails with `EBADF` before anything is created.
+///
+/// Every fd the child gets is first copied in the primary to a number above all the child's
+/// fds, so placing one (`dup2`, which also clears close-on-exec) never overwrites another
+/// that is still to be placed (`stdio: [0, 2, 1]` swaps stdout and stderr, as in libuv).
 pub fn spawn(
     spec: &SpawnSpec,
-    inherit: &[BorrowedFd<'_>],
+    channels: &[(&str, BorrowedFd<'_>)],
     extra_env: &[(&str, String)],
 ) -> io::Result<Spawned> {
-    assert!(inherit.len() <= 2, "at most 2 inherited fds");
+    assert!(channels.len() <= 2, "at most 2 channels");
+    let n = spec.stdio_len();
+    let base = n as RawFd;
+    // Above every fd the child gets: where the primary keeps its copies until the spawn.
+    let above = base + channels.len() as RawFd;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     if let Some(a0) = &spec.arg0 {
@@ -79,6 +157,9 @@ pub fn spawn(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
+    for (k, (var, _)) in channels.iter().enumerate() {
+        cmd.env(var, (base + k as RawFd).to_string());
+    }
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
@@ -88,50 +169,100 @@ pub fn spawn(
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
     }
-    cmd.stdin(stdio(spec.stdio[0]));
-    cmd.stdout(stdio(spec.stdio[1]));
-    cmd.stderr(stdio(spec.stdio[2]));
-    // Copied into the closure (no allocation after fork): -1 marks an unused entry.
-    let mut pass: [RawFd; 2] = [-1; 2];
-    for (slot, fd) in pass.iter_mut().zip(inherit) {
-        *slot = fd.as_raw_fd();
+    let mut primary_ends: Vec<Option<OwnedFd>> = (0..n).map(|_| None).collect();
+    // (the primary's copy, the child's fd number); the copies close after the spawn.
+    let mut copies: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(n + channels.len());
+    // The primary's fds named by number are checked, then copied, before any fd is created
+    // here: a new fd could otherwise take a closed number an entry names.
+    for i in 0..n {
+        match spec.stdio_at(i) {
+            StdioSpec::Closed if i < 3 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("stdio[{i}]: Closed is for fds 3 and up"),
+                ))
+            }
+            StdioSpec::Fd(fd) if !fd_is_open(fd) => {
+                return Err(io::Error::from_raw_os_error(libc::EBADF))
+            }
+            _ => {}
+        }
     }
+    for i in 0..n {
+        let source = match spec.stdio_at(i) {
+            StdioSpec::Inherit if fd_is_open(i as RawFd) => i as RawFd,
+            StdioSpec::Fd(fd) => fd,
+            _ => continue,
+        };
+        copies.push((dup_at_least(source, above)?, i as RawFd));
+    }
+    for (i, end) in primary_ends.iter_mut().enumerate() {
+        let target = i as RawFd;
+        let copy = match spec.stdio_at(i) {
+            StdioSpec::Closed | StdioSpec::Inherit | StdioSpec::Fd(_) => continue,
+            StdioSpec::Null => {
+                let mode = if i == 0 { libc::O_RDONLY } else { libc::O_RDWR };
+                let null = open_cloexec(c"/dev/null", mode)?;
+                dup_at_least(null.as_raw_fd(), above)?
+            }
+            StdioSpec::Pipe => {
+                let (mine, theirs) = stream_pair()?;
+                *end = Some(mine);
+                dup_at_least(theirs.as_raw_fd(), above)?
+            }
+        };
+        copies.push((copy, target));
+    }
+    for (k, (_, fd)) in channels.iter().enumerate() {
+        copies.push((dup_at_least(fd.as_raw_fd(), above)?, base + k as RawFd));
+    }
+    // Copied into the closure (no allocation after fork): (source, target) pairs.
+    let plan: Vec<(RawFd, RawFd)> = copies.iter().map(|(c, t)| (c.as_raw_fd(), *t)).collect();
+    // std's own error pipe takes the lowest free fds: if one were a target, placing that
+    // target would cut std off from the child and an exec failure would go unreported. Filling
+    // the free numbers below `above` for the time of the spawn keeps it clear of them.
+    let reserved = fill_free_below(above)?;
     let parent = std::process::id() as libc::pid_t;
-    // "Inherit" must survive exec even if the parent marked its stdio close-on-exec (Node does,
-    // through uv_disable_stdio_inheritance; its own spawn dup2s them into place).
-    let inherit = spec.stdio.map(|s| matches!(s, StdioSpec::Inherit));
     // SAFETY(fork): the closure runs between fork and exec and only calls async-signal-safe
-    // functions (fcntl, prctl, getppid, kill) on values captured by copy.
+    // functions (dup2, fcntl, prctl, getppid, kill) on values it owns or copied, and reads a
+    // Vec it owns (no allocation).
     unsafe {
         cmd.pre_exec(move || {
-            for fd in pass.into_iter().filter(|&fd| fd >= 0) {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            for (fd, inherit) in inherit.iter().enumerate() {
-                let fd = fd as RawFd;
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                // A closed stdio fd (flags < 0) stays closed, as it would without the flag.
-                if *inherit && flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            for &(source, target) in &plan {
+                cvt(libc::dup2(source, target))?;
+                // As libuv: stdin, stdout and stderr start blocking (the worker's runtime sets
+                // them up as it wants).
+                if target <= 2 {
+                    let flags = libc::fcntl(target, libc::F_GETFL);
+                    if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+                        libc::fcntl(target, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                    }
                 }
             }
             after_fork_in_child(parent);
             Ok(())
         });
     }
-    let mut child = cmd.spawn()?;
-    let fd = |o: Option<OwnedFd>| o;
+    let child = cmd.spawn();
+    drop(reserved);
+    drop(copies);
     Ok(Spawned {
-        pid: child.id() as i32,
-        stdio: [
-            fd(child.stdin.take().map(OwnedFd::from)),
-            fd(child.stdout.take().map(OwnedFd::from)),
-            fd(child.stderr.take().map(OwnedFd::from)),
-        ],
+        pid: child?.id() as i32,
+        stdio: primary_ends,
     })
+}
+
+/// Opens `/dev/null` until it gets a number at or above `limit`: every number below that was
+/// free is now taken by one of the returned fds (close-on-exec, closed when dropped).
+fn fill_free_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
+    let mut held = Vec::new();
+    loop {
+        let fd = open_cloexec(c"/dev/null", libc::O_RDONLY)?;
+        if fd.as_raw_fd() >= limit {
+            return Ok(held);
+        }
+        held.push(fd);
+    }
 }
 
 /// Die with the parent: SIGKILL on the parent's death, and at once if it is already gone.
