@@ -233,6 +233,7 @@ impl Worker {
             backlog,
             addr: addr.clone(),
             index: 0,
+            opts: Default::default(),
         };
         self.chan
             .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;
