@@ -1,11 +1,13 @@
 /*
  * corral_worker_listen_with_options from a forked worker:
- * - CORRAL_LISTEN_IPV6_ONLY on "[::]:0": IPv4 0.0.0.0 on the same port can still be bound;
- *   asking for "[::]:0" again without the option joins that listener as it was bound (the
- *   options are not part of the key); ":0" without it is dual-stack, its IPv4 port is taken;
+ * - CORRAL_LISTEN_IPV6_ONLY on "[::]:P" where the worker holds an IPv4 listener on 0.0.0.0:P:
+ *   both coexist; asking for "[::]:P" again without the option joins that listener as it was
+ *   bound (the options are not part of the key); without it, "[::]:Q" is dual-stack and
+ *   IPv4 0.0.0.0:Q is taken. (IPv4 is bound first: a v6-only listen on port 0 may get a port
+ *   another process holds on 127.0.0.1.)
  * - CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL on a Unix socket: the file mode
  *   has rw for everyone;
- * - the primary removes the socket file once the worker has left;
+ * - the primary removes the socket file when the worker leaves (before it is freed);
  * - unknown option bits: CORRAL_STATUS_INVALID_ARGUMENT naming `options`.
  * Prints "ok" and exits 0 when every check passes; otherwise names the failing check.
  */
@@ -41,18 +43,24 @@ static int last_error_contains(const char *needle) {
   return strstr(m, needle) != NULL;
 }
 
-/* 0 when IPv4 0.0.0.0:port can be bound, else the errno. */
-static int bind_v4(uint16_t port) {
+/* A listening IPv4 socket on 0.0.0.0:*port (0: the kernel picks, written back), or -errno. */
+static int listen_v4(uint16_t *port) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return errno;
+  if (s < 0) return -errno;
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
-  a.sin_port = htons(port);
+  a.sin_port = htons(*port);
   a.sin_addr.s_addr = htonl(INADDR_ANY);
-  int r = bind(s, (struct sockaddr *)&a, sizeof a) == 0 ? 0 : errno;
-  close(s);
-  return r;
+  socklen_t len = sizeof a;
+  if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0 ||
+      getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+    int e = errno;
+    close(s);
+    return -e;
+  }
+  *port = ntohs(a.sin_port);
+  return s;
 }
 
 static void on_event(void *userdata, corral_primary *p, const corral_event *ev) {
@@ -63,20 +71,28 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
 /* The worker's checks; its exit code is a bit set of the failed ones. */
 static int worker_side(corral_worker *w, const char *sock_path) {
   int bad = 0;
-  uint32_t lid = 0;
-  uint16_t port = 0;
-  if (corral_worker_listen_with_options(w, "[::]:0", 7, CORRAL_LISTEN_IPV6_ONLY, &lid, &port) != CORRAL_STATUS_OK) {
+  uint32_t lid = 0, lid2 = 0;
+  uint16_t port = 0, got = 0, got2 = 0;
+  char addr[32];
+  int v4 = listen_v4(&port);
+  if (v4 < 0) return 1;
+  snprintf(addr, sizeof addr, "[::]:%u", (unsigned)port);
+  if (corral_worker_listen_with_options(w, addr, 7, CORRAL_LISTEN_IPV6_ONLY, &lid, &got) != CORRAL_STATUS_OK) {
     if (corral_last_error_errno() == EAFNOSUPPORT) return 0; /* no IPv6 on this host */
-    bad |= 1;
-  } else if (bind_v4(port) != 0) {
+    bad |= 2;
+  } else if (got != port) {
     bad |= 2;
   }
-  uint32_t lid2 = 0;
-  uint16_t port2 = 0;
-  if (corral_worker_listen_with_options(w, "[::]:0", 7, 0, &lid2, &port2) != CORRAL_STATUS_OK) bad |= 4;
-  else if (lid2 != lid || port2 != port || bind_v4(port) != 0) bad |= 4;
-  if (corral_worker_listen_with_options(w, ":0", 7, 0, NULL, &port) != CORRAL_STATUS_OK) bad |= 4;
-  else if (bind_v4(port) != EADDRINUSE) bad |= 4;
+  if (corral_worker_listen_with_options(w, addr, 7, 0, &lid2, &got2) != CORRAL_STATUS_OK) bad |= 4;
+  else if (lid2 != lid || got2 != port) bad |= 4;
+  close(v4);
+  if (corral_worker_listen_with_options(w, ":0", 7, 0, NULL, &port) != CORRAL_STATUS_OK) {
+    bad |= 4;
+  } else {
+    int again = listen_v4(&port);
+    if (again != -EADDRINUSE) bad |= 4;
+    if (again >= 0) close(again);
+  }
   if (corral_worker_listen_with_options(w, sock_path, 0, CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL,
                                         NULL, NULL) != CORRAL_STATUS_OK) {
     bad |= 8;
@@ -119,8 +135,9 @@ int main(void) {
   CHECK(corral_primary_worker_count(p) == 0, "the worker exited within 20 s");
   CHECK(exit_code == 0, "worker-side checks (exit code is a bit set of failed checks)");
   if (exit_code != 0) fprintf(stderr, "worker exit code %d\n", exit_code);
+  /* Before corral_primary_free, which would unlink it anyway: the worker's leaving did. */
+  CHECK(access(sock_path + strlen("unix:"), F_OK) != 0, "the socket file is removed when the worker leaves");
   corral_primary_free(p);
-  CHECK(access(sock_path + strlen("unix:"), F_OK) != 0, "the socket file is removed");
   unlink(sock_path + strlen("unix:"));
   if (failures == 0) printf("ok\n");
   return failures == 0 ? 0 : 1;

@@ -464,33 +464,31 @@ mod tests {
 
     #[test]
     fn ipv6_only_leaves_the_ipv4_port_free() {
-        let any6 = |port: u16| format!("[::]:{port}").parse::<ListenAddr>().unwrap();
+        // IPv4 first: a v6-only listen(0) may get a port some other process holds on
+        // 127.0.0.1 (the kernel only checks IPv6 for it), so the other order would be flaky.
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let any6: ListenAddr = format!("[::]:{port}").parse().unwrap();
         let only = BindOptions {
             ipv6_only: true,
             ..BindOptions::default()
         };
-        let v6 = match bind_with(&any6(0), 16, only) {
+        match bind_with(&any6, 16, only) {
             Err(e) if e.errno() == libc::EAFNOSUPPORT || e.errno() == libc::EADDRNOTAVAIL => {
                 eprintln!("no IPv6 here ({e}): nothing to check");
-                return;
             }
-            r => r.unwrap(),
-        };
-        let port = v6.addr.port();
-        let v4 = bind(&format!("0.0.0.0:{port}").parse().unwrap(), 16)
-            .expect("IPv4 on the port of an ipv6Only listener must be free");
-        drop(v4);
-        drop(v6);
-        // Without the option the IPv6 listener is dual-stack (bindv6only=0, Linux's default)
-        // and holds the IPv4 port too.
-        let v6only_default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
-            .map(|s| s.trim() == "1")
-            .unwrap_or(false);
-        let dual = bind(&any6(0), 16).unwrap();
-        let port = dual.addr.port();
-        let r = bind(&format!("0.0.0.0:{port}").parse().unwrap(), 16);
-        if !v6only_default {
-            assert_eq!(r.unwrap_err().code(), Some("EADDRINUSE"));
+            r => {
+                r.expect("a v6-only listener next to an IPv4 one on the same port");
+                // Without the option it is dual-stack (bindv6only=0, Linux's default) and
+                // wants the IPv4 port too.
+                let v6only_default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+                    .map(|s| s.trim() == "1")
+                    .unwrap_or(false);
+                if !v6only_default {
+                    let e = bind(&any6, 16).unwrap_err();
+                    assert_eq!(e.code(), Some("EADDRINUSE"), "{e}");
+                }
+            }
         }
     }
 

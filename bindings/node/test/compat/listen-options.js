@@ -2,8 +2,11 @@
 // Scenario: listen() options reach the listener, under both scheduling policies (the scenario
 // runs itself once with SCHED_RR, then once with SCHED_NONE, and prints both runs in order).
 // Two workers, the second forked once the first listens, each listen on:
-//   A  { host: '::', port: 0, ipv6Only: true, backlog }: IPV6_V6ONLY, so IPv4 on that port stays
-//      free; the listen backlog is the worker's (ss shows it as Send-Q of a listening socket).
+//   A  { host: '::', port, ipv6Only: true, backlog } on a port the primary holds an IPv4
+//      listener on (0.0.0.0): IPV6_V6ONLY lets both coexist; the listen backlog is the worker's
+//      (ss shows it as Send-Q of a listening socket). (The other way round, IPv4 on the port of
+//      a v6-only listen(0), is not deterministic: the kernel may pick a port that some other
+//      process holds on 127.0.0.1.)
 //   B  { path, readableAll: true, writableAll: true }: the file is readable and writable by all.
 //   C  (0, '127.0.0.1') with no backlog: Node's default, 511.
 // Worker 1 asks A with backlog 7, worker 2 with backlog 9 and without ipv6Only: as in
@@ -13,7 +16,7 @@
 // SCHED_RR the primary's socket keeps the first worker's.
 // node:cluster applies readableAll/writableAll only under SCHED_RR (its SCHED_NONE path drops
 // them); corral applies them under both, so the SCHED_NONE run leaves the mode out of the
-// comparison (lifecycle.test.js checks corral's).
+// comparison (compat.test.js checks corral's in a test of its own).
 if (process.env.NODE_TEST_CONTEXT) {
   // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
   // scenario for ../compat.test.js, so it only reports itself as skipped.
@@ -49,24 +52,36 @@ if (cluster.isPrimary && !POLICY) {
   const sock = path.join(tmp, 'b.sock');
   const printMode = POLICY === 'rr' || process.env.LISTEN_OPTIONS_PRINT_MODE === '1';
 
-  const w1 = cluster.fork({ SOCK: sock, BACKLOG: '7', IPV6ONLY: '1' });
-  w1.once('message', (r1) => {
-    const w2 = cluster.fork({ SOCK: sock, BACKLOG: '9', IPV6ONLY: '0' });
-    w2.once('message', async (r2) => {
-      out(`both workers on the same ports: A ${r1.a === r2.a}, C ${r1.c === r2.c}`);
-      out(`A: ${listenLine(r1.a)}`);
-      out(`A: IPv4 0.0.0.0 on its port: ${await tryListen(r1.a, '0.0.0.0')}`);
-      out(`C: ${listenLine(r1.c)}`);
-      const st = fs.statSync(sock);
-      out(`B: is a socket ${st.isSocket()}`);
-      if (printMode) out(`B: mode & 0o666 = ${(st.mode & 0o666).toString(8)}`);
-      out(`B: connect -> ${await roundTrip(sock)}`);
-      cluster.disconnect(async () => {
-        out(`after cluster.disconnect: B exists ${fs.existsSync(sock)}, ` +
-          `A port for IPv6 [::] ${await tryListen(r1.a, '::')}`);
-      });
+  const v4 = net.createServer();
+  v4.listen({ port: 0, host: '0.0.0.0', exclusive: true }, () => {
+    const port = v4.address().port;
+    const w1 = cluster.fork({ SOCK: sock, BACKLOG: '7', IPV6ONLY: '1', A_PORT: String(port) });
+    w1.once('message', (r1) => {
+      const w2 = cluster.fork({ SOCK: sock, BACKLOG: '9', IPV6ONLY: '0', A_PORT: String(port) });
+      w2.once('message', (r2) => check(port, r1, r2));
     });
   });
+
+  async function check(port, r1, r2) {
+    if (r1.error || r2.error) {
+      out(`listen failed: worker 1 ${r1.error}, worker 2 ${r2.error}`);
+      v4.close();
+      cluster.disconnect();
+      return;
+    }
+    out(`both workers on the same ports: A ${r1.a === r2.a && r1.a === port}, C ${r1.c === r2.c}`);
+    out(`A: ${listenLine(r1.a)}`);
+    await new Promise((resolve) => v4.close(resolve));
+    out(`C: ${listenLine(r1.c)}`);
+    const st = fs.statSync(sock);
+    out(`B: is a socket ${st.isSocket()}`);
+    if (printMode) out(`B: mode & 0o666 = ${(st.mode & 0o666).toString(8)}`);
+    out(`B: connect -> ${await roundTrip(sock)}`);
+    cluster.disconnect(async () => {
+      out(`after cluster.disconnect: B exists ${fs.existsSync(sock)}, ` +
+        `A port for IPv6-only [::] ${await tryListen(r1.a, '::', true)}`);
+    });
+  }
 } else {
   const backlog = Number(process.env.BACKLOG);
   const ipv6Only = process.env.IPV6ONLY === '1';
@@ -77,7 +92,8 @@ if (cluster.isPrimary && !POLICY) {
   const done = () => {
     if (++ready === 3) process.send({ a: a.address().port, c: c.address().port });
   };
-  a.listen({ host: '::', port: 0, ipv6Only, backlog }, done);
+  a.on('error', (err) => process.send({ error: `A: ${err.code}` }));
+  a.listen({ host: '::', port: Number(process.env.A_PORT), ipv6Only, backlog }, done);
   b.listen({ path: process.env.SOCK, readableAll: true, writableAll: true }, done);
   c.listen(0, '127.0.0.1', done);
 }
@@ -89,14 +105,14 @@ function listenLine(port) {
   return text.trim().split('\n').map((l) => {
     const cols = l.trim().split(/\s+/);
     return `backlog ${cols[2]} on ${cols[3].replace(`:${port}`, ':<port>')}`;
-  }).join(' | ');
+  }).sort().join(' | ');
 }
 
-function tryListen(port, host) {
+function tryListen(port, host, ipv6Only = false) {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.once('error', (err) => resolve(err.code));
-    s.listen({ port, host, exclusive: true }, () => s.close(() => resolve('free')));
+    s.listen({ port, host, ipv6Only, exclusive: true }, () => s.close(() => resolve('free')));
   });
 }
 
