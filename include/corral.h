@@ -159,6 +159,24 @@
 #define CORRAL_WORKER_EVENT_PRIMARY_GONE 4
 
 /**
+ * `corral_worker_listen_with_options`: set `IPV6_V6ONLY` on an IPv6 listener, so IPv4 on
+ * the same port stays free (Node's `ipv6Only`).
+ */
+#define CORRAL_LISTEN_IPV6_ONLY 1
+
+/**
+ * `corral_worker_listen_with_options`: make a Unix socket's file readable by everyone
+ * (Node's `readableAll`).
+ */
+#define CORRAL_LISTEN_READABLE_ALL 2
+
+/**
+ * `corral_worker_listen_with_options`: make a Unix socket's file writable by everyone, so
+ * anyone may connect (Node's `writableAll`).
+ */
+#define CORRAL_LISTEN_WRITABLE_ALL 4
+
+/**
  * Result of every fallible call. `CORRAL_STATUS_OK` is 0; errors are positive. After an
  * error, `corral_last_error_message()` on the same thread says what happened, with context.
  */
@@ -858,8 +876,10 @@ int32_t corral_worker_fd(const corral_worker *w);
 /**
  * Asks the primary to listen on `address` and waits for the answer. Workers asking for the
  * same address share one listener. `address`: `"127.0.0.1:8080"`, `"[::1]:0"`,
- * `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"`; port 0 means one
- * kernel-chosen port for every worker. `backlog` <= 0 means 511. Writes the listener id and the
+ * `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"` (a relative path is
+ * bound in the primary's working directory; a path longer than `sun_path` works as long as its
+ * last component is shorter than about 85 bytes); port 0 means one kernel-chosen port for
+ * every worker. `backlog` <= 0 means 511. Writes the listener id and the
  * resolved port (0 for Unix sockets) to the non-NULL out-params.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address; `CORRAL_STATUS_OS_ERROR`
@@ -873,6 +893,22 @@ corral_status corral_worker_listen(corral_worker *w,
                                    int32_t backlog,
                                    uint32_t *listener_out,
                                    uint16_t *port_out);
+
+/**
+ * `corral_worker_listen` with `options`, a bit set of `CORRAL_LISTEN_*` (0: none). The
+ * options are not part of the listener's key: when a worker already listens on the same
+ * address, this one joins that listener as it was bound, whatever its options.
+ *
+ * Returns the statuses of `corral_worker_listen`, and `CORRAL_STATUS_INVALID_ARGUMENT` for
+ * unknown bits in `options`.
+ */
+CORRAL_MUST_USE
+corral_status corral_worker_listen_with_options(corral_worker *w,
+                                                const char *address,
+                                                int32_t backlog,
+                                                uint32_t options,
+                                                uint32_t *listener_out,
+                                                uint16_t *port_out);
 
 /**
  * Waits up to `timeout_ms` (-1: forever; 0: not at all) for the next event and writes it to

@@ -5,6 +5,7 @@
 mod util;
 use corral_core::ipc::frame::{self, Kind, FLAG_FIRST, FLAG_MORE};
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
+use corral_core::listener::BindOptions;
 use std::collections::BTreeMap;
 
 type Seeds = BTreeMap<&'static str, Vec<u8>>;
@@ -44,11 +45,16 @@ fn frame_seeds() -> Seeds {
 }
 
 fn listen_request(addr: &str) -> Vec<u8> {
+    listen_request_with(addr, BindOptions::default())
+}
+
+fn listen_request_with(addr: &str, opts: BindOptions) -> Vec<u8> {
     ListenRequest {
         req: 7,
         backlog: 511,
         addr: addr.parse().unwrap(),
         index: 1,
+        opts,
     }
     .encode()
 }
@@ -83,6 +89,23 @@ fn proto_seeds() -> Seeds {
     s.insert(
         "request-unix",
         with(0, &listen_request("unix:/tmp/corral.sock")),
+    );
+    let v6only = BindOptions {
+        ipv6_only: true,
+        ..BindOptions::default()
+    };
+    s.insert(
+        "request-v6only",
+        with(0, &listen_request_with("[::]:0", v6only)),
+    );
+    let mode = BindOptions {
+        readable_all: true,
+        writable_all: true,
+        ..BindOptions::default()
+    };
+    s.insert(
+        "request-unix-mode",
+        with(0, &listen_request_with("unix:rel.sock", mode)),
     );
     s.insert("ok-tcp4", with(1, &listen_ok("tcp:127.0.0.1:8080")));
     s.insert("ok-tcp6", with(1, &listen_ok("tcp:[::1]:443")));

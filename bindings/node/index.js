@@ -21,6 +21,10 @@ const native = loadNative();
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
+// Bits of the engine's listen options (corral_core::listener::BindOptions).
+const LISTEN_IPV6_ONLY = 1;
+const LISTEN_READABLE_ALL = 2;
+const LISTEN_WRITABLE_ALL = 4;
 const INTERNAL_PREFIX = 'NODE_';
 const ENV_SERIALIZATION = 'CORRAL_NODE_SERIALIZATION';
 
@@ -1352,15 +1356,21 @@ function setupWorkerSide() {
   // ---- listening through the primary
 
   const kExclusive = Symbol('corral.exclusive');
+  // readableAll/writableAll: net.Server.listen passes them to node:cluster's request, not to
+  // _listen2, and chmods only a handle it already has (never a worker's): kept for the request.
+  const kPipeMode = Symbol('corral.pipeMode');
   const origListen = net.Server.prototype.listen;
   net.Server.prototype.listen = function listen(...args) {
     const o = args[0];
-    this[kExclusive] = !!(o !== null && typeof o === 'object' && o.exclusive);
+    const isObject = o !== null && typeof o === 'object';
+    this[kExclusive] = !!(isObject && o.exclusive);
+    this[kPipeMode] = (isObject && o.readableAll === true ? LISTEN_READABLE_ALL : 0) |
+      (isObject && o.writableAll === true ? LISTEN_WRITABLE_ALL : 0);
     return origListen.apply(this, args);
   };
 
   const origListen2 = net.Server.prototype._listen2;
-  net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd) {
+  net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd, flags) {
     if (this._handle || (typeof fd === 'number' && fd >= 0) || this[kExclusive] || !connected) {
       return origListen2.apply(this, arguments);
     }
@@ -1455,7 +1465,8 @@ function setupWorkerSide() {
         const a = server.address();
         sendInternal({
           act: 'listening',
-          address: address === undefined ? null : address,
+          // Pipes: the absolute path, as node:cluster's worker resolves it before asking.
+          address: resolved === undefined ? null : resolved,
           port: (a && a.port) || port,
           addressType,
           fd,
@@ -1464,8 +1475,10 @@ function setupWorkerSide() {
       });
       origListen2.apply(server, args);
     });
+    // As node:cluster, the options are not part of the key: the first listen binds with its own.
+    const options = (flags & TCPConstants.UV_TCP_IPV6ONLY ? LISTEN_IPV6_ONLY : 0) | (isPipe ? server[kPipeMode] : 0);
     try {
-      nw.listen(req, wire, backlog || 511, index);
+      nw.listen(req, wire, backlog || 511, index, options);
     } catch (e) {
       pending.delete(req);
       process.nextTick(() => server.emit('error', nativeError(e)));

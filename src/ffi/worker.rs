@@ -4,6 +4,7 @@
 
 use super::boundary::{c_str, guard, guard_value, handle_mut, message, non_null, write_out};
 use super::error::corral_status;
+use corral_core::listener::BindOptions;
 use corral_core::{Error, ErrorKind, ListenAddr, Worker, WorkerEvent};
 use std::ffi::c_char;
 use std::os::fd::{IntoRawFd, OwnedFd};
@@ -18,6 +19,16 @@ pub const CORRAL_WORKER_EVENT_MESSAGE: u32 = 2;
 pub const CORRAL_WORKER_EVENT_DISCONNECT: u32 = 3;
 /// The primary is gone (channel closed). Exit now.
 pub const CORRAL_WORKER_EVENT_PRIMARY_GONE: u32 = 4;
+
+/// `corral_worker_listen_with_options`: set `IPV6_V6ONLY` on an IPv6 listener, so IPv4 on
+/// the same port stays free (Node's `ipv6Only`).
+pub const CORRAL_LISTEN_IPV6_ONLY: u32 = 1;
+/// `corral_worker_listen_with_options`: make a Unix socket's file readable by everyone
+/// (Node's `readableAll`).
+pub const CORRAL_LISTEN_READABLE_ALL: u32 = 2;
+/// `corral_worker_listen_with_options`: make a Unix socket's file writable by everyone, so
+/// anyone may connect (Node's `writableAll`).
+pub const CORRAL_LISTEN_WRITABLE_ALL: u32 = 4;
 
 /// The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
 /// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.
@@ -141,8 +152,10 @@ pub unsafe extern "C" fn corral_worker_fd(w: *const corral_worker) -> i32 {
 
 /// Asks the primary to listen on `address` and waits for the answer. Workers asking for the
 /// same address share one listener. `address`: `"127.0.0.1:8080"`, `"[::1]:0"`,
-/// `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"`; port 0 means one
-/// kernel-chosen port for every worker. `backlog` <= 0 means 511. Writes the listener id and the
+/// `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"` (a relative path is
+/// bound in the primary's working directory; a path longer than `sun_path` works as long as its
+/// last component is shorter than about 85 bytes); port 0 means one kernel-chosen port for
+/// every worker. `backlog` <= 0 means 511. Writes the listener id and the
 /// resolved port (0 for Unix sockets) to the non-NULL out-params.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address; `CORRAL_STATUS_OS_ERROR`
@@ -162,6 +175,41 @@ pub unsafe extern "C" fn corral_worker_listen(
         // SAFETY: NUL-terminated string by contract.
         let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
         let l = w.listen(&a, backlog)?;
+        // SAFETY: each out-param is NULL (skipped) or writable by contract.
+        unsafe {
+            if !listener_out.is_null() {
+                write_out(listener_out, l.id);
+            }
+            if !port_out.is_null() {
+                write_out(port_out, l.addr.port());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `corral_worker_listen` with `options`, a bit set of `CORRAL_LISTEN_*` (0: none). The
+/// options are not part of the listener's key: when a worker already listens on the same
+/// address, this one joins that listener as it was bound, whatever its options.
+///
+/// Returns the statuses of `corral_worker_listen`, and `CORRAL_STATUS_INVALID_ARGUMENT` for
+/// unknown bits in `options`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_listen_with_options(
+    w: *mut corral_worker,
+    address: *const c_char,
+    backlog: i32,
+    options: u32,
+    listener_out: *mut u32,
+    port_out: *mut u16,
+) -> corral_status {
+    with_worker(w, |w| {
+        // SAFETY: NUL-terminated string by contract.
+        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
+        let opts = BindOptions::from_bits(options)
+            .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
+        let l = w.listen_with(&a, backlog, opts)?;
         // SAFETY: each out-param is NULL (skipped) or writable by contract.
         unsafe {
             if !listener_out.is_null() {

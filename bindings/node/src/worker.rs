@@ -8,6 +8,7 @@ use crate::to_napi;
 use crate::uvpoll::Poller;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
+use corral_core::listener::BindOptions;
 use corral_core::{Error as CoreError, ErrorKind, Sent, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -465,14 +466,24 @@ impl NativeWorker {
     }
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
+    /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll).
     #[napi(catch_unwind)]
-    pub fn listen(&self, req: u32, address: String, backlog: i32, index: u32) -> Result<()> {
+    pub fn listen(
+        &self,
+        req: u32,
+        address: String,
+        backlog: i32,
+        index: u32,
+        options: u32,
+    ) -> Result<()> {
         let addr = address.parse().map_err(to_napi)?;
+        let opts = BindOptions::from_bits(options).map_err(to_napi)?;
         let msg = ListenRequest {
             req,
             backlog,
             addr,
             index,
+            opts,
         };
         self.sender
             .send(Kind::Listen, &msg.encode(), Vec::new())

@@ -101,6 +101,23 @@ for (const name of scenarios) {
   });
 }
 
+// node:cluster drops readableAll/writableAll under SCHED_NONE (its shared handle is bound
+// without them), so listen-options leaves the mode out of that run's comparison: corral's is
+// checked here.
+test('listen-options under SCHED_NONE: corral applies readableAll/writableAll', async (t) => {
+  if (!helpers.addonOrSkip(t)) return;
+  const r = await runScenario(t, 'listen-options', {
+    CORRAL_COMPAT_MODULE: CORRAL_INDEX,
+    LISTEN_OPTIONS_POLICY: 'none',
+    LISTEN_OPTIONS_PRINT_MODE: '1',
+  });
+  assert.ifError(r.spawnError);
+  assert.strictEqual(r.timedOut, false, `listen-options did not finish:\n${r.stdout}`);
+  assert.deepStrictEqual(r.exit, { code: 0, signal: null }, r.stdout);
+  assert.strictEqual(r.stderr, '');
+  assert.ok(r.stdout.split('\n').includes('none: B: mode & 0o666 = 666'), r.stdout);
+});
+
 test('every expectation file belongs to a scenario', () => {
   const orphans = fs.readdirSync(EXPECTED_DIR)
     .filter((f) => f.endsWith('.txt') && !scenarios.includes(path.basename(f, '.txt')));

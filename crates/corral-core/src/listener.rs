@@ -1,15 +1,64 @@
 //! Listen addresses (what a worker asks for), bound addresses (what it got) and binding.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Backlog when the caller gives none (Node's default).
 pub const DEFAULT_BACKLOG: i32 = 511;
+
+/// Longest Unix socket path a listen address may name (`PATH_MAX` less its NUL). Paths longer
+/// than `sun_path` (107 bytes) are bound through their directory (see [`bind_with`]).
+pub const MAX_UNIX_PATH: usize = 4095;
+
+/// How to bind, beyond the address: the options of Node's `listen()`. Like Node's cluster,
+/// the first worker's options bind the listener; workers joining it later share it as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct BindOptions {
+    /// `IPV6_V6ONLY` on an IPv6 listener (Node's `ipv6Only`): the same port stays free for
+    /// IPv4. Without it an IPv6 listener is dual-stack where the system allows.
+    pub ipv6_only: bool,
+    /// Unix sockets: make the file readable by everyone (Node's `readableAll`).
+    pub readable_all: bool,
+    /// Unix sockets: make the file writable by everyone, so anyone may connect (Node's
+    /// `writableAll`).
+    pub writable_all: bool,
+}
+
+impl BindOptions {
+    const IPV6_ONLY: u32 = 1;
+    const READABLE_ALL: u32 = 2;
+    const WRITABLE_ALL: u32 = 4;
+
+    /// The options as bits (the wire form).
+    pub fn bits(self) -> u32 {
+        (self.ipv6_only as u32 * Self::IPV6_ONLY)
+            | (self.readable_all as u32 * Self::READABLE_ALL)
+            | (self.writable_all as u32 * Self::WRITABLE_ALL)
+    }
+
+    /// Options from bits; unknown bits are an error naming them.
+    pub fn from_bits(bits: u32) -> Result<BindOptions> {
+        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL;
+        if bits & !known != 0 {
+            return Err(Error::invalid(format!(
+                "unknown listen option bits {:#x}",
+                bits & !known
+            )));
+        }
+        Ok(BindOptions {
+            ipv6_only: bits & Self::IPV6_ONLY != 0,
+            readable_all: bits & Self::READABLE_ALL != 0,
+            writable_all: bits & Self::WRITABLE_ALL != 0,
+        })
+    }
+}
 
 /// What a worker asks to listen on. Workers asking for equal `ListenAddr`s share one listener.
 ///
@@ -51,8 +100,8 @@ impl FromStr for ListenAddr {
             if path.is_empty() {
                 return Err(bad("empty socket path"));
             }
-            if path.len() > 107 {
-                return Err(bad("socket path longer than 107 bytes"));
+            if path.len() > MAX_UNIX_PATH {
+                return Err(bad("socket path longer than 4095 bytes (PATH_MAX)"));
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
@@ -151,25 +200,25 @@ pub struct Bound {
 
 /// Binds and listens (`SO_REUSEADDR` for TCP). Errors name the syscall and the address.
 pub fn bind(addr: &ListenAddr, backlog: i32) -> Result<Bound> {
+    bind_with(addr, backlog, BindOptions::default())
+}
+
+/// [`bind`] with options. A relative Unix socket path is bound relative to the current
+/// directory and reported (and later unlinked) as the absolute path it names, so a `chdir`
+/// afterwards does not lose it; a path longer than `sun_path` still binds (through an `O_PATH`
+/// handle on its directory, `sys::short_socket_path`) as long as its last component fits.
+pub fn bind_with(addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<Bound> {
     if backlog < 0 {
         return Err(Error::invalid(format!(
             "backlog must not be negative (got {backlog})"
         )));
     }
     match addr {
-        ListenAddr::Unix(path) => {
-            let sock = Socket::new(Domain::UNIX, Type::STREAM, None)
-                .map_err(|e| Error::os("socket", format!("socket for {addr}"), &e))?;
-            let sa =
-                SockAddr::unix(path).map_err(|e| Error::os("bind", format!("bind {addr}"), &e))?;
-            sock.bind(&sa)
-                .map_err(|e| Error::os("bind", format!("bind {addr}"), &e))?;
-            finish(sock, addr, backlog, BoundAddr::Unix(path.clone()))
-        }
+        ListenAddr::Unix(path) => bind_unix(path, addr, backlog, opts),
         ListenAddr::Tcp { host, port } => {
             if host.is_empty() {
                 let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), *port);
-                match bind_tcp(any6, addr, backlog, true) {
+                match bind_tcp(any6, addr, backlog, !opts.ipv6_only, opts) {
                     Err(e)
                         if e.errno() == libc::EAFNOSUPPORT || e.errno() == libc::EADDRNOTAVAIL =>
                     {
@@ -178,6 +227,7 @@ pub fn bind(addr: &ListenAddr, backlog: i32) -> Result<Bound> {
                             addr,
                             backlog,
                             false,
+                            opts,
                         )
                     }
                     r => r,
@@ -187,8 +237,56 @@ pub fn bind(addr: &ListenAddr, backlog: i32) -> Result<Bound> {
                     Ok(ip) => SocketAddr::new(ip, *port),
                     Err(_) => lookup(host, *port)?,
                 };
-                bind_tcp(sa, addr, backlog, false)
+                bind_tcp(sa, addr, backlog, false, opts)
             }
+        }
+    }
+}
+
+fn bind_unix(path: &Path, addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<Bound> {
+    let err = |syscall: &'static str| {
+        move |e: std::io::Error| Error::os(syscall, format!("{syscall} {addr}"), &e)
+    };
+    let abs = std::path::absolute(path).map_err(err("getcwd"))?;
+    // The short name (and the directory handle behind it) only live through bind and chmod.
+    let (name, _dir) = sys::short_socket_path(&abs).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+            let why = format!(
+                "bind {addr} (its file name does not fit sun_path, {} bytes, even bound through its directory)",
+                sys::SUN_PATH_MAX
+            );
+            Error::os("bind", why, &e)
+        } else {
+            err("open")(e)
+        }
+    })?;
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(err("socket"))?;
+    let sa = SockAddr::unix(&name).map_err(err("bind"))?;
+    sock.bind(&sa).map_err(err("bind"))?;
+    if opts.readable_all || opts.writable_all {
+        // As libuv's uv_pipe_chmod (Node's readableAll/writableAll): add the bits for everyone.
+        let mut bits = 0;
+        if opts.readable_all {
+            bits |= 0o444;
+        }
+        if opts.writable_all {
+            bits |= 0o222;
+        }
+        let chmod = || -> std::io::Result<()> {
+            let mode = std::fs::metadata(&name)?.permissions().mode();
+            std::fs::set_permissions(&name, std::fs::Permissions::from_mode(mode | bits))
+        };
+        if let Err(e) = chmod() {
+            let _ = std::fs::remove_file(&name);
+            return Err(err("chmod")(e));
+        }
+    }
+    match finish(sock, addr, backlog, BoundAddr::Unix(abs.clone())) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            // Bound but not listening: the file is ours, leave nothing behind.
+            let _ = std::fs::remove_file(&abs);
+            Err(e)
         }
     }
 }
@@ -207,13 +305,18 @@ pub fn host_to_look_up(addr: &ListenAddr) -> Option<(&str, u16)> {
 
 /// Binds and listens on `sa`, the address a name in `addr` resolved to (see
 /// [`host_to_look_up`] and [`lookup`]); errors name `addr` as [`bind`]'s do.
-pub fn bind_resolved(addr: &ListenAddr, sa: SocketAddr, backlog: i32) -> Result<Bound> {
+pub fn bind_resolved(
+    addr: &ListenAddr,
+    sa: SocketAddr,
+    backlog: i32,
+    opts: BindOptions,
+) -> Result<Bound> {
     if backlog < 0 {
         return Err(Error::invalid(format!(
             "backlog must not be negative (got {backlog})"
         )));
     }
-    bind_tcp(sa, addr, backlog, false)
+    bind_tcp(sa, addr, backlog, false, opts)
 }
 
 /// Resolves a host name with the system resolver (`getaddrinfo`): the first address. Blocks
@@ -231,7 +334,13 @@ pub fn lookup(host: &str, port: u16) -> Result<SocketAddr> {
     addrs.next().ok_or_else(not_found)
 }
 
-fn bind_tcp(sa: SocketAddr, addr: &ListenAddr, backlog: i32, dual: bool) -> Result<Bound> {
+fn bind_tcp(
+    sa: SocketAddr,
+    addr: &ListenAddr,
+    backlog: i32,
+    dual: bool,
+    opts: BindOptions,
+) -> Result<Bound> {
     let sock = Socket::new(Domain::for_address(sa), Type::STREAM, None)
         .map_err(|e| Error::os("socket", format!("socket for {addr}"), &e))?;
     sock.set_reuse_address(true)
@@ -239,6 +348,9 @@ fn bind_tcp(sa: SocketAddr, addr: &ListenAddr, backlog: i32, dual: bool) -> Resu
     if dual {
         // Best effort, as Node: some systems force v6-only.
         let _ = sock.set_only_v6(false);
+    } else if opts.ipv6_only && sa.is_ipv6() {
+        sock.set_only_v6(true)
+            .map_err(|e| Error::os("setsockopt", format!("IPV6_V6ONLY on {addr}"), &e))?;
     }
     sock.bind(&sa.into())
         .map_err(|e| Error::os("bind", format!("bind {sa}"), &e))?;
@@ -296,6 +408,13 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
             assert!(e.message().contains("invalid listen address"), "{e}");
         }
+        // Longer than sun_path is fine (bound through its directory), longer than PATH_MAX not.
+        let long = format!("unix:/{}", "a".repeat(MAX_UNIX_PATH - 1));
+        assert_eq!(long.parse::<ListenAddr>().unwrap().to_string(), long);
+        let e = format!("unix:/{}", "a".repeat(MAX_UNIX_PATH))
+            .parse::<ListenAddr>()
+            .unwrap_err();
+        assert!(e.message().contains("longer than 4095 bytes"), "{e}");
     }
 
     #[test]
@@ -323,6 +442,99 @@ mod tests {
             e.message().starts_with(&format!("bind 127.0.0.1:{port}: ")),
             "{e}"
         );
+    }
+
+    /// A fresh directory under the temp dir whose absolute path is longer than `sun_path`;
+    /// removed (with what is in it) on drop.
+    struct LongDir(PathBuf);
+    impl LongDir {
+        fn new(tag: &str) -> LongDir {
+            let root = std::env::temp_dir().join(format!("corral-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            let dir = root.join("d".repeat(60)).join("e".repeat(60));
+            std::fs::create_dir_all(&dir).unwrap();
+            LongDir(dir)
+        }
+    }
+    impl Drop for LongDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap().parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn ipv6_only_leaves_the_ipv4_port_free() {
+        // IPv4 first: a v6-only listen(0) may get a port some other process holds on
+        // 127.0.0.1 (the kernel only checks IPv6 for it), so the other order would be flaky.
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let any6: ListenAddr = format!("[::]:{port}").parse().unwrap();
+        let only = BindOptions {
+            ipv6_only: true,
+            ..BindOptions::default()
+        };
+        match bind_with(&any6, 16, only) {
+            Err(e) if e.errno() == libc::EAFNOSUPPORT || e.errno() == libc::EADDRNOTAVAIL => {
+                eprintln!("no IPv6 here ({e}): nothing to check");
+            }
+            r => {
+                r.expect("a v6-only listener next to an IPv4 one on the same port");
+                // Without the option it is dual-stack (bindv6only=0, Linux's default) and
+                // wants the IPv4 port too.
+                let v6only_default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+                    .map(|s| s.trim() == "1")
+                    .unwrap_or(false);
+                if !v6only_default {
+                    let e = bind(&any6, 16).unwrap_err();
+                    assert_eq!(e.code(), Some("EADDRINUSE"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_unix_path_longer_than_sun_path_binds() {
+        let dir = LongDir::new("longpath");
+        let path = dir.0.join("s.sock");
+        assert!(path.as_os_str().len() > sys::SUN_PATH_MAX, "{path:?}");
+        let b = bind(&ListenAddr::Unix(path.clone()), 16).unwrap();
+        assert_eq!(b.addr, BoundAddr::Unix(path.clone()));
+        let meta = std::fs::metadata(&path).expect("the socket file is where it was asked");
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+        // A client reaches it through the same kind of short name.
+        let (short, _dir) = sys::short_socket_path(&path).unwrap();
+        std::os::unix::net::UnixStream::connect(&short).expect("connect to the long path");
+
+        let name = "n".repeat(100);
+        let e = bind(&ListenAddr::Unix(dir.0.join(&name)), 16).unwrap_err();
+        assert_eq!(e.code(), Some("ENAMETOOLONG"));
+        assert!(e.message().contains("sun_path"), "{e}");
+        assert!(!dir.0.join(&name).exists());
+    }
+
+    #[test]
+    fn readable_all_and_writable_all_set_the_file_mode() {
+        let dir = LongDir::new("mode");
+        // Short and long paths both go through the same chmod.
+        for (name, path) in [
+            (
+                "short",
+                std::env::temp_dir().join(format!("corral-mode-{}.sock", std::process::id())),
+            ),
+            ("long", dir.0.join("m.sock")),
+        ] {
+            let _ = std::fs::remove_file(&path);
+            let opts = BindOptions {
+                readable_all: true,
+                writable_all: true,
+                ..BindOptions::default()
+            };
+            let b = bind_with(&ListenAddr::Unix(path.clone()), 16, opts).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            let _ = std::fs::remove_file(&path);
+            drop(b);
+            assert_eq!(mode & 0o666, 0o666, "{name}: mode {mode:o}");
+        }
     }
 
     #[test]

@@ -341,6 +341,7 @@ type ListenKey = (ListenAddr, u32);
 /// A host name lookup for a listen, running on its own thread or waiting for one.
 struct Lookup {
     backlog: i32,
+    opts: listener::BindOptions,
     /// Workers waiting for the answer, with their request ids.
     waiters: Vec<(WorkerId, u32)>,
     /// Set once its thread runs.
@@ -1233,11 +1234,11 @@ impl Inner {
             self.join_listener(id, req.req, lid);
         } else if !self.forks && listener::host_to_look_up(&req.addr).is_some() {
             // The resolver may take seconds (or its whole timeout): never on this loop.
-            self.look_up(key, backlog, id, req.req);
+            self.look_up(key, backlog, req.opts, id, req.req);
         } else {
             let addr = req.addr.clone();
             match self
-                .bind_freeing_orphans(|| listener::bind(&addr, backlog))
+                .bind_freeing_orphans(|| listener::bind_with(&addr, backlog, req.opts))
                 .and_then(|b| self.add_listener(key, b))
             {
                 Ok(lid) => self.join_listener(id, req.req, lid),
@@ -1441,7 +1442,14 @@ impl Inner {
 
     /// Worker `id` waits for the lookup of `key`'s host name: joins the lookup already running
     /// for the same key (so both get the same listener), or starts one.
-    fn look_up(&mut self, key: ListenKey, backlog: i32, id: WorkerId, req: u32) {
+    fn look_up(
+        &mut self,
+        key: ListenKey,
+        backlog: i32,
+        opts: listener::BindOptions,
+        id: WorkerId,
+        req: u32,
+    ) {
         if let Some(lk) = self.lookups.get_mut(&key) {
             lk.waiters.push((id, req));
             return;
@@ -1450,6 +1458,7 @@ impl Inner {
             key.clone(),
             Lookup {
                 backlog,
+                opts,
                 waiters: vec![(id, req)],
                 thread: None,
             },
@@ -1538,10 +1547,10 @@ impl Inner {
             if waiters.is_empty() {
                 continue;
             }
-            let backlog = lk.backlog;
+            let (backlog, opts) = (lk.backlog, lk.opts);
             let addr = key.0.clone();
             let lid = result.and_then(|sa| {
-                self.bind_freeing_orphans(|| listener::bind_resolved(&addr, sa, backlog))
+                self.bind_freeing_orphans(|| listener::bind_resolved(&addr, sa, backlog, opts))
                     .and_then(|b| self.add_listener(key, b))
             });
             for (w, req) in waiters {

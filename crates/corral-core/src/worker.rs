@@ -9,7 +9,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::proto::{self, ListenReply, ListenRequest};
 use crate::ipc::{Channel, Kind, Message, Recv};
-use crate::listener::{BoundAddr, ListenAddr};
+use crate::listener::{BindOptions, BoundAddr, ListenAddr};
 use crate::sys;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
@@ -225,6 +225,18 @@ impl Worker {
     /// meanwhile are kept in order. Errors (EADDRINUSE, EACCES, unknown host) come back with the
     /// primary's errno and context.
     pub fn listen(&mut self, addr: &ListenAddr, backlog: i32) -> Result<Listening> {
+        self.listen_with(addr, backlog, BindOptions::default())
+    }
+
+    /// [`Worker::listen`] with bind options (`IPV6_V6ONLY`, the socket file's mode). They are
+    /// not part of the listener's key: when the listener exists already, this worker joins it
+    /// as it was bound.
+    pub fn listen_with(
+        &mut self,
+        addr: &ListenAddr,
+        backlog: i32,
+        opts: BindOptions,
+    ) -> Result<Listening> {
         self.check_open(&format!("listen {addr}"))?;
         let req = self.next_req;
         self.next_req += 1;
@@ -233,6 +245,7 @@ impl Worker {
             backlog,
             addr: addr.clone(),
             index: 0,
+            opts,
         };
         self.chan
             .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;

@@ -73,3 +73,38 @@ fn unix_socket_listeners_serve_and_are_unlinked() {
         "the primary unlinks its Unix socket on drop"
     );
 }
+
+#[test]
+fn a_unix_socket_path_longer_than_sun_path_serves_and_is_unlinked() {
+    for policy in [Policy::RoundRobin, Policy::Shared] {
+        let root = std::env::temp_dir().join(format!("corral-long-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        assert!(path.as_os_str().len() > corral_core::sys::SUN_PATH_MAX);
+        let addr = format!("unix:{}", path.display());
+        {
+            let mut h = harness(&["serve", &addr], policy);
+            h.start_listening(2);
+            let p2 = path.clone();
+            let answer = with_client(&mut h, move || {
+                use std::io::{BufRead, BufReader, Write};
+                let (short, _dir) = corral_core::sys::short_socket_path(&p2).unwrap();
+                let s = std::os::unix::net::UnixStream::connect(&short).unwrap();
+                (&s).write_all(b"hi\n").unwrap();
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).unwrap();
+                line
+            });
+            assert!(answer.starts_with("worker "), "{policy:?}: {answer}");
+            assert!(path.exists(), "{policy:?}");
+        }
+        let gone = !path.exists();
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(
+            gone,
+            "{policy:?}: the primary unlinks its long-path socket on drop"
+        );
+    }
+}

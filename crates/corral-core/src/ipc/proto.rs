@@ -2,7 +2,7 @@
 //! Every decoder checks lengths: a short or trailing-garbage payload is a protocol error.
 
 use crate::error::{Error, Result};
-use crate::listener::{BoundAddr, ListenAddr};
+use crate::listener::{BindOptions, BoundAddr, ListenAddr};
 
 /// Builds a payload.
 #[derive(Default)]
@@ -101,6 +101,9 @@ pub struct ListenRequest {
     /// Distinguishes several listeners on the same address from one worker (node:cluster's
     /// listen index): requests share a listener only when address and index are equal.
     pub index: u32,
+    /// How to bind. Not part of the listener's key (as in node:cluster): the request that
+    /// binds decides, later ones with other options share the listener as it is.
+    pub opts: BindOptions,
 }
 
 impl ListenRequest {
@@ -111,6 +114,7 @@ impl ListenRequest {
             .i32(self.backlog)
             .str(&self.addr.to_string())
             .u32(self.index)
+            .u32(self.opts.bits())
             .finish()
     }
     /// Decodes.
@@ -120,12 +124,16 @@ impl ListenRequest {
         let backlog = r.i32()?;
         let addr = r.str()?.parse()?;
         let index = r.u32()?;
+        let opts = BindOptions::from_bits(r.u32()?).map_err(|e| {
+            Error::protocol(format!("malformed frame: listen request: {}", e.message()))
+        })?;
         r.end()?;
         Ok(ListenRequest {
             req,
             backlog,
             addr,
             index,
+            opts,
         })
     }
 }
@@ -262,6 +270,11 @@ mod tests {
             backlog: 511,
             addr: "127.0.0.1:0".parse().unwrap(),
             index: 2,
+            opts: BindOptions {
+                ipv6_only: true,
+                readable_all: false,
+                writable_all: true,
+            },
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
         let ok = ListenReply::Ok {
@@ -291,6 +304,7 @@ mod tests {
                 port: 80,
             },
             index: 0,
+            opts: BindOptions::default(),
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
     }
@@ -300,5 +314,17 @@ mod tests {
         assert!(decode_u32(&[1, 2], "ack").is_err());
         assert!(decode_u32(&[1, 2, 3, 4, 5], "ack").is_err());
         assert!(ListenRequest::decode(&Writer::new().u32(1).i32(1).u32(99).finish()).is_err());
+        let unknown_option = Writer::new()
+            .u32(1)
+            .i32(1)
+            .str("127.0.0.1:0")
+            .u32(0)
+            .u32(8)
+            .finish();
+        let e = ListenRequest::decode(&unknown_option).unwrap_err();
+        assert!(
+            e.message().contains("unknown listen option bits 0x8"),
+            "{e}"
+        );
     }
 }

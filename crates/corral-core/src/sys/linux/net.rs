@@ -1,7 +1,10 @@
-//! accept4 with close-on-exec.
+//! accept4 with close-on-exec; Unix socket names that fit `sun_path`.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// Accepts one connection as a close-on-exec fd (blocking mode: the receiving worker picks its
 /// own I/O model). `Ok(None)` when the (non-blocking) listener has nothing pending.
@@ -56,6 +59,33 @@ pub fn accept_queue_len(listener: BorrowedFd<'_>) -> Option<u32> {
     let reached = std::mem::offset_of!(libc::tcp_info, tcpi_unacked) + 4;
     (rc == 0 && len as usize >= reached && info.tcpi_state == TCP_LISTEN)
         .then_some(info.tcpi_unacked)
+}
+
+/// Longest Unix socket path `bind(2)` takes (`sun_path` is 108 bytes with its NUL).
+pub const SUN_PATH_MAX: usize = 107;
+
+/// A name for the socket file `path` (absolute) short enough for `sun_path`: `path` itself when
+/// it fits, else `/proc/self/fd/<dir>/<file name>` through an `O_PATH` handle on its directory,
+/// which must stay open while the name is used (systemd's `sockaddr_un_set_path` does the
+/// same). Unlike binding a path relative to the cwd (Node's way), it does not race a
+/// `chdir` by another thread of the process. `ENAMETOOLONG` when even that does not fit.
+pub fn short_socket_path(path: &Path) -> io::Result<(PathBuf, Option<File>)> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((path.to_path_buf(), None));
+    }
+    let too_long = || io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(too_long());
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    if short.as_os_str().len() > SUN_PATH_MAX {
+        return Err(too_long());
+    }
+    Ok((short, Some(dir)))
 }
 
 #[cfg(test)]

@@ -1,0 +1,144 @@
+/*
+ * corral_worker_listen_with_options from a forked worker:
+ * - CORRAL_LISTEN_IPV6_ONLY on "[::]:P" where the worker holds an IPv4 listener on 0.0.0.0:P:
+ *   both coexist; asking for "[::]:P" again without the option joins that listener as it was
+ *   bound (the options are not part of the key); without it, "[::]:Q" is dual-stack and
+ *   IPv4 0.0.0.0:Q is taken. (IPv4 is bound first: a v6-only listen on port 0 may get a port
+ *   another process holds on 127.0.0.1.)
+ * - CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL on a Unix socket: the file mode
+ *   has rw for everyone;
+ * - the primary removes the socket file when the worker leaves (before it is freed);
+ * - unknown option bits: CORRAL_STATUS_INVALID_ARGUMENT naming `options`.
+ * Prints "ok" and exits 0 when every check passes; otherwise names the failing check.
+ */
+#include <corral.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures = 0;
+
+#define CHECK(cond, what)                                                       \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      char m_[512];                                                             \
+      corral_last_error_message(m_, sizeof m_);                                 \
+      fprintf(stderr, "FAIL %s (line %d): last error: %s\n", what, __LINE__, m_); \
+      failures++;                                                               \
+    }                                                                           \
+  } while (0)
+
+static int last_error_contains(const char *needle) {
+  char m[512];
+  corral_last_error_message(m, sizeof m);
+  return strstr(m, needle) != NULL;
+}
+
+/* A listening IPv4 socket on 0.0.0.0:*port (0: the kernel picks, written back), or -errno. */
+static int listen_v4(uint16_t *port) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -errno;
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons(*port);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof a;
+  if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0 ||
+      getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+    int e = errno;
+    close(s);
+    return -e;
+  }
+  *port = ntohs(a.sin_port);
+  return s;
+}
+
+static void on_event(void *userdata, corral_primary *p, const corral_event *ev) {
+  (void)p;
+  if (corral_event_kind(ev) == CORRAL_EVENT_EXIT) *(int *)userdata = corral_event_exit_code(ev);
+}
+
+/* The worker's checks; its exit code is a bit set of the failed ones. */
+static int worker_side(corral_worker *w, const char *sock_path) {
+  int bad = 0;
+  uint32_t lid = 0, lid2 = 0;
+  uint16_t port = 0, got = 0, got2 = 0;
+  char addr[32];
+  int v4 = listen_v4(&port);
+  if (v4 < 0) return 1;
+  snprintf(addr, sizeof addr, "[::]:%u", (unsigned)port);
+  if (corral_worker_listen_with_options(w, addr, 7, CORRAL_LISTEN_IPV6_ONLY, &lid, &got) != CORRAL_STATUS_OK) {
+    if (corral_last_error_errno() == EAFNOSUPPORT) return 0; /* no IPv6 on this host */
+    bad |= 2;
+  } else if (got != port) {
+    bad |= 2;
+  }
+  if (corral_worker_listen_with_options(w, addr, 7, 0, &lid2, &got2) != CORRAL_STATUS_OK) bad |= 4;
+  else if (lid2 != lid || got2 != port) bad |= 4;
+  close(v4);
+  if (corral_worker_listen_with_options(w, ":0", 7, 0, NULL, &port) != CORRAL_STATUS_OK) {
+    bad |= 4;
+  } else {
+    int again = listen_v4(&port);
+    if (again != -EADDRINUSE) bad |= 4;
+    if (again >= 0) close(again);
+  }
+  if (corral_worker_listen_with_options(w, sock_path, 0, CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL,
+                                        NULL, NULL) != CORRAL_STATUS_OK) {
+    bad |= 8;
+  } else {
+    struct stat st;
+    if (stat(sock_path + strlen("unix:"), &st) != 0 || (st.st_mode & 0666) != 0666) bad |= 16;
+  }
+  if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 8, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
+  else if (!last_error_contains("options: unknown listen option bits 0x8")) bad |= 64;
+  if (corral_worker_disconnect(w) != CORRAL_STATUS_OK) bad |= 128;
+  return bad;
+}
+
+int main(void) {
+  char sock_path[128];
+  snprintf(sock_path, sizeof sock_path, "unix:/tmp/corral-c-listen-options-%d.sock", (int)getpid());
+  unlink(sock_path + strlen("unix:"));
+  int exit_code = -1;
+  corral_options *o = NULL;
+  corral_primary *p = NULL;
+  corral_worker *w = NULL;
+  uint64_t id = 0;
+  CHECK(corral_options_new(&o) == CORRAL_STATUS_OK, "options_new");
+  CHECK(corral_options_set_event_callback(o, on_event, &exit_code) == CORRAL_STATUS_OK, "callback");
+  CHECK(corral_primary_new(o, &p) == CORRAL_STATUS_OK, "primary_new");
+  corral_options_free(o);
+  if (failures) return 1;
+
+  CHECK(corral_primary_fork(p, &id, &w) == CORRAL_STATUS_OK, "fork");
+  if (w) {
+    int bad = worker_side(w, sock_path);
+    corral_worker_free(w);
+    corral_primary_free(p);
+    _exit(bad);
+  }
+  time_t deadline = time(NULL) + 20;
+  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
+    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
+  }
+  CHECK(corral_primary_worker_count(p) == 0, "the worker exited within 20 s");
+  CHECK(exit_code == 0, "worker-side checks (exit code is a bit set of failed checks)");
+  if (exit_code != 0) fprintf(stderr, "worker exit code %d\n", exit_code);
+  /* Before corral_primary_free, which would unlink it anyway: the worker's leaving did. */
+  CHECK(access(sock_path + strlen("unix:"), F_OK) != 0, "the socket file is removed when the worker leaves");
+  corral_primary_free(p);
+  unlink(sock_path + strlen("unix:"));
+  if (failures == 0) printf("ok\n");
+  return failures == 0 ? 0 : 1;
+}
