@@ -1196,13 +1196,14 @@ function setupWorkerSide() {
   const origListen = net.Server.prototype.listen;
   net.Server.prototype.listen = function listen(...args) {
     const o = args[0];
-    this[kExclusive] = !!(o !== null && typeof o === 'object' && o.exclusive);
+    // The options object, read when _listen2 runs: Node 22.12+ sets exclusive on it for reusePort.
+    this[kExclusive] = o !== null && typeof o === 'object' ? o : null;
     return origListen.apply(this, args);
   };
 
   const origListen2 = net.Server.prototype._listen2;
   net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd) {
-    if (this._handle || (typeof fd === 'number' && fd >= 0) || this[kExclusive] || !connected) {
+    if (this._handle || (typeof fd === 'number' && fd >= 0) || (this[kExclusive] && this[kExclusive].exclusive) || !connected) {
       return origListen2.apply(this, arguments);
     }
     const server = this;
