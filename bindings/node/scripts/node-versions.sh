@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Node versions the package claims (package.json "engines") and prints the path of
-# each one's bin/node, one a line: `.ci/run` runs the Node suites once per line.
+# each one's bin/node, one a line: `.ci/run` runs the Node suites once per line. Needs npm and a
+# node (any version) to fetch and check a missing one.
 #
 #   bindings/node/scripts/node-versions.sh             all pinned versions
 #   bindings/node/scripts/node-versions.sh 24          the pinned version of major 24
@@ -47,7 +48,9 @@ for pin in "${PINS[@]}"; do
     echo "node-versions.sh: fetching $pkg@$version" >&2
     (cd "$tmp" && npm pack --silent "$pkg@$version" >/dev/null)
     tgz="$tmp/$pkg-$version.tgz"
-    got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+    got="$(node -e 'const c = require("crypto").createHash("sha512");
+      c.update(require("fs").readFileSync(process.argv[1]));
+      console.log(`sha512-${c.digest("base64")}`)' "$tgz")"
     if [ "$got" != "$integrity" ]; then
       echo "node-versions.sh: $pkg@$version: integrity $got, pinned $integrity" >&2
       exit 1
