@@ -1169,9 +1169,32 @@ function validateSupervise(options) {
 
 // ---------------------------------------------------------------- worker
 
+// The libuv handle classes net wraps (tcp_wrap's TCP, pipe_wrap's Pipe), taken from a socket net
+// creates itself: process.binding() is deprecated (DEP0111), a warning under
+// --pending-deprecation and an exception under --throw-deprecation. connect() creates the handle
+// at once; the TCP connection would start on a later tick and the pipe one fails (ENOTDIR, a path
+// under /dev/null cannot exist), and destroy() closes the handle first. Looked up on first use.
+// The constructor's argument is the handle type of tcp_wrap.h and pipe_wrap.h (SOCKET 0, SERVER 1;
+// test/deprecation.test.js checks both against the bindings on every tested Node).
+const HANDLE_TYPE = { SOCKET: 0, SERVER: 1 };
+const handleClasses = {};
+function handleClass(pipe) {
+  const kind = pipe ? 'Pipe' : 'TCP';
+  if (!handleClasses[kind]) {
+    const probe = new net.Socket();
+    probe.on('error', () => {});
+    probe.connect(pipe ? { path: '/dev/null/corral' } : { host: '127.0.0.1', port: 9 });
+    const handle = probe._handle;
+    probe.destroy();
+    if (!handle || handle.constructor.name !== kind) {
+      throw new Error(`corral: cannot find net's ${kind} handle class on Node ${process.version}`);
+    }
+    handleClasses[kind] = handle.constructor;
+  }
+  return handleClasses[kind];
+}
+
 function setupWorkerSide() {
-  const { TCP, constants: TCPConstants } = process.binding('tcp_wrap');
-  const { Pipe, constants: PipeConstants } = process.binding('pipe_wrap');
   const serialization = process.env[ENV_SERIALIZATION] === 'advanced' ? 'advanced' : 'json';
   delete process.env[ENV_SERIALIZATION];
 
@@ -1363,7 +1386,8 @@ function setupWorkerSide() {
   net.Server.prototype.listen = function listen(...args) {
     const o = args[0];
     const isObject = o !== null && typeof o === 'object';
-    this[kExclusive] = !!(isObject && o.exclusive);
+    // The options object, read when _listen2 runs: Node 22.12+ sets exclusive on it for reusePort.
+    this[kExclusive] = isObject ? o : null;
     this[kPipeMode] = (isObject && o.readableAll === true ? LISTEN_READABLE_ALL : 0) |
       (isObject && o.writableAll === true ? LISTEN_WRITABLE_ALL : 0);
     return origListen.apply(this, args);
@@ -1371,7 +1395,7 @@ function setupWorkerSide() {
 
   const origListen2 = net.Server.prototype._listen2;
   net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd, flags) {
-    if (this._handle || (typeof fd === 'number' && fd >= 0) || this[kExclusive] || !connected) {
+    if (this._handle || (typeof fd === 'number' && fd >= 0) || (this[kExclusive] && this[kExclusive].exclusive) || !connected) {
       return origListen2.apply(this, arguments);
     }
     const server = this;
@@ -1421,7 +1445,7 @@ function setupWorkerSide() {
       let handle;
       if (ev.fds.length) {
         // shared: a real listening socket; libuv accepts on it.
-        handle = isPipe ? new Pipe(PipeConstants.SERVER) : new TCP(TCPConstants.SERVER);
+        handle = new (handleClass(isPipe))(HANDLE_TYPE.SERVER);
         const err = handle.open(ev.fds[0]);
         if (err) {
           fs.closeSync(ev.fds[0]);
@@ -1492,7 +1516,7 @@ function setupWorkerSide() {
       fs.closeSync(fd);
       return;
     }
-    const client = handle.isPipe ? new Pipe(PipeConstants.SOCKET) : new TCP(TCPConstants.SOCKET);
+    const client = new (handleClass(handle.isPipe))(HANDLE_TYPE.SOCKET);
     const err = client.open(fd);
     if (err) {
       fs.closeSync(fd);

@@ -128,7 +128,8 @@ pub struct Spawned {
 #[napi]
 pub struct NativePrimary {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// The poll thread; shared with the env cleanup hook, which joins it.
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Workers' message channels, read on the JS thread (messages.rs); shared with the env
     /// cleanup hook.
     readers: Rc<Readers>,
@@ -441,24 +442,32 @@ impl NativePrimary {
         });
         // Environment teardown (process exit, a worker_thread ending): stop the poll thread
         // and end the cluster, so nothing hangs and no worker is left behind.
+        // The hook also joins the thread: it runs before the threadsafe function's own teardown
+        // and before finalizers, so the thread's last release of the threadsafe function cannot
+        // meet a lock the JS thread holds (on Node 26 a join left to the finalizer deadlocked
+        // in napi_release_threadsafe_function, about 1 exit in 20).
         let s3 = shared.clone();
         let readers = Rc::new(Readers::default());
         let r3 = readers.clone();
-        env.add_env_cleanup_hook((s3, r3), |(s, r)| {
+        let thread = Arc::new(Mutex::new(None::<JoinHandle<()>>));
+        let t3 = thread.clone();
+        env.add_env_cleanup_hook((s3, r3, t3), |(s, r, t)| {
             r.close_all(true);
             s.stop.store(true, Ordering::Release);
             let _ = s.waker.wake();
+            join_poll_thread(&t);
         })?;
         let s2 = shared.clone();
-        let thread = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("corral-primary".into())
             .spawn(move || poll_loop(s2, tsfn))
             .map_err(|e| {
                 Error::from_reason(format!("[ERR_CORRAL_OS] start the primary thread: {e}"))
             })?;
+        *thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(NativePrimary {
             shared,
-            thread: Some(thread),
+            thread,
             readers,
         })
     }
@@ -681,9 +690,14 @@ impl NativePrimary {
         self.readers.close_all(false);
         self.shared.stop.store(true, Ordering::Release);
         let _ = self.shared.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        join_poll_thread(&self.thread);
+    }
+}
+
+fn join_poll_thread(thread: &Mutex<Option<JoinHandle<()>>>) {
+    let handle = thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(t) = handle {
+        let _ = t.join();
     }
 }
 

@@ -7,6 +7,8 @@
 //   node --test bindings/node/test/                     run it
 //   CORRAL_COMPAT_BLESS=1 node --test bindings/node/test/compat.test.js
 //                                                       rewrite the expectations from node:cluster
+//                                                       (compat/expected/<name>.node<major>.txt
+//                                                       instead, where one exists for this major)
 //   CORRAL_COMPAT_REQUIRE_ADDON=1 ...                   fail (not skip) the corral runs when the
 //                                                       addon does not load
 const { test } = require('node:test');
@@ -45,8 +47,17 @@ function runScenario(t, name, extraEnv) {
   });
 }
 
+// expected/<name>.node<major>.txt, when present, replaces expected/<name>.txt on that Node major:
+// for a scenario where node:cluster itself behaves differently between the majors corral claims
+// (reuse-port: Node 20 has no reusePort). corral must match node:cluster of the Node it runs on.
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+function expectationPath(name) {
+  const perMajor = path.join(EXPECTED_DIR, `${name}.node${NODE_MAJOR}.txt`);
+  return fs.existsSync(perMajor) ? perMajor : path.join(EXPECTED_DIR, `${name}.txt`);
+}
+
 async function checkScenario(t, name, { env = {}, bless = false } = {}) {
-  const expectedPath = path.join(EXPECTED_DIR, `${name}.txt`);
+  const expectedPath = expectationPath(name);
   const expectedCode = EXIT_CODES[name] ?? 0;
   const r = await runScenario(t, name, env);
   t.diagnostic(`${name}: ${r.ms} ms`);
@@ -120,6 +131,6 @@ test('listen-options under SCHED_NONE: corral applies readableAll/writableAll', 
 
 test('every expectation file belongs to a scenario', () => {
   const orphans = fs.readdirSync(EXPECTED_DIR)
-    .filter((f) => f.endsWith('.txt') && !scenarios.includes(path.basename(f, '.txt')));
+    .filter((f) => f.endsWith('.txt') && !scenarios.includes(f.replace(/(\.node\d+)?\.txt$/, '')));
   assert.deepStrictEqual(orphans, []);
 });

@@ -85,6 +85,11 @@ function describe(v) {
       continue;
     }
     const ctor = x !== null && typeof x === 'object' ? x.constructor && x.constructor.name : typeof x;
+    if (key === 'ab') {
+      // util.inspect of an ArrayBuffer changed in Node 26 (`[byteLength]`): print the bytes.
+      lines.push(`ab: ${ctor} <${Buffer.from(x).toString('hex')}> byteLength ${x.byteLength}`);
+      continue;
+    }
     lines.push(`${key}: ${ctor} ${inspect(x)}`);
   }
   lines.push(`'undef' key present ${'undef' in v}`);
