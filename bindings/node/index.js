@@ -1177,6 +1177,8 @@ function validateSupervise(options) {
 // The constructor's argument is the handle type of tcp_wrap.h and pipe_wrap.h (SOCKET 0, SERVER 1;
 // test/deprecation.test.js checks both against the bindings on every tested Node).
 const HANDLE_TYPE = { SOCKET: 0, SERVER: 1 };
+// libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.
+const UV_TCP_IPV6ONLY = 1;
 const handleClasses = {};
 function handleClass(pipe) {
   const kind = pipe ? 'Pipe' : 'TCP';
@@ -1500,7 +1502,7 @@ function setupWorkerSide() {
       origListen2.apply(server, args);
     });
     // As node:cluster, the options are not part of the key: the first listen binds with its own.
-    const options = (flags & TCPConstants.UV_TCP_IPV6ONLY ? LISTEN_IPV6_ONLY : 0) | (isPipe ? server[kPipeMode] : 0);
+    const options = (flags & UV_TCP_IPV6ONLY ? LISTEN_IPV6_ONLY : 0) | (isPipe ? server[kPipeMode] : 0);
     try {
       nw.listen(req, wire, backlog || 511, index, options);
     } catch (e) {

@@ -39,12 +39,14 @@ for (const policy of ['rr', 'none']) {
   }
 }
 
-// index.js constructs net's handle classes with these types (tcp_wrap.h, pipe_wrap.h) instead of
-// reading them from process.binding().
+// index.js constructs net's handle classes with these types (tcp_wrap.h, pipe_wrap.h), and reads
+// ipv6Only from _listen2's flags with libuv's UV_TCP_IPV6ONLY, instead of reading them from
+// process.binding().
 test('the handle types index.js uses are those of this Node', () => {
   assert.deepStrictEqual(
     [process.binding('tcp_wrap').constants.SOCKET, process.binding('tcp_wrap').constants.SERVER,
-      process.binding('pipe_wrap').constants.SOCKET, process.binding('pipe_wrap').constants.SERVER],
-    [0, 1, 0, 1],
+      process.binding('pipe_wrap').constants.SOCKET, process.binding('pipe_wrap').constants.SERVER,
+      process.binding('tcp_wrap').constants.UV_TCP_IPV6ONLY],
+    [0, 1, 0, 1, 1],
   );
 });

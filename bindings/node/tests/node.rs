@@ -71,24 +71,33 @@ fn node_test_suites_pass_against_the_built_addon() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drain both pipes while the suites run: a child blocked on a full pipe (the spec
+    // reporter's output passed 64 KiB as the suites grew) would never exit.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out_reader = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err_reader = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if t0.elapsed() > Duration::from_secs(600) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("node --test did not finish within 10 minutes");
+            let (stdout, stderr) = (out_reader.join().unwrap(), err_reader.join().unwrap());
+            panic!("node --test did not finish within 10 minutes:\n{stdout}\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "node --test failed:\n{stdout}\n{stderr}"
-    );
+    };
+    let (stdout, stderr) = (out_reader.join().unwrap(), err_reader.join().unwrap());
+    assert!(status.success(), "node --test failed:\n{stdout}\n{stderr}");
     eprintln!("{stdout}");
 }
