@@ -53,16 +53,8 @@ fn a_listen_flood_is_refused_past_the_limit_and_its_listeners_close_after_the_gr
         .unwrap();
     assert_eq!(served(port, 1), 1, "the normal worker serves");
     let baseline = open_fds(pid);
-    // Room for 100 more fds (new fds take the lowest free numbers): the default limit (64
-    // listeners) fits, 2000 listeners do not.
-    let (mut free, mut limit) = (0, 0u64);
-    while free < 100 {
-        if !baseline.contains_key(&limit) {
-            free += 1;
-        }
-        limit += 1;
-    }
-    set_nofile(pid, limit);
+    // The default limit (64 listeners) fits in 100 free fds, 2000 listeners do not.
+    allow_more_fds(pid, &baseline, 100);
 
     p.send("spawn flood 2000 127.0.0.2:0");
     let hostile_pid: i32 = p
@@ -143,14 +135,7 @@ fn emfile_on_bind_closes_orphaned_listeners_first() {
     let mut p = CmdPrimary::start(cmd);
     let pid = p.pid();
     let baseline = open_fds(pid);
-    let (mut free, mut limit) = (0, 0u64);
-    while free < 100 {
-        if !baseline.contains_key(&limit) {
-            free += 1;
-        }
-        limit += 1;
-    }
-    set_nofile(pid, limit);
+    allow_more_fds(pid, &baseline, 100);
 
     p.send("spawn flood 64 127.0.0.2:0");
     let first_pid: i32 = p
@@ -178,4 +163,17 @@ fn emfile_on_bind_closes_orphaned_listeners_first() {
             && report.contains("max_listeners_per_worker"),
         "{report}"
     );
+}
+
+/// Lowers `pid`'s fd limit so that exactly `more` fds can still be opened: new fds take the
+/// lowest free numbers, so the limit is the number past the `more`-th free one.
+fn allow_more_fds(pid: i32, open: &std::collections::BTreeMap<u64, String>, more: u32) {
+    let (mut free, mut limit) = (0, 0u64);
+    while free < more {
+        if !open.contains_key(&limit) {
+            free += 1;
+        }
+        limit += 1;
+    }
+    set_nofile(pid, limit);
 }

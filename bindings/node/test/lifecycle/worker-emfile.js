@@ -25,7 +25,9 @@ if (cluster.isPrimary) {
     }).on('error', (e) => { console.log(`${label} failed`); then(); });
   };
   w.on('message', (m) => {
-    if (m === 'full') get('request while full', () => w.send('free'));
+    // Unhandled mode: the worker may already be gone (exit 1) when the request fails; the
+    // callback takes the send's ERR_IPC_CHANNEL_CLOSED instead of an 'error' event.
+    if (m === 'full') get('request while full', () => w.send('free', () => {}));
     if (m === 'freed') get('request after', () => w.disconnect());
     if (m.startsWith && m.startsWith('error')) console.log(`worker ${m}`);
   });
