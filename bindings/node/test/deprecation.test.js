@@ -39,10 +39,10 @@ for (const policy of ['rr', 'none']) {
   }
 }
 
-// index.js constructs net's handle classes with these types (tcp_wrap.h, pipe_wrap.h), and reads
+// lib/child.js constructs net's handle classes with these types (tcp_wrap.h, pipe_wrap.h), and reads
 // ipv6Only from _listen2's flags with libuv's UV_TCP_IPV6ONLY, instead of reading them from
 // process.binding().
-test('the handle types index.js uses are those of this Node', () => {
+test('the handle types lib/child.js uses are those of this Node', () => {
   assert.deepStrictEqual(
     [process.binding('tcp_wrap').constants.SOCKET, process.binding('tcp_wrap').constants.SERVER,
       process.binding('pipe_wrap').constants.SOCKET, process.binding('pipe_wrap').constants.SERVER,

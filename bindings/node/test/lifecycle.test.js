@@ -106,7 +106,8 @@ test('npm pack installs and works from an unrelated directory, CJS and ESM', asy
   assert.strictEqual(pack.status, 0, pack.stderr);
   const tgz = path.join(tmp, pack.stdout.trim().split('\n').pop());
   const listing = spawnSync('tar', ['tzf', tgz], { encoding: 'utf8' }).stdout;
-  for (const f of ['package/index.js', 'package/index.mjs', 'package/index.d.ts', 'package/corral.node', 'package/package.json']) {
+  for (const f of ['package/index.js', 'package/index.mjs', 'package/index.d.ts', 'package/corral.node', 'package/package.json',
+    ...['primary', 'child', 'worker', 'messages', 'supervisor', 'native', 'errors', 'utils'].map((m) => `package/lib/${m}.js`)]) {
     assert.ok(listing.includes(f), `${f} missing from the tarball:\n${listing}`);
   }
   const app = path.join(tmp, 'app');

@@ -1,0 +1,435 @@
+'use strict';
+// The worker side of require('corral'), as lib/internal/cluster/child.js: cluster.worker,
+// process.send / process.channel / process.disconnect on corral's channel, and net.Server's
+// listen going through the primary. Round-robin connections arrive as fds on the channel, read
+// on this event loop (bindings/node/src/uvpoll.rs), and enter net.Server through its own
+// onconnection path (so getConnections, maxConnections, timeouts and keep-alive behave);
+// shared mode hands the worker the listening socket itself.
+
+const EventEmitter = require('events');
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const util = require('util');
+const Worker = require('./worker');
+const { codedError, channelClosed, ipcDisconnected, nativeError, systemError } = require('./errors');
+const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = require('./messages');
+const { KeepAlive } = require('./utils');
+const {
+  addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
+  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL,
+} = require('./native');
+
+const cluster = new EventEmitter();
+module.exports = cluster;
+cluster.isWorker = true;
+cluster.isMaster = false;
+cluster.isPrimary = false;
+cluster.Worker = Worker;
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+cluster.worker = null;
+
+// The libuv handle classes net wraps (tcp_wrap's TCP, pipe_wrap's Pipe), taken from a socket net
+// creates itself: process.binding() is deprecated (DEP0111), a warning under
+// --pending-deprecation and an exception under --throw-deprecation. connect() creates the handle
+// at once; the TCP connection would start on a later tick and the pipe one fails (ENOTDIR, a path
+// under /dev/null cannot exist), and destroy() closes the handle first. Looked up on first use.
+// The constructor's argument is the handle type of tcp_wrap.h and pipe_wrap.h (SOCKET 0, SERVER 1;
+// test/deprecation.test.js checks both against the bindings on every tested Node).
+const HANDLE_TYPE = { SOCKET: 0, SERVER: 1 };
+// libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.
+const UV_TCP_IPV6ONLY = 1;
+const handleClasses = {};
+function handleClass(pipe) {
+  const kind = pipe ? 'Pipe' : 'TCP';
+  if (!handleClasses[kind]) {
+    const probe = new net.Socket();
+    probe.on('error', () => {});
+    probe.connect(pipe ? { path: '/dev/null/corral' } : { host: '127.0.0.1', port: 9 });
+    const handle = probe._handle;
+    probe.destroy();
+    if (!handle || handle.constructor.name !== kind) {
+      throw new Error(`corral: cannot find net's ${kind} handle class on Node ${process.version}`);
+    }
+    handleClasses[kind] = handle.constructor;
+  }
+  return handleClasses[kind];
+}
+
+const serialization = process.env[ENV_SERIALIZATION] === 'advanced' ? 'advanced' : 'json';
+delete process.env[ENV_SERIALIZATION];
+
+const keepAlive = new KeepAlive();
+const pending = new Map(); // listen request id -> callback(event)
+const servers = new Map(); // listener id -> fake or real handle (rr: fake)
+const handles = new Set(); // handles to close on disconnect
+const indexes = new Map();
+let nextReq = 1;
+let closing = false;
+
+const nw = callNative(() => new addon.NativeWorker((b) => onEvents(decodeBatch(b))));
+const listeningServers = new Set();
+const heartbeatMs = Number(process.env[ENV_HEARTBEAT]);
+delete process.env[ENV_HEARTBEAT];
+if (heartbeatMs > 0) {
+  // Sent from the event loop: a blocked loop stops the beats and the watchdog notices.
+  setInterval(() => {
+    if (!connected) return;
+    let active = 0;
+    for (const srv of listeningServers) active += srv._connections || 0;
+    try {
+      nw.heartbeat(active);
+    } catch {
+      // Channel closing: the disconnect path takes over.
+    }
+  }, heartbeatMs).unref();
+}
+const worker = new Worker({ id: nw.id, process, state: 'online' });
+cluster.worker = worker;
+keepAlive.set(true);
+
+let connected = true;
+Object.defineProperty(process, 'connected', {
+  configurable: true,
+  enumerable: true,
+  get: () => connected,
+});
+// process.channel, as Node's Control (lib/internal/child_process.js): while the channel is
+// open it keeps the worker alive unless unref()'d; null from the disconnect on.
+class Control extends EventEmitter {
+  ref() {
+    if (connected) keepAlive.set(true);
+  }
+  unref() {
+    keepAlive.set(false);
+  }
+  get fd() {
+    return nw.fd;
+  }
+}
+process.channel = new Control();
+Object.defineProperty(process, '_channel', {
+  configurable: true,
+  enumerable: false,
+  get: util.deprecate(() => process.channel, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+  set: util.deprecate((v) => {
+    process.channel = v;
+  }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+});
+const sendCallbacks = new SendCallbacks();
+process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks);
+process.disconnect = function disconnect() {
+  if (!connected) {
+    process.emit('error', ipcDisconnected());
+    return;
+  }
+  closing = true;
+  connected = false;
+  process.channel = null;
+  try {
+    nw.disconnect();
+    sendCallbacks.written(Infinity); // the goodbye went out after every queued message
+  } catch (e) {
+    sendCallbacks.fail();
+    throw e;
+  } finally {
+    keepAlive.set(false);
+    process.nextTick(() => process.emit('disconnect'));
+  }
+};
+
+process.once('disconnect', () => {
+  worker.emit('disconnect');
+  if (!worker.exitedAfterDisconnect) {
+    // The primary is gone or cut us off: exit at once, as node:cluster does.
+    process.exit(0);
+  }
+});
+// Acknowledgements from the primary ({ ack: seq }), as node:cluster's internal messages
+// carry them.
+const acks = new Map(); // seq -> callback
+let nextSeq = 0;
+process.on('internalMessage', (message) => {
+  if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+  const cb = acks.get(message.ack);
+  if (cb === undefined) return;
+  acks.delete(message.ack);
+  cb();
+});
+
+function sendInternal(message, onAck) {
+  if (!connected) return;
+  const m = { cmd: 'NODE_CLUSTER', ...message };
+  if (onAck) {
+    m.seq = nextSeq++;
+    acks.set(m.seq, onAck);
+  }
+  nw.send(encode(MSG_INTERNAL, m, HANDLE_NONE), []);
+}
+
+// The worker's own disconnect: the primary learns exitedAfterDisconnect first, and the
+// channel closes once it acknowledged (node:cluster's round trip), so the primary never
+// sees an unexplained disconnect and 'disconnect' comes after what the caller queued with
+// process.nextTick() and setImmediate(). The close waits for the check phase of the turn
+// the acknowledgement arrived in: the receive thread (CORRAL_NODE_RECV=thread) can hand
+// it over within the same callback as the message the call was made from, which Node's
+// channel never does.
+function disconnectAfterAck() {
+  sendInternal({ act: 'exitedAfterDisconnect' }, () => {
+    setImmediate(() => {
+      if (connected) process.disconnect();
+    });
+  });
+}
+
+Worker.prototype.disconnect = function disconnect() {
+  if (this.state !== 'disconnecting' && this.state !== 'destroying') {
+    this.state = 'disconnecting';
+    workerDisconnect.call(this, false);
+  }
+  return this;
+};
+
+Worker.prototype.destroy = function destroy() {
+  if (this.state === 'destroying') return;
+  this.exitedAfterDisconnect = true;
+  if (!this.isConnected()) {
+    process.exit(0);
+  } else {
+    this.state = 'destroying';
+    disconnectAfterAck();
+    process.once('disconnect', () => process.exit(0));
+  }
+};
+
+function workerDisconnect(primaryInitiated) {
+  this.exitedAfterDisconnect = true;
+  let waitingCount = 1;
+  function checkWaitingCount() {
+    waitingCount--;
+    if (waitingCount === 0) {
+      if (primaryInitiated) {
+        if (connected) process.disconnect();
+        return;
+      }
+      // What the worker sends until the primary's acknowledgement is still delivered; after
+      // the 'disconnect' event, sends fail with ERR_IPC_CHANNEL_CLOSED.
+      disconnectAfterAck();
+    }
+  }
+  for (const handle of handles) {
+    waitingCount++;
+    const owner = handle[ownerSymbol(handle)];
+    if (owner && typeof owner.close === 'function') owner.close(checkWaitingCount);
+    else handle.close(checkWaitingCount);
+  }
+  handles.clear();
+  checkWaitingCount();
+}
+
+// net.Server keeps its owner under a symbol named 'owner_symbol'.
+let ownerSym;
+function ownerSymbol(handle) {
+  if (ownerSym) return ownerSym;
+  ownerSym = Object.getOwnPropertySymbols(handle).find((s) => s.description === 'owner_symbol');
+  return ownerSym;
+}
+
+// ---- listening through the primary
+
+const kExclusive = Symbol('corral.exclusive');
+// readableAll/writableAll: net.Server.listen passes them to node:cluster's request, not to
+// _listen2, and chmods only a handle it already has (never a worker's): kept for the request.
+const kPipeMode = Symbol('corral.pipeMode');
+const origListen = net.Server.prototype.listen;
+net.Server.prototype.listen = function listen(...args) {
+  const o = args[0];
+  const isObject = o !== null && typeof o === 'object';
+  // The options object, read when _listen2 runs: Node 22.12+ sets exclusive on it for reusePort.
+  this[kExclusive] = isObject ? o : null;
+  this[kPipeMode] = (isObject && o.readableAll === true ? LISTEN_READABLE_ALL : 0) |
+    (isObject && o.writableAll === true ? LISTEN_WRITABLE_ALL : 0);
+  return origListen.apply(this, args);
+};
+
+const origListen2 = net.Server.prototype._listen2;
+net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd, flags) {
+  if (this._handle || (typeof fd === 'number' && fd >= 0) || (this[kExclusive] && this[kExclusive].exclusive) || !connected) {
+    return origListen2.apply(this, arguments);
+  }
+  const server = this;
+  const args = arguments;
+  const isPipe = port < 0 && typeof address === 'string';
+  const resolved = isPipe ? path.resolve(address) : address;
+  const indexesKey = [resolved, port, addressType, fd].join(':');
+  let indexSet = indexes.get(indexesKey);
+  if (indexSet === undefined) {
+    indexSet = { nextIndex: 0, set: new Set() };
+    indexes.set(indexesKey, indexSet);
+  }
+  const index = indexSet.nextIndex++;
+  indexSet.set.add(index);
+  const host = resolved === null || resolved === undefined ? '' : String(resolved);
+  const wire = isPipe ? `unix:${host}` : host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const req = nextReq++;
+  pending.set(req, (ev) => {
+    if (ev.kind === EV.LISTEN_ERR) {
+      indexSet.set.delete(index);
+      const code = ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
+      server.emit('error', systemError('bind', code, address, port));
+      return;
+    }
+    const lid = ev.listener;
+    const sockname = isPipe ? undefined : { address: ev.address, family: ev.family === 6 ? 'IPv6' : 'IPv4', port: ev.port };
+    const unlisten = () => {
+      if (!servers.has(lid)) return;
+      servers.delete(lid);
+      handles.delete(handle);
+      indexSet.set.delete(index);
+      if (connected) {
+        try {
+          nw.unlisten(lid);
+        } catch {
+          // The channel just closed: nothing to stop.
+        }
+      }
+    };
+    let handle;
+    if (ev.fds.length) {
+      // shared: a real listening socket; libuv accepts on it.
+      handle = new (handleClass(isPipe))(HANDLE_TYPE.SERVER);
+      const err = handle.open(ev.fds[0]);
+      if (err) {
+        fs.closeSync(ev.fds[0]);
+        server.emit('error', systemError('open', -err));
+        return;
+      }
+      const close = handle.close;
+      handle.close = function () {
+        unlisten();
+        return close.apply(handle, arguments);
+      };
+    } else {
+      // round-robin: a stand-in handle; connections come from the primary.
+      let refTimer = null;
+      handle = {
+        listen: () => 0,
+        ref() {
+          if (!refTimer) refTimer = setInterval(() => {}, 2 ** 30);
+        },
+        unref() {
+          if (refTimer) clearInterval(refTimer);
+          refTimer = null;
+        },
+        close(cb) {
+          this.unref();
+          unlisten();
+          if (typeof cb === 'function') process.nextTick(cb);
+        },
+      };
+      if (sockname) handle.getsockname = (out) => Object.assign(out, sockname) && 0;
+      handle.ref();
+      handle.isPipe = isPipe;
+    }
+    servers.set(lid, handle);
+    handles.add(handle);
+    listeningServers.add(server);
+    server.once('close', () => listeningServers.delete(server));
+    server._handle = handle;
+    server.once('listening', () => {
+      worker.state = 'listening';
+      const a = server.address();
+      sendInternal({
+        act: 'listening',
+        // Pipes: the absolute path, as node:cluster's worker resolves it before asking.
+        address: resolved === undefined ? null : resolved,
+        port: (a && a.port) || port,
+        addressType,
+        fd,
+        index,
+      });
+    });
+    origListen2.apply(server, args);
+  });
+  // As node:cluster, the options are not part of the key: the first listen binds with its own.
+  const options = (flags & UV_TCP_IPV6ONLY ? LISTEN_IPV6_ONLY : 0) | (isPipe ? server[kPipeMode] : 0);
+  try {
+    nw.listen(req, wire, backlog || 511, index, options);
+  } catch (e) {
+    pending.delete(req);
+    process.nextTick(() => server.emit('error', nativeError(e)));
+  }
+};
+
+function onConnection(ev) {
+  const handle = servers.get(ev.listener);
+  const fd = ev.fds[0];
+  if (!handle || typeof handle.onconnection !== 'function') {
+    fs.closeSync(fd);
+    return;
+  }
+  const client = new (handleClass(handle.isPipe))(HANDLE_TYPE.SOCKET);
+  const err = client.open(fd);
+  if (err) {
+    fs.closeSync(fd);
+    return;
+  }
+  handle.onconnection(0, client);
+}
+
+function onEvents(events) {
+  for (const ev of events) {
+    switch (ev.kind) {
+      case EV.CONNECTION:
+        onConnection(ev);
+        break;
+      case EV.LISTEN_OK:
+      case EV.LISTEN_ERR: {
+        const cb = pending.get(ev.id);
+        pending.delete(ev.id);
+        // After a disconnect the answer is dropped, as node:cluster's never arrives.
+        if (cb && connected) cb(ev);
+        else for (const fd of ev.fds) fs.closeSync(fd);
+        break;
+      }
+      case EV.MESSAGE:
+        deliver(process, ev.data, ev.fds);
+        break;
+      case EV.DISCONNECT_REQUEST:
+        workerDisconnect.call(worker, true);
+        break;
+      case EV.FLUSHED:
+        sendCallbacks.written(nw.written());
+        break;
+      case EV.ERROR: {
+        // Out of fds (EMFILE: a connection or handle from the primary was lost) or a broken
+        // channel. On process, as node:cluster's channel errors are: cluster.worker sees it,
+        // and with no listener it is thrown (the worker exits 1 naming the errno) instead of
+        // the worker going away with 0 as if the primary had left.
+        const err = codedError(Error, ev.syscall || 'ERR_CORRAL_PROTOCOL', ev.message,
+          ev.errno ? { errno: -ev.errno, syscall: 'recvmsg' } : undefined);
+        process.nextTick(() => process.emit('error', err));
+        break;
+      }
+      case EV.PRIMARY_GONE:
+        sendCallbacks.fail();
+        if (!closing && connected) {
+          connected = false;
+          process.channel = null;
+          keepAlive.set(false);
+          process.emit('disconnect');
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Extra beyond node:cluster: tell the primary this worker has warmed up.
+// After the disconnect it throws what a send reports in node:cluster.
+Worker.prototype.ready = function ready() {
+  if (!connected) throw channelClosed();
+  nw.ready();
+};

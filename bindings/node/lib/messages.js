@@ -1,0 +1,206 @@
+'use strict';
+// Messages between the primary and its workers, as lib/internal/child_process.js and
+// lib/internal/cluster/utils.js carry them: process.send / ChildProcess.send argument
+// handling, the wire envelope (JSON or V8's serialization), internal NODE_* messages, and the
+// handles (sockets, servers) that travel as fds.
+
+const fs = require('fs');
+const net = require('net');
+const v8 = require('v8');
+const { codedError, channelClosed, invalidArgType, nativeError } = require('./errors');
+
+const INTERNAL_PREFIX = 'NODE_';
+// Message envelope: [kind, handle type] + payload.
+const MSG_JSON = 1;
+const MSG_ADVANCED = 2;
+const MSG_INTERNAL = 3;
+const HANDLE_NONE = 0;
+const HANDLE_SOCKET = 1;
+const HANDLE_SERVER = 2;
+
+function isInternal(message) {
+  return (
+    message !== null &&
+    typeof message === 'object' &&
+    typeof message.cmd === 'string' &&
+    message.cmd.length > INTERNAL_PREFIX.length &&
+    message.cmd.startsWith(INTERNAL_PREFIX)
+  );
+}
+
+function checkMessage(message) {
+  if (message === undefined) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "message" argument must be specified');
+  const t = typeof message;
+  if (t !== 'string' && t !== 'object' && t !== 'number' && t !== 'boolean') {
+    throw invalidArgType('message', 'one of type string, object, number, or boolean', message);
+  }
+}
+
+// The native send copies a message only when it cannot be written at once, and never keeps
+// the buffer it was given: JSON messages are encoded into one reused buffer, so a big
+// message does not cost a fresh allocation (and its page faults) every time.
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+const SCRATCH_MAX = 1024 * 1024; // bigger messages get a buffer of their own
+
+// [kind, handle type, body]: body is JSON text or V8's serialization.
+function encode(kind, message, handleType) {
+  if (kind === MSG_ADVANCED) {
+    // v8.serialize() with the two bytes written first: no copy of the serialized body.
+    const ser = new v8.DefaultSerializer();
+    ser.writeRawBytes(Buffer.from([kind, handleType]));
+    ser.writeHeader();
+    ser.writeValue(message);
+    return ser.releaseBuffer();
+  }
+  const text = JSON.stringify(message);
+  // At most 3 bytes per UTF-16 unit; count exactly only when that bound does not fit.
+  let buf = scratch;
+  if (text.length * 3 + 2 > buf.length) {
+    const room = Buffer.byteLength(text) + 2;
+    if (room > buf.length) {
+      buf = Buffer.allocUnsafeSlow(room);
+      if (room <= SCRATCH_MAX) scratch = buf;
+    }
+  }
+  const n = buf.write(text, 2);
+  buf[0] = kind;
+  buf[1] = handleType;
+  return buf.subarray(0, n + 2);
+}
+
+function decode(buf) {
+  const kind = buf[0];
+  const body = buf.subarray(2);
+  const message = kind === MSG_ADVANCED ? v8.deserialize(body) : JSON.parse(body.toString());
+  return { kind, handleType: buf[1], message };
+}
+
+// What a handle becomes on the wire: its fd, and a type for the receiver.
+function handleToFd(handle) {
+  if (handle === undefined || handle === null) return null;
+  if (handle instanceof net.Socket && handle._handle && handle._handle.fd >= 0) {
+    return { type: HANDLE_SOCKET, fd: handle._handle.fd };
+  }
+  if (handle instanceof net.Server && handle._handle && handle._handle.fd >= 0) {
+    return { type: HANDLE_SERVER, fd: handle._handle.fd };
+  }
+  throw codedError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
+}
+
+function fdToHandle(type, fd) {
+  if (type === HANDLE_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
+  if (type === HANDLE_SERVER) {
+    const server = net.createServer();
+    server.listen({ fd });
+    return server;
+  }
+  fs.closeSync(fd);
+  return undefined;
+}
+
+// Node's process.send / ChildProcess.send argument handling, on a native send function.
+// Send callbacks fire once their message is written to the socket, as Node's do (so a worker
+// may exit right after one and the message still arrives), and in order.
+class SendCallbacks {
+  constructor() {
+    this.waiting = []; // [sequence number, callback]
+  }
+  // `r` is what the native send returned: true/0 written now; n queued as message n (-n: over
+  // the high-water mark). Returns send()'s boolean.
+  settle(r, callback) {
+    if (r === true || r === false || r === 0) {
+      this.written(Infinity); // earlier messages left before this one
+      if (typeof callback === 'function') process.nextTick(callback, null);
+      return r !== false;
+    }
+    if (typeof callback === 'function') this.waiting.push([Math.abs(r), callback]);
+    return r > 0;
+  }
+  // Messages up to number `n` are out.
+  written(n) {
+    while (this.waiting.length && this.waiting[0][0] <= n) process.nextTick(this.waiting.shift()[1], null);
+  }
+  // The channel closed with messages still queued.
+  fail() {
+    for (const [, cb] of this.waiting.splice(0)) process.nextTick(cb, channelClosed());
+  }
+}
+
+function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks()) {
+  return function send(message, handle, options, callback) {
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw invalidArgType('options', 'of type object', options);
+    }
+    options = { swallowErrors: false, ...options };
+    if (!target.connected) {
+      const ex = channelClosed();
+      if (typeof callback === 'function') process.nextTick(callback, ex);
+      else process.nextTick(() => target.emit('error', ex));
+      return false;
+    }
+    checkMessage(message);
+    const h = handleToFd(handle);
+    const kind = isInternal(message) ? MSG_INTERNAL : serialization() === 'advanced' ? MSG_ADVANCED : MSG_JSON;
+    const data = encode(kind, message, h ? h.type : HANDLE_NONE);
+    let ok;
+    try {
+      ok = sendRaw(data, h ? [h.fd] : []);
+    } catch (e) {
+      let err = nativeError(e);
+      // The engine already saw the channel close (the JS events are on their way): report
+      // it as Node does, asynchronously, as a closed channel.
+      const closed = ['ERR_CORRAL_NO_SUCH_WORKER', 'EPIPE', 'ECONNRESET'].includes(err.code) ||
+        /closed|disconnected/.test(err.message);
+      if (closed) err = channelClosed();
+      if (typeof callback === 'function') {
+        process.nextTick(callback, err);
+        return false;
+      }
+      if (closed) {
+        process.nextTick(() => target.emit('error', err));
+        return false;
+      }
+      throw err;
+    }
+    if (h && !options.keepOpen) {
+      // As Node: a sent socket or server is closed in the sender.
+      if (h.type === HANDLE_SOCKET) handle.destroy();
+      else handle.close();
+    }
+    return callbacks.settle(ok, callback);
+  };
+}
+
+function deliver(target, buf, fds) {
+  let decoded;
+  try {
+    decoded = decode(buf);
+  } catch (e) {
+    for (const fd of fds) fs.closeSync(fd);
+    target.emit('error', e);
+    return;
+  }
+  const handle = fds.length ? fdToHandle(decoded.handleType, fds[0]) : undefined;
+  for (const fd of fds.slice(1)) fs.closeSync(fd);
+  if (decoded.kind === MSG_INTERNAL || isInternal(decoded.message)) {
+    target.emit('internalMessage', decoded.message, handle);
+  } else {
+    target.emit('message', decoded.message, handle);
+  }
+}
+
+module.exports = {
+  MSG_INTERNAL,
+  HANDLE_NONE,
+  SendCallbacks,
+  makeSend,
+  deliver,
+  encode,
+};

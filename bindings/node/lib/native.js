@@ -1,0 +1,125 @@
+'use strict';
+// The native addon (bindings/node/src, built as corral.node next to index.js), the constants
+// shared with it, and the decoding of the event batches it sends to JS.
+
+const fs = require('fs');
+const path = require('path');
+const { nativeError } = require('./errors');
+
+const PACKAGE_DIR = path.join(__dirname, '..');
+
+// The loader honours CORRAL_NATIVE_PATH, then the built file next to index.js, and otherwise
+// throws one error that lists every path it tried.
+function loadNative() {
+  const tried = [];
+  const candidates = [];
+  if (process.env.CORRAL_NATIVE_PATH) candidates.push(process.env.CORRAL_NATIVE_PATH);
+  candidates.push(path.join(PACKAGE_DIR, 'corral.node'));
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) {
+      tried.push(`${file} (not found)`);
+      continue;
+    }
+    const mod = { exports: {} };
+    try {
+      process.dlopen(mod, file);
+      return mod.exports;
+    } catch (e) {
+      tried.push(`${file} (${e.message})`);
+    }
+  }
+  const err = new Error(
+    `corral: cannot load the native addon; run "npm run build" in ${PACKAGE_DIR}. Tried:\n  ` +
+      tried.join('\n  '),
+  );
+  err.code = 'ERR_CORRAL_NATIVE_NOT_FOUND';
+  throw err;
+}
+
+const addon = loadNative();
+
+function callNative(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw nativeError(e);
+  }
+}
+
+// Native event kinds (bindings/node/src/events.rs).
+const EV = {
+  FORK: 1,
+  ONLINE: 2, LISTENING: 3, MESSAGE: 4, READY: 5, DISCONNECT: 6, EXIT: 7, ERROR: 8,
+  SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
+  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, FLUSHED: 25, SUPERVISOR: 30,
+};
+// The same variable as the C front's (crates/corral-core/src/environ.rs).
+const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
+
+// A batch from the native side (bindings/node/src/events.rs, to_js): one ArrayBuffer with
+// [event count, fd count, flags, META ints per event, fds] then the payload bytes; or an array
+// [that buffer, (the payload bytes as their own buffer when flags & 1,) ...strings], string
+// indexes being positions in it.
+const META = 17;
+const HEAD = 3;
+function decodeBatch(b) {
+  const arr = Array.isArray(b) ? b : null;
+  const ab = arr ? b[0] : b;
+  const head = new Int32Array(ab, 0, HEAD);
+  const n = head[0];
+  const ints = new Int32Array(ab, 0, HEAD + n * META + head[1]);
+  const fdBase = HEAD + n * META;
+  const blob = head[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, ints.byteLength);
+  const strings = arr;
+  const out = new Array(n);
+  for (let e = 0; e < n; e++) {
+    const i = HEAD + e * META;
+    const len = ints[i + 12];
+    const first = ints[i + 13];
+    const nfds = ints[i + 14];
+    const msg = ints[i + 15];
+    const extra = ints[i + 16];
+    out[e] = {
+      kind: ints[i],
+      worker: ints[i + 1],
+      pid: ints[i + 2],
+      code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
+      signal: ints[i + 4] || null,
+      errno: ints[i + 5],
+      id: ints[i + 6],
+      port: ints[i + 7],
+      family: ints[i + 8],
+      listener: ints[i + 9],
+      flag: ints[i + 10] !== 0,
+      data: len >= 0 ? blob.subarray(ints[i + 11], ints[i + 11] + len) : undefined,
+      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : [],
+      message: msg >= 0 ? strings[msg] : undefined,
+      syscall: extra >= 0 ? strings[extra] : undefined,
+      address: extra >= 0 ? strings[extra] : undefined,
+    };
+  }
+  return out;
+}
+
+const SCHED_NONE = 1;
+const SCHED_RR = 2;
+// Bits of the engine's listen options (corral_core::listener::BindOptions).
+const LISTEN_IPV6_ONLY = 1;
+const LISTEN_READABLE_ALL = 2;
+const LISTEN_WRITABLE_ALL = 4;
+// The primary tells a worker the serialization it chose (cluster.settings.serialization).
+const ENV_SERIALIZATION = 'CORRAL_NODE_SERIALIZATION';
+
+module.exports = {
+  addon,
+  callNative,
+  decodeBatch,
+  EV,
+  ENV_HEARTBEAT,
+  ENV_SERIALIZATION,
+  SCHED_NONE,
+  SCHED_RR,
+  LISTEN_IPV6_ONLY,
+  LISTEN_READABLE_ALL,
+  LISTEN_WRITABLE_ALL,
+};

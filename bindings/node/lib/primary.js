@@ -1,0 +1,539 @@
+'use strict';
+// The primary side of require('corral'), as lib/internal/cluster/primary.js: cluster.fork(),
+// setupPrimary(), disconnect(), the Worker objects and node:cluster's event order, on top of
+// the native engine. The engine (listeners, connection handoff, exits, supervision) runs on its
+// own thread; its events and the workers' messages arrive here in batches (onBatch).
+
+const EventEmitter = require('events');
+const fs = require('fs');
+const net = require('net');
+const util = require('util');
+const Worker = require('./worker');
+const { codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
+const { SendCallbacks, makeSend, deliver } = require('./messages');
+const { KeepAlive, signalNames, signalNumber } = require('./utils');
+const { Supervisor, invalidOption, validateSupervise } = require('./supervisor');
+const {
+  addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
+} = require('./native');
+
+const cluster = new EventEmitter();
+module.exports = cluster;
+cluster.isWorker = false;
+cluster.isMaster = true;
+cluster.isPrimary = true;
+cluster.Worker = Worker;
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+
+let policy = { none: SCHED_NONE, rr: SCHED_RR }[process.env.NODE_CLUSTER_SCHED_POLICY];
+const corralPolicy = { shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR }[process.env.CORRAL_SCHED_POLICY];
+if (corralPolicy !== undefined) policy = corralPolicy;
+cluster.schedulingPolicy = policy === undefined ? SCHED_RR : policy;
+cluster.settings = {};
+cluster.workers = {};
+
+const intercom = new EventEmitter();
+const keepAlive = new KeepAlive();
+const live = new Map(); // id -> Worker, until its exit event
+let engine = null;
+let initialized = false;
+const adopted = new Set(); // every worker id this primary has wrapped
+
+function getEngine() {
+  if (engine) return engine;
+  const name = cluster.schedulingPolicy === SCHED_NONE ? 'shared' : 'rr';
+  engine = callNative(() => new addon.NativePrimary(name, 32, onBatch));
+  return engine;
+}
+
+cluster.setupPrimary = function setupPrimary(options) {
+  const settings = {
+    args: process.argv.slice(2),
+    exec: process.argv[1],
+    execArgv: process.execArgv,
+    silent: false,
+    ...cluster.settings,
+    ...options,
+  };
+  if (
+    settings.execArgv.some((s) => s.startsWith('--prof')) &&
+    !settings.execArgv.some((s) => s.startsWith('--logfile='))
+  ) {
+    settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
+  }
+  cluster.settings = settings;
+  if (initialized === true) return process.nextTick(setupSettingsNT, settings);
+  initialized = true;
+  if (cluster.schedulingPolicy !== SCHED_NONE && cluster.schedulingPolicy !== SCHED_RR) {
+    throw new Error(`Bad cluster.schedulingPolicy: ${cluster.schedulingPolicy}`);
+  }
+  process.nextTick(setupSettingsNT, settings);
+};
+cluster.setupMaster = cluster.setupPrimary;
+
+function setupSettingsNT(settings) {
+  cluster.emit('setup', settings);
+}
+
+// settings.stdio (or silent) as child_process.fork() takes it: a string ('pipe', 'ignore',
+// 'inherit', 'overlapped') means three of it plus 'ipc'; an array needs exactly one 'ipc'
+// and may be longer than 3, entry i being the worker's fd i. Returns the native setup of each
+// fd, and the streams whose fds the worker gets (paused once it started, as Node does).
+// The 'ipc' entry's fd gets nothing (/dev/null below 3): corral's channels are placed by
+// the engine above the last entry.
+function stdioOf(settings) {
+  let stdio = settings.stdio;
+  if (typeof stdio === 'string') stdio = stdioStringToArray(stdio);
+  else if (!Array.isArray(stdio)) stdio = stdioStringToArray(settings.silent ? 'pipe' : 'inherit');
+  else if (!stdio.includes('ipc')) {
+    throw codedError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED', "Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
+  }
+  // As Node's getValidStdio: padded in place (cluster.settings.stdio shows it).
+  while (stdio.length < 3) stdio.push(undefined);
+  let ipc = false;
+  const wraps = [];
+  const entries = stdio.map((s, i) => {
+    if (s === null || s === undefined) s = i < 3 ? 'pipe' : 'ignore';
+    if (s === 'ignore') return i < 3 ? 'ignore' : 'close';
+    if (s === 'pipe' || s === 'overlapped' || (typeof s === 'number' && s < 0)) return 'pipe';
+    if (s === 'ipc') {
+      if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');
+      ipc = true;
+      return i < 3 ? 'ignore' : 'close';
+    }
+    if (s === 'inherit') return i < 3 ? 'inherit' : i;
+    if (typeof s === 'number' || typeof s.fd === 'number') {
+      const fd = typeof s === 'number' ? s : s.fd;
+      return fd === i && i < 3 ? 'inherit' : fd;
+    }
+    const handle = [s, s.handle, s._handle].find(isWrap);
+    if (handle) {
+      wraps.push({ stream: s, handle });
+      return handle.fd;
+    }
+    if (ArrayBuffer.isView(s) || typeof s === 'string') {
+      throw codedError(TypeError, 'ERR_INVALID_SYNC_FORK_INPUT',
+        `Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${util.inspect(s)}`);
+    }
+    throw invalidStdio(s);
+  });
+  return { entries, wraps };
+}
+
+function stdioStringToArray(stdio) {
+  switch (stdio) {
+    case 'ignore':
+    case 'overlapped':
+    case 'pipe':
+      return [stdio, stdio, stdio, 'ipc'];
+    case 'inherit':
+      return [0, 1, 2, 'ipc'];
+    default:
+      throw invalidStdio(stdio);
+  }
+}
+
+function invalidStdio(value) {
+  let shown = util.inspect(value);
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'stdio' is invalid. Received ${shown}`);
+}
+
+let wrapTypes;
+function isWrap(h) {
+  if (h === null || typeof h !== 'object') return false;
+  wrapTypes = wrapTypes || ['pipe_wrap', 'tty_wrap', 'tcp_wrap', 'udp_wrap'].map((m) => {
+    const b = process.binding(m);
+    return b.Pipe || b.TTY || b.TCP || b.UDP;
+  });
+  return wrapTypes.some((T) => h instanceof T);
+}
+
+// The worker reads or writes these streams' fds now: the primary stops reading them.
+function pauseWrapped(wraps) {
+  for (const { stream, handle } of wraps) {
+    handle.reading = false;
+    if (typeof handle.readStop === 'function') handle.readStop();
+    if (stream !== handle && typeof stream.pause === 'function') {
+      stream.pause();
+      stream.readableFlowing = false;
+      if (stream._readableState) stream._readableState.reading = false;
+    }
+  }
+}
+
+// As lib/internal/cluster/primary.js: with an inspector flag in execArgv (or NODE_OPTIONS)
+// each worker gets --inspect-port, from settings.inspectPort (a number, or a function called
+// per fork) or the primary's debugPort + 1, + 2, ... (wrapping to 1024 after 65535).
+const kInspectArgRegex = /--inspect(?:-brk|-port)?|--debug-port/;
+let debugPortOffset = 1;
+function isUsingInspector(execArgv) {
+  return execArgv.some((arg) => kInspectArgRegex.test(String(arg))) ||
+    kInspectArgRegex.test(process.env.NODE_OPTIONS || '');
+}
+function badPort(port) {
+  const shown = port === null || port === undefined ? String(port) : typeof port === 'number' ? `type number (${port})` : `type ${typeof port} (${util.inspect(port)})`;
+  return codedError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${shown}.`);
+}
+function getInspectPort(inspectPort) {
+  if (typeof inspectPort === 'function') {
+    inspectPort = inspectPort();
+  } else if (inspectPort == null) {
+    inspectPort = process.debugPort + debugPortOffset;
+    if (inspectPort > 65535) inspectPort = inspectPort - 65535 + 1024 - 1;
+    debugPortOffset++;
+  }
+  const n = typeof inspectPort === 'string' && inspectPort.trim() !== '' ? Number(inspectPort) : inspectPort;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) throw badPort(inspectPort);
+  return n;
+}
+
+function spawnOptions(env) {
+  const s = cluster.settings;
+  const workerEnv = { ...env };
+  for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
+  if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
+  if (s.inspectPort === null) throw badPort(null);
+  const execArgv = [...s.execArgv];
+  if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);
+  const stdio = stdioOf(s);
+  return {
+    program: process.execPath,
+    args: [...execArgv, s.exec, ...(s.args || [])].map(String),
+    env: workerEnv,
+    cwd: s.cwd === undefined ? undefined : String(s.cwd),
+    stdio: stdio.entries,
+    wraps: stdio.wraps, // not for the addon: paused once the worker started
+    uid: s.uid,
+    gid: s.gid,
+  };
+}
+
+// Ids come from the engine (from 1, never reused), shared with workers the supervisor starts.
+function createWorkerProcess(env) {
+  const opts = spawnOptions(env);
+  let spawned;
+  try {
+    spawned = callNative(() => getEngine().spawn(opts));
+  } catch (e) {
+    // As Node's spawn: an OS error reads "spawn EBADF" and carries errno, code, syscall.
+    if (typeof e.errno !== 'number' || e.syscall !== undefined) throw e;
+    throw systemError('spawn', e.code);
+  }
+  pauseWrapped(opts.wraps);
+  return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
+}
+
+class PrimaryChildProcess extends EventEmitter {
+  constructor(spawned, serialization) {
+    super();
+    this.workerId = spawned.id;
+    this.pid = spawned.pid;
+    this.exitCode = null;
+    this.signalCode = null;
+    this.killed = false;
+    this.connected = true;
+    this.spawnfile = process.execPath;
+    // As Node's: 'close' once the process exited and its stdout, stderr and extra pipes
+    // closed; the pipes are duplex (a socket pair), only stdin is not readable.
+    this._closesNeeded = 1;
+    this._closesGot = 0;
+    this.stdio = spawned.stdio.map((fd, i) => {
+      if (fd < 0) return null;
+      const socket = new net.Socket({ fd, readable: i > 0, writable: true });
+      if (i > 0) {
+        this._closesNeeded++;
+        socket.on('close', () => this._maybeClose());
+      }
+      return socket;
+    });
+    [this.stdin, this.stdout, this.stderr] = this.stdio;
+    this._sendCallbacks = new SendCallbacks();
+    this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization, this._sendCallbacks);
+  }
+  kill(signal) {
+    const n = signalNumber(signal);
+    if (this.exitCode !== null || this.signalCode !== null) return false;
+    try {
+      engine.kill(this.workerId, n);
+    } catch (e) {
+      return false;
+    }
+    this.killed = true;
+    return true;
+  }
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', ipcDisconnected());
+      return;
+    }
+    // child_process level, as Node's ChildProcess.disconnect(): the channel is cut now, not
+    // the graceful cluster path (worker.disconnect()). The worker sees its channel end
+    // without having said exitedAfterDisconnect, so it exits at once.
+    this.connected = false;
+    try {
+      engine.cutOff(this.workerId);
+    } catch {
+      // Already gone: its exit event is on its way.
+    }
+    process.nextTick(() => this.emit('disconnect'));
+  }
+  ref() {}
+  unref() {}
+  // After 'exit' (next tick): what nobody reads is read through, so the pipes end and
+  // 'close' can come (Node's flushStdio).
+  _exited() {
+    for (const s of this.stdio) if (s && s.readable) s.resume();
+    this._maybeClose();
+  }
+  _maybeClose() {
+    if (++this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+function removeWorker(worker) {
+  delete cluster.workers[worker.id];
+  if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
+}
+
+cluster.fork = function fork(env) {
+  cluster.setupPrimary();
+  let p;
+  try {
+    p = createWorkerProcess(env);
+  } catch (e) {
+    // node:cluster takes the id before it starts the process: a fork() that throws spends it.
+    callNative(() => getEngine().skipWorkerId());
+    throw e;
+  }
+  return adopt(p.workerId, p);
+};
+
+// Wires a worker the way node:cluster's fork() does (also for workers the supervisor starts).
+function adopt(id, workerProcess) {
+  const worker = new Worker({ id, process: workerProcess });
+  adopted.add(id);
+  live.set(id, worker);
+  keepAlive.set(true);
+
+  worker.on('message', function (message, handle) {
+    cluster.emit('message', this, message, handle);
+  });
+
+  worker.process.once('exit', (exitCode, signalCode) => {
+    if (!worker.isConnected()) removeWorker(worker);
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'dead';
+    worker.emit('exit', exitCode, signalCode);
+    cluster.emit('exit', worker, exitCode, signalCode);
+  });
+
+  worker.process.once('disconnect', () => {
+    if (worker.isDead()) removeWorker(worker);
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'disconnected';
+    worker.emit('disconnect');
+    cluster.emit('disconnect', worker);
+  });
+
+  worker.process.on('internalMessage', (message) => onInternal(worker, message));
+  process.nextTick(emitForkNT, worker);
+  cluster.workers[worker.id] = worker;
+  return worker;
+}
+
+function emitForkNT(worker) {
+  cluster.emit('fork', worker);
+}
+
+cluster.disconnect = function disconnect(cb) {
+  const workers = Object.keys(cluster.workers);
+  if (workers.length === 0) {
+    process.nextTick(() => intercom.emit('disconnect'));
+  } else {
+    for (const worker of Object.values(cluster.workers)) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+  }
+  if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+function onInternal(worker, message) {
+  if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+  if (message.act === 'listening') {
+    const info = {
+      addressType: message.addressType,
+      address: message.address,
+      port: message.port,
+      fd: message.fd,
+    };
+    worker.state = 'listening';
+    worker.emit('listening', info);
+    cluster.emit('listening', worker, info);
+  } else if (message.act === 'exitedAfterDisconnect') {
+    worker.exitedAfterDisconnect = true;
+    // The worker closes its channel on this acknowledgement.
+    if (message.seq !== undefined && worker.process.connected) {
+      worker.process.send({ cmd: 'NODE_CLUSTER', ack: message.seq }, () => {});
+    }
+  }
+}
+
+Worker.prototype.disconnect = function disconnect() {
+  this.exitedAfterDisconnect = true;
+  if (this.process.connected) {
+    try {
+      engine.disconnect(this.id);
+    } catch {
+      // Already disconnected: its events are on their way.
+    }
+  }
+  removeWorker(this);
+  return this;
+};
+
+Worker.prototype.destroy = function destroy(signo) {
+  this.process.kill(signo || 'SIGTERM');
+};
+
+let supervisor = null;
+
+cluster.supervise = function supervise(options = {}) {
+  if (supervisor) throw codedError(Error, 'ERR_CORRAL_WRONG_STATE', 'supervise() was already called');
+  const o = validateSupervise(options);
+  cluster.setupPrimary();
+  const spawn = spawnOptions(o.heartbeatInterval ? { [ENV_HEARTBEAT]: String(o.heartbeatInterval) } : {});
+  const eng = getEngine();
+  try {
+    // The engine checks every range (corral-core's limits, the same for C).
+    eng.supervise(o.native, spawn);
+  } catch (e) {
+    const err = nativeError(e);
+    const m = err.code === 'ERR_CORRAL_INVALID_OPTION' && /^([\w.]+): ([\s\S]*)$/.exec(err.message);
+    throw m ? invalidOption(m[1], m[2]) : err;
+  }
+  pauseWrapped(spawn.wraps);
+  supervisor = new Supervisor(eng, o, { cluster, live, keepAlive });
+  // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
+  keepAlive.set(true);
+  return supervisor;
+};
+
+
+cluster.on('listening', () => supervisor && supervisor._checkScales());
+cluster.on('exit', () => supervisor && supervisor._checkScales());
+
+// Engine events (from its thread) and worker messages (read on this thread from each
+// worker's message channel, bindings/node/src/messages.rs) arrive here.
+function onBatch(b) {
+  onEvents(decodeBatch(b));
+}
+
+function onEvents(events) {
+  for (const ev of events) {
+    const worker = live.get(ev.worker);
+    if ((ev.kind === EV.DISCONNECT || ev.kind === EV.EXIT) && engine) {
+      // What the worker sent before it went away comes first, as on node:cluster's one
+      // channel.
+      onEvents(decodeBatch(engine.drainMessages(ev.worker, true)));
+    }
+    switch (ev.kind) {
+      case EV.FORK: {
+        if (adopted.has(ev.worker)) {
+          // Started by cluster.fork(): already known.
+          for (const fd of ev.fds) fs.closeSync(fd);
+          break;
+        }
+        // Started by the supervisor.
+        const piped = ev.data || Buffer.alloc(3);
+        let k = 0;
+        const stdio = Array.from(piped, (p) => (p ? ev.fds[k++] : -1));
+        const p = new PrimaryChildProcess({ id: ev.worker, pid: ev.pid, stdio }, () => cluster.settings.serialization);
+        adopt(ev.worker, p);
+        break;
+      }
+      case EV.SUPERVISOR:
+        if (supervisor) supervisor._event(JSON.parse(ev.message));
+        break;
+      case EV.SHUTDOWN_COMPLETE:
+        if (supervisor) supervisor._shutdownComplete(ev.flag);
+        break;
+      case EV.ONLINE:
+        if (!worker) break;
+        // Its messages are read from now on, so none overtakes 'online'.
+        engine.watchMessages(ev.worker, onBatch);
+        worker.state = 'online';
+        worker.emit('online');
+        cluster.emit('online', worker);
+        break;
+      case EV.MESSAGE:
+        // Nothing is delivered once the channel is disconnected (worker.process.disconnect()
+        // cuts it before what the worker sent is read), as Node's closed channel.
+        if (!worker || !worker.process.connected) {
+          for (const fd of ev.fds) fs.closeSync(fd);
+          break;
+        }
+        deliver(worker.process, ev.data, ev.fds);
+        break;
+      case EV.FLUSHED: {
+        // Messages queued by worker.send() were written (or lost with a closed channel).
+        if (!worker) break;
+        const n = engine.written(ev.worker);
+        if (n < 0) worker.process._sendCallbacks.fail();
+        else worker.process._sendCallbacks.written(n);
+        break;
+      }
+      case EV.DISCONNECT:
+        if (!worker || !worker.process.connected) break;
+        worker.process.connected = false;
+        worker.process.emit('disconnect');
+        break;
+      case EV.EXIT: {
+        if (!worker) break;
+        const p = worker.process;
+        if (p.connected) {
+          // The engine reports the channel's end before the exit; keep Node's pairing.
+          p.connected = false;
+          p.emit('disconnect');
+        }
+        p._sendCallbacks.fail();
+        p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
+        p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
+        live.delete(ev.worker);
+        if (live.size === 0 && (!supervisor || supervisor._shutdownDone)) keepAlive.set(false);
+        p.emit('exit', p.exitCode, p.signalCode);
+        process.nextTick(() => p._exited());
+        break;
+      }
+      case EV.ERROR: {
+        const err = codedError(Error, ev.syscall || 'ERR_CORRAL_PROTOCOL', ev.message);
+        if (ev.flag) {
+          // The engine failed (ERR_CORRAL_ENGINE): the events after this one in the batch
+          // are the exits of its killed workers and the end of the cluster. An 'error'
+          // nobody listens for is thrown, as any EventEmitter's is, after they are handled.
+          const target = supervisor && supervisor.listenerCount('error') > 0 ? supervisor : cluster;
+          try {
+            target.emit('error', err);
+          } catch (e) {
+            process.nextTick(() => { throw e; });
+          }
+          break;
+        }
+        if (worker && worker.listenerCount('error') > 0) worker.emit('error', err);
+        if (worker && ev.syscall === 'ERR_CORRAL_PROTOCOL' && worker.process.connected) {
+          // Its message channel broke: cut it off entirely, as a broken single channel
+          // would (it exits at the end of its channel; a supervisor replaces it).
+          try {
+            engine.cutOff(ev.worker);
+          } catch {
+            // already gone
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
