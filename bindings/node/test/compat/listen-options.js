@@ -23,29 +23,18 @@ if (process.env.NODE_TEST_CONTEXT) {
   return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
 }
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const POLICY = process.env.LISTEN_OPTIONS_POLICY;
+const POLICY = require('../compat-support/each-policy')(cluster, 'LISTEN_OPTIONS_POLICY');
 
-if (cluster.isPrimary && !POLICY) {
-  // The driver: one cluster per policy, one after the other.
-  for (const policy of ['rr', 'none']) {
-    const r = spawnSync(process.execPath, [__filename], {
-      env: { ...process.env, LISTEN_OPTIONS_POLICY: policy },
-      stdio: ['ignore', 'inherit', 'inherit'],
-      timeout: 20000,
-      killSignal: 'SIGKILL',
-    });
-    if (r.status !== 0) console.log(`${policy}: exited with ${r.status} ${r.signal}`);
-  }
-  console.log('driver exit 0');
+if (POLICY === null) {
+  // The driver ran one cluster per policy.
 } else if (cluster.isPrimary) {
   armTimeout(15000);
-  cluster.schedulingPolicy = POLICY === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-compat-'));
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));

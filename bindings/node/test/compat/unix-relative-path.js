@@ -18,29 +18,17 @@ if (process.env.NODE_TEST_CONTEXT) {
   return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
 }
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
-const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const POLICY = process.env.UNIX_PATH_POLICY;
+const POLICY = require('../compat-support/each-policy')(cluster, 'UNIX_PATH_POLICY');
 
-if (cluster.isPrimary && !POLICY) {
-  // The driver: one cluster per policy, one after the other.
-  for (const policy of ['rr', 'none']) {
-    const r = spawnSync(process.execPath, [__filename], {
-      env: { ...process.env, UNIX_PATH_POLICY: policy },
-      stdio: ['ignore', 'inherit', 'inherit'],
-      timeout: 20000,
-      killSignal: 'SIGKILL',
-    });
-    if (r.status !== 0) console.log(`${policy}: exited with ${r.status} ${r.signal}`);
-  }
-  console.log('driver exit 0');
+if (POLICY === null) {
+  // The driver ran one cluster per policy.
 } else if (cluster.isPrimary) {
   armTimeout(15000);
-  cluster.schedulingPolicy = POLICY === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   process.env.CORRAL_ORPHAN_LISTENER_GRACE_MS = '0';
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'corral-compat-')));
