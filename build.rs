@@ -1,10 +1,10 @@
 //! Generates the C header into $OUT_DIR/corral.h (never into the source tree; the committed
-//! include/corral.h is compared with it by tests/header.rs), sets the shared library's soname
-//! (install name on macOS), and writes a corral.pc for pkg-config next to the libraries.
+//! include/corral.h is compared with it by tests/header.rs) and sets the shared library's soname
+//! (install name on macOS). Nothing is written outside $OUT_DIR: the soname link, corral.pc and
+//! the CMake package are made by `make lib` / `make install` (Makefile).
 
 use std::env;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -42,33 +42,5 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libcorral.{major}.dylib");
     } else {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcorral.so.{major}");
-    }
-
-    // $OUT_DIR is <target>/<profile>/build/corral-<hash>/out: the libraries land in <profile>.
-    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
-        write_pkg_config(profile_dir, &crate_dir, &version);
-        if target_os != "macos" {
-            // The soname names libcorral.so.MAJOR; cargo only writes libcorral.so. The link
-            // points at it (dangling until the link step finishes).
-            let link = profile_dir.join(format!("libcorral.so.{major}"));
-            if fs::symlink_metadata(&link).is_err() {
-                #[cfg(unix)]
-                let _ = std::os::unix::fs::symlink("libcorral.so", &link);
-            }
-        }
-    }
-}
-
-fn write_pkg_config(libdir: &Path, crate_dir: &Path, version: &str) {
-    let pc = format!(
-        "libdir={}\nincludedir={}\n\nName: corral\nDescription: Native cluster engine: prefork workers, fd handoff, supervision\n\
-         Version: {version}\nLibs: -L${{libdir}} -lcorral\nLibs.private: -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc\n\
-         Cflags: -I${{includedir}}\n",
-        libdir.display(),
-        crate_dir.join("include").display()
-    );
-    let path = libdir.join("corral.pc");
-    if fs::read_to_string(&path).ok().as_deref() != Some(pc.as_str()) {
-        let _ = fs::write(path, pc);
     }
 }

@@ -39,7 +39,16 @@ pub fn lib_dir() -> PathBuf {
             "cargo build -p corral failed:\n{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        dir.join("debug")
+        let dir = dir.join("debug");
+        // The soname is libcorral.so.MAJOR (build.rs); cargo writes libcorral.so only, and
+        // build.rs writes nothing outside OUT_DIR, so the link the programs load is made here
+        // (as `make lib` does for target/release).
+        let link = dir.join(concat!("libcorral.so.", env!("CARGO_PKG_VERSION_MAJOR")));
+        if std::fs::read_link(&link).is_err() {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink("libcorral.so", &link).expect("soname link");
+        }
+        dir
     })
     .clone()
 }
