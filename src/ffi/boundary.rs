@@ -26,6 +26,21 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
+/// Frees a handle made by `Box::into_raw` (NULL: nothing), for every `*_free` export: a panic in
+/// a destructor (a `Drop` that closes fds, joins nothing) is caught like any other export's.
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` for a `T` and is not used again.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    if p.is_null() {
+        return;
+    }
+    guard_value((), || {
+        // SAFETY: from Box::into_raw and freed once, by the caller's contract.
+        drop(unsafe { Box::from_raw(p) })
+    })
+}
+
 /// A NULL check that names the parameter.
 pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<(), Error> {
     if p.is_null() {

@@ -96,9 +96,11 @@ pub(crate) fn set_panic(what: &str) -> corral_status {
 /// Valid in every thread and in a forked child.
 #[no_mangle]
 pub unsafe extern "C" fn corral_last_error_message(buf: *mut c_char, len: usize) -> usize {
-    // SAFETY: `buf` has `len` writable bytes by contract.
     super::boundary::guard_value(0, || {
-        LAST.with(|l| unsafe { super::boundary::copy_out(&l.borrow().message, buf, len) })
+        LAST.with(|l| {
+            // SAFETY: `buf` has `len` writable bytes by contract.
+            unsafe { super::boundary::copy_out(&l.borrow().message, buf, len) }
+        })
     })
 }
 
@@ -118,19 +120,21 @@ pub extern "C" fn corral_last_error_errno() -> i32 {
 /// Unknown values give `"CORRAL_STATUS_UNKNOWN"`.
 #[no_mangle]
 pub extern "C" fn corral_status_str(status: u32) -> *const c_char {
-    let s: &'static str = match status {
-        0 => "CORRAL_STATUS_OK\0",
-        1 => "CORRAL_STATUS_INVALID_ARGUMENT\0",
-        2 => "CORRAL_STATUS_OS_ERROR\0",
-        3 => "CORRAL_STATUS_PROTOCOL_ERROR\0",
-        4 => "CORRAL_STATUS_TOO_LARGE\0",
-        5 => "CORRAL_STATUS_WRONG_STATE\0",
-        6 => "CORRAL_STATUS_NOT_A_WORKER\0",
-        7 => "CORRAL_STATUS_NO_SUCH_WORKER\0",
-        8 => "CORRAL_STATUS_DISCONNECTED\0",
-        9 => "CORRAL_STATUS_PANIC\0",
-        10 => "CORRAL_STATUS_WOULD_BLOCK\0",
-        _ => "CORRAL_STATUS_UNKNOWN\0",
-    };
-    s.as_ptr().cast()
+    super::boundary::guard_value(std::ptr::null(), || {
+        let s: &'static str = match status {
+            0 => "CORRAL_STATUS_OK\0",
+            1 => "CORRAL_STATUS_INVALID_ARGUMENT\0",
+            2 => "CORRAL_STATUS_OS_ERROR\0",
+            3 => "CORRAL_STATUS_PROTOCOL_ERROR\0",
+            4 => "CORRAL_STATUS_TOO_LARGE\0",
+            5 => "CORRAL_STATUS_WRONG_STATE\0",
+            6 => "CORRAL_STATUS_NOT_A_WORKER\0",
+            7 => "CORRAL_STATUS_NO_SUCH_WORKER\0",
+            8 => "CORRAL_STATUS_DISCONNECTED\0",
+            9 => "CORRAL_STATUS_PANIC\0",
+            10 => "CORRAL_STATUS_WOULD_BLOCK\0",
+            _ => "CORRAL_STATUS_UNKNOWN\0",
+        };
+        s.as_ptr().cast()
+    })
 }

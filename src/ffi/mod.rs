@@ -22,12 +22,14 @@ pub use worker::*;
 /// Valid in every process and thread, also in a forked child.
 #[no_mangle]
 pub extern "C" fn corral_version() -> *const std::ffi::c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    boundary::guard_value(std::ptr::null(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
 }
 
 /// The default worker count: CPUs this process may run on (affinity mask), lowered to a
 /// cgroup v2 `cpu.max` quota (rounded up), and at least 1.
 #[no_mangle]
 pub extern "C" fn corral_available_parallelism() -> usize {
-    corral_core::available_parallelism()
+    boundary::guard_value(1, corral_core::available_parallelism)
 }

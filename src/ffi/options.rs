@@ -44,10 +44,8 @@ pub unsafe extern "C" fn corral_options_new(out: *mut *mut corral_options) -> co
 /// Frees options. NULL is a no-op. Primaries created from them are not affected.
 #[no_mangle]
 pub unsafe extern "C" fn corral_options_free(opts: *mut corral_options) {
-    if !opts.is_null() {
-        // SAFETY: created by corral_options_new, freed once by contract.
-        drop(unsafe { Box::from_raw(opts) });
-    }
+    // SAFETY: created by corral_options_new, freed once by contract.
+    unsafe { super::boundary::free_box(opts) }
 }
 
 fn with_opts(

@@ -168,12 +168,8 @@ pub unsafe extern "C" fn corral_primary_new(
 /// from its own event callback. In a forked worker, only frees the memory of its copy.
 #[no_mangle]
 pub unsafe extern "C" fn corral_primary_free(p: *mut corral_primary) {
-    if !p.is_null() {
-        // SAFETY: created by corral_primary_new and freed once by contract.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(p) })
-        }));
-    }
+    // SAFETY: created by corral_primary_new and freed once by contract.
+    unsafe { super::boundary::free_box(p) }
 }
 
 fn with_primary(
@@ -191,14 +187,16 @@ fn with_primary(
 /// `CORRAL_SCHED_POLICY` override. `CORRAL_POLICY_RR` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 {
-    if p.is_null() {
-        return super::options::CORRAL_POLICY_RR;
-    }
-    // SAFETY: a live handle by contract.
-    match unsafe { &(*p).p }.policy() {
-        corral_core::Policy::RoundRobin => super::options::CORRAL_POLICY_RR,
-        corral_core::Policy::Shared => super::options::CORRAL_POLICY_SHARED,
-    }
+    super::boundary::guard_value(super::options::CORRAL_POLICY_RR, || {
+        if p.is_null() {
+            return super::options::CORRAL_POLICY_RR;
+        }
+        // SAFETY: a live handle by contract.
+        match unsafe { &(*p).p }.policy() {
+            corral_core::Policy::RoundRobin => super::options::CORRAL_POLICY_RR,
+            corral_core::Policy::Shared => super::options::CORRAL_POLICY_SHARED,
+        }
+    })
 }
 
 /// Forks a worker (prefork). In the primary, writes the new worker's id to `*id_out` and NULL

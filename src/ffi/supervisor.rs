@@ -44,10 +44,8 @@ pub unsafe extern "C" fn corral_supervisor_options_new(
 /// Frees supervisor options. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn corral_supervisor_options_free(o: *mut corral_supervisor_options) {
-    if !o.is_null() {
-        // SAFETY: created by corral_supervisor_options_new, freed once by contract.
-        drop(unsafe { Box::from_raw(o) });
-    }
+    // SAFETY: created by corral_supervisor_options_new, freed once by contract.
+    unsafe { super::boundary::free_box(o) }
 }
 
 fn with(

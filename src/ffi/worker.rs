@@ -110,12 +110,8 @@ pub unsafe extern "C" fn corral_worker_from_env(out: *mut *mut corral_worker) ->
 /// Frees a worker handle, closing its channel (the primary sees a disconnect). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn corral_worker_free(w: *mut corral_worker) {
-    if !w.is_null() {
-        // SAFETY: created by this library and freed once by contract.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(w) })
-        }));
-    }
+    // SAFETY: created by this library and freed once by contract.
+    unsafe { super::boundary::free_box(w) }
 }
 
 fn with_worker(
@@ -132,22 +128,26 @@ fn with_worker(
 /// This worker's id (from 1, never reused by its primary); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_worker_id(w: *const corral_worker) -> u64 {
-    if w.is_null() {
-        return 0;
-    }
-    // SAFETY: a live handle by contract.
-    unsafe { &(*w).w }.id()
+    super::boundary::guard_value(0, || {
+        if w.is_null() {
+            return 0;
+        }
+        // SAFETY: a live handle by contract.
+        unsafe { &(*w).w }.id()
+    })
 }
 
 /// A pollable fd: readable when `corral_worker_next(w, 0, ...)` may return an event. Owned by
 /// the worker: do not close it. -1 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_worker_fd(w: *const corral_worker) -> i32 {
-    if w.is_null() {
-        return -1;
-    }
-    // SAFETY: a live handle by contract.
-    unsafe { &(*w).w }.poll_fd()
+    super::boundary::guard_value(-1, || {
+        if w.is_null() {
+            return -1;
+        }
+        // SAFETY: a live handle by contract.
+        unsafe { &(*w).w }.poll_fd()
+    })
 }
 
 /// Asks the primary to listen on `address` and waits for the answer. Workers asking for the
@@ -334,12 +334,14 @@ pub unsafe extern "C" fn corral_worker_event_listener(ev: *const corral_worker_e
 /// not taken is closed by `corral_worker_event_free`.
 #[no_mangle]
 pub unsafe extern "C" fn corral_worker_event_take_fd(ev: *mut corral_worker_event) -> i32 {
-    if ev.is_null() {
-        return -1;
-    }
-    // SAFETY: a live event, not aliased during this call, by contract.
-    let e = unsafe { &mut *ev };
-    e.fd.take().map_or(-1, |fd| fd.into_raw_fd())
+    super::boundary::guard_value(-1, || {
+        if ev.is_null() {
+            return -1;
+        }
+        // SAFETY: a live event, not aliased during this call, by contract.
+        let e = unsafe { &mut *ev };
+        e.fd.take().map_or(-1, |fd| fd.into_raw_fd())
+    })
 }
 
 /// For `MESSAGE`: the payload (owned by the event) and its length in `*len_out` (may be NULL).
@@ -366,8 +368,6 @@ pub unsafe extern "C" fn corral_worker_event_data(
 /// Frees an event (closing a connection fd that was not taken). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn corral_worker_event_free(ev: *mut corral_worker_event) {
-    if !ev.is_null() {
-        // SAFETY: created by corral_worker_next, freed once by contract.
-        drop(unsafe { Box::from_raw(ev) });
-    }
+    // SAFETY: created by corral_worker_next, freed once by contract.
+    unsafe { super::boundary::free_box(ev) }
 }

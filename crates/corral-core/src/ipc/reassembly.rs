@@ -1,5 +1,5 @@
 //! Datagrams in, whole messages out: the pure half of [`Channel::recv`](super::Channel::recv),
-//! with no socket, so the rules of [`frame`](super::frame) about `FIRST`, `MORE`, `kind` and
+//! with no socket, so the rules of [`super::frame`] about `FIRST`, `MORE`, `kind` and
 //! `total` can be tested and fuzzed on bytes alone (`fuzz/`).
 //!
 //! Every reader of a channel goes through here: the engine's primary and worker, the C ABI, and

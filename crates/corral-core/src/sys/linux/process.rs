@@ -223,7 +223,7 @@ pub fn spawn(
     // the free numbers below `above` for the time of the spawn keeps it clear of them.
     let reserved = fill_free_below(above)?;
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY(fork): the closure runs between fork and exec and only calls async-signal-safe
+    // SAFETY: (fork) the closure runs between fork and exec and only calls async-signal-safe
     // functions (dup2, fcntl, prctl, getppid, kill) on values it owns or copied, and reads a
     // Vec it owns (no allocation).
     unsafe {

@@ -259,6 +259,7 @@ mod tests {
         assert_eq!(&buf[..r.len], b"headbody");
         assert_eq!(r.fds.len(), 1);
         assert!(!r.truncated);
+        // SAFETY: F_GETFD on an fd the test owns.
         let flags = unsafe { libc::fcntl(r.fds[0].as_raw_fd(), libc::F_GETFD) };
         assert_ne!(
             flags & libc::FD_CLOEXEC,

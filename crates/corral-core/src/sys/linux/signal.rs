@@ -13,7 +13,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     let fd = PIPE_WRITE.load(Ordering::Relaxed);
     if fd >= 0 {
         let b = sig as u8;
-        // SAFETY(signal): write(2) is async-signal-safe; errno is saved and restored.
+        // SAFETY: (signal handler) write(2) is async-signal-safe; errno is saved and restored.
         unsafe {
             let saved = *libc::__errno_location();
             libc::write(fd, (&b as *const u8).cast(), 1);
