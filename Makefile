@@ -29,8 +29,11 @@ MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # What a static link needs besides libcorral.a: the native libraries of Rust's std, as this
 # rustc reports them (rustls-ffi does the same); corral itself links nothing else.
 RUSTC ?= rustc
-NATIVE_STATIC_LIBS = $(shell echo '' | $(RUSTC) --crate-type staticlib --print native-static-libs \
-	-o /dev/null - 2>&1 | sed -n 's/.*native-static-libs: //p')
+# (Built in a temporary directory: rustc renames its output into place, so `-o /dev/null`
+# would replace /dev/null with the archive.)
+NATIVE_STATIC_LIBS = $(shell d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && echo '' | \
+	$(RUSTC) --crate-type staticlib --print native-static-libs --out-dir "$$d" - 2>&1 | \
+	sed -n 's/.*native-static-libs: //p')
 
 .PHONY: all lib examples demo test clean install install-only
 

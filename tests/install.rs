@@ -43,6 +43,15 @@ fn make_install(prefix: &Path, destdir: Option<&Path>) {
         cmd.arg(format!("DESTDIR={}", d.display()));
     }
     ok(&cmd.output().expect("run make"), "make install-only");
+    // It once asked rustc for `-o /dev/null`, and rustc renames its output into place.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "make install replaced /dev/null"
+    );
 }
 
 struct TempDir(PathBuf);
