@@ -15,6 +15,22 @@
 //! | CPU count                   | affinity mask and cgroup v2 `cpu.max` | `std::thread::available_parallelism` |
 //! | signal wake-up (opt-in)     | `sigaction` + self-pipe               | same                                |
 //!
+//! On Linux the calls go through **nix** (socketpair, sendmsg with `ScmRights`, accept4, poll,
+//! fcntl, pipe2, prctl, getrlimit, sysconf, sched_getaffinity, errno names) and std (fd
+//! duplication), which own the fds they return. **libc** stays where nix is wrong or missing:
+//!
+//! | call                     | why libc                                                         |
+//! |--------------------------|------------------------------------------------------------------|
+//! | `recvmsg` (SCM_RIGHTS)   | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak |
+//! | `getsockopt(TCP_INFO)`   | nix has no `TCP_INFO` option                                      |
+//! | `pidfd_open`             | nix has no pidfd_open                                             |
+//! | `waitpid`                | nix turns a child killed by a real-time signal into EINVAL after reaping it |
+//! | `kill`, `sigaction`      | nix's `Signal` has no real-time signals (SIGRTMIN+n)              |
+//! | signal handler `write`   | raw async-signal-safe code, errno saved and restored              |
+//! | `dup2` after fork        | the targets are numbers, not fds of this process (nix's dup2 replaces an `OwnedFd`) |
+//! | `fcntl` on a bare number | `fd_is_open`, `F_DUPFD_CLOEXEC` of a spec's fd, `SO_TYPE` of an inherited fd: not known open, so not a `BorrowedFd` |
+//! | `fork`                   | as unsafe in nix; the thread check before it is ours              |
+//!
 //! `unsafe` is allowed here and in the C ABI crate only; every block says why it is sound.
 
 #[cfg(target_os = "linux")]

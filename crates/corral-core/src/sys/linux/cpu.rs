@@ -17,14 +17,13 @@ pub fn available_parallelism() -> usize {
 }
 
 fn affinity_count() -> Option<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>().
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        Some(libc::CPU_COUNT(&set) as usize)
-    }
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    Some(
+        (0..CpuSet::count())
+            .filter(|&i| set.is_set(i).unwrap_or(false))
+            .count(),
+    )
 }
 
 /// The smallest `cpu.max` quota (in CPUs, rounded up) from the process's cgroup up to the root.

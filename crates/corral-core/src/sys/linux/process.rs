@@ -1,6 +1,9 @@
 //! Starting workers (exec and fork), watching them (pidfd), reaping and signalling.
 
-use super::fd::cvt;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -78,18 +81,16 @@ pub struct Spawned {
 
 /// The soft `RLIMIT_NOFILE`: fd numbers a process can use are below it.
 pub fn fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one struct into our local.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    lim.rlim_cur
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
-/// `fcntl(F_DUPFD_CLOEXEC)`: a close-on-exec copy of `fd` numbered `min` or above.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    Ok(Errno::result(ret)?)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: a close-on-exec copy of `fd` numbered `min` or above. libc: `fd`
+/// is a number from the spec (checked open, not owned), and nix's fcntl gives a raw int too.
 fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a fresh fd that nobody else owns (or fails).
     let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
@@ -97,30 +98,26 @@ fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn open_cloexec(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: a NUL-terminated path and flags; returns a fresh fd or fails.
-    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })?;
-    // SAFETY: `fd` is a freshly created fd owned by us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_cloexec(path: &std::ffi::CStr, flags: OFlag) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// A connected `AF_UNIX` stream socket pair, close-on-exec.
 fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two fds into our array.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: two fresh fds owned by us alone.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
 }
 
-/// Whether `fd` is an open fd of this process.
+/// Whether `fd` is an open fd of this process. libc: a number not known to be open cannot be a
+/// `BorrowedFd`, which nix's fcntl takes.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD on any number; no memory is passed.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
@@ -201,7 +198,11 @@ pub fn spawn(
         let copy = match spec.stdio_at(i) {
             StdioSpec::Closed | StdioSpec::Inherit | StdioSpec::Fd(_) => continue,
             StdioSpec::Null => {
-                let mode = if i == 0 { libc::O_RDONLY } else { libc::O_RDWR };
+                let mode = if i == 0 {
+                    OFlag::O_RDONLY
+                } else {
+                    OFlag::O_RDWR
+                };
                 let null = open_cloexec(c"/dev/null", mode)?;
                 dup_at_least(null.as_raw_fd(), above)?
             }
@@ -225,7 +226,8 @@ pub fn spawn(
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: (fork) the closure runs between fork and exec and only calls async-signal-safe
     // functions (dup2, fcntl, prctl, getppid, kill) on values it owns or copied, and reads a
-    // Vec it owns (no allocation).
+    // Vec it owns (no allocation). libc's dup2 on raw numbers: the targets are not fds of
+    // this process yet (nix's dup2 wants an OwnedFd to replace).
     unsafe {
         cmd.pre_exec(move || {
             for &(source, target) in &plan {
@@ -257,7 +259,7 @@ pub fn spawn(
 fn fill_free_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
     let mut held = Vec::new();
     loop {
-        let fd = open_cloexec(c"/dev/null", libc::O_RDONLY)?;
+        let fd = open_cloexec(c"/dev/null", OFlag::O_RDONLY)?;
         if fd.as_raw_fd() >= limit {
             return Ok(held);
         }
@@ -267,14 +269,13 @@ fn fill_free_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
 
 /// Die with the parent: SIGKILL on the parent's death, and at once if it is already gone.
 ///
-/// SAFETY(fork): async-signal-safe (prctl, getppid, kill).
+/// Runs between fork and exec: async-signal-safe only (prctl, getppid, kill; nix's wrappers
+/// are the bare syscalls, no allocation).
 fn after_fork_in_child(parent: libc::pid_t) {
-    // SAFETY: plain syscalls without memory arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::getppid() != parent {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+    use nix::sys::signal::Signal;
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() != parent {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGKILL);
     }
 }
 
@@ -320,7 +321,8 @@ pub enum ForkError {
 }
 
 /// Takes ownership of an inherited fd number after checking it is a `SOCK_SEQPACKET` socket,
-/// and makes it close-on-exec.
+/// and makes it close-on-exec. libc for the check: the number is not known to be open yet, so
+/// it cannot be the `BorrowedFd` nix's getsockopt takes.
 pub fn adopt_seqpacket(fd: RawFd) -> io::Result<OwnedFd> {
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -355,6 +357,7 @@ pub fn thread_count() -> usize {
 }
 
 /// A pidfd for `pid` (Linux 5.3+): readable once the process has exited. Close-on-exec.
+/// libc: nix has no pidfd_open.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -374,7 +377,8 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
 }
 
-/// Reaps `pid` if it has exited (`WNOHANG`); `Ok(None)` if it still runs.
+/// Reaps `pid` if it has exited (`WNOHANG`); `Ok(None)` if it still runs. libc: nix's
+/// waitpid turns a child killed by a real-time signal into EINVAL after reaping it.
 pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {
     let mut status = 0;
     loop {
@@ -405,7 +409,7 @@ pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {
     }))
 }
 
-/// Sends `signal` to `pid`.
+/// Sends `signal` to `pid`. libc: nix's `Signal` has no real-time signals.
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::kill(pid, signal) }).map(drop)

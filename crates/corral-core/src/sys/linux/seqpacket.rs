@@ -5,8 +5,13 @@
 //! one thread may block in `recvmsg` while another sends without blocking on the same socket.
 //! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
 
-use super::fd::cvt;
-use std::io;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    UnixAddr,
+};
+use std::io::{self, IoSlice};
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -15,18 +20,12 @@ pub const MAX_FDS: usize = 16;
 
 /// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two fds into the array we pass.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
 }
 
 const CMSG_SPACE_FDS: usize = 128; // >= CMSG_SPACE(MAX_FDS * sizeof(int)) on every ABI
@@ -44,77 +43,44 @@ pub fn send_datagram(
     nonblocking: bool,
 ) -> io::Result<()> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per datagram");
-    let mut iov = [
-        libc::iovec {
-            iov_base: head.as_ptr() as *mut _,
-            iov_len: head.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_ptr() as *mut _,
-            iov_len: body.len(),
-        },
-    ];
-    let mut cbuf = CmsgBuf([0; CMSG_SPACE_FDS]);
-    // SAFETY: msghdr is plain data; all pointers set below outlive the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = if body.is_empty() { 1 } else { 2 };
-    if !fds.is_empty() {
-        let payload = (fds.len() * mem::size_of::<RawFd>()) as u32;
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
-        debug_assert!(space <= CMSG_SPACE_FDS);
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points at `space` zeroed, aligned bytes, so CMSG_FIRSTHDR is a
-        // valid header and CMSG_DATA has room for `payload` bytes.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
-            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-            for (i, fd) in fds.iter().enumerate() {
-                data.add(i).write_unaligned(fd.as_raw_fd());
-            }
-        }
+    let iov = [IoSlice::new(head), IoSlice::new(body)];
+    let iov = if body.is_empty() { &iov[..1] } else { &iov[..] };
+    let mut raw = [0 as RawFd; MAX_FDS];
+    for (r, fd) in raw.iter_mut().zip(fds) {
+        *r = fd.as_raw_fd();
     }
-    let flags = libc::MSG_NOSIGNAL | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    let rights = [ControlMessage::ScmRights(&raw[..fds.len()])];
+    let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
+    let flags = MsgFlags::MSG_NOSIGNAL
+        | if nonblocking {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
     loop {
-        // SAFETY: msg and everything it points to is valid for the duration of the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
-        if n >= 0 {
+        match sendmsg::<UnixAddr>(sock.as_raw_fd(), iov, cmsgs, flags, None) {
             // SEQPACKET sends are atomic: all or an error.
-            debug_assert_eq!(n as usize, head.len() + body.len());
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => {}
+            Ok(n) => {
+                debug_assert_eq!(n, head.len() + body.len());
+                return Ok(());
+            }
+            Err(Errno::EINTR) => {}
             // A blocking send on a socket someone made O_NONBLOCK (libuv does that to the
             // shared open file description when it polls a duplicate): wait for room.
-            Some(libc::EAGAIN) if !nonblocking => wait_for(sock, libc::POLLOUT)?,
-            _ => return Err(err),
+            Err(Errno::EAGAIN) if !nonblocking => wait_for(sock, PollFlags::POLLOUT)?,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Waits until `sock` is ready for `events` (or has an error or hang-up, which the next call
 /// reports).
-fn wait_for(sock: BorrowedFd<'_>, events: libc::c_short) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events,
-        revents: 0,
-    };
+fn wait_for(sock: BorrowedFd<'_>, events: PollFlags) -> io::Result<()> {
     loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } >= 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        match poll(&mut [PollFd::new(sock, events)], PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -134,6 +100,10 @@ pub struct Received {
 }
 
 /// Receives one datagram into `buf`. `Err(WouldBlock)` when `nonblocking` and nothing is queued.
+///
+/// libc, not nix: nix's `RecvMsg::cmsgs()` refuses to walk the control data when `MSG_CTRUNC`
+/// is set (nix#2413), and then the fds the kernel did install before it ran out (EMFILE) would
+/// leak; here every installed fd is owned at once and `fds_dropped` reports the rest.
 pub fn recv_datagram(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -160,7 +130,7 @@ pub fn recv_datagram(
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) if !nonblocking => wait_for(sock, libc::POLLIN)?,
+            Some(libc::EAGAIN) if !nonblocking => wait_for(sock, PollFlags::POLLIN)?,
             _ => return Err(err),
         }
     };
@@ -195,23 +165,15 @@ pub fn recv_datagram(
 /// stopped reading (the same datagram stays at the head) from one that is only busy.
 pub fn peek_datagram(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
-        // SAFETY: recv into a buffer we own, valid for the call; MSG_PEEK leaves the queue as is.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) => return Ok(None),
-            _ => return Err(err),
+        match recv(
+            sock.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -259,8 +221,7 @@ mod tests {
         assert_eq!(&buf[..r.len], b"headbody");
         assert_eq!(r.fds.len(), 1);
         assert!(!r.truncated);
-        // SAFETY: F_GETFD on an fd the test owns.
-        let flags = unsafe { libc::fcntl(r.fds[0].as_raw_fd(), libc::F_GETFD) };
+        let flags = nix::fcntl::fcntl(&r.fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(
             flags & libc::FD_CLOEXEC,
             0,
@@ -291,8 +252,7 @@ mod tests {
     fn blocking_calls_wait_even_on_a_nonblocking_file_description() {
         let (a, b) = seqpacket_pair().unwrap();
         for fd in [&a, &b] {
-            // SAFETY: fcntl on our own open socket.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            crate::sys::set_nonblocking(fd.as_fd(), true).unwrap();
         }
         // Fill the socket, then a blocking send must wait for the reader instead of failing.
         let chunk = vec![1u8; 4096];

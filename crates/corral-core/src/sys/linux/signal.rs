@@ -2,13 +2,15 @@
 //! primary's poller watches. Installing it changes process-wide dispositions, so it only happens
 //! when a caller asks (`PrimaryOptions::shutdown_signals`), and `restore()` puts them back.
 
-use super::fd::cvt;
+use nix::fcntl::OFlag;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
+// libc in the handler and for sigaction: the handler stays raw async-signal-safe code, and
+// nix's `Signal` has no real-time signals (SIGRTMIN+n), which `shutdown_signals` accepts.
 extern "C" fn on_signal(sig: libc::c_int) {
     let fd = PIPE_WRITE.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -33,11 +35,7 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Installs handlers for `signals`. Fails with `EBUSY` if another `SignalPipe` is active.
     pub fn install(signals: &[i32]) -> io::Result<SignalPipe> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two new fds into the array.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
-        // SAFETY: fresh fds owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         if PIPE_WRITE
             .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
@@ -78,14 +76,9 @@ impl SignalPipe {
     pub fn drain(&self) -> Vec<i32> {
         let mut out = Vec::new();
         let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: read into our local buffer.
-            let n =
-                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            out.extend(buf[..n as usize].iter().map(|&b| b as i32));
+        // Until EAGAIN (the pipe is non-blocking) or an error.
+        while let Ok(n @ 1..) = nix::unistd::read(&self.read, &mut buf) {
+            out.extend(buf[..n].iter().map(|&b| b as i32));
         }
         out
     }
