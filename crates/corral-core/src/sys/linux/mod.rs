@@ -1,5 +1,6 @@
 //! Linux implementation of the `sys` contract (see `sys/mod.rs`).
 
+mod bpf;
 mod cpu;
 mod errno;
 mod fd;
@@ -9,6 +10,9 @@ mod procstat;
 mod seqpacket;
 mod signal;
 
+pub use bpf::{
+    probe as kernel_steering_probe, ReuseportGroup, Unsupported as KernelSteeringUnsupported,
+};
 pub use cpu::available_parallelism;
 pub use errno::{errno_name, last_errno};
 pub use fd::{dup_cloexec, fd_count, set_cloexec, set_nonblocking};
