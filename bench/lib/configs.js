@@ -219,9 +219,10 @@ async function waitForPort(port, g, ms) {
 }
 
 /** Runs node_ipc.js once and returns its `ipc` result. */
-async function runIpc({ module, serialization, bytes, warmupMs, maxMs, log }) {
+async function runIpc({ module, mode, serialization, bytes, warmupMs, maxMs, log }) {
   const env = cleanEnv({
     BENCH_CLUSTER_MODULE: module,
+    BENCH_IPC_MODE: mode,
     BENCH_IPC_SERIALIZATION: serialization,
     BENCH_IPC_BYTES: String(bytes),
     BENCH_IPC_WARMUP_MS: String(warmupMs),

@@ -218,18 +218,26 @@ function httpSection(metric, results) {
   return out.join('\n');
 }
 
-function ipcSection(results) {
+// `streaming`: the up/down rows (target: 2x node:cluster), else the ping-pong rows.
+function ipcSection(results, streaming) {
   const rows = [];
   for (const [key, cfg] of Object.entries(results.ipc)) {
+    const mode = cfg.mode || 'pingpong';
+    if ((mode !== 'pingpong') !== streaming) continue;
     const values = cfg.status === 'ok' ? cfg.rounds.map((r) => r?.msgsPerSec) : [];
     const anchorCfg = results.ipc[cfg.anchorKey];
     const anchorValues = anchorCfg?.status === 'ok' ? anchorCfg.rounds.map((r) => r?.msgsPerSec) : null;
     const isAnchor = key === cfg.anchorKey;
     const target =
       cfg.family === 'corral'
-        ? targetCell([{ anchor: cfg.anchorKey, label: 'node:cluster', atLeast: 3 }], cfg, values, () => anchorValues, int)
+        ? targetCell([{ anchor: cfg.anchorKey, label: 'node:cluster', atLeast: streaming ? 2 : 3 }], cfg, values, () => anchorValues, int)
         : '';
-    const label = [cfg.module, cfg.serialization, cfg.bytes === 64 ? '64 B' : `${cfg.bytes / 1024} KiB`];
+    const label = [
+      cfg.module,
+      ...(streaming ? [mode === 'up' ? 'worker → primary' : 'primary → worker'] : []),
+      cfg.serialization,
+      cfg.bytes === 64 ? '64 B' : `${cfg.bytes / 1024} KiB`,
+    ];
     const s = summary(values);
     if (cfg.status !== 'ok' || !s) rows.push([...label, cfg.status === 'ok' ? 'n/a' : cfg.status, '', '', '', target]);
     else {
@@ -243,7 +251,8 @@ function ipcSection(results) {
       ]);
     }
   }
-  return table(['module', 'serialization', 'payload', 'median', 'min', 'max', 'vs node:cluster', 'target'], rows);
+  const head = ['module', ...(streaming ? ['direction'] : []), 'serialization', 'payload'];
+  return table([...head, 'median', 'min', 'max', 'vs node:cluster', 'target'], rows);
 }
 
 const NOISY = 0.25; // cores taken by other processes above which a round is flagged
@@ -327,7 +336,15 @@ function render(results) {
     `bench/servers/node_ipc.js: one worker echoes every message, one message in flight; messages/s counts both directions. ` +
       `Payload \`{seq, data}\` with \`data\` a string of the given size. ${s.ipcWarmupMs} ms warm-up, then ${s.ipcMaxMs} ms measured.`,
     '',
-    ipcSection(results),
+    ipcSection(results, false),
+    '',
+    '## IPC: streaming',
+    '',
+    'bench/servers/node_ipc.js with BENCH_IPC_MODE=up (a worker sends to the primary) or down (the primary sends to a worker): ' +
+      'the sender sends as fast as send() lets it, with at most 256 messages written-but-unconfirmed (the send callback), and the receiver counts. ' +
+      `Payload \`{seq, data}\` with \`data\` a 64-character string. ${s.ipcWarmupMs} ms warm-up, then ${s.ipcMaxMs} ms measured.`,
+    '',
+    ipcSection(results, true),
     '',
     '## Noise: CPU taken by other processes, in cores, per round',
     '',
