@@ -53,10 +53,8 @@ pub const CORRAL_EVENT_RELOAD: u32 = 25;
 /// The worker count changed (`corral_event_count`: the new count).
 pub const CORRAL_EVENT_SCALED: u32 = 26;
 
-pub(crate) enum Kind {
-    Primary(Event),
-    Supervisor(SupervisorEvent),
-}
+/// The event itself: one of the primary or of its supervisor, in the engine's order.
+pub(crate) use corral_core::ClusterEvent as Kind;
 
 /// An event of the primary or of its supervisor (opaque; valid only during the callback that
 /// received it).

@@ -3,19 +3,20 @@
 
 use super::boundary::{guard, guard_value, handle_mut, handle_ref, message, non_null, write_out};
 use super::error::corral_status;
-use super::event::{corral_event, corral_event_callback, Kind};
+use super::event::{corral_event, corral_event_callback};
 use super::options::corral_options;
 use super::worker::corral_worker;
-use corral_core::{Error, ErrorKind, Event, Forked, Primary, Supervisor, SupervisorOptions};
+use corral_core::{
+    Cluster, ClusterEvent, Error, ErrorKind, Event, Forked, Primary, Supervisor, SupervisorOptions,
+};
 use std::ffi::c_void;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A primary (opaque). Create with `corral_primary_new`, free with `corral_primary_free`.
 /// Use it from one thread at a time (the one that created it, if it forks workers: they die
 /// with that thread).
 pub struct corral_primary {
-    p: Primary,
-    sup: Option<Supervisor>,
+    cluster: Cluster,
     callback: corral_event_callback,
     userdata: usize,
     stop: bool,
@@ -54,9 +55,6 @@ impl Drop for Running {
 
 impl corral_primary {
     pub(crate) fn supervise(&mut self, opts: SupervisorOptions) -> Result<(), Error> {
-        if self.sup.is_some() {
-            return Err(Error::wrong_state("this primary is already supervising"));
-        }
         let env: Vec<(String, String)> = opts
             .heartbeat
             .as_ref()
@@ -68,67 +66,34 @@ impl corral_primary {
             })
             .unwrap_or_default();
         let spawn = Box::new(move |p: &mut Primary, _slot: usize| p.spawn_worker(&env));
-        self.sup = Some(Supervisor::start(&mut self.p, opts, spawn)?);
-        Ok(())
+        self.cluster.supervise(opts, spawn)
     }
 
     pub(crate) fn with_supervisor(
         &mut self,
         f: impl FnOnce(&mut Supervisor, &mut Primary) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let s = self
-            .sup
-            .as_mut()
-            .ok_or_else(|| Error::wrong_state("call corral_primary_supervise first"))?;
-        f(s, &mut self.p)
+        if self.cluster.supervisor().is_none() {
+            return Err(Error::wrong_state("call corral_primary_supervise first"));
+        }
+        self.cluster.with_supervisor(f)
     }
 
     pub(crate) fn metrics_text(&self) -> String {
-        self.sup
-            .as_ref()
-            .map_or_else(String::new, |s| s.metrics(&self.p).to_prometheus())
+        self.cluster.supervisor().map_or_else(String::new, |s| {
+            s.metrics(self.cluster.primary()).to_prometheus()
+        })
     }
 
     pub(crate) fn metrics_port(&self) -> u16 {
-        self.sup
-            .as_ref()
+        self.cluster
+            .supervisor()
             .and_then(|s| s.metrics_addr())
             .map_or(0, |a| a.port())
     }
 
-    /// The primary's and the supervisor's next deadline.
-    fn timeout(&self) -> Option<Duration> {
-        let sup = self
-            .sup
-            .as_ref()
-            .and_then(|s| s.next_deadline())
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        match (self.p.next_timeout(), sup) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The next event for the callback: the primary's (fed to the supervisor first), then,
-    /// once those are drained, the supervisor's.
-    fn next_event(&mut self) -> Option<Kind> {
-        if let Some(ev) = self.p.next_event() {
-            if let Some(s) = self.sup.as_mut() {
-                s.handle(&mut self.p, &ev);
-            }
-            return Some(Kind::Primary(ev));
-        }
-        let s = self.sup.as_mut()?;
-        if let Some(ev) = s.next_event() {
-            return Some(Kind::Supervisor(ev));
-        }
-        s.tick(&mut self.p);
-        // tick() may have started workers (their events come first) or queued its own.
-        if let Some(ev) = self.p.next_event() {
-            s.handle(&mut self.p, &ev);
-            return Some(Kind::Primary(ev));
-        }
-        s.next_event().map(Kind::Supervisor)
+    fn primary(&mut self) -> &mut Primary {
+        self.cluster.primary_mut()
     }
 }
 
@@ -148,10 +113,8 @@ pub unsafe extern "C" fn corral_primary_new(
         // SAFETY: NULL or a live options handle by contract.
         let o = unsafe { handle_ref(opts, "opts") }?;
         non_null(out, "out")?;
-        let p = Primary::new(o.opts.clone())?;
         let h = Box::new(corral_primary {
-            p,
-            sup: None,
+            cluster: Cluster::new(o.opts.clone())?,
             callback: o.callback,
             userdata: o.userdata,
             stop: false,
@@ -192,7 +155,7 @@ pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 
             return super::options::CORRAL_POLICY_RR;
         }
         // SAFETY: a live handle by contract.
-        match unsafe { &(*p).p }.policy() {
+        match unsafe { &(*p).cluster }.primary().policy() {
             corral_core::Policy::RoundRobin => super::options::CORRAL_POLICY_RR,
             corral_core::Policy::Shared => super::options::CORRAL_POLICY_SHARED,
         }
@@ -218,7 +181,7 @@ pub unsafe extern "C" fn corral_primary_fork(
     with_primary(p, |h| {
         non_null(id_out, "id_out")?;
         non_null(worker_out, "worker_out")?;
-        match h.p.fork_worker()? {
+        match h.primary().fork_worker()? {
             Forked::Primary(id) => {
                 // SAFETY: both checked non-NULL above, writable by contract.
                 unsafe {
@@ -253,7 +216,7 @@ pub unsafe extern "C" fn corral_primary_spawn(
 ) -> corral_status {
     with_primary(p, |h| {
         non_null(id_out, "id_out")?;
-        let id = h.p.spawn_worker(&[])?;
+        let id = h.primary().spawn_worker(&[])?;
         // SAFETY: non-NULL, writable by contract.
         unsafe { write_out(id_out, id) };
         Ok(())
@@ -283,7 +246,7 @@ pub unsafe extern "C" fn corral_primary_send(
     with_primary(p, |h| {
         // SAFETY: `len` readable bytes by contract; `len` is checked before the read.
         let d = unsafe { message(data, len, "data") }?;
-        h.p.send_tracked(worker_id, d, Vec::new()).map(drop)
+        h.primary().send_tracked(worker_id, d, Vec::new()).map(drop)
     })
 }
 
@@ -299,7 +262,7 @@ pub unsafe extern "C" fn corral_primary_kill(
         if !(0..=64).contains(&signal) {
             return Err(Error::invalid(format!("signal {signal} is out of range")));
         }
-        h.p.kill(worker_id, signal)
+        h.primary().kill(worker_id, signal)
     })
 }
 
@@ -312,7 +275,7 @@ pub unsafe extern "C" fn corral_primary_disconnect(
     p: *mut corral_primary,
     worker_id: u64,
 ) -> corral_status {
-    with_primary(p, |h| h.p.disconnect(worker_id))
+    with_primary(p, |h| h.primary().disconnect(worker_id))
 }
 
 /// Starts a graceful shutdown: listeners close, every worker is asked to disconnect, those
@@ -326,7 +289,8 @@ pub unsafe extern "C" fn corral_primary_shutdown(
 ) -> corral_status {
     with_primary(p, |h| {
         // A supervisor sees the shutdown on its next tick and stops restarting.
-        h.p.shutdown(Duration::from_millis(timeout_ms as u64))
+        h.primary()
+            .shutdown(Duration::from_millis(timeout_ms as u64))
     })
 }
 
@@ -349,7 +313,7 @@ pub unsafe extern "C" fn corral_primary_fd(p: *const corral_primary) -> i32 {
         return -1;
     }
     // SAFETY: a live handle by contract.
-    guard_value(-1, || unsafe { &(*p).p }.poll_fd())
+    guard_value(-1, || unsafe { &(*p).cluster }.poll_fd())
 }
 
 /// How long an embedding loop may wait before calling `corral_primary_dispatch` even if the fd
@@ -360,7 +324,7 @@ pub unsafe extern "C" fn corral_primary_timeout_ms(p: *const corral_primary) -> 
         return -1;
     }
     // SAFETY: a live handle by contract.
-    guard_value(-1, || match unsafe { &*p }.timeout() {
+    guard_value(-1, || match unsafe { &*p }.cluster.next_timeout() {
         None => -1,
         Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
     })
@@ -373,7 +337,7 @@ pub unsafe extern "C" fn corral_primary_worker_count(p: *const corral_primary) -
         return 0;
     }
     // SAFETY: a live handle by contract.
-    guard_value(0, || unsafe { &(*p).p }.worker_ids().len())
+    guard_value(0, || unsafe { &(*p).cluster }.primary().worker_ids().len())
 }
 
 /// Writes a worker's pid, connections handed to it so far, and connections in flight (sent,
@@ -390,7 +354,7 @@ pub unsafe extern "C" fn corral_primary_worker_stats(
     guard(|| {
         // SAFETY: NULL or a live handle by contract.
         let h = unsafe { handle_ref(p, "primary") }?;
-        let w = h.p.worker(worker_id).ok_or_else(|| {
+        let w = h.cluster.primary().worker(worker_id).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoSuchWorker,
                 format!("no worker with id {worker_id}"),
@@ -424,12 +388,12 @@ unsafe fn deliver(p: *mut corral_primary) -> Result<bool, Error> {
                 h.stop = false;
                 return Ok(true);
             }
-            match h.next_event() {
+            match h.cluster.next_event() {
                 Some(ev) => (ev, h.callback, h.userdata),
                 None => return Ok(false),
             }
         };
-        let done = matches!(ev, Kind::Primary(Event::ShutdownComplete { .. }));
+        let done = matches!(ev, ClusterEvent::Primary(Event::ShutdownComplete { .. }));
         let cev = corral_event { ev };
         if let Some(cb) = cb {
             // SAFETY: the callback is a C function given by the user; `cev` outlives the call.
@@ -461,11 +425,8 @@ pub unsafe extern "C" fn corral_primary_dispatch(
         let _running = unsafe { Running::enter(p, "corral_primary_dispatch") }?;
         // SAFETY: a live handle; the borrow ends before events are delivered.
         let h = unsafe { &mut *p };
-        let mut t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        if let Some(d) = h.timeout() {
-            t = Some(t.map_or(d, |x| x.min(d)));
-        }
-        h.p.dispatch(t)?;
+        let t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        h.cluster.dispatch(t)?;
         // SAFETY: `p` is a live handle (checked above).
         unsafe { deliver(p) }.map(drop)
     })
@@ -488,8 +449,7 @@ pub unsafe extern "C" fn corral_primary_run(p: *mut corral_primary) -> corral_st
             {
                 // SAFETY: a live handle; the borrow ends before events are delivered.
                 let h = unsafe { &mut *p };
-                let t = h.timeout();
-                h.p.dispatch(t).map_err(|e| {
+                h.cluster.dispatch(None).map_err(|e| {
                     if e.kind() == ErrorKind::WrongState {
                         Error::wrong_state(
                             "corral_primary_run: this process became a worker inside a callback; \

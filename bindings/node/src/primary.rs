@@ -4,7 +4,8 @@ use crate::events::{kind, Batch, Event, Events, Queue};
 use crate::messages::Readers;
 use crate::to_napi;
 use corral_core::{
-    Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
+    Cluster, ClusterEvent, Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec,
+    StdioSpec,
 };
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -15,13 +16,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Tsfn = ThreadsafeFunction<Batch, (), Batch, Status, false, true>;
 
 struct State {
-    primary: Primary,
-    sup: Option<Supervisor>,
+    /// The engine: the primary and, after `supervise`, its supervisor.
+    cluster: Cluster,
     /// Workers with messages queued by `send`, and the last such message's sequence number:
     /// a FLUSHED event tells JS once it is written (or the channel closed).
     awaiting: HashMap<u64, u64>,
@@ -33,13 +34,13 @@ struct State {
 impl std::ops::Deref for State {
     type Target = Primary;
     fn deref(&self) -> &Primary {
-        &self.primary
+        self.cluster.primary()
     }
 }
 
 impl std::ops::DerefMut for State {
     fn deref_mut(&mut self) -> &mut Primary {
-        &mut self.primary
+        self.cluster.primary_mut()
     }
 }
 
@@ -219,11 +220,11 @@ fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
     })
 }
 
-/// Takes the primary's events (feeding the supervisor, if any) and the supervisor's.
+/// Takes the cluster's events in the engine's order (corral_core::Cluster::next_event), with
+/// FLUSHED first for messages written since the last turn.
 fn collect(st: &mut State) -> Vec<Event> {
     let State {
-        primary,
-        sup,
+        cluster,
         message_fds,
         awaiting,
     } = st;
@@ -231,7 +232,7 @@ fn collect(st: &mut State) -> Vec<Event> {
     // Before the events of this dispatch (a channel that closed reports FLUSHED before its
     // DISCONNECT): queued messages that were written, or lost with their channel.
     awaiting.retain(|&worker, &mut seq| {
-        let written = primary.written(worker);
+        let written = cluster.primary().written(worker);
         let done = written.map_or(true, |n| n >= seq);
         if done {
             out.push(Event {
@@ -242,30 +243,18 @@ fn collect(st: &mut State) -> Vec<Event> {
         }
         !done
     });
-    let mut take_messages = |p: &mut Primary, ev: &CoreEvent| {
-        if let CoreEvent::Fork { worker, .. } = ev {
-            if let Some(fd) = p.take_message_channel(*worker) {
-                message_fds.insert(*worker, fd);
+    while let Some(ev) = cluster.next_event() {
+        match ev {
+            ClusterEvent::Primary(ev) => {
+                let p = cluster.primary_mut();
+                if let CoreEvent::Fork { worker, .. } = ev {
+                    if let Some(fd) = p.take_message_channel(worker) {
+                        message_fds.insert(worker, fd);
+                    }
+                }
+                out.extend(convert(p, ev));
             }
-        }
-    };
-    while let Some(ev) = primary.next_event() {
-        take_messages(primary, &ev);
-        if let Some(s) = sup.as_mut() {
-            s.handle(primary, &ev);
-        }
-        out.extend(convert(primary, ev));
-    }
-    if let Some(s) = sup.as_mut() {
-        s.tick(primary);
-        // Starting workers in tick() queued Fork events.
-        while let Some(ev) = primary.next_event() {
-            take_messages(primary, &ev);
-            s.handle(primary, &ev);
-            out.extend(convert(primary, ev));
-        }
-        while let Some(ev) = s.next_event() {
-            out.push(crate::supervise::convert(ev));
+            ClusterEvent::Supervisor(ev) => out.push(crate::supervise::convert(ev)),
         }
     }
     out
@@ -274,18 +263,7 @@ fn collect(st: &mut State) -> Vec<Event> {
 /// One turn of the engine: wait for the poller (or the nearest deadline), dispatch, collect.
 /// `None` when asked to stop.
 fn step(shared: &Shared) -> corral_core::Result<Option<Vec<Event>>> {
-    let timeout = {
-        let st = shared.lock();
-        let sup = st
-            .sup
-            .as_ref()
-            .and_then(|s| s.next_deadline())
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        match (st.primary.next_timeout(), sup) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    };
+    let timeout = shared.lock().cluster.next_timeout();
     let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
     let mut pfd = libc::pollfd {
         fd: shared.poll_fd,
@@ -298,7 +276,7 @@ fn step(shared: &Shared) -> corral_core::Result<Option<Vec<Event>>> {
         return Ok(None);
     }
     let mut st = shared.lock();
-    st.primary.dispatch(Some(Duration::ZERO))?;
+    st.cluster.dispatch(Some(Duration::ZERO))?;
     let events = collect(&mut st);
     if fault_injected(&events) {
         panic!("fault injected by CORRAL_FAULT=engine-panic");
@@ -358,16 +336,15 @@ fn fail(shared: &Shared, reason: String) -> Vec<Event> {
     let mut st = shared.lock();
     *shared.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
     let workers: Vec<(u64, i32)> = st
-        .primary
         .worker_ids()
         .into_iter()
-        .filter_map(|id| Some((id, st.primary.worker(id)?.pid)))
+        .filter_map(|id| Some((id, st.worker(id)?.pid)))
         .collect();
-    let had_supervisor = st.sup.take().is_some();
-    // A primary with nothing in it replaces the failed one, whose drop kills and reaps.
+    let had_supervisor = st.cluster.take_supervisor().is_some();
+    // A cluster with nothing in it replaces the failed one, whose drop kills and reaps.
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let empty = Primary::new(PrimaryOptions::default())?;
-        drop(std::mem::replace(&mut st.primary, empty));
+        let empty = Cluster::new(PrimaryOptions::default())?;
+        drop(std::mem::replace(&mut st.cluster, empty));
         Ok::<(), corral_core::Error>(())
     }));
     if !matches!(dropped, Ok(Ok(()))) {
@@ -420,9 +397,9 @@ impl NativePrimary {
             ..Default::default()
         };
         // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.
-        let mut primary = Primary::new(opts).map_err(to_napi)?;
-        let waker = primary.waker().map_err(to_napi)?;
-        let poll_fd = primary.poll_fd();
+        let mut cluster = Cluster::new(opts).map_err(to_napi)?;
+        let waker = cluster.primary_mut().waker().map_err(to_napi)?;
+        let poll_fd = cluster.poll_fd();
         let tsfn: Tsfn = on_events
             .build_threadsafe_function::<Batch>()
             .callee_handled::<false>()
@@ -430,8 +407,7 @@ impl NativePrimary {
             .build()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                primary,
-                sup: None,
+                cluster,
                 message_fds: HashMap::new(),
                 awaiting: HashMap::new(),
             }),
@@ -482,19 +458,18 @@ impl NativePrimary {
     ) -> Result<()> {
         let opts = options.into_core()?;
         let mut st = self.shared.live()?;
-        if st.sup.is_some() {
+        if st.cluster.supervisor().is_some() {
             return Err(Error::from_reason(
                 "[ERR_CORRAL_WRONG_STATE] supervise() was already called",
             ));
         }
         let spec = spawn_spec(&spawn)?;
-        let sup = Supervisor::start(
-            &mut st.primary,
-            opts,
-            Box::new(move |p, _slot| p.spawn_worker_with(&spec, &[])),
-        )
-        .map_err(to_napi)?;
-        st.sup = Some(sup);
+        st.cluster
+            .supervise(
+                opts,
+                Box::new(move |p, _slot| p.spawn_worker_with(&spec, &[])),
+            )
+            .map_err(to_napi)?;
         drop(st);
         let _ = self.shared.waker.wake();
         Ok(())
@@ -504,14 +479,16 @@ impl NativePrimary {
     #[napi(catch_unwind)]
     pub fn supervisor_call(&self, what: String, n: Option<u32>) -> Result<()> {
         let mut st = self.shared.live()?;
-        let State { primary, sup, .. } = &mut *st;
-        let s = sup
-            .as_mut()
-            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+        if st.cluster.supervisor().is_none() {
+            return Err(Error::from_reason(
+                "[ERR_CORRAL_WRONG_STATE] call supervise() first",
+            ));
+        }
+        let n = n.unwrap_or(0) as usize;
         match what.as_str() {
-            "reload" => s.reload(primary),
-            "shutdown" => s.shutdown(primary),
-            "scale" => s.scale(primary, n.unwrap_or(0) as usize),
+            "reload" => st.cluster.with_supervisor(|s, p| s.reload(p)),
+            "shutdown" => st.cluster.with_supervisor(|s, p| s.shutdown(p)),
+            "scale" => st.cluster.with_supervisor(|s, p| s.scale(p, n)),
             other => {
                 return Err(Error::from_reason(format!(
                     "[ERR_CORRAL_INVALID_ARGUMENT] unknown call {other}"
@@ -529,11 +506,11 @@ impl NativePrimary {
     pub fn supervisor_metrics(&self) -> Result<crate::supervise::JsMetrics> {
         let st = self.shared.lock();
         let s = st
-            .sup
-            .as_ref()
+            .cluster
+            .supervisor()
             .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
         Ok(crate::supervise::JsMetrics::new(
-            &s.metrics(&st.primary),
+            &s.metrics(st.cluster.primary()),
             s.metrics_addr(),
         ))
     }
@@ -543,10 +520,10 @@ impl NativePrimary {
     pub fn supervisor_prometheus(&self) -> Result<String> {
         let st = self.shared.lock();
         let s = st
-            .sup
-            .as_ref()
+            .cluster
+            .supervisor()
             .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
-        Ok(s.metrics(&st.primary).to_prometheus())
+        Ok(s.metrics(st.cluster.primary()).to_prometheus())
     }
 
     fn wake_if_pending(&self, p: &Primary) {
@@ -596,7 +573,6 @@ impl NativePrimary {
         let owned = crate::dup_handles(&fds)?;
         let mut st = self.shared.live()?;
         let sent = st
-            .primary
             .send_tracked(worker as u64, &data, owned)
             .map_err(to_napi)?;
         self.wake_if_pending(&st);
@@ -612,7 +588,6 @@ impl NativePrimary {
     pub fn written(&self, worker: u32) -> f64 {
         self.shared
             .lock()
-            .primary
             .written(worker as u64)
             .map_or(-1.0, |n| n as f64)
     }

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cluster;
 pub mod environ;
 pub mod error;
 pub mod event;
@@ -46,6 +47,7 @@ pub mod supervisor;
 pub mod sys;
 pub mod worker;
 
+pub use cluster::{Cluster, ClusterEvent};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
 pub use listener::{BoundAddr, ListenAddr};

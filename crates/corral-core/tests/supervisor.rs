@@ -3,11 +3,13 @@
 //! shutdown and the metrics endpoint.
 
 mod util;
+use corral_core::supervisor::Metrics;
 use corral_core::supervisor::{
     Cause, HeartbeatOptions, RecycleOptions, ReloadOptions, ReloadReport, RestartOptions,
 };
 use corral_core::{
-    Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor, SupervisorEvent, SupervisorOptions,
+    Cluster, ClusterEvent, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
+    SupervisorEvent, SupervisorOptions,
 };
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +22,7 @@ use util::{request, worker_of, FIXTURE};
 type Plan = Arc<Mutex<Box<dyn Fn(usize) -> Vec<String> + Send>>>;
 
 struct Sup {
-    p: Primary,
-    s: Supervisor,
+    c: Cluster,
     log: Vec<String>,
     sup_events: Vec<(Instant, SupervisorEvent)>,
     events: Vec<(Instant, String)>,
@@ -37,7 +38,7 @@ fn args(a: &[&str]) -> Vec<String> {
 
 fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
     std::env::remove_var("CORRAL_SCHED_POLICY");
-    let mut p = Primary::new(PrimaryOptions::default()).unwrap();
+    let p = Primary::new(PrimaryOptions::default()).unwrap();
     let env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
         env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     let spawn = Box::new(move |p: &mut Primary, slot: usize| {
@@ -51,10 +52,10 @@ fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
         };
         p.spawn_worker_with(&spec, &[])
     });
-    let s = Supervisor::start(&mut p, opts, spawn).unwrap();
+    let mut c = Cluster::from_primary(p);
+    c.supervise(opts, spawn).unwrap();
     Sup {
-        p,
-        s,
+        c,
         log: Vec::new(),
         sup_events: Vec::new(),
         events: Vec::new(),
@@ -62,6 +63,10 @@ fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
 }
 
 impl Sup {
+    fn metrics(&self) -> Metrics {
+        self.c.supervisor().unwrap().metrics(self.c.primary())
+    }
+
     /// Runs the loop until `done` holds (checked after every event), or panics at `timeout`.
     fn run_until(&mut self, what: &str, timeout: Duration, mut done: impl FnMut(&Sup) -> bool) {
         let deadline = Instant::now() + timeout;
@@ -75,23 +80,20 @@ impl Sup {
                 "timed out waiting for {what}; log: {:#?}",
                 self.log
             );
-            let mut t = (deadline - now).min(Duration::from_millis(20));
-            if let Some(d) = self.p.next_timeout() {
-                t = t.min(d);
-            }
-            if let Some(d) = self.s.next_deadline() {
-                t = t.min(d.saturating_duration_since(now));
-            }
-            self.p.dispatch(Some(t)).unwrap();
-            while let Some(ev) = self.p.next_event() {
-                self.log.push(format!("{ev:?}"));
-                self.events.push((Instant::now(), format!("{ev:?}")));
-                self.s.handle(&mut self.p, &ev);
-            }
-            self.s.tick(&mut self.p);
-            while let Some(ev) = self.s.next_event() {
-                self.log.push(format!("SUP {ev:?}"));
-                self.sup_events.push((Instant::now(), ev));
+            // The cluster bounds the wait by its own deadlines.
+            let t = (deadline - now).min(Duration::from_millis(20));
+            self.c.dispatch(Some(t)).unwrap();
+            while let Some(ev) = self.c.next_event() {
+                match ev {
+                    ClusterEvent::Primary(ev) => {
+                        self.log.push(format!("{ev:?}"));
+                        self.events.push((Instant::now(), format!("{ev:?}")));
+                    }
+                    ClusterEvent::Supervisor(ev) => {
+                        self.log.push(format!("SUP {ev:?}"));
+                        self.sup_events.push((Instant::now(), ev));
+                    }
+                }
             }
         }
     }
@@ -112,12 +114,11 @@ impl Sup {
     }
 
     fn listening(&self) -> usize {
-        self.p
-            .worker_ids()
+        let p = self.c.primary();
+        p.worker_ids()
             .iter()
             .filter(|&&id| {
-                self.p
-                    .worker(id)
+                p.worker(id)
                     .is_some_and(|w| w.state == corral_core::WorkerState::Listening)
             })
             .count()
@@ -170,7 +171,7 @@ impl Sup {
         stop.store(true, Ordering::Release);
         while !client.is_finished() {
             self.run_until("client end", Duration::from_secs(5), |_| true);
-            self.p.dispatch(Some(Duration::from_millis(5))).unwrap();
+            self.c.dispatch(Some(Duration::from_millis(5))).unwrap();
         }
         client.join().unwrap()
     }
@@ -323,7 +324,7 @@ fn crash_loop_trips_the_breaker_while_healthy_workers_serve() {
         restarts_before,
         "no fast respawning"
     );
-    assert_eq!(s.s.metrics(&s.p).crash_looping_slots, vec![1]);
+    assert_eq!(s.metrics().crash_looping_slots, vec![1]);
 }
 
 #[test]
@@ -340,7 +341,7 @@ fn no_restart_exit_codes_are_honoured() {
         "{:#?}",
         s.log
     );
-    assert!(s.p.worker_ids().is_empty());
+    assert!(s.c.primary().worker_ids().is_empty());
 }
 
 #[test]
@@ -356,11 +357,11 @@ fn reload_under_load_replaces_every_worker_with_zero_failed_requests() {
     s.run_until("2 listening", Duration::from_secs(10), |s| {
         s.listening() == 2
     });
-    let before = s.p.worker_ids();
-    s.s.reload(&mut s.p).unwrap();
+    let before = s.c.primary().worker_ids();
+    s.c.with_supervisor(|sv, p| sv.reload(p)).unwrap();
     assert!(s
-        .s
-        .reload(&mut s.p)
+        .c
+        .with_supervisor(|sv, p| sv.reload(p))
         .unwrap_err()
         .message()
         .contains("already in progress"));
@@ -373,7 +374,7 @@ fn reload_under_load_replaces_every_worker_with_zero_failed_requests() {
     assert_eq!(report.replaced, 2);
     assert_eq!(failed, 0, "requests failed during the reload ({sent} sent)");
     assert!(sent > 50, "the load ran during the reload ({sent} sent)");
-    let after = s.p.worker_ids();
+    let after = s.c.primary().worker_ids();
     assert!(
         after.iter().all(|id| !before.contains(id)),
         "every worker replaced: {before:?} -> {after:?}"
@@ -382,7 +383,7 @@ fn reload_under_load_replaces_every_worker_with_zero_failed_requests() {
     let t = std::thread::spawn(move || worker_of(&request(port).unwrap()));
     while !t.is_finished() {
         s.run_until("request", Duration::from_secs(5), |_| true);
-        s.p.dispatch(Some(Duration::from_millis(5))).unwrap();
+        s.c.dispatch(Some(Duration::from_millis(5))).unwrap();
     }
     assert!(!before.contains(&t.join().unwrap()));
 }
@@ -412,9 +413,9 @@ fn a_reload_whose_new_workers_crash_rolls_back() {
     s.run_until("2 listening", Duration::from_secs(10), |s| {
         s.listening() == 2
     });
-    let before = s.p.worker_ids();
+    let before = s.c.primary().worker_ids();
     broken.store(true, Ordering::Release); // the "new code" crashes soon after it listens
-    s.s.reload(&mut s.p).unwrap();
+    s.c.with_supervisor(|sv, p| sv.reload(p)).unwrap();
     let (_, failed) = s.load_while("the reload report", Duration::from_secs(20), |s| {
         s.count(|e| matches!(e, SupervisorEvent::Reload(_))) == 1
     });
@@ -433,7 +434,7 @@ fn a_reload_whose_new_workers_crash_rolls_back() {
     assert_eq!(failed, 0, "the old generation kept serving");
     let t = Instant::now() + Duration::from_millis(300);
     s.run_until("settle", Duration::from_secs(5), |_| Instant::now() >= t);
-    let now: Vec<u64> = s.p.worker_ids();
+    let now: Vec<u64> = s.c.primary().worker_ids();
     assert_eq!(
         now, before,
         "the old workers still serve, the new one is gone"
@@ -522,9 +523,9 @@ fn a_worker_whose_channel_broke_is_stopped_and_replaced() {
         s.log
     );
     s.run_until("the replacement listening", Duration::from_secs(10), |s| {
-        s.s.metrics(&s.p).workers.iter().any(|w| w.state == "ready")
+        s.metrics().workers.iter().any(|w| w.state == "ready")
     });
-    let m = s.s.metrics(&s.p);
+    let m = s.metrics();
     assert_eq!(m.workers.len(), 1, "{m:?}");
     assert!(
         m.restarts_by_cause.contains(&("channel".to_string(), 1)),
@@ -610,11 +611,11 @@ fn scale_up_and_down_drains_gracefully() {
     s.run_until("1 listening", Duration::from_secs(10), |s| {
         s.listening() == 1
     });
-    s.s.scale(&mut s.p, 3).unwrap();
+    s.c.with_supervisor(|sv, p| sv.scale(p, 3)).unwrap();
     s.run_until("3 listening", Duration::from_secs(10), |s| {
         s.listening() == 3
     });
-    s.s.scale(&mut s.p, 1).unwrap();
+    s.c.with_supervisor(|sv, p| sv.scale(p, 1)).unwrap();
     let (sent, failed) = s.load_while("2 drained", Duration::from_secs(10), |s| {
         s.log
             .iter()
@@ -623,15 +624,15 @@ fn scale_up_and_down_drains_gracefully() {
             == 2
     });
     assert_eq!(failed, 0, "sent {sent}");
-    assert_eq!(s.p.worker_ids().len(), 1);
+    assert_eq!(s.c.primary().worker_ids().len(), 1);
     assert_eq!(
         s.count(|e| matches!(e, SupervisorEvent::Restart { .. })),
         0,
         "scaled-down workers are not restarted"
     );
     assert!(s
-        .s
-        .scale(&mut s.p, 0)
+        .c
+        .with_supervisor(|sv, p| sv.scale(p, 0))
         .unwrap_err()
         .message()
         .contains("workers"));
@@ -643,7 +644,7 @@ fn shutdown_drains_and_stops_restarting() {
     s.run_until("2 listening", Duration::from_secs(10), |s| {
         s.listening() == 2
     });
-    s.s.shutdown(&mut s.p).unwrap();
+    s.c.with_supervisor(|sv, p| sv.shutdown(p)).unwrap();
     s.run_until("shutdown", Duration::from_secs(10), |s| {
         s.log.iter().any(|l| l.contains("ShutdownComplete"))
     });
@@ -716,7 +717,7 @@ fn the_metrics_endpoint_serves_prometheus_text() {
     });
     let t = Instant::now() + Duration::from_millis(700);
     s.run_until("a publish", Duration::from_secs(5), |_| Instant::now() >= t);
-    let addr = s.s.metrics_addr().unwrap();
+    let addr = s.c.supervisor().unwrap().metrics_addr().unwrap();
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -780,7 +781,7 @@ fn dropping_a_supervisor_does_not_wait_on_metrics_clients() {
     s.run_until("1 listening", Duration::from_secs(10), |s| {
         s.listening() == 1
     });
-    let addr = s.s.metrics_addr().unwrap();
+    let addr = s.c.supervisor().unwrap().metrics_addr().unwrap();
     let idle = std::net::TcpStream::connect(addr).unwrap();
     let slow = SlowClient::start(
         addr,
@@ -789,11 +790,11 @@ fn dropping_a_supervisor_does_not_wait_on_metrics_clients() {
     );
     let t = Instant::now() + Duration::from_millis(200);
     s.run_until("200 ms", Duration::from_secs(5), |_| Instant::now() >= t);
-    let Sup { p, s: sup, .. } = s;
+    let Sup { mut c, .. } = s;
     let t = Instant::now();
-    drop(sup);
+    drop(c.take_supervisor());
     let sup_took = t.elapsed();
-    drop(p);
+    drop(c);
     let all_took = t.elapsed();
     eprintln!(
         "supervisor: drop with an idle and a slow metrics client: supervisor {sup_took:?}, \
