@@ -99,7 +99,11 @@
 //!
 //! ## Supervision
 //! [`crate::supervisor::Supervisor`] drives a primary from the same loop: it feeds on the
-//! primary's events and acts on deadlines (`next_deadline`, `tick`). Restarts follow an
+//! primary's events and acts on deadlines (`next_deadline`, `tick`). [`crate::Cluster`] is that
+//! loop, written once for every front (the C ABI, the Node addon, the tests): one `dispatch`
+//! bounded by both deadlines, and `next_event` in one order (the primary's events, each handed
+//! to the supervisor as it is taken; then the supervisor's; then `tick` and what it caused).
+//! Restarts follow an
 //! exponential backoff with jitter that resets after a stable run; too many unstable exits of one
 //! slot in a window is a crash loop: that slot retries at the maximum delay only, the others keep
 //! serving. A rolling reload starts the new worker, waits until it listens (or says ready),
