@@ -9,6 +9,14 @@
 
 const corralWorkerId = process.env.CORRAL_WORKER_ID;
 
+// Node 20's `node --test <dir>` also runs every .js/.mjs under a test/ directory: a program here
+// started that way only reports itself as skipped (true: it must not go on).
+function runAsTestFile(file) {
+  if (!process.env.NODE_TEST_CONTEXT) return false;
+  require('node:test').test(file, { skip: 'corral/register program, run by register.test.js' });
+  return true;
+}
+
 // Every wait in these programs is bounded: a stuck run says where it was and exits 99 (the
 // test kills what is left of its process group).
 let stage = 'starting';
@@ -64,4 +72,4 @@ function finish(cluster) {
   });
 }
 
-module.exports = { armTimeout, setStage, runtime, workerHello, onCorral, collectHellos, finish, corralWorkerId };
+module.exports = { runAsTestFile, armTimeout, setStage, runtime, workerHello, onCorral, collectHellos, finish, corralWorkerId };

@@ -3,6 +3,8 @@
 // cluster's channels (it finds the workers through its own require('cluster')) and sums them.
 // Worker N increments a counter by N * 10, so the sum is 30 with two workers.
 const common = require('./common');
+
+if (common.runAsTestFile(__filename)) return;
 const cluster = require('cluster');
 const client = require('prom-client');
 

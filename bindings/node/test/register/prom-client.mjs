@@ -10,7 +10,9 @@ const WORKERS = 2;
 // In every process, as prom-client's docs say: the workers answer the primary's requests from it.
 const registry = new client.AggregatorRegistry();
 
-if (isPrimary) {
+if (common.runAsTestFile(import.meta.url)) {
+  // run by register.test.js only
+} else if (isPrimary) {
   common.armTimeout();
   console.log(`runtime: ${common.runtime(cluster)}`);
   common.setStage('waiting for the workers to count');

@@ -4,6 +4,8 @@
 // the cluster module it requires itself). Each worker listens on its own port (exclusive), so
 // the primary's two clients are connected to two different workers.
 const common = require('./common');
+
+if (common.runAsTestFile(__filename)) return;
 const cluster = require('cluster');
 const http = require('http');
 

@@ -5,6 +5,8 @@
 // (Buffers: hence serialization 'advanced'). Long-polling clients need several HTTP requests
 // per session, each of which must reach the same worker.
 const common = require('./common');
+
+if (common.runAsTestFile(__filename)) return;
 const cluster = require('cluster');
 const http = require('http');
 

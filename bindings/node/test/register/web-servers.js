@@ -3,6 +3,8 @@
 // the cluster picks it and shares it) and the primary's clients get their answers from them.
 //   node [--require corral/register] web-servers.js express|fastify|ws
 const common = require('./common');
+
+if (common.runAsTestFile(__filename)) return;
 const cluster = require('cluster');
 const http = require('http');
 
