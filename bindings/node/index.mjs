@@ -5,7 +5,12 @@ const require = createRequire(import.meta.url);
 const cluster = require('./index.js');
 
 export default cluster;
-export const { isPrimary, isMaster, isWorker, SCHED_NONE, SCHED_RR, Worker, workers, worker } = cluster;
+// The names node:cluster exports (in a primary or a worker), but its EventEmitter fields and its
+// worker's internal _getServer/_setupWorker. Values as at load, as node:cluster's are until
+// module.syncBuiltinESMExports().
+export const {
+  isPrimary, isMaster, isWorker, SCHED_NONE, SCHED_RR, Worker, workers, worker, settings, schedulingPolicy,
+} = cluster;
 export const fork = (...args) => cluster.fork(...args);
 export const disconnect = (...args) => cluster.disconnect(...args);
 export const setupPrimary = (...args) => cluster.setupPrimary(...args);

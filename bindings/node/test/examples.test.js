@@ -8,6 +8,10 @@
 //     as "corral addon not built: <reason>" while bindings/node/index.js does not load in a fresh
 //     node; CORRAL_COMPAT_REQUIRE_ADDON=1 (the compatibility suite's switch, which
 //     bindings/node/tests/node.rs sets) makes that a failure.
+// register_hook.js says require('node:cluster') and gets corral in its second run through
+// NODE_OPTIONS=--require=corral/register; prom_client.js starts with require('corral/register'),
+// which the node:cluster run's shim makes a no-op. NODE_PATH also holds bindings/node/node_modules
+// (prom-client, a devDependency).
 //
 //   node --test bindings/node/test/examples.test.js
 const { test } = require('node:test');
@@ -35,7 +39,7 @@ function corralNodePath() {
   return dir;
 }
 
-// ... or to node:cluster itself.
+// ... or to node:cluster itself, and `require('corral/register')` to nothing.
 function nodeClusterNodePath() {
   const dir = path.join(REPO, 'target', 'node-path-node-cluster');
   fs.mkdirSync(path.join(dir, 'corral'), { recursive: true });
@@ -43,8 +47,14 @@ function nodeClusterNodePath() {
     fs.writeFileSync(tmp, "'use strict';\n// Test shim: the examples' require('corral') gets node:cluster.\n" +
       "module.exports = require('node:cluster');\n");
   });
+  replaceAtomically(path.join(dir, 'corral', 'register.js'), (tmp) => {
+    fs.writeFileSync(tmp, "'use strict';\n// Test shim: the examples' require('corral/register') leaves node:cluster in place.\n");
+  });
   return dir;
 }
+
+// The libraries some examples use (prom-client) are bindings/node's devDependencies.
+const DEV_DEPENDENCIES = path.join(REPO, 'bindings', 'node', 'node_modules');
 
 // Creates `file` through a temporary name and a rename, so that test files running at the same
 // time never see it half made.
@@ -62,10 +72,10 @@ const childEnv = (extra) => helpers.childEnv(extra, ['NODE_PATH', 'PORT']);
 const { probeCorral } = helpers;
 
 // Runs one example as its own process group (killed and reaped when the test ends).
-function runExample(t, file, args, nodePath) {
+function runExample(t, file, args, nodePath, env) {
   return helpers.runGroup(t, path.join(EXAMPLES_DIR, file), args, {
     cwd: EXAMPLES_DIR,
-    env: childEnv({ NODE_PATH: nodePath, PORT: '0' }),
+    env: childEnv({ NODE_PATH: [nodePath, DEV_DEPENDENCIES].join(path.delimiter), PORT: '0', ...env }),
     timeoutMs: RUN_TIMEOUT_MS,
   });
 }
@@ -119,8 +129,8 @@ class Output {
   }
 
   // The primary's start line and its last line: it exited by itself, code 0.
-  startAndEnd() {
-    const start = this.one(/^primary \d+: starting (\d+) workers$/);
+  startAndEnd(startLine = /^primary \d+: starting (\d+) workers$/) {
+    const start = this.one(startLine);
     this.equal(Number(start[1]), CORES, 'one worker per core');
     if (this.lines.at(-1) !== 'primary exiting (code 0)') this.fail('the last line is not "primary exiting (code 0)"');
   }
@@ -218,6 +228,33 @@ const EXAMPLES = {
     },
   },
 
+  // Run plainly under node:cluster, and on corral through NODE_OPTIONS=--require=corral/register
+  // (which the workers inherit): the same file, which says require('node:cluster').
+  'register_hook.js': {
+    args: ['--requests', '10'],
+    corralEnv: { NODE_OPTIONS: '--require=corral/register' },
+    check(out, engine) {
+      out.startAndEnd(new RegExp(`^primary \\d+: starting (\\d+) workers on ${engine}$`));
+      out.before(`sent 10 requests: 10 answered by workers on ${engine}`, 'cluster.disconnect()');
+      out.workersLived(range(1, CORES));
+      out.only([...COMMON, new RegExp(`^primary \\d+: starting \\d+ workers on ${engine}$`),
+        new RegExp(`^sent 10 requests: 10 answered by workers on ${engine}$`), /^worker \d+ exited \(code 0\)$/]);
+    },
+  },
+
+  'prom_client.js': {
+    args: ['--requests', '20'],
+    check(out) {
+      out.startAndEnd();
+      out.one(/^metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      out.before('sent 20 requests: 20 ok', '/metrics: http_requests_total 20 in all');
+      out.before('/metrics: http_requests_total 20 in all', 'cluster.disconnect()');
+      out.workersLived(range(1, CORES));
+      out.only([...COMMON, /^metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/, /^sent 20 requests: 20 ok$/,
+        /^\/metrics: http_requests_total 20 in all$/, /^worker \d+ exited \(code 0\)$/]);
+    },
+  },
+
   'graceful_shutdown.js': {
     args: ['--self-test'],
     check(out) {
@@ -243,9 +280,9 @@ const EXAMPLES = {
 const CORRAL_NODE_PATH = corralNodePath();
 const NODE_CLUSTER_NODE_PATH = nodeClusterNodePath();
 
-async function checkExample(t, file, nodePath) {
-  const { args, check } = EXAMPLES[file];
-  const r = await runExample(t, file, args, nodePath);
+async function checkExample(t, file, nodePath, engine) {
+  const { args, check, corralEnv } = EXAMPLES[file];
+  const r = await runExample(t, file, args, nodePath, engine === 'corral' ? corralEnv : {});
   t.diagnostic(`${file} ${args.join(' ')}: ${r.ms} ms`);
   if (r.stderr) t.diagnostic(`stderr:\n${r.stderr}`);
   assert.ifError(r.spawnError);
@@ -258,12 +295,12 @@ async function checkExample(t, file, nodePath) {
   assert.deepStrictEqual(r.exit, { code: 0, signal: null },
     `${file} exited with code ${r.exit.code}, signal ${r.exit.signal}. stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
   assert.strictEqual(r.stderr, '', `${file} wrote to stderr`);
-  check(new Output(file, r.stdout));
+  check(new Output(file, r.stdout), engine);
 }
 
 for (const file of Object.keys(EXAMPLES)) {
   test(file, async (t) => {
-    await t.test('node:cluster', (t) => checkExample(t, file, NODE_CLUSTER_NODE_PATH));
+    await t.test('node:cluster', (t) => checkExample(t, file, NODE_CLUSTER_NODE_PATH, 'node:cluster'));
     await t.test('corral', async (t) => {
       const probe = probeCorral();
       if (probe.broken) assert.fail(`corral addon does not load: ${probe.broken}`);
@@ -272,7 +309,7 @@ for (const file of Object.keys(EXAMPLES)) {
         t.skip(`corral addon not built: ${probe.reason}`);
         return;
       }
-      await checkExample(t, file, CORRAL_NODE_PATH);
+      await checkExample(t, file, CORRAL_NODE_PATH, 'corral');
     });
   });
 }
@@ -282,6 +319,14 @@ test('every example is tested and loads corral the way a user would', () => {
   assert.deepStrictEqual(files, Object.keys(EXAMPLES).sort());
   for (const file of files) {
     const source = fs.readFileSync(path.join(EXAMPLES_DIR, file), 'utf8');
-    assert.match(source, /^const cluster = require\('corral'\);$/m, `${file} must say require('corral')`);
+    if (EXAMPLES[file].corralEnv) {
+      // The hook's point: the file itself never names corral.
+      assert.match(source, /^const cluster = require\('node:cluster'\);$/m, `${file} must say require('node:cluster')`);
+      assert.doesNotMatch(source, /require\('corral/, `${file} must not require corral itself`);
+    } else if (/^require\('corral\/register'\);$/m.test(source)) {
+      assert.match(source, /^const cluster = require\('node:cluster'\);$/m, `${file} must say require('node:cluster') after the hook`);
+    } else {
+      assert.match(source, /^const cluster = require\('corral'\);$/m, `${file} must say require('corral')`);
+    }
   }
 });

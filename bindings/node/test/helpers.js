@@ -92,11 +92,11 @@ function probeCorral() {
 // Runs `node script args` as its own process group, so that the group (the primary and every
 // worker) can be killed, and the primary reaped, when the test ends, whatever happened; the
 // group is also killed after `timeoutMs`. Resolves {exit, stdout, stderr, timedOut, spawnError,
-// ms} once the child's stdio closed.
-function runGroup(t, script, args, { cwd, env, timeoutMs }) {
+// ms} once the child's stdio closed. `execArgv`: node's own options, before the script.
+function runGroup(t, script, args, { cwd, env, timeoutMs, execArgv = [] }) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [script, ...args], {
+    const child = spawn(process.execPath, [...execArgv, script, ...args], {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

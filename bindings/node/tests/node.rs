@@ -19,6 +19,46 @@ fn target_dir() -> PathBuf {
     exe.ancestors().nth(3).unwrap().join("node")
 }
 
+/// Installs the package's devDependencies (the real libraries that `test/register.test.js` runs
+/// on corral: prom-client, socket.io, express, ...) with `npm ci` from the committed lock, when
+/// `node_modules` is missing or older than `package-lock.json` (npm writes
+/// `node_modules/.package-lock.json` on every install). Quiet unless it fails.
+fn install_dev_dependencies() {
+    let dir = package_dir();
+    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let lock = modified(dir.join("package-lock.json"))
+        .expect("bindings/node/package-lock.json is missing");
+    if modified(dir.join("node_modules").join(".package-lock.json"))
+        .is_some_and(|installed| installed >= lock)
+    {
+        return;
+    }
+    let npm = std::env::var("NPM").unwrap_or_else(|_| "npm".into());
+    let args = [
+        "ci",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ];
+    let out = Command::new(&npm)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{npm}` to install the Node tests' devDependencies (npm is required): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "`{npm} {}` failed in {} ({}), so the Node tests' devDependencies are missing:\n{}\n{}",
+        args.join(" "),
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn node_test_suites_pass_against_the_built_addon() {
     let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
@@ -49,6 +89,8 @@ fn node_test_suites_pass_against_the_built_addon() {
         String::from_utf8_lossy(&build.stdout),
         String::from_utf8_lossy(&build.stderr)
     );
+
+    install_dev_dependencies();
 
     // The *.test.js files only: the scenario scripts they run live under test/ too.
     let mut files: Vec<String> = std::fs::read_dir(package_dir().join("test"))
