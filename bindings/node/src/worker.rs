@@ -8,7 +8,7 @@ use crate::to_napi;
 use crate::uvpoll::Poller;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
-use corral_core::listener::BindOptions;
+use corral_core::listener::{BindOptions, SocketKind};
 use corral_core::{Error as CoreError, ErrorKind, Sent, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -484,6 +484,8 @@ impl NativeWorker {
             addr,
             index,
             opts,
+            // Datagram sockets (dgram) do not go through the primary from Node yet.
+            kind: SocketKind::Stream,
         };
         self.sender
             .send(Kind::Listen, &msg.encode(), Vec::new())
