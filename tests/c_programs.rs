@@ -285,3 +285,8 @@ fn a_worker_that_does_not_read_gets_would_block_bounded_memory_then_drain() {
 fn listen_options_set_ipv6_only_and_the_socket_file_mode() {
     c_check("listen_options", Duration::from_secs(30));
 }
+
+#[test]
+fn datagram_listeners_and_fd_n_are_shared_from_c() {
+    c_check("datagram", Duration::from_secs(60));
+}
