@@ -467,6 +467,8 @@ impl NativeWorker {
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
     /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll).
+    /// `datagram`: a UDP socket (dgram's `bind()`), which the answer always carries, whatever
+    /// the policy; `address` may be `fd:N` (the primary's fd N) for both kinds.
     #[napi(catch_unwind)]
     pub fn listen(
         &self,
@@ -475,6 +477,7 @@ impl NativeWorker {
         backlog: i32,
         index: u32,
         options: u32,
+        datagram: Option<bool>,
     ) -> Result<()> {
         let addr = address.parse().map_err(to_napi)?;
         let opts = BindOptions::from_bits(options).map_err(to_napi)?;
@@ -484,8 +487,11 @@ impl NativeWorker {
             addr,
             index,
             opts,
-            // Datagram sockets (dgram) do not go through the primary from Node yet.
-            kind: SocketKind::Stream,
+            kind: if datagram == Some(true) {
+                SocketKind::Datagram
+            } else {
+                SocketKind::Stream
+            },
         };
         self.sender
             .send(Kind::Listen, &msg.encode(), Vec::new())
