@@ -444,7 +444,13 @@ dgram.Socket.prototype.bind = function bind(port_, address_ /* , callback */) {
         // Closed meanwhile (dgram drops the answer too): leave the listener at once.
         for (const fd of ev.fds) fs.closeSync(fd);
         indexSet.set.delete(index);
-        if (ev.kind === EV.LISTEN_OK) nw.unlisten(ev.listener);
+        if (ev.kind === EV.LISTEN_OK) {
+          try {
+            nw.unlisten(ev.listener);
+          } catch {
+            // The channel just closed: the primary dropped this worker's listeners.
+          }
+        }
         return;
       }
       if (ev.kind === EV.LISTEN_ERR) {
@@ -502,7 +508,9 @@ function onDatagramListening(socket, state, ev, indexSet, index, query) {
   const handle = state.handle;
   let opened = false;
   const onListening = () => {
-    if (!opened) return;
+    // Short-lived sockets may be closed already (by the caller's bind callback), as
+    // node:cluster's child checks: then the primary hears nothing.
+    if (!opened || !handles.has(handle)) return;
     worker.state = 'listening';
     const a = socket.address();
     sendInternal({
@@ -536,9 +544,17 @@ function onDatagramListening(socket, state, ev, indexSet, index, query) {
   handles.add(handle);
   opened = true;
   state.bindState = BIND_STATE_UNBOUND;
+  // 'listening' is emitted inside the bind call: what its listeners throw is theirs to throw.
+  let started = false;
+  const onStart = () => {
+    started = true;
+  };
+  socket.prependOnceListener('listening', onStart);
   try {
     origBind.call(socket, { fd, exclusive: true });
   } catch (e) {
+    if (started) throw e;
+    socket.removeListener('listening', onStart);
     opened = false;
     socket.removeListener('listening', onListening);
     fs.closeSync(fd);
