@@ -188,6 +188,13 @@
 #define CORRAL_LISTEN_WRITABLE_ALL 4
 
 /**
+ * `corral_worker_bind_datagram`: set `SO_REUSEADDR` on the UDP socket (Node's dgram
+ * `reuseAddr`), so other sockets that set it too may bind the same address. Stream listeners
+ * always have it; for them this bit changes nothing.
+ */
+#define CORRAL_LISTEN_REUSE_ADDR 8
+
+/**
  * Result of every fallible call. `CORRAL_STATUS_OK` is 0; errors are positive. After an
  * error, `corral_last_error_message()` on the same thread says what happened, with context.
  */
@@ -939,7 +946,8 @@ corral_status corral_worker_listen_with_options(corral_worker *w,
  * datagram goes to one of the workers reading it. `address`: `"127.0.0.1:5353"`,
  * `"[::1]:0"`, `"localhost:0"`, `":5353"` (every interface) or `"fd:N"` (the primary's own
  * UDP fd N, which it never closes); port 0 means one kernel-chosen port for every worker.
- * `options`: `CORRAL_LISTEN_IPV6_ONLY` or 0. The primary reports `CORRAL_EVENT_LISTENING`
+ * `options`: `CORRAL_LISTEN_IPV6_ONLY`, `CORRAL_LISTEN_REUSE_ADDR`, or 0; like a stream
+ * listener's, they are not part of the key (the first worker's bind decides). The primary reports `CORRAL_EVENT_LISTENING`
  * with `corral_event_listener_kind` = `CORRAL_LISTENER_DATAGRAM`.
  *
  * On success writes the socket to `*fd_out` (required): close-on-exec and non-blocking (the

@@ -29,6 +29,10 @@ pub const CORRAL_LISTEN_READABLE_ALL: u32 = 2;
 /// `corral_worker_listen_with_options`: make a Unix socket's file writable by everyone, so
 /// anyone may connect (Node's `writableAll`).
 pub const CORRAL_LISTEN_WRITABLE_ALL: u32 = 4;
+/// `corral_worker_bind_datagram`: set `SO_REUSEADDR` on the UDP socket (Node's dgram
+/// `reuseAddr`), so other sockets that set it too may bind the same address. Stream listeners
+/// always have it; for them this bit changes nothing.
+pub const CORRAL_LISTEN_REUSE_ADDR: u32 = 8;
 
 /// The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
 /// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.
@@ -233,7 +237,8 @@ pub unsafe extern "C" fn corral_worker_listen_with_options(
 /// datagram goes to one of the workers reading it. `address`: `"127.0.0.1:5353"`,
 /// `"[::1]:0"`, `"localhost:0"`, `":5353"` (every interface) or `"fd:N"` (the primary's own
 /// UDP fd N, which it never closes); port 0 means one kernel-chosen port for every worker.
-/// `options`: `CORRAL_LISTEN_IPV6_ONLY` or 0. The primary reports `CORRAL_EVENT_LISTENING`
+/// `options`: `CORRAL_LISTEN_IPV6_ONLY`, `CORRAL_LISTEN_REUSE_ADDR`, or 0; like a stream
+/// listener's, they are not part of the key (the first worker's bind decides). The primary reports `CORRAL_EVENT_LISTENING`
 /// with `corral_event_listener_kind` = `CORRAL_LISTENER_DATAGRAM`.
 ///
 /// On success writes the socket to `*fd_out` (required): close-on-exec and non-blocking (the

@@ -5,6 +5,7 @@
  *   each; datagrams sent to that port are answered by both workers;
  * - "fd:N" with a TCP listener and a UDP socket the primary created: corral_worker_listen and
  *   corral_worker_bind_datagram share them (LISTENING with their ports and kinds);
+ * - CORRAL_LISTEN_REUSE_ADDR: another SO_REUSEADDR socket binds the listener's port;
  * - errors: a stream fd for a datagram bind is CORRAL_STATUS_OS_ERROR with EPROTOTYPE (fd_out
  *   untouched), a Unix path and a NULL fd_out are CORRAL_STATUS_INVALID_ARGUMENT;
  * - after corral_worker_unlisten and the workers' exits the port-0 socket is closed (the port
@@ -29,8 +30,9 @@
 
 struct seen {
   int listening;
-  uint16_t ports[3 * WORKERS];
-  uint32_t kinds[3 * WORKERS];
+  uint16_t ports[4 * WORKERS];
+  uint32_t kinds[4 * WORKERS];
+  int reuse[4 * WORKERS]; /* the 127.0.0.2 listener of the CORRAL_LISTEN_REUSE_ADDR check */
   int exits, bad_exits;
 };
 
@@ -71,9 +73,12 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
   switch (corral_event_kind(ev)) {
     case CORRAL_EVENT_LISTENING: {
       uint32_t kind = corral_event_listener_kind(ev);
-      if (s->listening < 3 * WORKERS) {
+      if (s->listening < 4 * WORKERS) {
+        char addr[64];
+        corral_event_address(ev, addr, sizeof addr);
         s->ports[s->listening] = corral_event_port(ev);
         s->kinds[s->listening] = kind;
+        s->reuse[s->listening] = strcmp(addr, "127.0.0.2") == 0;
       }
       s->listening++;
       break;
@@ -81,7 +86,7 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
     case CORRAL_EVENT_EXIT:
       s->exits++;
       if (corral_event_exit_code(ev) != 0) {
-        fprintf(stderr, "worker %llu exit code %d (a bit set of failed worker checks)\n",
+        fprintf(stderr, "worker %llu exit code %d (its failed checks are printed above)\n",
                 (unsigned long long)corral_event_worker_id(ev), corral_event_exit_code(ev));
         s->bad_exits++;
       }
@@ -91,8 +96,10 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
   }
 }
 
-/* Answers every datagram waiting on `fd` with `reply`. */
+/* Answers every datagram waiting on `fd` with `reply`, pausing 5 ms after each: meanwhile the
+ * other worker, also woken, reads the next one (so both answer some, whatever the scheduler). */
 static void answer_all(int fd, const char *reply) {
+  const struct timespec pause = {0, 5 * 1000 * 1000};
   char buf[256];
   struct sockaddr_storage from;
   for (;;) {
@@ -100,10 +107,12 @@ static void answer_all(int fd, const char *reply) {
     ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
     if (n < 0) return; /* EAGAIN: the socket is non-blocking; another worker took it */
     sendto(fd, reply, strlen(reply), 0, (struct sockaddr *)&from, len);
+    nanosleep(&pause, NULL);
   }
 }
 
-/* The worker's checks and its serving loop; its exit code is a bit set of failed checks. */
+/* The worker's checks and its serving loop: 0, or a bit set of the failed checks (printed;
+ * the exit code is 1 then, as an exit status keeps 8 bits only). */
 static int worker_side(corral_worker *w, int tcp_fd, int udp_fd) {
   int bad = 0, fd = -1, ufd = -1, x = -1;
   uint32_t lid = 0;
@@ -121,6 +130,26 @@ static int worker_side(corral_worker *w, int tcp_fd, int udp_fd) {
   if (corral_worker_bind_datagram(w, "unix:/tmp/corral-c-dgram.sock", 0, NULL, NULL, &x) !=
       CORRAL_STATUS_INVALID_ARGUMENT)
     bad |= 32;
+  {
+    /* CORRAL_LISTEN_REUSE_ADDR: another SO_REUSEADDR socket binds the same port. On 127.0.0.2:
+     * "127.0.0.1:0" is the listener bound above, without the option (not part of the key). */
+    uint16_t rport = 0;
+    int rfd = -1;
+    if (corral_worker_bind_datagram(w, "127.0.0.2:0", CORRAL_LISTEN_REUSE_ADDR, NULL, &rport, &rfd) != CORRAL_STATUS_OK) {
+      bad |= 1024;
+    } else {
+      int other = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+      struct sockaddr_in a;
+      memset(&a, 0, sizeof a);
+      a.sin_family = AF_INET;
+      a.sin_port = htons(rport);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1);
+      setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (bind(other, (struct sockaddr *)&a, sizeof a) != 0) bad |= 1024;
+      close(other);
+      close(rfd);
+    }
+  }
   if (corral_worker_bind_datagram(w, "127.0.0.1:0", 0, NULL, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT ||
       !last_error_contains("fd_out"))
     bad |= 64;
@@ -144,7 +173,8 @@ static int worker_side(corral_worker *w, int tcp_fd, int udp_fd) {
   if (ufd >= 0) close(ufd);
   if (corral_worker_unlisten(w, lid) != CORRAL_STATUS_OK) bad |= 256;
   if (corral_worker_disconnect(w) != CORRAL_STATUS_OK) bad |= 512;
-  return bad;
+  if (bad) fprintf(stderr, "worker %llu: failed checks %#x\n", (unsigned long long)corral_worker_id(w), bad);
+  return bad != 0;
 }
 
 int main(void) {
@@ -175,14 +205,18 @@ int main(void) {
     }
   }
   time_t deadline = time(NULL) + 20;
-  while (s.listening < 3 * WORKERS && s.exits == 0 && time(NULL) < deadline) {
+  while (s.listening < 4 * WORKERS && s.exits == 0 && time(NULL) < deadline) {
     if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
   }
-  CHECK(s.listening == 3 * WORKERS, "three LISTENING events per worker within 20 s");
+  CHECK(s.listening == 4 * WORKERS, "four LISTENING events per worker within 20 s");
   uint16_t zero_port = 0;
   int datagrams = 0, streams = 0;
-  for (int i = 0; i < s.listening && i < 3 * WORKERS; i++) {
-    if (s.kinds[i] == CORRAL_LISTENER_STREAM) {
+  int reuses = 0;
+  for (int i = 0; i < s.listening && i < 4 * WORKERS; i++) {
+    if (s.reuse[i]) {
+      reuses++;
+      CHECK(s.kinds[i] == CORRAL_LISTENER_DATAGRAM, "the 127.0.0.2 listener is a datagram one");
+    } else if (s.kinds[i] == CORRAL_LISTENER_STREAM) {
       streams++;
       CHECK(s.ports[i] == tport, "the fd:N stream listener has the primary's socket's port");
     } else if (s.kinds[i] == CORRAL_LISTENER_DATAGRAM) {
@@ -195,7 +229,7 @@ int main(void) {
       CHECK(0, "corral_event_listener_kind is STREAM or DATAGRAM for LISTENING");
     }
   }
-  CHECK(streams == WORKERS && datagrams == 2 * WORKERS, "the kinds of the LISTENING events");
+  CHECK(streams == WORKERS && datagrams == 2 * WORKERS && reuses == WORKERS, "the kinds of the LISTENING events");
   CHECK(zero_port != 0, "the port-0 datagram listener");
 
   /* Datagrams to the shared port until both workers answered (at most 400 and 10 s). */

@@ -20,7 +20,7 @@ const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = 
 const { KeepAlive } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
-  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL,
+  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -467,7 +467,8 @@ dgram.Socket.prototype.bind = function bind(port_, address_ /* , callback */) {
       });
     });
     const wire = viaFd ? `fd:${o.fd}` : hostPort(ip, port || 0);
-    const options = state.ipv6Only ? LISTEN_IPV6_ONLY : 0;
+    // As node:cluster's query flags (UV_UDP_IPV6ONLY, UV_UDP_REUSEADDR): the first bind's.
+    const options = (state.ipv6Only ? LISTEN_IPV6_ONLY : 0) | (state.reuseAddr ? LISTEN_REUSE_ADDR : 0);
     try {
       nw.listen(req, wire, 0, index, options, true);
     } catch (e) {

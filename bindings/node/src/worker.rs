@@ -466,7 +466,8 @@ impl NativeWorker {
     }
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
-    /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll).
+    /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll, 8
+    /// reuseAddr for datagram sockets).
     /// `datagram`: a UDP socket (dgram's `bind()`), which the answer always carries, whatever
     /// the policy; `address` may be `fd:N` (the primary's fd N) for both kinds.
     #[napi(catch_unwind)]

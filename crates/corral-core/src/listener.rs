@@ -31,23 +31,28 @@ pub struct BindOptions {
     /// Unix sockets: make the file writable by everyone, so anyone may connect (Node's
     /// `writableAll`).
     pub writable_all: bool,
+    /// Datagram listeners: `SO_REUSEADDR` (Node's dgram `reuseAddr`), so other sockets that
+    /// set it too may bind the same address. Stream listeners always have it.
+    pub reuse_addr: bool,
 }
 
 impl BindOptions {
     const IPV6_ONLY: u32 = 1;
     const READABLE_ALL: u32 = 2;
     const WRITABLE_ALL: u32 = 4;
+    const REUSE_ADDR: u32 = 8;
 
     /// The options as bits (the wire form).
     pub fn bits(self) -> u32 {
         (self.ipv6_only as u32 * Self::IPV6_ONLY)
             | (self.readable_all as u32 * Self::READABLE_ALL)
             | (self.writable_all as u32 * Self::WRITABLE_ALL)
+            | (self.reuse_addr as u32 * Self::REUSE_ADDR)
     }
 
     /// Options from bits; unknown bits are an error naming them.
     pub fn from_bits(bits: u32) -> Result<BindOptions> {
-        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL;
+        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL | Self::REUSE_ADDR;
         if bits & !known != 0 {
             return Err(Error::invalid(format!(
                 "unknown listen option bits {:#x}",
@@ -58,6 +63,7 @@ impl BindOptions {
             ipv6_only: bits & Self::IPV6_ONLY != 0,
             readable_all: bits & Self::READABLE_ALL != 0,
             writable_all: bits & Self::WRITABLE_ALL != 0,
+            reuse_addr: bits & Self::REUSE_ADDR != 0,
         })
     }
 }
@@ -525,8 +531,8 @@ fn bind_ip(
     };
     let sock = Socket::new(Domain::for_address(sa), ty, None)
         .map_err(|e| Error::os("socket", format!("socket for {addr}"), &e))?;
-    if kind == SocketKind::Stream {
-        // For UDP it would let another process bind the same port: not without asking.
+    if kind == SocketKind::Stream || opts.reuse_addr {
+        // For UDP it lets other sockets bind the same port: only when asked (reuseAddr).
         sock.set_reuse_address(true)
             .map_err(|e| Error::os("setsockopt", format!("SO_REUSEADDR on {addr}"), &e))?;
     }
@@ -668,6 +674,20 @@ mod tests {
         let addr: ListenAddr = format!("127.0.0.1:{}", sa.port()).parse().unwrap();
         let e = bind_kind(&addr, SocketKind::Datagram, 0, BindOptions::default()).unwrap_err();
         assert_eq!(e.code(), Some("EADDRINUSE"), "{e}");
+        // reuseAddr (SO_REUSEADDR on both): the same port binds twice.
+        let reuse = BindOptions {
+            reuse_addr: true,
+            ..BindOptions::default()
+        };
+        let r1 = bind_kind(
+            &"127.0.0.1:0".parse().unwrap(),
+            SocketKind::Datagram,
+            0,
+            reuse,
+        )
+        .unwrap();
+        let again: ListenAddr = format!("127.0.0.1:{}", r1.addr.port()).parse().unwrap();
+        bind_kind(&again, SocketKind::Datagram, 0, reuse).expect("a second reuseAddr bind");
         let unix = bind_kind(
             &"unix:/tmp/x.sock".parse().unwrap(),
             SocketKind::Datagram,

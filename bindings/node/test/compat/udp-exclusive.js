@@ -4,7 +4,8 @@
 // worker asking for the first one's port exclusively gets EADDRINUSE in the worker (syscall
 // bind); asking for it without exclusive, the primary's bind fails the same way and the error
 // reaches the worker's socket. A non-exclusive bind(0) next to them still works and reports
-// 'listening'.
+// 'listening'; one from a socket made with reuseAddr: true is bound with SO_REUSEADDR by the
+// primary, so another reuseAddr socket can bind its port.
 if (process.env.NODE_TEST_CONTEXT) {
   // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
   // scenario for ../compat.test.js, so it only reports itself as skipped.
@@ -28,12 +29,21 @@ if (cluster.isPrimary) {
       console.log(`worker 2 shared bind(taken): ${r2.shared}`);
       console.log(`worker 2 shared bind(0): ${r2.sharedZero}`);
       console.log(`primary 'listening' events: ${listening.join(', ') || 'none'}`);
-      cluster.disconnect(() => console.log('disconnected'));
+      const other = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+      other.on('error', (e) => {
+        console.log(`worker 2 shared reuseAddr bind(0): another reuseAddr socket on its port ${e.code}`);
+        cluster.disconnect(() => console.log('disconnected'));
+      });
+      other.bind({ port: r2.reuse, address: '127.0.0.1', exclusive: true }, () => {
+        console.log('worker 2 shared reuseAddr bind(0): another reuseAddr socket on its port ok');
+        other.close();
+        cluster.disconnect(() => console.log('disconnected'));
+      });
     });
   });
 } else {
-  const bind = (opts) => new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
+  const bind = (opts, reuseAddr = false) => new Promise((resolve) => {
+    const s = dgram.createSocket({ type: 'udp4', reuseAddr });
     s.on('error', (e) => {
       s.close();
       const port = process.env.TAKEN;
@@ -53,11 +63,13 @@ if (cluster.isPrimary) {
     const exclusive = await bind({ port, address: '127.0.0.1', exclusive: true });
     const shared = await bind({ port, address: '127.0.0.1' });
     const sharedZero = await bind({ port: 0, address: '127.0.0.1' });
+    const reuse = await bind({ port: 0, address: '127.0.0.1' }, true);
     process.send({
       zero: zero.address().port,
       exclusive,
       shared,
       sharedZero: typeof sharedZero === 'string' ? sharedZero : `a port ${sharedZero.address().port > 0}`,
+      reuse: typeof reuse === 'string' ? reuse : reuse.address().port,
     });
     process.on('disconnect', () => zero.close());
   })();

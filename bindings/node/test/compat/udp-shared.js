@@ -74,9 +74,15 @@ if (POLICY === null) {
     return seen;
   }
 } else {
+  // After each answer the worker's loop stops for 5 ms: meanwhile the other worker, also woken,
+  // reads the next datagram (so both answer some, whatever the scheduler prefers).
+  const pause = new Int32Array(new SharedArrayBuffer(4));
   const bindOne = (type, host) => new Promise((resolve) => {
     const s = dgram.createSocket(type);
-    s.on('message', (m, rinfo) => s.send(`worker ${cluster.worker.id}`, rinfo.port, rinfo.address));
+    s.on('message', (m, rinfo) => {
+      s.send(`worker ${cluster.worker.id}`, rinfo.port, rinfo.address);
+      Atomics.wait(pause, 0, 0, 5);
+    });
     s.on('error', (e) => resolve(`error ${e.code}`));
     s.bind(0, host, () => resolve(s.address().port));
   });

@@ -281,6 +281,7 @@ mod tests {
                 ipv6_only: true,
                 readable_all: false,
                 writable_all: true,
+                reuse_addr: true,
             },
             kind: SocketKind::Datagram,
         };
@@ -350,12 +351,12 @@ mod tests {
             .i32(1)
             .str("127.0.0.1:0")
             .u32(0)
-            .u32(8)
+            .u32(16)
             .u32(0)
             .finish();
         let e = ListenRequest::decode(&unknown_option).unwrap_err();
         assert!(
-            e.message().contains("unknown listen option bits 0x8"),
+            e.message().contains("unknown listen option bits 0x10"),
             "{e}"
         );
         let unknown_kind = Writer::new()
