@@ -50,6 +50,17 @@
 #define CORRAL_EVENT_MESSAGE 4
 
 /**
+ * `corral_event_listener_kind`: a stream listener (TCP or Unix; `corral_worker_listen`).
+ */
+#define CORRAL_LISTENER_STREAM 1
+
+/**
+ * `corral_event_listener_kind`: a datagram listener (UDP; `corral_worker_bind_datagram`).
+ * With the address's family it gives Node's `'udp4'`/`'udp6'`.
+ */
+#define CORRAL_LISTENER_DATAGRAM 2
+
+/**
  * A worker said it is ready.
  */
 #define CORRAL_EVENT_READY 5
@@ -175,6 +186,13 @@
  * anyone may connect (Node's `writableAll`).
  */
 #define CORRAL_LISTEN_WRITABLE_ALL 4
+
+/**
+ * `corral_worker_bind_datagram`: set `SO_REUSEADDR` on the UDP socket (Node's dgram
+ * `reuseAddr`), so other sockets that set it too may bind the same address. Stream listeners
+ * always have it; for them this bit changes nothing.
+ */
+#define CORRAL_LISTEN_REUSE_ADDR 8
 
 /**
  * Result of every fallible call. `CORRAL_STATUS_OK` is 0; errors are positive. After an
@@ -377,6 +395,13 @@ const uint8_t *corral_event_data(const corral_event *ev, size_t *len_out);
  * For `LISTENING`: the listener id (shared by workers on the same address); 0 otherwise.
  */
 uint32_t corral_event_listener(const corral_event *ev);
+
+/**
+ * For `LISTENING`: the listener's kind, `CORRAL_LISTENER_STREAM` (TCP, Unix) or
+ * `CORRAL_LISTENER_DATAGRAM` (UDP); 0 for other events and NULL. TCP 8080 and UDP 8080 are
+ * different listeners.
+ */
+uint32_t corral_event_listener_kind(const corral_event *ev);
 
 /**
  * For `LISTENING`: the resolved port (0 for Unix sockets and other events).
@@ -879,12 +904,16 @@ int32_t corral_worker_fd(const corral_worker *w);
  * `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"` (a relative path is
  * bound in the primary's working directory; a path longer than `sun_path` works as long as its
  * last component is shorter than about 85 bytes); port 0 means one kernel-chosen port for
- * every worker. `backlog` <= 0 means 511. Writes the listener id and the
+ * every worker. `"fd:N"` shares the primary's own fd N (a listening socket it inherited, e.g.
+ * from systemd socket activation): the primary checks it is a stream socket, puts it in
+ * listening state and shares a duplicate; fd N is never closed (it becomes non-blocking).
+ * `backlog` <= 0 means 511. Writes the listener id and the
  * resolved port (0 for Unix sockets) to the non-NULL out-params.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address; `CORRAL_STATUS_OS_ERROR`
  * with the primary's errno and context for EADDRINUSE, EACCES or an unknown host
- * ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)");
+ * ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)"), and for a bad `fd:N`
+ * (EBADF, ENOTSOCK, EPROTOTYPE for a datagram socket, EINVAL for a connected one);
  * `CORRAL_STATUS_DISCONNECTED` if the primary is gone.
  */
 CORRAL_MUST_USE
@@ -909,6 +938,50 @@ corral_status corral_worker_listen_with_options(corral_worker *w,
                                                 uint32_t options,
                                                 uint32_t *listener_out,
                                                 uint16_t *port_out);
+
+/**
+ * Asks the primary for a shared UDP socket bound to `address` (node:cluster's dgram `bind()`
+ * without `exclusive`) and waits for the answer. Whatever the scheduling policy, the primary
+ * binds it once and every worker asking for the same address gets the same socket; each
+ * datagram goes to one of the workers reading it. `address`: `"127.0.0.1:5353"`,
+ * `"[::1]:0"`, `"localhost:0"`, `":5353"` (every interface) or `"fd:N"` (the primary's own
+ * UDP fd N, which it never closes); port 0 means one kernel-chosen port for every worker.
+ * `options`: `CORRAL_LISTEN_IPV6_ONLY`, `CORRAL_LISTEN_REUSE_ADDR`, or 0; like a stream
+ * listener's, they are not part of the key (the first worker's bind decides). The primary reports `CORRAL_EVENT_LISTENING`
+ * with `corral_event_listener_kind` = `CORRAL_LISTENER_DATAGRAM`.
+ *
+ * On success writes the socket to `*fd_out` (required): close-on-exec and non-blocking (the
+ * flag is on the open file description every worker shares). The caller owns it and closes
+ * it; it outlives the worker handle if not closed. Then call `corral_worker_unlisten` with the
+ * id written to `*listener_out` (or disconnect), so that the primary closes its copy once the
+ * last worker holding it leaves. `listener_out` and `port_out` may be NULL. It counts against
+ * the primary's `max_listeners_per_worker`. Call from the thread that owns the worker; valid
+ * in a forked worker.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address, a Unix socket path, NULL
+ * `fd_out` or unknown option bits; `CORRAL_STATUS_OS_ERROR` with the primary's errno and
+ * context (EADDRINUSE, an unknown host, a bad `fd:N`: EBADF, ENOTSOCK, or EPROTOTYPE for a
+ * stream socket); `CORRAL_STATUS_DISCONNECTED` if the primary is gone or this worker
+ * disconnected.
+ */
+CORRAL_MUST_USE
+corral_status corral_worker_bind_datagram(corral_worker *w,
+                                          const char *address,
+                                          uint32_t options,
+                                          uint32_t *listener_out,
+                                          uint16_t *port_out,
+                                          int32_t *fd_out);
+
+/**
+ * Leaves listener `listener` (an id from `corral_worker_listen` or
+ * `corral_worker_bind_datagram`): no more connections from it (a shared-mode listening fd
+ * held by the worker closes); a datagram socket is the caller's to close. The primary closes
+ * the listener once its last worker has left. An id this worker does not hold changes nothing.
+ *
+ * Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+ * is gone.
+ */
+CORRAL_MUST_USE corral_status corral_worker_unlisten(corral_worker *w, uint32_t listener);
 
 /**
  * Waits up to `timeout_ms` (-1: forever; 0: not at all) for the next event and writes it to

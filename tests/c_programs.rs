@@ -285,3 +285,49 @@ fn a_worker_that_does_not_read_gets_would_block_bounded_memory_then_drain() {
 fn listen_options_set_ipv6_only_and_the_socket_file_mode() {
     c_check("listen_options", Duration::from_secs(30));
 }
+
+#[test]
+fn datagram_listeners_and_fd_n_are_shared_from_c() {
+    c_check("datagram", Duration::from_secs(60));
+}
+
+#[test]
+fn udp_echo_workers_share_one_socket_and_stop_after_m_datagrams() {
+    for link in LINKS {
+        let mut cmd = Command::new(example("udp_echo", link));
+        cmd.args(["--workers", "2", "--port", "0", "--datagrams", "100"]);
+        let mut g = spawn(cmd);
+        let mut out = BufReader::new(g.0.as_mut().unwrap().stdout.take().unwrap());
+        let port = listening_port(&mut out);
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        for i in 0..100 {
+            let text = format!("ping {i}");
+            c.send_to(text.as_bytes(), ("127.0.0.1", port)).unwrap();
+            let n = c
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{link:?}: no answer to datagram {i}: {e}"));
+            let answer = std::str::from_utf8(&buf[..n]).unwrap();
+            assert!(
+                answer.starts_with("worker ") && answer.ends_with(&format!(": {text}")),
+                "{link:?}: {answer:?}"
+            );
+        }
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        let o = wait_output(Guard(g.0.take()), "udp_echo", Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{link:?}: {stderr}");
+        let total: u64 = rest
+            .lines()
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{link:?}: bad line {l:?}"))
+            })
+            .sum();
+        assert_eq!(total, 100, "{link:?}: every datagram answered once: {rest}");
+    }
+}

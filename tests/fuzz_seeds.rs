@@ -5,7 +5,7 @@
 mod util;
 use corral_core::ipc::frame::{self, Kind, FLAG_FIRST, FLAG_MORE};
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
-use corral_core::listener::BindOptions;
+use corral_core::listener::{BindOptions, SocketKind};
 use std::collections::BTreeMap;
 
 type Seeds = BTreeMap<&'static str, Vec<u8>>;
@@ -49,12 +49,17 @@ fn listen_request(addr: &str) -> Vec<u8> {
 }
 
 fn listen_request_with(addr: &str, opts: BindOptions) -> Vec<u8> {
+    listen_request_kind(addr, opts, SocketKind::Stream)
+}
+
+fn listen_request_kind(addr: &str, opts: BindOptions, kind: SocketKind) -> Vec<u8> {
     ListenRequest {
         req: 7,
         backlog: 511,
         addr: addr.parse().unwrap(),
         index: 1,
         opts,
+        kind,
     }
     .encode()
 }
@@ -107,6 +112,15 @@ fn proto_seeds() -> Seeds {
         "request-unix-mode",
         with(0, &listen_request_with("unix:rel.sock", mode)),
     );
+    s.insert(
+        "request-udp",
+        with(
+            0,
+            &listen_request_kind("127.0.0.1:0", BindOptions::default(), SocketKind::Datagram),
+        ),
+    );
+    s.insert("request-fd", with(0, &listen_request("fd:3")));
+    s.insert("ok-udp", with(1, &listen_ok("udp:[::1]:53")));
     s.insert("ok-tcp4", with(1, &listen_ok("tcp:127.0.0.1:8080")));
     s.insert("ok-tcp6", with(1, &listen_ok("tcp:[::1]:443")));
     s.insert("ok-unix", with(1, &listen_ok("unix:/tmp/corral.sock")));
@@ -115,6 +129,8 @@ fn proto_seeds() -> Seeds {
     s.insert("addr-host", with(4, b"tcp:localhost:3000"));
     s.insert("addr-tcp6", with(4, b"[::1]:0"));
     s.insert("bound-tcp6", with(5, b"tcp:[fe80::1%2]:80"));
+    s.insert("addr-fd", with(4, b"fd:3"));
+    s.insert("bound-udp4", with(5, b"udp:127.0.0.1:53"));
     s
 }
 

@@ -4,7 +4,7 @@
 use super::boundary::{copy_out, guard_value};
 use super::primary::corral_primary;
 use corral_core::supervisor::Cause;
-use corral_core::{Event, ExitStatus, SupervisorEvent};
+use corral_core::{Event, ExitStatus, SocketKind, SupervisorEvent};
 use std::ffi::{c_char, c_void};
 
 /// A worker process was started.
@@ -15,6 +15,12 @@ pub const CORRAL_EVENT_ONLINE: u32 = 2;
 pub const CORRAL_EVENT_LISTENING: u32 = 3;
 /// A message from a worker (`corral_event_data`).
 pub const CORRAL_EVENT_MESSAGE: u32 = 4;
+
+/// `corral_event_listener_kind`: a stream listener (TCP or Unix; `corral_worker_listen`).
+pub const CORRAL_LISTENER_STREAM: u32 = 1;
+/// `corral_event_listener_kind`: a datagram listener (UDP; `corral_worker_bind_datagram`).
+/// With the address's family it gives Node's `'udp4'`/`'udp6'`.
+pub const CORRAL_LISTENER_DATAGRAM: u32 = 2;
 /// A worker said it is ready.
 pub const CORRAL_EVENT_READY: u32 = 5;
 /// A worker's channel closed.
@@ -254,6 +260,20 @@ pub unsafe extern "C" fn corral_event_data(
 pub unsafe extern "C" fn corral_event_listener(ev: *const corral_event) -> u32 {
     with(ev, 0, |e| match e {
         Event::Listening { listener, .. } => *listener,
+        _ => 0,
+    })
+}
+
+/// For `LISTENING`: the listener's kind, `CORRAL_LISTENER_STREAM` (TCP, Unix) or
+/// `CORRAL_LISTENER_DATAGRAM` (UDP); 0 for other events and NULL. TCP 8080 and UDP 8080 are
+/// different listeners.
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_listener_kind(ev: *const corral_event) -> u32 {
+    with(ev, 0, |e| match e {
+        Event::Listening { addr, .. } => match addr.kind() {
+            SocketKind::Stream => CORRAL_LISTENER_STREAM,
+            SocketKind::Datagram => CORRAL_LISTENER_DATAGRAM,
+        },
         _ => 0,
     })
 }

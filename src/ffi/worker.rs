@@ -29,6 +29,10 @@ pub const CORRAL_LISTEN_READABLE_ALL: u32 = 2;
 /// `corral_worker_listen_with_options`: make a Unix socket's file writable by everyone, so
 /// anyone may connect (Node's `writableAll`).
 pub const CORRAL_LISTEN_WRITABLE_ALL: u32 = 4;
+/// `corral_worker_bind_datagram`: set `SO_REUSEADDR` on the UDP socket (Node's dgram
+/// `reuseAddr`), so other sockets that set it too may bind the same address. Stream listeners
+/// always have it; for them this bit changes nothing.
+pub const CORRAL_LISTEN_REUSE_ADDR: u32 = 8;
 
 /// The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
 /// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.
@@ -155,12 +159,16 @@ pub unsafe extern "C" fn corral_worker_fd(w: *const corral_worker) -> i32 {
 /// `"localhost:3000"`, `":8080"` (every interface) or `"unix:/path.sock"` (a relative path is
 /// bound in the primary's working directory; a path longer than `sun_path` works as long as its
 /// last component is shorter than about 85 bytes); port 0 means one kernel-chosen port for
-/// every worker. `backlog` <= 0 means 511. Writes the listener id and the
+/// every worker. `"fd:N"` shares the primary's own fd N (a listening socket it inherited, e.g.
+/// from systemd socket activation): the primary checks it is a stream socket, puts it in
+/// listening state and shares a duplicate; fd N is never closed (it becomes non-blocking).
+/// `backlog` <= 0 means 511. Writes the listener id and the
 /// resolved port (0 for Unix sockets) to the non-NULL out-params.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address; `CORRAL_STATUS_OS_ERROR`
 /// with the primary's errno and context for EADDRINUSE, EACCES or an unknown host
-/// ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)");
+/// ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)"), and for a bad `fd:N`
+/// (EBADF, ENOTSOCK, EPROTOTYPE for a datagram socket, EINVAL for a connected one);
 /// `CORRAL_STATUS_DISCONNECTED` if the primary is gone.
 #[no_mangle]
 #[must_use]
@@ -221,6 +229,77 @@ pub unsafe extern "C" fn corral_worker_listen_with_options(
         }
         Ok(())
     })
+}
+
+/// Asks the primary for a shared UDP socket bound to `address` (node:cluster's dgram `bind()`
+/// without `exclusive`) and waits for the answer. Whatever the scheduling policy, the primary
+/// binds it once and every worker asking for the same address gets the same socket; each
+/// datagram goes to one of the workers reading it. `address`: `"127.0.0.1:5353"`,
+/// `"[::1]:0"`, `"localhost:0"`, `":5353"` (every interface) or `"fd:N"` (the primary's own
+/// UDP fd N, which it never closes); port 0 means one kernel-chosen port for every worker.
+/// `options`: `CORRAL_LISTEN_IPV6_ONLY`, `CORRAL_LISTEN_REUSE_ADDR`, or 0; like a stream
+/// listener's, they are not part of the key (the first worker's bind decides). The primary reports `CORRAL_EVENT_LISTENING`
+/// with `corral_event_listener_kind` = `CORRAL_LISTENER_DATAGRAM`.
+///
+/// On success writes the socket to `*fd_out` (required): close-on-exec and non-blocking (the
+/// flag is on the open file description every worker shares). The caller owns it and closes
+/// it; it outlives the worker handle if not closed. Then call `corral_worker_unlisten` with the
+/// id written to `*listener_out` (or disconnect), so that the primary closes its copy once the
+/// last worker holding it leaves. `listener_out` and `port_out` may be NULL. It counts against
+/// the primary's `max_listeners_per_worker`. Call from the thread that owns the worker; valid
+/// in a forked worker.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a malformed address, a Unix socket path, NULL
+/// `fd_out` or unknown option bits; `CORRAL_STATUS_OS_ERROR` with the primary's errno and
+/// context (EADDRINUSE, an unknown host, a bad `fd:N`: EBADF, ENOTSOCK, or EPROTOTYPE for a
+/// stream socket); `CORRAL_STATUS_DISCONNECTED` if the primary is gone or this worker
+/// disconnected.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_bind_datagram(
+    w: *mut corral_worker,
+    address: *const c_char,
+    options: u32,
+    listener_out: *mut u32,
+    port_out: *mut u16,
+    fd_out: *mut i32,
+) -> corral_status {
+    with_worker(w, |w| {
+        non_null(fd_out, "fd_out")?;
+        // SAFETY: NUL-terminated string by contract.
+        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
+        let opts = BindOptions::from_bits(options)
+            .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
+        let d = w.bind_datagram(&a, opts)?;
+        // SAFETY: `fd_out` is non-NULL and writable, the others NULL (skipped) or writable,
+        // by contract.
+        unsafe {
+            if !listener_out.is_null() {
+                write_out(listener_out, d.id);
+            }
+            if !port_out.is_null() {
+                write_out(port_out, d.addr.port());
+            }
+            write_out(fd_out, d.fd.into_raw_fd());
+        }
+        Ok(())
+    })
+}
+
+/// Leaves listener `listener` (an id from `corral_worker_listen` or
+/// `corral_worker_bind_datagram`): no more connections from it (a shared-mode listening fd
+/// held by the worker closes); a datagram socket is the caller's to close. The primary closes
+/// the listener once its last worker has left. An id this worker does not hold changes nothing.
+///
+/// Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
+/// is gone.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_unlisten(
+    w: *mut corral_worker,
+    listener: u32,
+) -> corral_status {
+    with_worker(w, |w| w.unlisten(listener))
 }
 
 /// Waits up to `timeout_ms` (-1: forever; 0: not at all) for the next event and writes it to

@@ -100,8 +100,8 @@ static int worker_side(corral_worker *w, const char *sock_path) {
     struct stat st;
     if (stat(sock_path + strlen("unix:"), &st) != 0 || (st.st_mode & 0666) != 0666) bad |= 16;
   }
-  if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 8, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
-  else if (!last_error_contains("options: unknown listen option bits 0x8")) bad |= 64;
+  if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 16, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
+  else if (!last_error_contains("options: unknown listen option bits 0x10")) bad |= 64;
   if (corral_worker_disconnect(w) != CORRAL_STATUS_OK) bad |= 128;
   return bad;
 }

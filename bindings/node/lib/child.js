@@ -4,8 +4,11 @@
 // listen going through the primary. Round-robin connections arrive as fds on the channel, read
 // on this event loop (bindings/node/src/uvpoll.rs), and enter net.Server through its own
 // onconnection path (so getConnections, maxConnections, timeouts and keep-alive behave);
-// shared mode hands the worker the listening socket itself.
+// shared mode hands the worker the listening socket itself. dgram's bind() (not exclusive)
+// goes through the primary too: every worker asking gets the same UDP socket, whatever the
+// policy. listen({ fd }) and bind({ fd }) name the primary's fd N, as in node:cluster.
 
+const dgram = require('dgram');
 const EventEmitter = require('events');
 const fs = require('fs');
 const net = require('net');
@@ -17,7 +20,7 @@ const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = 
 const { KeepAlive } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
-  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL,
+  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -255,12 +258,14 @@ net.Server.prototype.listen = function listen(...args) {
 
 const origListen2 = net.Server.prototype._listen2;
 net.Server.prototype._listen2 = function _listen2(address, port, addressType, backlog, fd, flags) {
-  if (this._handle || (typeof fd === 'number' && fd >= 0) || (this[kExclusive] && this[kExclusive].exclusive) || !connected) {
+  // listen({ fd }) is the primary's fd, exclusive or not (net.js passes no exclusive for it).
+  const viaFd = typeof fd === 'number' && fd >= 0;
+  if (this._handle || (!viaFd && this[kExclusive] && this[kExclusive].exclusive) || !connected) {
     return origListen2.apply(this, arguments);
   }
   const server = this;
   const args = arguments;
-  const isPipe = port < 0 && typeof address === 'string';
+  let isPipe = port < 0 && typeof address === 'string';
   const resolved = isPipe ? path.resolve(address) : address;
   const indexesKey = [resolved, port, addressType, fd].join(':');
   let indexSet = indexes.get(indexesKey);
@@ -271,15 +276,17 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
   const index = indexSet.nextIndex++;
   indexSet.set.add(index);
   const host = resolved === null || resolved === undefined ? '' : String(resolved);
-  const wire = isPipe ? `unix:${host}` : host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const wire = viaFd ? `fd:${fd}` : isPipe ? `unix:${host}` : hostPort(host, port);
   const req = nextReq++;
   pending.set(req, (ev) => {
     if (ev.kind === EV.LISTEN_ERR) {
       indexSet.set.delete(index);
-      const code = ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
+      const code = viaFd ? fdErrno(ev) : ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
       server.emit('error', systemError('bind', code, address, port));
       return;
     }
+    // An fd of the primary: a Unix socket when the primary found no IP address on it.
+    if (viaFd) isPipe = ev.family === -1;
     const lid = ev.listener;
     const sockname = isPipe ? undefined : { address: ev.address, family: ev.family === 6 ? 'IPv6' : 'IPv4', port: ev.port };
     const unlisten = () => {
@@ -361,6 +368,203 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
     process.nextTick(() => server.emit('error', nativeError(e)));
   }
 };
+
+function hostPort(host, port) {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// node:cluster's primary answers EINVAL for every fd it cannot use (its createHandle throws
+// ERR_INVALID_FD_TYPE for a closed fd, a file, or a socket of the wrong kind); corral's engine
+// tells EBADF, ENOTSOCK and EPROTOTYPE apart (its message says which), the worker sees Node's.
+const FD_UNUSABLE = new Set(['EBADF', 'ENOTSOCK', 'EPROTOTYPE']);
+function fdErrno(ev) {
+  if (!(ev.errno > 0)) return 'EINVAL';
+  return FD_UNUSABLE.has(util.getSystemErrorName(-ev.errno)) ? 'EINVAL' : ev.errno;
+}
+
+// ---- dgram: bind() through the primary (node:cluster's bindServerHandle)
+
+// dgram.js keeps a socket's state (its handle, its bind state) under Symbol('state symbol').
+const BIND_STATE_UNBOUND = 0;
+const BIND_STATE_BINDING = 1;
+let dgramStateSym;
+function dgramState(socket) {
+  if (!dgramStateSym) {
+    dgramStateSym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  }
+  return dgramStateSym && socket[dgramStateSym];
+}
+
+const origBind = dgram.Socket.prototype.bind;
+dgram.Socket.prototype.bind = function bind(port_, address_ /* , callback */) {
+  const o = port_;
+  const isObject = o !== null && typeof o === 'object';
+  const state = dgramState(this);
+  // What dgram does itself: a handle from cluster, exclusive binds, errors thrown at once
+  // (closed socket, bound already), and everything once the channel is gone.
+  if (!connected || !state || !state.handle || state.bindState !== BIND_STATE_UNBOUND ||
+      (isObject && (typeof o.recvStart === 'function' || o.exclusive))) {
+    return origBind.apply(this, arguments);
+  }
+  const socket = this;
+  const cb = arguments.length && arguments[arguments.length - 1];
+  const viaFd = isObject && Number.isInteger(o.fd) && o.fd > 0 && o.fd <= 0x7fffffff;
+  state.bindState = BIND_STATE_BINDING;
+  if (typeof cb === 'function') {
+    // As dgram: the callback is a 'listening' listener, dropped on the first 'error' (which it
+    // also handles, so a failed bind with a callback throws nothing).
+    const removeListeners = function removeListeners() {
+      this.removeListener('error', removeListeners);
+      this.removeListener('listening', onListening);
+    };
+    const onListening = function onListening() {
+      removeListeners.call(this);
+      cb.call(this);
+    };
+    this.on('error', removeListeners);
+    this.on('listening', onListening);
+  }
+  const fail = (err) => {
+    state.bindState = BIND_STATE_UNBOUND;
+    socket.emit('error', err);
+  };
+  const ask = (ip, port) => {
+    // Node's key for the listen index: address, port, addressType, fd.
+    const indexesKey = [ip, port, socket.type, viaFd ? o.fd : -1].join(':');
+    let indexSet = indexes.get(indexesKey);
+    if (indexSet === undefined) {
+      indexSet = { nextIndex: 0, set: new Set() };
+      indexes.set(indexesKey, indexSet);
+    }
+    const index = indexSet.nextIndex++;
+    indexSet.set.add(index);
+    const req = nextReq++;
+    pending.set(req, (ev) => {
+      if (!state.handle) {
+        // Closed meanwhile (dgram drops the answer too): leave the listener at once.
+        for (const fd of ev.fds) fs.closeSync(fd);
+        indexSet.set.delete(index);
+        if (ev.kind === EV.LISTEN_OK) {
+          try {
+            nw.unlisten(ev.listener);
+          } catch {
+            // The channel just closed: the primary dropped this worker's listeners.
+          }
+        }
+        return;
+      }
+      if (ev.kind === EV.LISTEN_ERR) {
+        indexSet.set.delete(index);
+        if (viaFd) return fail(systemError('open', fdErrno(ev)));
+        const code = ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
+        return fail(systemError('bind', code, ip, port));
+      }
+      onDatagramListening(socket, state, ev, indexSet, index, {
+        address: viaFd ? null : ip,
+        port: viaFd ? null : port,
+        addressType: socket.type,
+        fd: viaFd ? o.fd : -1,
+      });
+    });
+    const wire = viaFd ? `fd:${o.fd}` : hostPort(ip, port || 0);
+    // As node:cluster's query flags (UV_UDP_IPV6ONLY, UV_UDP_REUSEADDR): the first bind's.
+    const options = (state.ipv6Only ? LISTEN_IPV6_ONLY : 0) | (state.reuseAddr ? LISTEN_REUSE_ADDR : 0);
+    try {
+      nw.listen(req, wire, 0, index, options, true);
+    } catch (e) {
+      pending.delete(req);
+      indexSet.set.delete(index);
+      process.nextTick(() => fail(nativeError(e)));
+    }
+  };
+  if (viaFd) {
+    ask(null, null);
+    return this;
+  }
+  let port = port_;
+  let address;
+  if (isObject) {
+    address = o.address || '';
+    port = o.port;
+  } else {
+    address = typeof address_ === 'function' ? '' : address_;
+  }
+  // bind(cb) and bind(): port 0 (node:cluster's query drops a function as JSON does).
+  port = typeof port === 'function' || port === undefined || port === null ? 0 : Number(port) || 0;
+  if (!address) address = this.type === 'udp4' ? '0.0.0.0' : '::';
+  // The socket's own lookup: dns for its family, as dgram resolves before asking.
+  state.handle.lookup(address, (err, ip) => {
+    if (!state.handle) return;
+    if (err) return fail(err);
+    ask(ip, port);
+  });
+  return this;
+};
+
+// The primary's answer to a datagram bind: the socket takes the shared fd (dgram's own fd
+// path, which starts receiving and emits 'listening' at once); closing it tells the primary.
+function onDatagramListening(socket, state, ev, indexSet, index, query) {
+  const lid = ev.listener;
+  const fd = ev.fds[0];
+  const handle = state.handle;
+  let opened = false;
+  const onListening = () => {
+    // Short-lived sockets may be closed already (by the caller's bind callback), as
+    // node:cluster's child checks: then the primary hears nothing.
+    if (!opened || !handles.has(handle)) return;
+    worker.state = 'listening';
+    const a = socket.address();
+    sendInternal({
+      act: 'listening',
+      address: query.address,
+      port: (a && a.port) || query.port,
+      addressType: query.addressType,
+      fd: query.fd,
+      index,
+    });
+  };
+  // After the caller's own 'listening' listeners (its bind callback), as node:cluster's.
+  socket.once('listening', onListening);
+  const unlisten = () => {
+    if (!handles.has(handle)) return;
+    handles.delete(handle);
+    indexSet.set.delete(index);
+    if (connected) {
+      try {
+        nw.unlisten(lid);
+      } catch {
+        // The channel just closed: nothing to leave.
+      }
+    }
+  };
+  const close = handle.close;
+  handle.close = function () {
+    unlisten();
+    return close.apply(handle, arguments);
+  };
+  handles.add(handle);
+  opened = true;
+  state.bindState = BIND_STATE_UNBOUND;
+  // 'listening' is emitted inside the bind call: what its listeners throw is theirs to throw.
+  let started = false;
+  const onStart = () => {
+    started = true;
+  };
+  socket.prependOnceListener('listening', onStart);
+  try {
+    origBind.call(socket, { fd, exclusive: true });
+  } catch (e) {
+    if (started) throw e;
+    socket.removeListener('listening', onStart);
+    opened = false;
+    socket.removeListener('listening', onListening);
+    fs.closeSync(fd);
+    unlisten();
+    handle.close = close;
+    state.bindState = BIND_STATE_UNBOUND;
+    socket.emit('error', e);
+  }
+}
 
 function onConnection(ev) {
   const handle = servers.get(ev.listener);

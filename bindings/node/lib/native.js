@@ -107,6 +107,7 @@ const SCHED_RR = 2;
 const LISTEN_IPV6_ONLY = 1;
 const LISTEN_READABLE_ALL = 2;
 const LISTEN_WRITABLE_ALL = 4;
+const LISTEN_REUSE_ADDR = 8;
 // The primary tells a worker the serialization it chose (cluster.settings.serialization).
 const ENV_SERIALIZATION = 'CORRAL_NODE_SERIALIZATION';
 
@@ -122,4 +123,5 @@ module.exports = {
   LISTEN_IPV6_ONLY,
   LISTEN_READABLE_ALL,
   LISTEN_WRITABLE_ALL,
+  LISTEN_REUSE_ADDR,
 };

@@ -8,7 +8,7 @@ use crate::to_napi;
 use crate::uvpoll::Poller;
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
-use corral_core::listener::BindOptions;
+use corral_core::listener::{BindOptions, SocketKind};
 use corral_core::{Error as CoreError, ErrorKind, Sent, Worker};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -466,7 +466,10 @@ impl NativeWorker {
     }
 
     /// Asks the primary to listen; the answer arrives as a LISTEN_OK/LISTEN_ERR event with `id`.
-    /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll).
+    /// `options`: bits of `BindOptions` (1 ipv6Only, 2 readableAll, 4 writableAll, 8
+    /// reuseAddr for datagram sockets).
+    /// `datagram`: a UDP socket (dgram's `bind()`), which the answer always carries, whatever
+    /// the policy; `address` may be `fd:N` (the primary's fd N) for both kinds.
     #[napi(catch_unwind)]
     pub fn listen(
         &self,
@@ -475,6 +478,7 @@ impl NativeWorker {
         backlog: i32,
         index: u32,
         options: u32,
+        datagram: Option<bool>,
     ) -> Result<()> {
         let addr = address.parse().map_err(to_napi)?;
         let opts = BindOptions::from_bits(options).map_err(to_napi)?;
@@ -484,6 +488,11 @@ impl NativeWorker {
             addr,
             index,
             opts,
+            kind: if datagram == Some(true) {
+                SocketKind::Datagram
+            } else {
+                SocketKind::Stream
+            },
         };
         self.sender
             .send(Kind::Listen, &msg.encode(), Vec::new())

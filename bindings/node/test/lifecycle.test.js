@@ -19,6 +19,13 @@ test('loading corral in a worker_thread and ending the thread neither hangs nor 
   assert.deepStrictEqual(r.lines, ['in thread: isPrimary=true', 'worker online', 'thread exit 0']);
 });
 
+test('a dgram socket closed by its own bind callback neither crashes the worker nor reports listening', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'short-lived-dgram.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, ['kept socket bound true', 'worker exit 0', "'listening' events: udp4 127.0.0.1"]);
+});
+
 test('a finished cluster lets the process exit', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, [path.join(DIR, 'finished-cluster.js')]);

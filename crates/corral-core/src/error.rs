@@ -141,6 +141,9 @@ impl Error {
             "getaddrinfo",
             "setsockopt",
             "fcntl",
+            "dup",
+            "getsockopt",
+            "getsockname",
         ]
         .into_iter()
         .find(|s| *s == syscall);

@@ -51,6 +51,29 @@
 //! new listener fails with `EMFILE`/`ENFILE`, such orphaned listeners close at once (their fds
 //! are the cheapest to give back) and the bind is tried again.
 //!
+//! ## Datagram listeners and the primary's own fds
+//! `Worker::bind_datagram` asks for a UDP socket (node:cluster's dgram `bind()` without
+//! `exclusive`). A listener's key is its address, index *and kind*: TCP 8080 and UDP 8080 are
+//! two listeners. The primary binds a UDP socket once (no `SO_REUSEADDR`, as Node's dgram
+//! without `reuseAddr`; port 0 is one kernel port for everyone) and, whatever the policy, hands
+//! every asking worker a duplicate: there is nothing to accept, so nothing to round-robin, and
+//! the kernel gives each datagram to one of the workers reading. `Event::Listening` carries
+//! `BoundAddr::Udp`, so fronts tell it apart (Node's `'udp4'`/`'udp6'`), and the listener counts
+//! against `max_listeners_per_worker`. It closes like a stream listener: at once when its last
+//! worker leaves gracefully, after `orphan_listener_grace` when the last one crashed. The grace
+//! is kept for UDP on purpose: datagrams sent meanwhile wait in the socket's receive buffer for
+//! the replacement instead of drawing ICMP port-unreachable, and the replacement gets the same
+//! port, also where port 0 was asked (node:cluster closes the socket at once and a `bind(0)`
+//! replacement gets another port).
+//!
+//! `fd:N` (Node's `listen({ fd })`/`bind({ fd })` in a worker) names the *primary's* fd N, such
+//! as a socket inherited from systemd socket activation. The primary checks it (`EBADF`,
+//! `ENOTSOCK`, `EPROTOTYPE` when it is a stream socket and a datagram listener was asked for or
+//! the other way round), works on a duplicate (a stream one gets `listen(2)` with the worker's
+//! backlog, as Node does; `EINVAL` if it is connected) and never closes fd N: once the last
+//! worker leaves only the duplicate closes, and a Unix socket's file stays where it is. The
+//! duplicate shares fd N's open file description, so fd N turns non-blocking.
+//!
 //! A listen on a host name (not an IP literal) is resolved off the primary's loop, on a
 //! short-lived thread per name (at most 8 at once, more wait in line), since the system
 //! resolver may block for its whole timeout. The thread wakes the loop, which binds and answers

@@ -50,7 +50,7 @@ pub mod worker;
 pub use cluster::{Cluster, ClusterEvent};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
-pub use listener::{BoundAddr, ListenAddr};
+pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
 pub use primary::{
     check_send_queue_limit, Forked, Primary, PrimaryOptions, Sent, WorkerInfo, WorkerState,
@@ -58,4 +58,4 @@ pub use primary::{
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
-pub use worker::{Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use worker::{Datagram, Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};

@@ -1,4 +1,6 @@
-//! Listen addresses (what a worker asks for), bound addresses (what it got) and binding.
+//! Listen addresses (what a worker asks for), bound addresses (what it got) and binding:
+//! stream listeners (TCP, Unix) and datagram ones (UDP), bound by the primary or adopted from
+//! an fd the primary already has (`fd:N`, e.g. socket activation).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
@@ -29,23 +31,28 @@ pub struct BindOptions {
     /// Unix sockets: make the file writable by everyone, so anyone may connect (Node's
     /// `writableAll`).
     pub writable_all: bool,
+    /// Datagram listeners: `SO_REUSEADDR` (Node's dgram `reuseAddr`), so other sockets that
+    /// set it too may bind the same address. Stream listeners always have it.
+    pub reuse_addr: bool,
 }
 
 impl BindOptions {
     const IPV6_ONLY: u32 = 1;
     const READABLE_ALL: u32 = 2;
     const WRITABLE_ALL: u32 = 4;
+    const REUSE_ADDR: u32 = 8;
 
     /// The options as bits (the wire form).
     pub fn bits(self) -> u32 {
         (self.ipv6_only as u32 * Self::IPV6_ONLY)
             | (self.readable_all as u32 * Self::READABLE_ALL)
             | (self.writable_all as u32 * Self::WRITABLE_ALL)
+            | (self.reuse_addr as u32 * Self::REUSE_ADDR)
     }
 
     /// Options from bits; unknown bits are an error naming them.
     pub fn from_bits(bits: u32) -> Result<BindOptions> {
-        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL;
+        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL | Self::REUSE_ADDR;
         if bits & !known != 0 {
             return Err(Error::invalid(format!(
                 "unknown listen option bits {:#x}",
@@ -56,14 +63,58 @@ impl BindOptions {
             ipv6_only: bits & Self::IPV6_ONLY != 0,
             readable_all: bits & Self::READABLE_ALL != 0,
             writable_all: bits & Self::WRITABLE_ALL != 0,
+            reuse_addr: bits & Self::REUSE_ADDR != 0,
         })
     }
 }
 
-/// What a worker asks to listen on. Workers asking for equal `ListenAddr`s share one listener.
+/// The kind of socket a listener is. Part of a listener's key: TCP 8080 and UDP 8080 are two
+/// listeners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SocketKind {
+    /// A listening stream socket (TCP or Unix): connections are accepted, in round-robin by
+    /// the primary, in shared mode by the workers.
+    #[default]
+    Stream,
+    /// A bound UDP socket. Never round-robined: whatever the policy, the primary binds it once
+    /// and every worker that asks gets the same socket (as node:cluster's dgram sharing).
+    Datagram,
+}
+
+impl SocketKind {
+    /// The wire form.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            SocketKind::Stream => 0,
+            SocketKind::Datagram => 1,
+        }
+    }
+
+    /// From the wire form; an unknown value is an error naming it.
+    pub fn from_u32(v: u32) -> Result<SocketKind> {
+        match v {
+            0 => Ok(SocketKind::Stream),
+            1 => Ok(SocketKind::Datagram),
+            v => Err(Error::invalid(format!("unknown socket kind {v}"))),
+        }
+    }
+}
+
+impl fmt::Display for SocketKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SocketKind::Stream => "stream",
+            SocketKind::Datagram => "datagram",
+        })
+    }
+}
+
+/// What a worker asks to listen on. Workers asking for equal `ListenAddr`s (of the same
+/// [`SocketKind`]) share one listener.
 ///
 /// Text form: `"127.0.0.1:8080"`, `"[::1]:0"`, `"localhost:3000"`, `":8080"` (every interface),
-/// `"unix:/run/app.sock"`. Port 0 means: the kernel picks a port once, every worker gets it.
+/// `"unix:/run/app.sock"`, `"fd:3"` (the primary's fd 3). Port 0 means: the kernel picks a port
+/// once, every worker gets it. A host named `unix`, `tcp` or `fd` is written `tcp:fd:80`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// TCP; an empty host means every interface (IPv6 dual-stack, else IPv4).
@@ -75,6 +126,13 @@ pub enum ListenAddr {
     },
     /// A Unix domain socket path.
     Unix(PathBuf),
+    /// The primary's own fd number N (Node's `listen({ fd })` and `bind({ fd })`): a socket the
+    /// primary already has, such as one inherited through systemd socket activation. The
+    /// primary checks that it is a socket of the kind asked (`SO_TYPE`), duplicates it and
+    /// shares the copy; fd N itself is never closed. A stream socket is put in listening state
+    /// (`listen(2)` with the request's backlog, as Node does). Both copies share one open file
+    /// description, so fd N becomes non-blocking too.
+    Fd(i32),
 }
 
 impl fmt::Display for ListenAddr {
@@ -83,11 +141,12 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             // "unix:80" would read back as a socket path and "tcp:80" as no address at all: a
             // host spelled like a scheme keeps the `tcp:` that tells them apart.
-            ListenAddr::Tcp { host, port } if host == "unix" || host == "tcp" => {
+            ListenAddr::Tcp { host, port } if host == "unix" || host == "tcp" || host == "fd" => {
                 write!(f, "tcp:{host}:{port}")
             }
             ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Fd(n) => write!(f, "fd:{n}"),
         }
     }
 }
@@ -104,6 +163,16 @@ impl FromStr for ListenAddr {
                 return Err(bad("socket path longer than 4095 bytes (PATH_MAX)"));
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Some(n) = s.strip_prefix("fd:") {
+            // Digits only: "fd:80" is the primary's fd 80; a TCP host named "fd" is "tcp:fd:80".
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("fd: takes a file descriptor number (fd:3)"));
+            }
+            return n
+                .parse::<i32>()
+                .map(ListenAddr::Fd)
+                .map_err(|_| bad("fd number is above 2147483647"));
         }
         let s2 = s.strip_prefix("tcp:").unwrap_or(s);
         let (host, port) = if let Some(rest) = s2.strip_prefix('[') {
@@ -138,30 +207,40 @@ impl FromStr for ListenAddr {
 pub enum BoundAddr {
     /// TCP.
     Tcp(SocketAddr),
-    /// Unix socket path.
+    /// Unix socket path (empty for an unnamed socket adopted with `fd:N`).
     Unix(PathBuf),
+    /// UDP (a datagram listener).
+    Udp(SocketAddr),
 }
 
 impl BoundAddr {
     /// The port (0 for Unix sockets).
     pub fn port(&self) -> u16 {
         match self {
-            BoundAddr::Tcp(a) => a.port(),
+            BoundAddr::Tcp(a) | BoundAddr::Udp(a) => a.port(),
             BoundAddr::Unix(_) => 0,
         }
     }
-    /// 4, 6, or -1 for a Unix socket (Node's `addressType`).
+    /// 4, 6, or -1 for a Unix socket (Node's `addressType` for servers; for a datagram
+    /// listener Node says `'udp4'`/`'udp6'`: see [`BoundAddr::kind`]).
     pub fn address_type(&self) -> i32 {
         match self {
-            BoundAddr::Tcp(SocketAddr::V4(_)) => 4,
-            BoundAddr::Tcp(SocketAddr::V6(_)) => 6,
+            BoundAddr::Tcp(SocketAddr::V4(_)) | BoundAddr::Udp(SocketAddr::V4(_)) => 4,
+            BoundAddr::Tcp(SocketAddr::V6(_)) | BoundAddr::Udp(SocketAddr::V6(_)) => 6,
             BoundAddr::Unix(_) => -1,
+        }
+    }
+    /// Stream (TCP, Unix) or datagram (UDP).
+    pub fn kind(&self) -> SocketKind {
+        match self {
+            BoundAddr::Udp(_) => SocketKind::Datagram,
+            BoundAddr::Tcp(_) | BoundAddr::Unix(_) => SocketKind::Stream,
         }
     }
     /// The IP as text, or the socket path.
     pub fn host(&self) -> String {
         match self {
-            BoundAddr::Tcp(a) => a.ip().to_string(),
+            BoundAddr::Tcp(a) | BoundAddr::Udp(a) => a.ip().to_string(),
             BoundAddr::Unix(p) => p.display().to_string(),
         }
     }
@@ -172,6 +251,7 @@ impl fmt::Display for BoundAddr {
         match self {
             BoundAddr::Tcp(a) => write!(f, "tcp:{a}"),
             BoundAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            BoundAddr::Udp(a) => write!(f, "udp:{a}"),
         }
     }
 }
@@ -182,20 +262,27 @@ impl FromStr for BoundAddr {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(BoundAddr::Unix(PathBuf::from(p)));
         }
+        let bad = || Error::protocol(format!("malformed frame: bad bound address {s:?}"));
+        if let Some(a) = s.strip_prefix("udp:") {
+            return a.parse().map(BoundAddr::Udp).map_err(|_| bad());
+        }
         s.strip_prefix("tcp:")
             .and_then(|a| a.parse().ok())
             .map(BoundAddr::Tcp)
-            .ok_or_else(|| Error::protocol(format!("malformed frame: bad bound address {s:?}")))
+            .ok_or_else(bad)
     }
 }
 
-/// A bound, listening, non-blocking, close-on-exec socket.
+/// A bound (and for streams listening), non-blocking, close-on-exec socket.
 #[derive(Debug)]
 pub struct Bound {
     /// The socket.
     pub fd: OwnedFd,
     /// Where it listens.
     pub addr: BoundAddr,
+    /// Adopted from an fd the primary had (`fd:N`): a Unix socket's file is not ours to
+    /// remove.
+    pub adopted: bool,
 }
 
 /// Binds and listens (`SO_REUSEADDR` for TCP). Errors name the syscall and the address.
@@ -203,28 +290,45 @@ pub fn bind(addr: &ListenAddr, backlog: i32) -> Result<Bound> {
     bind_with(addr, backlog, BindOptions::default())
 }
 
-/// [`bind`] with options. A relative Unix socket path is bound relative to the current
+/// [`bind`] with options. See [`bind_kind`] for datagram listeners and `fd:N`.
+pub fn bind_with(addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<Bound> {
+    bind_kind(addr, SocketKind::Stream, backlog, opts)
+}
+
+/// Binds a listener of `kind`: a stream one listens with `backlog`, a datagram one (UDP:
+/// no `SO_REUSEADDR`, as Node's dgram without `reuseAddr`) is only bound. `fd:N` adopts the
+/// primary's fd N ([`ListenAddr::Fd`]). A relative Unix socket path is bound relative to the current
 /// directory and reported (and later unlinked) as the absolute path it names, so a `chdir`
 /// afterwards does not lose it; a path longer than `sun_path` still binds (through an `O_PATH`
 /// handle on its directory, `sys::short_socket_path`) as long as its last component fits.
-pub fn bind_with(addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<Bound> {
+pub fn bind_kind(
+    addr: &ListenAddr,
+    kind: SocketKind,
+    backlog: i32,
+    opts: BindOptions,
+) -> Result<Bound> {
     if backlog < 0 {
         return Err(Error::invalid(format!(
             "backlog must not be negative (got {backlog})"
         )));
     }
     match addr {
+        ListenAddr::Unix(_) if kind == SocketKind::Datagram => Err(Error::invalid(format!(
+            "datagram listeners are UDP only: {addr} is a Unix socket path"
+        ))),
         ListenAddr::Unix(path) => bind_unix(path, addr, backlog, opts),
+        ListenAddr::Fd(n) => adopt(*n, kind, backlog),
         ListenAddr::Tcp { host, port } => {
             if host.is_empty() {
                 let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), *port);
-                match bind_tcp(any6, addr, backlog, !opts.ipv6_only, opts) {
+                match bind_ip(any6, addr, kind, backlog, !opts.ipv6_only, opts) {
                     Err(e)
                         if e.errno() == libc::EAFNOSUPPORT || e.errno() == libc::EADDRNOTAVAIL =>
                     {
-                        bind_tcp(
+                        bind_ip(
                             SocketAddr::new(IpAddr::V4([0, 0, 0, 0].into()), *port),
                             addr,
+                            kind,
                             backlog,
                             false,
                             opts,
@@ -237,10 +341,88 @@ pub fn bind_with(addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<B
                     Ok(ip) => SocketAddr::new(ip, *port),
                     Err(_) => lookup(host, *port)?,
                 };
-                bind_tcp(sa, addr, backlog, false, opts)
+                bind_ip(sa, addr, kind, backlog, false, opts)
             }
         }
     }
+}
+
+/// Adopts the primary's fd `n` (`fd:N`): a duplicate of it, checked to be a socket of `kind`
+/// (`EBADF`, `ENOTSOCK`, or `EPROTOTYPE` naming both kinds), a stream one put in listening
+/// state with `backlog`. Fd `n` stays open whatever happens.
+fn adopt(n: i32, kind: SocketKind, backlog: i32) -> Result<Bound> {
+    let what = format!("fd:{n}");
+    let fd = sys::dup_raw_cloexec(n).map_err(|e| {
+        Error::os(
+            "dup",
+            format!("{what}: not an open file descriptor of the primary"),
+            &e,
+        )
+    })?;
+    let sock = Socket::from(fd);
+    let ty = sock.r#type().map_err(|e| {
+        let why = if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            format!("{what}: not a socket")
+        } else {
+            format!("{what}: SO_TYPE")
+        };
+        Error::os("getsockopt", why, &e)
+    })?;
+    let found = if ty == Type::STREAM {
+        Some(SocketKind::Stream)
+    } else if ty == Type::DGRAM {
+        Some(SocketKind::Datagram)
+    } else {
+        None
+    };
+    if found != Some(kind) {
+        let found = found.map_or_else(|| "neither stream nor datagram".into(), |k| k.to_string());
+        return Err(Error::from_errno(
+            "listen",
+            format!("{what}: a {found} socket, but a {kind} listener was asked for"),
+            libc::EPROTOTYPE,
+        ));
+    }
+    let local = sock
+        .local_addr()
+        .map_err(|e| Error::os("getsockname", format!("{what}: getsockname"), &e))?;
+    let addr = match (kind, local.as_socket(), local.as_pathname()) {
+        (SocketKind::Datagram, Some(sa), _) => BoundAddr::Udp(sa),
+        (SocketKind::Datagram, None, _) => {
+            return Err(Error::from_errno(
+                "listen",
+                format!("{what}: not a UDP socket; datagram listeners are UDP only"),
+                libc::EAFNOSUPPORT,
+            ))
+        }
+        (SocketKind::Stream, Some(sa), _) => BoundAddr::Tcp(sa),
+        (SocketKind::Stream, None, path) => {
+            BoundAddr::Unix(path.map(Path::to_path_buf).unwrap_or_default())
+        }
+    };
+    if kind == SocketKind::Stream {
+        // On a listening socket this only sets the backlog; on a connected one it fails
+        // (EINVAL), which is the error a worker should see.
+        sock.listen(backlog).map_err(|e| {
+            Error::os(
+                "listen",
+                format!("listen {what} (is it a listening socket?)"),
+                &e,
+            )
+        })?;
+    }
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::os("fcntl", format!("O_NONBLOCK on {what}"), &e))?;
+    // A TCP socket listened on while unbound got its port only now.
+    let addr = match (&addr, sock.local_addr().ok().and_then(|a| a.as_socket())) {
+        (BoundAddr::Tcp(_), Some(sa)) => BoundAddr::Tcp(sa),
+        _ => addr,
+    };
+    Ok(Bound {
+        fd: OwnedFd::from(sock),
+        addr,
+        adopted: true,
+    })
 }
 
 fn bind_unix(path: &Path, addr: &ListenAddr, backlog: i32, opts: BindOptions) -> Result<Bound> {
@@ -308,6 +490,7 @@ pub fn host_to_look_up(addr: &ListenAddr) -> Option<(&str, u16)> {
 pub fn bind_resolved(
     addr: &ListenAddr,
     sa: SocketAddr,
+    kind: SocketKind,
     backlog: i32,
     opts: BindOptions,
 ) -> Result<Bound> {
@@ -316,7 +499,7 @@ pub fn bind_resolved(
             "backlog must not be negative (got {backlog})"
         )));
     }
-    bind_tcp(sa, addr, backlog, false, opts)
+    bind_ip(sa, addr, kind, backlog, false, opts)
 }
 
 /// Resolves a host name with the system resolver (`getaddrinfo`): the first address. Blocks
@@ -334,17 +517,25 @@ pub fn lookup(host: &str, port: u16) -> Result<SocketAddr> {
     addrs.next().ok_or_else(not_found)
 }
 
-fn bind_tcp(
+fn bind_ip(
     sa: SocketAddr,
     addr: &ListenAddr,
+    kind: SocketKind,
     backlog: i32,
     dual: bool,
     opts: BindOptions,
 ) -> Result<Bound> {
-    let sock = Socket::new(Domain::for_address(sa), Type::STREAM, None)
+    let ty = match kind {
+        SocketKind::Stream => Type::STREAM,
+        SocketKind::Datagram => Type::DGRAM,
+    };
+    let sock = Socket::new(Domain::for_address(sa), ty, None)
         .map_err(|e| Error::os("socket", format!("socket for {addr}"), &e))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| Error::os("setsockopt", format!("SO_REUSEADDR on {addr}"), &e))?;
+    if kind == SocketKind::Stream || opts.reuse_addr {
+        // For UDP it lets other sockets bind the same port: only when asked (reuseAddr).
+        sock.set_reuse_address(true)
+            .map_err(|e| Error::os("setsockopt", format!("SO_REUSEADDR on {addr}"), &e))?;
+    }
     if dual {
         // Best effort, as Node: some systems force v6-only.
         let _ = sock.set_only_v6(false);
@@ -359,6 +550,15 @@ fn bind_tcp(
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(sa);
+    if kind == SocketKind::Datagram {
+        sock.set_nonblocking(true)
+            .map_err(|e| Error::os("fcntl", format!("O_NONBLOCK on {addr}"), &e))?;
+        return Ok(Bound {
+            fd: OwnedFd::from(sock),
+            addr: BoundAddr::Udp(local),
+            adopted: false,
+        });
+    }
     finish(sock, addr, backlog, BoundAddr::Tcp(local))
 }
 
@@ -370,6 +570,7 @@ fn finish(sock: Socket, addr: &ListenAddr, backlog: i32, bound: BoundAddr) -> Re
     Ok(Bound {
         fd: OwnedFd::from(sock),
         addr: bound,
+        adopted: false,
     })
 }
 
@@ -385,9 +586,13 @@ mod tests {
             "localhost:3000",
             ":80",
             "unix:/tmp/x.sock",
+            "fd:3",
+            "fd:0",
+            "tcp:fd:80",
         ] {
             assert_eq!(s.parse::<ListenAddr>().unwrap().to_string(), s);
         }
+        assert_eq!("fd:7".parse::<ListenAddr>().unwrap(), ListenAddr::Fd(7));
         assert_eq!(
             "tcp:127.0.0.1:1".parse::<ListenAddr>().unwrap(),
             ListenAddr::Tcp {
@@ -403,6 +608,11 @@ mod tests {
             "[zz]:1",
             "unix:",
             "a b:1",
+            "fd:",
+            "fd:-1",
+            "fd:+3",
+            "fd:3x",
+            "fd:2147483648",
         ] {
             let e = bad.parse::<ListenAddr>().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
@@ -442,6 +652,51 @@ mod tests {
             e.message().starts_with(&format!("bind 127.0.0.1:{port}: ")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn udp_binds_once_per_port_and_reports_udp() {
+        let b = bind_kind(
+            &"127.0.0.1:0".parse().unwrap(),
+            SocketKind::Datagram,
+            0,
+            BindOptions::default(),
+        )
+        .unwrap();
+        let BoundAddr::Udp(sa) = b.addr else {
+            panic!("{:?}", b.addr)
+        };
+        assert_ne!(sa.port(), 0);
+        assert_eq!(b.addr.kind(), SocketKind::Datagram);
+        assert_eq!(b.addr.to_string().parse::<BoundAddr>().unwrap(), b.addr);
+        // No SO_REUSEADDR: a second UDP bind of the port fails, as Node's dgram without
+        // reuseAddr; a TCP listener on the same port number is another socket altogether.
+        let addr: ListenAddr = format!("127.0.0.1:{}", sa.port()).parse().unwrap();
+        let e = bind_kind(&addr, SocketKind::Datagram, 0, BindOptions::default()).unwrap_err();
+        assert_eq!(e.code(), Some("EADDRINUSE"), "{e}");
+        // reuseAddr (SO_REUSEADDR on both): the same port binds twice.
+        let reuse = BindOptions {
+            reuse_addr: true,
+            ..BindOptions::default()
+        };
+        let r1 = bind_kind(
+            &"127.0.0.1:0".parse().unwrap(),
+            SocketKind::Datagram,
+            0,
+            reuse,
+        )
+        .unwrap();
+        let again: ListenAddr = format!("127.0.0.1:{}", r1.addr.port()).parse().unwrap();
+        bind_kind(&again, SocketKind::Datagram, 0, reuse).expect("a second reuseAddr bind");
+        let unix = bind_kind(
+            &"unix:/tmp/x.sock".parse().unwrap(),
+            SocketKind::Datagram,
+            0,
+            BindOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(unix.kind(), ErrorKind::InvalidArgument);
+        assert!(unix.message().contains("UDP only"), "{unix}");
     }
 
     /// A fresh directory under the temp dir whose absolute path is longer than `sun_path`;

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, WorkerId};
 use crate::ipc::proto::{self, ListenReply, ListenRequest};
 use crate::ipc::{frame, Channel, Kind, Message, Recv};
-use crate::listener::{self, BoundAddr, ListenAddr};
+use crate::listener::{self, BoundAddr, ListenAddr, SocketKind};
 use crate::policy::round_robin::Rotation;
 use crate::policy::Policy;
 use crate::sys::{self, ExitStatus, SignalPipe, SpawnSpec};
@@ -333,10 +333,21 @@ struct ListenerSlot {
     accept_failing: bool,
     /// Since when it has had no worker (not after a graceful leave: that closes it at once).
     orphaned_at: Option<Instant>,
+    /// Adopted from the primary's own fd (`fd:N`): its Unix socket file is not ours.
+    adopted: bool,
 }
 
-/// Listen requests for the same host name and index share one lookup (and then one listener).
-type ListenKey = (ListenAddr, u32);
+impl ListenerSlot {
+    /// Connections go through the primary: a stream listener under round-robin. Datagram
+    /// listeners are always shared, whatever the policy.
+    fn round_robin(&self, policy: Policy) -> bool {
+        policy == Policy::RoundRobin && self.addr.kind() == SocketKind::Stream
+    }
+}
+
+/// Listen requests for the same host name, index and kind share one lookup (and then one
+/// listener). The kind keeps TCP 8080 and UDP 8080 apart.
+type ListenKey = (ListenAddr, u32, SocketKind);
 
 /// A host name lookup for a listen, running on its own thread or waiting for one.
 struct Lookup {
@@ -1217,7 +1228,7 @@ impl Inner {
     }
 
     fn on_listen(&mut self, id: WorkerId, req: ListenRequest) {
-        let key: ListenKey = (req.addr.clone(), req.index);
+        let key: ListenKey = (req.addr.clone(), req.index, req.kind);
         if let Err(e) = self
             .may_listen(id)
             .and_then(|()| self.within_listener_limit(id, &key))
@@ -1238,7 +1249,7 @@ impl Inner {
         } else {
             let addr = req.addr.clone();
             match self
-                .bind_freeing_orphans(|| listener::bind_with(&addr, backlog, req.opts))
+                .bind_freeing_orphans(|| listener::bind_kind(&addr, req.kind, backlog, req.opts))
                 .and_then(|b| self.add_listener(key, b))
             {
                 Ok(lid) => self.join_listener(id, req.req, lid),
@@ -1308,8 +1319,11 @@ impl Inner {
         let policy = self.opts.policy;
         let l = &self.listeners[lid as usize - 1];
         let addr = l.addr.clone();
-        let fds = match policy {
-            Policy::Shared => match l.fd.as_ref().map(|fd| sys::dup_cloexec(fd.as_fd())) {
+        let round_robin = l.round_robin(policy);
+        let fds = if round_robin {
+            Vec::new()
+        } else {
+            match l.fd.as_ref().map(|fd| sys::dup_cloexec(fd.as_fd())) {
                 Some(Ok(fd)) => vec![fd],
                 Some(Err(e)) => {
                     let e = Error::os("dup", format!("share listener {addr}"), &e);
@@ -1318,8 +1332,7 @@ impl Inner {
                     return;
                 }
                 None => Vec::new(),
-            },
-            Policy::RoundRobin => Vec::new(),
+            }
         };
         let reply = ListenReply::Ok {
             req,
@@ -1341,7 +1354,7 @@ impl Inner {
         let l = &mut self.listeners[lid as usize - 1];
         l.rotation.add(id);
         l.orphaned_at = None;
-        if policy == Policy::RoundRobin {
+        if round_robin {
             self.pump(lid);
         }
         self.events.push_back(Event::Listening {
@@ -1411,7 +1424,8 @@ impl Inner {
     /// Registers a newly bound listener under `key`.
     fn add_listener(&mut self, key: ListenKey, bound: listener::Bound) -> Result<u32> {
         let lid = self.listeners.len() as u32 + 1;
-        if self.opts.policy == Policy::RoundRobin {
+        let stream = bound.addr.kind() == SocketKind::Stream;
+        if self.opts.policy == Policy::RoundRobin && stream {
             self.poll
                 .registry()
                 .register(
@@ -1421,20 +1435,23 @@ impl Inner {
                 )
                 .map_err(io_err("epoll_ctl", "watch listener"))?;
         }
-        if let BoundAddr::Unix(p) = &bound.addr {
-            self.unix_paths.push(p.clone());
+        match &bound.addr {
+            BoundAddr::Unix(p) if !bound.adopted => self.unix_paths.push(p.clone()),
+            _ => {}
         }
         self.listeners.push(ListenerSlot {
             id: lid,
             fd: Some(bound.fd),
             addr: bound.addr,
             rotation: Rotation::default(),
-            ready: true,
+            // Only stream listeners are accepted on (round-robin): a datagram one never is.
+            ready: stream,
             pending: VecDeque::new(),
             retry_at: None,
             accepted: 0,
             accept_failing: false,
             orphaned_at: None,
+            adopted: bound.adopted,
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
@@ -1547,11 +1564,13 @@ impl Inner {
             if waiters.is_empty() {
                 continue;
             }
-            let (backlog, opts) = (lk.backlog, lk.opts);
+            let (backlog, opts, kind) = (lk.backlog, lk.opts, key.2);
             let addr = key.0.clone();
             let lid = result.and_then(|sa| {
-                self.bind_freeing_orphans(|| listener::bind_resolved(&addr, sa, backlog, opts))
-                    .and_then(|b| self.add_listener(key, b))
+                self.bind_freeing_orphans(|| {
+                    listener::bind_resolved(&addr, sa, kind, backlog, opts)
+                })
+                .and_then(|b| self.add_listener(key, b))
             });
             for (w, req) in waiters {
                 match &lid {
@@ -1745,7 +1764,10 @@ impl Inner {
 
     /// Hands out pending connections, then accepts while some worker has room.
     fn pump(&mut self, lid: u32) {
-        if lid == 0 || lid as usize > self.listeners.len() || self.opts.policy == Policy::Shared {
+        if lid == 0
+            || lid as usize > self.listeners.len()
+            || !self.listeners[lid as usize - 1].round_robin(self.opts.policy)
+        {
             return;
         }
         let i = lid as usize - 1;
@@ -1985,6 +2007,7 @@ impl Inner {
         l.ready = false;
         l.orphaned_at = None;
         let addr = l.addr.clone();
+        let adopted = l.adopted;
         if let Some(fd) = fd {
             let _ = self
                 .poll
@@ -1992,9 +2015,12 @@ impl Inner {
                 .deregister(&mut SourceFd(&fd.as_raw_fd()));
         }
         self.by_addr.retain(|_, v| *v != lid);
-        if let BoundAddr::Unix(p) = addr {
-            let _ = std::fs::remove_file(&p);
-            self.unix_paths.retain(|x| *x != p);
+        match addr {
+            BoundAddr::Unix(p) if !adopted => {
+                let _ = std::fs::remove_file(&p);
+                self.unix_paths.retain(|x| *x != p);
+            }
+            _ => {}
         }
     }
 

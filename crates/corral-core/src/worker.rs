@@ -9,7 +9,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::proto::{self, ListenReply, ListenRequest};
 use crate::ipc::{Channel, Kind, Message, Recv};
-use crate::listener::{BindOptions, BoundAddr, ListenAddr};
+use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
 use crate::sys;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
@@ -80,6 +80,19 @@ pub struct Listening {
     pub addr: BoundAddr,
     /// In shared mode, the listening socket (owned by the worker; it accepts on it).
     pub shared_fd: Option<RawFd>,
+}
+
+/// A datagram listener as the worker sees it ([`Worker::bind_datagram`]).
+#[derive(Debug)]
+pub struct Datagram {
+    /// Listener id (shared by every worker on the same address); [`Worker::unlisten`] takes it.
+    pub id: u32,
+    /// The bound address (`BoundAddr::Udp`, a real port where 0 was asked).
+    pub addr: BoundAddr,
+    /// The UDP socket, shared with every other worker of the listener: owned by the caller,
+    /// close-on-exec and non-blocking (the flag is on the open file description the primary
+    /// and the other workers share). Each datagram goes to one of the workers reading it.
+    pub fd: OwnedFd,
 }
 
 struct SharedListener {
@@ -237,7 +250,80 @@ impl Worker {
         backlog: i32,
         opts: BindOptions,
     ) -> Result<Listening> {
-        self.check_open(&format!("listen {addr}"))?;
+        let what = format!("listen {addr}");
+        let (listener, bound, fd) = self.ask(addr, SocketKind::Stream, backlog, opts, &what)?;
+        let shared_fd = match fd {
+            Some(fd) => {
+                let raw = fd.as_raw_fd();
+                self.poll
+                    .registry()
+                    .register(
+                        &mut SourceFd(&raw),
+                        Token(listener as usize),
+                        Interest::READABLE,
+                    )
+                    .map_err(|e| Error::os("epoll_ctl", "watch shared listener", &e))?;
+                self.shared
+                    .insert(listener, SharedListener { fd, ready: true });
+                self.accept_turn.push(listener);
+                Some(raw)
+            }
+            None => None,
+        };
+        Ok(Listening {
+            id: listener,
+            addr: bound,
+            shared_fd,
+        })
+    }
+
+    /// Asks the primary for a shared UDP socket bound to `addr` (node:cluster's dgram
+    /// `bind()` without `exclusive`) and waits for the answer. Whatever the policy, the primary
+    /// binds it once and every worker asking for the same address gets the same socket
+    /// (`"127.0.0.1:0"`: one kernel-chosen port for all); `"fd:N"` shares the primary's UDP
+    /// fd N. The socket is the caller's ([`Datagram::fd`]); close it, and call
+    /// [`Worker::unlisten`] with [`Datagram::id`] (or disconnect) so the primary closes its copy
+    /// once the last worker holding it leaves. It counts against the primary's
+    /// `max_listeners_per_worker` like a stream listener. Errors as [`Worker::listen`]; a Unix
+    /// socket path is `ErrorKind::InvalidArgument`.
+    pub fn bind_datagram(&mut self, addr: &ListenAddr, opts: BindOptions) -> Result<Datagram> {
+        let what = format!("bind {addr}");
+        let (id, bound, fd) = self.ask(addr, SocketKind::Datagram, 0, opts, &what)?;
+        let fd = fd.ok_or_else(|| {
+            Error::protocol(format!(
+                "malformed frame: the answer to {what} (datagram) carries no socket"
+            ))
+        })?;
+        if bound.kind() != SocketKind::Datagram {
+            return Err(Error::protocol(format!(
+                "malformed frame: the answer to {what} (datagram) names {bound}"
+            )));
+        }
+        Ok(Datagram {
+            id,
+            addr: bound,
+            fd,
+        })
+    }
+
+    /// One listen round trip: the listener id, its address and the fd that came with the
+    /// answer (shared mode or datagram).
+    fn ask(
+        &mut self,
+        addr: &ListenAddr,
+        kind: SocketKind,
+        backlog: i32,
+        opts: BindOptions,
+        what: &str,
+    ) -> Result<(u32, BoundAddr, Option<OwnedFd>)> {
+        self.check_open(what)?;
+        if kind == SocketKind::Datagram {
+            if let ListenAddr::Unix(_) = addr {
+                return Err(Error::invalid(format!(
+                    "{what}: datagram listeners are UDP only, not Unix socket paths"
+                )));
+            }
+        }
         let req = self.next_req;
         self.next_req += 1;
         let msg = ListenRequest {
@@ -246,6 +332,7 @@ impl Worker {
             addr: addr.clone(),
             index: 0,
             opts,
+            kind,
         };
         self.chan
             .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;
@@ -256,7 +343,7 @@ impl Worker {
                 Recv::FdsLost(kind) => {
                     let e = self.fds_lost(kind);
                     if kind == Kind::ListenOk {
-                        return Err(e.context(format!("listen {addr}")));
+                        return Err(e.context(what.to_string()));
                     }
                     continue;
                 }
@@ -264,7 +351,7 @@ impl Worker {
                     self.gone = true;
                     return Err(Error::new(
                         ErrorKind::Disconnected,
-                        format!("listen {addr}: the primary is gone"),
+                        format!("{what}: the primary is gone"),
                     ));
                 }
             };
@@ -285,29 +372,7 @@ impl Worker {
                         )));
                     }
                     self.ack_every = ack_every;
-                    let shared_fd = match m.fds.into_iter().next() {
-                        Some(fd) => {
-                            let raw = fd.as_raw_fd();
-                            self.poll
-                                .registry()
-                                .register(
-                                    &mut SourceFd(&raw),
-                                    Token(listener as usize),
-                                    Interest::READABLE,
-                                )
-                                .map_err(|e| Error::os("epoll_ctl", "watch shared listener", &e))?;
-                            self.shared
-                                .insert(listener, SharedListener { fd, ready: true });
-                            self.accept_turn.push(listener);
-                            Some(raw)
-                        }
-                        None => None,
-                    };
-                    return Ok(Listening {
-                        id: listener,
-                        addr,
-                        shared_fd,
-                    });
+                    return Ok((listener, addr, m.fds.into_iter().next()));
                 }
                 Kind::ListenErr => {
                     let ListenReply::Err {
@@ -326,7 +391,9 @@ impl Worker {
         }
     }
 
-    /// Stops receiving connections of a listener (closes the shared fd in shared mode).
+    /// Stops receiving connections of a listener (closes the shared fd in shared mode), or
+    /// leaves a datagram listener (its socket is the caller's to close). The primary closes a
+    /// listener when its last worker leaves.
     pub fn unlisten(&mut self, listener: u32) -> Result<()> {
         self.check_open("unlisten")?;
         if let Some(l) = self.shared.remove(&listener) {

@@ -2,7 +2,7 @@
 //! Every decoder checks lengths: a short or trailing-garbage payload is a protocol error.
 
 use crate::error::{Error, Result};
-use crate::listener::{BindOptions, BoundAddr, ListenAddr};
+use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
 
 /// Builds a payload.
 #[derive(Default)]
@@ -104,6 +104,8 @@ pub struct ListenRequest {
     /// How to bind. Not part of the listener's key (as in node:cluster): the request that
     /// binds decides, later ones with other options share the listener as it is.
     pub opts: BindOptions,
+    /// Stream or datagram; part of the listener's key.
+    pub kind: SocketKind,
 }
 
 impl ListenRequest {
@@ -115,6 +117,7 @@ impl ListenRequest {
             .str(&self.addr.to_string())
             .u32(self.index)
             .u32(self.opts.bits())
+            .u32(self.kind.to_u32())
             .finish()
     }
     /// Decodes.
@@ -127,6 +130,9 @@ impl ListenRequest {
         let opts = BindOptions::from_bits(r.u32()?).map_err(|e| {
             Error::protocol(format!("malformed frame: listen request: {}", e.message()))
         })?;
+        let kind = SocketKind::from_u32(r.u32()?).map_err(|e| {
+            Error::protocol(format!("malformed frame: listen request: {}", e.message()))
+        })?;
         r.end()?;
         Ok(ListenRequest {
             req,
@@ -134,6 +140,7 @@ impl ListenRequest {
             addr,
             index,
             opts,
+            kind,
         })
     }
 }
@@ -274,9 +281,17 @@ mod tests {
                 ipv6_only: true,
                 readable_all: false,
                 writable_all: true,
+                reuse_addr: true,
             },
+            kind: SocketKind::Datagram,
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
+        let fd = ListenRequest {
+            addr: "fd:3".parse().unwrap(),
+            kind: SocketKind::Stream,
+            ..q.clone()
+        };
+        assert_eq!(ListenRequest::decode(&fd.encode()).unwrap(), fd);
         let ok = ListenReply::Ok {
             req: 7,
             listener: 2,
@@ -284,6 +299,13 @@ mod tests {
             ack_every: 8,
         };
         assert_eq!(ListenReply::decode_ok(&ok.encode()).unwrap(), ok);
+        let udp = ListenReply::Ok {
+            req: 7,
+            listener: 3,
+            addr: "udp:[::1]:53".parse().unwrap(),
+            ack_every: 1,
+        };
+        assert_eq!(ListenReply::decode_ok(&udp.encode()).unwrap(), udp);
         let err = ListenReply::Err {
             req: 7,
             errno: 98,
@@ -305,6 +327,16 @@ mod tests {
             },
             index: 0,
             opts: BindOptions::default(),
+            kind: SocketKind::Stream,
+        };
+        assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
+        // "fd" is a scheme too since fd:N: a host of that name keeps its tcp: on the wire.
+        let q = ListenRequest {
+            addr: ListenAddr::Tcp {
+                host: "fd".into(),
+                port: 80,
+            },
+            ..q
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
     }
@@ -319,12 +351,23 @@ mod tests {
             .i32(1)
             .str("127.0.0.1:0")
             .u32(0)
-            .u32(8)
+            .u32(16)
+            .u32(0)
             .finish();
         let e = ListenRequest::decode(&unknown_option).unwrap_err();
         assert!(
-            e.message().contains("unknown listen option bits 0x8"),
+            e.message().contains("unknown listen option bits 0x10"),
             "{e}"
         );
+        let unknown_kind = Writer::new()
+            .u32(1)
+            .i32(1)
+            .str("127.0.0.1:0")
+            .u32(0)
+            .u32(0)
+            .u32(2)
+            .finish();
+        let e = ListenRequest::decode(&unknown_kind).unwrap_err();
+        assert!(e.message().contains("unknown socket kind 2"), "{e}");
     }
 }

@@ -28,7 +28,7 @@
 //! | `kill`, `sigaction`      | nix's `Signal` has no real-time signals (SIGRTMIN+n)              |
 //! | signal handler `write`   | raw async-signal-safe code, errno saved and restored              |
 //! | `dup2` after fork        | the targets are numbers, not fds of this process (nix's dup2 replaces an `OwnedFd`) |
-//! | `fcntl` on a bare number | `fd_is_open`, `F_DUPFD_CLOEXEC` of a spec's fd, `SO_TYPE` of an inherited fd: not known open, so not a `BorrowedFd` |
+//! | `fcntl` on a bare number | `fd_is_open`, `F_DUPFD_CLOEXEC` of a spec's fd and of a listen's `fd:N`, `SO_TYPE` of an inherited fd: not known open, so not a `BorrowedFd` |
 //! | `fork`                   | as unsafe in nix; the thread check before it is ours              |
 //!
 //! `unsafe` is allowed here and in the C ABI crate only; every block says why it is sound.

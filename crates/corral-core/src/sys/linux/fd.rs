@@ -2,7 +2,7 @@
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Sets or clears `FD_CLOEXEC`.
 pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
@@ -35,6 +35,24 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// Duplicates `fd` as a new close-on-exec fd (`F_DUPFD_CLOEXEC`, numbered 3 or above).
 pub fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
+}
+
+/// Duplicates fd number `raw` of this process (one the caller does not own, e.g. a socket
+/// inherited through socket activation) as a new close-on-exec fd; `raw` itself is left open.
+/// `EBADF` when `raw` is not open (or negative).
+pub fn dup_raw_cloexec(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // libc rather than nix: nix's fcntl takes a BorrowedFd, which asserts that `raw` is open,
+    // and whether it is open is what this call finds out.
+    // SAFETY: fcntl only reads the fd number; a closed one gives EBADF. No memory is passed.
+    let new = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a freshly created fd owned by us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Number of open fds of this process (entries of `/proc/self/fd`, minus the one used to read it).

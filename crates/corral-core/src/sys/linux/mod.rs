@@ -15,7 +15,7 @@ pub use bpf::{
 };
 pub use cpu::available_parallelism;
 pub use errno::{errno_name, last_errno};
-pub use fd::{dup_cloexec, fd_count, set_cloexec, set_nonblocking};
+pub use fd::{dup_cloexec, dup_raw_cloexec, fd_count, set_cloexec, set_nonblocking};
 pub use net::{accept_cloexec, accept_queue_len, short_socket_path, SUN_PATH_MAX};
 pub use process::{
     adopt_seqpacket, fd_is_open, fd_limit, fork, kill, pidfd_open, reap, spawn, thread_count,
