@@ -37,7 +37,7 @@ fn args(a: &[&str]) -> Vec<String> {
 }
 
 fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
-    std::env::remove_var("CORRAL_SCHED_POLICY");
+    util::no_policy_override();
     let p = Primary::new(PrimaryOptions::default()).unwrap();
     let env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
         env.iter().map(|(k, v)| (k.into(), v.into())).collect();

@@ -19,6 +19,16 @@ pub struct Harness {
     pub log: Vec<String>,
 }
 
+/// These tests choose their policy; `CORRAL_SCHED_POLICY` would override it (in `Primary::new`).
+/// Removing it here would edit the environment while other test threads read it, so a run
+/// with it set stops with a message instead.
+pub fn no_policy_override() {
+    assert!(
+        std::env::var_os("CORRAL_SCHED_POLICY").is_none(),
+        "CORRAL_SCHED_POLICY is set: the engine's tests choose their own policy; unset it"
+    );
+}
+
 pub fn harness(args: &[&str], policy: Policy) -> Harness {
     harness_with(args, policy, |_| {})
 }
@@ -39,8 +49,7 @@ pub fn harness_with(
         ..Default::default()
     };
     tweak(&mut opts);
-    // The environment may force a policy; these tests choose their own.
-    std::env::remove_var("CORRAL_SCHED_POLICY");
+    no_policy_override();
     Harness {
         p: Primary::new(opts).expect("primary"),
         log: Vec::new(),
