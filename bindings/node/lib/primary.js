@@ -9,7 +9,7 @@ const fs = require('fs');
 const net = require('net');
 const util = require('util');
 const Worker = require('./worker');
-const { codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
+const { channelClosed, codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
 const { SendCallbacks, makeSend, deliver } = require('./messages');
 const { KeepAlive, signalNames, signalNumber } = require('./utils');
 const { Supervisor, invalidOption, validateSupervise } = require('./supervisor');
@@ -210,6 +210,10 @@ function spawnOptions(env) {
   };
 }
 
+// Spawn failures Node's ChildProcess.spawn() reports with an 'error' event instead of a throw
+// (lib/internal/child_process.js: "Run-time errors should emit an error, not throw").
+const SPAWN_RUNTIME_ERRORS = new Set(['EACCES', 'EAGAIN', 'EMFILE', 'ENFILE', 'ENOENT']);
+
 // Ids come from the engine (from 1, never reused), shared with workers the supervisor starts.
 function createWorkerProcess(env) {
   const opts = spawnOptions(env);
@@ -219,7 +223,11 @@ function createWorkerProcess(env) {
   } catch (e) {
     // As Node's spawn: an OS error reads "spawn EBADF" and carries errno, code, syscall.
     if (typeof e.errno !== 'number' || e.syscall !== undefined) throw e;
-    throw systemError('spawn', e.code);
+    if (!SPAWN_RUNTIME_ERRORS.has(e.code)) throw systemError('spawn', e.code);
+    // A cwd that does not exist (ENOENT), one not searchable (EACCES), no processes or fds
+    // left: fork() returns a worker whose process reports the error (below).
+    const id = callNative(() => getEngine().skipWorkerId());
+    return new SpawnFailedChildProcess(id, e.code, opts);
   }
   pauseWrapped(opts.wraps);
   return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
@@ -290,6 +298,68 @@ class PrimaryChildProcess extends EventEmitter {
   _maybeClose() {
     if (++this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
   }
+}
+
+// The process of a worker whose spawn failed with a run-time error, as Node's ChildProcess is
+// then: no pid, 'error' (errno, code, syscall "spawn <node>", path, spawnargs) on the next
+// tick, exitCode set to the negative errno (so worker.isDead()), 'close', and 'disconnect'
+// once the channel to the process that never ran reads its end. No 'exit': the worker leaves
+// cluster.workers on its 'disconnect'. Its pipes ('pipe' entries) exist and are ended.
+class SpawnFailedChildProcess extends EventEmitter {
+  constructor(id, code, opts) {
+    super();
+    this.workerId = id;
+    this.pid = undefined;
+    this.exitCode = null;
+    this.signalCode = null;
+    this.killed = false;
+    this.connected = true;
+    this.spawnfile = process.execPath;
+    this.spawnargs = opts.args.slice();
+    this.stdio = opts.stdio.map((entry, i) => {
+      if (entry !== 'pipe') return null;
+      const stream = new net.Socket({ readable: i > 0, writable: true });
+      if (i === 0) stream.destroy();
+      else stream.push(null);
+      return stream;
+    });
+    [this.stdin, this.stdout, this.stderr] = this.stdio;
+    this._sendCallbacks = new SendCallbacks();
+    this.send = makeSend(this, () => {
+      throw channelClosed();
+    }, () => cluster.settings.serialization, this._sendCallbacks);
+    process.nextTick(() => {
+      const err = systemError(`spawn ${this.spawnfile}`, code);
+      err.path = this.spawnfile;
+      err.spawnargs = this.spawnargs;
+      this.exitCode = err.errno;
+      this.emit('error', err);
+      process.nextTick(() => {
+        for (const stream of this.stdio) if (stream && stream.readable) stream.resume();
+        this.emit('close', this.exitCode, this.signalCode);
+        setImmediate(() => {
+          if (!this.connected) return;
+          this.connected = false;
+          this.emit('disconnect');
+          live.delete(id);
+          if (live.size === 0 && (!supervisor || supervisor._shutdownDone)) keepAlive.set(false);
+        });
+      });
+    });
+  }
+  kill() {
+    return false;
+  }
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', ipcDisconnected());
+      return;
+    }
+    this.connected = false;
+    process.nextTick(() => this.emit('disconnect'));
+  }
+  ref() {}
+  unref() {}
 }
 
 function removeWorker(worker) {
