@@ -829,6 +829,14 @@ impl Primary {
             .unwrap_or_default()
     }
 
+    /// The number of the primary's end of a worker's channel while it is open. For display
+    /// only (Node shows it as `worker.process.channel.fd`): the engine alone reads and writes
+    /// it.
+    pub fn channel_raw_fd(&self, worker: WorkerId) -> Option<RawFd> {
+        let s = self.inner_ref()?.workers.get(&worker)?;
+        s.chan.as_ref().map(|c| c.raw_fd())
+    }
+
     /// Takes the primary's end of a worker's message channel (with
     /// `PrimaryOptions::message_channels`, exec mode): application messages the worker sends
     /// arrive there as `Kind::User` frames, read by the caller (e.g. with `ipc::Channel`).
