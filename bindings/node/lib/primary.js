@@ -80,8 +80,8 @@ function setupSettingsNT(settings) {
 // 'inherit', 'overlapped') means three of it plus 'ipc'; an array needs exactly one 'ipc'
 // and may be longer than 3, entry i being the worker's fd i. Returns the native setup of each
 // fd, and the streams whose fds the worker gets (paused once it started, as Node does).
-// The 'ipc' entry's fd gets nothing (/dev/null below 3): corral's channels are placed by
-// the engine above the last entry.
+// The 'ipc' entry's fd is the worker's channel, as Node's is its IPC channel (process.channel.fd
+// names it in both); corral's second channel (messages) goes above the last entry.
 function stdioOf(settings) {
   let stdio = settings.stdio;
   if (typeof stdio === 'string') stdio = stdioStringToArray(stdio);
@@ -100,7 +100,7 @@ function stdioOf(settings) {
     if (s === 'ipc') {
       if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');
       ipc = true;
-      return i < 3 ? 'ignore' : 'close';
+      return 'channel';
     }
     if (s === 'inherit') return i < 3 ? 'inherit' : i;
     if (typeof s === 'number' || typeof s.fd === 'number') {

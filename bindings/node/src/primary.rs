@@ -75,7 +75,8 @@ pub struct SpawnOptions {
     pub env: HashMap<String, String>,
     pub cwd: Option<String>,
     /// The worker's fds 0, 1, 2, 3...: "inherit" | "pipe" | "ignore" (/dev/null) | "close"
-    /// (fds 3 and up) | the number of a primary's fd to copy there.
+    /// (fds 3 and up) | "channel" (the worker's channel, Node's 'ipc') | the number of a
+    /// primary's fd to copy there.
     pub stdio: Vec<Either<String, i32>>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -93,6 +94,7 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
                     "pipe" => StdioSpec::Pipe,
                     "ignore" => StdioSpec::Null,
                     "close" => StdioSpec::Closed,
+                    "channel" => StdioSpec::Channel,
                     other => {
                         return Err(Error::from_reason(format!(
                             "[ERR_CORRAL_INVALID_ARGUMENT] stdio[{i}]: unknown setup {other:?}"

@@ -574,8 +574,8 @@ impl Primary {
         let id = inner.next_id;
         let mut vars: Vec<(&str, String)> = vec![(ENV_WORKER_ID, id.to_string())];
         vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
-        // The channels go right above the worker's stdio entries; sys::spawn names their
-        // numbers in these variables.
+        // The channels go right above the worker's stdio entries (the first at a Channel
+        // entry); sys::spawn names their numbers in these variables.
         let mut inherit = vec![(ENV_CHANNEL_FD, theirs.as_fd())];
         if let Some((_, their_msgs)) = &messages {
             inherit.push((ENV_MESSAGE_FD, their_msgs.as_fd()));
@@ -2214,6 +2214,16 @@ fn check_stdio(spec: &SpawnSpec) -> Result<()> {
     if let Some(i) = (0..3).find(|&i| spec.stdio_at(i) == sys::StdioSpec::Closed) {
         return Err(Error::invalid(format!(
             "stdio[{i}]: Closed is for fds 3 and up (use Null for stdin, stdout or stderr)"
+        )));
+    }
+    let channels = spec
+        .stdio
+        .iter()
+        .filter(|s| **s == sys::StdioSpec::Channel)
+        .count();
+    if channels > 1 {
+        return Err(Error::invalid(format!(
+            "stdio: {channels} Channel entries (a worker has one channel: at most one)"
         )));
     }
     // Checked before the worker's channels are created: one could take that number.
