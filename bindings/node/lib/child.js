@@ -224,11 +224,45 @@ function workerDisconnect(primaryInitiated) {
   for (const handle of handles) {
     waitingCount++;
     const owner = handle[ownerSymbol(handle)];
-    if (owner && typeof owner.close === 'function') owner.close(checkWaitingCount);
-    else handle.close(checkWaitingCount);
+    if (owner && typeof owner.close === 'function') {
+      if (typeof handle.stopDealing === 'function') handle.stopDealing();
+      whenUnreadConnectionsRead(owner, () => owner.close(checkWaitingCount));
+    } else {
+      handle.close(checkWaitingCount);
+    }
   }
   handles.clear();
   checkWaitingCount();
+}
+
+// An http(s) server's close() destroys its idle connections (closeIdleConnections), and from
+// Node 26 on a connection whose first request has not been read yet counts as idle (20-24 leave
+// it open). The primary hands a worker a connection as soon as it accepts it, and the disconnect
+// request can follow in the same batch or before the client's request bytes arrive: closing at
+// once would reset a client whose request the worker already owns (a rolling restart lost 1-3
+// of 300 requests on Node 26). So the disconnect closes such a server only once each of its
+// connections has read its first bytes (the parser then holds a request, which close() leaves
+// alone) or closed, for UNREAD_GRACE_MS at most: past that the connection is really idle, and
+// close() destroys it as Node does. The primary deals no new connections meanwhile (it stopped
+// when it asked for the disconnect; a worker's own disconnect stops it first, stopDealing).
+const UNREAD_GRACE_MS = 1000;
+const UNREAD_POLL_MS = 2;
+let connectionsSym;
+function whenUnreadConnectionsRead(server, then) {
+  if (typeof server.closeIdleConnections !== 'function') return then();
+  // Set on the server when it starts listening (setupConnectionsTracking).
+  connectionsSym ||= Object.getOwnPropertySymbols(server)
+    .find((s) => s.description === 'http.server.connections');
+  const list = connectionsSym && server[connectionsSym];
+  if (!list || typeof list.all !== 'function') return then();
+  const unread = () => list.all().filter((p) => p.socket && !p.socket.destroyed && p.socket.bytesRead === 0);
+  if (unread().length === 0) return then();
+  const deadline = Date.now() + UNREAD_GRACE_MS;
+  const check = () => {
+    if (unread().length === 0 || Date.now() >= deadline) then();
+    else setTimeout(check, UNREAD_POLL_MS);
+  };
+  setTimeout(check, UNREAD_POLL_MS);
 }
 
 // net.Server keeps its owner under a symbol named 'owner_symbol'.
@@ -289,11 +323,12 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
     if (viaFd) isPipe = ev.family === -1;
     const lid = ev.listener;
     const sockname = isPipe ? undefined : { address: ev.address, family: ev.family === 6 ? 'IPv6' : 'IPv4', port: ev.port };
-    const unlisten = () => {
-      if (!servers.has(lid)) return;
-      servers.delete(lid);
-      handles.delete(handle);
-      indexSet.set.delete(index);
+    // Tells the primary to deal no more connections here; those it already sent still reach
+    // the server until unlisten() below.
+    let dealing = true;
+    const stopDealing = () => {
+      if (!dealing) return;
+      dealing = false;
       if (connected) {
         try {
           nw.unlisten(lid);
@@ -301,6 +336,13 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
           // The channel just closed: nothing to stop.
         }
       }
+    };
+    const unlisten = () => {
+      if (!servers.has(lid)) return;
+      servers.delete(lid);
+      handles.delete(handle);
+      indexSet.set.delete(index);
+      stopDealing();
     };
     let handle;
     if (ev.fds.length) {
@@ -335,6 +377,7 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
           if (typeof cb === 'function') process.nextTick(cb);
         },
       };
+      handle.stopDealing = stopDealing;
       if (sockname) handle.getsockname = (out) => Object.assign(out, sockname) && 0;
       handle.ref();
       handle.isPipe = isPipe;

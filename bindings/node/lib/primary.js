@@ -9,7 +9,7 @@ const fs = require('fs');
 const net = require('net');
 const util = require('util');
 const Worker = require('./worker');
-const { codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
+const { channelClosed, codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
 const { SendCallbacks, makeSend, deliver } = require('./messages');
 const { KeepAlive, signalNames, signalNumber } = require('./utils');
 const { Supervisor, invalidOption, validateSupervise } = require('./supervisor');
@@ -80,8 +80,8 @@ function setupSettingsNT(settings) {
 // 'inherit', 'overlapped') means three of it plus 'ipc'; an array needs exactly one 'ipc'
 // and may be longer than 3, entry i being the worker's fd i. Returns the native setup of each
 // fd, and the streams whose fds the worker gets (paused once it started, as Node does).
-// The 'ipc' entry's fd gets nothing (/dev/null below 3): corral's channels are placed by
-// the engine above the last entry.
+// The 'ipc' entry's fd is the worker's channel, as Node's is its IPC channel (process.channel.fd
+// names it in both); corral's second channel (messages) goes above the last entry.
 function stdioOf(settings) {
   let stdio = settings.stdio;
   if (typeof stdio === 'string') stdio = stdioStringToArray(stdio);
@@ -100,7 +100,7 @@ function stdioOf(settings) {
     if (s === 'ipc') {
       if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');
       ipc = true;
-      return i < 3 ? 'ignore' : 'close';
+      return 'channel';
     }
     if (s === 'inherit') return i < 3 ? 'inherit' : i;
     if (typeof s === 'number' || typeof s.fd === 'number') {
@@ -210,6 +210,10 @@ function spawnOptions(env) {
   };
 }
 
+// Spawn failures Node's ChildProcess.spawn() reports with an 'error' event instead of a throw
+// (lib/internal/child_process.js: "Run-time errors should emit an error, not throw").
+const SPAWN_RUNTIME_ERRORS = new Set(['EACCES', 'EAGAIN', 'EMFILE', 'ENFILE', 'ENOENT']);
+
 // Ids come from the engine (from 1, never reused), shared with workers the supervisor starts.
 function createWorkerProcess(env) {
   const opts = spawnOptions(env);
@@ -219,22 +223,96 @@ function createWorkerProcess(env) {
   } catch (e) {
     // As Node's spawn: an OS error reads "spawn EBADF" and carries errno, code, syscall.
     if (typeof e.errno !== 'number' || e.syscall !== undefined) throw e;
-    throw systemError('spawn', e.code);
+    if (!SPAWN_RUNTIME_ERRORS.has(e.code)) throw systemError('spawn', e.code);
+    // A cwd that does not exist (ENOENT), one not searchable (EACCES), no processes or fds
+    // left: fork() returns a worker whose process reports the error (below).
+    const id = callNative(() => getEngine().skipWorkerId());
+    return new SpawnFailedChildProcess(id, e.code, opts);
   }
   pauseWrapped(opts.wraps);
   return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
 }
 
-class PrimaryChildProcess extends EventEmitter {
-  constructor(spawned, serialization) {
+// Whether the primary's event loop stays alive, as Node's handles decide it: each worker's
+// process until it exits unless unref()'d (worker.process.unref()), its channel until the
+// disconnect unless unref()'d (worker.process.channel.unref()), a running supervisor.
+function refreshKeepAlive() {
+  let on = supervisor !== null && !supervisor._shutdownDone;
+  for (const w of live.values()) {
+    const p = w.process;
+    if (p._refed && p.exitCode === null && p.signalCode === null) on = true;
+    if (p.channel && p._channelRefed) on = true;
+  }
+  keepAlive.set(on);
+}
+
+// worker.process.channel, as Node's Control (lib/internal/child_process.js): ref()/unref()
+// decide whether the channel keeps the primary alive; fd is the primary's end. null from the
+// disconnect on.
+class Control extends EventEmitter {
+  #proc;
+  constructor(proc) {
     super();
-    this.workerId = spawned.id;
-    this.pid = spawned.pid;
+    this.#proc = proc;
+  }
+  ref() {
+    this.#proc._channelRefed = true;
+    refreshKeepAlive();
+  }
+  unref() {
+    this.#proc._channelRefed = false;
+    refreshKeepAlive();
+  }
+  get fd() {
+    return engine ? engine.channelFd(this.#proc.workerId) : -1;
+  }
+}
+
+// What both kinds of worker process share: refs, the channel and its end.
+class ChildProcessBase extends EventEmitter {
+  constructor(id) {
+    super();
+    this.workerId = id;
     this.exitCode = null;
     this.signalCode = null;
     this.killed = false;
     this.connected = true;
     this.spawnfile = process.execPath;
+    this.channel = new Control(this);
+    this._refed = true;
+    this._channelRefed = true;
+  }
+  ref() {
+    this._refed = true;
+    refreshKeepAlive();
+  }
+  unref() {
+    this._refed = false;
+    refreshKeepAlive();
+  }
+  // The channel ended: as Node's, channel is null from here on, synchronously.
+  _channelEnded() {
+    this.connected = false;
+    this.channel = null;
+    refreshKeepAlive();
+  }
+}
+
+Object.defineProperty(ChildProcessBase.prototype, '_channel', {
+  configurable: true,
+  enumerable: false,
+  get: util.deprecate(function () {
+    return this.channel;
+  }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+  set: util.deprecate(function (v) {
+    this.channel = v;
+  }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
+});
+
+class PrimaryChildProcess extends ChildProcessBase {
+  constructor(spawned, serialization) {
+    super(spawned.id);
+    this.pid = spawned.pid;
     // As Node's: 'close' once the process exited and its stdout, stderr and extra pipes
     // closed; the pipes are duplex (a socket pair), only stdin is not readable.
     this._closesNeeded = 1;
@@ -271,7 +349,7 @@ class PrimaryChildProcess extends EventEmitter {
     // child_process level, as Node's ChildProcess.disconnect(): the channel is cut now, not
     // the graceful cluster path (worker.disconnect()). The worker sees its channel end
     // without having said exitedAfterDisconnect, so it exits at once.
-    this.connected = false;
+    this._channelEnded();
     try {
       engine.cutOff(this.workerId);
     } catch {
@@ -279,8 +357,6 @@ class PrimaryChildProcess extends EventEmitter {
     }
     process.nextTick(() => this.emit('disconnect'));
   }
-  ref() {}
-  unref() {}
   // After 'exit' (next tick): what nobody reads is read through, so the pipes end and
   // 'close' can come (Node's flushStdio).
   _exited() {
@@ -289,6 +365,63 @@ class PrimaryChildProcess extends EventEmitter {
   }
   _maybeClose() {
     if (++this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+// The process of a worker whose spawn failed with a run-time error, as Node's ChildProcess is
+// then: no pid, 'error' (errno, code, syscall "spawn <node>", path, spawnargs) on the next
+// tick, exitCode set to the negative errno (so worker.isDead()), 'close', and 'disconnect'
+// once the channel to the process that never ran reads its end. No 'exit': the worker leaves
+// cluster.workers on its 'disconnect'. Its pipes ('pipe' entries) exist and are ended.
+class SpawnFailedChildProcess extends ChildProcessBase {
+  constructor(id, code, opts) {
+    super(id);
+    this.pid = undefined;
+    this.spawnargs = opts.args.slice();
+    this.stdio = opts.stdio.map((entry, i) => {
+      if (entry !== 'pipe') return null;
+      const stream = new net.Socket({ readable: i > 0, writable: true });
+      if (i === 0) stream.destroy();
+      else stream.push(null);
+      return stream;
+    });
+    [this.stdin, this.stdout, this.stderr] = this.stdio;
+    this._sendCallbacks = new SendCallbacks();
+    this.send = makeSend(this, () => {
+      throw channelClosed();
+    }, () => cluster.settings.serialization, this._sendCallbacks);
+    process.nextTick(() => {
+      const err = systemError(`spawn ${this.spawnfile}`, code);
+      err.path = this.spawnfile;
+      err.spawnargs = this.spawnargs;
+      this.exitCode = err.errno;
+      refreshKeepAlive();
+      this.emit('error', err);
+      process.nextTick(() => {
+        for (const stream of this.stdio) if (stream && stream.readable) stream.resume();
+        this.emit('close', this.exitCode, this.signalCode);
+        setImmediate(() => {
+          live.delete(id);
+          if (!this.connected) {
+            refreshKeepAlive();
+            return;
+          }
+          this._channelEnded();
+          this.emit('disconnect');
+        });
+      });
+    });
+  }
+  kill() {
+    return false;
+  }
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', ipcDisconnected());
+      return;
+    }
+    this._channelEnded();
+    process.nextTick(() => this.emit('disconnect'));
   }
 }
 
@@ -315,7 +448,7 @@ function adopt(id, workerProcess) {
   const worker = new Worker({ id, process: workerProcess });
   adopted.add(id);
   live.set(id, worker);
-  keepAlive.set(true);
+  refreshKeepAlive();
 
   worker.on('message', function (message, handle) {
     cluster.emit('message', this, message, handle);
@@ -414,9 +547,9 @@ cluster.supervise = function supervise(options = {}) {
     throw m ? invalidOption(m[1], m[2]) : err;
   }
   pauseWrapped(spawn.wraps);
-  supervisor = new Supervisor(eng, o, { cluster, live, keepAlive });
+  supervisor = new Supervisor(eng, o, { cluster, live, refreshKeepAlive });
   // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
-  keepAlive.set(true);
+  refreshKeepAlive();
   return supervisor;
 };
 
@@ -486,7 +619,7 @@ function onEvents(events) {
       }
       case EV.DISCONNECT:
         if (!worker || !worker.process.connected) break;
-        worker.process.connected = false;
+        worker.process._channelEnded();
         worker.process.emit('disconnect');
         break;
       case EV.EXIT: {
@@ -494,14 +627,14 @@ function onEvents(events) {
         const p = worker.process;
         if (p.connected) {
           // The engine reports the channel's end before the exit; keep Node's pairing.
-          p.connected = false;
+          p._channelEnded();
           p.emit('disconnect');
         }
         p._sendCallbacks.fail();
         p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
         p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
         live.delete(ev.worker);
-        if (live.size === 0 && (!supervisor || supervisor._shutdownDone)) keepAlive.set(false);
+        refreshKeepAlive();
         p.emit('exit', p.exitCode, p.signalCode);
         process.nextTick(() => p._exited());
         break;

@@ -115,7 +115,7 @@ function validateSupervise(options) {
 }
 
 class Supervisor extends EventEmitter {
-  // `primary`: { cluster, live (id -> Worker until its exit), keepAlive } of primary.js.
+  // `primary`: { cluster, live (id -> Worker until its exit), refreshKeepAlive } of primary.js.
   constructor(eng, o, primary) {
     super();
     this._engine = eng;
@@ -217,7 +217,7 @@ class Supervisor extends EventEmitter {
 
   _shutdownComplete(clean) {
     this._shutdownDone = { clean };
-    if (this._primary.live.size === 0) this._primary.keepAlive.set(false);
+    this._primary.refreshKeepAlive();
     for (const resolve of this._shutdowns.splice(0)) resolve(this._shutdownDone);
   }
 }

@@ -22,11 +22,8 @@ PINS=(
   "26.12.1 sha512-jk5LMAmgHlPlPMWpsUrSOqNaEZG+11UNd35hWQ+p5/XGaelWuTqJ69IcAy/5xtPPN4d5ZRBNOGB6gLMCh2kL9A=="
 )
 
-# Majors the package claims (package.json "engines") and CI tests. 26 is pinned for manual
-# runs (`node-versions.sh 26`) but not claimed: a rolling restart resets 1-2 requests there
-# (a disconnecting worker's server.close() destroys connections it took before their request is
-# read; README, "Node versions").
-CLAIMED="20 22 24"
+# Majors the package claims (package.json "engines") and CI tests.
+CLAIMED="20 22 24 26"
 
 # The pinned integrities are those of the x64 packages.
 if [ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]; then

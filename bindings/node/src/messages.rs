@@ -168,6 +168,14 @@ impl Readers {
         events
     }
 
+    /// The number of worker `id`'s channel while a reader holds it open.
+    pub fn raw_fd(&self, id: u32) -> Option<i32> {
+        let map = self.readers.borrow();
+        let r = map.get(&id)?;
+        let source = r.source.borrow();
+        source.chan.as_ref().map(|c| c.fd().as_raw_fd())
+    }
+
     /// Stops every reader (primary closing, or environment teardown: no napi calls then).
     pub fn close_all(&self, teardown: bool) {
         for (_, mut r) in self.readers.borrow_mut().drain() {

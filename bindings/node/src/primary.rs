@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::collections::HashMap;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,7 +75,8 @@ pub struct SpawnOptions {
     pub env: HashMap<String, String>,
     pub cwd: Option<String>,
     /// The worker's fds 0, 1, 2, 3...: "inherit" | "pipe" | "ignore" (/dev/null) | "close"
-    /// (fds 3 and up) | the number of a primary's fd to copy there.
+    /// (fds 3 and up) | "channel" (the worker's channel, Node's 'ipc') | the number of a
+    /// primary's fd to copy there.
     pub stdio: Vec<Either<String, i32>>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -93,6 +94,7 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
                     "pipe" => StdioSpec::Pipe,
                     "ignore" => StdioSpec::Null,
                     "close" => StdioSpec::Closed,
+                    "channel" => StdioSpec::Channel,
                     other => {
                         return Err(Error::from_reason(format!(
                             "[ERR_CORRAL_INVALID_ARGUMENT] stdio[{i}]: unknown setup {other:?}"
@@ -551,6 +553,11 @@ impl NativePrimary {
         let spec = spawn_spec(&opts)?;
         let mut p = self.shared.live()?;
         let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
+        // Taken now rather than with the Fork event: worker.process.channel.fd names it from
+        // the moment fork() returns.
+        if let Some(fd) = p.take_message_channel(id) {
+            p.message_fds.insert(id, fd);
+        }
         let pid = p.worker(id).map_or(0, |w| w.pid);
         let stdio = p
             .take_all_stdio(id)
@@ -653,6 +660,21 @@ impl NativePrimary {
             self.readers
                 .drain(worker, || self.take_message_fd(worker), close),
         )
+    }
+
+    /// The primary's end of worker `worker`'s channel for `worker.process.channel.fd` (Node's
+    /// is the primary's end of the IPC pipe): the message channel this thread reads, or the
+    /// engine's channel when messages come that way (CORRAL_NODE_RECV=thread); -1 once closed.
+    #[napi(catch_unwind)]
+    pub fn channel_fd(&self, worker: u32) -> i32 {
+        if let Some(fd) = self.readers.raw_fd(worker) {
+            return fd;
+        }
+        let state = self.shared.lock();
+        if let Some(fd) = state.message_fds.get(&(worker as u64)) {
+            return fd.as_raw_fd();
+        }
+        state.channel_raw_fd(worker as u64).unwrap_or(-1)
     }
 
     fn take_message_fd(&self, worker: u32) -> Option<OwnedFd> {

@@ -137,3 +137,17 @@ test('npm pack installs and works from an unrelated directory, CJS and ESM', asy
   assert.strictEqual(esm.code, 0, esm.err);
   assert.deepStrictEqual(esm.lines, ['esm: hello default=true']);
 });
+
+test('a disconnecting worker serves a connection it was handed before its request arrived', async (t) => {
+  if (!guarded(t)) return;
+  const script = path.join(DIR, 'disconnect-unread.js');
+  const r = await run(t, [script]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines.sort(), ['client got "HTTP/1.1 200 OK"', 'worker exit 0 exitedAfterDisconnect=true']);
+  // A client that never sends is really idle: Node 26's close() destroys it (once the grace
+  // ends), 20-24's waits for it.
+  const s = await run(t, [script], { env: { MODE: 'silent' } });
+  assert.strictEqual(s.code, 0, s.err);
+  const held = Number(process.versions.node.split('.')[0]) >= 26 ? 'held about the grace' : 'held until the client left';
+  assert.deepStrictEqual(s.lines.sort(), ['client got ""', held, 'worker exit 0 exitedAfterDisconnect=true']);
+});

@@ -574,8 +574,8 @@ impl Primary {
         let id = inner.next_id;
         let mut vars: Vec<(&str, String)> = vec![(ENV_WORKER_ID, id.to_string())];
         vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
-        // The channels go right above the worker's stdio entries; sys::spawn names their
-        // numbers in these variables.
+        // The channels go right above the worker's stdio entries (the first at a Channel
+        // entry); sys::spawn names their numbers in these variables.
         let mut inherit = vec![(ENV_CHANNEL_FD, theirs.as_fd())];
         if let Some((_, their_msgs)) = &messages {
             inherit.push((ENV_MESSAGE_FD, their_msgs.as_fd()));
@@ -827,6 +827,14 @@ impl Primary {
             .and_then(|inner| inner.workers.get_mut(&worker))
             .map(|slot| std::mem::take(&mut slot.stdio))
             .unwrap_or_default()
+    }
+
+    /// The number of the primary's end of a worker's channel while it is open. For display
+    /// only (Node shows it as `worker.process.channel.fd`): the engine alone reads and writes
+    /// it.
+    pub fn channel_raw_fd(&self, worker: WorkerId) -> Option<RawFd> {
+        let s = self.inner_ref()?.workers.get(&worker)?;
+        s.chan.as_ref().map(|c| c.raw_fd())
     }
 
     /// Takes the primary's end of a worker's message channel (with
@@ -2206,6 +2214,16 @@ fn check_stdio(spec: &SpawnSpec) -> Result<()> {
     if let Some(i) = (0..3).find(|&i| spec.stdio_at(i) == sys::StdioSpec::Closed) {
         return Err(Error::invalid(format!(
             "stdio[{i}]: Closed is for fds 3 and up (use Null for stdin, stdout or stderr)"
+        )));
+    }
+    let channels = spec
+        .stdio
+        .iter()
+        .filter(|s| **s == sys::StdioSpec::Channel)
+        .count();
+    if channels > 1 {
+        return Err(Error::invalid(format!(
+            "stdio: {channels} Channel entries (a worker has one channel: at most one)"
         )));
     }
     // Checked before the worker's channels are created: one could take that number.

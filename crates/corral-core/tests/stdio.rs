@@ -1,6 +1,6 @@
 //! A worker's stdio in exec mode (`SpawnSpec::stdio`): entry `i` is the worker's fd `i`, pipes
 //! are duplex socket pairs, `Fd(n)` copies the primary's fd `n`, and the worker's channels sit
-//! right above the last entry.
+//! right above the last entry (the first one at a `Channel` entry).
 
 mod util;
 use corral_core::{Error, ErrorKind, Event, Policy, SpawnSpec, StdioSpec};
@@ -113,6 +113,48 @@ fn extra_pipes_are_duplex_at_their_fd_numbers_and_the_channel_goes_above_them() 
     assert_eq!(six, "fd 6 says hi\n");
 }
 
+/// A Channel entry is where the worker's channel goes, as Node's 'ipc' entry is the fd of its
+/// IPC channel (NODE_CHANNEL_FD): fd 3 with the default layout, fd 0 when it comes first.
+#[test]
+fn a_channel_entry_places_the_workers_channel_at_its_index() {
+    let mut h = harness(&[], Policy::RoundRobin);
+    let script = format!(
+        "{REPORT}
+         echo \"channel fd $CORRAL_CHANNEL_FD: $(kind $CORRAL_CHANNEL_FD)\"
+         for fd in 3 4; do echo \"fd $fd: $(kind $fd)\"; done"
+    );
+    use StdioSpec::*;
+    for (stdio, expected) in [
+        (
+            vec![Null, Pipe, Inherit, Channel],
+            format!(
+                "channel fd 3: socket\nfd 3: socket\nfd 4: {}\n",
+                unplaced(4)
+            ),
+        ),
+        (
+            vec![Channel, Pipe, Inherit],
+            format!(
+                "channel fd 0: socket\nfd 3: {}\nfd 4: {}\n",
+                unplaced(3),
+                unplaced(4)
+            ),
+        ),
+    ] {
+        let id =
+            h.p.spawn_worker_with(&sh(&script, stdio.clone()), &[])
+                .expect("spawn");
+        let mut stdout = UnixStream::from(h.p.take_all_stdio(id)[1].take().unwrap());
+        stdout
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        assert_eq!(wait_exit(&mut h, id), Some(0), "stdout: {out}");
+        assert_eq!(out, expected, "stdio {stdio:?}");
+    }
+}
+
 /// Two fds of the primary, given to the worker crosswise at each other's numbers: placing one
 /// must not overwrite the other before it is placed.
 #[test]
@@ -197,6 +239,18 @@ fn bad_stdio_entries_are_refused_and_the_primary_carries_on() {
     let e = refused(&mut h, vec![StdioSpec::Inherit, StdioSpec::Closed]);
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.message().contains("stdio[1]"), "{}", e.message());
+    let e = refused(
+        &mut h,
+        vec![
+            StdioSpec::Inherit,
+            StdioSpec::Inherit,
+            StdioSpec::Inherit,
+            StdioSpec::Channel,
+            StdioSpec::Channel,
+        ],
+    );
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("Channel"), "{}", e.message());
     let e = refused(&mut h, vec![StdioSpec::Null; fd_limit() as usize]);
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.message().contains("RLIMIT_NOFILE"), "{}", e.message());

@@ -29,6 +29,10 @@ pub enum StdioSpec {
     /// Nothing: the worker's fd stays closed. For fds 3 and up only (a closed fd 0-2 would be
     /// taken by the worker's next `open`).
     Closed,
+    /// The worker's channel (the first channel [`spawn`] places, named by its variable), as
+    /// Node's `'ipc'` entry puts the IPC channel at its own index (`NODE_CHANNEL_FD`). At most
+    /// one entry; the other channel still goes above the last entry.
+    Channel,
 }
 
 /// What to run in exec mode.
@@ -45,7 +49,8 @@ pub struct SpawnSpec {
     /// Working directory; the primary's when `None`.
     pub cwd: Option<PathBuf>,
     /// The worker's fds 0, 1, 2, 3...: entry `i` becomes fd `i`. Missing entries below 3 are
-    /// [`StdioSpec::Inherit`]; the worker's channels are placed above the last entry.
+    /// [`StdioSpec::Inherit`]; the worker's channels are placed above the last entry, or the
+    /// first one at the [`StdioSpec::Channel`] entry.
     pub stdio: Vec<StdioSpec>,
     /// Run as this user id (requires privileges).
     pub uid: Option<u32>,
@@ -124,8 +129,9 @@ pub fn fd_is_open(fd: RawFd) -> bool {
 }
 
 /// Starts `spec` with its stdio entries at their fd numbers and the `channels` (at most 2: the
-/// channel, and the message channel) at the numbers right above them, each named to the child
-/// in its variable; `extra_env` is set too. The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it
+/// channel, and the message channel) at the numbers right above them (the first at the
+/// [`StdioSpec::Channel`] entry when there is one), each named to the child in its variable;
+/// `extra_env` is set too. The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it
 /// dies with the thread that spawned it.
 ///
 /// An `Fd` entry naming a closed fd fails with `EBADF` before anything is created.
@@ -140,9 +146,33 @@ pub fn spawn(
 ) -> io::Result<Spawned> {
     assert!(channels.len() <= 2, "at most 2 channels");
     let n = spec.stdio_len();
-    let base = n as RawFd;
+    let at: Vec<usize> = (0..n)
+        .filter(|&i| spec.stdio_at(i) == StdioSpec::Channel)
+        .collect();
+    if at.len() > 1 || (at.len() == 1 && channels.is_empty()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "stdio: {} Channel entries for {} channels (at most one, and only with a channel)",
+                at.len(),
+                channels.len()
+            ),
+        ));
+    }
+    // The channels' numbers in the child: the first at the Channel entry if any, the others
+    // right above the entries.
+    let mut next = n as RawFd;
+    let channel_targets: Vec<RawFd> = (0..channels.len())
+        .map(|k| match at.first() {
+            Some(&i) if k == 0 => i as RawFd,
+            _ => {
+                next += 1;
+                next - 1
+            }
+        })
+        .collect();
     // Above every fd the child gets: where the primary keeps its copies until the spawn.
-    let above = base + channels.len() as RawFd;
+    let above = next;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     if let Some(a0) = &spec.arg0 {
@@ -154,8 +184,8 @@ pub fn spawn(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    for (k, (var, _)) in channels.iter().enumerate() {
-        cmd.env(var, (base + k as RawFd).to_string());
+    for ((var, _), target) in channels.iter().zip(&channel_targets) {
+        cmd.env(var, target.to_string());
     }
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
@@ -196,7 +226,9 @@ pub fn spawn(
     for (i, end) in primary_ends.iter_mut().enumerate() {
         let target = i as RawFd;
         let copy = match spec.stdio_at(i) {
-            StdioSpec::Closed | StdioSpec::Inherit | StdioSpec::Fd(_) => continue,
+            StdioSpec::Closed | StdioSpec::Inherit | StdioSpec::Fd(_) | StdioSpec::Channel => {
+                continue
+            }
             StdioSpec::Null => {
                 let mode = if i == 0 {
                     OFlag::O_RDONLY
@@ -214,11 +246,16 @@ pub fn spawn(
         };
         copies.push((copy, target));
     }
-    for (k, (_, fd)) in channels.iter().enumerate() {
-        copies.push((dup_at_least(fd.as_raw_fd(), above)?, base + k as RawFd));
+    let stdio_copies = copies.len();
+    for ((_, fd), &target) in channels.iter().zip(&channel_targets) {
+        copies.push((dup_at_least(fd.as_raw_fd(), above)?, target));
     }
-    // Copied into the closure (no allocation after fork): (source, target) pairs.
-    let plan: Vec<(RawFd, RawFd)> = copies.iter().map(|(c, t)| (c.as_raw_fd(), *t)).collect();
+    // Copied into the closure (no allocation after fork): (source, target, is a stdio entry).
+    let plan: Vec<(RawFd, RawFd, bool)> = copies
+        .iter()
+        .enumerate()
+        .map(|(k, (c, t))| (c.as_raw_fd(), *t, k < stdio_copies))
+        .collect();
     // std's own error pipe takes the lowest free fds: if one were a target, placing that
     // target would cut std off from the child and an exec failure would go unreported. Filling
     // the free numbers below `above` for the time of the spawn keeps it clear of them.
@@ -230,11 +267,11 @@ pub fn spawn(
     // this process yet (nix's dup2 wants an OwnedFd to replace).
     unsafe {
         cmd.pre_exec(move || {
-            for &(source, target) in &plan {
+            for &(source, target, stdio) in &plan {
                 cvt(libc::dup2(source, target))?;
                 // As libuv: stdin, stdout and stderr start blocking (the worker's runtime sets
-                // them up as it wants).
-                if target <= 2 {
+                // them up as it wants). A channel placed there keeps its mode.
+                if stdio && target <= 2 {
                     let flags = libc::fcntl(target, libc::F_GETFL);
                     if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
                         libc::fcntl(target, libc::F_SETFL, flags & !libc::O_NONBLOCK);
