@@ -8,7 +8,8 @@
 //   lib/worker.js      cluster.Worker
 //   lib/messages.js    process.send's arguments, the wire envelope, handles as fds
 //   lib/supervisor.js  cluster.supervise() (beyond node:cluster)
-//   lib/native.js      the addon loader, the constants shared with it, event batches
+//   lib/native.js      the addon, the constants shared with it, event batches
+//   lib/loader.js      which addon file for this platform, and from where
 //   lib/errors.js      Node-shaped errors (code, errno, syscall)
 //   lib/utils.js       what both sides share (keep-alive, signal names)
 

@@ -1,40 +1,9 @@
 'use strict';
-// The native addon (bindings/node/src, built as corral.node next to index.js), the constants
-// shared with it, and the decoding of the event batches it sends to JS.
+// The native addon (bindings/node/src; which file, and from where, is lib/loader.js's business),
+// the constants shared with it, and the decoding of the event batches it sends to JS.
 
-const fs = require('fs');
-const path = require('path');
+const { loadNative } = require('./loader');
 const { nativeError } = require('./errors');
-
-const PACKAGE_DIR = path.join(__dirname, '..');
-
-// The loader honours CORRAL_NATIVE_PATH, then the built file next to index.js, and otherwise
-// throws one error that lists every path it tried.
-function loadNative() {
-  const tried = [];
-  const candidates = [];
-  if (process.env.CORRAL_NATIVE_PATH) candidates.push(process.env.CORRAL_NATIVE_PATH);
-  candidates.push(path.join(PACKAGE_DIR, 'corral.node'));
-  for (const file of candidates) {
-    if (!fs.existsSync(file)) {
-      tried.push(`${file} (not found)`);
-      continue;
-    }
-    const mod = { exports: {} };
-    try {
-      process.dlopen(mod, file);
-      return mod.exports;
-    } catch (e) {
-      tried.push(`${file} (${e.message})`);
-    }
-  }
-  const err = new Error(
-    `corral: cannot load the native addon; run "npm run build" in ${PACKAGE_DIR}. Tried:\n  ` +
-      tried.join('\n  '),
-  );
-  err.code = 'ERR_CORRAL_NATIVE_NOT_FOUND';
-  throw err;
-}
 
 const addon = loadNative();
 

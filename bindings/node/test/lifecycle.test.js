@@ -1,15 +1,12 @@
 'use strict';
 // Process and environment lifecycle of the Node front: worker_threads, a cluster that ends by
-// itself, silent workers, the ESM entry, and `npm pack` installed into an unrelated directory.
+// itself, silent workers, engine failures, fd exhaustion and listener limits (the packed and
+// installed package: npm.test.js).
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawnSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { addonOrSkip: guarded, runNode: run } = require('./helpers');
 
-const PKG = path.resolve(__dirname, '..');
 const DIR = path.join(__dirname, 'lifecycle');
 
 test('loading corral in a worker_thread and ending the thread neither hangs nor crashes', async (t) => {
@@ -102,40 +99,6 @@ test('CORRAL_MAX_LISTENERS_PER_WORKER out of range: fork() throws naming the opt
   `], { env: { CORRAL_MAX_LISTENERS_PER_WORKER: '0' } });
   assert.strictEqual(r.code, 0, r.err);
   assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_ARGUMENT true']);
-});
-
-test('npm pack installs and works from an unrelated directory, CJS and ESM', async (t) => {
-  if (!guarded(t)) return;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-pack-'));
-  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const pack = spawnSync(npm, ['pack', '--silent', '--pack-destination', tmp], { cwd: PKG, encoding: 'utf8' });
-  assert.strictEqual(pack.status, 0, pack.stderr);
-  const tgz = path.join(tmp, pack.stdout.trim().split('\n').pop());
-  const listing = spawnSync('tar', ['tzf', tgz], { encoding: 'utf8' }).stdout;
-  for (const f of ['package/index.js', 'package/index.mjs', 'package/index.d.ts', 'package/corral.node', 'package/package.json',
-    ...['primary', 'child', 'worker', 'messages', 'supervisor', 'native', 'errors', 'utils'].map((m) => `package/lib/${m}.js`)]) {
-    assert.ok(listing.includes(f), `${f} missing from the tarball:\n${listing}`);
-  }
-  const app = path.join(tmp, 'app');
-  fs.mkdirSync(app);
-  fs.writeFileSync(path.join(app, 'package.json'), '{"name":"app","version":"1.0.0","private":true}');
-  const inst = spawnSync(npm, ['install', '--silent', '--no-audit', '--no-fund', '--offline', tgz], { cwd: app, encoding: 'utf8' });
-  assert.strictEqual(inst.status, 0, inst.stderr);
-  fs.copyFileSync(path.join(DIR, 'esm.mjs'), path.join(app, 'esm.mjs'));
-  fs.writeFileSync(
-    path.join(app, 'cjs.js'),
-    "const cluster = require('corral');\n" +
-      "if (cluster.isPrimary) { const w = cluster.fork(); w.on('message', (m) => { console.log('cjs: ' + m); w.kill(); }); }\n" +
-      "else process.send('hello');\n",
-  );
-  const env = { CORRAL_MODULE: '', NODE_PATH: '' };
-  const cjs = await run(t, ['cjs.js'], { cwd: app, env });
-  assert.strictEqual(cjs.code, 0, cjs.err);
-  assert.deepStrictEqual(cjs.lines, ['cjs: hello']);
-  const esm = await run(t, ['esm.mjs'], { cwd: app, env });
-  assert.strictEqual(esm.code, 0, esm.err);
-  assert.deepStrictEqual(esm.lines, ['esm: hello default=true']);
 });
 
 test('a disconnecting worker serves a connection it was handed before its request arrived', async (t) => {

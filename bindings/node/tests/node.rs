@@ -20,9 +20,14 @@ fn target_dir() -> PathBuf {
 }
 
 /// Installs the package's devDependencies (the real libraries that `test/register.test.js` runs
-/// on corral: prom-client, socket.io, express, ...) with `npm ci` from the committed lock, when
+/// on corral: prom-client, socket.io, express, ...) at the versions of the committed lock, when
 /// `node_modules` is missing or older than `package-lock.json` (npm writes
 /// `node_modules/.package-lock.json` on every install). Quiet unless it fails.
+///
+/// `npm install --no-save`, not `npm ci`: the optionalDependencies (the platform packages
+/// `corral-<target>`, built from `npm/<target>/`) are not in the lock until they are published,
+/// and `npm ci` refuses a lock without them; `npm install` skips a missing optional package and
+/// takes everything else from the lock, which `--no-save` leaves untouched.
 fn install_dev_dependencies() {
     let dir = package_dir();
     let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -35,7 +40,8 @@ fn install_dev_dependencies() {
     }
     let npm = std::env::var("NPM").unwrap_or_else(|_| "npm".into());
     let args = [
-        "ci",
+        "install",
+        "--no-save",
         "--ignore-scripts",
         "--no-audit",
         "--no-fund",
@@ -107,6 +113,10 @@ fn node_test_suites_pass_against_the_built_addon() {
         .current_dir(package_dir())
         // Every corral run must happen: a missing addon is a failure here, not a skip.
         .env("CORRAL_COMPAT_REQUIRE_ADDON", "1")
+        // test/npm.test.js packs the package, whose `prepack` builds the addon again: in the
+        // target directory built above (a no-op), not in the one this test holds locked.
+        .env("CARGO", env!("CARGO"))
+        .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("CORRAL_SCHED_POLICY")
         .env_remove("NODE_CLUSTER_SCHED_POLICY")
         .stdout(Stdio::piped())
