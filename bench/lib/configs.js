@@ -15,15 +15,20 @@ const CORRAL_INDEX = path.join(ROOT, 'bindings/node/index.js');
 const C_HELLO = path.join(ROOT, 'target/c/hello_http');
 const READY_MS = 15_000;
 
-/** Null when the Node addon is built (index.js plus a *.node next to it), else why not. */
+/**
+ * Null when the Node addon is built for this machine (index.js plus corral.<target>.node next
+ * to it, as `npm run build` leaves it), else why not.
+ */
 function corralMissing() {
-  let files = [];
+  const dir = path.dirname(CORRAL_INDEX);
+  let addon;
   try {
-    files = fs.readdirSync(path.dirname(CORRAL_INDEX));
+    const { addonFile, hostPlatform, targetOf } = require(path.join(dir, 'lib', 'loader.js'));
+    addon = addonFile(targetOf(hostPlatform()));
   } catch {
-    // no bindings/node yet
+    return 'not built';
   }
-  return files.includes('index.js') && files.some((f) => f.endsWith('.node')) ? null : 'not built';
+  return fs.existsSync(CORRAL_INDEX) && fs.existsSync(path.join(dir, addon)) ? null : `not built (no bindings/node/${addon})`;
 }
 
 function cHelloMissing() {
