@@ -18,7 +18,8 @@ fn repeated_sigkill_loses_at_most_what_the_dead_workers_were_serving() {
     // connections queue up for each of them, more than CONNS_PER_READ.
     let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
         let spec = o.exec.as_mut().expect("exec mode");
-        spec.env.push(("CORRAL_FIXTURE_SERVE_MS".into(), "2".into()));
+        spec.env
+            .push(("CORRAL_FIXTURE_SERVE_MS".into(), "2".into()));
     });
     let port = h.start_listening(4);
     let stop = Arc::new(AtomicBool::new(false));
