@@ -335,6 +335,8 @@ declare namespace cluster {
         pid: number;
         state: 'starting' | 'ready' | 'draining';
         handedOff: number;
+        /** Connections it handed back at its server's maxConnections, dealt to other workers. */
+        refused: number;
         inflight: number;
         active?: number;
         restarts: number;

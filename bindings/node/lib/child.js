@@ -609,10 +609,29 @@ function onDatagramListening(socket, state, ev, indexSet, index, query) {
   }
 }
 
+// Whether a round-robin connection is handed back to the primary, which deals it to another
+// worker (node:cluster's child.js onconnection answers `accepted: false`): the server closed, or
+// it is at its maxConnections. Node 20 tests `maxConnections &&` (0 means no limit); from Node 22
+// on `maxConnections != null`, and `dropMaxConnection` makes net drop it ('drop') instead.
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+function refuses(handle) {
+  if (!handle || typeof handle.onconnection !== 'function') return true;
+  const server = handle[ownerSymbol(handle)];
+  if (!server) return false;
+  const max = server.maxConnections;
+  if (NODE_MAJOR < 22 ? !max : max == null) return false;
+  return server._connections >= max && (NODE_MAJOR < 22 || !server.dropMaxConnection);
+}
+
 function onConnection(ev) {
   const handle = servers.get(ev.listener);
   const fd = ev.fds[0];
-  if (!handle || typeof handle.onconnection !== 'function') {
+  if (refuses(handle)) {
+    try {
+      if (connected) nw.refuse(ev.listener, fd);
+    } catch {
+      // The channel just closed: the connection goes with it, as node:cluster's would.
+    }
     fs.closeSync(fd);
     return;
   }

@@ -177,7 +177,7 @@ class Supervisor extends EventEmitter {
     return new Promise((resolve) => this._shutdowns.push(resolve));
   }
 
-  // A snapshot: { workers: [{slot, id, pid, state, handedOff, inflight, active, restarts,
+  // A snapshot: { workers: [{slot, id, pid, state, handedOff, refused, inflight, active, restarts,
   // lastRestartCause, uptime, rss, cpu}], restarts: {cause: n}, crashLoopingSlots, reloads,
   // endpoint }.
   metrics() {

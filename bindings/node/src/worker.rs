@@ -509,6 +509,18 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
+    /// Hands a round-robin connection back to the primary (a duplicate of `fd`; the caller
+    /// closes its own): the server is at its `maxConnections` or no longer listens, and the
+    /// primary deals it to another worker (`corral_core::Worker::refuse`).
+    #[napi(catch_unwind)]
+    pub fn refuse(&self, listener: u32, fd: i32) -> Result<()> {
+        let owned = crate::dup_handles(&[fd])?;
+        self.sender
+            .send(Kind::Refuse, &proto::u32_payload(listener), owned)
+            .map(drop)
+            .map_err(to_napi)
+    }
+
     /// Sends a message (with duplicates of `fds`). Returns 0 when it was written at once;
     /// otherwise its sequence number `n` (it is out once `written()` reaches `n`, announced by
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns

@@ -35,6 +35,17 @@
 //! server. node:cluster leaves one connection per stopped worker waiting for as long as it
 //! stays stopped.
 //!
+//! *Refused connections* (round-robin). A worker may hand a connection back instead of serving
+//! it (`Worker::refuse`; the Node front does it when the server is at its `maxConnections`, or
+//! closed, as node:cluster's worker answers `accepted: false`). The primary puts it behind the
+//! listener's waiting connections and deals it to the next worker with room, and skips the
+//! refusing worker for that listener for 1 ms, doubling while it keeps refusing, up to 50 ms.
+//! When every worker refuses, the client waits in the primary (and new ones in the backlog)
+//! until a worker takes it; it is reset only if the listener closes meanwhile. node:cluster
+//! bounces such a connection between its full workers as fast as its IPC goes; the retry delay
+//! costs a waiting client at most 50 ms once room appears. Each refusal counts in
+//! `WorkerInfo::refused` and `corral_worker_connections_refused_total`.
+//!
 //! *Shared* (`shared`, node:cluster's `SCHED_NONE`): the primary binds once and gives each
 //! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks
 //! who wins. Cheapest for the primary, least even.

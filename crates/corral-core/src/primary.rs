@@ -66,6 +66,14 @@ pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
 pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
 /// Host name lookups running at once, one short-lived thread each; more wait in line.
 const MAX_LOOKUP_THREADS: usize = 8;
+/// A worker that refused a connection ([`Worker::refuse`]) is dealt none of that listener's
+/// connections for this long, doubling while it keeps refusing, up to
+/// [`REFUSAL_RETRY_MAX`]. node:cluster offers the connection back to it at once, and so
+/// bounces it between full workers as fast as its IPC goes; the retry delay costs a waiting
+/// client at most 50 ms once room appears, and the primary a few wake-ups a second.
+const REFUSAL_RETRY_MIN: Duration = Duration::from_millis(1);
+/// Longest delay before a refusing worker is offered connections again.
+const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
 
 const TAG_LISTENER: usize = 0;
 const TAG_CHANNEL: usize = 1;
@@ -243,6 +251,10 @@ pub struct WorkerInfo {
     pub inflight: u32,
     /// Connections handed to it so far.
     pub handed_off: u64,
+    /// Connections it handed back ([`Worker::refuse`]: at its connection limit, or no longer
+    /// serving that listener), which the primary dealt to other workers. Counted in
+    /// `handed_off` too.
+    pub refused: u64,
     /// Disconnect was asked for (or announced by the worker).
     pub exited_after_disconnect: bool,
     /// Its channel is open.
@@ -282,6 +294,7 @@ struct Slot {
     write_blocked: bool,
     disconnect_asked: bool,
     handed_off: u64,
+    refused: u64,
     started: Instant,
     /// The primary's ends of piped stdio, by the worker's fd number.
     stdio: Vec<Option<OwnedFd>>,
@@ -335,6 +348,43 @@ struct ListenerSlot {
     orphaned_at: Option<Instant>,
     /// Adopted from the primary's own fd (`fd:N`): its Unix socket file is not ours.
     adopted: bool,
+    /// Workers that refused one of its connections, not offered any until `until`.
+    refusals: HashMap<WorkerId, Refusal>,
+}
+
+/// A worker's last refusal of a listener's connections ([`REFUSAL_RETRY_MIN`]).
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    until: Instant,
+    backoff: Duration,
+    /// The listener is pumped when `until` passes (cleared once it was).
+    armed: bool,
+}
+
+impl ListenerSlot {
+    /// `worker` refused one of this listener's connections recently: skip it until it may
+    /// have room again.
+    fn refused_by(&self, worker: WorkerId, now: Instant) -> bool {
+        self.refusals.get(&worker).is_some_and(|r| r.until > now)
+    }
+
+    /// When a worker that refused becomes eligible again, if connections wait for one.
+    fn next_refusal_retry(&self) -> Option<Instant> {
+        if self.fd.is_none() || (self.pending.is_empty() && !self.ready) {
+            return None;
+        }
+        self.refusals
+            .values()
+            .filter(|r| r.armed)
+            .map(|r| r.until)
+            .min()
+    }
+
+    /// Takes a worker out of the rotation and forgets its refusals.
+    fn remove_worker(&mut self, worker: WorkerId) -> bool {
+        self.refusals.remove(&worker);
+        self.rotation.remove(worker)
+    }
 }
 
 impl ListenerSlot {
@@ -526,6 +576,9 @@ impl Primary {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         if let Some(r) = i.next_orphan_deadline() {
+            t = Some(t.map_or(r, |x| x.min(r)));
+        }
+        if let Some(r) = i.next_refusal_retry() {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         t.map(|t| t.saturating_duration_since(now))
@@ -796,6 +849,7 @@ impl Primary {
             state: s.state,
             inflight: s.inflight,
             handed_off: s.handed_off,
+            refused: s.refused,
             exited_after_disconnect: s.disconnect_asked,
             connected: s.chan.is_some(),
             uptime: s.started.elapsed(),
@@ -966,6 +1020,7 @@ impl Inner {
                 write_blocked: false,
                 disconnect_asked: false,
                 handed_off: 0,
+                refused: 0,
                 started: Instant::now(),
                 stdio,
                 messages: None,
@@ -1007,6 +1062,9 @@ impl Inner {
             cap(r);
         }
         if let Some(r) = self.next_orphan_deadline() {
+            cap(r);
+        }
+        if let Some(r) = self.next_refusal_retry() {
             cap(r);
         }
         match self.poll.poll(&mut self.mio_events, timeout) {
@@ -1063,6 +1121,7 @@ impl Inner {
         if self.next_stall_check.is_some_and(|t| t <= now) {
             self.check_stalls(now);
         }
+        self.retry_refused(now);
         if !self.lookups.is_empty() {
             self.finish_lookups();
         }
@@ -1185,7 +1244,7 @@ impl Inner {
                 let lid = proto::decode_u32(&m.data, "unlisten")?;
                 let emptied = self
                     .listener_mut(lid)
-                    .is_some_and(|l| l.rotation.remove(id) && l.rotation.is_empty());
+                    .is_some_and(|l| l.remove_worker(id) && l.rotation.is_empty());
                 if emptied {
                     self.close_listener(lid);
                 }
@@ -1224,6 +1283,17 @@ impl Inner {
                     s.disconnect_asked = true;
                 }
                 self.close_channel(id, true);
+            }
+            Kind::Refuse => {
+                if m.fds.len() != 1 {
+                    return Err(Error::protocol(format!(
+                        "malformed frame: Refuse with {} fds (expected the connection)",
+                        m.fds.len()
+                    )));
+                }
+                let lid = proto::decode_u32(&m.data, "refuse")?;
+                let fd = m.fds.into_iter().next().expect("one fd");
+                self.on_refused(id, lid, fd);
             }
             Kind::Conn | Kind::ListenOk | Kind::ListenErr | Kind::Disconnect | Kind::Ping => {
                 return Err(Error::protocol(format!(
@@ -1460,6 +1530,7 @@ impl Inner {
             accept_failing: false,
             orphaned_at: None,
             adopted: bound.adopted,
+            refusals: HashMap::new(),
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
@@ -1699,11 +1770,13 @@ impl Inner {
         let mut broken = Vec::new();
         let mut blocked = Vec::new();
         let mut watch = false;
+        let now = Instant::now();
+        let refusals = &l.refusals;
         let taken = l.rotation.offer(|wid| {
             let Some(slot) = workers.get_mut(&wid) else {
                 return false;
             };
-            if !slot.can_take(window) {
+            if !slot.can_take(window) || refusals.get(&wid).is_some_and(|r| r.until > now) {
                 return false;
             }
             if stall_on && !slot.stall.watched && !slot.stall.whole {
@@ -1763,11 +1836,75 @@ impl Inner {
 
     fn any_capacity(&self, lid: u32) -> bool {
         let l = &self.listeners[lid as usize - 1];
-        l.rotation.members().iter().any(|w| {
-            self.workers
-                .get(w)
-                .is_some_and(|s| s.can_take(self.opts.window))
+        let now = Instant::now();
+        l.rotation.members().iter().any(|&w| {
+            !l.refused_by(w, now)
+                && self
+                    .workers
+                    .get(&w)
+                    .is_some_and(|s| s.can_take(self.opts.window))
         })
+    }
+
+    /// A worker handed a connection back ([`Worker::refuse`]): it goes behind the listener's
+    /// waiting connections (as node:cluster's `distribute` appends it) and on to the next
+    /// worker with room, and the refusing worker is skipped for a while. A listener that
+    /// closed meanwhile has nobody to give it to: the fd closes (the client sees a reset).
+    fn on_refused(&mut self, id: WorkerId, lid: u32, fd: OwnedFd) {
+        if let Some(s) = self.workers.get_mut(&id) {
+            s.refused += 1;
+        }
+        let now = Instant::now();
+        let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) else {
+            return;
+        };
+        if l.rotation.contains(id) {
+            let r = l.refusals.entry(id).or_insert(Refusal {
+                until: now,
+                backoff: Duration::ZERO,
+                armed: false,
+            });
+            // Connections sent before the last refusal come back with the same delay; one
+            // refused again after the delay passed doubles it; a refusal long after the last
+            // one starts small again.
+            if r.backoff.is_zero() || now >= r.until + REFUSAL_RETRY_MAX {
+                r.backoff = REFUSAL_RETRY_MIN;
+                r.until = now + r.backoff;
+            } else if now >= r.until {
+                r.backoff = (r.backoff * 2).min(REFUSAL_RETRY_MAX);
+                r.until = now + r.backoff;
+            }
+            r.armed = true;
+        }
+        l.pending.push_back(fd);
+        self.pump(lid);
+    }
+
+    fn next_refusal_retry(&self) -> Option<Instant> {
+        self.listeners
+            .iter()
+            .filter_map(ListenerSlot::next_refusal_retry)
+            .min()
+    }
+
+    /// Pumps the listeners whose refusing workers may take connections again.
+    fn retry_refused(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for l in &mut self.listeners {
+            let mut fired = false;
+            for r in l.refusals.values_mut() {
+                if r.armed && r.until <= now {
+                    r.armed = false;
+                    fired = true;
+                }
+            }
+            if fired {
+                due.push(l.id);
+            }
+        }
+        for lid in due {
+            self.pump(lid);
+        }
     }
 
     /// Hands out pending connections, then accepts while some worker has room.
@@ -1993,7 +2130,7 @@ impl Inner {
         let mut emptied = Vec::new();
         let now = Instant::now();
         for l in &mut self.listeners {
-            if l.rotation.remove(id) && l.rotation.is_empty() {
+            if l.remove_worker(id) && l.rotation.is_empty() {
                 if graceful {
                     emptied.push(l.id);
                 } else if l.fd.is_some() {

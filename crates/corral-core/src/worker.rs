@@ -437,6 +437,22 @@ impl Worker {
         self.chan.send_blocking(Kind::User, data, fds)
     }
 
+    /// Hands a round-robin connection back to the primary instead of serving it (this worker
+    /// is at its connection limit, or no longer serves `listener`): the primary deals it to
+    /// another worker, and gives this worker none of that listener's connections for a short
+    /// while (1 ms, doubling up to 50 ms while it keeps refusing). When every worker refuses,
+    /// the client waits in the primary until one takes it, as with node:cluster; it is reset
+    /// only if the listener closes meanwhile. Counted in [`crate::WorkerInfo::refused`].
+    /// `Disconnected` as [`Worker::send`] (the fd is closed then: the client sees a reset).
+    pub fn refuse(&mut self, listener: u32, fd: OwnedFd) -> Result<()> {
+        self.check_open("refuse")?;
+        self.chan.send_blocking(
+            Kind::Refuse,
+            proto::u32_payload(listener).to_vec(),
+            vec![fd],
+        )
+    }
+
     /// Tells the primary the application is ready (after its warm-up). `Disconnected` as
     /// [`Worker::send`].
     pub fn ready(&mut self) -> Result<()> {

@@ -60,6 +60,10 @@ pub enum Kind {
     /// the primary sees it taken off the queue (`sys::peer_has_unread`) once the worker reads
     /// again, and deals it connections again.
     Ping = 13,
+    /// worker -> primary: a connection of this listener (1 fd) the worker will not take (a
+    /// Node server at its `maxConnections`, a server closing): the primary deals it to another
+    /// worker, as node:cluster's round-robin does with a connection answered `accepted: false`.
+    Refuse = 14,
 }
 
 impl Kind {
@@ -79,6 +83,7 @@ impl Kind {
             11 => Ready,
             12 => Heartbeat,
             13 => Ping,
+            14 => Refuse,
             _ => return None,
         })
     }

@@ -18,6 +18,8 @@ pub struct WorkerMetrics {
     pub state: &'static str,
     /// Connections handed to it (round-robin).
     pub handed_off: u64,
+    /// Connections it handed back to be dealt to another worker (at its connection limit).
+    pub refused: u64,
     /// Connections sent and not yet taken.
     pub inflight: u32,
     /// Connections it reported open (heartbeats), if it reports.
@@ -92,6 +94,12 @@ impl Metrics {
             w.iter()
                 .map(|m| (slot(m), m.handed_off.to_string()))
                 .collect(),
+        );
+        family(
+            "corral_worker_connections_refused_total",
+            "counter",
+            "Connections the worker handed back (at its connection limit), dealt to others.",
+            w.iter().map(|m| (slot(m), m.refused.to_string())).collect(),
         );
         family(
             "corral_worker_connections_inflight",

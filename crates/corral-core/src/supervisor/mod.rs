@@ -976,6 +976,7 @@ impl Supervisor {
                     _ => "starting",
                 },
                 handed_off: info.handed_off,
+                refused: info.refused,
                 inflight: info.inflight,
                 active: info.active_connections,
                 restarts: s.restarts,
