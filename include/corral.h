@@ -1007,6 +1007,29 @@ corral_status corral_worker_next(corral_worker *w,
 CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t *data, size_t len);
 
 /**
+ * Hands a round-robin connection back to the primary instead of serving it: call it when
+ * this worker is at its own connection limit (what Node's `server.maxConnections` does under
+ * node:cluster) or no longer serves that listener. The primary deals the connection to
+ * another worker and offers this one none of that listener's connections for a short while
+ * (1 ms, doubling while it keeps refusing, up to 50 ms). When every worker refuses, the client
+ * waits in the primary until one takes it; it is reset only if the listener closes meanwhile.
+ * Refusals count in `corral_worker_connections_refused_total` (supervisor metrics).
+ *
+ * `listener` is the event's `corral_worker_event_listener`; `fd` the connection from
+ * `corral_worker_event_take_fd`. This call takes `fd` over whatever it returns (it is closed
+ * before the call returns; the primary has its own copy on success), except when `w` is NULL
+ * or `fd` negative (`CORRAL_STATUS_INVALID_ARGUMENT`) or not an open file descriptor
+ * (`CORRAL_STATUS_OS_ERROR`, EBADF): then nothing is closed. Under the `shared` policy the
+ * worker accepts by itself and there is no one to deal to: the primary closes a refused
+ * connection. May be called from the thread that uses the worker; not in a forked child of
+ * the worker.
+ *
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
+ * or once the primary is gone (the connection is closed: its client sees the end).
+ */
+CORRAL_MUST_USE corral_status corral_worker_refuse(corral_worker *w, uint32_t listener, int32_t fd);
+
+/**
  * Tells the primary this worker's loop is alive, with the number of connections it has open
  * (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
  * a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.

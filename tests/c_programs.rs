@@ -331,3 +331,8 @@ fn udp_echo_workers_share_one_socket_and_stop_after_m_datagrams() {
         assert_eq!(total, 100, "{link:?}: every datagram answered once: {rest}");
     }
 }
+
+#[test]
+fn a_refused_connection_is_dealt_to_another_worker() {
+    c_check("refuse", Duration::from_secs(60));
+}

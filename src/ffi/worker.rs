@@ -7,7 +7,7 @@ use super::error::corral_status;
 use corral_core::listener::BindOptions;
 use corral_core::{Error, ErrorKind, ListenAddr, Worker, WorkerEvent};
 use std::ffi::c_char;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
 /// A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
@@ -345,6 +345,49 @@ pub unsafe extern "C" fn corral_worker_send(
         // SAFETY: `len` readable bytes by contract; `len` is checked before the read.
         let d = unsafe { message(data, len, "data") }?;
         w.send(d.to_vec(), Vec::new())
+    })
+}
+
+/// Hands a round-robin connection back to the primary instead of serving it: call it when
+/// this worker is at its own connection limit (what Node's `server.maxConnections` does under
+/// node:cluster) or no longer serves that listener. The primary deals the connection to
+/// another worker and offers this one none of that listener's connections for a short while
+/// (1 ms, doubling while it keeps refusing, up to 50 ms). When every worker refuses, the client
+/// waits in the primary until one takes it; it is reset only if the listener closes meanwhile.
+/// Refusals count in `corral_worker_connections_refused_total` (supervisor metrics).
+///
+/// `listener` is the event's `corral_worker_event_listener`; `fd` the connection from
+/// `corral_worker_event_take_fd`. This call takes `fd` over whatever it returns (it is closed
+/// before the call returns; the primary has its own copy on success), except when `w` is NULL
+/// or `fd` negative (`CORRAL_STATUS_INVALID_ARGUMENT`) or not an open file descriptor
+/// (`CORRAL_STATUS_OS_ERROR`, EBADF): then nothing is closed. Under the `shared` policy the
+/// worker accepts by itself and there is no one to deal to: the primary closes a refused
+/// connection. May be called from the thread that uses the worker; not in a forked child of
+/// the worker.
+///
+/// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
+/// or once the primary is gone (the connection is closed: its client sees the end).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_refuse(
+    w: *mut corral_worker,
+    listener: u32,
+    fd: i32,
+) -> corral_status {
+    with_worker(w, |w| {
+        if fd < 0 {
+            return Err(Error::invalid(format!(
+                "fd: {fd} is not a connection's file descriptor"
+            )));
+        }
+        // SAFETY: only borrowed for the dup; `fd` is open or dup fails with EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let copy = corral_core::sys::dup_cloexec(borrowed)
+            .map_err(|e| Error::os("dup", format!("refuse connection fd {fd}"), &e))?;
+        // SAFETY: the caller hands `fd` over by contract and it is open (the dup succeeded);
+        // it is closed exactly once, here.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        w.refuse(listener, copy)
     })
 }
 

@@ -1854,6 +1854,10 @@ impl Inner {
         if let Some(s) = self.workers.get_mut(&id) {
             s.refused += 1;
         }
+        if self.opts.policy == Policy::Shared {
+            // Workers accept by themselves: nobody is dealt connections (as net drops it).
+            return;
+        }
         let now = Instant::now();
         let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) else {
             return;

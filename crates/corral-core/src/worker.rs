@@ -442,7 +442,8 @@ impl Worker {
     /// another worker, and gives this worker none of that listener's connections for a short
     /// while (1 ms, doubling up to 50 ms while it keeps refusing). When every worker refuses,
     /// the client waits in the primary until one takes it, as with node:cluster; it is reset
-    /// only if the listener closes meanwhile. Counted in [`crate::WorkerInfo::refused`].
+    /// only if the listener closes meanwhile. Counted in [`crate::WorkerInfo::refused`]. Under
+    /// the shared policy workers accept by themselves: the primary closes a refused connection.
     /// `Disconnected` as [`Worker::send`] (the fd is closed then: the client sees a reset).
     pub fn refuse(&mut self, listener: u32, fd: OwnedFd) -> Result<()> {
         self.check_open("refuse")?;

@@ -1,0 +1,198 @@
+/*
+ * corral_worker_refuse: a worker hands round-robin connections back and the primary deals them
+ * to another worker; no client is dropped.
+ * - worker 1 refuses every connection it is dealt, worker 2 answers "worker 2\n";
+ * - a client process makes 20 requests in turn: each is answered by worker 2;
+ * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats);
+ * - argument checks: fd -1 gives CORRAL_STATUS_INVALID_ARGUMENT naming `fd`, a closed fd
+ *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT.
+ * Prints "ok" and exits 0 when every check passes; otherwise names the failing check.
+ */
+#include <corral.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define REQUESTS 20
+
+struct state {
+  int listening;
+  uint16_t port;
+  int exit_codes[3];
+};
+
+static void on_event(void *userdata, corral_primary *p, const corral_event *ev) {
+  (void)p;
+  struct state *s = userdata;
+  switch (corral_event_kind(ev)) {
+  case CORRAL_EVENT_LISTENING:
+    s->listening++;
+    s->port = corral_event_port(ev);
+    break;
+  case CORRAL_EVENT_EXIT: {
+    uint64_t id = corral_event_worker_id(ev);
+    if (id >= 1 && id <= 2) s->exit_codes[id] = corral_event_exit_code(ev);
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+/* Reads one line (up to the newline) from a connection, writes the answer, closes. */
+static void answer(int fd, uint64_t id) {
+  char buf[64];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    ssize_t n = read(fd, buf + got, sizeof buf - got);
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (memchr(buf, '\n', got)) break;
+  }
+  char line[32];
+  int len = snprintf(line, sizeof line, "worker %llu\n", (unsigned long long)id);
+  if (write(fd, line, (size_t)len) != len) {
+    /* The client went away: nothing to check here. */
+  }
+  close(fd);
+}
+
+/* The worker's loop; its exit code is a bit set of failed checks. */
+static int worker_side(corral_worker *w, int refusing) {
+  int bad = 0;
+  int checked = 0;
+  uint32_t lid = 0;
+  if (corral_worker_listen(w, "127.0.0.1:0", 0, &lid, NULL) != CORRAL_STATUS_OK) return 1;
+  for (;;) {
+    corral_worker_event *ev = NULL;
+    if (corral_worker_next(w, 20000, &ev) != CORRAL_STATUS_OK) return bad | 2;
+    if (ev == NULL) return bad | 4; /* 20 s without an event */
+    uint32_t kind = corral_worker_event_kind(ev);
+    if (kind == CORRAL_WORKER_EVENT_CONNECTION) {
+      uint32_t listener = corral_worker_event_listener(ev);
+      int fd = corral_worker_event_take_fd(ev);
+      if (listener != lid) bad |= 8;
+      if (!refusing) {
+        answer(fd, corral_worker_id(w));
+      } else {
+        if (!checked) {
+          checked = 1;
+          if (corral_worker_refuse(w, listener, -1) != CORRAL_STATUS_INVALID_ARGUMENT ||
+              !last_error_contains("fd"))
+            bad |= 16;
+          int gone = dup(fd);
+          close(gone);
+          if (corral_worker_refuse(w, listener, gone) != CORRAL_STATUS_OS_ERROR ||
+              corral_last_error_errno() != EBADF)
+            bad |= 32;
+          if (corral_worker_refuse(NULL, listener, fd) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 64;
+        }
+        if (corral_worker_refuse(w, listener, fd) != CORRAL_STATUS_OK) bad |= 128;
+      }
+    }
+    corral_worker_event_free(ev);
+    if (kind == CORRAL_WORKER_EVENT_DISCONNECT) {
+      if (corral_worker_disconnect(w) != CORRAL_STATUS_OK) bad |= 256;
+      return bad;
+    }
+    if (kind == CORRAL_WORKER_EVENT_PRIMARY_GONE) return bad | 512;
+  }
+}
+
+/* The client process: REQUESTS requests in turn; exit code 0 when worker 2 answered each. */
+static int client_side(uint16_t port) {
+  for (int i = 0; i < REQUESTS; i++) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return 10;
+    if (write(s, "hello\n", 6) != 6) return 11;
+    char buf[32] = {0};
+    ssize_t n = read(s, buf, sizeof buf - 1);
+    close(s);
+    if (n <= 0) return 12; /* dropped or reset */
+    if (strcmp(buf, "worker 2\n") != 0) return 13;
+  }
+  return 0;
+}
+
+int main(void) {
+  struct state s = {0, 0, {-1, -1, -1}};
+  corral_options *o = NULL;
+  corral_primary *p = NULL;
+  CHECK(corral_options_new(&o) == CORRAL_STATUS_OK, "options_new");
+  CHECK(corral_options_set_event_callback(o, on_event, &s) == CORRAL_STATUS_OK, "callback");
+  CHECK(corral_primary_new(o, &p) == CORRAL_STATUS_OK, "primary_new");
+  corral_options_free(o);
+  if (failures) return 1;
+
+  for (int refusing = 1; refusing >= 0; refusing--) {
+    uint64_t id = 0;
+    corral_worker *w = NULL;
+    CHECK(corral_primary_fork(p, &id, &w) == CORRAL_STATUS_OK, "fork");
+    if (w) {
+      int bad = worker_side(w, refusing);
+      corral_worker_free(w);
+      corral_primary_free(p);
+      _exit(bad);
+    }
+  }
+  time_t deadline = time(NULL) + 20;
+  while (s.listening < 2 && time(NULL) < deadline) {
+    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
+  }
+  CHECK(s.listening == 2, "both workers listen within 20 s");
+
+  pid_t client = fork();
+  if (client == 0) _exit(client_side(s.port));
+  CHECK(client > 0, "fork the client");
+  int status = -1;
+  deadline = time(NULL) + 30;
+  while (client > 0 && time(NULL) < deadline) {
+    if (waitpid(client, &status, WNOHANG) == client) break;
+    if (corral_primary_dispatch(p, 20) != CORRAL_STATUS_OK) break;
+  }
+  if (client > 0 && !(WIFEXITED(status) || WIFSIGNALED(status))) {
+    kill(client, SIGKILL);
+    waitpid(client, &status, 0);
+    CHECK(0, "the client finished within 30 s");
+  }
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "every request answered by worker 2");
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) fprintf(stderr, "client exit code %d\n", WEXITSTATUS(status));
+
+  uint64_t handed = 0;
+  CHECK(corral_primary_worker_stats(p, 2, NULL, &handed, NULL) == CORRAL_STATUS_OK, "stats of worker 2");
+  CHECK(handed == REQUESTS, "worker 2 was handed each connection once");
+
+  CHECK(corral_primary_shutdown(p, 10000) == CORRAL_STATUS_OK, "shutdown");
+  deadline = time(NULL) + 20;
+  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
+    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
+  }
+  CHECK(corral_primary_worker_count(p) == 0, "the workers exited within 20 s");
+  CHECK(s.exit_codes[1] == 0, "refusing worker's checks (exit code is a bit set of failed checks)");
+  CHECK(s.exit_codes[2] == 0, "serving worker's checks");
+  if (s.exit_codes[1] != 0 || s.exit_codes[2] != 0)
+    fprintf(stderr, "worker exit codes %d %d\n", s.exit_codes[1], s.exit_codes[2]);
+  corral_primary_free(p);
+  if (failures == 0) printf("ok\n");
+  return failures == 0 ? 0 : 1;
+}
