@@ -91,6 +91,29 @@ fn a_refusal_after_the_listener_closed_resets_only_that_client() {
     assert_eq!(worker_of(&answer), 2);
 }
 
+/// Under the shared policy workers accept by themselves and nobody is dealt connections: a
+/// refused one is closed (not kept pending forever), and the next one is served.
+#[test]
+fn under_the_shared_policy_a_refused_connection_is_closed() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::Shared);
+    h.p.spawn_worker(&refusing("1:0")).unwrap();
+    let port = wait_listening(&mut h, 1);
+    let first = with_client(&mut h, move || request_within(port, Duration::from_secs(5)));
+    let closed = first.as_ref().is_err_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        )
+    });
+    assert!(
+        closed,
+        "refused under shared: closed at once, got {first:?}"
+    );
+    let second = with_client(&mut h, move || request(port).unwrap());
+    assert_eq!(worker_of(&second), 1);
+    assert_eq!(h.p.worker(1).unwrap().refused, 1);
+}
+
 /// The environment of a serving worker that refuses (`CORRAL_FIXTURE_REFUSE=N:MS`).
 fn refusing(spec: &str) -> [(String, String); 1] {
     [("CORRAL_FIXTURE_REFUSE".into(), spec.into())]
