@@ -4,6 +4,7 @@
 // handling, the wire envelope (JSON or V8's serialization), internal NODE_* messages, and the
 // handles (sockets, servers) that travel as fds.
 
+const dgram = require('dgram');
 const fs = require('fs');
 const net = require('net');
 const v8 = require('v8');
@@ -17,6 +18,9 @@ const MSG_INTERNAL = 3;
 const HANDLE_NONE = 0;
 const HANDLE_SOCKET = 1;
 const HANDLE_SERVER = 2;
+// dgram.Socket, by type (Node's message carries dgramType).
+const HANDLE_UDP4 = 3;
+const HANDLE_UDP6 = 4;
 
 function isInternal(message) {
   return (
@@ -75,24 +79,99 @@ function decode(buf) {
   return { kind, handleType: buf[1], message };
 }
 
-// What a handle becomes on the wire: its fd, and a type for the receiver.
+// A dgram.Socket keeps its libuv handle in its state, under a symbol dgram does not export
+// (lib/internal/dgram.js kStateSymbol, described 'state symbol'); found on first use.
+let dgramState;
+function udpHandleOf(socket) {
+  if (dgramState === undefined) {
+    dgramState = Object.getOwnPropertySymbols(socket).find((sym) => sym.description === 'state symbol') || null;
+  }
+  const state = dgramState && socket[dgramState];
+  return state ? state.handle : undefined;
+}
+
+// udp_wrap's UDP class (process.binding() is deprecated, see handleClass in child.js): taken
+// from a socket dgram creates itself, which opens no fd until it binds.
+let UDP;
+function udpClass() {
+  if (UDP === undefined) {
+    const probe = dgram.createSocket('udp4');
+    const handle = udpHandleOf(probe);
+    probe.close();
+    if (!handle || handle.constructor.name !== 'UDP') {
+      throw new Error(`corral: cannot find dgram's UDP handle class on Node ${process.version}`);
+    }
+    UDP = handle.constructor;
+  }
+  return UDP;
+}
+
+// The handle in a socket, server or dgram socket (lib/internal/child_process.js handleConversion
+// `send`): `null` when it has none any more, as a socket already sent (detached), a server
+// closed, or a dgram socket closed: the message then goes out without a handle, as Node's does.
+function nativeHandle(handle) {
+  if (handle instanceof net.Socket || handle instanceof net.Server) return handle._handle || null;
+  if (handle instanceof dgram.Socket) return udpHandleOf(handle) || null;
+  return undefined;
+}
+
+// What a handle becomes on the wire: its fd and a type for the receiver; null: no handle.
 function handleToFd(handle) {
   if (handle === undefined || handle === null) return null;
-  if (handle instanceof net.Socket && handle._handle && handle._handle.fd >= 0) {
-    return { type: HANDLE_SOCKET, fd: handle._handle.fd };
-  }
-  if (handle instanceof net.Server && handle._handle && handle._handle.fd >= 0) {
-    return { type: HANDLE_SERVER, fd: handle._handle.fd };
+  const native = nativeHandle(handle);
+  if (native === null) return null;
+  if (native !== undefined && native.fd >= 0) {
+    if (handle instanceof net.Socket) return { type: HANDLE_SOCKET, fd: native.fd };
+    if (handle instanceof net.Server) return { type: HANDLE_SERVER, fd: native.fd };
+    return { type: handle.type === 'udp6' ? HANDLE_UDP6 : HANDLE_UDP4, fd: native.fd };
   }
   throw codedError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
 }
 
+function nop() {}
+
+// After a socket was sent without keepOpen, Node detaches it from the sender (handleConversion
+// 'net.Socket' send): the server stops counting it, the socket object keeps no handle (writes
+// fail with ERR_SOCKET_CLOSED, no 'close' unless used), an HTTP parser is released. Not a
+// destroy: the receiver holds the connection, the client sees nothing. Node closes the
+// sender's handle on the receiver's acknowledgement; here the channel already holds its own
+// duplicate of the fd, so it closes at once.
+let httpCommon;
+function detachSocket(socket) {
+  if (socket.server) socket.server._connections--;
+  const handle = socket._handle;
+  handle.onread = nop;
+  socket._handle = null;
+  socket.setTimeout(0);
+  if (socket.parser) {
+    if (httpCommon === undefined) httpCommon = require('_http_common');
+    if (socket.parser instanceof httpCommon.HTTPParser) {
+      httpCommon.freeParser(socket.parser, null, socket);
+      if (socket._httpMessage) socket._httpMessage.detachSocket(socket);
+    }
+  }
+  handle.close();
+}
+
+// The receiving side (handleConversion `got`): a dgram socket arrives bound (its 'listening'
+// comes before the message, as Node's bind(handle, cb) emits it).
 function fdToHandle(type, fd) {
   if (type === HANDLE_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
   if (type === HANDLE_SERVER) {
     const server = net.createServer();
     server.listen({ fd });
     return server;
+  }
+  if (type === HANDLE_UDP4 || type === HANDLE_UDP6) {
+    const handle = new (udpClass())();
+    const err = handle.open(fd);
+    if (err) {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    const socket = dgram.createSocket(type === HANDLE_UDP6 ? 'udp6' : 'udp4');
+    socket.bind(handle);
+    return socket;
   }
   fs.closeSync(fd);
   return undefined;
@@ -169,11 +248,9 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
       }
       throw err;
     }
-    if (h && !options.keepOpen) {
-      // As Node: a sent socket or server is closed in the sender.
-      if (h.type === HANDLE_SOCKET) handle.destroy();
-      else handle.close();
-    }
+    // As Node: a sent socket is detached from the sender unless keepOpen; servers and dgram
+    // sockets stay open in the sender.
+    if (h && h.type === HANDLE_SOCKET && !options.keepOpen) detachSocket(handle);
     return callbacks.settle(ok, callback);
   };
 }
