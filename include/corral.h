@@ -1013,7 +1013,8 @@ CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t
  * another worker and offers this one none of that listener's connections for a short while
  * (1 ms, doubling while it keeps refusing, up to 50 ms). When every worker refuses, the client
  * waits in the primary until one takes it; it is reset only if the listener closes meanwhile.
- * Refusals count in `corral_worker_connections_refused_total` (supervisor metrics).
+ * Refusals count in `corral_worker_connections_refused_total` (supervisor metrics). Call
+ * `corral_worker_room` once this worker has room again.
  *
  * `listener` is the event's `corral_worker_event_listener`; `fd` the connection from
  * `corral_worker_event_take_fd`. This call takes `fd` over whatever it returns (it is closed
@@ -1028,6 +1029,18 @@ CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t
  * or once the primary is gone (the connection is closed: its client sees the end).
  */
 CORRAL_MUST_USE corral_status corral_worker_refuse(corral_worker *w, uint32_t listener, int32_t fd);
+
+/**
+ * Tells the primary this worker has room again for `listener`'s connections after it refused
+ * some with `corral_worker_refuse` (call it when one of its connections closes): the primary
+ * deals it connections again at once instead of after its retry delay (up to 50 ms), so a
+ * client waiting for a full cluster is served as soon as room appears. Harmless when nothing
+ * was refused. Same threads as `corral_worker_refuse`.
+ *
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
+ * or once the primary is gone; `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL worker.
+ */
+CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t listener);
 
 /**
  * Tells the primary this worker's loop is alive, with the number of connections it has open

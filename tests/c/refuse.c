@@ -5,7 +5,10 @@
  * - a client process makes 20 requests in turn: each is answered by worker 2;
  * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats);
  * - argument checks: fd -1 gives CORRAL_STATUS_INVALID_ARGUMENT naming `fd`, a closed fd
- *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT.
+ *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT;
+ *   corral_worker_room answers OK (a NULL worker: CORRAL_STATUS_INVALID_ARGUMENT). Its effect
+ *   (dealt at once instead of after the retry delay) is timed in
+ *   crates/corral-core/tests/refused_connections.rs.
  * Prints "ok" and exits 0 when every check passes; otherwise names the failing check.
  */
 #include <corral.h>
@@ -99,6 +102,9 @@ static int worker_side(corral_worker *w, int refusing) {
               corral_last_error_errno() != EBADF)
             bad |= 32;
           if (corral_worker_refuse(NULL, listener, fd) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 64;
+          /* Nothing refused yet on this listener: harmless. */
+          if (corral_worker_room(w, listener) != CORRAL_STATUS_OK) bad |= 1024;
+          if (corral_worker_room(NULL, listener) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 1024;
         }
         if (corral_worker_refuse(w, listener, fd) != CORRAL_STATUS_OK) bad |= 128;
       }

@@ -614,21 +614,43 @@ function onDatagramListening(socket, state, ev, indexSet, index, query) {
 // it is at its maxConnections. Node 20 tests `maxConnections &&` (0 means no limit); from Node 22
 // on `maxConnections != null`, and `dropMaxConnection` makes net drop it ('drop') instead.
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
-function refuses(handle) {
-  if (!handle || typeof handle.onconnection !== 'function') return true;
-  const server = handle[ownerSymbol(handle)];
-  if (!server) return false;
+function atLimit(server) {
   const max = server.maxConnections;
   if (NODE_MAJOR < 22 ? !max : max == null) return false;
   return server._connections >= max && (NODE_MAJOR < 22 || !server.dropMaxConnection);
 }
 
+// After a refusal at the limit, the first connection of the server to close tells the primary
+// there is room again, so a client waiting for a full cluster is dealt at once (the primary
+// would otherwise offer it again after up to 50 ms). net's Socket#_destroy calls the server's
+// _emitCloseIfDrained right after `_connections--`: an own property wraps it until then.
+function tellRoomWhenFreed(server, listener) {
+  if (Object.prototype.hasOwnProperty.call(server, '_emitCloseIfDrained')) return;
+  const emitCloseIfDrained = server._emitCloseIfDrained;
+  if (typeof emitCloseIfDrained !== 'function') return;
+  server._emitCloseIfDrained = function () {
+    if (!atLimit(this)) {
+      delete this._emitCloseIfDrained;
+      try {
+        if (connected && servers.has(listener)) nw.room(listener);
+      } catch {
+        // The channel just closed: nothing waits for this worker any more.
+      }
+    }
+    return emitCloseIfDrained.apply(this, arguments);
+  };
+}
+
 function onConnection(ev) {
   const handle = servers.get(ev.listener);
   const fd = ev.fds[0];
-  if (refuses(handle)) {
+  // node:cluster's onconnection: refused when the server is gone (closed meanwhile) or full.
+  const live = handle !== undefined && typeof handle.onconnection === 'function';
+  const server = live ? handle[ownerSymbol(handle)] : undefined;
+  if (!live || (server && atLimit(server))) {
     try {
       if (connected) nw.refuse(ev.listener, fd);
+      if (server) tellRoomWhenFreed(server, ev.listener);
     } catch {
       // The channel just closed: the connection goes with it, as node:cluster's would.
     }

@@ -521,6 +521,16 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
+    /// Tells the primary this worker has room again for `listener`'s connections after refusing
+    /// some (a connection of the server closed): it is dealt them again at once.
+    #[napi(catch_unwind)]
+    pub fn room(&self, listener: u32) -> Result<()> {
+        self.sender
+            .send(Kind::Room, &proto::u32_payload(listener), Vec::new())
+            .map(drop)
+            .map_err(to_napi)
+    }
+
     /// Sends a message (with duplicates of `fds`). Returns 0 when it was written at once;
     /// otherwise its sequence number `n` (it is out once `written()` reaches `n`, announced by
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns

@@ -39,12 +39,14 @@
 //! it (`Worker::refuse`; the Node front does it when the server is at its `maxConnections`, or
 //! closed, as node:cluster's worker answers `accepted: false`). The primary puts it behind the
 //! listener's waiting connections and deals it to the next worker with room, and skips the
-//! refusing worker for that listener for 1 ms, doubling while it keeps refusing, up to 50 ms.
-//! When every worker refuses, the client waits in the primary (and new ones in the backlog)
-//! until a worker takes it; it is reset only if the listener closes meanwhile. node:cluster
-//! bounces such a connection between its full workers as fast as its IPC goes; the retry delay
-//! costs a waiting client at most 50 ms once room appears. Each refusal counts in
-//! `WorkerInfo::refused` and `corral_worker_connections_refused_total`.
+//! refusing worker for that listener for 1 ms, doubling while it keeps refusing, up to 50 ms,
+//! or until it says it has room again (`Worker::room`; the Node front does when a connection of
+//! that server closes). When every worker refuses, the client waits in the primary (and new
+//! ones in the backlog) until a worker takes it; it is reset only if the listener closes
+//! meanwhile. node:cluster bounces such a connection between its full workers as fast as its
+//! IPC goes (about half a core of the primary for as long as the client waits, measured with
+//! `bench/max_connections.js`); corral's primary wakes a few times a second. Each refusal
+//! counts in `WorkerInfo::refused` and `corral_worker_connections_refused_total`.
 //!
 //! *Shared* (`shared`, node:cluster's `SCHED_NONE`): the primary binds once and gives each
 //! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks

@@ -68,9 +68,10 @@ pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
 const MAX_LOOKUP_THREADS: usize = 8;
 /// A worker that refused a connection ([`Worker::refuse`]) is dealt none of that listener's
 /// connections for this long, doubling while it keeps refusing, up to
-/// [`REFUSAL_RETRY_MAX`]. node:cluster offers the connection back to it at once, and so
-/// bounces it between full workers as fast as its IPC goes; the retry delay costs a waiting
-/// client at most 50 ms once room appears, and the primary a few wake-ups a second.
+/// [`REFUSAL_RETRY_MAX`], or until it says it has room again ([`Worker::room`]).
+/// node:cluster offers the connection back to it at once, and so bounces it between full
+/// workers as fast as its IPC goes; the retry delay costs the primary a few wake-ups a second,
+/// and a waiting client at most 50 ms once room appears in a worker that does not say so.
 const REFUSAL_RETRY_MIN: Duration = Duration::from_millis(1);
 /// Longest delay before a refusing worker is offered connections again.
 const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
@@ -1294,6 +1295,16 @@ impl Inner {
                 let lid = proto::decode_u32(&m.data, "refuse")?;
                 let fd = m.fds.into_iter().next().expect("one fd");
                 self.on_refused(id, lid, fd);
+            }
+            Kind::Room => {
+                expect_fds(0)?;
+                let lid = proto::decode_u32(&m.data, "room")?;
+                let had = self
+                    .listener_mut(lid)
+                    .is_some_and(|l| l.refusals.remove(&id).is_some());
+                if had {
+                    self.pump(lid);
+                }
             }
             Kind::Conn | Kind::ListenOk | Kind::ListenErr | Kind::Disconnect | Kind::Ping => {
                 return Err(Error::protocol(format!(

@@ -454,6 +454,20 @@ impl Worker {
         )
     }
 
+    /// Tells the primary this worker has room again for `listener`'s connections after it
+    /// refused some ([`Worker::refuse`]), say when one of its connections closed: it is dealt
+    /// them again at once instead of after the retry delay, so a client waiting for a full
+    /// cluster is served as soon as room appears. Harmless when nothing was refused.
+    /// `Disconnected` as [`Worker::send`].
+    pub fn room(&mut self, listener: u32) -> Result<()> {
+        self.check_open("room")?;
+        self.chan.send_blocking(
+            Kind::Room,
+            proto::u32_payload(listener).to_vec(),
+            Vec::new(),
+        )
+    }
+
     /// Tells the primary the application is ready (after its warm-up). `Disconnected` as
     /// [`Worker::send`].
     pub fn ready(&mut self) -> Result<()> {

@@ -62,6 +62,36 @@ fn when_every_worker_refuses_the_client_waits() {
     assert!(t0.elapsed() >= Duration::from_millis(200), "it waited");
 }
 
+/// A worker that says it has room again after refusing is dealt the waiting connection at
+/// once, not after the retry delay (which has grown to 50 ms after 8 refusals).
+#[test]
+fn a_worker_that_says_it_has_room_is_dealt_at_once() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.p.spawn_worker(&refusing("8:0:room")).unwrap();
+    let port = wait_listening(&mut h, 1);
+    let client = std::thread::spawn(move || {
+        let answer = request(port);
+        (answer, Instant::now())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last_refusal = None;
+    while !client.is_finished() {
+        assert!(Instant::now() < deadline, "the client was not served");
+        h.p.dispatch(Some(Duration::from_millis(1))).unwrap();
+        while h.p.next_event().is_some() {}
+        if last_refusal.is_none() && h.p.worker(1).is_some_and(|w| w.refused == 8) {
+            last_refusal = Some(Instant::now());
+        }
+    }
+    let (answer, served_at) = client.join().unwrap();
+    assert_eq!(worker_of(&answer.expect("served")), 1);
+    let after = served_at.saturating_duration_since(last_refusal.expect("8 refusals seen"));
+    assert!(
+        after < Duration::from_millis(25),
+        "served {after:?} after the last refusal: the room message should end the 50 ms wait"
+    );
+}
+
 /// A refused connection for a listener whose last worker left closes (the client sees the
 /// end), and the primary keeps running.
 #[test]

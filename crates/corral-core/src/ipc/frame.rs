@@ -64,6 +64,9 @@ pub enum Kind {
     /// Node server at its `maxConnections`, a server closing): the primary deals it to another
     /// worker, as node:cluster's round-robin does with a connection answered `accepted: false`.
     Refuse = 14,
+    /// worker -> primary: the worker has room again for this listener's connections after
+    /// refusing some (a connection of its server closed): it is dealt them again at once.
+    Room = 15,
 }
 
 impl Kind {
@@ -84,6 +87,7 @@ impl Kind {
             12 => Heartbeat,
             13 => Ping,
             14 => Refuse,
+            15 => Room,
             _ => return None,
         })
     }

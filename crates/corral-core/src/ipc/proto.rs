@@ -234,7 +234,7 @@ impl ListenReply {
     }
 }
 
-/// Encodes a single u32 payload (`Ack`, `Unlisten`, `Refuse`).
+/// Encodes a single u32 payload (`Ack`, `Unlisten`, `Refuse`, `Room`).
 pub fn u32_payload(v: u32) -> [u8; 4] {
     v.to_le_bytes()
 }
