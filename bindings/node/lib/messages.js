@@ -5,6 +5,7 @@
 // handles (sockets, servers) that travel as fds.
 
 const dgram = require('dgram');
+const EventEmitter = require('events');
 const fs = require('fs');
 const net = require('net');
 const v8 = require('v8');
@@ -21,6 +22,9 @@ const HANDLE_SERVER = 2;
 // dgram.Socket, by type (Node's message carries dgramType).
 const HANDLE_UDP4 = 3;
 const HANDLE_UDP6 = 4;
+// A socket of a net.Server, with the server's connection key (Node's message.key): the
+// receiver counts it for the sender's getConnections() and close().
+const HANDLE_SERVER_SOCKET = 5;
 
 function isInternal(message) {
   return (
@@ -46,37 +50,148 @@ function checkMessage(message) {
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 const SCRATCH_MAX = 1024 * 1024; // bigger messages get a buffer of their own
 
-// [kind, handle type, body]: body is JSON text or V8's serialization.
-function encode(kind, message, handleType) {
+// [kind, handle type, (HANDLE_SERVER_SOCKET: key length u16le, key), body]: body is JSON text
+// or V8's serialization.
+function encode(kind, message, handleType, key) {
+  const head = handleType === HANDLE_SERVER_SOCKET ? keyPrefix(kind, handleType, key) : null;
   if (kind === MSG_ADVANCED) {
-    // v8.serialize() with the two bytes written first: no copy of the serialized body.
+    // v8.serialize() with the head written first: no copy of the serialized body.
     const ser = new v8.DefaultSerializer();
-    ser.writeRawBytes(Buffer.from([kind, handleType]));
+    ser.writeRawBytes(head || Buffer.from([kind, handleType]));
     ser.writeHeader();
     ser.writeValue(message);
     return ser.releaseBuffer();
   }
   const text = JSON.stringify(message);
+  const at = head ? head.length : 2;
   // At most 3 bytes per UTF-16 unit; count exactly only when that bound does not fit.
   let buf = scratch;
-  if (text.length * 3 + 2 > buf.length) {
-    const room = Buffer.byteLength(text) + 2;
+  if (text.length * 3 + at > buf.length) {
+    const room = Buffer.byteLength(text) + at;
     if (room > buf.length) {
       buf = Buffer.allocUnsafeSlow(room);
       if (room <= SCRATCH_MAX) scratch = buf;
     }
   }
-  const n = buf.write(text, 2);
+  const n = buf.write(text, at);
+  if (head) head.copy(buf, 0);
   buf[0] = kind;
   buf[1] = handleType;
-  return buf.subarray(0, n + 2);
+  return buf.subarray(0, n + at);
+}
+
+function keyPrefix(kind, handleType, key) {
+  const k = Buffer.from(String(key));
+  const head = Buffer.allocUnsafe(4 + k.length);
+  head[0] = kind;
+  head[1] = handleType;
+  head.writeUInt16LE(k.length, 2);
+  k.copy(head, 4);
+  return head;
 }
 
 function decode(buf) {
   const kind = buf[0];
-  const body = buf.subarray(2);
+  const handleType = buf[1];
+  let at = 2;
+  let key;
+  if (handleType === HANDLE_SERVER_SOCKET) {
+    const len = buf.readUInt16LE(2);
+    key = buf.toString('utf8', 4, 4 + len);
+    at = 4 + len;
+  }
+  const body = buf.subarray(at);
   const message = kind === MSG_ADVANCED ? v8.deserialize(body) : JSON.parse(body.toString());
-  return { kind, handleType: buf[1], message };
+  return { kind, handleType, key, message };
+}
+
+// The sockets sent or received through one channel, by server key (lib/internal/socket_list.js
+// and getSocketList in lib/internal/child_process.js): the sender's net.Server asks the
+// receiver how many of its sockets are still open (getConnections) and waits for them to
+// close (close), with the same NODE_SOCKET_* internal messages as Node's.
+const socketLists = new WeakMap(); // channel target -> { send: {key: list}, got: {key: list} }
+function getSocketList(type, target, key) {
+  let lists = socketLists.get(target);
+  if (lists === undefined) {
+    lists = { send: { __proto__: null }, got: { __proto__: null } };
+    socketLists.set(target, lists);
+  }
+  if (!lists[type][key]) lists[type][key] = type === 'send' ? new SocketListSend(target, key) : new SocketListReceive(target, key);
+  return lists[type][key];
+}
+
+function trackSent(target, server, key) {
+  const lists = socketLists.get(target);
+  const first = !(lists && lists.send[key]);
+  const list = getSocketList('send', target, key);
+  if (first && typeof server._setupWorker === 'function') server._setupWorker(list);
+}
+
+class SocketListSend extends EventEmitter {
+  constructor(target, key) {
+    super();
+    this.key = key;
+    this.target = target;
+    target.once('exit', () => this.emit('exit', this));
+  }
+
+  _request(msg, cmd, callback) {
+    const target = this.target;
+    const onclose = () => {
+      target.removeListener('internalMessage', onreply);
+      callback(codedError(Error, 'ERR_CHILD_CLOSED_BEFORE_REPLY', 'Child closed before reply received'));
+    };
+    const onreply = (reply) => {
+      if (!(reply && reply.cmd === cmd && reply.key === this.key)) return;
+      target.removeListener('disconnect', onclose);
+      target.removeListener('internalMessage', onreply);
+      callback(null, reply);
+    };
+    if (!target.connected) return onclose();
+    target.send(msg, () => {});
+    target.once('disconnect', onclose);
+    target.on('internalMessage', onreply);
+  }
+
+  close(callback) {
+    this._request({ cmd: 'NODE_SOCKET_NOTIFY_CLOSE', key: this.key }, 'NODE_SOCKET_ALL_CLOSED', callback);
+  }
+
+  getConnections(callback) {
+    this._request({ cmd: 'NODE_SOCKET_GET_COUNT', key: this.key }, 'NODE_SOCKET_COUNT', (err, reply) => {
+      if (err) return callback(err);
+      callback(null, reply.count);
+    });
+  }
+}
+
+class SocketListReceive extends EventEmitter {
+  constructor(target, key) {
+    super();
+    this.connections = 0;
+    this.key = key;
+    this.target = target;
+    const onempty = () => {
+      if (target.connected) target.send({ cmd: 'NODE_SOCKET_ALL_CLOSED', key }, () => {});
+    };
+    target.on('internalMessage', (msg) => {
+      if (!msg || msg.key !== key) return;
+      if (msg.cmd === 'NODE_SOCKET_NOTIFY_CLOSE') {
+        if (this.connections === 0) onempty();
+        else this.once('empty', onempty);
+      } else if (msg.cmd === 'NODE_SOCKET_GET_COUNT') {
+        if (target.connected) target.send({ cmd: 'NODE_SOCKET_COUNT', key, count: this.connections }, () => {});
+      }
+    });
+  }
+
+  add(socket) {
+    this.connections++;
+    socket.once('close', () => {
+      this.connections--;
+      if (this.connections === 0) this.emit('empty', this);
+    });
+  }
 }
 
 // A dgram.Socket keeps its libuv handle in its state, under a symbol dgram does not export
@@ -121,6 +236,9 @@ function handleToFd(handle) {
   const native = nativeHandle(handle);
   if (native === null) return null;
   if (native !== undefined && native.fd >= 0) {
+    if (handle instanceof net.Socket && handle.server && handle.server._connectionKey !== undefined) {
+      return { type: HANDLE_SERVER_SOCKET, fd: native.fd, key: handle.server._connectionKey };
+    }
     if (handle instanceof net.Socket) return { type: HANDLE_SOCKET, fd: native.fd };
     if (handle instanceof net.Server) return { type: HANDLE_SERVER, fd: native.fd };
     return { type: handle.type === 'udp6' ? HANDLE_UDP6 : HANDLE_UDP4, fd: native.fd };
@@ -156,7 +274,7 @@ function detachSocket(socket) {
 // The receiving side (handleConversion `got`): a dgram socket arrives bound (its 'listening'
 // comes before the message, as Node's bind(handle, cb) emits it).
 function fdToHandle(type, fd) {
-  if (type === HANDLE_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
+  if (type === HANDLE_SOCKET || type === HANDLE_SERVER_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
   if (type === HANDLE_SERVER) {
     const server = net.createServer();
     server.listen({ fd });
@@ -227,7 +345,7 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     checkMessage(message);
     const h = handleToFd(handle);
     const kind = isInternal(message) ? MSG_INTERNAL : serialization() === 'advanced' ? MSG_ADVANCED : MSG_JSON;
-    const data = encode(kind, message, h ? h.type : HANDLE_NONE);
+    const data = encode(kind, message, h ? h.type : HANDLE_NONE, h && h.key);
     let ok;
     try {
       ok = sendRaw(data, h ? [h.fd] : []);
@@ -248,9 +366,11 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
       }
       throw err;
     }
-    // As Node: a sent socket is detached from the sender unless keepOpen; servers and dgram
-    // sockets stay open in the sender.
-    if (h && h.type === HANDLE_SOCKET && !options.keepOpen) detachSocket(handle);
+    // As Node: the sender's server counts the sockets it sent through this channel (first
+    // time per server key), a sent socket is detached from the sender unless keepOpen;
+    // servers and dgram sockets stay open in the sender.
+    if (h && h.type === HANDLE_SERVER_SOCKET) trackSent(target, handle.server, h.key);
+    if (h && (h.type === HANDLE_SOCKET || h.type === HANDLE_SERVER_SOCKET) && !options.keepOpen) detachSocket(handle);
     return callbacks.settle(ok, callback);
   };
 }
@@ -265,6 +385,7 @@ function deliver(target, buf, fds) {
     return;
   }
   const handle = fds.length ? fdToHandle(decoded.handleType, fds[0]) : undefined;
+  if (handle && decoded.handleType === HANDLE_SERVER_SOCKET) getSocketList('got', target, decoded.key).add(handle);
   for (const fd of fds.slice(1)) fs.closeSync(fd);
   if (decoded.kind === MSG_INTERNAL || isInternal(decoded.message)) {
     target.emit('internalMessage', decoded.message, handle);

@@ -2,7 +2,9 @@
 // Scenario: sending a socket detaches it from the sender, as Node does (handleConversion
 // 'net.Socket'), instead of destroying it: the sender's server stops counting it, the socket
 // keeps no handle and emits no 'close', the client sees no reset and is answered by the worker.
-// With keepOpen: true the sender keeps it usable: both the primary and the worker write on it.
+// The server's getConnections() counts the socket the worker holds (it asks the worker), and its
+// close() waits for the worker's sockets. With keepOpen: true the sender keeps it usable: both
+// the primary and the worker write on it.
 if (process.env.NODE_TEST_CONTEXT) {
   // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
   // scenario for ../compat.test.js, so it only reports itself as skipped.
@@ -19,6 +21,7 @@ if (cluster.isPrimary) {
   let senderCloses = 0;
   let clientErrors = 0;
   let round = 0;
+  let counted;
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     socket.on('close', () => { senderCloses++; });
     const keepOpen = round === 2;
@@ -31,6 +34,11 @@ if (cluster.isPrimary) {
     });
     console.log(`round ${round}: after the send: server counts ${server._connections}, ` +
       `socket has a handle ${socket._handle !== null}, destroyed ${socket.destroyed}`);
+    if (round === 1) {
+      // Asked while the worker holds the socket; printed once the round is over (the answer
+      // and the client's data come on different sockets).
+      counted = new Promise((resolve) => server.getConnections((err, n) => resolve(`err ${err} count ${n}`)));
+    }
   });
 
   const connect = (port) => new Promise((resolve) => {
@@ -51,11 +59,14 @@ if (cluster.isPrimary) {
       const port = server.address().port;
       round = 1;
       console.log(`round 1: client received ${JSON.stringify(await connect(port))}`);
+      console.log(`round 1: getConnections right after the send: ${await counted}`);
       round = 2;
       console.log(`round 2: client received ${JSON.stringify(await connect(port))}`);
       console.log(`sender 'close' events ${senderCloses}, client errors ${clientErrors}`);
-      server.close();
-      w.disconnect();
+      server.close(() => {
+        console.log('primary: server closed');
+        w.disconnect();
+      });
     });
   });
   w.on('exit', (code, signal) => console.log(`worker exit code=${code} signal=${signal}`));
