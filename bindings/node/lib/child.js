@@ -17,7 +17,7 @@ const util = require('util');
 const Worker = require('./worker');
 const { codedError, channelClosed, ipcDisconnected, nativeError, systemError } = require('./errors');
 const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = require('./messages');
-const { KeepAlive } = require('./utils');
+const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
   LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
@@ -33,32 +33,8 @@ cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
 cluster.worker = null;
 
-// The libuv handle classes net wraps (tcp_wrap's TCP, pipe_wrap's Pipe), taken from a socket net
-// creates itself: process.binding() is deprecated (DEP0111), a warning under
-// --pending-deprecation and an exception under --throw-deprecation. connect() creates the handle
-// at once; the TCP connection would start on a later tick and the pipe one fails (ENOTDIR, a path
-// under /dev/null cannot exist), and destroy() closes the handle first. Looked up on first use.
-// The constructor's argument is the handle type of tcp_wrap.h and pipe_wrap.h (SOCKET 0, SERVER 1;
-// test/deprecation.test.js checks both against the bindings on every tested Node).
-const HANDLE_TYPE = { SOCKET: 0, SERVER: 1 };
 // libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.
 const UV_TCP_IPV6ONLY = 1;
-const handleClasses = {};
-function handleClass(pipe) {
-  const kind = pipe ? 'Pipe' : 'TCP';
-  if (!handleClasses[kind]) {
-    const probe = new net.Socket();
-    probe.on('error', () => {});
-    probe.connect(pipe ? { path: '/dev/null/corral' } : { host: '127.0.0.1', port: 9 });
-    const handle = probe._handle;
-    probe.destroy();
-    if (!handle || handle.constructor.name !== kind) {
-      throw new Error(`corral: cannot find net's ${kind} handle class on Node ${process.version}`);
-    }
-    handleClasses[kind] = handle.constructor;
-  }
-  return handleClasses[kind];
-}
 
 const serialization = process.env[ENV_SERIALIZATION] === 'advanced' ? 'advanced' : 'json';
 delete process.env[ENV_SERIALIZATION];

@@ -10,6 +10,7 @@ const fs = require('fs');
 const net = require('net');
 const v8 = require('v8');
 const { codedError, channelClosed, invalidArgType, nativeError } = require('./errors');
+const { HANDLE_TYPE, handleClass } = require('./utils');
 
 const INTERNAL_PREFIX = 'NODE_';
 // Message envelope: [kind, handle type] + payload.
@@ -25,6 +26,9 @@ const HANDLE_UDP6 = 4;
 // A socket of a net.Server, with the server's connection key (Node's message.key): the
 // receiver counts it for the sender's getConnections() and close().
 const HANDLE_SERVER_SOCKET = 5;
+// A net.Server on a Unix socket (HANDLE_SERVER: on TCP): the receiver wraps the fd in a handle
+// of the same class, as libuv types the handle it receives.
+const HANDLE_SERVER_PIPE = 6;
 
 function isInternal(message) {
   return (
@@ -240,7 +244,9 @@ function handleToFd(handle) {
       return { type: HANDLE_SERVER_SOCKET, fd: native.fd, key: handle.server._connectionKey };
     }
     if (handle instanceof net.Socket) return { type: HANDLE_SOCKET, fd: native.fd };
-    if (handle instanceof net.Server) return { type: HANDLE_SERVER, fd: native.fd };
+    if (handle instanceof net.Server) {
+      return { type: native.constructor.name === 'Pipe' ? HANDLE_SERVER_PIPE : HANDLE_SERVER, fd: native.fd };
+    }
     return { type: handle.type === 'udp6' ? HANDLE_UDP6 : HANDLE_UDP4, fd: native.fd };
   }
   throw codedError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
@@ -275,9 +281,25 @@ function detachSocket(socket) {
 // comes before the message, as Node's bind(handle, cb) emits it).
 function fdToHandle(type, fd) {
   if (type === HANDLE_SOCKET || type === HANDLE_SERVER_SOCKET) return new net.Socket({ fd, readable: true, writable: true });
-  if (type === HANDLE_SERVER) {
+  if (type === HANDLE_SERVER || type === HANDLE_SERVER_PIPE) {
+    // listen(handle), as Node's handleConversion 'net.Server' got: listen({ fd }) would mean the
+    // primary's fd in a worker (node:cluster's listen({ fd }) does).
+    const handle = new (handleClass(type === HANDLE_SERVER_PIPE))(HANDLE_TYPE.SERVER);
+    const err = handle.open(fd);
+    if (err) {
+      fs.closeSync(fd);
+      return undefined;
+    }
     const server = net.createServer();
-    server.listen({ fd });
+    if (type === HANDLE_SERVER) {
+      server.listen(handle);
+    } else {
+      // net's listen() takes only a TCP handle as such; any other handle it reads as { fd },
+      // the primary's fd in a worker. The handle is set first instead, then listened on, as
+      // listen(handle) does for TCP.
+      server._handle = handle;
+      server._listen2(null, -1, -1, 511);
+    }
     return server;
   }
   if (type === HANDLE_UDP4 || type === HANDLE_UDP6) {
