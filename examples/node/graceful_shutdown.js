@@ -13,6 +13,7 @@
 // It is node:cluster code: replace require('corral') with require('node:cluster') and it runs
 // the same.
 const cluster = require('corral');
+const { hardTimeout } = require('./support/bounded');
 const http = require('node:http');
 const os = require('node:os');
 
@@ -27,7 +28,7 @@ if (cluster.isPrimary) {
   const numWorkers = os.availableParallelism();
   console.log(`primary ${process.pid}: starting ${numWorkers} workers`);
   let stage = 'waiting for every worker to listen';
-  if (SELF_TEST) hardTimeout(20_000, () => stage);
+  if (SELF_TEST) hardTimeout(cluster, 20_000, () => stage);
   process.on('exit', (code) => console.log(`primary exiting (code ${code})`));
 
   cluster.on('online', (worker) => console.log(`worker ${worker.id} online (pid ${worker.process.pid})`));
@@ -108,18 +109,4 @@ if (cluster.isPrimary) {
   // drive the shutdown (if the primary dies, the workers exit on their own).
   process.on('SIGINT', () => {});
   process.on('SIGTERM', () => {});
-}
-
-// A bounded run must end: if it hangs, say where, kill the workers and exit non-zero. unref():
-// this timer alone never keeps the primary alive.
-function hardTimeout(ms, stage) {
-  const forked = new Set();
-  cluster.on('fork', (worker) => forked.add(worker));
-  setTimeout(() => {
-    console.error(`timed out after ${ms} ms, ${stage()}`);
-    for (const worker of forked) {
-      try { process.kill(worker.process.pid, 'SIGKILL'); } catch {} // already gone
-    }
-    process.exit(1);
-  }, ms).unref();
 }

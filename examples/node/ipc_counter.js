@@ -14,6 +14,7 @@
 // It is node:cluster code: replace require('corral') with require('node:cluster') and it runs
 // the same.
 const cluster = require('corral');
+const { get, countOption, hardTimeout } = require('./support/bounded');
 const http = require('node:http');
 const os = require('node:os');
 
@@ -26,7 +27,7 @@ if (cluster.isPrimary) {
   const numWorkers = os.availableParallelism();
   console.log(`primary ${process.pid}: starting ${numWorkers} workers`);
   let stage = 'waiting for every worker to listen';
-  if (REQUESTS !== null) hardTimeout(20_000, () => stage);
+  if (REQUESTS !== null) hardTimeout(cluster, 20_000, () => stage);
   process.on('exit', (code) => console.log(`primary exiting (code ${code})`));
 
   // The cluster-wide state: only the primary writes it, so there is nothing to lock.
@@ -107,43 +108,4 @@ async function sendRequests(port, count) {
   console.log(`sent ${count} requests: ${count - failed} ok, ${failed} failed`);
   const inOrder = visitors.length === count && visitors.every((n, i) => n === i + 1);
   console.log(inOrder ? `visitor numbers: 1 to ${count}, in order` : `visitor numbers: ${visitors.join(' ')}`);
-}
-
-function get(port, path) {
-  return new Promise((resolve, reject) => {
-    // agent: false: a new connection per request, so that each one can go to another worker.
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`status ${res.statusCode}`))));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-}
-
-// `--name N` from the command line (workers get the same arguments), or null when absent.
-function countOption(name) {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return null;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`${name} takes a count, got ${process.argv[i + 1]}`);
-    process.exit(2);
-  }
-  return n;
-}
-
-// A bounded run must end: if it hangs, say where, kill the workers and exit non-zero. unref():
-// this timer alone never keeps the primary alive.
-function hardTimeout(ms, stage) {
-  const forked = new Set();
-  cluster.on('fork', (worker) => forked.add(worker));
-  setTimeout(() => {
-    console.error(`timed out after ${ms} ms, ${stage()}`);
-    for (const worker of forked) {
-      try { process.kill(worker.process.pid, 'SIGKILL'); } catch {} // already gone
-    }
-    process.exit(1);
-  }, ms).unref();
 }

@@ -16,6 +16,7 @@
 // @socket.io/cluster-adapter, ...) end up on corral: see prom_client.js. Without the hook this is
 // a plain node:cluster program and runs the same.
 const cluster = require('node:cluster');
+const { get, countOption, hardTimeout } = require('./support/bounded');
 const http = require('node:http');
 const os = require('node:os');
 
@@ -30,7 +31,7 @@ if (cluster.isPrimary) {
   const engine = typeof cluster.supervise === 'function' ? 'corral' : 'node:cluster';
   console.log(`primary ${process.pid}: starting ${numWorkers} workers on ${engine}`);
   let stage = 'waiting for every worker to listen';
-  if (REQUESTS !== null) hardTimeout(20_000, () => stage);
+  if (REQUESTS !== null) hardTimeout(cluster, 20_000, () => stage);
   process.on('exit', (code) => console.log(`primary exiting (code ${code})`));
 
   cluster.on('online', (worker) => console.log(`worker ${worker.id} online (pid ${worker.process.pid})`));
@@ -62,43 +63,4 @@ if (cluster.isPrimary) {
     res.writeHead(200, { 'Content-Type': 'text/plain' });
     res.end(`hello from worker ${cluster.worker.id} on ${engine}\n`);
   }).listen(PORT, HOST);
-}
-
-function get(port, path) {
-  return new Promise((resolve, reject) => {
-    // agent: false: a new connection per request, so that each one can go to another worker.
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`status ${res.statusCode}`))));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-}
-
-// `--name N` from the command line (workers get the same arguments), or null when absent.
-function countOption(name) {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return null;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`${name} takes a count, got ${process.argv[i + 1]}`);
-    process.exit(2);
-  }
-  return n;
-}
-
-// A bounded run must end: if it hangs, say where, kill the workers and exit non-zero. unref():
-// this timer alone never keeps the primary alive.
-function hardTimeout(ms, stage) {
-  const forked = new Set();
-  cluster.on('fork', (worker) => forked.add(worker));
-  setTimeout(() => {
-    console.error(`timed out after ${ms} ms, ${stage()}`);
-    for (const worker of forked) {
-      try { process.kill(worker.process.pid, 'SIGKILL'); } catch {} // already gone
-    }
-    process.exit(1);
-  }, ms).unref();
 }

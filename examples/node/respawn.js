@@ -16,6 +16,7 @@
 // It is node:cluster code: replace require('corral') with require('node:cluster') and it runs
 // the same.
 const cluster = require('corral');
+const { countOption, hardTimeout } = require('./support/bounded');
 const http = require('node:http');
 const os = require('node:os');
 
@@ -29,7 +30,7 @@ if (cluster.isPrimary) {
   const numWorkers = os.availableParallelism();
   console.log(`primary ${process.pid}: starting ${numWorkers} workers`);
   let stage = 'waiting for workers to crash';
-  if (RESPAWNS !== null) hardTimeout(20_000, () => stage);
+  if (RESPAWNS !== null) hardTimeout(cluster, 20_000, () => stage);
   process.on('exit', (code) => console.log(`primary exiting (code ${code})`));
 
   let respawns = 0;
@@ -74,30 +75,4 @@ if (cluster.isPrimary) {
     // server closed), the pending crash does not keep it alive, and it exits with code 0.
     setTimeout(() => process.exit(1), CRASH_AFTER_MS).unref();
   });
-}
-
-// `--name N` from the command line (workers get the same arguments), or null when absent.
-function countOption(name) {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return null;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`${name} takes a count, got ${process.argv[i + 1]}`);
-    process.exit(2);
-  }
-  return n;
-}
-
-// A bounded run must end: if it hangs, say where, kill the workers and exit non-zero. unref():
-// this timer alone never keeps the primary alive.
-function hardTimeout(ms, stage) {
-  const forked = new Set();
-  cluster.on('fork', (worker) => forked.add(worker));
-  setTimeout(() => {
-    console.error(`timed out after ${ms} ms, ${stage()}`);
-    for (const worker of forked) {
-      try { process.kill(worker.process.pid, 'SIGKILL'); } catch {} // already gone
-    }
-    process.exit(1);
-  }, ms).unref();
 }

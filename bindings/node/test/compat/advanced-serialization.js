@@ -3,16 +3,14 @@
 // Map, Set, Date, BigInt, Buffer, typed arrays, an ArrayBuffer, a RegExp, an Error, sparse
 // arrays, special numbers and a circular reference; the worker describes what arrived and sends
 // it back; the primary describes the echo. Values V8's serializer cannot clone throw at send().
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const util = require('node:util');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -98,16 +96,4 @@ function describe(v) {
   lines.push(`circ.self === circ ${v.circ.self === v.circ}, twice[0] === twice[1] ${v.twice[0] === v.twice[1]}`);
   lines.push(`Object.is(negZero, -0) ${Object.is(v.negZero, -0)}, 1 in sparse ${1 in v.sparse}`);
   return lines;
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

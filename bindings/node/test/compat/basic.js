@@ -3,18 +3,16 @@
 // none -> online -> listening -> disconnected/dead, per-worker events before cluster events,
 // a 'listening' address with exactly {addressType, address, port, fd}; the worker sees itself as
 // a worker and its own children are not workers. Ends with worker.disconnect() on both.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
 const N = 2;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   console.log(`primary: isPrimary ${cluster.isPrimary} isWorker ${cluster.isWorker} isMaster ${cluster.isMaster}`);
@@ -136,16 +134,4 @@ function get(port, cb) {
     res.on('data', (d) => { body += d; });
     res.on('end', () => cb(res.statusCode, body));
   }).on('error', (err) => cb(`error ${err.code}`, ''));
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -4,17 +4,15 @@
 // no longer keeps the worker alive: a listening round-robin server still does (and closing it
 // lets the worker exit by itself, code 0, exitedAfterDisconnect false); with nothing else the
 // worker exits at once; ref() undoes unref().
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const EventEmitter = require('node:events');
 const http = require('node:http');
 
 if (cluster.isPrimary) {
-  armTimeout(20000);
+  armTimeout(cluster, 20000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   // One worker per mode, one after the other (their lines do not interleave). The worker prints
   // its own lines before it exits; the primary prints its lines once the worker has both
@@ -96,16 +94,4 @@ if (cluster.isPrimary) {
       log('ref() and unref() on the old channel object do not throw');
     });
   }
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -5,16 +5,14 @@
 // and 'disconnect' comes after a process.nextTick and a setImmediate queued right after the
 // call (the round trip needs at least one more turn of the loop). The primary's 'disconnect'
 // and 'exit' both see exitedAfterDisconnect true; the worker exits with code 0.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   // One worker per mode, one after the other (their lines do not interleave). The worker prints
   // its lines when it exits; the primary prints its lines once the worker has both disconnected
@@ -78,16 +76,4 @@ if (cluster.isPrimary) {
       http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1');
     }
   }
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

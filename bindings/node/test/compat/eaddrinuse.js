@@ -5,17 +5,15 @@
 // worker binds itself and the syscall is 'listen'. A new server can then listen(0). (Retrying on
 // the failed server object also works, but Node then sends the primary two 'listening' events:
 // the failed attempt's listener is still armed. Not checked here.)
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 const net = require('node:net');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const busy = net.createServer();
@@ -61,16 +59,4 @@ if (cluster.isPrimary) {
     exclusive.listen({ port: busyPort, host: '127.0.0.1', exclusive: true });
   });
   server.listen(busyPort, '127.0.0.1');
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,11 +3,9 @@
 // the end begins; true after worker.disconnect() (at once, in the primary) and after the worker's
 // own cluster.worker.kill()/disconnect(); false after worker.kill() in the primary (which only
 // sends the signal), after process.exit() and after a raw process.disconnect() in the worker.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
@@ -24,7 +22,7 @@ const ACTIONS = [
 ];
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const info = new Map(); // id -> { action, lines }
@@ -74,16 +72,4 @@ if (cluster.isPrimary) {
       case 'worker: process.disconnect()': process.disconnect(); break;
     }
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -4,15 +4,13 @@
 // is a number, its result when it is a function; inspectPort null makes fork() throw
 // ERR_SOCKET_BAD_PORT. `--inspect-port` alone sets the port without opening an inspector, so
 // nothing listens. Without an inspector flag workers get no --inspect-port.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   console.log(`primary: debugPort ${process.debugPort}`);
   let calls = 0;
@@ -45,16 +43,4 @@ if (cluster.isPrimary) {
   next();
 } else {
   process.send({ debugPort: process.debugPort, execArgv: process.execArgv }, () => cluster.worker.disconnect());
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,16 +3,14 @@
 // child_process.fork() puts its IPC channel there: process.channel.fd is that number and the fd
 // is a socket, with the default stdio (fd 3), with 'pipe' entries, and with 'ipc' after an
 // extra 'pipe' entry (fd 4; fd 3 is then that pipe).
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const fs = require('node:fs');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   const layouts = [
     ['default', undefined],
@@ -42,16 +40,4 @@ if (cluster.isPrimary) {
     }
   };
   process.send(`process.channel.fd ${fd}, a ${kind(fd)}; fd 3: ${kind(3)}`, () => process.disconnect());
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,18 +3,16 @@
 // 20 pipelined 'inc' requests that the primary counts and answers in order, receives 20 pushes
 // from the primary in order, and reports what it saw. Also: JSON semantics of values, non-object
 // messages, `NODE_`-prefixed cmds kept internal, listener order, send() return value and callback.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 
 const N = 2;
 const COUNT = 20;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   let total = 0; // primary-side counter over all workers
@@ -116,16 +114,4 @@ if (cluster.isPrimary) {
     value: { undef: undefined, nan: NaN, inf: Infinity, negZero: -0, date: new Date(0), fn() {}, nested: [1, { a: 'é\u{1F600}' }] },
   });
   for (let seq = 0; seq < COUNT; seq++) process.send({ cmd: 'inc', seq });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -6,11 +6,9 @@
 // the primary sees 'listening' for each (address null, the fd, the port), and an fd the primary
 // does not have gives EINVAL (net: syscall bind; dgram: syscall open). (node:cluster closes the
 // primary's fd N when the last worker leaves, corral keeps it: not compared here.)
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const { spawnSync } = require('node:child_process');
 const dgram = require('node:dgram');
@@ -43,7 +41,7 @@ if (cluster.isPrimary && !POLICY) {
   }));
 } else if (cluster.isPrimary) {
   cluster.schedulingPolicy = POLICY === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const tcpPort = Number(process.env.TCP_PORT);
   const udpPort = Number(process.env.UDP_PORT);
@@ -121,16 +119,4 @@ function ask(port) {
     s.on('message', (m) => { clearTimeout(t); s.close(); resolve(String(m)); });
     s.send('hi', port, '127.0.0.1');
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

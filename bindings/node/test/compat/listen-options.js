@@ -17,11 +17,9 @@
 // node:cluster applies readableAll/writableAll only under SCHED_RR (its SCHED_NONE path drops
 // them); corral applies them under both, so the SCHED_NONE run leaves the mode out of the
 // comparison (compat.test.js checks corral's in a test of its own).
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -34,7 +32,7 @@ const POLICY = require('../compat-support/each-policy')(cluster, 'LISTEN_OPTIONS
 if (POLICY === null) {
   // The driver ran one cluster per policy.
 } else if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-compat-'));
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -114,16 +112,4 @@ function roundTrip(where) {
     sock.on('end', () => resolve(data));
     sock.on('error', (err) => resolve(err.code));
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,16 +3,14 @@
 // maxConnections = 1. A connection dealt to a worker at its limit goes back to the primary and on
 // to the other worker (node:cluster's `accepted: false`); when both are full the client waits,
 // neither reset nor dropped, and is served once a worker has room. No worker emits 'drop'.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const net = require('node:net');
 
 if (cluster.isPrimary) {
-  armTimeout(20000);
+  armTimeout(cluster, 20000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   cluster.schedulingPolicy = cluster.SCHED_RR;
 
@@ -120,16 +118,4 @@ async function connect(port) {
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

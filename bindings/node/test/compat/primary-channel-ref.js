@@ -5,11 +5,9 @@
 // (worker.process.channel.ref()/unref()): with both unref()'d the primary exits while the
 // worker still runs (which then sees its channel end and exits); either one ref()'d keeps the
 // primary running.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const EventEmitter = require('node:events');
 
@@ -17,7 +15,7 @@ const EventEmitter = require('node:events');
 const STILL_RUNNING_MS = 200;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   const first = cluster.fork();
   const c = first.process.channel;
   console.log(`channel: EventEmitter ${c instanceof EventEmitter}, ref ${typeof c.ref}, unref ${typeof c.unref}, ` +
@@ -56,16 +54,4 @@ if (cluster.isPrimary) {
 } else if (process.env.KEEP_RUNNING) {
   // Runs until its channel ends (node:cluster's worker exits on an unexpected disconnect).
   setInterval(() => {}, 1000);
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

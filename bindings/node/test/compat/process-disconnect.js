@@ -5,16 +5,14 @@
 // on the next tick with exitedAfterDisconnect false, the worker stays in cluster.workers until
 // its exit). The worker, still listening, sees its channel end without having asked for it and
 // exits at once with code 0, whatever its 'disconnect' handlers would do next.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   // The worker prints its own lines before it exits; the primary prints its lines once the
   // worker has both disconnected and exited.
@@ -61,16 +59,4 @@ if (cluster.isPrimary) {
   });
   process.on('disconnect', () => log("process 'disconnect' listener ran"));
   process.on('exit', (code) => log(`exit ${code}`));
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

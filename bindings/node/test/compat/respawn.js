@@ -3,18 +3,16 @@
 // are listening); the primary's 'exit' handler forks a replacement for every unexpected exit.
 // Worker 4 stays, serves a request, and cluster.disconnect() ends it (no respawn: it exited after
 // disconnect). Ids count up and are never reused; every worker is a new process.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
 const CRASHES = 3;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   let crashes = 0;
   let disconnectCallback = 'not called';
   let forks = 0;
@@ -73,16 +71,4 @@ function get(port, cb) {
     res.on('data', (d) => { body += d; });
     res.on('end', () => cb(res.statusCode, body));
   }).on('error', (err) => cb(`error ${err.code}`, ''));
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

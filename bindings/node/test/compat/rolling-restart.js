@@ -4,11 +4,9 @@
 // the primary replaces each worker in turn: fork a new one, wait for its 'listening', then
 // disconnect the old one and wait for its 'exit'. No request may fail, the port never changes,
 // and every request started after the restart is served by a new worker.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
@@ -18,7 +16,7 @@ const RESTART_AFTER = 30;
 const AFTER_RESTART = 30; // requests that must start after the restart ended
 
 if (cluster.isPrimary) {
-  armTimeout(20000);
+  armTimeout(cluster, 20000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   let port = null;
@@ -119,16 +117,4 @@ if (cluster.isPrimary) {
 
 function once(emitter, event) {
   return new Promise((resolve) => emitter.once(event, (...args) => resolve(args)));
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,11 +3,9 @@
 // 127.0.0.1 port 0. Every worker's A gets the same port, every worker's B gets the same port,
 // and A and B differ (the key includes the per-worker listen index). 'listening' fires once per
 // server. After cluster.disconnect() the port is closed.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 const net = require('node:net');
@@ -15,7 +13,7 @@ const net = require('node:net');
 const N = 3;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const eventPorts = new Map(); // worker id -> ports from 'listening' events
@@ -86,16 +84,4 @@ function tryConnect(port) {
     sock.on('connect', () => { sock.destroy(); resolve('connected'); });
     sock.on('error', (err) => resolve(err.code));
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -6,15 +6,13 @@
 // with ERR_IPC_CHANNEL_CLOSED. Never "true" with the message dropped. Right after
 // cluster.worker.disconnect() the channel is still open (it closes once the primary has
 // acknowledged): those sends return true and are delivered.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   // One worker per way of disconnecting, one after the other (their lines do not interleave).
   const modes = ['process.disconnect', 'worker.disconnect'];
@@ -60,16 +58,4 @@ if (cluster.isPrimary) {
     cluster.worker.disconnect();
     probe('right after worker.disconnect()');
   }
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

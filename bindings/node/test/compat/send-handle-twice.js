@@ -6,16 +6,14 @@
 // (Not compared: what send() returns for a third message while a handle waits for the
 // receiver's acknowledgement, false on Node, true on corral; and a server sent twice, which
 // arrives twice on Node 22+ and once on Node 20.)
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const net = require('node:net');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const reports = [];
@@ -76,16 +74,4 @@ if (cluster.isPrimary) {
       });
     }
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

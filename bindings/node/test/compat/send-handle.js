@@ -3,16 +3,14 @@
 // (pauseOnConnect) and hands the socket to a worker with worker.send(msg, socket); the worker
 // gets a net.Socket as the second 'message' argument, reads the client's line from it and
 // answers on it. The client in the primary sees the worker's answer.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const net = require('node:net');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   // The worker's report (IPC) and the client's data (TCP) travel on different sockets: collect
@@ -59,16 +57,4 @@ if (cluster.isPrimary) {
       if (line.endsWith('\n')) handle.end(`pong from worker ${cluster.worker.id}: ${line}`);
     });
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,16 +3,14 @@
 // settings object from the defaults, the previous settings and the options (unknown keys are
 // kept); 'setup' is emitted on the next tick with that call's object; fork() calls it again
 // ('setup' then 'fork'). The worker runs with the merged args, execArgv and its fork() env.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const path = require('node:path');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const show = (s) => Object.keys(s).map((k) => `${k}=${k === 'exec' ? path.basename(s[k]) : JSON.stringify(s[k])}`).join(' ');
@@ -47,16 +45,4 @@ if (cluster.isPrimary) {
     env: process.env.FROM_FORK_ENV,
     settings: JSON.stringify(cluster.settings),
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -4,11 +4,9 @@
 // cluster.disconnect(): the listen socket stops accepting at once (a new connection is refused),
 // the in-flight request still completes with 200, both workers exit 0 with
 // exitedAfterDisconnect, and the primary exits by itself with code 0 (nothing keeps it alive).
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 const net = require('node:net');
@@ -16,7 +14,7 @@ const net = require('node:net');
 const SLOW_MS = 300;
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   const results = { response: 'none', refused: 'not tried', callback: 'not called', exits: [] };
   process.on('exit', (code) => {
     console.log(`in-flight request: ${results.response}`);
@@ -72,16 +70,4 @@ if (cluster.isPrimary) {
     }, SLOW_MS);
   });
   server.listen(0, '127.0.0.1');
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -7,16 +7,14 @@
 // cwd that is a file: ENOTDIR) throw from fork(), spending the worker id. An exec that is a
 // directory or a bad execArgv flag is no spawn error: the worker's node fails (exit 1, exit 9).
 // The primary then exits by itself.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const path = require('node:path');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   const node = (s) => String(s).split(process.execPath).join('<node>').split(__dirname).join('<dir>');
   const cases = [
@@ -78,16 +76,4 @@ if (cluster.isPrimary) {
 } else {
   process.on('message', () => {});
   cluster.worker.disconnect();
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

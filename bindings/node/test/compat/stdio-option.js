@@ -6,17 +6,15 @@
 // { fd } objects and streams give the worker a copy of that fd of the primary, and the primary
 // stops reading a stream it gave away. Bad settings throw from fork() (which spends an id).
 // 'close' comes after 'exit' and the end of every piped stream. Runs are sequential.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const fs = require('node:fs');
 const net = require('node:net');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   const describe = (stdio) => `[${stdio.map((s) => (s ? `socket(r=${s.readable},w=${s.writable})` : String(s))).join(', ')}]`;
   const readAll = (s) => new Promise((resolve) => {
@@ -150,16 +148,4 @@ if (cluster.isPrimary) {
     console.log('nobody sees this');
     cluster.worker.disconnect();
   }
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -3,16 +3,14 @@
 // by itself. Worker 1 is disconnected by the primary (worker.disconnect()), worker 2 calls
 // cluster.worker.disconnect() itself; neither calls close() nor process.exit(). Both exit 0 with
 // exitedAfterDisconnect true, and once both left the port binds again.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const dgram = require('node:dgram');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   let port = 0;
   let listening = 0;
@@ -43,16 +41,4 @@ if (cluster.isPrimary) {
   s.on('message', (m, rinfo) => s.send('pong', rinfo.port, rinfo.address));
   s.bind(0, '127.0.0.1');
   process.on('message', () => cluster.worker.disconnect());
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

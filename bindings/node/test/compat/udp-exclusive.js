@@ -6,16 +6,14 @@
 // reaches the worker's socket. A non-exclusive bind(0) next to them still works and reports
 // 'listening'; one from a socket made with reuseAddr: true is bound with SO_REUSEADDR by the
 // primary, so another reuseAddr socket can bind its port.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const dgram = require('node:dgram');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   const listening = [];
   cluster.on('listening', (w, address) => listening.push(`worker ${w.id} ${address.addressType}`));
@@ -73,16 +71,4 @@ if (cluster.isPrimary) {
     });
     process.on('disconnect', () => zero.close());
   })();
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

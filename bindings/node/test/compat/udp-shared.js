@@ -6,11 +6,9 @@
 // 'udp6' and fd -1 for each; every worker answers datagrams sent to those ports (the kernel
 // picks which one reads each). After cluster.disconnect() the sockets are closed (the ports
 // bind again) and the workers exit by themselves.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const dgram = require('node:dgram');
 
@@ -20,7 +18,7 @@ const N = 2;
 if (POLICY === null) {
   // The driver ran one cluster per policy.
 } else if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const events = [];
   const reports = new Map();
@@ -99,16 +97,4 @@ function tryBind(type, host, port) {
       resolve('ok');
     });
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

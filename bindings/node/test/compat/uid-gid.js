@@ -2,16 +2,14 @@
 // Scenario: settings.uid / settings.gid. As root the worker runs as nobody (65534) and keeps no
 // supplementary groups; as anyone else (or when nobody could not read this script or node) it
 // asks for its own ids (the only ones allowed), so the output is the same either way.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const fs = require('node:fs');
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
   const root = process.getuid() === 0 && othersCanRun(__filename) && othersCanRun(process.execPath);
   const uid = root ? 65534 : process.getuid();
@@ -41,16 +39,4 @@ function othersCanRun(file) {
     if ((fs.statSync(p).mode & 0o001) === 0) return false;
   }
   return true;
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

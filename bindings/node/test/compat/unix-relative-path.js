@@ -12,11 +12,9 @@
 //     (disconnects, or is killed: corral keeps a listener whose last worker died open for
 //     CORRAL_ORPHAN_LISTENER_GRACE_MS, so a replacement can take over; set to 0 here, the
 //     behaviour of node:cluster, which ignores the variable).
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -28,7 +26,7 @@ const POLICY = require('../compat-support/each-policy')(cluster, 'UNIX_PATH_POLI
 if (POLICY === null) {
   // The driver ran one cluster per policy.
 } else if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.env.CORRAL_ORPHAN_LISTENER_GRACE_MS = '0';
   const out = (line) => console.log(`${POLICY}: ${line}`);
   const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'corral-compat-')));
@@ -99,16 +97,4 @@ function roundTrip(where) {
     sock.on('end', () => resolve(data.replace(/worker \d+/, 'worker N')));
     sock.on('error', (err) => resolve(err.code));
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

@@ -4,11 +4,9 @@
 // stays in the map until it has both exited and disconnected: it is still there at the first of
 // its 'exit'/'disconnect' events (which come in either order) and gone at the second.
 // cluster.workers stays the same object; in a worker it is undefined.
-if (process.env.NODE_TEST_CONTEXT) {
-  // Node 20's `node --test <dir>` also runs every .js under a test/ directory: this file is a
-  // scenario for ../compat.test.js, so it only reports itself as skipped.
-  return void require('node:test').test(__filename, { skip: 'compat scenario, run by compat.test.js' });
-}
+const scenario = require('../compat-support/scenario');
+if (scenario.skippedUnderNodeTest(__filename)) return;
+const { armTimeout } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const http = require('node:http');
 
@@ -20,7 +18,7 @@ const ACTIONS = [
 ];
 
 if (cluster.isPrimary) {
-  armTimeout(15000);
+  armTimeout(cluster, 15000);
   process.on('exit', (code) => console.log(`primary exit ${code}`));
 
   const map = cluster.workers;
@@ -67,16 +65,4 @@ if (cluster.isPrimary) {
   http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1', () => {
     process.send({ workers: typeof cluster.workers });
   });
-}
-
-function armTimeout(ms) {
-  const seen = new Set();
-  cluster.on('fork', (w) => seen.add(w));
-  setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
-      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
-    }
-    process.exit(99);
-  }, ms).unref();
 }

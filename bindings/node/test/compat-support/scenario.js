@@ -1,0 +1,28 @@
+'use strict';
+// What every compat scenario (compat/*.js) starts and ends with, written once.
+
+// Node 20's `node --test <dir>` also runs every .js under a test/ directory: a scenario run that
+// way only reports itself as skipped (it is run by ../compat.test.js). True when it was.
+//   if (require('../compat-support/scenario').skippedUnderNodeTest(__filename)) return;
+function skippedUnderNodeTest(filename) {
+  if (!process.env.NODE_TEST_CONTEXT) return false;
+  require('node:test').test(filename, { skip: 'compat scenario, run by compat.test.js' });
+  return true;
+}
+
+// The scenario's own deadline: prints TIMEOUT, SIGKILLs every worker it forked and exits 99, so
+// a hang is reported as such and leaves no process behind. unref(): it never keeps the primary
+// alive by itself.
+function armTimeout(cluster, ms) {
+  const seen = new Set();
+  cluster.on('fork', (w) => seen.add(w));
+  setTimeout(() => {
+    console.log('TIMEOUT');
+    for (const w of new Set([...seen, ...Object.values(cluster.workers)])) {
+      try { process.kill(w.process.pid, 'SIGKILL'); } catch {}
+    }
+    process.exit(99);
+  }, ms).unref();
+}
+
+module.exports = { skippedUnderNodeTest, armTimeout };
