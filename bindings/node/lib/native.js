@@ -15,13 +15,9 @@ function callNative(fn) {
   }
 }
 
-// Native event kinds (bindings/node/src/events.rs).
-const EV = {
-  FORK: 1,
-  ONLINE: 2, LISTENING: 3, MESSAGE: 4, READY: 5, DISCONNECT: 6, EXIT: 7, ERROR: 8,
-  SHUTDOWN_COMPLETE: 10, CONNECTION: 20, LISTEN_OK: 21, LISTEN_ERR: 22,
-  DISCONNECT_REQUEST: 23, PRIMARY_GONE: 24, FLUSHED: 25, SUPERVISOR: 30,
-};
+// The event kinds by name and the batch layout, from the addon (bindings/node/src/events.rs),
+// where they are written once.
+const { kinds: EV, meta: META, head: HEAD } = addon.eventLayout();
 // The same variable as the C front's (crates/corral-core/src/environ.rs).
 const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 
@@ -29,8 +25,6 @@ const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 // [event count, fd count, flags, META ints per event, fds] then the payload bytes; or an array
 // [that buffer, (the payload bytes as their own buffer when flags & 1,) ...strings], string
 // indexes being positions in it.
-const META = 17;
-const HEAD = 3;
 function decodeBatch(b) {
   const arr = Array.isArray(b) ? b : null;
   const ab = arr ? b[0] : b;

@@ -25,6 +25,27 @@ pub mod kind {
     pub const FLUSHED: u32 = 25;
     // supervisor: details as JSON in `message`
     pub const SUPERVISOR: u32 = 30;
+
+    /// Every kind by name: what lib/native.js reads (`eventLayout()`), so the numbers are
+    /// written once, here.
+    pub const ALL: &[(&str, u32)] = &[
+        ("FORK", FORK),
+        ("ONLINE", ONLINE),
+        ("LISTENING", LISTENING),
+        ("MESSAGE", MESSAGE),
+        ("READY", READY),
+        ("DISCONNECT", DISCONNECT),
+        ("EXIT", EXIT),
+        ("ERROR", ERROR),
+        ("SHUTDOWN_COMPLETE", SHUTDOWN_COMPLETE),
+        ("CONNECTION", CONNECTION),
+        ("LISTEN_OK", LISTEN_OK),
+        ("LISTEN_ERR", LISTEN_ERR),
+        ("DISCONNECT_REQUEST", DISCONNECT_REQUEST),
+        ("PRIMARY_GONE", PRIMARY_GONE),
+        ("FLUSHED", FLUSHED),
+        ("SUPERVISOR", SUPERVISOR),
+    ];
 }
 
 /// An ERROR event for an error from the engine, with the Node error code (`EMFILE`,
@@ -69,7 +90,7 @@ pub struct Event {
 pub const META: usize = 17;
 
 /// Leading ints of a batch: the event count, the fd count, and flags (`EXTERNAL_BLOB`).
-const HEAD: usize = 3;
+pub const HEAD: usize = 3;
 
 /// Flag: the payload bytes are the array's second element (an external ArrayBuffer over the
 /// received bytes), not the bytes after the ints.

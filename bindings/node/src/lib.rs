@@ -30,6 +30,27 @@ mod worker;
 use napi_derive::napi;
 
 /// Version of the engine.
+/// The event batch layout for lib/native.js: the kinds by name, the ints per event (`META`)
+/// and before them (`HEAD`), written once in events.rs.
+#[napi(object)]
+pub struct EventLayout {
+    pub kinds: std::collections::HashMap<String, u32>,
+    pub meta: u32,
+    pub head: u32,
+}
+
+#[napi(catch_unwind)]
+pub fn event_layout() -> EventLayout {
+    EventLayout {
+        kinds: events::kind::ALL
+            .iter()
+            .map(|&(n, k)| (n.to_string(), k))
+            .collect(),
+        meta: events::META as u32,
+        head: events::HEAD as u32,
+    }
+}
+
 #[napi(catch_unwind)]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
