@@ -25,23 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond, what)                                                       \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      char m_[512];                                                             \
-      corral_last_error_message(m_, sizeof m_);                                 \
-      fprintf(stderr, "FAIL %s (line %d): last error: %s\n", what, __LINE__, m_); \
-      failures++;                                                               \
-    }                                                                           \
-  } while (0)
-
-static int last_error_contains(const char *needle) {
-  char m[512];
-  corral_last_error_message(m, sizeof m);
-  return strstr(m, needle) != NULL;
-}
+#include "check.h"
 
 /* A listening IPv4 socket on 0.0.0.0:*port (0: the kernel picks, written back), or -errno. */
 static int listen_v4(uint16_t *port) {
