@@ -179,21 +179,8 @@ pub unsafe extern "C" fn corral_worker_listen(
     listener_out: *mut u32,
     port_out: *mut u16,
 ) -> corral_status {
-    with_worker(w, |w| {
-        // SAFETY: NUL-terminated string by contract.
-        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
-        let l = w.listen(&a, backlog)?;
-        // SAFETY: each out-param is NULL (skipped) or writable by contract.
-        unsafe {
-            if !listener_out.is_null() {
-                write_out(listener_out, l.id);
-            }
-            if !port_out.is_null() {
-                write_out(port_out, l.addr.port());
-            }
-        }
-        Ok(())
-    })
+    // SAFETY: the caller's pointers, passed on under the same contract.
+    unsafe { listen_stream(w, address, backlog, 0, listener_out, port_out) }
 }
 
 /// `corral_worker_listen` with `options`, a bit set of `CORRAL_LISTEN_*` (0: none). The
@@ -212,23 +199,8 @@ pub unsafe extern "C" fn corral_worker_listen_with_options(
     listener_out: *mut u32,
     port_out: *mut u16,
 ) -> corral_status {
-    with_worker(w, |w| {
-        // SAFETY: NUL-terminated string by contract.
-        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
-        let opts = BindOptions::from_bits(options)
-            .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
-        let l = w.listen_with(&a, backlog, opts)?;
-        // SAFETY: each out-param is NULL (skipped) or writable by contract.
-        unsafe {
-            if !listener_out.is_null() {
-                write_out(listener_out, l.id);
-            }
-            if !port_out.is_null() {
-                write_out(port_out, l.addr.port());
-            }
-        }
-        Ok(())
-    })
+    // SAFETY: the caller's pointers, passed on under the same contract.
+    unsafe { listen_stream(w, address, backlog, options, listener_out, port_out) }
 }
 
 /// Asks the primary for a shared UDP socket bound to `address` (node:cluster's dgram `bind()`
@@ -266,20 +238,13 @@ pub unsafe extern "C" fn corral_worker_bind_datagram(
 ) -> corral_status {
     with_worker(w, |w| {
         non_null(fd_out, "fd_out")?;
-        // SAFETY: NUL-terminated string by contract.
-        let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
-        let opts = BindOptions::from_bits(options)
-            .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
+        // SAFETY: NULL or a NUL-terminated string by contract.
+        let (a, opts) = unsafe { listen_args(address, options) }?;
         let d = w.bind_datagram(&a, opts)?;
         // SAFETY: `fd_out` is non-NULL and writable, the others NULL (skipped) or writable,
         // by contract.
         unsafe {
-            if !listener_out.is_null() {
-                write_out(listener_out, d.id);
-            }
-            if !port_out.is_null() {
-                write_out(port_out, d.addr.port());
-            }
+            write_listener(listener_out, port_out, d.id, d.addr.port());
             write_out(fd_out, d.fd.into_raw_fd());
         }
         Ok(())
@@ -507,4 +472,58 @@ pub unsafe extern "C" fn corral_worker_event_data(
 pub unsafe extern "C" fn corral_worker_event_free(ev: *mut corral_worker_event) {
     // SAFETY: created by corral_worker_next, freed once by contract.
     unsafe { super::boundary::free_box(ev) }
+}
+
+/// The body of `corral_worker_listen` and `corral_worker_listen_with_options`.
+///
+/// # Safety
+/// As those exports: `w` a live handle or NULL, `address` NULL or NUL-terminated, the
+/// out-params NULL or writable.
+unsafe fn listen_stream(
+    w: *mut corral_worker,
+    address: *const c_char,
+    backlog: i32,
+    options: u32,
+    listener_out: *mut u32,
+    port_out: *mut u16,
+) -> corral_status {
+    with_worker(w, |w| {
+        // SAFETY: NULL or a NUL-terminated string by contract.
+        let (a, opts) = unsafe { listen_args(address, options) }?;
+        let l = w.listen_with(&a, backlog, opts)?;
+        // SAFETY: NULL or writable by contract.
+        unsafe { write_listener(listener_out, port_out, l.id, l.addr.port()) };
+        Ok(())
+    })
+}
+
+/// The address and options of a listen call, as the three listen exports take them.
+///
+/// # Safety
+/// `address` is NULL or a NUL-terminated string.
+unsafe fn listen_args(
+    address: *const c_char,
+    options: u32,
+) -> Result<(ListenAddr, BindOptions), Error> {
+    // SAFETY: NULL or NUL-terminated by the caller's contract.
+    let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
+    let opts = BindOptions::from_bits(options)
+        .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
+    Ok((a, opts))
+}
+
+/// Writes a listener's id and port to the out-params that are not NULL.
+///
+/// # Safety
+/// Each pointer is NULL or writable.
+unsafe fn write_listener(listener_out: *mut u32, port_out: *mut u16, id: u32, port: u16) {
+    // SAFETY: each out-param is NULL (skipped) or writable by the caller's contract.
+    unsafe {
+        if !listener_out.is_null() {
+            write_out(listener_out, id);
+        }
+        if !port_out.is_null() {
+            write_out(port_out, port);
+        }
+    }
 }
