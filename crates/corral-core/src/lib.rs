@@ -43,6 +43,7 @@ pub mod limits;
 pub mod listener;
 pub mod policy;
 pub mod primary;
+pub mod proxy_protocol;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

@@ -5,8 +5,16 @@
 //!   ([`round_robin::Rotation`]).
 //! - [`Policy::Shared`] (`shared`, node:cluster's `SCHED_NONE`): every worker gets the listening
 //!   fd and accepts by itself; the kernel decides who wins.
+//!
+//! The pieces the routing policies are built from, each a pure function of its inputs:
+//! [`round_robin::Rotation`] (the next worker in turn), [`sticky::StickyTable`] (a client's key to
+//! its slot by rendezvous hashing), [`http_key`] (the key read from a request's first bytes) and
+//! [`least::LeastLoaded`] (the worker with the fewest open connections).
 
+pub mod http_key;
+pub mod least;
 pub mod round_robin;
+pub mod sticky;
 
 use crate::error::{Error, Result};
 
