@@ -1,9 +1,10 @@
 //! Shared helpers of the engine's integration tests: a primary running the fixture worker,
 //! waiting for events with deadlines, and a line-based client. `http`: HTTP clients (one
-//! request, a slowloris) for the metrics endpoint.
+//! request, a slowloris) for the metrics endpoint. `supervisor`: the supervisor tests' harness.
 #![allow(dead_code)]
 
 pub mod http;
+pub mod supervisor;
 
 use corral_core::{Event, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec};
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,483 @@
+//! The round-robin dealer: accepts on a listener, offers each connection to the next worker
+//! of its rotation with room in its window, queues it when nobody has room (and stops
+//! accepting), backs off from workers that refuse, detects workers that stopped reading
+//! their channel (stalls), and reads back connections a worker never took so another gets
+//! them. `policy::round_robin` holds only the rotation cursor; the dealing is here.
+
+use super::dispatch::Inner;
+use super::lifecycle::WorkerRecord;
+use super::listen::ListenerSlot;
+use crate::error::Error;
+use crate::event::{Event, WorkerId};
+use crate::ipc::proto;
+use crate::ipc::{frame, Channel, Kind, Message, Recv};
+use crate::policy::Policy;
+use crate::sys;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// Connections accepted per listener per dispatch before others get a turn.
+pub(super) const ACCEPT_BATCH: usize = 256;
+
+/// After EMFILE/ENFILE and other accept errors, wait this long before accepting again (the
+/// connections wait in the kernel backlog meanwhile).
+pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// A worker that refused a connection ([`Worker::refuse`](crate::Worker::refuse)) is dealt none of that listener's
+/// connections for this long, doubling while it keeps refusing, up to
+/// [`REFUSAL_RETRY_MAX`], or until it says it has room again ([`Worker::room`](crate::Worker::room)).
+/// node:cluster offers the connection back to it at once, and so bounces it between full
+/// workers as fast as its IPC goes; the retry delay costs the primary a few wake-ups a second,
+/// and a waiting client at most 50 ms once room appears in a worker that does not say so.
+pub(super) const REFUSAL_RETRY_MIN: Duration = Duration::from_millis(1);
+
+/// Longest delay before a refusing worker is offered connections again.
+pub(super) const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
+
+/// Bytes of a queued datagram the stall check compares: the frame header and a `Conn`
+/// payload (listener and number).
+pub(super) const HEAD_PEEK: usize = frame::HEADER_LEN + 8;
+
+/// How often the stall check looks while it watches: a quarter of the timeout, at least 5 ms.
+pub(super) fn stall_tick(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(5))
+}
+
+/// What the stall check knows of one worker's channel (see `Inner::check_stalls`).
+#[derive(Debug, Default)]
+pub(super) struct StallWatch {
+    /// Connections were handed to it since its queue was last seen empty.
+    pub(super) watched: bool,
+    /// The start of the datagram last seen at the head of its queue (a `Conn` carries its
+    /// number, so a new head is a different value), and since when it has been there.
+    pub(super) head: Option<[u8; HEAD_PEEK]>,
+    pub(super) since: Option<Instant>,
+    /// Every message written to it since its queue was last seen empty fits one datagram, so
+    /// everything unread in its queue can be read back without cutting a message in two.
+    pub(super) whole: bool,
+    pub(super) stalled: bool,
+}
+
+impl WorkerRecord {
+    pub(super) fn can_take(&self, window: u32) -> bool {
+        self.inflight < window
+            && !self.stall.stalled
+            && !self.write_blocked
+            && self.chan.as_ref().is_some_and(|c| !c.has_queued())
+    }
+}
+
+/// A worker's last refusal of a listener's connections ([`REFUSAL_RETRY_MIN`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refusal {
+    pub(super) until: Instant,
+    pub(super) backoff: Duration,
+    /// The listener is pumped when `until` passes (cleared once it was).
+    pub(super) armed: bool,
+}
+
+impl ListenerSlot {
+    /// `worker` refused one of this listener's connections recently: skip it until it may
+    /// have room again.
+    pub(super) fn refused_by(&self, worker: WorkerId, now: Instant) -> bool {
+        self.refusals.get(&worker).is_some_and(|r| r.until > now)
+    }
+
+    /// When a worker that refused becomes eligible again, if connections wait for one.
+    pub(super) fn next_refusal_retry(&self) -> Option<Instant> {
+        if self.fd.is_none() || (self.pending.is_empty() && !self.ready) {
+            return None;
+        }
+        self.refusals
+            .values()
+            .filter(|r| r.armed)
+            .map(|r| r.until)
+            .min()
+    }
+
+    /// Takes a worker out of the rotation and forgets its refusals.
+    pub(super) fn remove_worker(&mut self, worker: WorkerId) -> bool {
+        self.refusals.remove(&worker);
+        self.rotation.remove(worker)
+    }
+}
+
+impl Inner {
+    pub(super) fn pump_worker_listeners(&mut self, id: WorkerId) {
+        let lids: Vec<u32> = self
+            .listeners
+            .iter()
+            .filter(|l| l.rotation.contains(id) && (l.ready || !l.pending.is_empty()))
+            .map(|l| l.id)
+            .collect();
+        for lid in lids {
+            self.pump(lid);
+        }
+    }
+
+    /// Offers `fd` to the listener's workers in turn. Gives the fd back when nobody can take
+    /// it now. Workers whose channel broke are closed afterwards.
+    pub(super) fn offer(&mut self, lid: u32, fd: OwnedFd) -> std::result::Result<(), OwnedFd> {
+        let window = self.opts.window;
+        let stall_on = self.opts.stall_timeout.is_some();
+        let Inner {
+            listeners, workers, ..
+        } = self;
+        let l = &mut listeners[lid as usize - 1];
+        let mut broken = Vec::new();
+        let mut blocked = Vec::new();
+        let mut watch = false;
+        let now = Instant::now();
+        let refusals = &l.refusals;
+        let taken = l.rotation.offer(|wid| {
+            let Some(slot) = workers.get_mut(&wid) else {
+                return false;
+            };
+            if !slot.can_take(window) || refusals.get(&wid).is_some_and(|r| r.until > now) {
+                return false;
+            }
+            if stall_on && !slot.stall.watched && !slot.stall.whole {
+                // The first connection since its queue was last seen empty: if it is empty
+                // now, whatever was sent before (a big message) has been read whole.
+                let mut head = [0u8; HEAD_PEEK];
+                if let Some(peer) = slot.peer.as_ref() {
+                    if let Ok(None) = sys::peek_datagram(peer.as_fd(), &mut head) {
+                        slot.stall.whole = true;
+                    }
+                }
+            }
+            let chan = slot.chan.as_mut().expect("can_take checks the channel");
+            let payload = proto::conn_payload(lid, slot.handed_off as u32);
+            match chan.try_send_single(Kind::Conn, &payload, &[fd.as_fd()]) {
+                Ok(true) => {
+                    slot.inflight += 1;
+                    slot.handed_off += 1;
+                    if !slot.stall.watched {
+                        slot.stall.watched = true;
+                        watch = true;
+                    }
+                    true
+                }
+                Ok(false) => {
+                    blocked.push(wid);
+                    false
+                }
+                Err(e) => {
+                    broken.push((wid, e));
+                    false
+                }
+            }
+        });
+        for wid in blocked {
+            self.arm_writable(wid);
+        }
+        if watch && self.next_stall_check.is_none() {
+            if let Some(t) = self.opts.stall_timeout {
+                self.next_stall_check = Some(Instant::now() + stall_tick(t));
+            }
+        }
+        for (wid, e) in broken {
+            let error = Error::os("sendmsg", format!("hand a connection to worker {wid}"), &e);
+            self.events.push_back(Event::Error {
+                worker: Some(wid),
+                error,
+            });
+            self.close_channel(wid, false);
+        }
+        match taken {
+            // The primary's copy closes here, right after the send.
+            Some(_) => Ok(()),
+            None => Err(fd),
+        }
+    }
+
+    pub(super) fn any_capacity(&self, lid: u32) -> bool {
+        let l = &self.listeners[lid as usize - 1];
+        let now = Instant::now();
+        l.rotation.members().iter().any(|&w| {
+            !l.refused_by(w, now)
+                && self
+                    .workers
+                    .get(&w)
+                    .is_some_and(|s| s.can_take(self.opts.window))
+        })
+    }
+
+    /// A worker handed a connection back ([`Worker::refuse`](crate::Worker::refuse)): it goes behind the listener's
+    /// waiting connections (as node:cluster's `distribute` appends it) and on to the next
+    /// worker with room, and the refusing worker is skipped for a while. A listener that
+    /// closed meanwhile has nobody to give it to: the fd closes (the client sees a reset).
+    pub(super) fn on_refused(&mut self, id: WorkerId, lid: u32, fd: OwnedFd) {
+        if let Some(s) = self.workers.get_mut(&id) {
+            s.refused += 1;
+        }
+        if self.opts.policy == Policy::Shared {
+            // Workers accept by themselves: nobody is dealt connections (as net drops it).
+            return;
+        }
+        let now = Instant::now();
+        let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) else {
+            return;
+        };
+        if l.rotation.contains(id) {
+            let r = l.refusals.entry(id).or_insert(Refusal {
+                until: now,
+                backoff: Duration::ZERO,
+                armed: false,
+            });
+            // Connections sent before the last refusal come back with the same delay; one
+            // refused again after the delay passed doubles it; a refusal long after the last
+            // one starts small again.
+            if r.backoff.is_zero() || now >= r.until + REFUSAL_RETRY_MAX {
+                r.backoff = REFUSAL_RETRY_MIN;
+                r.until = now + r.backoff;
+            } else if now >= r.until {
+                r.backoff = (r.backoff * 2).min(REFUSAL_RETRY_MAX);
+                r.until = now + r.backoff;
+            }
+            r.armed = true;
+        }
+        l.pending.push_back(fd);
+        self.pump(lid);
+    }
+
+    pub(super) fn next_refusal_retry(&self) -> Option<Instant> {
+        self.listeners
+            .iter()
+            .filter_map(ListenerSlot::next_refusal_retry)
+            .min()
+    }
+
+    /// Pumps the listeners whose refusing workers may take connections again.
+    pub(super) fn retry_refused(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for l in &mut self.listeners {
+            let mut fired = false;
+            for r in l.refusals.values_mut() {
+                if r.armed && r.until <= now {
+                    r.armed = false;
+                    fired = true;
+                }
+            }
+            if fired {
+                due.push(l.id);
+            }
+        }
+        for lid in due {
+            self.pump(lid);
+        }
+    }
+
+    /// Hands out pending connections, then accepts while some worker has room.
+    pub(super) fn pump(&mut self, lid: u32) {
+        if lid == 0
+            || lid as usize > self.listeners.len()
+            || !self.listeners[lid as usize - 1].round_robin(self.opts.policy)
+        {
+            return;
+        }
+        let i = lid as usize - 1;
+        let mut budget = ACCEPT_BATCH;
+        // Connections known to be queued (TCP: asked once per pump, see
+        // `sys::accept_queue_len`); a Unix listener drains to EAGAIN.
+        let mut queued: Option<u32> = None;
+        loop {
+            if let Some(fd) = self.listeners[i].pending.pop_front() {
+                if let Err(fd) = self.offer(lid, fd) {
+                    self.listeners[i].pending.push_front(fd);
+                    return;
+                }
+                continue;
+            }
+            let l = &self.listeners[i];
+            if l.fd.is_none() || !l.ready || l.retry_at.is_some() || self.shutdown.is_some() {
+                return;
+            }
+            if budget == 0 {
+                self.hot_listeners.push(lid);
+                return;
+            }
+            if !self.any_capacity(lid) {
+                // Backpressure: leave connections in the kernel backlog.
+                return;
+            }
+            let Some(lfd) = self.listeners[i].fd.as_ref() else {
+                return;
+            };
+            let left = *queued
+                .get_or_insert_with(|| sys::accept_queue_len(lfd.as_fd()).unwrap_or(u32::MAX));
+            if left == 0 {
+                // Drained: what was queued when we asked is taken, and every connection that
+                // arrived since then raised a new edge (the poller reports it next), so there
+                // is no need to ask again.
+                self.listeners[i].ready = false;
+                return;
+            }
+            budget -= 1;
+            queued = Some(left - 1);
+            let accepted = sys::accept_cloexec(lfd.as_fd());
+            match accepted {
+                Ok(Some(fd)) => {
+                    let l = &mut self.listeners[lid as usize - 1];
+                    l.accepted += 1;
+                    l.accept_failing = false;
+                    if let Err(fd) = self.offer(lid, fd) {
+                        self.listeners[lid as usize - 1].pending.push_back(fd);
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    self.listeners[lid as usize - 1].ready = false;
+                    return;
+                }
+                Err(e) => {
+                    let l = &mut self.listeners[lid as usize - 1];
+                    l.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    // Reported once per episode (not every retry); clients wait in the backlog.
+                    if !l.accept_failing {
+                        l.accept_failing = true;
+                        let error = Error::os("accept", format!("accept on {}", l.addr), &e);
+                        self.events.push_back(Event::Error {
+                            worker: None,
+                            error,
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The stall check (round-robin; see [`PrimaryOptions::stall_timeout`](super::PrimaryOptions::stall_timeout)). It peeks at the
+    /// head of each watched worker's queue (its end of the channel, which the primary keeps):
+    /// empty means it read everything (a stalled one is back); a head that changed means it
+    /// reads; the same head for the whole timeout means it stopped reading: stalled. A busy
+    /// worker that takes one connection at a time is never stalled. Runs only while some
+    /// worker is watched or stalled.
+    pub(super) fn check_stalls(&mut self, now: Instant) {
+        self.next_stall_check = None;
+        let Some(timeout) = self.opts.stall_timeout else {
+            return;
+        };
+        let mut stalled = Vec::new();
+        let mut back = Vec::new();
+        let mut watching = false;
+        for (&id, slot) in &mut self.workers {
+            let w = &mut slot.stall;
+            let Some(peer) = slot.peer.as_ref().filter(|_| w.watched || w.stalled) else {
+                continue;
+            };
+            let mut head = [0u8; HEAD_PEEK];
+            // An error (not expected on a live socketpair) counts as "read": never a reason
+            // to take connections away.
+            let Ok(Some(_)) = sys::peek_datagram(peer.as_fd(), &mut head) else {
+                w.watched = false;
+                w.whole = true;
+                w.head = None;
+                if std::mem::take(&mut w.stalled) {
+                    back.push(id);
+                }
+                continue;
+            };
+            watching = true;
+            if w.head != Some(head) {
+                w.head = Some(head);
+                w.since = Some(now);
+                if std::mem::take(&mut w.stalled) {
+                    back.push(id);
+                }
+                continue;
+            }
+            let silent = w
+                .since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if !w.stalled && silent >= timeout {
+                stalled.push(id);
+            }
+        }
+        for id in stalled {
+            self.stall(id);
+        }
+        for id in back {
+            self.pump_worker_listeners(id);
+        }
+        if watching {
+            self.next_stall_check = Some(now + stall_tick(timeout));
+        }
+    }
+
+    /// Takes a stalled worker out of the dealing, reads back what is still unread in its
+    /// channel (when no message there spans datagrams, see `StallWatch::whole`), deals the
+    /// connections to the others and writes the other messages back in their order, ahead of
+    /// anything queued after them; then pings it: it rejoins once it reads again.
+    ///
+    /// The worker has not read for the whole timeout; should it wake up in the very moment of
+    /// the read-back, each datagram still goes to exactly one reader (no connection is lost or
+    /// doubled), but a message it reads then may overtake one written back.
+    pub(super) fn stall(&mut self, id: WorkerId) {
+        let Some(slot) = self.workers.get_mut(&id) else {
+            return;
+        };
+        slot.stall.stalled = true;
+        let mut taken: Vec<(u32, OwnedFd)> = Vec::new();
+        let mut others: Vec<Message> = Vec::new();
+        if slot.stall.whole {
+            if let Some(peer) = slot
+                .peer
+                .as_ref()
+                .and_then(|p| sys::dup_cloexec(p.as_fd()).ok())
+            {
+                let mut chan = Channel::new(peer);
+                // Bounded: the queue holds at most what the socket buffer held.
+                for _ in 0..65_536 {
+                    let m = match chan.recv(true) {
+                        Ok(Recv::Message(m)) => m,
+                        // Out of fds: that one is lost, as it would have been for the worker.
+                        Ok(Recv::FdsLost(_)) => continue,
+                        _ => break,
+                    };
+                    match (m.kind, proto::decode_conn(&m.data)) {
+                        (Kind::Conn, Ok(lid)) if m.fds.len() == 1 => {
+                            taken.push((lid, m.fds.into_iter().next().expect("one fd")))
+                        }
+                        _ => others.push(m),
+                    }
+                }
+            }
+        }
+        slot.inflight = slot.inflight.saturating_sub(taken.len() as u32);
+        if let Some(chan) = slot.chan.as_mut() {
+            for m in others {
+                // Room is there: the read-back just emptied the queue. Should it not be, the
+                // message goes behind the queue rather than nowhere.
+                if let Err(m) = chan.resend_now(m) {
+                    let _ = chan.queue(m.kind, m.data, m.fds);
+                }
+            }
+        }
+        let mut lids: Vec<u32> = Vec::new();
+        // In arrival order, ahead of connections not dealt yet (they came earlier).
+        for (lid, fd) in taken.into_iter().rev() {
+            if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
+                l.pending.push_front(fd);
+                lids.push(lid);
+            }
+        }
+        self.queue_to(id, Kind::Ping, Vec::new(), Vec::new());
+        // The head of its queue is now what we left there (the ping at the latest): it is
+        // back when that moves, not because we moved it.
+        if let Some(slot) = self.workers.get_mut(&id) {
+            let mut head = [0u8; HEAD_PEEK];
+            slot.stall.head = slot
+                .peer
+                .as_ref()
+                .and_then(|p| sys::peek_datagram(p.as_fd(), &mut head).ok().flatten())
+                .map(|_| head);
+        }
+        lids.sort_unstable();
+        lids.dedup();
+        for lid in lids {
+            self.pump(lid);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Options of a primary: [`PrimaryOptions`], its defaults and limits, and the range checks
+//! (`validate`, [`check_send_queue_limit`]) every front goes through, so a bad value is
+//! refused with an error naming the option before anything starts.
+
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::sys::SpawnSpec;
+use std::time::Duration;
+
+/// Default window of connections handed to a worker and not yet acknowledged.
+pub const DEFAULT_WINDOW: u32 = 32;
+
+/// Default deadline of a graceful shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default of [`PrimaryOptions::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Default of `PrimaryOptions::send_queue_limit`: 16 MiB per worker.
+pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 16 << 20;
+
+/// Smallest `send_queue_limit`: one datagram (64 KiB).
+pub const SEND_QUEUE_LIMIT_MIN: usize = crate::ipc::frame::MAX_DATAGRAM;
+
+/// Largest `send_queue_limit`: 1 GiB.
+pub const SEND_QUEUE_LIMIT_MAX: usize = 1 << 30;
+
+/// What a queued message costs against `send_queue_limit` besides its bytes (its queue entry
+/// and allocation), so that many tiny or empty messages are bounded too.
+pub const QUEUED_MESSAGE_COST: usize = 128;
+
+/// Default of [`PrimaryOptions::max_listeners_per_worker`].
+pub const DEFAULT_MAX_LISTENERS_PER_WORKER: u32 = 64;
+
+/// Default of [`PrimaryOptions::orphan_listener_grace`]: twice the supervisor's longest
+/// restart delay by default (30 s), so a replacement started by the supervisor joins before
+/// the listener closes even after a few restarts at that delay.
+pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
+
+/// Longest [`PrimaryOptions::orphan_listener_grace`] accepted.
+pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
+
+/// Options of a primary. Fixed once the primary is created.
+#[derive(Debug, Clone)]
+pub struct PrimaryOptions {
+    /// Scheduling policy. `CORRAL_SCHED_POLICY` in the environment overrides it.
+    pub policy: Policy,
+    /// Connections a worker may have in flight (sent, not yet acknowledged). At least 1.
+    pub window: u32,
+    /// The program workers run in exec mode; `None` allows fork mode only.
+    pub exec: Option<SpawnSpec>,
+    /// Handle SIGINT and SIGTERM: the first starts a graceful shutdown, a second one SIGKILLs
+    /// what is left. This installs process-wide signal handlers (restored on drop).
+    pub shutdown_signals: bool,
+    /// Handle SIGHUP: reported as `Event::Signal`, which a supervisor turns into a rolling
+    /// reload. Installs a process-wide handler (restored on drop).
+    pub reload_signal: bool,
+    /// Deadline of a shutdown started by a signal.
+    pub shutdown_timeout: Duration,
+    /// Give every exec'd worker a second channel for its application messages to the primary
+    /// (`ENV_MESSAGE_FD`), which the front reads itself ([`Primary::take_message_channel`](super::Primary::take_message_channel))
+    /// instead of the engine's loop. The Node front reads it on the JS thread: one thread
+    /// wake-up per message instead of two. Control traffic stays on the worker channel.
+    pub message_channels: bool,
+    /// Round-robin: a worker that has connections waiting unread in its channel and neither
+    /// reads nor acknowledges any for this long is *stalled* (stopped, or its loop blocked):
+    /// it is dealt no more connections, the ones still unread in its channel are taken back
+    /// and dealt to the others, and it rejoins the rotation once it reads again. `None`
+    /// turns the check off. Range: 10 ms to 7 days. See `guide` (stalled workers).
+    pub stall_timeout: Option<Duration>,
+    /// Listeners one worker may be a member of at once, counting its listens that wait for a
+    /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
+    /// listener costs the primary an fd: past this a listen gets an error (EINVAL, naming this
+    /// option) and the primary carries on, so one worker cannot use up the primary's fds.
+    pub max_listeners_per_worker: u32,
+    /// How long a listener stays open with no worker after its last one crashed (or never
+    /// joined): clients wait in its backlog for a replacement meanwhile. A worker joining in
+    /// time keeps it; otherwise it closes. At most [`MAX_ORPHAN_LISTENER_GRACE`], default
+    /// [`DEFAULT_ORPHAN_LISTENER_GRACE`]. When binding a new listener fails with EMFILE or
+    /// ENFILE, such listeners close at once and the bind is tried again.
+    pub orphan_listener_grace: Duration,
+    /// Bytes of application messages ([`Primary::send`](super::Primary::send)) that may wait in one worker's queue
+    /// while its socket is full (a worker that does not read), each message counting its length
+    /// plus [`QUEUED_MESSAGE_COST`] (128) bytes. A send that would go past it is
+    /// refused with `ErrorKind::WouldBlock`: nothing is queued (its fds are closed), nothing
+    /// else changes, and `Event::Drain` follows once the queue is down to half the limit. A
+    /// message is always taken when the queue is empty, so one message of up to 64 MiB can
+    /// always go. Range [`SEND_QUEUE_LIMIT_MIN`] to [`SEND_QUEUE_LIMIT_MAX`] (checked by
+    /// [`check_send_queue_limit`]); default [`DEFAULT_SEND_QUEUE_LIMIT`] (16 MiB). `None`: no
+    /// limit, as node:cluster (the Node front).
+    pub send_queue_limit: Option<usize>,
+}
+
+impl PrimaryOptions {
+    /// Checks every value against its documented range ([`crate::limits`]): `window`
+    /// 1..=65536, `shutdown_timeout` 0..=7 days, `stall_timeout` 10 ms..=7 days,
+    /// `max_listeners_per_worker` 1..=65536, `orphan_listener_grace` 0..=1 day.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{check_count, check_duration, MAX_WINDOW};
+        check_count("window", self.window as u64, 1, MAX_WINDOW as u64)?;
+        check_duration("shutdown_timeout", self.shutdown_timeout, false)?;
+        if let Some(t) = self.stall_timeout {
+            check_duration("stall_timeout", t, true)?;
+            if t < Duration::from_millis(10) {
+                return Err(Error::invalid(format!(
+                    "stall_timeout: must be between 10 ms and 7 days (got {} ms)",
+                    t.as_millis()
+                )));
+            }
+        }
+        check_count(
+            "max_listeners_per_worker",
+            self.max_listeners_per_worker as u64,
+            1,
+            65_536,
+        )?;
+        if self.orphan_listener_grace > MAX_ORPHAN_LISTENER_GRACE {
+            return Err(Error::invalid(format!(
+                "orphan_listener_grace: must be at most {} ms (1 day) (got {} ms)",
+                MAX_ORPHAN_LISTENER_GRACE.as_millis(),
+                self.orphan_listener_grace.as_millis()
+            )));
+        }
+        if let Some(limit) = self.send_queue_limit {
+            check_send_queue_limit(limit)?;
+        }
+        Ok(())
+    }
+}
+
+/// The one place `PrimaryOptions::send_queue_limit` is range-checked.
+pub fn check_send_queue_limit(bytes: usize) -> Result<()> {
+    if !(SEND_QUEUE_LIMIT_MIN..=SEND_QUEUE_LIMIT_MAX).contains(&bytes) {
+        return Err(Error::invalid(format!(
+            "send queue limit of {bytes} bytes is out of range: {SEND_QUEUE_LIMIT_MIN} (64 KiB) \
+             to {SEND_QUEUE_LIMIT_MAX} (1 GiB)"
+        )));
+    }
+    Ok(())
+}
+
+impl Default for PrimaryOptions {
+    fn default() -> Self {
+        PrimaryOptions {
+            policy: Policy::RoundRobin,
+            window: DEFAULT_WINDOW,
+            exec: None,
+            shutdown_signals: false,
+            reload_signal: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            message_channels: false,
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+            max_listeners_per_worker: DEFAULT_MAX_LISTENERS_PER_WORKER,
+            orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
+            send_queue_limit: Some(DEFAULT_SEND_QUEUE_LIMIT),
+        }
+    }
+}
