@@ -44,12 +44,17 @@ function invalidArgType(name, expected, value) {
     `The "${name}" argument must be ${expected}. Received type ${typeof value} (${util.inspect(value)})`);
 }
 
-// Errors from native calls carry "[CODE] message"; an errno name as the code gets `errno`.
+// An error the addon threw: napi made it with Node's `code` already (napi_create_error, see
+// bindings/node/src/error.rs). What napi cannot attach is added here: `errno` when the code is an
+// errno name, as on Node's system errors, and the stack header of Node's own coded errors.
 function nativeError(e) {
-  const m = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/.exec(e && e.message);
-  if (!m) return e;
-  const errno = os.constants.errno[m[1]];
-  return errno === undefined ? codedError(Error, m[1], m[2]) : codedError(Error, m[1], m[2], { errno: -errno });
+  if (!(e instanceof Error) || typeof e.code !== 'string') return e;
+  const errno = os.constants.errno[e.code];
+  if (errno !== undefined && e.errno === undefined) e.errno = -errno;
+  if (typeof e.stack === 'string' && e.stack.startsWith(`${e.name}: `)) {
+    e.stack = `${e.name} [${e.code}]: ${e.stack.slice(e.name.length + 2)}`;
+  }
+  return e;
 }
 
 module.exports = { codedError, systemError, channelClosed, ipcDisconnected, invalidArgType, nativeError };

@@ -9,18 +9,34 @@
 //! Payloads own their fds until they are turned into JS values, so a call napi rejects
 //! (environment closing) closes them.
 //!
+//! Errors reach JS as napi errors with Node's `code` (error.rs): `napi_create_error` sets it,
+//! the message is the engine's own.
+//!
 //! Panics never cross into Node (an abort would take the user's process down without a word):
 //! every exported function is `#[napi(catch_unwind)]` (a panic becomes a JS exception), the
-//! engine thread catches them and ends the cluster with an `'error'` (primary.rs `fail`), and
-//! the libuv callbacks (uvpoll.rs) turn them into an uncaught JS exception.
+//! engine thread catches them and ends the cluster with an `'error'` (primary.rs `fail`), a
+//! worker's receive thread sends them as an error event (worker.rs), and the libuv callbacks
+//! (uvpoll.rs) turn them into an uncaught JS exception. tests/boundary.rs fails on an export or
+//! a C callback without its guard; test/boundary.test.js panics on purpose (fault.rs) and sees
+//! the JS errors.
 //!
-//! `unsafe` lives where the addon talks to napi or libuv directly: the event batch conversion
-//! (events.rs: external ArrayBuffers), the dlsym'd libuv poll handle (uvpoll.rs), borrowing fds
-//! JS passes in (`dup_handles`), and `poll(2)` on the engine's fd (primary.rs). Each block has
-//! a `// SAFETY:` line.
+//! `unsafe` lives where the addon talks to napi, libuv or the OS directly, and nowhere else:
+//! - events.rs: the event batch written into a napi ArrayBuffer by hand, and external
+//!   ArrayBuffers over received payloads (one napi object per batch instead of one per event:
+//!   measured, see `to_js`);
+//! - uvpoll.rs: libuv, looked up with `dlsym` in the host process (not linked, so the addon
+//!   loads in any Node), a `uv_poll_t` on the JS thread's loop, and the raw napi calls that
+//!   run JS from its callback (`napi_make_callback`, `napi_fatal_exception`);
+//! - lib.rs `dup_handles`: borrowing the fds JS passes in, to duplicate them;
+//! - primary.rs and worker.rs: `poll(2)` on the engine's fd, `kill(2)` of the workers of a
+//!   failed engine, `shutdown(2)` to wake a receive thread.
+//!
+//! Each block has a `// SAFETY:` line.
 #![deny(clippy::all)]
 
+mod error;
 mod events;
+mod fault;
 mod messages;
 mod primary;
 mod supervise;
@@ -28,6 +44,10 @@ mod uvpoll;
 mod worker;
 
 use napi_derive::napi;
+
+pub(crate) use error::{to_napi, Failure, Result};
+/// Reachable from the crate root (a `#[napi]` export, registered wherever it is defined).
+pub use fault::panic_for_test;
 
 /// Version of the engine.
 /// The event batch layout for lib/native.js: the kinds by name, the ints per event (`META`)
@@ -79,24 +99,6 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-pub(crate) fn to_napi(e: corral_core::Error) -> napi::Error {
-    let code = match e.kind() {
-        corral_core::ErrorKind::Os | corral_core::ErrorKind::Disconnected => {
-            e.code().unwrap_or("ERR_CORRAL_OS").to_string()
-        }
-        corral_core::ErrorKind::InvalidArgument => "ERR_CORRAL_INVALID_ARGUMENT".into(),
-        corral_core::ErrorKind::Protocol => "ERR_CORRAL_PROTOCOL".into(),
-        corral_core::ErrorKind::TooLarge => "ERR_CORRAL_MESSAGE_TOO_LARGE".into(),
-        corral_core::ErrorKind::WrongState => "ERR_CORRAL_WRONG_STATE".into(),
-        corral_core::ErrorKind::NotWorker => "ERR_CORRAL_NOT_A_WORKER".into(),
-        corral_core::ErrorKind::NoSuchWorker => "ERR_CORRAL_NO_SUCH_WORKER".into(),
-        // Not reached: the Node front's primary queues without a limit, as node:cluster does.
-        corral_core::ErrorKind::WouldBlock => "ERR_CORRAL_WOULD_BLOCK".into(),
-    };
-    // index.js reads the code from the "[CODE] message" prefix.
-    napi::Error::from_reason(format!("[{code}] {}", e.message()))
-}
-
 /// What a native `send` returns to index.js (`SendCallbacks.settle`): 0 when the message was
 /// written at once; otherwise its sequence number `n` on the channel (out once `written()`
 /// reaches `n`), negated when the queue is over the high-water mark (`send` returns false).
@@ -109,13 +111,13 @@ pub(crate) fn sent_to_js(s: corral_core::Sent) -> f64 {
 }
 
 /// Duplicates the fds of handles JS sends with a message (JS keeps or closes its own copies).
-pub(crate) fn dup_handles(fds: &[i32]) -> napi::Result<Vec<std::os::fd::OwnedFd>> {
+pub(crate) fn dup_handles(fds: &[i32]) -> Result<Vec<std::os::fd::OwnedFd>> {
     fds.iter()
         .map(|&fd| {
             // SAFETY: JS passes fds it owns and keeps open during this call; we only dup them.
             let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             corral_core::sys::dup_cloexec(b)
-                .map_err(|e| napi::Error::from_reason(format!("[EBADF] dup fd {fd}: {e}")))
+                .map_err(|e| Failure::new("EBADF", format!("dup fd {fd}: {e}")))
         })
         .collect()
 }

@@ -15,6 +15,7 @@
 
 use crate::events::{kind, Batch, Event};
 use crate::uvpoll::{Poller, Pull};
+use crate::Result;
 use corral_core::ipc::{Channel, Kind, Recv};
 use napi::bindgen_prelude::*;
 use std::cell::RefCell;

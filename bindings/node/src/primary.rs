@@ -2,7 +2,7 @@
 
 use crate::events::{kind, Batch, Event, Events, Queue};
 use crate::messages::Readers;
-use crate::to_napi;
+use crate::{to_napi, Failure, Result};
 use corral_core::{
     Cluster, ClusterEvent, Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec,
     StdioSpec,
@@ -61,7 +61,7 @@ impl Shared {
     /// The lock, for calls that need a running engine: after a failure they get its reason.
     fn live(&self) -> Result<MutexGuard<'_, State>> {
         if let Some(why) = &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Err(Error::from_reason(format!("[ERR_CORRAL_ENGINE] {why}")));
+            return Err(Failure::new("ERR_CORRAL_ENGINE", why.clone()));
         }
         Ok(self.lock())
     }
@@ -96,9 +96,10 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
                     "close" => StdioSpec::Closed,
                     "channel" => StdioSpec::Channel,
                     other => {
-                        return Err(Error::from_reason(format!(
-                            "[ERR_CORRAL_INVALID_ARGUMENT] stdio[{i}]: unknown setup {other:?}"
-                        )))
+                        return Err(Failure::new(
+                            "ERR_CORRAL_INVALID_ARGUMENT",
+                            format!("stdio[{i}]: unknown setup {other:?}"),
+                        ))
                     }
                 },
                 Either::B(fd) => StdioSpec::Fd(*fd),
@@ -439,9 +440,7 @@ impl NativePrimary {
         let handle = std::thread::Builder::new()
             .name("corral-primary".into())
             .spawn(move || poll_loop(s2, tsfn))
-            .map_err(|e| {
-                Error::from_reason(format!("[ERR_CORRAL_OS] start the primary thread: {e}"))
-            })?;
+            .map_err(|e| Failure::new("ERR_CORRAL_OS", format!("start the primary thread: {e}")))?;
         *thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(NativePrimary {
             shared,
@@ -461,8 +460,9 @@ impl NativePrimary {
         let opts = options.into_core()?;
         let mut st = self.shared.live()?;
         if st.cluster.supervisor().is_some() {
-            return Err(Error::from_reason(
-                "[ERR_CORRAL_WRONG_STATE] supervise() was already called",
+            return Err(Failure::new(
+                "ERR_CORRAL_WRONG_STATE",
+                "supervise() was already called",
             ));
         }
         let spec = spawn_spec(&spawn)?;
@@ -482,8 +482,9 @@ impl NativePrimary {
     pub fn supervisor_call(&self, what: String, n: Option<u32>) -> Result<()> {
         let mut st = self.shared.live()?;
         if st.cluster.supervisor().is_none() {
-            return Err(Error::from_reason(
-                "[ERR_CORRAL_WRONG_STATE] call supervise() first",
+            return Err(Failure::new(
+                "ERR_CORRAL_WRONG_STATE",
+                "call supervise() first",
             ));
         }
         let n = n.unwrap_or(0) as usize;
@@ -492,9 +493,10 @@ impl NativePrimary {
             "shutdown" => st.cluster.with_supervisor(|s, p| s.shutdown(p)),
             "scale" => st.cluster.with_supervisor(|s, p| s.scale(p, n)),
             other => {
-                return Err(Error::from_reason(format!(
-                    "[ERR_CORRAL_INVALID_ARGUMENT] unknown call {other}"
-                )))
+                return Err(Failure::new(
+                    "ERR_CORRAL_INVALID_ARGUMENT",
+                    format!("unknown call {other}"),
+                ))
             }
         }
         .map_err(to_napi)?;
@@ -510,7 +512,7 @@ impl NativePrimary {
         let s = st
             .cluster
             .supervisor()
-            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+            .ok_or_else(|| Failure::new("ERR_CORRAL_WRONG_STATE", "call supervise() first"))?;
         Ok(crate::supervise::JsMetrics::new(
             &s.metrics(st.cluster.primary()),
             s.metrics_addr(),
@@ -524,7 +526,7 @@ impl NativePrimary {
         let s = st
             .cluster
             .supervisor()
-            .ok_or_else(|| Error::from_reason("[ERR_CORRAL_WRONG_STATE] call supervise() first"))?;
+            .ok_or_else(|| Failure::new("ERR_CORRAL_WRONG_STATE", "call supervise() first"))?;
         Ok(s.metrics(st.cluster.primary()).to_prometheus())
     }
 

@@ -2,12 +2,12 @@
 //! user's nested options (names, types, ranges) and passes them flat, in milliseconds.
 
 use crate::events::{kind, Event};
+use crate::{Failure, Result};
 use corral_core::supervisor::metrics::Metrics;
 use corral_core::supervisor::{
     Cause, HeartbeatOptions, RecycleOptions, ReloadOptions, RestartOptions,
 };
 use corral_core::{ExitStatus, SupervisorEvent, SupervisorOptions};
-use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,8 +38,8 @@ pub struct JsSupervisorOptions {
     pub metrics_port: Option<u32>,
 }
 
-fn invalid(e: corral_core::Error) -> Error {
-    Error::from_reason(format!("[ERR_CORRAL_INVALID_OPTION] {}", e.message()))
+fn invalid(e: corral_core::Error) -> Failure {
+    Failure::new("ERR_CORRAL_INVALID_OPTION", e.message())
 }
 
 impl JsSupervisorOptions {
@@ -55,9 +55,10 @@ impl JsSupervisorOptions {
             (host, Some(port)) => {
                 let host = host.unwrap_or_else(|| "127.0.0.1".into());
                 let ip: std::net::IpAddr = host.parse().map_err(|_| {
-                    Error::from_reason(format!(
-                        "[ERR_CORRAL_INVALID_OPTION] metrics.host: {host:?} is not an IP address"
-                    ))
+                    Failure::new(
+                        "ERR_CORRAL_INVALID_OPTION",
+                        format!("metrics.host: {host:?} is not an IP address"),
+                    )
                 })?;
                 Some(std::net::SocketAddr::new(ip, port as u16))
             }

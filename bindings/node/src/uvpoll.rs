@@ -15,6 +15,7 @@
 //! gets `None` and the caller uses the thread.
 
 use crate::events::{self, Event};
+use crate::{Failure, Result};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use std::cell::{Cell, RefCell};
@@ -112,7 +113,7 @@ impl Poller {
         pull: Pull,
     ) -> Result<Rc<Poller>> {
         let uv = uv().ok_or_else(|| {
-            Error::from_reason("[ERR_CORRAL_OS] libuv is not available in this process")
+            Failure::new("ERR_CORRAL_OS", "libuv is not available in this process")
         })?;
         let raw_env = env.raw();
         let lp = env.get_uv_event_loop()?;
@@ -144,7 +145,7 @@ impl Poller {
             });
             if let Err(e) = made {
                 sys::napi_delete_reference(raw_env, callback_ref);
-                return Err(e);
+                return Err(e.into());
             }
         }
         // SAFETY: uv_handle_size is a pure query.
@@ -163,9 +164,10 @@ impl Poller {
                 sys::napi_delete_reference(raw_env, callback_ref);
                 sys::napi_async_destroy(raw_env, context);
             }
-            return Err(Error::from_reason(format!(
-                "[ERR_CORRAL_OS] uv_poll_init on the channel failed ({rc})"
-            )));
+            return Err(Failure::new(
+                "ERR_CORRAL_OS",
+                format!("uv_poll_init on the channel failed ({rc})"),
+            ));
         }
         let poller = Rc::new(Poller {
             env: raw_env,
@@ -187,9 +189,10 @@ impl Poller {
             let rc = (uv.poll_start)(handle, UV_READABLE, on_readable);
             if rc != 0 {
                 poller.stop(false);
-                return Err(Error::from_reason(format!(
-                    "[ERR_CORRAL_OS] uv_poll_start on the channel failed ({rc})"
-                )));
+                return Err(Failure::new(
+                    "ERR_CORRAL_OS",
+                    format!("uv_poll_start on the channel failed ({rc})"),
+                ));
             }
         }
         Ok(poller)
@@ -348,12 +351,17 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c
 }
 
 unsafe extern "C" fn on_close(handle: *mut c_void) {
-    // SAFETY: libuv is done with the handle; take back the reference and the memory it owned.
+    // SAFETY: libuv is done with the handle; take back the reference it owned.
+    let poller = unsafe { Rc::from_raw(*handle.cast::<*const Poller>()) };
+    let words = poller.words;
+    // The last reference drops the owner's state with it (a channel, a receiver): a panic in
+    // a Drop must not unwind into libuv either. Nothing is left to report it to.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(poller)));
+    // SAFETY: the handle's memory, made in `start`; libuv no longer uses it.
     unsafe {
-        let poller = Rc::from_raw(*handle.cast::<*const Poller>());
         drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
             handle.cast::<u64>(),
-            poller.words,
-        )));
-    }
+            words,
+        )))
+    };
 }

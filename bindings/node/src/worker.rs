@@ -4,8 +4,8 @@
 //! order).
 
 use crate::events::{kind, Batch, Event, Queue};
-use crate::to_napi;
 use crate::uvpoll::Poller;
+use crate::{to_napi, Failure, Result};
 use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
 use corral_core::ipc::{Channel, Kind, Message, Recv};
 use corral_core::listener::{BindOptions, SocketKind};
@@ -396,7 +396,7 @@ impl NativeWorker {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
-                .map_err(|e| Error::from_reason(format!("[ERR_CORRAL_OS] start {name}: {e}")))
+                .map_err(|e| Failure::new("ERR_CORRAL_OS", format!("start {name}: {e}")))
         };
         let s2 = sender.clone();
         let mut threads = vec![spawn("corral-send", Box::new(move || writer_loop(s2)))?];
