@@ -23,8 +23,9 @@ const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 
 // A batch from the native side (bindings/node/src/events.rs, to_js): one ArrayBuffer with
 // [event count, fd count, flags, META ints per event, fds] then the payload bytes; or an array
-// [that buffer, (the payload bytes as their own buffer when flags & 1,) ...strings], string
-// indexes being positions in it.
+// [that buffer, (the payload bytes as their own buffer when flags & 1,) ...values], the
+// indexes of `message` (a string, or a SUPERVISOR event's object) and `syscall`/`address`
+// being positions in it.
 function decodeBatch(b) {
   const arr = Array.isArray(b) ? b : null;
   const ab = arr ? b[0] : b;
@@ -33,7 +34,7 @@ function decodeBatch(b) {
   const ints = new Int32Array(ab, 0, HEAD + n * META + head[1]);
   const fdBase = HEAD + n * META;
   const blob = head[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, ints.byteLength);
-  const strings = arr;
+  const values = arr;
   const out = new Array(n);
   for (let e = 0; e < n; e++) {
     const i = HEAD + e * META;
@@ -56,9 +57,9 @@ function decodeBatch(b) {
       flag: ints[i + 10] !== 0,
       data: len >= 0 ? blob.subarray(ints[i + 11], ints[i + 11] + len) : undefined,
       fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : [],
-      message: msg >= 0 ? strings[msg] : undefined,
-      syscall: extra >= 0 ? strings[extra] : undefined,
-      address: extra >= 0 ? strings[extra] : undefined,
+      message: msg >= 0 ? values[msg] : undefined,
+      syscall: extra >= 0 ? values[extra] : undefined,
+      address: extra >= 0 ? values[extra] : undefined,
     };
   }
   return out;

@@ -587,7 +587,8 @@ function onEvents(events) {
         break;
       }
       case EV.SUPERVISOR:
-        if (supervisor) supervisor._event(JSON.parse(ev.message));
+        // The event as an object (bindings/node/src/supervise.rs, JsSupervisorEvent).
+        if (supervisor) supervisor._event(ev.message);
         break;
       case EV.SHUTDOWN_COMPLETE:
         if (supervisor) supervisor._shutdownComplete(ev.flag);

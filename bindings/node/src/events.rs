@@ -23,7 +23,7 @@ pub mod kind {
     pub const PRIMARY_GONE: u32 = 24;
     /// The writer thread wrote queued messages (see `NativeWorker::written`).
     pub const FLUSHED: u32 = 25;
-    // supervisor: details as JSON in `message`
+    // supervisor: the event as a JS object in the `message` slot (supervise.rs)
     pub const SUPERVISOR: u32 = 30;
 
     /// Every kind by name: what lib/native.js reads (`eventLayout()`), so the numbers are
@@ -84,6 +84,8 @@ pub struct Event {
     pub family: i32,
     pub listener: u32,
     pub flag: bool,
+    /// A SUPERVISOR event's content, converted by napi (`#[napi]` enum) into the message slot.
+    pub supervisor: Option<Box<crate::supervise::JsSupervisorEvent>>,
 }
 
 /// Fields per event record.
@@ -167,15 +169,15 @@ impl napi::bindgen_prelude::TypeName for Events {
 ///
 /// A batch is one JS-owned ArrayBuffer (copied into, no finalizer) laid out as ints
 /// `[events, fds, flags, META ints per event..., fd numbers...]` followed by every payload's
-/// bytes; when some events carry strings, or one big payload is passed without a copy
-/// (`EXTERNAL_BLOB`), the value is an array `[buffer, (payload buffer,) string...]` instead.
+/// bytes; when some events carry strings or objects, or one big payload is passed without a
+/// copy (`EXTERNAL_BLOB`), the value is an array `[buffer, (payload buffer,) value...]` instead.
 /// Creating one JS object and external typed arrays per batch through napi cost about as much
 /// as a small message itself (external buffers need a finalizer and a weak handle each).
 ///
 /// Record: kind, worker, pid, code (or i32::MIN), signal (0 = none), errno, id, port, family,
 /// listener, flag, data offset in the payload bytes, data length (-1 = no data), first fd
-/// index, fd count, message string index (-1 = none), syscall/address string index (-1 = none);
-/// string indexes are positions in the array.
+/// index, fd count, message index (-1 = none; a string, or a supervisor event's object),
+/// syscall/address string index (-1 = none); indexes are positions in the array.
 ///
 /// # Safety
 /// On the JS thread, with a valid env and an open handle scope.
@@ -231,14 +233,14 @@ pub unsafe fn to_js(
     head[1] = nfds as i32;
     head[2] = if external.is_null() { 0 } else { EXTERNAL_BLOB };
     // Array positions: the ints' buffer, then the payload buffer if external, then strings.
-    let first_string = if external.is_null() { 1 } else { 2 };
+    let first_value = if external.is_null() { 1 } else { 2 };
     let (meta, fd_slots) = head[HEAD..].split_at_mut(n * META);
-    let mut strings: Vec<String> = Vec::new();
-    let mut string = |s: Option<String>| -> i32 {
-        match s {
-            Some(s) => {
-                strings.push(s);
-                first_string + strings.len() as i32 - 1
+    let mut values: Vec<Value> = Vec::new();
+    let mut value = |v: Option<Value>| -> i32 {
+        match v {
+            Some(v) => {
+                values.push(v);
+                first_value + values.len() as i32 - 1
             }
             None => -1,
         }
@@ -268,8 +270,11 @@ pub unsafe fn to_js(
             fd_slots[fd_at] = fd.into_raw_fd();
             fd_at += 1;
         }
-        let message = string(e.message);
-        let extra = string(e.syscall.or(e.address));
+        let message = value(match e.supervisor {
+            Some(ev) => Some(Value::Supervisor(ev)),
+            None => e.message.map(Value::Str),
+        });
+        let extra = value(e.syscall.or(e.address).map(Value::Str));
         rec.copy_from_slice(&[
             e.kind as i32,
             e.worker as i32,
@@ -290,7 +295,7 @@ pub unsafe fn to_js(
             extra,
         ]);
     }
-    if strings.is_empty() && external.is_null() {
+    if values.is_empty() && external.is_null() {
         return Ok(ab);
     }
     let mut arr = std::ptr::null_mut();
@@ -298,30 +303,42 @@ pub unsafe fn to_js(
     unsafe {
         napi::check_status!(sys::napi_create_array_with_length(
             env,
-            strings.len() + first_string as usize,
+            values.len() + first_value as usize,
             &mut arr
         ))?;
         napi::check_status!(sys::napi_set_element(env, arr, 0, ab))?;
         if !external.is_null() {
             napi::check_status!(sys::napi_set_element(env, arr, 1, external))?;
         }
-        for (i, s) in strings.iter().enumerate() {
-            let mut v = std::ptr::null_mut();
-            napi::check_status!(sys::napi_create_string_utf8(
-                env,
-                s.as_ptr().cast(),
-                s.len() as isize,
-                &mut v
-            ))?;
+        for (i, v) in values.into_iter().enumerate() {
+            let v = match v {
+                Value::Str(s) => {
+                    let mut v = std::ptr::null_mut();
+                    napi::check_status!(sys::napi_create_string_utf8(
+                        env,
+                        s.as_ptr().cast(),
+                        s.len() as isize,
+                        &mut v
+                    ))?;
+                    v
+                }
+                Value::Supervisor(ev) => ToNapiValue::to_napi_value(env, *ev)?,
+            };
             napi::check_status!(sys::napi_set_element(
                 env,
                 arr,
-                i as u32 + first_string as u32,
+                i as u32 + first_value as u32,
                 v
             ))?;
         }
     }
     Ok(arr)
+}
+
+/// A value of a batch's array after the ints' (and the payload's) buffer.
+enum Value {
+    Str(String),
+    Supervisor(Box<crate::supervise::JsSupervisorEvent>),
 }
 
 /// An ArrayBuffer over `bytes` without copying them (freed by its finalizer); the bytes back

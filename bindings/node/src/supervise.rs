@@ -113,74 +113,158 @@ impl JsSupervisorOptions {
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
+/// A worker's exit status.
+#[napi(object, use_nullable = true)]
+pub struct JsExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl From<&ExitStatus> for JsExit {
+    fn from(s: &ExitStatus) -> JsExit {
+        JsExit {
+            code: s.code,
+            signal: s.signal,
         }
     }
-    o.push('"');
-    o
 }
 
-fn status_json(s: &ExitStatus) -> String {
-    let num = |v: Option<i32>| v.map_or("null".to_string(), |x| x.to_string());
-    format!("{{\"code\":{},\"signal\":{}}}", num(s.code), num(s.signal))
+/// Why a worker was restarted: `{type, exit}` (boot, crash), `{type: 'recycle', reason}`, or
+/// `{type}` (hang, reload, channel).
+#[napi(discriminant = "type", discriminant_case = "lowercase")]
+pub enum JsCause {
+    Boot { exit: JsExit },
+    Crash { exit: JsExit },
+    Hang,
+    Recycle { reason: String },
+    Reload,
+    Channel,
 }
 
-fn cause_json(c: &Cause) -> String {
-    match c {
-        Cause::Boot(s) | Cause::Crash(s) => format!(
-            "{{\"type\":{},\"exit\":{}}}",
-            json_str(c.label()),
-            status_json(s)
-        ),
-        Cause::Recycle(r) => format!("{{\"type\":\"recycle\",\"reason\":{}}}", json_str(r)),
-        other => format!("{{\"type\":{}}}", json_str(other.label())),
+impl From<Cause> for JsCause {
+    fn from(c: Cause) -> JsCause {
+        match c {
+            Cause::Boot(s) => JsCause::Boot { exit: (&s).into() },
+            Cause::Crash(s) => JsCause::Crash { exit: (&s).into() },
+            Cause::Hang => JsCause::Hang,
+            Cause::Recycle(reason) => JsCause::Recycle { reason },
+            Cause::Reload => JsCause::Reload,
+            Cause::Channel => JsCause::Channel,
+        }
     }
 }
 
-/// A supervisor event for JS: `message` holds `{type, ...}` as JSON.
+/// A supervisor event as lib/supervisor.js gets it: `type` names the event it emits (`scaled`
+/// is emitted as `'scale'`), the other fields are its argument. Times in milliseconds.
+#[napi(
+    discriminant = "type",
+    discriminant_case = "lowercase",
+    use_nullable = true
+)]
+pub enum JsSupervisorEvent {
+    Restart {
+        slot: u32,
+        worker: u32,
+        previous: Option<u32>,
+        cause: JsCause,
+        delay: f64,
+    },
+    CrashLoop {
+        slot: u32,
+        exits: Vec<JsExit>,
+    },
+    NoRestart {
+        slot: u32,
+        worker: u32,
+        exit: JsExit,
+    },
+    Hang {
+        slot: u32,
+        worker: u32,
+        silent_for: f64,
+    },
+    Recycle {
+        slot: u32,
+        worker: u32,
+        reason: String,
+    },
+    Reload {
+        ok: bool,
+        replaced: u32,
+        reason: Option<String>,
+        duration: f64,
+    },
+    Scaled {
+        from: u32,
+        to: u32,
+    },
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_millis() as f64
+}
+
+/// A supervisor event for JS: a SUPERVISOR event carrying the [`JsSupervisorEvent`].
 pub fn convert(ev: SupervisorEvent) -> Event {
-    let msg = match ev {
-        SupervisorEvent::Restart { slot, worker, previous, cause, delay } => format!(
-            "{{\"type\":\"restart\",\"slot\":{slot},\"worker\":{worker},\"previous\":{},\"cause\":{},\"delay\":{}}}",
-            previous.map_or("null".into(), |p| p.to_string()),
-            cause_json(&cause),
-            delay.as_millis()
-        ),
-        SupervisorEvent::CrashLoop { slot, exits } => format!(
-            "{{\"type\":\"crashloop\",\"slot\":{slot},\"exits\":[{}]}}",
-            exits.iter().map(status_json).collect::<Vec<_>>().join(",")
-        ),
-        SupervisorEvent::NoRestart { slot, worker, status } => format!(
-            "{{\"type\":\"norestart\",\"slot\":{slot},\"worker\":{worker},\"exit\":{}}}",
-            status_json(&status)
-        ),
-        SupervisorEvent::Hang { slot, worker, silent_for } => format!(
-            "{{\"type\":\"hang\",\"slot\":{slot},\"worker\":{worker},\"silentFor\":{}}}",
-            silent_for.as_millis()
-        ),
-        SupervisorEvent::Recycle { slot, worker, reason } => format!(
-            "{{\"type\":\"recycle\",\"slot\":{slot},\"worker\":{worker},\"reason\":{}}}",
-            json_str(&reason)
-        ),
-        SupervisorEvent::Reload(r) => format!(
-            "{{\"type\":\"reload\",\"ok\":{},\"replaced\":{},\"reason\":{},\"duration\":{}}}",
-            r.ok,
-            r.replaced,
-            r.reason.as_deref().map_or("null".into(), json_str),
-            r.duration.as_millis()
-        ),
-        SupervisorEvent::Scaled { from, to } => format!("{{\"type\":\"scaled\",\"from\":{from},\"to\":{to}}}"),
+    let event = match ev {
+        SupervisorEvent::Restart {
+            slot,
+            worker,
+            previous,
+            cause,
+            delay,
+        } => JsSupervisorEvent::Restart {
+            slot: slot as u32,
+            worker: worker as u32,
+            previous: previous.map(|p| p as u32),
+            cause: cause.into(),
+            delay: ms(delay),
+        },
+        SupervisorEvent::CrashLoop { slot, exits } => JsSupervisorEvent::CrashLoop {
+            slot: slot as u32,
+            exits: exits.iter().map(JsExit::from).collect(),
+        },
+        SupervisorEvent::NoRestart {
+            slot,
+            worker,
+            status,
+        } => JsSupervisorEvent::NoRestart {
+            slot: slot as u32,
+            worker: worker as u32,
+            exit: (&status).into(),
+        },
+        SupervisorEvent::Hang {
+            slot,
+            worker,
+            silent_for,
+        } => JsSupervisorEvent::Hang {
+            slot: slot as u32,
+            worker: worker as u32,
+            silent_for: ms(silent_for),
+        },
+        SupervisorEvent::Recycle {
+            slot,
+            worker,
+            reason,
+        } => JsSupervisorEvent::Recycle {
+            slot: slot as u32,
+            worker: worker as u32,
+            reason,
+        },
+        SupervisorEvent::Reload(r) => JsSupervisorEvent::Reload {
+            ok: r.ok,
+            replaced: r.replaced as u32,
+            reason: r.reason,
+            duration: ms(r.duration),
+        },
+        SupervisorEvent::Scaled { from, to } => JsSupervisorEvent::Scaled {
+            from: from as u32,
+            to: to as u32,
+        },
     };
     Event {
         kind: kind::SUPERVISOR,
-        message: Some(msg),
+        supervisor: Some(Box::new(event)),
         ..Default::default()
     }
 }

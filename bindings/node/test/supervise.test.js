@@ -36,7 +36,9 @@ scenario('crashloop', ({ code, lines, err }) => {
   assert.strictEqual(lines[0], 'crashloop slot=0 exits=3,3,3');
   // Boot failures (exit before listening), growing delays.
   assert.strictEqual(lines[1], 'restarts boot:50 boot:100');
-  assert.strictEqual(lines[2], 'shutdown clean=true');
+  assert.strictEqual(lines[2], 'first restart {"slot":0,"worker":2,"previous":1,"cause":{"type":"boot","exit":{"code":3,"signal":null}},"delay":50}');
+  assert.strictEqual(lines[3], 'crashloop event {"slot":0,"exits":[{"code":3,"signal":null},{"code":3,"signal":null},{"code":3,"signal":null}]}');
+  assert.strictEqual(lines[4], 'shutdown clean=true');
 });
 
 scenario('norestart', ({ code, lines, err }) => {

@@ -73,10 +73,17 @@ async function primary() {
     process.env.WORKER_MODE = 'exit-now';
     const sup = cluster.supervise({ ...base, workers: 1, restart: { ...base.restart, crashLoop: { exits: 3, window: 10000 }, maxDelay: 5000 } });
     const delays = [];
-    sup.on('restart', (e) => delays.push(`${e.cause.type}:${e.delay}`));
+    const shapes = [];
+    sup.on('restart', (e) => {
+      delays.push(`${e.cause.type}:${e.delay}`);
+      shapes.push(JSON.stringify(e));
+    });
     const loop = await new Promise((r) => sup.once('crashloop', r));
     out(`crashloop slot=${loop.slot} exits=${loop.exits.map((e) => e.code).join(',')}`);
     out(`restarts ${delays.join(' ')}`);
+    // The events' exact shapes (own keys, their order, nulls).
+    out(`first restart ${shapes[0]}`);
+    out(`crashloop event ${JSON.stringify(loop)}`);
     out(`shutdown clean=${(await sup.shutdown()).clean}`);
   } else if (scenario === 'norestart') {
     process.env.WORKER_MODE = 'exit-78';
