@@ -100,6 +100,14 @@
 #define CORRAL_EVENT_DRAIN 11
 
 /**
+ * The primary does something other than what was asked, which works (not an error; reported
+ * once): `corral_event_code` says what (`"CORRAL_KERNEL_RR_FALLBACK"`: a listener of
+ * `CORRAL_POLICY_KERNEL_RR` runs rr), `corral_event_error_message` why and what to grant,
+ * `corral_event_errno` the errno behind it, `corral_event_listener` the listener.
+ */
+#define CORRAL_EVENT_WARNING 12
+
+/**
  * The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
  * new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
  * `corral_event_exit_code`/`corral_event_signal`).
@@ -147,6 +155,15 @@
  * Shared: every worker accepts on the shared listening socket.
  */
 #define CORRAL_POLICY_SHARED 1
+
+/**
+ * Kernel round-robin: every worker accepts on its own socket of a `SO_REUSEPORT` group and an
+ * eBPF program deals connections in turn; the primary is out of the data path. Needs
+ * `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
+ * a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
+ * `CORRAL_EVENT_WARNING`.
+ */
+#define CORRAL_POLICY_KERNEL_RR 2
 
 /**
  * A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
@@ -392,7 +409,8 @@ bool corral_event_clean(const corral_event *ev);
 const uint8_t *corral_event_data(const corral_event *ev, size_t *len_out);
 
 /**
- * For `LISTENING`: the listener id (shared by workers on the same address); 0 otherwise.
+ * For `LISTENING`: the listener id (shared by workers on the same address); for `WARNING`
+ * the listener concerned (0 if none); 0 otherwise.
  */
 uint32_t corral_event_listener(const corral_event *ev);
 
@@ -415,16 +433,25 @@ uint16_t corral_event_port(const corral_event *ev);
 size_t corral_event_address(const corral_event *ev, char *buf, size_t len);
 
 /**
- * For `ERROR`: the message with context; for `RELOAD` why it stopped early; for `RECYCLE`
- * the limit it went over. Copied into `buf` with snprintf semantics; returns
+ * For `ERROR`: the message with context; for `WARNING` what happened and what to do; for
+ * `RELOAD` why it stopped early; for `RECYCLE` the limit it went over. Copied into `buf` with snprintf semantics; returns
  * the full length (0 for other events).
  */
-size_t corral_event_error_message(const corral_event *ev, char *buf, size_t len);
+size_t corral_event_error_message(const corral_event *ev,
+                                  char *buf,
+                                  size_t len);
 
 /**
- * For `ERROR`: the errno (0 when the OS was not involved, and for other events).
+ * For `ERROR` and `WARNING`: the errno (0 when the OS was not involved, and for other
+ * events).
  */
 int32_t corral_event_errno(const corral_event *ev);
+
+/**
+ * For `WARNING`: what kind of warning, a stable name (`"CORRAL_KERNEL_RR_FALLBACK"`), copied
+ * into `buf` with snprintf semantics; returns the full length (0 for other events and NULL).
+ */
+size_t corral_event_code(const corral_event *ev, char *buf, size_t len);
 
 /**
  * For supervisor events: the slot (a stable position that survives restarts); 0 otherwise.
@@ -469,8 +496,9 @@ corral_status corral_options_new(corral_options **out);
 void corral_options_free(corral_options *opts);
 
 /**
- * Sets the scheduling policy: `CORRAL_POLICY_RR` or `CORRAL_POLICY_SHARED`. The environment
- * variable `CORRAL_SCHED_POLICY=rr|shared` still overrides it when the primary starts.
+ * Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
+ * `CORRAL_POLICY_KERNEL_RR`. The environment variable `CORRAL_SCHED_POLICY=rr|shared|kernel-rr`
+ * still overrides it when the primary starts.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
  */
@@ -601,8 +629,9 @@ CORRAL_MUST_USE corral_status corral_primary_new(const corral_options *opts, cor
 void corral_primary_free(corral_primary *p);
 
 /**
- * The scheduling policy in effect (`CORRAL_POLICY_RR` or `CORRAL_POLICY_SHARED`), after the
- * `CORRAL_SCHED_POLICY` override. `CORRAL_POLICY_RR` for NULL.
+ * The scheduling policy in effect (`CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
+ * `CORRAL_POLICY_KERNEL_RR`), after the `CORRAL_SCHED_POLICY` override. (Under
+ * `CORRAL_POLICY_KERNEL_RR` an address may still run rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
  */
 uint32_t corral_primary_policy(const corral_primary *p);
 

@@ -39,6 +39,11 @@ pub const CORRAL_EVENT_SHUTDOWN_COMPLETE: u32 = 10;
 /// `corral_primary_send`), is down to half its limit: send to it again. Once per refusal;
 /// if the channel closes first, `CORRAL_EVENT_DISCONNECT` comes instead.
 pub const CORRAL_EVENT_DRAIN: u32 = 11;
+/// The primary does something other than what was asked, which works (not an error; reported
+/// once): `corral_event_code` says what (`"CORRAL_KERNEL_RR_FALLBACK"`: a listener of
+/// `CORRAL_POLICY_KERNEL_RR` runs rr), `corral_event_error_message` why and what to grant,
+/// `corral_event_errno` the errno behind it, `corral_event_listener` the listener.
+pub const CORRAL_EVENT_WARNING: u32 = 12;
 
 /// The supervisor started a replacement (`corral_event_slot`, `corral_event_worker_id` (the
 /// new worker), `corral_event_cause`, `corral_event_delay_ms`, and for crashes
@@ -150,6 +155,7 @@ pub unsafe extern "C" fn corral_event_kind(ev: *const corral_event) -> u32 {
         Event::Signal { .. } => CORRAL_EVENT_SIGNAL,
         Event::ShutdownComplete { .. } => CORRAL_EVENT_SHUTDOWN_COMPLETE,
         Event::Drain { .. } => CORRAL_EVENT_DRAIN,
+        Event::Warning { .. } => CORRAL_EVENT_WARNING,
     })
 }
 
@@ -176,7 +182,7 @@ pub unsafe extern "C" fn corral_event_worker_id(ev: *const corral_event) -> u64 
         | Event::Exit { worker, .. }
         | Event::Drain { worker } => *worker,
         Event::Error { worker, .. } => worker.unwrap_or(0),
-        Event::Signal { .. } | Event::ShutdownComplete { .. } => 0,
+        Event::Signal { .. } | Event::ShutdownComplete { .. } | Event::Warning { .. } => 0,
     })
 }
 
@@ -255,11 +261,13 @@ pub unsafe extern "C" fn corral_event_data(
     ptr
 }
 
-/// For `LISTENING`: the listener id (shared by workers on the same address); 0 otherwise.
+/// For `LISTENING`: the listener id (shared by workers on the same address); for `WARNING`
+/// the listener concerned (0 if none); 0 otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_listener(ev: *const corral_event) -> u32 {
     with(ev, 0, |e| match e {
         Event::Listening { listener, .. } => *listener,
+        Event::Warning { listener, .. } => listener.unwrap_or(0),
         _ => 0,
     })
 }
@@ -303,8 +311,8 @@ pub unsafe extern "C" fn corral_event_address(
     unsafe { copy_out(&s, buf, len) }
 }
 
-/// For `ERROR`: the message with context; for `RELOAD` why it stopped early; for `RECYCLE`
-/// the limit it went over. Copied into `buf` with snprintf semantics; returns
+/// For `ERROR`: the message with context; for `WARNING` what happened and what to do; for
+/// `RELOAD` why it stopped early; for `RECYCLE` the limit it went over. Copied into `buf` with snprintf semantics; returns
 /// the full length (0 for other events).
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_error_message(
@@ -322,6 +330,7 @@ pub unsafe extern "C" fn corral_event_error_message(
     } else {
         with(ev, String::new(), |e| match e {
             Event::Error { error, .. } => error.message().to_string(),
+            Event::Warning { message, .. } => message.clone(),
             _ => String::new(),
         })
     };
@@ -329,13 +338,31 @@ pub unsafe extern "C" fn corral_event_error_message(
     unsafe { copy_out(&s, buf, len) }
 }
 
-/// For `ERROR`: the errno (0 when the OS was not involved, and for other events).
+/// For `ERROR` and `WARNING`: the errno (0 when the OS was not involved, and for other
+/// events).
 #[no_mangle]
 pub unsafe extern "C" fn corral_event_errno(ev: *const corral_event) -> i32 {
     with(ev, 0, |e| match e {
         Event::Error { error, .. } => error.errno(),
+        Event::Warning { errno, .. } => *errno,
         _ => 0,
     })
+}
+
+/// For `WARNING`: what kind of warning, a stable name (`"CORRAL_KERNEL_RR_FALLBACK"`), copied
+/// into `buf` with snprintf semantics; returns the full length (0 for other events and NULL).
+#[no_mangle]
+pub unsafe extern "C" fn corral_event_code(
+    ev: *const corral_event,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    let s = with(ev, "", |e| match e {
+        Event::Warning { code, .. } => code,
+        _ => "",
+    });
+    // SAFETY: `buf` has `len` writable bytes by contract.
+    unsafe { copy_out(s, buf, len) }
 }
 
 /// For supervisor events: the slot (a stable position that survives restarts); 0 otherwise.

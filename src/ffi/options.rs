@@ -12,6 +12,12 @@ use std::time::Duration;
 pub const CORRAL_POLICY_RR: u32 = 0;
 /// Shared: every worker accepts on the shared listening socket.
 pub const CORRAL_POLICY_SHARED: u32 = 1;
+/// Kernel round-robin: every worker accepts on its own socket of a `SO_REUSEPORT` group and an
+/// eBPF program deals connections in turn; the primary is out of the data path. Needs
+/// `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
+/// a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
+/// `CORRAL_EVENT_WARNING`.
+pub const CORRAL_POLICY_KERNEL_RR: u32 = 2;
 
 /// Options of a primary (opaque). Create with `corral_options_new`, free with
 /// `corral_options_free`. Not thread-safe; valid until freed.
@@ -74,8 +80,9 @@ fn set_checked(
     })
 }
 
-/// Sets the scheduling policy: `CORRAL_POLICY_RR` or `CORRAL_POLICY_SHARED`. The environment
-/// variable `CORRAL_SCHED_POLICY=rr|shared` still overrides it when the primary starts.
+/// Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
+/// `CORRAL_POLICY_KERNEL_RR`. The environment variable `CORRAL_SCHED_POLICY=rr|shared|kernel-rr`
+/// still overrides it when the primary starts.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
 #[no_mangle]
@@ -88,10 +95,12 @@ pub unsafe extern "C" fn corral_options_set_policy(
         o.opts.policy = match policy {
             CORRAL_POLICY_RR => Policy::RoundRobin,
             CORRAL_POLICY_SHARED => Policy::Shared,
+            CORRAL_POLICY_KERNEL_RR => Policy::KernelRr,
             other => {
                 return Err(Error::invalid(format!(
-                "policy {other} is unknown: use CORRAL_POLICY_RR (0) or CORRAL_POLICY_SHARED (1)"
-            )))
+                    "policy {other} is unknown: use CORRAL_POLICY_RR (0), CORRAL_POLICY_SHARED \
+                     (1) or CORRAL_POLICY_KERNEL_RR (2)"
+                )))
             }
         };
         Ok(())

@@ -146,8 +146,9 @@ fn with_primary(
     })
 }
 
-/// The scheduling policy in effect (`CORRAL_POLICY_RR` or `CORRAL_POLICY_SHARED`), after the
-/// `CORRAL_SCHED_POLICY` override. `CORRAL_POLICY_RR` for NULL.
+/// The scheduling policy in effect (`CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
+/// `CORRAL_POLICY_KERNEL_RR`), after the `CORRAL_SCHED_POLICY` override. (Under
+/// `CORRAL_POLICY_KERNEL_RR` an address may still run rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 {
     super::boundary::guard_value(super::options::CORRAL_POLICY_RR, || {
@@ -158,6 +159,7 @@ pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 
         match unsafe { &(*p).cluster }.primary().policy() {
             corral_core::Policy::RoundRobin => super::options::CORRAL_POLICY_RR,
             corral_core::Policy::Shared => super::options::CORRAL_POLICY_SHARED,
+            corral_core::Policy::KernelRr => super::options::CORRAL_POLICY_KERNEL_RR,
         }
     })
 }

@@ -15,6 +15,9 @@ pub mod kind {
     pub const READY: u32 = 5;
     pub const LISTENING: u32 = 3;
     pub const SHUTDOWN_COMPLETE: u32 = 10;
+    /// The engine's `Event::Warning`: `message`, `errno`, the code in `syscall`, the
+    /// listener in `id`.
+    pub const WARNING: u32 = 11;
     // worker side
     pub const CONNECTION: u32 = 20;
     pub const LISTEN_OK: u32 = 21;
@@ -38,6 +41,7 @@ pub mod kind {
         ("EXIT", EXIT),
         ("ERROR", ERROR),
         ("SHUTDOWN_COMPLETE", SHUTDOWN_COMPLETE),
+        ("WARNING", WARNING),
         ("CONNECTION", CONNECTION),
         ("LISTEN_OK", LISTEN_OK),
         ("LISTEN_ERR", LISTEN_ERR),

@@ -215,6 +215,19 @@ fn convert(p: &mut Primary, ev: CoreEvent) -> Option<Event> {
             syscall: error.code().map(str::to_string),
             ..Default::default()
         },
+        CoreEvent::Warning {
+            listener,
+            code,
+            errno,
+            message,
+        } => Event {
+            kind: kind::WARNING,
+            id: listener.unwrap_or(0),
+            message: Some(message),
+            errno,
+            syscall: Some(code.to_string()),
+            ..Default::default()
+        },
         CoreEvent::ShutdownComplete { clean } => Event {
             kind: kind::SHUTDOWN_COMPLETE,
             flag: clean,

@@ -87,4 +87,21 @@ pub enum Event {
         /// Worker.
         worker: WorkerId,
     },
+    /// The primary does something other than what was asked, which works: reported once, and
+    /// not an error (nothing stopped). [`WARNING_KERNEL_RR_FALLBACK`]: a listener of the
+    /// `kernel-rr` policy runs primary-accept `rr` (no `CAP_BPF`, an old kernel, a Unix
+    /// socket); `message` says why and what to grant.
+    Warning {
+        /// The listener concerned, if any.
+        listener: Option<u32>,
+        /// What kind of warning: a stable name such as [`WARNING_KERNEL_RR_FALLBACK`].
+        code: &'static str,
+        /// The errno behind it (0 if none).
+        errno: i32,
+        /// What happened and what to do about it.
+        message: String,
+    },
 }
+
+/// [`Event::Warning`]'s code when a `kernel-rr` listener runs `rr` instead.
+pub const WARNING_KERNEL_RR_FALLBACK: &str = "CORRAL_KERNEL_RR_FALLBACK";

@@ -52,7 +52,29 @@
 //! worker a duplicate of the listening fd; workers accept by themselves and the kernel picks
 //! who wins. Cheapest for the primary, least even.
 //!
-//! `CORRAL_SCHED_POLICY=rr|shared` overrides the policy of a whole cluster.
+//! *Kernel round-robin* (`kernel-rr`, `crate::steering`): exact turns with the primary out of
+//! the data path. Per TCP address the primary binds an *anchor* socket (`SO_REUSEPORT`, port
+//! 0 resolved once), loads a small eBPF program (`sys/linux/bpf.rs`) and attaches it to the
+//! anchor's group. Each worker that listens gets its own socket of the group, bound by the
+//! primary and put in a slot of the program's socket array, and accepts on it as in `shared`
+//! mode; the primary keeps no copy. Every SYN takes a ticket and goes to the next filled
+//! slot: 300 connections over 3 workers are 100/100/100. A worker's death closes its socket and
+//! the kernel asks the program where its queued connections go (`SELECT_OR_MIGRATE`, Linux
+//! 5.14): to the live slots, none reset (`rr` gets there through its recovery, `shared` and
+//! nginx's `reuseport` reset them). The slot is cleared on its exit or unlisten and given to
+//! the next worker that listens (restart, reload, scale). With no slot filled, SYNs land on
+//! the anchor: the primary accepts those and deals them as `rr` does, so clients wait for a
+//! replacement instead of being refused. What it lacks against `rr`: a per-worker window and
+//! stall recovery (a worker that stops accepting keeps its turns until its backlog is full),
+//! which is why `rr` stays primary-accept and `kernel-rr` is asked for by name.
+//! Loading the program needs `CAP_BPF` (or root) in the initial user namespace, Linux 5.14 and
+//! no seccomp filter on `bpf()`. Where any of that is missing, or the address is a Unix socket
+//! or an adopted `fd:N`, that address runs `rr`, and the primary says so once with
+//! `Event::Warning` (code `CORRAL_KERNEL_RR_FALLBACK`, the errno, and what to grant:
+//! `setcap cap_bpf+ep` on the program or `AmbientCapabilities=CAP_BPF` in its systemd unit);
+//! the cluster runs either way.
+//!
+//! `CORRAL_SCHED_POLICY=rr|shared|kernel-rr` overrides the policy of a whole cluster.
 //!
 //! ## Listeners: limits, orphans and host names
 //! Each listener costs the primary an fd, so one worker may hold at most

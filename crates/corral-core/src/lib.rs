@@ -44,6 +44,7 @@ pub mod listener;
 pub mod policy;
 pub mod primary;
 pub mod proxy_protocol;
+pub mod steering;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

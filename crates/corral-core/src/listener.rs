@@ -307,6 +307,35 @@ pub fn bind_kind(
     backlog: i32,
     opts: BindOptions,
 ) -> Result<Bound> {
+    bind_kind_in_group(addr, kind, backlog, opts, false)
+}
+
+/// Binds a TCP listener that heads a `SO_REUSEPORT` group (the `kernel-rr` policy's anchor,
+/// `crate::steering`): bound *without* `SO_REUSEPORT` first, so a port somebody holds (even
+/// another group of the same user) fails with EADDRINUSE as any listen does, then given
+/// `SO_REUSEPORT` before `listen`, so the sockets the primary binds later to the same address
+/// join its group. `resolved`: the address a host name resolved to ([`bind_resolved`]).
+pub fn bind_group_anchor(
+    addr: &ListenAddr,
+    resolved: Option<SocketAddr>,
+    backlog: i32,
+    opts: BindOptions,
+) -> Result<Bound> {
+    match resolved {
+        Some(sa) if backlog >= 0 => {
+            bind_ip(sa, addr, SocketKind::Stream, backlog, false, opts, true)
+        }
+        _ => bind_kind_in_group(addr, SocketKind::Stream, backlog, opts, true),
+    }
+}
+
+fn bind_kind_in_group(
+    addr: &ListenAddr,
+    kind: SocketKind,
+    backlog: i32,
+    opts: BindOptions,
+    group: bool,
+) -> Result<Bound> {
     if backlog < 0 {
         return Err(Error::invalid(format!(
             "backlog must not be negative (got {backlog})"
@@ -321,7 +350,7 @@ pub fn bind_kind(
         ListenAddr::Tcp { host, port } => {
             if host.is_empty() {
                 let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), *port);
-                match bind_ip(any6, addr, kind, backlog, !opts.ipv6_only, opts) {
+                match bind_ip(any6, addr, kind, backlog, !opts.ipv6_only, opts, group) {
                     Err(e)
                         if e.errno() == libc::EAFNOSUPPORT || e.errno() == libc::EADDRNOTAVAIL =>
                     {
@@ -332,6 +361,7 @@ pub fn bind_kind(
                             backlog,
                             false,
                             opts,
+                            group,
                         )
                     }
                     r => r,
@@ -341,7 +371,7 @@ pub fn bind_kind(
                     Ok(ip) => SocketAddr::new(ip, *port),
                     Err(_) => lookup(host, *port)?,
                 };
-                bind_ip(sa, addr, kind, backlog, false, opts)
+                bind_ip(sa, addr, kind, backlog, false, opts, group)
             }
         }
     }
@@ -499,7 +529,7 @@ pub fn bind_resolved(
             "backlog must not be negative (got {backlog})"
         )));
     }
-    bind_ip(sa, addr, kind, backlog, false, opts)
+    bind_ip(sa, addr, kind, backlog, false, opts, false)
 }
 
 /// Resolves a host name with the system resolver (`getaddrinfo`): the first address. Blocks
@@ -524,6 +554,7 @@ fn bind_ip(
     backlog: i32,
     dual: bool,
     opts: BindOptions,
+    group: bool,
 ) -> Result<Bound> {
     let ty = match kind {
         SocketKind::Stream => Type::STREAM,
@@ -558,6 +589,11 @@ fn bind_ip(
             addr: BoundAddr::Udp(local),
             adopted: false,
         });
+    }
+    if group {
+        // After bind (see `bind_group_anchor`), before listen: the group forms at listen.
+        sock.set_reuse_port(true)
+            .map_err(|e| Error::os("setsockopt", format!("SO_REUSEPORT on {addr}"), &e))?;
     }
     finish(sock, addr, backlog, BoundAddr::Tcp(local))
 }

@@ -5,6 +5,11 @@
 //!   ([`round_robin::Rotation`]).
 //! - [`Policy::Shared`] (`shared`, node:cluster's `SCHED_NONE`): every worker gets the listening
 //!   fd and accepts by itself; the kernel decides who wins.
+//! - [`Policy::KernelRr`] (`kernel-rr`): exact round-robin dealt by the kernel. Each worker
+//!   accepts on its own socket of a `SO_REUSEPORT` group the primary owns, and an eBPF program
+//!   picks the socket for every SYN ([`crate::steering`]); the primary is out of the data path.
+//!   Where the program cannot be loaded (no `CAP_BPF`, an old kernel, a Unix socket), that
+//!   address runs `rr` instead, and the reason is reported once (`Event::Warning`).
 //!
 //! The pieces the routing policies are built from, each a pure function of its inputs:
 //! [`round_robin::Rotation`] (the next worker in turn), [`sticky::StickyTable`] (a client's key to
@@ -18,7 +23,8 @@ pub mod sticky;
 
 use crate::error::{Error, Result};
 
-/// Environment variable that overrides the policy for a whole cluster: `rr` or `shared`.
+/// Environment variable that overrides the policy for a whole cluster: `rr`, `shared` or
+/// `kernel-rr`.
 pub const ENV_POLICY: &str = "CORRAL_SCHED_POLICY";
 
 /// How connections are distributed.
@@ -29,16 +35,20 @@ pub enum Policy {
     RoundRobin,
     /// Workers accept on a shared listening socket.
     Shared,
+    /// Workers accept on their own sockets of one `SO_REUSEPORT` group; an eBPF program deals
+    /// the connections in turn (falls back to [`Policy::RoundRobin`] per address).
+    KernelRr,
 }
 
 impl Policy {
-    /// Parses `rr`/`round-robin` or `shared`/`none`.
+    /// Parses `rr`/`round-robin`, `shared`/`none` or `kernel-rr`.
     pub fn parse(s: &str) -> Result<Policy> {
         match s {
             "rr" | "round-robin" => Ok(Policy::RoundRobin),
             "shared" | "none" => Ok(Policy::Shared),
+            "kernel-rr" => Ok(Policy::KernelRr),
             _ => Err(Error::invalid(format!(
-                "unknown scheduling policy {s:?}: expected \"rr\" or \"shared\""
+                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\" or \"kernel-rr\""
             ))),
         }
     }
@@ -54,12 +64,19 @@ impl Policy {
         }
     }
 
-    /// `"rr"` or `"shared"`.
+    /// `"rr"`, `"shared"` or `"kernel-rr"`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::RoundRobin => "rr",
             Policy::Shared => "shared",
+            Policy::KernelRr => "kernel-rr",
         }
+    }
+
+    /// Connections of a stream listener are accepted by the primary and dealt out (`rr`, and
+    /// `kernel-rr` for what lands on its anchor socket and wherever it fell back to `rr`).
+    pub fn primary_deals(self) -> bool {
+        matches!(self, Policy::RoundRobin | Policy::KernelRr)
     }
 }
 
@@ -69,13 +86,13 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for p in [Policy::RoundRobin, Policy::Shared] {
+        for p in [Policy::RoundRobin, Policy::Shared, Policy::KernelRr] {
             assert_eq!(Policy::parse(p.name()).unwrap(), p);
         }
         assert_eq!(Policy::parse("none").unwrap(), Policy::Shared);
         assert!(Policy::parse("fifo")
             .unwrap_err()
             .message()
-            .contains("\"rr\" or \"shared\""));
+            .contains("\"rr\", \"shared\" or \"kernel-rr\""));
     }
 }

@@ -95,9 +95,12 @@ impl ListenerSlot {
             .min()
     }
 
-    /// Takes a worker out of the rotation and forgets its refusals.
+    /// Takes a worker out of the rotation (and its kernel slot) and forgets its refusals.
     pub(super) fn remove_worker(&mut self, worker: WorkerId) -> bool {
         self.refusals.remove(&worker);
+        if let Some(k) = self.kernel.as_mut() {
+            k.leave(worker);
+        }
         self.rotation.remove(worker)
     }
 }

@@ -53,6 +53,8 @@ pub(super) struct Inner {
     pub(super) waker: Option<std::sync::Arc<mio::Waker>>,
     /// When the stall check runs next (only while some worker is watched or stalled).
     pub(super) next_stall_check: Option<Instant>,
+    /// Addresses whose `kernel-rr` fallback was reported (once each).
+    pub(super) steering_reported: std::collections::HashSet<super::listen::ListenKey>,
 }
 
 impl Inner {

@@ -39,6 +39,8 @@ pub(super) struct ListenerSlot {
     pub(super) adopted: bool,
     /// Workers that refused one of its connections, not offered any until `until`.
     pub(super) refusals: HashMap<WorkerId, Refusal>,
+    /// `kernel-rr`: `fd` is the anchor of this group; each member gets its own socket.
+    pub(super) kernel: Option<crate::steering::KernelSteering>,
 }
 
 /// Listen requests for the same host name, index and kind share one lookup (and then one
@@ -58,10 +60,11 @@ pub(super) struct Lookup {
 pub(super) type LookupResult = (ListenKey, Result<std::net::SocketAddr>);
 
 impl ListenerSlot {
-    /// Connections go through the primary: a stream listener under round-robin. Datagram
-    /// listeners are always shared, whatever the policy.
+    /// Connections go through the primary: a stream listener under round-robin (under
+    /// `kernel-rr`, those that land on the anchor). Datagram listeners are always shared,
+    /// whatever the policy.
     pub(super) fn round_robin(&self, policy: Policy) -> bool {
-        policy == Policy::RoundRobin && self.addr.kind() == SocketKind::Stream
+        policy.primary_deals() && self.addr.kind() == SocketKind::Stream
     }
 }
 
@@ -90,11 +93,7 @@ impl Inner {
             // The resolver may take seconds (or its whole timeout): never on this loop.
             self.look_up(key, backlog, req.opts, id, req.req);
         } else {
-            let addr = req.addr.clone();
-            match self
-                .bind_freeing_orphans(|| listener::bind_kind(&addr, req.kind, backlog, req.opts))
-                .and_then(|b| self.add_listener(key, b))
-            {
+            match self.open_listener(key, backlog, req.opts, None) {
                 Ok(lid) => self.join_listener(id, req.req, lid),
                 Err(e) => self.listen_err(id, req.req, &e),
             }
@@ -160,10 +159,25 @@ impl Inner {
     /// listener's members.
     pub(super) fn join_listener(&mut self, id: WorkerId, req: u32, lid: u32) {
         let policy = self.opts.policy;
+        // kernel-rr: the worker's own socket of the group, in its slot.
+        let kernel = self.listeners[lid as usize - 1]
+            .kernel
+            .as_mut()
+            .map(|k| k.join(id));
         let l = &self.listeners[lid as usize - 1];
         let addr = l.addr.clone();
         let round_robin = l.round_robin(policy);
-        let fds = if round_robin {
+        let fds = if let Some(sock) = kernel {
+            match sock {
+                Ok(fd) => vec![fd],
+                Err(e) => {
+                    let e = Error::os("listen", format!("kernel-rr socket for {addr}"), &e);
+                    self.listen_err(id, req, &e);
+                    self.mark_if_orphan(lid);
+                    return;
+                }
+            }
+        } else if round_robin {
             Vec::new()
         } else {
             match l.fd.as_ref().map(|fd| sys::dup_cloexec(fd.as_fd())) {
@@ -264,11 +278,67 @@ impl Inner {
         }
     }
 
+    /// Binds `key`'s listener (at `resolved`, a looked-up host name's address) and registers
+    /// it. Under `kernel-rr` a TCP stream listener is the anchor of an eBPF-steered group
+    /// ([`crate::steering`]); where that cannot be, it is a plain `rr` listener, and why is
+    /// reported once per address as [`Event::Warning`].
+    pub(super) fn open_listener(
+        &mut self,
+        key: ListenKey,
+        backlog: i32,
+        opts: listener::BindOptions,
+        resolved: Option<std::net::SocketAddr>,
+    ) -> Result<u32> {
+        use crate::steering::{self, KernelSteering};
+        let (addr, kind) = (key.0.clone(), key.2);
+        let mut fallback = None;
+        let group = if self.opts.policy == Policy::KernelRr && kind == SocketKind::Stream {
+            match steering::applies_to(&addr).and_then(|()| steering::prepare()) {
+                Ok(g) => Some(g),
+                Err(f) => {
+                    fallback = Some(f);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let grouped = group.is_some();
+        let bound = self.bind_freeing_orphans(|| match resolved {
+            _ if grouped => listener::bind_group_anchor(&addr, resolved, backlog, opts),
+            Some(sa) => listener::bind_resolved(&addr, sa, kind, backlog, opts),
+            None => listener::bind_kind(&addr, kind, backlog, opts),
+        })?;
+        let lid = self.add_listener(key.clone(), bound)?;
+        let l = &mut self.listeners[lid as usize - 1];
+        if let (Some(g), Some(fd)) = (group, l.fd.as_ref()) {
+            match KernelSteering::attach(g, fd.as_fd(), &l.addr, backlog) {
+                Ok(k) => l.kernel = Some(k),
+                Err(f) => fallback = Some(f),
+            }
+        }
+        if let Some(f) = fallback {
+            if self.steering_reported.insert(key) {
+                let addr = &self.listeners[lid as usize - 1].addr;
+                self.events.push_back(Event::Warning {
+                    listener: Some(lid),
+                    code: crate::event::WARNING_KERNEL_RR_FALLBACK,
+                    errno: f.errno,
+                    message: format!(
+                        "kernel-rr: {addr} runs rr (the primary accepts and deals) instead: {}",
+                        f.reason
+                    ),
+                });
+            }
+        }
+        Ok(lid)
+    }
+
     /// Registers a newly bound listener under `key`.
     pub(super) fn add_listener(&mut self, key: ListenKey, bound: listener::Bound) -> Result<u32> {
         let lid = self.listeners.len() as u32 + 1;
         let stream = bound.addr.kind() == SocketKind::Stream;
-        if self.opts.policy == Policy::RoundRobin && stream {
+        if self.opts.policy.primary_deals() && stream {
             self.poll
                 .registry()
                 .register(
@@ -296,6 +366,7 @@ impl Inner {
             orphaned_at: None,
             adopted: bound.adopted,
             refusals: HashMap::new(),
+            kernel: None,
         });
         self.by_addr.insert(key, lid);
         Ok(lid)
@@ -404,14 +475,8 @@ impl Inner {
             if waiters.is_empty() {
                 continue;
             }
-            let (backlog, opts, kind) = (lk.backlog, lk.opts, key.2);
-            let addr = key.0.clone();
-            let lid = result.and_then(|sa| {
-                self.bind_freeing_orphans(|| {
-                    listener::bind_resolved(&addr, sa, kind, backlog, opts)
-                })
-                .and_then(|b| self.add_listener(key, b))
-            });
+            let (backlog, opts) = (lk.backlog, lk.opts);
+            let lid = result.and_then(|sa| self.open_listener(key, backlog, opts, Some(sa)));
             for (w, req) in waiters {
                 match &lid {
                     Ok(lid) => self.join_listener(w, req, *lid),

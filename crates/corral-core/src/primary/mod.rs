@@ -151,7 +151,7 @@ fn io_err(
 impl Primary {
     /// Creates a primary: a poller, and signal handlers when `shutdown_signals` asks.
     /// `CORRAL_*` variables override some options ([`crate::environ`], e.g.
-    /// `CORRAL_SCHED_POLICY=rr|shared`); a bad value is an error naming the variable or option.
+    /// `CORRAL_SCHED_POLICY=rr|shared|kernel-rr`); a bad value is an error naming the variable or option.
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
         crate::environ::apply(&mut opts)?;
         opts.validate()?;
@@ -201,6 +201,7 @@ impl Primary {
                 owner_pid: std::process::id(),
                 waker: None,
                 next_stall_check: None,
+                steering_reported: Default::default(),
             })),
         })
     }

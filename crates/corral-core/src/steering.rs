@@ -1,0 +1,324 @@
+//! The `kernel-rr` policy's state for one listening address: the primary's *anchor* socket,
+//! the eBPF group that deals SYNs over the workers' sockets ([`sys::ReuseportGroup`]), and
+//! which worker holds which slot.
+//!
+//! The primary binds the anchor ([`crate::listener::bind_group_anchor`]: `SO_REUSEPORT`, port
+//! 0 resolved once) and attaches the program through it. For each worker that listens on the
+//! address it binds one more socket to the anchor's resolved address (it joins the group),
+//! puts it in a free slot and sends it to the worker, which accepts on it as in `shared` mode;
+//! the primary keeps no copy, so the worker's death closes it and the kernel hands its queued
+//! connections to the live slots through the program (none is reset). On the worker's exit or
+//! unlisten its slot is cleared as well (a copy leaked into a grandchild would otherwise keep
+//! it dealt to). With no slot filled, SYNs land on the anchor: the primary accepts those and
+//! deals them with the `rr` dealer (window, recovery), so a client waits for a worker instead
+//! of being refused.
+//!
+//! Where the program cannot be had ([`prepare`] fails: no `CAP_BPF`, seccomp, old kernel) or
+//! the address is not TCP, the listener runs primary-accept `rr` and the reason is reported
+//! once ([`Fallback`]). `rr` itself stays primary-accept: the kernel path has no per-worker
+//! window (a worker that stops accepting keeps its 1/N until its backlog overflows) and no
+//! stall recovery, which `rr` guarantees.
+
+use crate::event::WorkerId;
+use crate::listener::{BoundAddr, ListenAddr};
+use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup};
+use socket2::{Domain, Socket, Type};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Worker sockets one address can have in its group at once (a worker past it gets an
+/// EINVAL listen error naming this limit).
+pub const MAX_SLOTS: u32 = 1024;
+
+/// Why an address runs `rr` instead of `kernel-rr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The errno of the step that failed (0: not applicable to this address).
+    pub errno: i32,
+    /// What failed and what to grant.
+    pub reason: String,
+}
+
+impl From<KernelSteeringUnsupported> for Fallback {
+    fn from(u: KernelSteeringUnsupported) -> Fallback {
+        Fallback {
+            errno: u.errno,
+            reason: u.reason,
+        }
+    }
+}
+
+/// Whether `addr` can have a group at all: TCP only (Unix sockets have no `SO_REUSEPORT`
+/// group; an adopted `fd:N` was bound by someone else, without it).
+pub fn applies_to(addr: &ListenAddr) -> Result<(), Fallback> {
+    match addr {
+        ListenAddr::Tcp { .. } => Ok(()),
+        other => Err(Fallback {
+            errno: 0,
+            reason: format!(
+                "{other}: kernel steering needs a TCP address the primary binds itself \
+                 (Unix sockets and adopted fds have no SO_REUSEPORT group)"
+            ),
+        }),
+    }
+}
+
+/// The maps and program for one address, made before anything is bound (so that a refusal
+/// leaves a plain `rr` listener, without `SO_REUSEPORT`). [`sys::kernel_steering_probe`]
+/// answers once per process; the group is created anew per address.
+pub fn prepare() -> Result<ReuseportGroup, Fallback> {
+    sys::kernel_steering_probe()?;
+    Ok(ReuseportGroup::new(MAX_SLOTS)?)
+}
+
+/// One address's group and slots.
+#[derive(Debug)]
+pub struct KernelSteering {
+    group: ReuseportGroup,
+    /// The anchor's address (the resolved port).
+    addr: SocketAddr,
+    /// The anchor's `IPV6_V6ONLY`: every member must match it.
+    v6only: bool,
+    backlog: i32,
+    /// Slot `i` belongs to `slots[i]`.
+    slots: Vec<Option<WorkerId>>,
+}
+
+impl KernelSteering {
+    /// Attaches `group`'s program through `anchor` (bound by
+    /// [`crate::listener::bind_group_anchor`]) and puts the anchor in its slot.
+    pub fn attach(
+        group: ReuseportGroup,
+        anchor: BorrowedFd<'_>,
+        bound: &BoundAddr,
+        backlog: i32,
+    ) -> Result<KernelSteering, Fallback> {
+        let BoundAddr::Tcp(addr) = bound else {
+            return Err(Fallback {
+                errno: 0,
+                reason: format!("{bound}: not a TCP listener"),
+            });
+        };
+        let failed = |step: &str, e: std::io::Error| Fallback {
+            errno: e.raw_os_error().unwrap_or(0),
+            reason: format!("{step} on {bound}: {e}"),
+        };
+        let sock = socket2::SockRef::from(&anchor);
+        let v6only = addr.is_ipv6()
+            && sock
+                .only_v6()
+                .map_err(|e| failed("getsockopt(IPV6_V6ONLY)", e))?;
+        group
+            .attach(anchor)
+            .map_err(|e| failed("setsockopt(SO_ATTACH_REUSEPORT_EBPF)", e))?;
+        group
+            .set_anchor(anchor)
+            .map_err(|e| failed("bpf(BPF_MAP_UPDATE_ELEM, anchor)", e))?;
+        group
+            .set_slot_count(0)
+            .map_err(|e| failed("bpf(BPF_MAP_UPDATE_ELEM, nslots)", e))?;
+        Ok(KernelSteering {
+            addr: *addr,
+            v6only,
+            backlog,
+            slots: vec![None; group.max_slots() as usize],
+            group,
+        })
+    }
+
+    /// The slot `worker` holds.
+    pub fn slot_of(&self, worker: WorkerId) -> Option<u32> {
+        self.slots
+            .iter()
+            .position(|s| *s == Some(worker))
+            .map(|i| i as u32)
+    }
+
+    /// Workers holding a slot.
+    pub fn filled(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// A new socket of the group for `worker`, in the lowest free slot (its own again if it
+    /// has one: a second listen on the same address replaces it). The caller sends it to the
+    /// worker and drops it.
+    pub fn join(&mut self, worker: WorkerId) -> std::io::Result<OwnedFd> {
+        let slot = match self.slot_of(worker) {
+            Some(s) => s,
+            None => self.slots.iter().position(Option::is_none).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "kernel-rr: {} already has {MAX_SLOTS} workers (MAX_SLOTS)",
+                        self.addr
+                    ),
+                )
+            })? as u32,
+        };
+        let sock = self.member()?;
+        self.group.set_slot(slot, sock.as_fd())?;
+        self.slots[slot as usize] = Some(worker);
+        self.update_count()?;
+        Ok(sock)
+    }
+
+    /// Clears `worker`'s slot (its socket's queue, if it is closed with one, goes to the
+    /// others through the program). Returns whether it had one.
+    pub fn leave(&mut self, worker: WorkerId) -> bool {
+        let Some(slot) = self.slot_of(worker) else {
+            return false;
+        };
+        self.slots[slot as usize] = None;
+        // Both only fail for a bad map fd or slot number, which cannot be: nothing to do
+        // about them but carry on (an empty slot is skipped anyway).
+        let _ = self.group.clear_slot(slot);
+        let _ = self.update_count();
+        true
+    }
+
+    /// The program deals over slots `0..=highest filled`; holes below it are skipped.
+    fn update_count(&self) -> std::io::Result<()> {
+        let n = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.group.set_slot_count(n as u32)
+    }
+
+    /// A listening socket bound like the anchor, in its group.
+    fn member(&self) -> std::io::Result<OwnedFd> {
+        let sock = Socket::new(Domain::for_address(self.addr), Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        if self.addr.is_ipv6() {
+            sock.set_only_v6(self.v6only)?;
+        }
+        sock.set_reuse_port(true)?;
+        sock.bind(&self.addr.into())?;
+        sock.listen(self.backlog)?;
+        sock.set_nonblocking(true)?;
+        Ok(OwnedFd::from(sock))
+    }
+
+    /// The group (tests read its ticket counter).
+    pub fn group(&self) -> &ReuseportGroup {
+        &self.group
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::{bind_group_anchor, BindOptions};
+    use std::net::TcpStream;
+
+    fn root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn only_tcp_addresses_get_a_group() {
+        assert!(applies_to(&"127.0.0.1:0".parse().unwrap()).is_ok());
+        let e = applies_to(&"unix:/tmp/x.sock".parse().unwrap()).unwrap_err();
+        assert!(e.reason.contains("Unix sockets"), "{}", e.reason);
+        assert_eq!(e.errno, 0);
+        assert!(applies_to(&"fd:3".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_unprivileged_process_is_told_what_to_grant() {
+        if root() {
+            return; // as root see the tests below; the fallback is run as uid 65534 by tests/
+        }
+        let e = prepare().unwrap_err();
+        assert_eq!(e.errno, libc::EPERM);
+        assert!(e.reason.contains("setcap cap_bpf+ep"), "{}", e.reason);
+    }
+
+    fn accept_all(fd: &OwnedFd) -> usize {
+        let mut n = 0;
+        while let Ok(Some(_)) = sys::accept_cloexec(fd.as_fd()) {
+            n += 1;
+        }
+        n
+    }
+
+    fn steered(addr: &str) -> Option<(KernelSteering, crate::listener::Bound, SocketAddr)> {
+        if !root() {
+            return None;
+        }
+        let group = prepare().unwrap_or_else(|e| panic!("as root: {}", e.reason));
+        let a: ListenAddr = addr.parse().unwrap();
+        let anchor = bind_group_anchor(&a, None, 511, BindOptions::default()).unwrap();
+        let k = KernelSteering::attach(group, anchor.fd.as_fd(), &anchor.addr, 511).unwrap();
+        let BoundAddr::Tcp(sa) = anchor.addr else {
+            unreachable!()
+        };
+        assert_ne!(sa.port(), 0, "port 0 resolved once, by the anchor");
+        Some((k, anchor, sa))
+    }
+
+    /// Slots: lowest free first, a leaver's slot is reused, the program deals only over the
+    /// filled ones, and with none filled the anchor takes the SYNs.
+    #[test]
+    fn slots_are_filled_lowest_first_and_connections_follow_them() {
+        let Some((mut k, anchor, sa)) = steered("127.0.0.1:0") else {
+            return;
+        };
+        let w: Vec<OwnedFd> = (1..=3).map(|id| k.join(id).unwrap()).collect();
+        assert_eq!(
+            (k.slot_of(1), k.slot_of(2), k.slot_of(3)),
+            (Some(0), Some(1), Some(2))
+        );
+        let _c: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        let counts: Vec<usize> = w.iter().map(accept_all).collect();
+        assert_eq!(counts, [10, 10, 10]);
+        assert_eq!(accept_all(&anchor.fd), 0);
+        // Worker 2 leaves; worker 4 takes its slot back.
+        assert!(k.leave(2));
+        assert!(!k.leave(2), "twice is a no-op");
+        let w4 = k.join(4).unwrap();
+        assert_eq!(k.slot_of(4), Some(1));
+        let _d: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(
+            [accept_all(&w[0]), accept_all(&w4), accept_all(&w[2])],
+            [10, 10, 10]
+        );
+        assert_eq!(accept_all(&w[1]), 0, "a cleared slot is dealt nothing");
+        // Everybody leaves: the anchor parks the clients.
+        for id in [1, 3, 4] {
+            k.leave(id);
+        }
+        assert_eq!(k.filled(), 0);
+        let _e: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(accept_all(&anchor.fd), 5);
+    }
+
+    #[test]
+    fn ipv6_members_join_the_anchors_group() {
+        let Some((mut k, anchor, sa)) = steered("[::1]:0") else {
+            return;
+        };
+        let w: Vec<OwnedFd> = (1..=2).map(|id| k.join(id).unwrap()).collect();
+        let _c: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(w.iter().map(accept_all).collect::<Vec<_>>(), [10, 10]);
+        assert_eq!(accept_all(&anchor.fd), 0);
+        assert_eq!(k.group().tickets().unwrap(), 20);
+    }
+
+    /// The anchor is bound without SO_REUSEPORT first: a port another group holds is
+    /// EADDRINUSE, not a silent join of somebody else's group.
+    #[test]
+    fn a_port_held_by_another_group_is_in_use() {
+        let other = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        other.set_reuse_port(true).unwrap();
+        other
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        other.listen(8).unwrap();
+        let port = other.local_addr().unwrap().as_socket().unwrap().port();
+        let a: ListenAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let e = bind_group_anchor(&a, None, 511, BindOptions::default()).unwrap_err();
+        assert_eq!(e.code(), Some("EADDRINUSE"), "{e}");
+    }
+}

@@ -1,0 +1,274 @@
+//! The `kernel-rr` policy with real workers: the kernel deals connections exactly in turn
+//! over the workers' own sockets (the primary hands none out), a SIGKILLed worker's queue
+//! moves to the others (no reset), clients wait for a replacement when every worker is dead,
+//! IPv4 and IPv6; and without CAP_BPF (uid 65534) the address runs `rr`, reported once.
+//!
+//! As root (CI) the kernel path is tested; otherwise each test checks the fallback instead.
+
+mod util;
+use corral_core::{Event, Policy};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use util::*;
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// One request to `addr` (any family): the answer line.
+fn ask(addr: SocketAddr) -> std::io::Result<String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    (&s).write_all(b"hello\n")?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed without an answer",
+        ));
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// Starts `n` workers serving `bind` under kernel-rr; the address they got, and the fallback
+/// warning if there was one.
+fn kernel_rr(h: &mut Harness, n: usize) -> (SocketAddr, Option<String>) {
+    for _ in 0..n {
+        h.p.spawn_worker(&[]).unwrap();
+    }
+    let (mut listening, mut addr, mut warning) = (0, None, None);
+    h.wait(
+        "every worker listening",
+        Duration::from_secs(10),
+        |_, ev| {
+            match ev {
+                Event::Listening {
+                    addr: corral_core::BoundAddr::Tcp(a),
+                    ..
+                } => {
+                    if let Some(x) = addr {
+                        assert_eq!(x, *a, "one address for all");
+                    }
+                    addr = Some(*a);
+                    listening += 1;
+                }
+                Event::Warning { code, message, .. } => {
+                    assert_eq!(*code, corral_core::event::WARNING_KERNEL_RR_FALLBACK);
+                    assert!(warning.is_none(), "reported twice: {message}");
+                    warning = Some(message.clone());
+                }
+                _ => {}
+            }
+            (listening == n).then_some(())
+        },
+    );
+    (addr.unwrap(), warning)
+}
+
+fn spread(addr: &str) {
+    let mut h = harness(&["serve", addr], Policy::KernelRr);
+    let (sa, warning) = kernel_rr(&mut h, 3);
+    assert_eq!(warning.is_some(), !root(), "{warning:?}");
+    let answers = with_client(&mut h, move || {
+        (0..300).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+    });
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in &answers {
+        *per.entry(worker_of(a)).or_default() += 1;
+    }
+    let handed: u64 =
+        h.p.worker_ids()
+            .iter()
+            .map(|&id| h.p.worker(id).unwrap().handed_off)
+            .sum();
+    if root() {
+        assert_eq!(
+            per.values().copied().collect::<Vec<_>>(),
+            [100, 100, 100],
+            "{addr}: exact turns"
+        );
+        assert_eq!(handed, 0, "the primary is out of the data path");
+    } else {
+        // The fallback is rr: as even, through the primary.
+        let (min, max) = (per.values().min().unwrap(), per.values().max().unwrap());
+        assert!(per.len() == 3 && max - min <= 1, "{per:?}");
+        assert_eq!(handed, 300);
+    }
+}
+
+#[test]
+fn connections_are_dealt_exactly_in_turn_ipv4() {
+    spread("127.0.0.1:0");
+}
+
+#[test]
+fn connections_are_dealt_exactly_in_turn_ipv6() {
+    spread("[::1]:0");
+}
+
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// A worker stopped (SIGSTOP) while its share of 30 clients queues on its socket, then
+/// SIGKILLed: its queue goes to the live workers, every client is answered, none reset.
+#[test]
+fn a_sigkilled_workers_queue_is_served_by_the_others() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
+    let (sa, _) = kernel_rr(&mut h, 3);
+    let victim = h.p.worker_ids()[0];
+    let pid = h.p.worker(victim).unwrap().pid;
+    h.p.kill(victim, libc::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    while proc_state(pid) != Some('T') {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "worker never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let clients: Vec<_> = (0..30)
+        .map(|_| std::thread::spawn(move || ask(sa)))
+        .collect();
+    // Let every SYN land (10 of them in the stopped worker's queue under kernel-rr).
+    h.pump_for(Duration::from_millis(300));
+    if root() {
+        let waiting = clients.iter().filter(|c| !c.is_finished()).count();
+        assert_eq!(waiting, 10, "the stopped worker's turns wait in its queue");
+    }
+    h.p.kill(victim, libc::SIGKILL).unwrap();
+    let results = with_client(&mut h, move || {
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{} lost: {failed:?}", failed.len());
+    assert!(results
+        .iter()
+        .all(|r| worker_of(r.as_ref().unwrap()) != victim));
+}
+
+/// Every worker dead: clients wait (on the anchor under kernel-rr) and the replacement
+/// serves them, then takes new ones on its own socket.
+#[test]
+fn with_every_worker_dead_clients_wait_for_the_replacement() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
+    let (sa, _) = kernel_rr(&mut h, 2);
+    for id in h.p.worker_ids() {
+        h.p.kill(id, libc::SIGKILL).unwrap();
+    }
+    let mut exits = 0;
+    h.wait("both exits", Duration::from_secs(5), |_, ev| {
+        exits += matches!(ev, Event::Exit { .. }) as usize;
+        (exits == 2).then_some(())
+    });
+    let clients: Vec<_> = (0..5)
+        .map(|_| std::thread::spawn(move || ask(sa)))
+        .collect();
+    h.pump_for(Duration::from_millis(200));
+    assert!(
+        clients.iter().all(|c| !c.is_finished()),
+        "a client got an answer (or a refusal) with no worker alive"
+    );
+    h.p.spawn_worker(&[]).unwrap();
+    let answers = with_client(&mut h, move || {
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap().expect("served by the replacement"))
+            .collect::<Vec<_>>()
+    });
+    assert!(answers.iter().all(|a| worker_of(a) == 3), "{answers:?}");
+    let later = with_client(&mut h, move || ask(sa).unwrap());
+    assert_eq!(worker_of(&later), 3);
+    if root() {
+        assert_eq!(
+            h.p.worker(3).unwrap().handed_off,
+            5,
+            "the parked ones through the primary, the later one by the kernel"
+        );
+    }
+}
+
+/// The whole cluster as uid 65534 with no capabilities (`setpriv`): the program cannot be
+/// loaded, so the address runs rr: one warning naming the errno and what to grant, and every
+/// client served.
+#[test]
+fn without_cap_bpf_the_address_falls_back_to_rr_and_says_why() {
+    no_policy_override();
+    let mut cmd = if root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            FIXTURE,
+        ]);
+        c
+    } else {
+        std::process::Command::new(FIXTURE)
+    };
+    let child = cmd
+        .args(["primary", "3"])
+        .env("CORRAL_SCHED_POLICY", "kernel-rr")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) and the fixture");
+    let mut p = FixturePrimary(child);
+    let out = p.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut ports, mut warnings, mut log) = (Vec::new(), Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("3 workers not listening in 10 s: {log:?}"));
+        if let Some(port) = line.strip_prefix("port ") {
+            ports.push(port.parse::<u16>().unwrap());
+        }
+        if line.starts_with("warning ") {
+            warnings.push(line.clone());
+        }
+        log.push(line);
+    }
+    assert_eq!(warnings.len(), 1, "reported once: {log:?}");
+    let w = &warnings[0];
+    assert!(
+        w.starts_with(&format!(
+            "warning CORRAL_KERNEL_RR_FALLBACK {} ",
+            libc::EPERM
+        )),
+        "{w}"
+    );
+    assert!(
+        w.contains("runs rr") && w.contains("setcap cap_bpf+ep") && w.contains("CAP_BPF"),
+        "{w}"
+    );
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for _ in 0..30 {
+        *per.entry(worker_of(&request(ports[0]).unwrap()))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per.values().copied().collect::<Vec<_>>(),
+        [10, 10, 10],
+        "rr, exact"
+    );
+    while let Ok(line) = rx.try_recv() {
+        assert!(!line.starts_with("error "), "{line}");
+    }
+}
