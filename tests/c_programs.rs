@@ -111,6 +111,107 @@ fn hello_http_shared_mode_serves() {
     assert_eq!(total, 50, "{summary}");
 }
 
+/// Requests each worker served, from the summary lines ("worker ID served N requests").
+fn served_per_worker(summary: &str) -> Vec<i64> {
+    summary
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `--policy kernel-rr`: as root the kernel deals 300 requests over 3 workers exactly
+/// (100/100/100) and nothing is reported; unprivileged it runs rr and says why on stderr.
+#[test]
+fn hello_http_kernel_rr_deals_exactly_in_turn() {
+    let (g, out, port) = hello_http(
+        Link::Shared,
+        &[
+            "--workers",
+            "3",
+            "--policy",
+            "kernel-rr",
+            "--requests",
+            "300",
+        ],
+    );
+    for _ in 0..300 {
+        get(port).unwrap();
+    }
+    let (code, summary, stderr) = finish(g, out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("policy kernel-rr"), "{stderr}");
+    let mut served = served_per_worker(&summary);
+    served.sort();
+    if is_root() {
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert_eq!(served, [100, 100, 100], "{summary}");
+    } else {
+        assert!(stderr.contains("CORRAL_KERNEL_RR_FALLBACK"), "{stderr}");
+        assert!(served[2] - served[0] <= 1, "{summary}");
+    }
+}
+
+/// The example as uid 65534 without capabilities (`setpriv`): the program cannot be loaded,
+/// the address runs rr (exact, through the primary), and one warning says why and what to
+/// grant; no error.
+#[test]
+fn hello_http_kernel_rr_without_cap_bpf_runs_rr_and_says_why() {
+    let exe = example("hello_http", Link::Static);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args([
+        "--port",
+        "0",
+        "--workers",
+        "3",
+        "--policy",
+        "kernel-rr",
+        "--requests",
+        "30",
+    ]);
+    let mut g = spawn(cmd);
+    let mut out = BufReader::new(g.0.as_mut().unwrap().stdout.take().unwrap());
+    let port = listening_port(&mut out);
+    for _ in 0..30 {
+        get(port).unwrap();
+    }
+    let (code, summary, stderr) = finish(g, out);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("warning CORRAL_KERNEL_RR_FALLBACK").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("runs rr") && stderr.contains("setcap cap_bpf+ep"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(": worker 0:"), "no error: {stderr}");
+    assert_eq!(served_per_worker(&summary), [10, 10, 10], "{summary}");
+}
+
 #[test]
 fn hello_http_keeps_connections_alive_and_drains_on_sigterm() {
     let (g, out, port) = hello_http(Link::Shared, &["--workers", "2"]);

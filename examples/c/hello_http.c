@@ -1,7 +1,7 @@
 /*
  * hello_http: a prefork HTTP/1.1 server on corral, the README's demo.
  *
- *   hello_http [--workers N] [--host H] [--port P] [--policy rr|shared]
+ *   hello_http [--workers N] [--host H] [--port P] [--policy rr|shared|kernel-rr]
  *              [--requests N | --seconds S]
  *
  * The primary forks N workers (default: one per CPU); they ask the primary to listen on
@@ -52,7 +52,7 @@ static void die_corral(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: hello_http [--workers N] [--host H] [--port P] [--policy rr|shared]\n"
+          "usage: hello_http [--workers N] [--host H] [--port P] [--policy rr|shared|kernel-rr]\n"
           "                  [--requests N | --seconds S]\n");
   exit(2);
 }
@@ -265,6 +265,13 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
     fprintf(stderr, "hello_http: worker %llu: %s\n", id, msg);
     break;
   }
+  case CORRAL_EVENT_WARNING: { /* e.g. kernel-rr without CAP_BPF: that address runs rr */
+    char code[64], msg[1024];
+    corral_event_code(ev, code, sizeof code);
+    corral_event_error_message(ev, msg, sizeof msg);
+    fprintf(stderr, "hello_http: warning %s: %s\n", code, msg);
+    break;
+  }
   case CORRAL_EVENT_SIGNAL:
     st->shutting_down = 1;
     fprintf(stderr, "hello_http: signal %d, shutting down gracefully\n", corral_event_signal(ev));
@@ -293,6 +300,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--policy")) {
       if (!strcmp(v, "rr")) cfg.policy = CORRAL_POLICY_RR;
       else if (!strcmp(v, "shared")) cfg.policy = CORRAL_POLICY_SHARED;
+      else if (!strcmp(v, "kernel-rr")) cfg.policy = CORRAL_POLICY_KERNEL_RR;
       else usage();
     } else usage();
     i++;
@@ -320,8 +328,9 @@ int main(int argc, char **argv) {
       exit(code);
     }
   }
+  uint32_t policy = corral_primary_policy(p);
   fprintf(stderr, "hello_http: primary %d, %ld workers, policy %s\n", (int)getpid(), cfg.workers,
-          corral_primary_policy(p) == CORRAL_POLICY_RR ? "rr" : "shared");
+          policy == CORRAL_POLICY_RR ? "rr" : policy == CORRAL_POLICY_SHARED ? "shared" : "kernel-rr");
 
   /* The embeddable form: dispatch with a timeout so --seconds can end the run. */
   struct timespec t0;

@@ -54,6 +54,9 @@ int main(void) {
   CHECK(corral_options_new(&o) == CORRAL_STATUS_OK, "options_new");
   CHECK(corral_options_set_policy(o, 7) == CORRAL_STATUS_INVALID_ARGUMENT, "unknown policy");
   CHECK(last_error_contains("policy 7 is unknown"), "policy message");
+  CHECK(last_error_contains("CORRAL_POLICY_KERNEL_RR (2)"), "policy message lists kernel-rr");
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_KERNEL_RR) == CORRAL_STATUS_OK, "kernel-rr");
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_RR) == CORRAL_STATUS_OK, "back to rr");
   CHECK(corral_options_set_window(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "window 0");
   CHECK(corral_options_set_max_listeners_per_worker(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT,
         "max listeners 0");
