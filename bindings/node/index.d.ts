@@ -187,11 +187,16 @@ declare namespace cluster {
         /** `true` in a worker: `!isPrimary`. */
         readonly isWorker: boolean;
         /**
-         * `cluster.SCHED_RR` (round-robin, the default) or `cluster.SCHED_NONE` (left to the OS).
+         * `cluster.SCHED_RR` (round-robin, the default) or `cluster.SCHED_NONE` (left to the OS),
+         * or corral's `cluster.SCHED_KERNEL_RR` (also written `'kernel-rr'`): each worker accepts
+         * on its own socket of a SO_REUSEPORT group and an eBPF program deals connections in
+         * turn. It needs CAP_BPF (or root); without it an address runs round-robin and a
+         * `process.emitWarning()` with code `'CORRAL_KERNEL_RR_FALLBACK'` says why.
          * Frozen once the first worker is forked or `setupPrimary()` is called. Also set by the
-         * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`).
+         * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`) and by
+         * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'` or `'kernel-rr'`).
          */
-        schedulingPolicy: number;
+        schedulingPolicy: number | 'kernel-rr';
         /** The settings in force, defaults included, after `setupPrimary()` or `fork()`. Read only. */
         readonly settings: ClusterSettings;
         /** @deprecated since Node.js v16.0.0: use `setupPrimary()`. */
@@ -210,6 +215,8 @@ declare namespace cluster {
         readonly workers?: NodeJS.Dict<Worker>;
         readonly SCHED_NONE: number;
         readonly SCHED_RR: number;
+        /** corral's kernel round-robin (see `schedulingPolicy`). */
+        readonly SCHED_KERNEL_RR: number;
 
         /**
          * Events:

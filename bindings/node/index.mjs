@@ -11,6 +11,8 @@ export default cluster;
 export const {
   isPrimary, isMaster, isWorker, SCHED_NONE, SCHED_RR, Worker, workers, worker, settings, schedulingPolicy,
 } = cluster;
+// corral's own (see index.d.ts).
+export const { SCHED_KERNEL_RR } = cluster;
 export const fork = (...args) => cluster.fork(...args);
 export const disconnect = (...args) => cluster.disconnect(...args);
 export const setupPrimary = (...args) => cluster.setupPrimary(...args);

@@ -19,7 +19,7 @@ const { codedError, channelClosed, ipcDisconnected, nativeError, systemError } =
 const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = require('./messages');
 const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
-  addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
+  addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR, SCHED_KERNEL_RR,
   LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
 } = require('./native');
 
@@ -31,6 +31,7 @@ cluster.isPrimary = false;
 cluster.Worker = Worker;
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
 cluster.worker = null;
 
 // libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.

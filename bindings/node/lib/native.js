@@ -67,6 +67,9 @@ function decodeBatch(b) {
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
+// corral's own: each worker accepts on its socket of a SO_REUSEPORT group and an eBPF program
+// deals connections in turn (the engine's `kernel-rr`; rr where it cannot be loaded).
+const SCHED_KERNEL_RR = 3;
 // Bits of the engine's listen options (corral_core::listener::BindOptions).
 const LISTEN_IPV6_ONLY = 1;
 const LISTEN_READABLE_ALL = 2;
@@ -84,6 +87,7 @@ module.exports = {
   ENV_SERIALIZATION,
   SCHED_NONE,
   SCHED_RR,
+  SCHED_KERNEL_RR,
   LISTEN_IPV6_ONLY,
   LISTEN_READABLE_ALL,
   LISTEN_WRITABLE_ALL,

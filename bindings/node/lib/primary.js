@@ -15,6 +15,7 @@ const { KeepAlive, signalNames, signalNumber } = require('./utils');
 const { Supervisor, invalidOption, validateSupervise } = require('./supervisor');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
+  SCHED_KERNEL_RR,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -25,9 +26,12 @@ cluster.isPrimary = true;
 cluster.Worker = Worker;
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
 
 let policy = { none: SCHED_NONE, rr: SCHED_RR }[process.env.NODE_CLUSTER_SCHED_POLICY];
-const corralPolicy = { shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR }[process.env.CORRAL_SCHED_POLICY];
+const corralPolicy = {
+  shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR, 'kernel-rr': SCHED_KERNEL_RR,
+}[process.env.CORRAL_SCHED_POLICY];
 if (corralPolicy !== undefined) policy = corralPolicy;
 cluster.schedulingPolicy = policy === undefined ? SCHED_RR : policy;
 cluster.settings = {};
@@ -42,7 +46,7 @@ const adopted = new Set(); // every worker id this primary has wrapped
 
 function getEngine() {
   if (engine) return engine;
-  const name = cluster.schedulingPolicy === SCHED_NONE ? 'shared' : 'rr';
+  const name = policyName(cluster.schedulingPolicy) || 'rr';
   engine = callNative(() => new addon.NativePrimary(name, 32, onBatch));
   return engine;
 }
@@ -65,12 +69,21 @@ cluster.setupPrimary = function setupPrimary(options) {
   cluster.settings = settings;
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
-  if (cluster.schedulingPolicy !== SCHED_NONE && cluster.schedulingPolicy !== SCHED_RR) {
+  if (policyName(cluster.schedulingPolicy) === undefined) {
     throw new Error(`Bad cluster.schedulingPolicy: ${cluster.schedulingPolicy}`);
   }
   process.nextTick(setupSettingsNT, settings);
 };
 cluster.setupMaster = cluster.setupPrimary;
+
+// The engine's name of a cluster.schedulingPolicy value: node:cluster's constants, corral's
+// cluster.SCHED_KERNEL_RR, or the engine's names themselves ('kernel-rr').
+function policyName(p) {
+  if (p === SCHED_NONE || p === 'shared' || p === 'none') return 'shared';
+  if (p === SCHED_RR || p === 'rr') return 'rr';
+  if (p === SCHED_KERNEL_RR || p === 'kernel-rr') return 'kernel-rr';
+  return undefined;
+}
 
 function setupSettingsNT(settings) {
   cluster.emit('setup', settings);
@@ -593,6 +606,18 @@ function onEvents(events) {
       case EV.SHUTDOWN_COMPLETE:
         if (supervisor) supervisor._shutdownComplete(ev.flag);
         break;
+      case EV.WARNING: {
+        // Not an error (the cluster runs: e.g. kernel-rr without CAP_BPF runs rr for that
+        // address): a process warning, as Node reports what works but not as asked. It is
+        // printed on stderr unless --no-warnings, and process.on('warning') sees its code.
+        const w = new Error(ev.message);
+        w.name = 'CorralWarning';
+        w.code = ev.syscall;
+        w.errno = ev.errno;
+        if (ev.id) w.listener = ev.id;
+        process.emitWarning(w);
+        break;
+      }
       case EV.ONLINE:
         if (!worker) break;
         // Its messages are read from now on, so none overtakes 'online'.

@@ -1,0 +1,73 @@
+'use strict';
+// cluster.schedulingPolicy = 'kernel-rr' (cluster.SCHED_KERNEL_RR, CORRAL_SCHED_POLICY=kernel-rr):
+// as root the kernel deals connections over the workers' own sockets exactly in turn; without
+// CAP_BPF the address runs rr and one process warning (code CORRAL_KERNEL_RR_FALLBACK) says
+// why and what to grant.
+const { test } = require('node:test');
+const assert = require('node:assert');
+const path = require('node:path');
+const { addonOrSkip: guarded, runNode: run, childEnv } = require('./helpers');
+
+const SCRIPT = path.join(__dirname, 'kernel-rr', 'spread.js');
+const root = process.getuid() === 0;
+
+test("schedulingPolicy 'kernel-rr': 300 requests over 3 workers, exactly in turn", async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [SCRIPT], { env: childEnv({}, ['CORRAL_SCHED_POLICY']) });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.strictEqual(r.lines[0], 'policy kernel-rr', r.lines.join('\n'));
+  if (root) {
+    assert.deepStrictEqual(r.lines.slice(1), ['served 100/100/100', 'own sockets 3', 'warnings 0'], r.err);
+  } else {
+    assert.strictEqual(r.lines[2], 'own sockets 0');
+    assert.match(r.lines[3], /^warning CORRAL_KERNEL_RR_FALLBACK /);
+  }
+});
+
+test('CORRAL_SCHED_POLICY=kernel-rr without CAP_BPF: rr serves, one warning says what to grant', async (t) => {
+  if (!guarded(t)) return;
+  const env = childEnv({ CORRAL_SCHED_POLICY: 'kernel-rr', REQUESTS: '30' });
+  const args = root
+    ? ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, SCRIPT]
+    : [SCRIPT];
+  const r = root
+    ? await runAs(t, args, env)
+    : await run(t, args, { env });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.strictEqual(r.lines[1], 'served 10/10/10', r.lines.join('\n'));
+  assert.strictEqual(r.lines[2], 'own sockets 0', 'dealt by the primary (rr)');
+  assert.strictEqual(r.lines.at(-1), 'warnings 1', r.lines.join('\n'));
+  assert.match(r.lines[3], /^warning CORRAL_KERNEL_RR_FALLBACK 1 kernel-rr: tcp:127\.0\.0\.1:\d+ runs rr/);
+  assert.match(r.lines[3], /setcap cap_bpf\+ep/);
+  // Printed by Node too (a process warning), never as an error.
+  assert.match(r.err, /CorralWarning: kernel-rr/);
+});
+
+// `setpriv ARGS` with the helpers' process-group kill on test end.
+function runAs(t, args, env) {
+  const { spawn } = require('node:child_process');
+  return new Promise((resolve, reject) => {
+    const child = spawn('setpriv', args, {
+      env: { ...env, CORRAL_MODULE: path.resolve(__dirname, '..', 'index.js') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    t.after(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => reject(new Error(`setpriv node did not exit within 30 s:\n${out}\n${err}`)), 30000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, lines: out.trim().split('\n'), err });
+    });
+  });
+}
