@@ -76,8 +76,12 @@ function httpConfigs({ nginxPath }) {
     { name: 'node-cluster-none', ...nodeHello({ NODE_CLUSTER_SCHED_POLICY: 'none' }) },
     { name: 'corral-rr', ...corralHello('rr') },
     { name: 'corral-shared', ...corralHello('shared') },
+    // The kernel deals (SO_REUSEPORT + eBPF); without CAP_BPF these run rr, and the server's
+    // stderr (run.log) carries the CORRAL_KERNEL_RR_FALLBACK warning.
+    { name: 'corral-kernel-rr', ...corralHello('kernel-rr') },
     { name: 'c-hello-rr', ...cHello('rr') },
     { name: 'c-hello-shared', ...cHello('shared') },
+    { name: 'c-hello-kernel-rr', ...cHello('kernel-rr') },
     {
       name: 'nginx',
       kind: 'nginx',
