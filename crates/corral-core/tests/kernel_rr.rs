@@ -272,3 +272,23 @@ fn without_cap_bpf_the_address_falls_back_to_rr_and_says_why() {
         assert!(!line.starts_with("error "), "{line}");
     }
 }
+
+/// Scale down: the worker in slot 0 leaves (disconnect), the others keep their slots, and the
+/// hole's turns are shared alike: 100 requests over the 2 left are 50/50, not 33/67.
+#[test]
+fn a_hole_left_by_a_departed_worker_is_shared_evenly() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
+    let (sa, _) = kernel_rr(&mut h, 3);
+    h.p.disconnect(1).unwrap();
+    h.wait("worker 1 exits", Duration::from_secs(10), |_, ev| {
+        matches!(ev, Event::Exit { worker: 1, .. }).then_some(())
+    });
+    let answers = with_client(&mut h, move || {
+        (0..100).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+    });
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in &answers {
+        *per.entry(worker_of(a)).or_default() += 1;
+    }
+    assert_eq!(per, BTreeMap::from([(2, 50), (3, 50)]));
+}
