@@ -359,3 +359,75 @@ fn a_rolling_replacement_under_load_loses_nothing() {
         &failed[..failed.len().min(5)]
     );
 }
+
+/// Workers SIGKILLed every 200 ms for 3 s under load and restarted (kill_under_load.rs does
+/// the same under rr, where a kill may cost the up to 4 connections the worker took off its
+/// channel). Under kernel-rr a worker takes one connection off its socket at a time, and what
+/// is queued on its socket moves to the others when it dies: a kill costs at most the one
+/// connection it was serving, and no client is left hanging.
+#[test]
+fn repeated_sigkill_costs_at_most_the_connection_being_served() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::KernelRr, |o| {
+        let spec = o.exec.as_mut().expect("exec mode");
+        spec.env
+            .push(("CORRAL_FIXTURE_SERVE_MS".into(), "2".into()));
+    });
+    let (sa, _) = kernel_rr(&mut h, 4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed, mut hung) = (0u32, 0u32, 0u32);
+                for _ in 0..1_000_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match ask(sa) {
+                        Ok(_) => ok += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => hung += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed, hung)
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut next_kill = Instant::now() + Duration::from_millis(200);
+    let mut kills = 0u32;
+    while Instant::now() < end {
+        h.p.dispatch(Some(Duration::from_millis(5))).unwrap();
+        while let Some(ev) = h.p.next_event() {
+            h.log.push(format!("{ev:?}"));
+            if let Event::Exit { .. } = ev {
+                h.p.spawn_worker(&[]).unwrap();
+            }
+        }
+        if Instant::now() >= next_kill {
+            next_kill += Duration::from_millis(200);
+            let ids = h.p.worker_ids();
+            if let Some(&victim) = ids.get(kills as usize % ids.len().max(1)) {
+                h.p.kill(victim, libc::SIGKILL).unwrap();
+                kills += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed, hung) = with_client(&mut h, move || {
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .fold((0, 0, 0), |a, r| (a.0 + r.0, a.1 + r.1, a.2 + r.2))
+    });
+    eprintln!("kernel-rr: {kills} kills: {ok} requests served, {failed} failed, {hung} hung");
+    assert!(kills >= 10, "only {kills} kills");
+    assert!(ok > 100, "only {ok} requests served");
+    assert_eq!(hung, 0, "connections left hanging");
+    assert!(
+        failed <= kills,
+        "{failed} failed requests for {kills} kills: more than the one each was serving"
+    );
+}
