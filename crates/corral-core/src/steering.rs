@@ -306,6 +306,23 @@ mod tests {
         assert_eq!(k.group().tickets().unwrap(), 20);
     }
 
+    /// Every interface (`:0`, dual-stack `[::]`): members match the anchor's IPV6_V6ONLY (off),
+    /// so IPv4 clients reach them too.
+    #[test]
+    fn dual_stack_members_take_ipv4_and_ipv6_clients() {
+        let Some((mut k, anchor, sa)) = steered(":0") else {
+            return;
+        };
+        assert!(sa.is_ipv6() && !k.v6only, "{sa}");
+        let w = k.join(1).unwrap();
+        let _c: Vec<TcpStream> = ["127.0.0.1", "::1", "127.0.0.1", "::1"]
+            .iter()
+            .map(|ip| TcpStream::connect((*ip, sa.port())).unwrap())
+            .collect();
+        assert_eq!(accept_all(&w), 4);
+        assert_eq!(accept_all(&anchor.fd), 0);
+    }
+
     /// The anchor is bound without SO_REUSEPORT first: a port another group holds is
     /// EADDRINUSE, not a silent join of somebody else's group.
     #[test]
