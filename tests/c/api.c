@@ -57,6 +57,9 @@ int main(void) {
   CHECK(last_error_contains("CORRAL_POLICY_KERNEL_RR (2)"), "policy message lists kernel-rr");
   CHECK(corral_options_set_policy(o, CORRAL_POLICY_KERNEL_RR) == CORRAL_STATUS_OK, "kernel-rr");
   CHECK(corral_options_set_policy(o, CORRAL_POLICY_RR) == CORRAL_STATUS_OK, "back to rr");
+  char code[32] = "x";
+  CHECK(corral_event_code(NULL, code, sizeof code) == 0 && code[0] == '\0', "event code of NULL");
+  CHECK(corral_event_kind(NULL) == 0 && corral_event_errno(NULL) == 0, "NULL event");
   CHECK(corral_options_set_window(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "window 0");
   CHECK(corral_options_set_max_listeners_per_worker(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT,
         "max listeners 0");
