@@ -431,3 +431,25 @@ fn repeated_sigkill_costs_at_most_the_connection_being_served() {
         "{failed} failed requests for {kills} kills: more than the one each was serving"
     );
 }
+
+/// A host name (looked up off the loop, then bound at the address it resolved to) gets its
+/// group as an IP literal does.
+#[test]
+fn a_host_name_is_steered_too() {
+    let mut h = harness(&["serve", "localhost:0"], Policy::KernelRr);
+    let (sa, warning) = kernel_rr(&mut h, 2);
+    assert_eq!(warning.is_some(), !root(), "{warning:?}");
+    let answers = with_client(&mut h, move || {
+        (0..40).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+    });
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in &answers {
+        *per.entry(worker_of(a)).or_default() += 1;
+    }
+    assert_eq!(per, BTreeMap::from([(1, 20), (2, 20)]));
+    let handed: u64 = [1, 2]
+        .iter()
+        .map(|&id| h.p.worker(id).unwrap().handed_off)
+        .sum();
+    assert_eq!(handed, if root() { 0 } else { 40 });
+}
