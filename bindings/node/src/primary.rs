@@ -549,7 +549,7 @@ impl NativePrimary {
         }
     }
 
-    /// The policy in effect ("rr" or "shared", after `CORRAL_SCHED_POLICY`).
+    /// The policy in effect ("rr", "shared" or "kernel-rr", after `CORRAL_SCHED_POLICY`).
     #[napi(catch_unwind)]
     pub fn policy(&self) -> String {
         self.shared.lock().policy().name().to_string()
