@@ -150,6 +150,12 @@
 //! `PR_SET_PDEATHSIG(SIGKILL)` and see EOF on their channel when the primary dies, so a
 //! SIGKILLed primary leaves no orphans.
 //!
+//! The portable Unix backend (macOS; Linux with the `portable` feature) has no pidfds: the
+//! first worker a primary starts installs a `SIGCHLD` handler, process-wide, that calls the
+//! handler it replaced and never reaps a child it was not given. A program that installs its
+//! own `SIGCHLD` handler later without chaining (libuv does) takes the exits from it. Workers
+//! there have no `PR_SET_PDEATHSIG` either: they leave on their channel's EOF.
+//!
 //! `disconnect(worker)` stops new connections for that worker at once and asks it to finish and
 //! leave; its exit is then flagged `exited_after_disconnect`. `shutdown(timeout)` closes the
 //! listeners, disconnects every worker and SIGKILLs what is still running at the deadline;

@@ -1,5 +1,5 @@
 //! One end of a worker channel: an ordered outgoing queue and fragment reassembly on top of a
-//! `SOCK_SEQPACKET` socket.
+//! `SOCK_SEQPACKET` socket (or the portable backend's `SOCK_STREAM` records, see `sys/mod.rs`).
 //!
 //! Sending never blocks by itself: [`Channel::queue`] appends, [`Channel::flush`] writes until the
 //! socket is full (`Ok(false)`) or the queue is empty (`Ok(true)`). Messages leave in the order
@@ -47,6 +47,23 @@ struct Outgoing {
     sent: usize,
     started: bool,
     fds: Vec<OwnedFd>,
+    /// The unwritten end of a datagram the socket took only the start of (stream records of
+    /// the portable backend): it goes out before anything else.
+    rest: Vec<u8>,
+}
+
+impl Outgoing {
+    /// The end of a datagram of a message otherwise written (or re-sent) whole.
+    fn rest_of(kind: Kind, rest: Vec<u8>) -> Outgoing {
+        Outgoing {
+            kind,
+            data: Vec::new(),
+            sent: 0,
+            started: true,
+            fds: Vec::new(),
+            rest,
+        }
+    }
 }
 
 /// One end of a channel.
@@ -92,7 +109,9 @@ pub(crate) fn check_outgoing(data_len: usize, nfds: usize) -> Result<()> {
 
 /// Writes the datagrams of one message from offset `*sent` on (fds ride on the first one,
 /// then close here: the kernel holds its own references). `Ok(true)` once all of it is out,
-/// `Ok(false)` when the socket is full (non-blocking); `*sent`/`*started` say how far it got.
+/// `Ok(false)` when the socket is full (non-blocking); `*sent`/`*started` say how far it got,
+/// and `rest` holds the end of a datagram the socket took only the start of.
+#[allow(clippy::too_many_arguments)]
 fn write_datagrams(
     fd: BorrowedFd<'_>,
     kind: Kind,
@@ -100,10 +119,24 @@ fn write_datagrams(
     fds: &mut Vec<OwnedFd>,
     sent: &mut usize,
     started: &mut bool,
+    rest: &mut Vec<u8>,
     blocking: bool,
 ) -> io::Result<bool> {
     let total = data.len();
     loop {
+        if !rest.is_empty() {
+            match sys::send_rest(fd, rest, !blocking) {
+                Ok(n) => drop(rest.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if !rest.is_empty() {
+                return Ok(false);
+            }
+        }
+        if *started && *sent == total {
+            return Ok(true);
+        }
         let end = (*sent + MAX_CHUNK).min(total);
         let mut flags = 0;
         if !*started {
@@ -119,7 +152,8 @@ fn write_datagrams(
             fds.iter().map(|f| f.as_fd()).collect()
         };
         match sys::send_datagram(fd, &head, &data[*sent..end], &borrowed, !blocking) {
-            Ok(()) => {}
+            Ok(sys::DatagramSent::Whole) => {}
+            Ok(sys::DatagramSent::Partly(r)) => *rest = r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
@@ -127,14 +161,12 @@ fn write_datagrams(
         *started = true;
         fds.clear();
         *sent = end;
-        if end == total {
-            return Ok(true);
-        }
     }
 }
 
 impl Channel {
-    /// Wraps a connected `SOCK_SEQPACKET` socket.
+    /// Wraps a connected socket from `sys::seqpacket_pair` (`SOCK_SEQPACKET`, or `SOCK_STREAM`
+    /// with the portable backend).
     pub fn new(fd: OwnedFd) -> Channel {
         Channel {
             fd,
@@ -188,12 +220,15 @@ impl Channel {
             sent: 0,
             started: false,
             fds,
+            rest: Vec::new(),
         });
         Ok(())
     }
 
     /// Sends a message that fits one datagram right now, if nothing is queued before it.
-    /// `Ok(false)`: the socket is full or the queue is not empty; nothing was sent.
+    /// `Ok(false)`: the socket is full or the queue is not empty; nothing was sent. `Ok(true)`
+    /// with [`Channel::has_queued`]: the socket took the datagram's start (and its fds), the
+    /// end waits in the queue for the socket to be writable again.
     pub fn try_send_single(
         &mut self,
         kind: Kind,
@@ -206,8 +241,11 @@ impl Channel {
         }
         let head = frame::encode(kind, FLAG_FIRST, data.len() as u32);
         match sys::send_datagram(self.fd.as_fd(), &head, data, fds, true) {
-            Ok(()) => {
+            Ok(sent) => {
                 self.sent_or_queued += 1;
+                if let sys::DatagramSent::Partly(rest) = sent {
+                    self.out.push_back(Outgoing::rest_of(kind, rest));
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -227,6 +265,7 @@ impl Channel {
                 &mut msg.fds,
                 &mut msg.sent,
                 &mut msg.started,
+                &mut msg.rest,
                 blocking,
             );
             self.out_bytes -= msg.sent - before;
@@ -250,7 +289,7 @@ impl Channel {
                 .map_err(|e| Error::os("sendmsg", "send on channel", &e));
         }
         self.sent_or_queued += 1;
-        let (mut fds, mut sent, mut started) = (fds, 0, false);
+        let (mut fds, mut sent, mut started, mut rest) = (fds, 0, false, Vec::new());
         let done = write_datagrams(
             self.fd.as_fd(),
             kind,
@@ -258,6 +297,7 @@ impl Channel {
             &mut fds,
             &mut sent,
             &mut started,
+            &mut rest,
             false,
         )
         .map_err(|e| Error::os("sendmsg", "send on channel", &e))?;
@@ -269,6 +309,7 @@ impl Channel {
                 sent,
                 started,
                 fds,
+                rest,
             });
         }
         Ok(done)
@@ -276,19 +317,24 @@ impl Channel {
 
     /// Writes a one-datagram message now, ahead of anything queued and without counting it as
     /// a new one: for re-delivering a message read back from the peer's queue (it was counted
-    /// when it was first sent). Gives the message back if the socket has no room for it.
+    /// when it was first sent). Gives the message back if the socket has no room for it, or
+    /// is inside a stream record (whose end must go first).
     pub fn resend_now(&mut self, m: Message) -> std::result::Result<(), Message> {
-        if m.data.len() > MAX_CHUNK {
+        if m.data.len() > MAX_CHUNK || self.out.front().is_some_and(|o| !o.rest.is_empty()) {
             return Err(m);
         }
         let head = frame::encode(m.kind, FLAG_FIRST, m.data.len() as u32);
         let fds: Vec<BorrowedFd<'_>> = m.fds.iter().map(|f| f.as_fd()).collect();
-        let sent = sys::send_datagram(self.fd.as_fd(), &head, &m.data, &fds, true).is_ok();
+        let sent = sys::send_datagram(self.fd.as_fd(), &head, &m.data, &fds, true);
         drop(fds);
-        if sent {
-            Ok(())
-        } else {
-            Err(m)
+        match sent {
+            Ok(sys::DatagramSent::Whole) => Ok(()),
+            // Its end goes before anything else (it is counted already: no new sequence).
+            Ok(sys::DatagramSent::Partly(rest)) => {
+                self.out.push_front(Outgoing::rest_of(m.kind, rest));
+                Ok(())
+            }
+            Err(_) => Err(m),
         }
     }
 

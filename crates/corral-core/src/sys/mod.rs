@@ -1,19 +1,22 @@
 //! Everything that touches the operating system lives below this module.
 //!
-//! A platform must provide, with the same signatures as `sys/linux/`:
+//! A platform must provide, with the same signatures as `sys/linux/`. The portable Unix
+//! backend (`sys/unix/`) is what macOS runs; Linux runs it too with the `portable` feature, so
+//! CI tests it (`cargo test -p corral-core --features portable`).
 //!
-//! | need                        | Linux (`sys/linux/`)                  | named fallback elsewhere            |
-//! |-----------------------------|---------------------------------------|-------------------------------------|
-//! | message channel             | `socketpair(AF_UNIX, SOCK_SEQPACKET)` | `SOCK_STREAM` + length-prefixed frames (macOS has no SEQPACKET for AF_UNIX socketpairs) |
-//! | fd passing                  | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`      | `SCM_RIGHTS`, then `FD_CLOEXEC` by `fcntl` |
-//! | worker stopped reading?     | `recv(MSG_PEEK)` on the worker's end  | same                                |
-//! | accept                      | `accept4(SOCK_CLOEXEC)`               | `accept` + `fcntl(FD_CLOEXEC)`      |
-//! | spawn (exec) / fork         | `fork`/`execve` through `std::process` | same                               |
-//! | child watching              | `pidfd_open` (Linux 5.3) in the poller | kqueue `EVFILT_PROC`/`NOTE_EXIT`    |
-//! | worker dies with primary    | `PR_SET_PDEATHSIG` + channel EOF      | channel EOF only                    |
-//! | poller                      | epoll through mio                     | kqueue through mio                  |
-//! | CPU count                   | affinity mask and cgroup v2 `cpu.max` | `std::thread::available_parallelism` |
-//! | signal wake-up (opt-in)     | `sigaction` + self-pipe               | same                                |
+//! | need                     | Linux (`sys/linux/`)                   | portable Unix (`sys/unix/`): macOS, Linux with `portable` |
+//! |--------------------------|----------------------------------------|-------------------------------------------------|
+//! | message channel          | `socketpair(AF_UNIX, SOCK_SEQPACKET)`  | `SOCK_STREAM` + `u32`-length-prefixed records, taken off only whole (`FIONREAD`), partial writes finished first (`send_rest`) |
+//! | fd passing               | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`       | `SCM_RIGHTS` on a record's first byte, then `FD_CLOEXEC` by `fcntl` |
+//! | worker stopped reading?  | `recv(MSG_PEEK)` on the worker's end   | same (the record's head, after its length)      |
+//! | accept                   | `accept4(SOCK_CLOEXEC)`                | `accept` + `fcntl(FD_CLOEXEC)`, back to blocking |
+//! | accept queue length      | `TCP_INFO` (`tcpi_unacked`)            | none: accept until `EAGAIN` (no `TCP_INFO`; macOS's `TCP_CONNECTION_INFO` has no backlog) |
+//! | spawn (exec) / fork      | `fork`/`execve` through `std::process` | same                                            |
+//! | child watching           | `pidfd_open` (Linux 5.3) in the poller | `SIGCHLD` handler (chained, installed at the first worker) waking a pipe per child, then `waitpid(pid, WNOHANG)` |
+//! | worker dies with primary | `PR_SET_PDEATHSIG` + channel EOF       | channel EOF only                                |
+//! | poller                   | epoll through mio                      | kqueue through mio (macOS); epoll (Linux)       |
+//! | CPU count                | affinity mask and cgroup v2 `cpu.max`  | Linux's (Linux); `std::thread::available_parallelism` (macOS) |
+//! | signal wake-up (opt-in)  | `sigaction` + self-pipe                | same                                            |
 //!
 //! On Linux the calls go through **nix** (socketpair, sendmsg with `ScmRights`, accept4, poll,
 //! fcntl, pipe2, prctl, getrlimit, sysconf, sched_getaffinity, errno names) and std (fd
@@ -37,6 +40,26 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
+
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
+mod unix;
+// Named imports shadow the glob above: with `portable` these replace Linux's own.
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
+pub use unix::{
+    accept_cloexec, accept_queue_len, peek_datagram, pidfd_open, reap, recv_datagram,
+    send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
+};
+
+/// What [`send_datagram`] did with one datagram.
+#[derive(Debug)]
+pub enum DatagramSent {
+    /// All of it went out (always so on a `SOCK_SEQPACKET` channel).
+    Whole,
+    /// Only its start went (the portable backend's `SOCK_STREAM` records, non-blocking): these
+    /// are its remaining bytes, to write with [`send_rest`] before anything else. Its fds went
+    /// with the start.
+    Partly(Vec<u8>),
+}
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

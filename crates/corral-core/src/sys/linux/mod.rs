@@ -7,6 +7,8 @@ mod fd;
 mod net;
 mod process;
 mod procstat;
+// The portable backend (sys/unix/) replaces these with `portable`.
+#[cfg(not(feature = "portable"))]
 mod seqpacket;
 mod signal;
 
@@ -16,13 +18,18 @@ pub use bpf::{
 pub use cpu::available_parallelism;
 pub use errno::{errno_name, last_errno};
 pub use fd::{dup_cloexec, dup_raw_cloexec, fd_count, set_cloexec, set_nonblocking};
-pub use net::{accept_cloexec, accept_queue_len, short_socket_path, SUN_PATH_MAX};
+#[cfg(not(feature = "portable"))]
+pub use net::{accept_cloexec, accept_queue_len};
+pub use net::{short_socket_path, SUN_PATH_MAX};
 pub use process::{
-    adopt_seqpacket, fd_is_open, fd_limit, fork, kill, pidfd_open, reap, spawn, thread_count,
-    ExitStatus, ForkError, ForkOutcome, SpawnSpec, Spawned, StdioSpec,
+    adopt_seqpacket, fd_is_open, fd_limit, fork, kill, spawn, thread_count, ExitStatus, ForkError,
+    ForkOutcome, SpawnSpec, Spawned, StdioSpec,
 };
+#[cfg(not(feature = "portable"))]
+pub use process::{pidfd_open, reap};
 pub use procstat::proc_stats;
+#[cfg(not(feature = "portable"))]
 pub use seqpacket::{
-    peek_datagram, recv_datagram, send_datagram, seqpacket_pair, Received, MAX_FDS,
+    peek_datagram, recv_datagram, send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
 };
 pub use signal::SignalPipe;

@@ -1,13 +1,18 @@
 //! accept4 with close-on-exec; Unix socket names that fit `sun_path`.
 
+#[cfg(not(feature = "portable"))]
 use nix::errno::Errno;
+#[cfg(not(feature = "portable"))]
 use nix::sys::socket::{accept4, SockFlag};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsRawFd;
+#[cfg(not(feature = "portable"))]
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+#[cfg(not(feature = "portable"))]
 /// Accepts one connection as a close-on-exec fd (blocking mode: the receiving worker picks its
 /// own I/O model). `Ok(None)` when the (non-blocking) listener has nothing pending.
 pub fn accept_cloexec(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
@@ -23,6 +28,7 @@ pub fn accept_cloexec(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+#[cfg(not(feature = "portable"))]
 /// Connections waiting in a TCP listener's accept queue (`tcpi_unacked` of `TCP_INFO`, which
 /// is the accept backlog for a socket in `LISTEN`); `None` for other sockets (Unix listeners).
 /// libc: nix has no `TCP_INFO` socket option.
@@ -78,7 +84,7 @@ pub fn short_socket_path(path: &Path) -> io::Result<(PathBuf, Option<File>)> {
     Ok((short, Some(dir)))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "portable")))]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;

@@ -310,6 +310,9 @@ fn fill_free_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
 /// are the bare syscalls, no allocation).
 fn after_fork_in_child(parent: libc::pid_t) {
     use nix::sys::signal::Signal;
+    // The portable backend, as on macOS, has no PR_SET_PDEATHSIG: the worker learns of the
+    // primary's death by the EOF on its channel.
+    #[cfg(not(feature = "portable"))]
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() != parent {
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGKILL);
@@ -376,7 +379,13 @@ pub fn adopt_seqpacket(fd: RawFd) -> io::Result<OwnedFd> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    if ty != libc::SOCK_SEQPACKET {
+    // The channel's socket type: SOCK_STREAM with the portable backend's records.
+    let expected = if cfg!(feature = "portable") {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_SEQPACKET
+    };
+    if ty != expected {
         return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
     }
     // SAFETY: the fd is open (getsockopt succeeded) and was left to this process by its primary
@@ -393,6 +402,7 @@ pub fn thread_count() -> usize {
         .unwrap_or(1)
 }
 
+#[cfg(not(feature = "portable"))]
 /// A pidfd for `pid` (Linux 5.3+): readable once the process has exited. Close-on-exec.
 /// libc: nix has no pidfd_open.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -414,6 +424,7 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
 }
 
+#[cfg(not(feature = "portable"))]
 /// Reaps `pid` if it has exited (`WNOHANG`); `Ok(None)` if it still runs. libc: nix's
 /// waitpid turns a child killed by a real-time signal into EINVAL after reaping it.
 pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {

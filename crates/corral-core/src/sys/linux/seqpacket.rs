@@ -5,6 +5,7 @@
 //! one thread may block in `recvmsg` while another sends without blocking on the same socket.
 //! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
 
+use crate::sys::DatagramSent;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -41,7 +42,7 @@ pub fn send_datagram(
     body: &[u8],
     fds: &[BorrowedFd<'_>],
     nonblocking: bool,
-) -> io::Result<()> {
+) -> io::Result<DatagramSent> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per datagram");
     let iov = [IoSlice::new(head), IoSlice::new(body)];
     let iov = if body.is_empty() { &iov[..1] } else { &iov[..] };
@@ -62,11 +63,30 @@ pub fn send_datagram(
             // SEQPACKET sends are atomic: all or an error.
             Ok(n) => {
                 debug_assert_eq!(n, head.len() + body.len());
-                return Ok(());
+                return Ok(DatagramSent::Whole);
             }
             Err(Errno::EINTR) => {}
             // A blocking send on a socket someone made O_NONBLOCK (libuv does that to the
             // shared open file description when it polls a duplicate): wait for room.
+            Err(Errno::EAGAIN) if !nonblocking => wait_for(sock, PollFlags::POLLOUT)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes the rest of a datagram [`send_datagram`] cut short: never happens on `SOCK_SEQPACKET`
+/// (sends are atomic); here for the portable backend's signature. Returns the bytes written.
+pub fn send_rest(sock: BorrowedFd<'_>, rest: &[u8], nonblocking: bool) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_NOSIGNAL
+        | if nonblocking {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
+    loop {
+        match nix::sys::socket::send(sock.as_raw_fd(), rest, flags) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) if !nonblocking => wait_for(sock, PollFlags::POLLOUT)?,
             Err(e) => return Err(e.into()),
         }
