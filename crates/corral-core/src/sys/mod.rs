@@ -41,10 +41,15 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
-#[cfg(any(feature = "portable", not(target_os = "linux")))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::*;
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix;
-// Named imports shadow the glob above: with `portable` these replace Linux's own.
-#[cfg(any(feature = "portable", not(target_os = "linux")))]
+// Named imports shadow the globs above: with `portable` these replace Linux's own.
+#[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{
     accept_cloexec, accept_queue_len, peek_datagram, pidfd_open, reap, recv_datagram,
     send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
@@ -61,9 +66,9 @@ pub enum DatagramSent {
     Partly(Vec<u8>),
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!(
-    "corral-core supports Linux only for now: a port needs sys/<os>/ with a message channel \
-     (SOCK_STREAM framing if SOCK_SEQPACKET is missing), SCM_RIGHTS, child watching \
-     (kqueue EVFILT_PROC instead of pidfd) and a CPU count; see the table in sys/mod.rs"
+    "corral-core supports Linux and macOS: another Unix needs sys/<os>/ with the per-OS parts \
+     of sys/macos/ (CPU count, process figures, socket path limit), the portable backend in \
+     sys/unix/ gives the rest; see the table in sys/mod.rs"
 );

@@ -55,9 +55,12 @@ pub fn dup_raw_cloexec(raw: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Number of open fds of this process (entries of `/proc/self/fd`, minus the one used to read it).
+/// Number of open fds of this process (entries of `/proc/self/fd`, `/dev/fd` on macOS, minus
+/// the one used to read it).
 pub fn fd_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?
-        .count()
-        .saturating_sub(1))
+    #[cfg(target_os = "linux")]
+    let dir = "/proc/self/fd";
+    #[cfg(not(target_os = "linux"))]
+    let dir = "/dev/fd";
+    Ok(std::fs::read_dir(dir)?.count().saturating_sub(1))
 }

@@ -2,7 +2,7 @@
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::SockType;
 use nix::sys::stat::Mode;
 use std::ffi::OsString;
 use std::io;
@@ -113,12 +113,7 @@ fn open_cloexec(path: &std::ffi::CStr, flags: OFlag) -> io::Result<OwnedFd> {
 
 /// A connected `AF_UNIX` stream socket pair, close-on-exec.
 fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?)
+    crate::sys::unix::socket_pair_cloexec(SockType::Stream)
 }
 
 /// Whether `fd` is an open fd of this process. libc: a number not known to be open cannot be a
@@ -312,7 +307,7 @@ fn after_fork_in_child(parent: libc::pid_t) {
     use nix::sys::signal::Signal;
     // The portable backend, as on macOS, has no PR_SET_PDEATHSIG: the worker learns of the
     // primary's death by the EOF on its channel.
-    #[cfg(not(feature = "portable"))]
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() != parent {
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGKILL);
@@ -380,7 +375,7 @@ pub fn adopt_seqpacket(fd: RawFd) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // The channel's socket type: SOCK_STREAM with the portable backend's records.
-    let expected = if cfg!(feature = "portable") {
+    let expected = if cfg!(any(feature = "portable", not(target_os = "linux"))) {
         libc::SOCK_STREAM
     } else {
         libc::SOCK_SEQPACKET
@@ -396,13 +391,38 @@ pub fn adopt_seqpacket(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Number of threads in this process (entries of `/proc/self/task`).
+#[cfg(target_os = "linux")]
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(1)
 }
 
-#[cfg(not(feature = "portable"))]
+/// Number of threads in this process (`proc_pidinfo(PROC_PIDTASKINFO)`; libc: nix has no
+/// wrapper). 1 if it cannot be read, as on Linux.
+#[cfg(target_os = "macos")]
+pub fn thread_count() -> usize {
+    // SAFETY: proc_taskinfo is plain data; proc_pidinfo writes at most `size` bytes into it.
+    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: a valid pointer to `info` of `size` bytes for the duration of the call.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            std::process::id() as libc::c_int,
+            libc::PROC_PIDTASKINFO,
+            0,
+            (&mut info as *mut libc::proc_taskinfo).cast(),
+            size,
+        )
+    };
+    if n == size {
+        info.pti_threadnum.max(1) as usize
+    } else {
+        1
+    }
+}
+
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 /// A pidfd for `pid` (Linux 5.3+): readable once the process has exited. Close-on-exec.
 /// libc: nix has no pidfd_open.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -424,7 +444,7 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
 }
 
-#[cfg(not(feature = "portable"))]
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 /// Reaps `pid` if it has exited (`WNOHANG`); `Ok(None)` if it still runs. libc: nix's
 /// waitpid turns a child killed by a real-time signal into EINVAL after reaping it.
 pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {

@@ -2,7 +2,6 @@
 //! primary's poller watches. Installing it changes process-wide dispositions, so it only happens
 //! when a caller asks (`PrimaryOptions::shutdown_signals`), and `restore()` puts them back.
 
-use nix::fcntl::OFlag;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -17,11 +16,23 @@ extern "C" fn on_signal(sig: libc::c_int) {
         let b = sig as u8;
         // SAFETY: (signal handler) write(2) is async-signal-safe; errno is saved and restored.
         unsafe {
-            let saved = *libc::__errno_location();
+            let saved = *errno_location();
             libc::write(fd, (&b as *const u8).cast(), 1);
-            *libc::__errno_location() = saved;
+            *errno_location() = saved;
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn errno_location() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno location; no preconditions.
+    unsafe { libc::__errno_location() }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn errno_location() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno location; no preconditions.
+    unsafe { libc::__error() }
 }
 
 /// The installed handlers and their pipe. One per process at a time.
@@ -35,7 +46,19 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Installs handlers for `signals`. Fails with `EBUSY` if another `SignalPipe` is active.
     pub fn install(signals: &[i32]) -> io::Result<SignalPipe> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        #[cfg(target_os = "linux")]
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        // No pipe2 on macOS: fcntl after, racing only a fork by another thread.
+        #[cfg(not(target_os = "linux"))]
+        let (read, write) = {
+            let (r, w) = nix::unistd::pipe()?;
+            for fd in [&r, &w] {
+                super::fd::set_cloexec(std::os::fd::AsFd::as_fd(fd), true)?;
+                super::fd::set_nonblocking(std::os::fd::AsFd::as_fd(fd), true)?;
+            }
+            (r, w)
+        };
         if PIPE_WRITE
             .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
             .is_err()

@@ -5,25 +5,39 @@
 //! - `sigchld`: child watching by a `SIGCHLD` handler and `waitpid` instead of pidfds.
 //! - `net`: `accept` then `fcntl(FD_CLOEXEC)`; no accept-queue length (`TCP_INFO` is Linux's).
 
+//!
+//! The helpers below (close-on-exec socket pairs) serve both backends.
+
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 mod net;
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 mod sigchld;
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 mod stream;
 
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use net::{accept_cloexec, accept_queue_len};
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use sigchld::{pidfd_open, reap};
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use stream::{
     peek_datagram, recv_datagram, send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
 };
 
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
+use {
+    nix::errno::Errno,
+    nix::poll::{poll, PollFd, PollFlags, PollTimeout},
+    nix::sys::socket::MsgFlags,
+    std::os::fd::{AsFd, BorrowedFd},
+};
 
 /// Flags of every send on a channel: a dead peer is `EPIPE`, never `SIGPIPE` (Linux's
 /// `MSG_NOSIGNAL`; elsewhere the socket carries `SO_NOSIGPIPE` from its creation).
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "portable", target_os = "linux"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 #[cfg(not(target_os = "linux"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::empty();
@@ -31,7 +45,7 @@ const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 /// A connected `AF_UNIX` socket pair, close-on-exec. Linux creates it so (`SOCK_CLOEXEC`);
 /// elsewhere `fcntl` follows `socketpair`, and a fork by another thread in between could
 /// inherit the pair (macOS has no atomic way).
-pub(super) fn socket_pair_cloexec(ty: SockType) -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn socket_pair_cloexec(ty: SockType) -> io::Result<(OwnedFd, OwnedFd)> {
     #[cfg(target_os = "linux")]
     let flags = SockFlag::SOCK_CLOEXEC;
     #[cfg(not(target_os = "linux"))]
@@ -39,12 +53,27 @@ pub(super) fn socket_pair_cloexec(ty: SockType) -> io::Result<(OwnedFd, OwnedFd)
     let (a, b) = socketpair(AddressFamily::Unix, ty, None, flags)?;
     #[cfg(not(target_os = "linux"))]
     for s in [&a, &b] {
+        use std::os::fd::AsRawFd;
         super::set_cloexec(s.as_fd(), true)?;
-        nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::NoSigPipe, &true)?;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one int from our local. libc: nix has no SO_NOSIGPIPE.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok((a, b))
 }
 
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 /// Makes fds that arrived by `SCM_RIGHTS` close-on-exec (there is no `MSG_CMSG_CLOEXEC` here;
 /// on Linux the portable backend takes the same path, so CI tests it).
 pub(super) fn cloexec_received(fds: &[OwnedFd]) -> io::Result<()> {
@@ -54,6 +83,7 @@ pub(super) fn cloexec_received(fds: &[OwnedFd]) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 /// Waits until `sock` is ready for `events` (or has an error or hang-up, which the next call
 /// reports).
 pub(super) fn wait_for(sock: BorrowedFd<'_>, events: PollFlags) -> io::Result<()> {

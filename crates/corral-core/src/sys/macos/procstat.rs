@@ -1,0 +1,34 @@
+//! Per-process resource figures from `proc_pidinfo` (for metrics and recycling).
+
+/// Resident set size in bytes and CPU time (user + system) in seconds of `pid`.
+/// libc: nix has no `proc_pidinfo`, and the timebase struct libc marks deprecated (in favour
+/// of the `mach2` crate) is the one call needed from it.
+#[allow(deprecated)]
+pub fn proc_stats(pid: i32) -> Option<(u64, f64)> {
+    // SAFETY: proc_taskinfo is plain data; proc_pidinfo writes at most `size` bytes into it.
+    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: a valid pointer to `info` of `size` bytes for the duration of the call.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTASKINFO,
+            0,
+            (&mut info as *mut libc::proc_taskinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    // The times are in Mach absolute time units (nanoseconds on Intel, not on Apple silicon).
+    let mut tb = libc::mach_timebase_info { numer: 0, denom: 0 };
+    // SAFETY: writes the timebase into our local.
+    let rc = unsafe { libc::mach_timebase_info(&mut tb) };
+    if rc != 0 || tb.denom == 0 {
+        return None;
+    }
+    let ticks = info.pti_total_user.saturating_add(info.pti_total_system);
+    let secs = ticks as f64 * f64::from(tb.numer) / f64::from(tb.denom) / 1e9;
+    Some((info.pti_resident_size, secs))
+}

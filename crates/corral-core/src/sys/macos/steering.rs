@@ -1,0 +1,74 @@
+//! Kernel steering (Linux's `SO_ATTACH_REUSEPORT_EBPF`) does not exist on macOS: every call
+//! reports [`Unsupported`], and the engine deals connections itself.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+/// Why the kernel path is not available here, for the one report the engine makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The errno of the step that failed (0: refused before any call).
+    pub errno: i32,
+    /// What failed, and what to do about it.
+    pub reason: String,
+}
+
+fn unsupported() -> Unsupported {
+    Unsupported {
+        errno: 0,
+        reason: "kernel steering needs Linux eBPF (SO_ATTACH_REUSEPORT_EBPF, Linux 5.14); \
+                 macOS has none: the primary deals connections itself"
+            .into(),
+    }
+}
+
+/// Never created on macOS ([`ReuseportGroup::new`] reports [`Unsupported`]).
+#[derive(Debug)]
+pub struct ReuseportGroup {
+    never: Infallible,
+}
+
+impl ReuseportGroup {
+    /// Reports [`Unsupported`].
+    pub fn new(_max_slots: u32) -> Result<ReuseportGroup, Unsupported> {
+        Err(unsupported())
+    }
+    /// Unreachable: no group exists.
+    pub fn attach(&self, _sock: BorrowedFd<'_>) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn set_slot(&self, _slot: u32, _sock: BorrowedFd<'_>) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn set_anchor(&self, _sock: BorrowedFd<'_>) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn clear_slot(&self, _slot: u32) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn slot_filled(&self, _slot: u32) -> io::Result<bool> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn set_slot_count(&self, _n: u32) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn tickets(&self) -> io::Result<u64> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn max_slots(&self) -> u32 {
+        match self.never {}
+    }
+}
+
+/// Reports [`Unsupported`]: there is no kernel steering on macOS.
+pub fn probe() -> Result<(), Unsupported> {
+    Err(unsupported())
+}
