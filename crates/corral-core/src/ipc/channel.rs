@@ -461,6 +461,41 @@ mod tests {
         assert_eq!(recv_one(&mut b).kind, Kind::Ack);
     }
 
+    /// Stream records (portable backend): a record the socket took only the start of is
+    /// finished from the queue before anything else, and the reader gets every record whole.
+    #[test]
+    #[cfg(any(feature = "portable", not(target_os = "linux")))]
+    fn a_record_cut_short_is_finished_first_from_the_queue() {
+        let (mut a, mut b) = pair();
+        let big = vec![5u8; MAX_CHUNK];
+        let mut sent = 0;
+        for _ in 0..10_000 {
+            if !a.try_send_single(Kind::User, &big, &[]).unwrap() {
+                break;
+            }
+            sent += 1;
+            if a.has_queued() {
+                break;
+            }
+        }
+        assert!(a.has_queued(), "no record was cut short in {sent} sends");
+        assert!(
+            !a.try_send_single(Kind::Ack, b"x", &[]).unwrap(),
+            "overtook a cut record"
+        );
+        a.queue(Kind::User, b"after".to_vec(), vec![]).unwrap();
+        let t = std::thread::spawn(move || {
+            assert!(a.flush(true).unwrap());
+            a
+        });
+        for _ in 0..sent {
+            let m = recv_one(&mut b);
+            assert_eq!((m.kind, m.data.len()), (Kind::User, MAX_CHUNK));
+        }
+        assert_eq!(recv_one(&mut b).data, b"after");
+        drop(t.join().unwrap());
+    }
+
     #[test]
     fn send_or_queue_writes_in_place_and_queues_the_rest_in_order() {
         let (mut a, mut b) = pair();

@@ -159,6 +159,11 @@ impl Inner {
                         slot.stall.watched = true;
                         watch = true;
                     }
+                    // The socket took only the start of the record (portable backend's stream):
+                    // its end waits in the queue for the socket to be writable.
+                    if chan.has_queued() {
+                        blocked.push(wid);
+                    }
                     true
                 }
                 Ok(false) => {
