@@ -340,6 +340,9 @@ pub fn fork() -> Result<ForkOutcome, ForkError> {
         -1 => Err(ForkError::Os(io::Error::last_os_error())),
         0 => {
             after_fork_in_child(parent);
+            // The primary's child watches are not the worker's (portable backend).
+            #[cfg(any(feature = "portable", not(target_os = "linux")))]
+            crate::sys::unix::forget_watches_after_fork();
             Ok(ForkOutcome::Child)
         }
         pid => Ok(ForkOutcome::Parent(pid)),

@@ -18,6 +18,8 @@ mod stream;
 #[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use net::{accept_cloexec, accept_queue_len};
 #[cfg(any(feature = "portable", not(target_os = "linux")))]
+pub(crate) use sigchld::forget_watches_after_fork;
+#[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use sigchld::{pidfd_open, reap};
 #[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use stream::{

@@ -195,6 +195,19 @@ pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {
     r
 }
 
+/// In a forked worker: the primary's watches are not its own. Its handler stops writing to
+/// the primary's pipes (its own children's exits would wake the primary for nothing) and its
+/// copies of them close. Called in the child of `sys::fork`, which is single-threaded, so the
+/// table's lock is free unless the fork interrupted its holder: then the copies stay open.
+pub(crate) fn forget_watches_after_fork() {
+    for w in &WRITE_FDS {
+        w.store(-1, SeqCst);
+    }
+    if let Ok(mut table) = TABLE.try_lock() {
+        table.clear();
+    }
+}
+
 /// Ends slot `i`'s watch: its write end closes once no handler can be writing to it.
 fn free(table: &mut [Option<Watch>], i: usize) {
     WRITE_FDS[i].store(-1, SeqCst);
@@ -264,6 +277,58 @@ mod tests {
         fn drop(&mut self) {
             let _ = self.0.kill();
             let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_forked_child_forgets_the_watches_and_closes_their_pipes() {
+        let sleeper = Reaped(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap(),
+        );
+        let sp = sleeper.0.id() as i32;
+        let w = pidfd_open(sp).unwrap();
+        // Held across the fork, so no other test thread holds it in the child's copy.
+        let table = TABLE.lock().unwrap();
+        let watch = table.iter().flatten().find(|w| w.pid == sp).unwrap();
+        let pipe = [watch.read.as_raw_fd(), watch._write.as_raw_fd()];
+        // SAFETY: the child releases its copy of the lock (taken by this very thread), closes
+        // fds, asks fcntl about two numbers and leaves with _exit; glibc's fork holds the
+        // allocator's locks across the fork, so the child may free memory.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            drop(table);
+            forget_watches_after_fork();
+            let forgot = WRITE_FDS.iter().all(|w| w.load(SeqCst) == -1);
+            let closed = pipe.iter().all(|&fd| !crate::sys::fd_is_open(fd));
+            // SAFETY: leaves the forked child at once, without running the harness's exit.
+            unsafe { libc::_exit(if forgot && closed { 0 } else { 1 }) };
+        }
+        drop(table);
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into our local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child kept the watches or their pipes (status {status:#x})"
+        );
+        assert!(
+            pipe.iter().all(|&fd| crate::sys::fd_is_open(fd)),
+            "the parent keeps its own"
+        );
+        drop(w);
+        crate::sys::kill(sp, libc::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reap(sp).unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the killed sleeper was not reaped within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
