@@ -22,6 +22,17 @@
 //! socket (late ACKs, RSTs of closed connections) also run it; they take no ticket, so the count
 //! stays exact (1000/1000/1000 over 3000 SYNs, where counting them gave 1001/999/1000).
 //!
+//! Worker-published load ([`Steer::Window`], [`Steer::Least`]): a third map, `load`, an
+//! mmapable `ARRAY` with one `u32` per worker slot. The program adds 1 to the slot it assigns a
+//! connection to (a 32-bit atomic add); the worker subtracts 1 when that connection is done,
+//! through its own mapping of the map ([`LoadMap`]: no syscall, no privilege beyond the fd).
+//! `Window(w)` is the round-robin above where a slot at `w` or more burns its ticket like an
+//! empty one (today's `rr` window: a stopped worker stops getting connections); `Least(w)`
+//! scans the `nslots` slots from the ticket's turn and picks the smallest load (ties go to the
+//! first in that rotation, so equal loads take turns), and when its socket is gone falls back
+//! to the draws. A slot with no worker holds [`LOAD_EMPTY`], above any window; nothing under
+//! the window: the anchor, whose connections the primary deals with its own window.
+//!
 //! Loaded with the raw `bpf(2)` syscall (libc: nix has no bpf()), from instructions assembled
 //! below with per-instruction comments: no clang, no ELF, nothing added to the link line. The
 //! feasibility study and the measurements behind each choice are in the repository's issue
@@ -32,7 +43,7 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 /// How many tickets one connection draws (each an empty slot) before it is parked on the
@@ -51,6 +62,7 @@ const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: u32 = 20;
 const BPF_PROG_TYPE_SK_REUSEPORT: u32 = 21;
 const BPF_SK_REUSEPORT_SELECT_OR_MIGRATE: u32 = 40;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 // Helpers the program calls.
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
@@ -133,13 +145,84 @@ impl Asm {
     }
 }
 
-/// The steering program for `state` and `socks` (their fds are baked into the instructions).
-fn program(state: RawFd, socks: RawFd, anchor_slot: u32) -> Vec<Insn> {
+/// How the program picks among the filled worker slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// Exact turns over the filled slots (no load map).
+    RoundRobin,
+    /// Turns as [`Steer::RoundRobin`], but a slot whose `load` is at `window` or more is
+    /// skipped (its ticket burnt, as an empty slot's); with every slot full, the anchor.
+    Window(u32),
+    /// The filled slot with the smallest `load` (ties go to the first in the ticket's
+    /// rotation, so equal loads take turns); none under `window`: the anchor.
+    Least(u32),
+}
+
+/// The window of today's `rr` dealer: connections a worker may have in flight.
+pub const DEFAULT_WINDOW: u32 = 32;
+
+/// `load[slot]` of a slot with no worker (set by the primary when it clears the slot): above
+/// any window, so neither variant picks it.
+pub const LOAD_EMPTY: u32 = 0x8000_0000;
+
+impl Steer {
+    fn window(self) -> Option<u32> {
+        match self {
+            Steer::RoundRobin => None,
+            Steer::Window(w) | Steer::Least(w) => Some(w),
+        }
+    }
+}
+
+/// Maps a program reads (their fds are baked into the instructions).
+#[derive(Clone, Copy)]
+struct Maps {
+    state: RawFd,
+    socks: RawFd,
+    /// The `load` array (`None`: [`Steer::RoundRobin`]).
+    load: Option<RawFd>,
+}
+
+/// `key` (a `u32` on the stack at `fp+key`) looked up in `map`: `r0 = &map[key]` or NULL.
+fn lookup(a: &mut Asm, map: RawFd, key: i16) {
+    a.ld_map(R1, map); //  r1 = map
+    a.raw(0xbf, R2, R10, 0, 0); //  r2 = fp
+    a.raw(0x07, R2, 0, 0, key as i32); //  r2 = &key
+    a.raw(0x85, 0, 0, 0, FN_MAP_LOOKUP_ELEM); //  r0 = &map[key] (or NULL)
+}
+
+/// `select(ctx, socks, &slot)` with the slot a `u32` at `fp+slot`: `r0 == 0` when selected.
+fn select(a: &mut Asm, socks: RawFd, slot: i16) {
+    a.raw(0xbf, R1, R6, 0, 0); //  r1 = ctx
+    a.ld_map(R2, socks); //  r2 = socks map
+    a.raw(0xbf, R3, R10, 0, 0); //  r3 = fp
+    a.raw(0x07, R3, 0, 0, slot as i32); //  r3 = &slot
+    a.raw(0xb7, R4, 0, 0, 0); //  r4 = 0 (flags)
+    a.raw(0x85, 0, 0, 0, FN_SK_SELECT_REUSEPORT); //  r0 = select(ctx, socks, &slot, 0)
+}
+
+/// After a selection of the slot at `fp-8`: `load[slot] += 1` (an atomic add, no fetch), then
+/// SK_PASS.
+fn count_assignment(a: &mut Asm, load: RawFd, pass: Label) {
+    lookup(a, load, -8); //  r0 = &load[slot]
+    a.jump(0x15, R0, 0, 0, pass); //  (cannot fail for an array; the verifier wants the check)
+    a.raw(0xb7, R1, 0, 0, 1); //  r1 = 1
+    a.raw(0xc3, R0, R1, 0, 0x00); //  lock *(u32 *)r0 += r1 (BPF_ATOMIC | BPF_W, BPF_ADD)
+    a.jump(0x05, 0, 0, 0, pass); //  done
+}
+
+/// The steering program for `maps`, choosing as `steer` says, with the anchor in slot
+/// `anchor_slot` (also the bound of the `least` scan: no more worker slots exist).
+fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
     let mut a = Asm::new();
     let take_ticket = a.label();
+    let draw = a.label();
     let try_slot = a.label();
+    let skip = a.label();
     let anchor = a.label();
     let pass = a.label();
+    // Stack: fp-4 a lookup key, fp-8 the slot to select, fp-16 &state[0] (the ticket),
+    // fp-24 the least load seen, fp-32 its slot.
     a.raw(0xbf, R6, R1, 0, 0); //  r6 = ctx
     a.raw(0x79, R7, R6, MD_MIGRATING_SK, 0); //  r7 = ctx->migrating_sk
     a.jump(0x55, R7, 0, 0, take_ticket); //  migrating: it needs a live slot, take a ticket
@@ -153,20 +236,55 @@ fn program(state: RawFd, socks: RawFd, anchor_slot: u32) -> Vec<Insn> {
     a.jump(0x55, R4, 0, 0x02, pass); //  not a bare SYN: no ticket, no selection
     a.bind(take_ticket);
     a.raw(0x62, R10, 0, -4, 1); //  key = 1 (nslots) at fp-4
-    a.ld_map(R1, state); //  r1 = state map
-    a.raw(0xbf, R2, R10, 0, 0); //  r2 = fp
-    a.raw(0x07, R2, 0, 0, -4); //  r2 = &key
-    a.raw(0x85, 0, 0, 0, FN_MAP_LOOKUP_ELEM); //  r0 = &state[1]
+    lookup(&mut a, maps.state, -4); //  r0 = &state[1]
     a.jump(0x15, R0, 0, 0, pass); //  (cannot fail for an array; the verifier wants the check)
     a.raw(0x79, R8, R0, 0, 0); //  r8 = nslots
     a.jump(0x15, R8, 0, 0, anchor); //  no worker slot: park on the anchor
     a.raw(0x62, R10, 0, -4, 0); //  key = 0 (ticket)
-    a.ld_map(R1, state); //  r1 = state map
-    a.raw(0xbf, R2, R10, 0, 0); //  r2 = fp
-    a.raw(0x07, R2, 0, 0, -4); //  r2 = &key
-    a.raw(0x85, 0, 0, 0, FN_MAP_LOOKUP_ELEM); //  r0 = &state[0]
+    lookup(&mut a, maps.state, -4); //  r0 = &state[0]
     a.jump(0x15, R0, 0, 0, pass); //  (as above)
     a.raw(0x7b, R10, R0, -16, 0); //  spill &state[0] at fp-16 (helper calls clobber r0-r5)
+    if let (Steer::Least(window), Some(load)) = (steer, maps.load) {
+        let scan = a.label();
+        let next = a.label();
+        let in_range = a.label();
+        let scanned = a.label();
+        a.raw(0xb7, R9, 0, 0, 1); //  r9 = 1
+        a.raw(0xdb, R0, R9, 0, 0x01); //  r9 = atomic_fetch_add(&state[0], r9): a ticket
+        a.raw(0x9f, R9, R8, 0, 0); //  r9 %= nslots: where the scan starts (ties rotate)
+        a.raw(0x7a, R10, 0, -24, -1); //  least load = u64::MAX (none seen yet)
+        a.raw(0x7a, R10, 0, -32, 0); //  its slot = 0
+        a.raw(0xb7, R7, 0, 0, 0); //  r7 = 0 (i)
+        a.bind(scan);
+        a.jump(0x3d, R7, R8, 0, scanned); //  if i >= nslots: every slot seen
+        a.jump(0x35, R7, 0, anchor_slot as i32, scanned); //  (and the verifier's bound)
+        a.raw(0xbf, R1, R9, 0, 0); //  r1 = start
+        a.raw(0x0f, R1, R7, 0, 0); //  r1 += i
+        a.jump(0xad, R1, R8, 0, in_range); //  if r1 < nslots: that is the slot
+        a.raw(0x1f, R1, R8, 0, 0); //  else r1 -= nslots (wrap around)
+        a.bind(in_range);
+        a.raw(0x63, R10, R1, -4, 0); //  key = slot (u32 at fp-4)
+        lookup(&mut a, load, -4); //  r0 = &load[slot]
+        a.jump(0x15, R0, 0, 0, next); //  (cannot fail for an array)
+        a.raw(0x61, R1, R0, 0, 0); //  r1 = load[slot]
+        a.raw(0x79, R2, R10, -24, 0); //  r2 = least load so far
+        a.jump(0x3d, R1, R2, 0, next); //  if load >= least: not better (a tie keeps the first)
+        a.raw(0x7b, R10, R1, -24, 0); //  least load = load
+        a.raw(0x61, R1, R10, -4, 0); //  r1 = slot
+        a.raw(0x7b, R10, R1, -32, 0); //  its slot = slot
+        a.bind(next);
+        a.raw(0x07, R7, 0, 0, 1); //  i += 1
+        a.jump(0x05, 0, 0, 0, scan); //  next slot (bounded above)
+        a.bind(scanned);
+        a.raw(0x79, R1, R10, -24, 0); //  r1 = least load
+        a.jump(0x35, R1, 0, window as i32, anchor); //  at the window (or LOAD_EMPTY): anchor
+        a.raw(0x79, R1, R10, -32, 0); //  r1 = its slot
+        a.raw(0x63, R10, R1, -8, 0); //  slot at fp-8 (u32)
+        select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
+        a.jump(0x55, R0, 0, 0, draw); //  not selected (its worker just died): draw turns
+        count_assignment(&mut a, load, pass); //  load[slot] += 1, SK_PASS
+    }
+    a.bind(draw);
     a.raw(0xb7, R7, 0, 0, 0); //  r7 = 0 (tries)
     a.bind(try_slot);
     a.raw(0x79, R1, R10, -16, 0); //  r1 = &state[0]
@@ -175,24 +293,25 @@ fn program(state: RawFd, socks: RawFd, anchor_slot: u32) -> Vec<Insn> {
     a.raw(0xbf, R1, R9, 0, 0); //  r1 = ticket
     a.raw(0x9f, R1, R8, 0, 0); //  r1 %= nslots
     a.raw(0x63, R10, R1, -8, 0); //  slot at fp-8 (u32)
-    a.raw(0xbf, R1, R6, 0, 0); //  r1 = ctx
-    a.ld_map(R2, socks); //  r2 = socks map
-    a.raw(0xbf, R3, R10, 0, 0); //  r3 = fp
-    a.raw(0x07, R3, 0, 0, -8); //  r3 = &slot
-    a.raw(0xb7, R4, 0, 0, 0); //  r4 = 0 (flags)
-    a.raw(0x85, 0, 0, 0, FN_SK_SELECT_REUSEPORT); //  r0 = select(ctx, socks, &slot, 0)
-    a.jump(0x15, R0, 0, 0, pass); //  selected: done
+    if let (Some(window), Some(load)) = (steer.window(), maps.load) {
+        lookup(&mut a, load, -8); //  r0 = &load[slot]
+        a.jump(0x15, R0, 0, 0, skip); //  (cannot fail for an array)
+        a.raw(0x61, R1, R0, 0, 0); //  r1 = load[slot]
+        a.jump(0x35, R1, 0, window as i32, skip); //  at the window (or LOAD_EMPTY): burn it
+        select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
+        a.jump(0x55, R0, 0, 0, skip); //  empty slot: burn the ticket
+        count_assignment(&mut a, load, pass); //  load[slot] += 1, SK_PASS
+    } else {
+        select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
+        a.jump(0x15, R0, 0, 0, pass); //  selected: done
+    }
+    a.bind(skip);
     a.raw(0x07, R7, 0, 0, 1); //  tries += 1
     a.jump(0xa5, R7, 0, TRIES, try_slot); //  if tries < TRIES: draw again (bounded loop)
     a.bind(anchor);
     a.raw(0x62, R10, 0, -8, anchor_slot as i32); //  slot = the anchor's
-    a.raw(0xbf, R1, R6, 0, 0); //  r1 = ctx
-    a.ld_map(R2, socks); //  r2 = socks map
-    a.raw(0xbf, R3, R10, 0, 0); //  r3 = fp
-    a.raw(0x07, R3, 0, 0, -8); //  r3 = &slot
-    a.raw(0xb7, R4, 0, 0, 0); //  r4 = 0
-    a.raw(0x85, 0, 0, 0, FN_SK_SELECT_REUSEPORT); //  select the anchor (if even that fails,
-    a.bind(pass); //                                   the kernel's hash picks)
+    select(&mut a, maps.socks, -8); //  select the anchor (if even that fails, the kernel's
+    a.bind(pass); //                   hash picks)
     a.raw(0xb7, R0, 0, 0, SK_PASS); //  r0 = SK_PASS, never SK_DROP
     a.raw(0x95, 0, 0, 0, 0); //  exit
     a.finish()
@@ -223,12 +342,13 @@ fn new_fd(r: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(r as RawFd) }
 }
 
-fn map_create(kind: u32, key: u32, value: u32, entries: u32) -> io::Result<OwnedFd> {
+fn map_create(kind: u32, key: u32, value: u32, entries: u32, flags: u32) -> io::Result<OwnedFd> {
     let mut attr = [0u8; 128];
     put32(&mut attr, 0, kind);
     put32(&mut attr, 4, key);
     put32(&mut attr, 8, value);
     put32(&mut attr, 12, entries);
+    put32(&mut attr, 16, flags);
     bpf(BPF_MAP_CREATE, &mut attr).map(new_fd)
 }
 
@@ -293,22 +413,86 @@ fn kernel_release() -> String {
 pub struct ReuseportGroup {
     state: OwnedFd,
     socks: OwnedFd,
+    /// The `load` array and the primary's mapping of it (`None`: [`Steer::RoundRobin`]).
+    load: Option<(OwnedFd, LoadMap)>,
     prog: OwnedFd,
+    steer: Steer,
     anchor_slot: u32,
 }
 
+/// Parses "5.12.0-foo" into (5, 12).
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
 impl ReuseportGroup {
-    /// Creates the maps and loads the program for up to `max_slots` worker sockets (plus the
-    /// anchor's slot).
+    /// Creates the maps and loads the round-robin program for up to `max_slots` worker
+    /// sockets (plus the anchor's slot).
     pub fn new(max_slots: u32) -> Result<ReuseportGroup, Unsupported> {
-        let state = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 2)
+        ReuseportGroup::with_steer(max_slots, Steer::RoundRobin)
+    }
+
+    /// As [`ReuseportGroup::new`], choosing as `steer` says: [`Steer::Window`] and
+    /// [`Steer::Least`] add the mmapable `load` array that workers decrement ([`LoadMap`]).
+    /// A window must be in `1..LOAD_EMPTY`. They need Linux 5.12 (checked here, before
+    /// anything is created: the kernel would otherwise refuse the program with a bare
+    /// EINVAL); see [`ReuseportGroup::with_steer_or_plain`] for the fallback.
+    pub fn with_steer(max_slots: u32, steer: Steer) -> Result<ReuseportGroup, Unsupported> {
+        if let Some(w) = steer.window() {
+            if w == 0 || w >= LOAD_EMPTY {
+                return Err(Unsupported {
+                    errno: libc::EINVAL,
+                    reason: format!("window {w}: must be 1 to {}", LOAD_EMPTY - 1),
+                });
+            }
+            let release = kernel_release();
+            match parse_release(&release) {
+                Some(v) if v >= (5, 12) => {}
+                _ => {
+                    return Err(Unsupported {
+                        errno: 0,
+                        reason: format!(
+                            "kernel {release}: worker-published load needs Linux 5.12 (BPF \
+                             atomics on an mmapable array)"
+                        ),
+                    })
+                }
+            }
+        }
+        let state = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 2, 0)
             .map_err(|e| Unsupported::from("bpf(BPF_MAP_CREATE, array)", &e, ""))?;
-        let socks = map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, 4, 8, max_slots + 1)
+        let socks = map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, 4, 8, max_slots + 1, 0)
             .map_err(|e| Unsupported::from("bpf(BPF_MAP_CREATE, reuseport_sockarray)", &e, ""))?;
-        let insns = program(state.as_raw_fd(), socks.as_raw_fd(), max_slots);
+        let load = match steer {
+            Steer::RoundRobin => None,
+            Steer::Window(_) | Steer::Least(_) => {
+                let fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, max_slots, BPF_F_MMAPABLE).map_err(
+                    |e| Unsupported::from("bpf(BPF_MAP_CREATE, mmapable array)", &e, ""),
+                )?;
+                let map = LoadMap::map(fd.as_fd(), max_slots)
+                    .map_err(|e| Unsupported::from("mmap(load map)", &e, ""))?;
+                for slot in 0..max_slots {
+                    map.set(slot, LOAD_EMPTY);
+                }
+                Some((fd, map))
+            }
+        };
+        let maps = Maps {
+            state: state.as_raw_fd(),
+            socks: socks.as_raw_fd(),
+            load: load.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+        };
+        let insns = program(maps, steer, max_slots);
         let license = c"GPL";
         let mut log = vec![0u8; 64 * 1024];
-        let load = |log: &mut Vec<u8>, level: u32| {
+        let load_prog = |log: &mut Vec<u8>, level: u32| {
             let mut attr = [0u8; 128];
             put32(&mut attr, 0, BPF_PROG_TYPE_SK_REUSEPORT);
             put32(&mut attr, 4, insns.len() as u32);
@@ -319,15 +503,20 @@ impl ReuseportGroup {
                 put32(&mut attr, 28, log.len() as u32);
                 put64(&mut attr, 32, log.as_mut_ptr() as u64);
             }
-            attr[48..48 + 14].copy_from_slice(b"corral_kern_rr");
+            let name: &[u8] = match steer {
+                Steer::RoundRobin => b"corral_kern_rr",
+                Steer::Window(_) => b"corral_kern_rrw",
+                Steer::Least(_) => b"corral_kern_lst",
+            };
+            attr[48..48 + name.len()].copy_from_slice(name);
             put32(&mut attr, 68, BPF_SK_REUSEPORT_SELECT_OR_MIGRATE);
             bpf(BPF_PROG_LOAD, &mut attr)
         };
-        let prog = match load(&mut log, 0) {
+        let prog = match load_prog(&mut log, 0) {
             Ok(fd) => new_fd(fd),
             Err(e) => {
                 // Again with the verifier's log, for the report.
-                let _ = load(&mut log, 1);
+                let _ = load_prog(&mut log, 1);
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
                 let text = String::from_utf8_lossy(&log[..end]);
                 let tail: String = text.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
@@ -341,9 +530,44 @@ impl ReuseportGroup {
         Ok(ReuseportGroup {
             state,
             socks,
+            load,
             prog,
+            steer,
             anchor_slot: max_slots,
         })
+    }
+
+    /// [`ReuseportGroup::with_steer`], and where the load-aware program cannot be had (an old
+    /// kernel, a refused map or program) the plain round-robin one, with the reason it was
+    /// not (to be reported once). Fails only if the plain one fails too.
+    pub fn with_steer_or_plain(
+        max_slots: u32,
+        steer: Steer,
+    ) -> Result<(ReuseportGroup, Option<Unsupported>), Unsupported> {
+        match ReuseportGroup::with_steer(max_slots, steer) {
+            Ok(g) => Ok((g, None)),
+            Err(why) if steer != Steer::RoundRobin => {
+                ReuseportGroup::new(max_slots).map(|g| (g, Some(why)))
+            }
+            Err(why) => Err(why),
+        }
+    }
+
+    /// How this group's program chooses.
+    pub fn steer(&self) -> Steer {
+        self.steer
+    }
+
+    /// The `load` array's fd, for a worker to map ([`LoadMap::map`]) and release its
+    /// connections through; `None` for round-robin.
+    pub fn load_map_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.load.as_ref().map(|(fd, _)| fd.as_fd())
+    }
+
+    /// `load[slot]`: connections the program assigned to the slot that its worker has not
+    /// released yet ([`LOAD_EMPTY`] for a slot with no worker); `None` for round-robin.
+    pub fn load(&self, slot: u32) -> Option<u32> {
+        self.load.as_ref().map(|(_, m)| m.get(slot))
     }
 
     /// Attaches the program to the group `sock` belongs to (`SO_ATTACH_REUSEPORT_EBPF`); once
@@ -367,9 +591,14 @@ impl ReuseportGroup {
         }
     }
 
-    /// Puts `sock` (a listening member of the group) in worker slot `slot`.
+    /// Puts `sock` (a listening member of the group) in worker slot `slot`, its `load` back
+    /// at 0 (a new worker starts with nothing in flight, whatever the last one left: counts
+    /// drift when a queue migrates or a backlog drops a SYN).
     pub fn set_slot(&self, slot: u32, sock: BorrowedFd<'_>) -> io::Result<()> {
         assert!(slot < self.anchor_slot, "slot {slot} out of range");
+        if let Some((_, m)) = &self.load {
+            m.set(slot, 0);
+        }
         self.put_sock(slot, sock)
     }
 
@@ -391,6 +620,9 @@ impl ReuseportGroup {
     /// Empties worker slot `slot` (already empty is fine: the kernel empties the slot of a
     /// socket that closes).
     pub fn clear_slot(&self, slot: u32) -> io::Result<()> {
+        if let Some((_, m)) = &self.load {
+            m.set(slot, LOAD_EMPTY);
+        }
         match map_op(
             BPF_MAP_DELETE_ELEM,
             self.socks_fd(),
@@ -458,6 +690,98 @@ impl ReuseportGroup {
     }
 }
 
+/// A mapping of a group's `load` array (`BPF_F_MMAPABLE`): one `u32` per worker slot, at a
+/// stride of 8 bytes (the kernel rounds an array's values up to 8). The program adds 1 to a
+/// slot on each connection it assigns; the worker that accepted the connection subtracts 1
+/// when it is done with it ([`LoadMap::release`]): an atomic on shared memory, no syscall, and
+/// no privilege beyond holding the map's fd (uid 65534 can map it).
+#[derive(Debug)]
+pub struct LoadMap {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    slots: u32,
+}
+
+// SAFETY: the mapping is plain shared memory, only ever accessed through atomics, and owned
+// by the `LoadMap` (unmapped once, on drop).
+unsafe impl Send for LoadMap {}
+// SAFETY: as above: every access is an atomic.
+unsafe impl Sync for LoadMap {}
+
+/// Bytes between two slots' counters in the mapping.
+const LOAD_STRIDE: usize = 8;
+
+impl LoadMap {
+    /// Maps the `load` array `fd` (as received by a worker) of `slots` slots, read-write.
+    pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<LoadMap> {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = (slots as usize * LOAD_STRIDE).div_ceil(page).max(1) * page;
+        // SAFETY: a new shared mapping of the map's memory (no address hint, nothing else
+        // mapped over); the kernel checks `len` against the map's size and fails with EINVAL
+        // past it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(LoadMap {
+            base: std::ptr::NonNull::new(p.cast()).expect("mmap gave NULL"),
+            len,
+            slots,
+        })
+    }
+
+    fn counter(&self, slot: u32) -> &std::sync::atomic::AtomicU32 {
+        assert!(slot < self.slots, "slot {slot} of {}", self.slots);
+        // SAFETY: `slot * 8 + 4 <= len` (checked above, `len` covers every slot), 4-aligned
+        // (page-aligned base, stride 8), and the memory lives as long as `self`; the program
+        // and other processes touch it only with atomics too.
+        unsafe { &*self.base.as_ptr().add(slot as usize * LOAD_STRIDE).cast() }
+    }
+
+    /// `load[slot]` now.
+    pub fn get(&self, slot: u32) -> u32 {
+        self.counter(slot)
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets `load[slot]` (the primary: 0 for a new worker, [`LOAD_EMPTY`] for none).
+    pub fn set(&self, slot: u32, v: u32) {
+        self.counter(slot)
+            .store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One connection of `slot` is done: `load[slot] -= 1`, never below 0 (the count was reset
+    /// under it when the slot changed hands). Returns the new count.
+    pub fn release(&self, slot: u32) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self
+            .counter(slot)
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+        {
+            Ok(n) => n - 1,
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Drop for LoadMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once; no reference into it outlives
+        // `self` (`counter` borrows `self`).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
 /// Whether this process can steer in the kernel: maps and program are created once and the
 /// verdict cached (a capability dropped later is seen by [`ReuseportGroup::new`] itself).
 pub fn probe() -> Result<(), Unsupported> {
@@ -477,7 +801,17 @@ mod tests {
 
     #[test]
     fn jumps_resolve_to_their_labels() {
-        let p = program(3, 4, 8);
+        let maps = Maps {
+            state: 3,
+            socks: 4,
+            load: Some(5),
+        };
+        for steer in [Steer::RoundRobin, Steer::Window(32), Steer::Least(32)] {
+            check_jumps(&program(maps, steer, 8));
+        }
+    }
+
+    fn check_jumps(p: &[Insn]) {
         // Every jump lands inside the program, and the last two instructions are
         // `r0 = SK_PASS; exit`.
         for (i, insn) in p.iter().enumerate() {
@@ -546,10 +880,18 @@ mod tests {
 
     /// An anchor and `n` worker listeners of one group on `ip`, steered.
     fn group(ip: &str, n: u32) -> Option<(ReuseportGroup, Socket, Vec<Socket>, SocketAddr)> {
+        steered_group(ip, n, Steer::RoundRobin)
+    }
+
+    fn steered_group(
+        ip: &str,
+        n: u32,
+        steer: Steer,
+    ) -> Option<(ReuseportGroup, Socket, Vec<Socket>, SocketAddr)> {
         if !is_root() {
             return None; // the refusal is checked above
         }
-        let g = ReuseportGroup::new(8).unwrap();
+        let g = ReuseportGroup::with_steer(8, steer).unwrap_or_else(|e| panic!("{}", e.reason));
         let anchor = listener(format!("{ip}:0").parse().unwrap());
         let addr = anchor.local_addr().unwrap().as_socket().unwrap();
         g.attach(anchor.as_fd()).unwrap();
@@ -667,5 +1009,186 @@ mod tests {
         let _f: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
         assert_eq!(drain(&w).len(), 4);
         assert_eq!(drain(&anchor).len(), 0);
+    }
+
+    #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_release("6.18.44-fc-v782"), Some((6, 18)));
+        assert_eq!(parse_release("5.12.0"), Some((5, 12)));
+        assert_eq!(parse_release("5.4-rc1"), Some((5, 4)));
+        assert_eq!(parse_release("5.11+"), Some((5, 11)));
+        assert!(parse_release("5.11.0") < Some((5, 12)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+
+    /// The load-aware programs pass the verifier with the engine's 1024 slots (the `least`
+    /// scan is a loop bounded by the slot count), every slot starts empty; a window out of
+    /// range is refused before anything is created; without privileges, EPERM as for `rr`
+    /// (and the fallback to the plain program fails the same way).
+    #[test]
+    fn the_verifier_accepts_the_window_and_least_programs() {
+        for w in [0, LOAD_EMPTY] {
+            let e = ReuseportGroup::with_steer(8, Steer::Window(w)).unwrap_err();
+            assert_eq!(e.errno, libc::EINVAL);
+            assert!(e.reason.contains("window"), "{}", e.reason);
+        }
+        for steer in [Steer::Window(DEFAULT_WINDOW), Steer::Least(DEFAULT_WINDOW)] {
+            if !is_root() {
+                let e = ReuseportGroup::with_steer_or_plain(1024, steer).unwrap_err();
+                assert_eq!(e.errno, libc::EPERM, "{e:?}");
+                continue;
+            }
+            let (g, degraded) = ReuseportGroup::with_steer_or_plain(1024, steer)
+                .unwrap_or_else(|e| panic!("as root: {}", e.reason));
+            assert_eq!(degraded, None, "{steer:?} on {}", kernel_release());
+            assert_eq!(g.steer(), steer);
+            assert!(g.load_map_fd().is_some());
+            assert_eq!(g.load(0), Some(LOAD_EMPTY));
+            assert_eq!(g.load(1023), Some(LOAD_EMPTY));
+        }
+        if is_root() {
+            let g = ReuseportGroup::new(8).unwrap();
+            assert!(g.load_map_fd().is_none() && g.load(0).is_none());
+        }
+    }
+
+    /// The worker's side: a second mapping of the map's fd sees the same counters; a release
+    /// never goes below 0.
+    #[test]
+    fn a_worker_mapping_shares_the_counters_and_never_goes_below_zero() {
+        let Some((g, _anchor, _workers, _)) = steered_group("127.0.0.1", 2, Steer::Window(4))
+        else {
+            return;
+        };
+        assert_eq!(
+            (g.load(0), g.load(1), g.load(2)),
+            (Some(0), Some(0), Some(LOAD_EMPTY))
+        );
+        let m = LoadMap::map(g.load_map_fd().unwrap(), 8).unwrap();
+        m.set(1, 2);
+        assert_eq!(g.load(1), Some(2));
+        assert_eq!(m.release(1), 1);
+        assert_eq!(m.release(1), 0);
+        assert_eq!(m.release(1), 0, "saturates");
+        assert_eq!(g.load(1), Some(0));
+        g.clear_slot(1).unwrap();
+        assert_eq!(m.get(1), LOAD_EMPTY);
+        assert!(
+            LoadMap::map(g.load_map_fd().unwrap(), 1024).is_err(),
+            "past the map's size"
+        );
+    }
+
+    fn connect_n(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+        (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()
+    }
+
+    /// Window 4 over 3 listeners nobody accepts from (stopped workers): 4 each, then the
+    /// anchor takes the rest. Two workers release everything: the next 8 go to them alone,
+    /// in turn, and the stopped one (still full) gets none.
+    #[test]
+    fn a_worker_at_its_window_is_skipped() {
+        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::Window(4))
+        else {
+            return;
+        };
+        let _a = connect_n(addr, 12);
+        let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(counts, [4, 4, 4]);
+        assert_eq!(
+            (g.load(0), g.load(1), g.load(2)),
+            (Some(4), Some(4), Some(4))
+        );
+        let _b = connect_n(addr, 5);
+        assert_eq!(
+            drain(&anchor).len(),
+            5,
+            "every worker full: parked on the anchor"
+        );
+        let m = LoadMap::map(g.load_map_fd().unwrap(), 8).unwrap();
+        for _ in 0..4 {
+            m.release(1);
+            m.release(2);
+        }
+        let _c = connect_n(addr, 8);
+        let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(
+            counts,
+            [0, 4, 4],
+            "the full worker is skipped, the others alternate"
+        );
+        assert_eq!(drain(&anchor).len(), 0);
+        assert_eq!(
+            (g.load(0), g.load(1), g.load(2)),
+            (Some(4), Some(4), Some(4))
+        );
+    }
+
+    /// `least`: each SYN goes to the smallest load, ties in the ticket's rotation. From loads
+    /// 5/1/3: 1→2 (t0), 1→3 (t1), ties 1,2 at 3: rotation from slot 2 (t2) picks 2, then 1
+    /// (t3), 1 (t4, from slot 1), 2 (t5, from 2): 5/5/5; then one each: 6/6/6 = the window,
+    /// so the anchor; a release on slot 2 lets exactly one more in, there.
+    #[test]
+    fn least_picks_the_smallest_load_and_rotates_ties() {
+        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::Least(6))
+        else {
+            return;
+        };
+        let m = LoadMap::map(g.load_map_fd().unwrap(), 8).unwrap();
+        for (slot, v) in [(0, 5), (1, 1), (2, 3)] {
+            m.set(slot, v);
+        }
+        let mut order = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..9 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            let got: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+            order.push(got.iter().position(|&n| n == 1).expect("one accepted"));
+        }
+        assert_eq!(order, [1, 1, 2, 1, 1, 2, 0, 1, 2]);
+        assert_eq!((m.get(0), m.get(1), m.get(2)), (6, 6, 6));
+        let _b = connect_n(addr, 2);
+        assert_eq!(
+            drain(&anchor).len(),
+            2,
+            "every load at the window: the anchor"
+        );
+        m.release(2);
+        let _c = connect_n(addr, 2);
+        let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(counts, [0, 0, 1]);
+        assert_eq!(drain(&anchor).len(), 1);
+        assert_eq!(g.tickets().unwrap(), 13, "one ticket per SYN (none burnt)");
+    }
+
+    /// `least` with a slot whose socket closed before the primary cleared it (its load says
+    /// 0, the smallest): the selection fails and the connection draws turns over the others;
+    /// none is lost or parked. Once cleared (LOAD_EMPTY) the scan skips it.
+    #[test]
+    fn least_survives_a_slot_emptied_under_it() {
+        let Some((g, anchor, mut workers, addr)) =
+            steered_group("127.0.0.1", 3, Steer::Least(DEFAULT_WINDOW))
+        else {
+            return;
+        };
+        drop(workers.remove(1));
+        let _a = connect_n(addr, 20);
+        let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(counts.iter().sum::<usize>(), 20, "{counts:?}");
+        assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+        assert_eq!(drain(&anchor).len(), 0);
+        g.clear_slot(1).unwrap();
+        let before = g.tickets().unwrap();
+        let m = LoadMap::map(g.load_map_fd().unwrap(), 8).unwrap();
+        m.set(0, 0);
+        m.set(2, 0);
+        let _b = connect_n(addr, 10);
+        let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(counts, [5, 5]);
+        assert_eq!(
+            g.tickets().unwrap() - before,
+            10,
+            "no draw: the scan skipped it"
+        );
     }
 }
