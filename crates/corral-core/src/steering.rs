@@ -21,7 +21,7 @@
 
 use crate::event::WorkerId;
 use crate::listener::{BoundAddr, ListenAddr};
-use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup};
+use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup, Steer};
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -69,6 +69,28 @@ pub fn applies_to(addr: &ListenAddr) -> Result<(), Fallback> {
 pub fn prepare() -> Result<ReuseportGroup, Fallback> {
     sys::kernel_steering_probe()?;
     Ok(ReuseportGroup::new(MAX_SLOTS)?)
+}
+
+/// As [`prepare`], with a load-aware program ([`Steer::Window`], [`Steer::Least`]): its
+/// workers must release each connection they accepted ([`Member::load`]). Where that program
+/// cannot be had (Linux < 5.12, a refused map) the plain round-robin one, and why (to report
+/// once, as a fallback is).
+pub fn prepare_steered(steer: Steer) -> Result<(ReuseportGroup, Option<Fallback>), Fallback> {
+    sys::kernel_steering_probe()?;
+    let (g, degraded) = ReuseportGroup::with_steer_or_plain(MAX_SLOTS, steer)?;
+    Ok((g, degraded.map(Fallback::from)))
+}
+
+/// What a worker gets when it joins a group: its socket and, with a load-aware program, the
+/// `load` array and its slot in it.
+#[derive(Debug)]
+pub struct Member {
+    /// The worker's listening socket (the only copy: the primary keeps none).
+    pub sock: OwnedFd,
+    /// A copy of the `load` map's fd and the worker's slot: the worker maps it
+    /// ([`sys::LoadMap::map`] with [`MAX_SLOTS`]) and calls [`sys::LoadMap::release`] on its
+    /// slot when a connection it accepted on `sock` is done. `None` under round-robin.
+    pub load: Option<(OwnedFd, u32)>,
 }
 
 /// One address's group and slots.
@@ -140,9 +162,9 @@ impl KernelSteering {
     }
 
     /// A new socket of the group for `worker`, in the lowest free slot (its own again if it
-    /// has one: a second listen on the same address replaces it). The caller sends it to the
-    /// worker and drops it.
-    pub fn join(&mut self, worker: WorkerId) -> std::io::Result<OwnedFd> {
+    /// has one: a second listen on the same address replaces it), its load count back at 0.
+    /// The caller sends it (and the load map) to the worker and drops it.
+    pub fn join(&mut self, worker: WorkerId) -> std::io::Result<Member> {
         let slot = match self.slot_of(worker) {
             Some(s) => s,
             None => self.slots.iter().position(Option::is_none).ok_or_else(|| {
@@ -156,10 +178,14 @@ impl KernelSteering {
             })? as u32,
         };
         let sock = self.member()?;
+        let load = match self.group.load_map_fd() {
+            Some(fd) => Some((sys::dup_cloexec(fd)?, slot)),
+            None => None,
+        };
         self.group.set_slot(slot, sock.as_fd())?;
         self.slots[slot as usize] = Some(worker);
         self.update_count()?;
-        Ok(sock)
+        Ok(Member { sock, load })
     }
 
     /// Clears `worker`'s slot (its socket's queue, if it is closed with one, goes to the
@@ -244,10 +270,19 @@ mod tests {
     }
 
     fn steered(addr: &str) -> Option<(KernelSteering, crate::listener::Bound, SocketAddr)> {
+        steered_with(addr, Steer::RoundRobin)
+    }
+
+    fn steered_with(
+        addr: &str,
+        steer: Steer,
+    ) -> Option<(KernelSteering, crate::listener::Bound, SocketAddr)> {
         if !root() {
             return None;
         }
-        let group = prepare().unwrap_or_else(|e| panic!("as root: {}", e.reason));
+        let (group, degraded) =
+            prepare_steered(steer).unwrap_or_else(|e| panic!("as root: {}", e.reason));
+        assert_eq!(degraded, None);
         let a: ListenAddr = addr.parse().unwrap();
         let anchor = bind_group_anchor(&a, None, 511, BindOptions::default()).unwrap();
         let k = KernelSteering::attach(group, anchor.fd.as_fd(), &anchor.addr, 511).unwrap();
@@ -265,7 +300,7 @@ mod tests {
         let Some((mut k, anchor, sa)) = steered("127.0.0.1:0") else {
             return;
         };
-        let w: Vec<OwnedFd> = (1..=3).map(|id| k.join(id).unwrap()).collect();
+        let w: Vec<OwnedFd> = (1..=3).map(|id| k.join(id).unwrap().sock).collect();
         assert_eq!(
             (k.slot_of(1), k.slot_of(2), k.slot_of(3)),
             (Some(0), Some(1), Some(2))
@@ -277,7 +312,7 @@ mod tests {
         // Worker 2 leaves; worker 4 takes its slot back.
         assert!(k.leave(2));
         assert!(!k.leave(2), "twice is a no-op");
-        let w4 = k.join(4).unwrap();
+        let w4 = k.join(4).unwrap().sock;
         assert_eq!(k.slot_of(4), Some(1));
         let _d: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!(
@@ -299,11 +334,44 @@ mod tests {
         let Some((mut k, anchor, sa)) = steered("[::1]:0") else {
             return;
         };
-        let w: Vec<OwnedFd> = (1..=2).map(|id| k.join(id).unwrap()).collect();
+        let w: Vec<OwnedFd> = (1..=2).map(|id| k.join(id).unwrap().sock).collect();
         let _c: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!(w.iter().map(accept_all).collect::<Vec<_>>(), [10, 10]);
         assert_eq!(accept_all(&anchor.fd), 0);
         assert_eq!(k.group().tickets().unwrap(), 20);
+    }
+
+    /// Under a load-aware program each member gets a copy of the load map and its slot; the
+    /// worker's releases show in the group's counts, a slot that changes hands starts again at
+    /// 0 whatever was left in it, and a cleared slot is marked empty (never picked).
+    #[test]
+    fn members_get_the_load_map_and_a_new_worker_starts_at_zero() {
+        let Some((mut k, anchor, sa)) = steered_with("127.0.0.1:0", Steer::Window(2)) else {
+            return;
+        };
+        let m1 = k.join(1).unwrap();
+        let m2 = k.join(2).unwrap();
+        let (fd1, slot1) = m1.load.as_ref().expect("a load map");
+        assert_eq!((*slot1, m2.load.as_ref().unwrap().1), (0, 1));
+        let worker_view = sys::LoadMap::map(fd1.as_fd(), MAX_SLOTS).unwrap();
+        let _c: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [2, 2]);
+        assert_eq!(accept_all(&anchor.fd), 2, "both at the window of 2");
+        assert_eq!(worker_view.release(0), 1);
+        let _d = TcpStream::connect(sa).unwrap();
+        assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [1, 0]);
+        // Worker 2 leaves with 2 in flight; worker 3 takes its slot with none.
+        assert!(k.leave(2));
+        assert_eq!(k.group().load(1), Some(sys::LOAD_EMPTY));
+        let m3 = k.join(3).unwrap();
+        assert_eq!(m3.load.as_ref().unwrap().1, 1);
+        assert_eq!(k.group().load(1), Some(0));
+        let _e: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!([accept_all(&m1.sock), accept_all(&m3.sock)], [0, 2]);
+        assert_eq!(accept_all(&anchor.fd), 0);
+        // Round-robin members get no map.
+        let (mut rr, _a, _) = steered("127.0.0.1:0").unwrap();
+        assert!(rr.join(1).unwrap().load.is_none());
     }
 
     /// Every interface (`:0`, dual-stack `[::]`): members match the anchor's IPV6_V6ONLY (off),
@@ -314,7 +382,7 @@ mod tests {
             return;
         };
         assert!(sa.is_ipv6() && !k.v6only, "{sa}");
-        let w = k.join(1).unwrap();
+        let w = k.join(1).unwrap().sock;
         let _c: Vec<TcpStream> = ["127.0.0.1", "::1", "127.0.0.1", "::1"]
             .iter()
             .map(|ip| TcpStream::connect((*ip, sa.port())).unwrap())

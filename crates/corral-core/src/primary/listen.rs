@@ -169,7 +169,8 @@ impl Inner {
         let round_robin = l.round_robin(policy);
         let fds = if let Some(sock) = kernel {
             match sock {
-                Ok(fd) => vec![fd],
+                // The plain program: the socket alone (a load-aware one is not chosen yet).
+                Ok(m) => vec![m.sock],
                 Err(e) => {
                     let e = Error::os("listen", format!("kernel-rr socket for {addr}"), &e);
                     self.listen_err(id, req, &e);
