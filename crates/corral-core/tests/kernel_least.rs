@@ -46,6 +46,7 @@ fn child_worker() {
         .next()
         .map(|fd| LoadMap::map(fd.as_fd(), MAX_SLOTS).expect("mmap"));
     let tag = [slot as u8];
+    sys::send_datagram(chan.as_fd(), b"ready", &[], &[], false).expect("ready");
     loop {
         let (mut c, _) = listener.accept().expect("accept");
         let mut b = [0u8; 1];
@@ -75,8 +76,13 @@ impl Drop for Workers {
     }
 }
 
-/// A group steered by `steer` on 127.0.0.1 and one worker process per service time.
-fn start(steer: Steer, service_ms: &[u64]) -> (KernelSteering, Bound, SocketAddr, Workers) {
+/// A group steered by `steer` on 127.0.0.1 and one worker process per service time, run as
+/// `uid` (and the same gid) if given.
+fn start(
+    steer: Steer,
+    service_ms: &[u64],
+    uid: Option<u32>,
+) -> (KernelSteering, Bound, SocketAddr, Workers) {
     let (group, degraded) = prepare_steered(steer).unwrap_or_else(|e| panic!("{}", e.reason));
     assert_eq!(degraded, None);
     let anchor = bind_group_anchor(
@@ -91,6 +97,7 @@ fn start(steer: Steer, service_ms: &[u64]) -> (KernelSteering, Bound, SocketAddr
         unreachable!()
     };
     let mut workers = Workers(Vec::new());
+    let mut channels = Vec::new();
     for (i, ms) in service_ms.iter().enumerate() {
         let member = k.join(i as u64 + 1).unwrap();
         let (mine, theirs) = sys::seqpacket_pair().unwrap();
@@ -103,6 +110,8 @@ fn start(steer: Steer, service_ms: &[u64]) -> (KernelSteering, Bound, SocketAddr
             env: vec![(CHILD_ENV.into(), ms.to_string().into())],
             // The child harness's own "running 1 test" lines: not ours to print.
             stdio: vec![sys::StdioSpec::Inherit, sys::StdioSpec::Null],
+            uid,
+            gid: uid,
             ..SpawnSpec::default()
         };
         let child = sys::spawn(&spec, &[(CHAN_ENV, theirs.as_fd())], &[]).unwrap();
@@ -115,6 +124,24 @@ fn start(steer: Steer, service_ms: &[u64]) -> (KernelSteering, Bound, SocketAddr
         }
         assert_eq!(slot, i as u32);
         sys::send_datagram(mine.as_fd(), &slot.to_le_bytes(), &[], &fds, false).unwrap();
+        channels.push(mine);
+    }
+    // Every worker accepting (and its map mapped) before any client connects: a worker not
+    // yet there would fill its window unreleased.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, chan) in channels.iter().enumerate() {
+        let mut buf = [0u8; 8];
+        loop {
+            match sys::recv_datagram(chan.as_fd(), &mut buf, true) {
+                Ok(r) if &buf[..r.len] == b"ready" => break,
+                Ok(r) => panic!("worker {i} exited before it was ready ({} bytes)", r.len),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "worker {i} not ready in 20 s");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("worker {i}: {e}"),
+            }
+        }
     }
     (k, anchor, addr, workers)
 }
@@ -135,24 +162,57 @@ fn answer(s: &mut TcpStream) -> std::io::Result<usize> {
 }
 
 /// Window 32: worker 0 is SIGSTOPped; 200 connections: it is dealt exactly 32 (its window)
-/// and the other two serve the 168 others meanwhile; continued, it serves its 32: none lost.
+/// and the other two serve the 168 others meanwhile (those that came while both of them were
+/// at their window too park on the anchor, which the test answers as the primary would deal
+/// them); continued, it serves its 32: none lost.
+/// The workers run as uid 65534 with no capabilities: holding the map's fd is enough to map
+/// it and release (the 168 would otherwise fill the others' windows too, and park on the
+/// anchor).
 #[test]
 fn a_stopped_worker_gets_its_window_and_no_more() {
     if !root() {
         return;
     }
-    let (k, anchor, addr, workers) = start(Steer::Window(32), &[0, 0, 0]);
+    let (k, anchor, addr, workers) = start(Steer::Window(32), &[0, 0, 0], Some(65534));
     sys::kill(workers.0[0], libc::SIGSTOP).unwrap();
+    // kill() returns before the target stops: wait for /proc to say "T (stopped)".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", workers.0[0]))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('T'))
+    {
+        assert!(Instant::now() < deadline, "worker 0 not stopped in 10 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let mut clients: Vec<TcpStream> = (0..200).map(|_| open(addr)).collect();
     assert_eq!(
         k.group().load(0),
         Some(32),
         "the stopped worker holds its window"
     );
-    let mut counts = [0usize; 3];
+    let mut counts = [0usize; 4]; // slots 0-2, then the anchor
+                                  // The live workers are done once they released everything (each releases after it has
+                                  // answered and closed); then every answer of theirs is already here, and the stopped
+                                  // worker's clients are the ones with nothing to read.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (k.group().load(1), k.group().load(2)) != (Some(0), Some(0)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers 1 and 2 still hold {:?} / {:?} after 20 s",
+            k.group().load(1),
+            k.group().load(2)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut parked = 0;
+    while let Some(c) = sys::accept_cloexec(anchor.fd.as_fd()).unwrap() {
+        let mut c = TcpStream::from(c);
+        c.write_all(&[3]).unwrap();
+        parked += 1;
+    }
     let mut waiting = Vec::new();
-    // Answers from the live workers come within their read timeout; the stopped worker's
-    // clients are the 32 whose answer is not there after the others all are.
     for c in clients.iter_mut() {
         c.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -170,12 +230,8 @@ fn a_stopped_worker_gets_its_window_and_no_more() {
         32,
         "exactly its window waits for it: {counts:?}"
     );
-    assert_eq!(counts[1] + counts[2], 168);
-    assert_eq!(
-        sys::accept_cloexec(anchor.fd.as_fd()).unwrap().map(drop),
-        None,
-        "two workers had room: none parked on the anchor"
-    );
+    assert_eq!(counts[3], parked);
+    assert_eq!(counts[1] + counts[2] + parked, 168);
     sys::kill(workers.0[0], libc::SIGCONT).unwrap();
     for i in waiting {
         clients[i]
@@ -187,7 +243,7 @@ fn a_stopped_worker_gets_its_window_and_no_more() {
         );
     }
     println!(
-        "window 32, worker 0 stopped: 32/{}/{}",
+        "window 32, worker 0 stopped: 32/{}/{}, {parked} parked on the anchor",
         counts[1], counts[2]
     );
 }
@@ -195,7 +251,7 @@ fn a_stopped_worker_gets_its_window_and_no_more() {
 /// 300 connections at one per millisecond to workers taking 2/2/20 ms each: (per-slot
 /// counts, seconds until the last answer).
 fn run_300(steer: Steer) -> ([usize; 3], f64) {
-    let (_k, anchor, addr, _workers) = start(steer, &[2, 2, 20]);
+    let (_k, anchor, addr, _workers) = start(steer, &[2, 2, 20], None);
     let t0 = Instant::now();
     let mut clients = Vec::with_capacity(300);
     for i in 0..300u32 {
