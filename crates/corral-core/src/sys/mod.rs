@@ -48,6 +48,9 @@ pub use macos::*;
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix;
+
+mod steer;
+pub use steer::{Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
 // Named imports shadow the globs above: with `portable` these replace Linux's own.
 #[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{

@@ -46,6 +46,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
+use crate::sys::steer::{Steer, LOAD_EMPTY};
+
 /// How many tickets one connection draws (each an empty slot) before it is parked on the
 /// anchor. Slots are filled lowest first and `nslots` ends at the highest filled one, so a
 /// miss needs a hole below it (a worker died or left); with half the slots empty, one
@@ -142,35 +144,6 @@ impl Asm {
             self.insns[at].off = (to as isize - at as isize - 1) as i16;
         }
         self.insns
-    }
-}
-
-/// How the program picks among the filled worker slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Steer {
-    /// Exact turns over the filled slots (no load map).
-    RoundRobin,
-    /// Turns as [`Steer::RoundRobin`], but a slot whose `load` is at `window` or more is
-    /// skipped (its ticket burnt, as an empty slot's); with every slot full, the anchor.
-    Window(u32),
-    /// The filled slot with the smallest `load` (ties go to the first in the ticket's
-    /// rotation, so equal loads take turns); none under `window`: the anchor.
-    Least(u32),
-}
-
-/// The window of today's `rr` dealer: connections a worker may have in flight.
-pub const DEFAULT_WINDOW: u32 = 32;
-
-/// `load[slot]` of a slot with no worker (set by the primary when it clears the slot): above
-/// any window, so neither variant picks it.
-pub const LOAD_EMPTY: u32 = 0x8000_0000;
-
-impl Steer {
-    fn window(self) -> Option<u32> {
-        match self {
-            Steer::RoundRobin => None,
-            Steer::Window(w) | Steer::Least(w) => Some(w),
-        }
     }
 }
 
@@ -794,6 +767,7 @@ pub fn probe() -> Result<(), Unsupported> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::steer::DEFAULT_WINDOW;
     use socket2::{Domain, Socket, Type};
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};

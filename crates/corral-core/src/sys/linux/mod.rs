@@ -13,8 +13,8 @@ mod seqpacket;
 mod signal;
 
 pub use bpf::{
-    probe as kernel_steering_probe, LoadMap, ReuseportGroup, Steer,
-    Unsupported as KernelSteeringUnsupported, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY,
+    probe as kernel_steering_probe, LoadMap, ReuseportGroup,
+    Unsupported as KernelSteeringUnsupported,
 };
 pub use cpu::available_parallelism;
 pub use errno::{errno_name, last_errno};

@@ -32,5 +32,6 @@ pub use process::{
 pub use procstat::proc_stats;
 pub use signal::SignalPipe;
 pub use steering::{
-    probe as kernel_steering_probe, ReuseportGroup, Unsupported as KernelSteeringUnsupported,
+    probe as kernel_steering_probe, LoadMap, ReuseportGroup,
+    Unsupported as KernelSteeringUnsupported,
 };

@@ -5,6 +5,8 @@ use std::convert::Infallible;
 use std::io;
 use std::os::fd::BorrowedFd;
 
+use crate::sys::Steer;
+
 /// Why the kernel path is not available here, for the one report the engine makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported {
@@ -23,6 +25,34 @@ fn unsupported() -> Unsupported {
     }
 }
 
+/// Never created on macOS ([`LoadMap::map`] fails with `Unsupported`).
+#[derive(Debug)]
+pub struct LoadMap {
+    never: Infallible,
+}
+
+impl LoadMap {
+    /// Fails: there is no load map on macOS.
+    pub fn map(_fd: BorrowedFd<'_>, _slots: u32) -> io::Result<LoadMap> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            unsupported().reason,
+        ))
+    }
+    /// Unreachable: no map exists.
+    pub fn get(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn set(&self, _slot: u32, _v: u32) {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn release(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
+}
+
 /// Never created on macOS ([`ReuseportGroup::new`] reports [`Unsupported`]).
 #[derive(Debug)]
 pub struct ReuseportGroup {
@@ -33,6 +63,29 @@ impl ReuseportGroup {
     /// Reports [`Unsupported`].
     pub fn new(_max_slots: u32) -> Result<ReuseportGroup, Unsupported> {
         Err(unsupported())
+    }
+    /// Reports [`Unsupported`].
+    pub fn with_steer(_max_slots: u32, _steer: Steer) -> Result<ReuseportGroup, Unsupported> {
+        Err(unsupported())
+    }
+    /// Reports [`Unsupported`].
+    pub fn with_steer_or_plain(
+        _max_slots: u32,
+        _steer: Steer,
+    ) -> Result<(ReuseportGroup, Option<Unsupported>), Unsupported> {
+        Err(unsupported())
+    }
+    /// Unreachable: no group exists.
+    pub fn steer(&self) -> Steer {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn load_map_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn load(&self, _slot: u32) -> Option<u32> {
+        match self.never {}
     }
     /// Unreachable: no group exists.
     pub fn attach(&self, _sock: BorrowedFd<'_>) -> io::Result<()> {

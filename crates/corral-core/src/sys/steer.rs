@@ -1,0 +1,33 @@
+//! How a kernel-steering program chooses among a group's worker slots: plain types shared by
+//! every platform (only Linux has the programs, `sys/linux/bpf.rs`; elsewhere groups are never
+//! created).
+
+/// How the program picks among the filled worker slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// Exact turns over the filled slots (no load map).
+    RoundRobin,
+    /// Turns as [`Steer::RoundRobin`], but a slot whose `load` is at `window` or more is
+    /// skipped (its ticket burnt, as an empty slot's); with every slot full, the anchor.
+    Window(u32),
+    /// The filled slot with the smallest `load` (ties go to the first in the ticket's
+    /// rotation, so equal loads take turns); none under `window`: the anchor.
+    Least(u32),
+}
+
+/// The window of today's `rr` dealer: connections a worker may have in flight.
+pub const DEFAULT_WINDOW: u32 = 32;
+
+/// `load[slot]` of a slot with no worker (set by the primary when it clears the slot): above
+/// any window, so neither variant picks it.
+pub const LOAD_EMPTY: u32 = 0x8000_0000;
+
+impl Steer {
+    /// The window, for the load-aware variants.
+    pub fn window(self) -> Option<u32> {
+        match self {
+            Steer::RoundRobin => None,
+            Steer::Window(w) | Steer::Least(w) => Some(w),
+        }
+    }
+}
