@@ -1165,4 +1165,35 @@ mod tests {
             "no draw: the scan skipped it"
         );
     }
+
+    /// A dying listener's queue under the load-aware programs: each migrating connection is
+    /// assigned (and counted) like a SYN, none is reset or parked; the dead slot's count stays
+    /// until the primary clears the slot (LOAD_EMPTY) or refills it (0).
+    #[test]
+    fn a_dying_listeners_queue_is_counted_where_it_moves() {
+        for steer in [Steer::Window(DEFAULT_WINDOW), Steer::Least(DEFAULT_WINDOW)] {
+            let Some((g, anchor, mut workers, addr)) = steered_group("127.0.0.1", 3, steer) else {
+                return;
+            };
+            let _c = connect_n(addr, 30);
+            let queued = g.load(0).unwrap();
+            assert_eq!(queued, 10, "{steer:?}");
+            drop(workers.remove(0));
+            let counts: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+            assert_eq!(counts.iter().sum::<usize>(), 30, "{steer:?}: {counts:?}");
+            assert_eq!(drain(&anchor).len(), 0, "{steer:?}");
+            assert_eq!(
+                (g.load(1).unwrap() as usize, g.load(2).unwrap() as usize),
+                (counts[0], counts[1]),
+                "{steer:?}: every move counted where it went"
+            );
+            assert_eq!(
+                g.load(0),
+                Some(10),
+                "{steer:?}: stale until the primary acts"
+            );
+            g.clear_slot(0).unwrap();
+            assert_eq!(g.load(0), Some(LOAD_EMPTY));
+        }
+    }
 }
