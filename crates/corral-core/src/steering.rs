@@ -13,6 +13,13 @@
 //! deals them with the `rr` dealer (window, recovery), so a client waits for a worker instead
 //! of being refused.
 //!
+//! A load-aware group ([`prepare_steered`]: [`Steer::Window`], [`Steer::Least`]) also hands
+//! each member the group's `load` map and its slot ([`Member::load`]); the worker releases
+//! its slot when a connection it accepted is done, so a worker at its window is skipped (or
+//! the least-loaded one is picked). A slot's count restarts at 0 when it changes hands. Only
+//! for workers that release: `kernel-rr` uses the plain program until the worker side sends
+//! releases.
+//!
 //! Where the program cannot be had ([`prepare`] fails: no `CAP_BPF`, seccomp, old kernel) or
 //! the address is not TCP, the listener runs primary-accept `rr` and the reason is reported
 //! once ([`Fallback`]). `rr` itself stays primary-accept: the kernel path has no per-worker

@@ -1023,6 +1023,11 @@ mod tests {
         if is_root() {
             let g = ReuseportGroup::new(8).unwrap();
             assert!(g.load_map_fd().is_none() && g.load(0).is_none());
+            // A load-aware program refused (here: its window) → the plain one, and why.
+            let (g, why) = ReuseportGroup::with_steer_or_plain(8, Steer::Least(0)).unwrap();
+            assert_eq!(g.steer(), Steer::RoundRobin);
+            assert!(g.load_map_fd().is_none());
+            assert!(why.expect("the reason").reason.contains("window 0"));
         }
     }
 
