@@ -52,6 +52,7 @@ pub mod worker;
 pub use cluster::{Cluster, ClusterEvent};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
+pub use ipc::{Channel, Message, Recv};
 pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
 pub use primary::{
@@ -60,4 +61,7 @@ pub use primary::{
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
-pub use worker::{Datagram, Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use worker::{
+    Datagram, Delivered, Worker, WorkerEnv, WorkerEvent, WorkerProtocol, ENV_CHANNEL_FD,
+    ENV_HEARTBEAT, ENV_MESSAGE_FD, ENV_WORKER_ID,
+};
