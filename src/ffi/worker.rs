@@ -81,10 +81,7 @@ impl corral_worker_event {
 /// `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`). Does not consume them.
 #[no_mangle]
 pub extern "C" fn corral_is_worker() -> bool {
-    guard_value(false, || {
-        std::env::var_os(corral_core::ENV_WORKER_ID).is_some()
-            && std::env::var_os(corral_core::ENV_CHANNEL_FD).is_some()
-    })
+    guard_value(false, corral_core::WorkerEnv::is_present)
 }
 
 /// The worker side of a process started by `corral_primary_spawn`: reads and removes
@@ -348,7 +345,8 @@ pub unsafe extern "C" fn corral_worker_refuse(
         }
         // SAFETY: only borrowed for the dup; `fd` is open or dup fails with EBADF.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let copy = corral_core::sys::dup_cloexec(borrowed)
+        let copy = borrowed
+            .try_clone_to_owned()
             .map_err(|e| Error::os("dup", format!("refuse connection fd {fd}"), &e))?;
         // SAFETY: the caller hands `fd` over by contract and it is open (the dup succeeded);
         // it is closed exactly once, here.
