@@ -1,19 +1,9 @@
-//! The environment contract between a primary and the workers it execs, read once, early, for
-//! both fronts' workers (the table of every `CORRAL_*` variable is in [`crate::environ`]).
-//!
-//! | variable | set by | taken by [`WorkerEnv::take`] |
-//! | --- | --- | --- |
-//! | `CORRAL_WORKER_ID` | every exec'd worker | the worker id; removed |
-//! | `CORRAL_CHANNEL_FD` | every exec'd worker | the channel socket (checked to be a `SOCK_SEQPACKET` socket, then owned); removed |
-//! | `CORRAL_MESSAGE_FD` | primaries with `PrimaryOptions::message_channels` (Node) | the message channel, likewise; removed |
-//! | `CORRAL_HEARTBEAT_MS` | a supervisor with a heartbeat watchdog | how often to send a heartbeat; **left in place** |
-//!
-//! The role variables are removed so that the worker's own children are not taken for workers;
-//! that edits the process environment, so take them before starting threads (the C front's
-//! `corral_worker_from_env` and the addon's worker constructor run first thing). The heartbeat
-//! variable stays: it is documented to C programs as a variable they may read themselves
-//! (`corral.h`), and a child that inherits it sends nothing without a channel. There was never
-//! a Node-only name for it: both fronts use `CORRAL_HEARTBEAT_MS`.
+//! The environment contract between a primary and the workers it execs: [`WorkerEnv::take`]
+//! reads it once, early, for both fronts' workers. The variables and what each means are in the
+//! one table of [`crate::environ`]. The heartbeat variable stays in the environment because
+//! `corral.h` documents it to C programs as one they may read; there is one name for both
+//! fronts (the Node-only `CORRAL_NODE_HEARTBEAT_MS` went away before this module, set and read
+//! by the same release, so no alias is read).
 
 use crate::environ;
 use crate::error::{Error, Result};
@@ -135,4 +125,52 @@ fn heartbeat() -> Result<Option<Duration>> {
         ))
     })?;
     Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    /// One test: the variables are process-wide, and no other unit test touches them.
+    #[test]
+    fn take_reads_every_worker_variable_once_and_names_a_bad_one() {
+        assert!(WorkerEnv::take().unwrap().is_none(), "not a worker");
+        let (chan, _primary_end) = sys::seqpacket_pair().unwrap();
+        let (msgs, _primary_msgs) = sys::seqpacket_pair().unwrap();
+        let (chan, msgs) = (chan.into_raw_fd(), msgs.into_raw_fd());
+        std::env::set_var(ENV_WORKER_ID, "7");
+        std::env::set_var(ENV_CHANNEL_FD, chan.to_string());
+        std::env::set_var(ENV_MESSAGE_FD, msgs.to_string());
+        std::env::set_var(ENV_HEARTBEAT, "250");
+        assert!(WorkerEnv::is_present());
+        assert_eq!(WorkerEnv::peek_id(), Some(7));
+        let env = WorkerEnv::take().unwrap().expect("a worker");
+        assert_eq!(env.id, 7);
+        assert_eq!(env.channel.as_raw_fd(), chan);
+        assert_eq!(env.messages.as_ref().map(|m| m.as_raw_fd()), Some(msgs));
+        assert_eq!(env.heartbeat, Some(Duration::from_millis(250)));
+        for gone in [ENV_WORKER_ID, ENV_CHANNEL_FD, ENV_MESSAGE_FD] {
+            assert!(std::env::var_os(gone).is_none(), "{gone} is removed");
+        }
+        assert_eq!(std::env::var(ENV_HEARTBEAT).as_deref(), Ok("250"), "left");
+        assert!(WorkerEnv::take().unwrap().is_none(), "taken once");
+
+        std::env::set_var(ENV_WORKER_ID, "8");
+        std::env::set_var(ENV_CHANNEL_FD, "9");
+        std::env::set_var(ENV_HEARTBEAT, "soon");
+        let e = WorkerEnv::take().unwrap_err();
+        assert!(
+            e.message().starts_with("CORRAL_HEARTBEAT_MS=\"soon\""),
+            "{e}"
+        );
+        std::env::set_var(ENV_WORKER_ID, "8");
+        std::env::set_var(ENV_CHANNEL_FD, "9");
+        std::env::set_var(ENV_HEARTBEAT, "0");
+        std::env::set_var(ENV_MESSAGE_FD, "x");
+        let e = WorkerEnv::take().unwrap_err();
+        assert!(e.message().starts_with("CORRAL_MESSAGE_FD=\"x\""), "{e}");
+        std::env::remove_var(ENV_HEARTBEAT);
+        assert!(!WorkerEnv::is_present());
+    }
 }
