@@ -138,6 +138,22 @@ pub unsafe extern "C" fn corral_worker_id(w: *const corral_worker) -> u64 {
     })
 }
 
+/// How often this worker should call `corral_worker_heartbeat`, in milliseconds: the
+/// `CORRAL_HEARTBEAT_MS` a supervisor with a heartbeat watchdog set for it, read by
+/// `corral_worker_from_env` with the other worker variables (it also stays in the environment).
+/// 0 when no watchdog asked for heartbeats, for a forked worker, and for NULL. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_heartbeat_interval_ms(w: *const corral_worker) -> u32 {
+    super::boundary::guard_value(0, || {
+        if w.is_null() {
+            return 0;
+        }
+        // SAFETY: a live handle by contract.
+        let every = unsafe { &(*w).w }.heartbeat_interval();
+        every.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
+    })
+}
+
 /// A pollable fd: readable when `corral_worker_next(w, 0, ...)` may return an event. Owned by
 /// the worker: do not close it. -1 for NULL.
 #[no_mangle]
@@ -370,8 +386,9 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
 }
 
 /// Tells the primary this worker's loop is alive, with the number of connections it has open
-/// (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
-/// a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+/// (for metrics). Call it every `corral_worker_heartbeat_interval_ms` milliseconds (a
+/// supervisor with a heartbeat watchdog sets it, as `CORRAL_HEARTBEAT_MS` in the worker's
+/// environment) from your main loop, so a stuck loop is noticed.
 ///
 /// Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
 /// is gone.
