@@ -922,6 +922,14 @@ void corral_worker_free(corral_worker *w);
 uint64_t corral_worker_id(const corral_worker *w);
 
 /**
+ * How often this worker should call `corral_worker_heartbeat`, in milliseconds: the
+ * `CORRAL_HEARTBEAT_MS` a supervisor with a heartbeat watchdog set for it, read by
+ * `corral_worker_from_env` with the other worker variables (it also stays in the environment).
+ * 0 when no watchdog asked for heartbeats, for a forked worker, and for NULL. Any thread.
+ */
+uint32_t corral_worker_heartbeat_interval_ms(const corral_worker *w);
+
+/**
  * A pollable fd: readable when `corral_worker_next(w, 0, ...)` may return an event. Owned by
  * the worker: do not close it. -1 for NULL.
  */
@@ -1073,8 +1081,9 @@ CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t list
 
 /**
  * Tells the primary this worker's loop is alive, with the number of connections it has open
- * (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
- * a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+ * (for metrics). Call it every `corral_worker_heartbeat_interval_ms` milliseconds (a
+ * supervisor with a heartbeat watchdog sets it, as `CORRAL_HEARTBEAT_MS` in the worker's
+ * environment) from your main loop, so a stuck loop is noticed.
  *
  * Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
  * is gone.

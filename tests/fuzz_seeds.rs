@@ -3,8 +3,8 @@
 //! On drift: `CORRAL_BLESS=1 cargo test --test fuzz_seeds` rewrites the seeds.
 
 mod util;
-use corral_core::ipc::frame::{self, Kind, FLAG_FIRST, FLAG_MORE};
-use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
+use corral_core::__fuzz::frame::{self, Kind, FLAG_FIRST, FLAG_MORE};
+use corral_core::__fuzz::proto::{self, ListenReply, ListenRequest};
 use corral_core::listener::{BindOptions, SocketKind};
 use std::collections::BTreeMap;
 
@@ -241,7 +241,7 @@ fn committed_seeds_match_the_generated_ones() {
 #[test]
 fn message_seeds_read_back_as_whole_messages() {
     // A seed the reader refuses would start the fuzzer from garbage, not from the wire format.
-    use corral_core::ipc::reassembly::Reassembly;
+    use corral_core::__fuzz::reassembly::Reassembly;
     let mut messages = 0;
     for (name, seed) in messages_seeds() {
         let mut r = Reassembly::new();

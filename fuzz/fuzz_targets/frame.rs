@@ -2,7 +2,7 @@
 //! frame::decode on any bytes: never panics, and a header it accepts re-encodes to the same
 //! eight bytes (decode(encode(h)) == h both ways).
 
-use corral_core::ipc::frame::{self, HEADER_LEN, MAX_MESSAGE_LEN};
+use corral_core::__fuzz::frame::{self, HEADER_LEN, MAX_MESSAGE_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

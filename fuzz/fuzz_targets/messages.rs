@@ -2,7 +2,8 @@
 //! A stream of datagrams as a peer could send them, read the way every channel reader reads
 //! them (ipc::reassembly, under Channel::recv: the engine, the C ABI, and the Node addon's
 //! message channels in bindings/node/src/messages.rs), then each whole message decoded by its
-//! kind as the primary and the worker sides do.
+//! kind as the primary and the worker sides do, and fed to the worker's protocol state machine
+//! (`WorkerProtocol`, which both fronts' workers drive) as its channel would feed it.
 //!
 //! Input: records of `[fds: u8][len: u16 le][len bytes]`, one datagram each, carrying
 //! `fds % 3` real (dup'ed) fds. Checked against a model that only concatenates chunks: every
@@ -10,10 +11,10 @@
 //! of that datagram; any refusal is a protocol error, after which the reader stops (as
 //! messages.rs does).
 
-use corral_core::ipc::frame::{self, Kind, FLAG_FIRST, HEADER_LEN};
-use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
-use corral_core::ipc::reassembly::Reassembly;
-use corral_core::ErrorKind;
+use corral_core::__fuzz::frame::{self, Kind, FLAG_FIRST, HEADER_LEN};
+use corral_core::__fuzz::proto::{self, ListenReply, ListenRequest};
+use corral_core::__fuzz::reassembly::Reassembly;
+use corral_core::{ErrorKind, Recv, WorkerProtocol};
 use libfuzzer_sys::fuzz_target;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -51,6 +52,7 @@ fn fds(n: usize) -> Vec<OwnedFd> {
 fuzz_target!(|input: &[u8]| {
     let mut r = Reassembly::new();
     let mut open: Option<Open> = None;
+    let mut worker = WorkerProtocol::new();
     for (nfds, d) in datagrams(input) {
         let got = match r.push(d, fds(nfds)) {
             Ok(got) => got,
@@ -81,11 +83,20 @@ fuzz_target!(|input: &[u8]| {
         assert!(o.data.len() <= o.total);
         let Some(m) = got else { continue };
         let o = open.take().expect("checked above");
-        assert_eq!(m.kind, o.kind);
+        assert_eq!(m.kind(), o.kind);
         assert_eq!(m.data.len(), o.total);
         assert_eq!(m.data, o.data);
         assert_eq!(m.fds.len(), o.fds);
-        decode(m.kind, &m.data);
+        decode(m.kind(), &m.data);
+        // Whatever the primary's side of the channel sends, the worker decodes it or refuses
+        // it with an error; it never panics.
+        if let Err(e) = worker.receive(Recv::Message(m)) {
+            assert!(
+                matches!(e.kind(), ErrorKind::Protocol | ErrorKind::InvalidArgument),
+                "{e:?}"
+            );
+        }
+        let _ack = worker.end_read();
     }
 });
 

@@ -4,7 +4,7 @@
 //!
 //! The first input byte picks the decoder, the rest is the payload.
 
-use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
+use corral_core::__fuzz::proto::{self, ListenReply, ListenRequest};
 use corral_core::{BoundAddr, ErrorKind, ListenAddr};
 use libfuzzer_sys::fuzz_target;
 

@@ -105,7 +105,7 @@ pub(crate) unsafe fn message<'a>(
     len: usize,
     name: &str,
 ) -> Result<&'a [u8], Error> {
-    let max = corral_core::ipc::MAX_MESSAGE_LEN;
+    let max = corral_core::MAX_MESSAGE_LEN;
     if len > max {
         return Err(Error::new(
             ErrorKind::TooLarge,

@@ -60,7 +60,7 @@ impl corral_primary {
             .as_ref()
             .map(|h| {
                 vec![(
-                    "CORRAL_HEARTBEAT_MS".to_string(),
+                    corral_core::ENV_HEARTBEAT.to_string(),
                     h.interval.as_millis().to_string(),
                 )]
             })

@@ -81,10 +81,7 @@ impl corral_worker_event {
 /// `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD`). Does not consume them.
 #[no_mangle]
 pub extern "C" fn corral_is_worker() -> bool {
-    guard_value(false, || {
-        std::env::var_os(corral_core::ENV_WORKER_ID).is_some()
-            && std::env::var_os(corral_core::ENV_CHANNEL_FD).is_some()
-    })
+    guard_value(false, corral_core::WorkerEnv::is_present)
 }
 
 /// The worker side of a process started by `corral_primary_spawn`: reads and removes
@@ -138,6 +135,22 @@ pub unsafe extern "C" fn corral_worker_id(w: *const corral_worker) -> u64 {
         }
         // SAFETY: a live handle by contract.
         unsafe { &(*w).w }.id()
+    })
+}
+
+/// How often this worker should call `corral_worker_heartbeat`, in milliseconds: the
+/// `CORRAL_HEARTBEAT_MS` a supervisor with a heartbeat watchdog set for it, read by
+/// `corral_worker_from_env` with the other worker variables (it also stays in the environment).
+/// 0 when no watchdog asked for heartbeats, for a forked worker, and for NULL. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_heartbeat_interval_ms(w: *const corral_worker) -> u32 {
+    super::boundary::guard_value(0, || {
+        if w.is_null() {
+            return 0;
+        }
+        // SAFETY: a live handle by contract.
+        let every = unsafe { &(*w).w }.heartbeat_interval();
+        every.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
     })
 }
 
@@ -348,7 +361,8 @@ pub unsafe extern "C" fn corral_worker_refuse(
         }
         // SAFETY: only borrowed for the dup; `fd` is open or dup fails with EBADF.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let copy = corral_core::sys::dup_cloexec(borrowed)
+        let copy = borrowed
+            .try_clone_to_owned()
             .map_err(|e| Error::os("dup", format!("refuse connection fd {fd}"), &e))?;
         // SAFETY: the caller hands `fd` over by contract and it is open (the dup succeeded);
         // it is closed exactly once, here.
@@ -372,8 +386,9 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
 }
 
 /// Tells the primary this worker's loop is alive, with the number of connections it has open
-/// (for metrics). Call it every `CORRAL_HEARTBEAT_MS` milliseconds (set in the environment by
-/// a supervisor with a heartbeat watchdog) from your main loop, so a stuck loop is noticed.
+/// (for metrics). Call it every `corral_worker_heartbeat_interval_ms` milliseconds (a
+/// supervisor with a heartbeat watchdog sets it, as `CORRAL_HEARTBEAT_MS` in the worker's
+/// environment) from your main loop, so a stuck loop is noticed.
 ///
 /// Returns `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect` or once the primary
 /// is gone.

@@ -47,8 +47,11 @@ static int worker_main(void) {
     if (strstr(m, "is disconnecting")) return 0;
     FAIL("listen: %s", m);
   }
+  /* The engine read CORRAL_HEARTBEAT_MS with the other worker variables; the variable stays. */
+  int beat = (int)corral_worker_heartbeat_interval_ms(w);
   const char *hb = getenv("CORRAL_HEARTBEAT_MS");
-  int beat = hb ? atoi(hb) : 0;
+  if (beat != (hb ? atoi(hb) : 0))
+    FAIL("heartbeat interval %d, CORRAL_HEARTBEAT_MS=%s", beat, hb ? hb : "(unset)");
   char reply[64];
   int rlen = snprintf(reply, sizeof reply, "worker %llu\n", (unsigned long long)corral_worker_id(w));
   for (;;) {

@@ -50,7 +50,7 @@ let closing = false;
 
 const nw = callNative(() => new addon.NativeWorker((b) => onEvents(decodeBatch(b))));
 const listeningServers = new Set();
-const heartbeatMs = Number(process.env[ENV_HEARTBEAT]);
+const heartbeatMs = nw.heartbeatMs; // read by the engine with the other worker variables
 delete process.env[ENV_HEARTBEAT];
 if (heartbeatMs > 0) {
   // Sent from the event loop: a blocked loop stops the beats and the watchdog notices.

@@ -80,9 +80,7 @@ pub fn version() -> String {
 /// `CORRAL_CHANNEL_FD` are set), without consuming the variables.
 #[napi(catch_unwind)]
 pub fn worker_env() -> Option<u32> {
-    let id = std::env::var(corral_core::ENV_WORKER_ID).ok()?;
-    std::env::var_os(corral_core::ENV_CHANNEL_FD)?;
-    id.parse().ok()
+    corral_core::WorkerEnv::peek_id().and_then(|id| u32::try_from(id).ok())
 }
 
 /// The default worker count (cgroup-aware CPU count).
@@ -116,7 +114,7 @@ pub(crate) fn dup_handles(fds: &[i32]) -> Result<Vec<std::os::fd::OwnedFd>> {
         .map(|&fd| {
             // SAFETY: JS passes fds it owns and keeps open during this call; we only dup them.
             let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            corral_core::sys::dup_cloexec(b)
+            b.try_clone_to_owned()
                 .map_err(|e| Failure::new("EBADF", format!("dup fd {fd}: {e}")))
         })
         .collect()

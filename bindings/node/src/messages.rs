@@ -16,7 +16,7 @@
 use crate::events::{kind, Batch, Event};
 use crate::uvpoll::{Poller, Pull};
 use crate::Result;
-use corral_core::ipc::{Channel, Kind, Recv};
+use corral_core::{Channel, Recv};
 use napi::bindgen_prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -46,18 +46,20 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
     let mut out = Vec::new();
     while out.len() < limit {
         match chan.recv(true) {
-            Ok(Recv::Message(m)) if m.kind == Kind::User => out.push(Event {
-                kind: kind::MESSAGE,
-                worker: id,
-                data: Some(m.data),
-                fds: m.fds,
-                ..Default::default()
-            }),
-            Ok(Recv::Message(m)) => {
-                out.push(protocol_error(id, &format!("a {:?} frame", m.kind)));
-                *done = true;
-                break;
-            }
+            Ok(Recv::Message(m)) => match m.into_user() {
+                Ok((data, fds)) => out.push(Event {
+                    kind: kind::MESSAGE,
+                    worker: id,
+                    data: Some(data),
+                    fds,
+                    ..Default::default()
+                }),
+                Err(m) => {
+                    out.push(protocol_error(id, &format!("a {} frame", m.kind_name())));
+                    *done = true;
+                    break;
+                }
+            },
             Ok(Recv::WouldBlock) => break,
             Ok(Recv::Eof) => {
                 *done = true;

@@ -1,19 +1,22 @@
 //! `NativeWorker`: the worker side for Node. The JS thread's loop watches the channel and
 //! reads it (uvpoll.rs; a native receive thread with a ThreadsafeFunction is the fallback); JS
 //! sends without blocking (what the socket cannot take now is flushed by a writer thread, in
-//! order).
+//! order). What goes on the wire and what comes off it means is the engine's
+//! `corral_core::WorkerProtocol`, the same state machine the C front's worker drives: this file
+//! only moves its messages between the socket and JS.
 
 use crate::events::{kind, Batch, Event, Queue};
 use crate::uvpoll::Poller;
 use crate::{to_napi, Failure, Result};
-use corral_core::ipc::proto::{self, ListenReply, ListenRequest};
-use corral_core::ipc::{Channel, Kind, Message, Recv};
 use corral_core::listener::{BindOptions, SocketKind};
-use corral_core::{Error as CoreError, ErrorKind, Sent, Worker};
+use corral_core::{
+    Channel, Delivered, Error as CoreError, ErrorKind, Message, Recv, Sent, WorkerEnv,
+    WorkerProtocol,
+};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -57,13 +60,20 @@ impl Sender {
         self.chan.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what the socket takes now (from `data` itself when nothing waits before it) and
-    /// queues the rest; the writer thread writes that.
-    fn send(
+    /// Writes what the socket takes now and queues the rest; the writer thread writes that.
+    fn send(&self, m: Message) -> std::result::Result<Sent, CoreError> {
+        self.write(|c| c.send_or_queue_message(m))
+    }
+
+    /// [`Sender::send`] for an application message, from `data` itself when nothing waits
+    /// before it (copied only if it must be queued).
+    fn send_user(&self, data: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<Sent, CoreError> {
+        self.write(|c| c.send_or_queue_user(data, fds))
+    }
+
+    fn write(
         &self,
-        kind: Kind,
-        data: &[u8],
-        fds: Vec<OwnedFd>,
+        f: impl FnOnce(&mut Channel) -> std::result::Result<bool, CoreError>,
     ) -> std::result::Result<Sent, CoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(CoreError::new(
@@ -72,7 +82,7 @@ impl Sender {
             ));
         }
         let mut c = self.lock();
-        let written = c.send_or_queue(kind, data, fds)?;
+        let written = f(&mut c)?;
         if !written {
             self.backlog.notify_one();
         }
@@ -137,81 +147,59 @@ fn writer_loop(s: Arc<Sender>) {
     }
 }
 
-/// The event for a message from the primary; `None` for a ping (reading it is all it asks).
-fn convert(m: Message, conns: &mut u32, ack_every: &mut u32) -> Option<Event> {
-    if m.kind == Kind::Ping {
-        return None;
-    }
-    Some(convert_event(m, conns, ack_every))
-}
-
-fn convert_event(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
-    let bad = |e: CoreError| crate::events::error_event(0, &e);
-    match m.kind {
-        Kind::Conn => match proto::decode_conn(&m.data) {
-            Ok(listener) => {
-                *conns += 1;
-                Event {
-                    kind: kind::CONNECTION,
-                    listener,
-                    fds: m.fds,
-                    ..Default::default()
-                }
-            }
-            Err(e) => bad(e),
-        },
-        Kind::ListenOk => match ListenReply::decode_ok(&m.data) {
-            Ok(ListenReply::Ok {
-                req,
-                listener,
-                addr,
-                ack_every: every,
-            }) => {
-                *ack_every = every;
-                Event {
-                    kind: kind::LISTEN_OK,
-                    id: req,
-                    listener,
-                    address: Some(addr.host()),
-                    port: addr.port() as u32,
-                    family: addr.address_type(),
-                    fds: m.fds,
-                    ..Default::default()
-                }
-            }
-            Ok(_) => unreachable!("decode_ok"),
-            Err(e) => bad(e),
-        },
-        Kind::ListenErr => match ListenReply::decode_err(&m.data) {
-            Ok(ListenReply::Err {
-                req,
-                errno,
-                syscall,
-                message,
-            }) => Event {
-                kind: kind::LISTEN_ERR,
-                id: req,
-                errno,
-                syscall: Some(syscall),
-                message: Some(message),
-                ..Default::default()
-            },
-            Ok(_) => unreachable!("decode_err"),
-            Err(e) => bad(e),
-        },
-        Kind::User => Event {
-            kind: kind::MESSAGE,
-            data: Some(m.data),
-            fds: m.fds,
+/// The JS event for what the protocol delivered.
+fn to_event(d: Delivered) -> Event {
+    match d {
+        Delivered::Connection { listener, fd } => Event {
+            kind: kind::CONNECTION,
+            listener,
+            fds: vec![fd],
             ..Default::default()
         },
-        Kind::Disconnect => Event {
+        Delivered::Listened {
+            req,
+            listener,
+            addr,
+            fd,
+        } => Event {
+            kind: kind::LISTEN_OK,
+            id: req,
+            listener,
+            address: Some(addr.host()),
+            port: addr.port() as u32,
+            family: addr.address_type(),
+            fds: fd.into_iter().collect(),
+            ..Default::default()
+        },
+        Delivered::ListenFailed {
+            req,
+            errno,
+            syscall,
+            message,
+        } => Event {
+            kind: kind::LISTEN_ERR,
+            id: req,
+            errno,
+            syscall: Some(syscall),
+            message: Some(message),
+            ..Default::default()
+        },
+        Delivered::Message { data, fds } => Event {
+            kind: kind::MESSAGE,
+            data: Some(data),
+            fds,
+            ..Default::default()
+        },
+        Delivered::Disconnect => Event {
             kind: kind::DISCONNECT_REQUEST,
             ..Default::default()
         },
-        other => bad(CoreError::protocol(format!(
-            "unexpected {other:?} from the primary"
-        ))),
+        // Out of fds: JS gets an EMFILE error (a lost connection still counts as taken).
+        Delivered::FdsLost { error, .. } => crate::events::error_event(0, &error),
+        Delivered::PrimaryGone => Event {
+            kind: kind::PRIMARY_GONE,
+            ..Default::default()
+        },
     }
 }
 
@@ -220,9 +208,7 @@ fn convert_event(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
 struct Receiver {
     chan: Channel,
     sender: Arc<Sender>,
-    /// Connections taken and not yet acknowledged, and the group size the primary asked for.
-    unacked: u32,
-    ack_every: u32,
+    proto: WorkerProtocol,
 }
 
 impl Receiver {
@@ -230,8 +216,7 @@ impl Receiver {
         Receiver {
             chan,
             sender,
-            unacked: 0,
-            ack_every: 1,
+            proto: WorkerProtocol::new(),
         }
     }
 
@@ -239,27 +224,21 @@ impl Receiver {
     /// channel ended (a PRIMARY_GONE event is then the last one).
     fn pull(&mut self, wait: bool) -> (Vec<Event>, bool) {
         let mut batch = Vec::new();
-        let mut conns = 0;
         let mut gone = false;
         let mut nonblocking = !wait;
         // Connections a few at a time (corral_core::worker::CONNS_PER_READ): the rest wait in
         // the channel, safe if this worker dies; libuv polls level-triggered, so the next turn
         // of the loop takes them.
-        let max_conns = corral_core::worker::CONNS_PER_READ as u32;
-        while !gone && batch.len() < RECV_BATCH && conns < max_conns {
+        while !gone && batch.len() < RECV_BATCH && self.proto.may_read() {
             match self.chan.recv(nonblocking) {
-                Ok(Recv::Message(m)) => batch.extend(convert(m, &mut conns, &mut self.ack_every)),
                 Ok(Recv::WouldBlock) => break,
-                Ok(Recv::FdsLost(k)) => {
-                    // Out of fds: a connection is lost (it still counts as taken, so the
-                    // primary's window does not shrink); JS gets an EMFILE error.
-                    if k == Kind::Conn {
-                        conns += 1;
-                    }
-                    let e = corral_core::worker::fds_lost_from_primary(k);
-                    batch.push(crate::events::error_event(0, &e));
-                }
-                Ok(Recv::Eof) => gone = true,
+                Ok(r) => match self.proto.receive(r) {
+                    Ok(Some(Delivered::PrimaryGone)) => gone = true,
+                    Ok(Some(d)) => batch.push(to_event(d)),
+                    Ok(None) => {}
+                    // A malformed message: JS hears of it; the channel is still in step.
+                    Err(e) => batch.push(crate::events::error_event(0, &e)),
+                },
                 Err(e) => {
                     // A broken channel (a malformed frame): say why before it ends. Before,
                     // this looked like the primary going away and the worker exited 0.
@@ -269,11 +248,8 @@ impl Receiver {
             }
             nonblocking = true;
         }
-        self.unacked += conns;
-        if self.unacked >= self.ack_every {
-            let data = proto::u32_payload(self.unacked);
-            let _ = self.sender.send(Kind::Ack, &data, Vec::new());
-            self.unacked = 0;
+        if let Some(ack) = self.proto.end_read() {
+            let _ = self.sender.send(ack);
         }
         if gone {
             batch.push(Event {
@@ -324,6 +300,7 @@ fn recv_loop(mut rx: Receiver, tsfn: Tsfn) {
 #[napi]
 pub struct NativeWorker {
     id: u32,
+    heartbeat_ms: u32,
     /// The channel's fd (the sender's copy), for `process.channel.fd`.
     fd: i32,
     sender: Arc<Sender>,
@@ -341,46 +318,28 @@ impl NativeWorker {
     /// receiving. `on_events(events[])` gets event batches.
     #[napi(constructor, catch_unwind)]
     pub fn new(env: Env, on_events: Function<'_, Batch, ()>) -> Result<Self> {
-        let (id, raw) = Worker::take_env().map_err(to_napi)?.ok_or_else(|| {
+        // The environment contract (corral_core::worker::env), read once, first thing.
+        let worker_env = WorkerEnv::take().map_err(to_napi)?.ok_or_else(|| {
             to_napi(CoreError::new(
                 ErrorKind::NotWorker,
                 "not started by a corral primary",
             ))
         })?;
-        let fd = corral_core::sys::adopt_seqpacket(raw).map_err(|e| {
-            to_napi(CoreError::os(
-                "getsockopt",
-                format!("CORRAL_CHANNEL_FD={raw}"),
-                &e,
-            ))
-        })?;
-        let rfd = corral_core::sys::dup_cloexec(fd.as_fd())
-            .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?;
+        let fd = worker_env.channel;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))
+        };
+        let rfd = dup(&fd)?;
         // A third copy of the socket, only for shutdown(2) (which acts on the socket, not the
         // fd): valid for as long as anyone may call it, whatever the receive thread closed.
-        let wake = Arc::new(
-            corral_core::sys::dup_cloexec(fd.as_fd())
-                .map_err(|e| to_napi(CoreError::os("dup", "channel", &e)))?,
-        );
+        let wake = Arc::new(dup(&fd)?);
         let channel_fd = fd.as_raw_fd();
         let sender = Sender::new(fd);
         // Application messages go on their own channel when the primary gave one (a Node
         // primary reads it on its JS thread, see messages.rs).
-        let messages = match Worker::take_message_env().map_err(to_napi)? {
-            Some(raw) => Some(Sender::new(
-                corral_core::sys::adopt_seqpacket(raw).map_err(|e| {
-                    to_napi(CoreError::os(
-                        "getsockopt",
-                        format!("{}={raw}", corral_core::ENV_MESSAGE_FD),
-                        &e,
-                    ))
-                })?,
-            )),
-            None => None,
-        };
-        sender
-            .send(Kind::Online, &[], Vec::new())
-            .map_err(to_napi)?;
+        let messages = worker_env.messages.map(Sender::new);
+        sender.send(WorkerProtocol::online()).map_err(to_napi)?;
         // The writer thread of the user messages' sender announces what it wrote.
         let notify: Tsfn = on_events
             .build_threadsafe_function::<Batch>()
@@ -442,7 +401,10 @@ impl NativeWorker {
             unsafe { libc::shutdown(w.as_raw_fd(), libc::SHUT_RDWR) };
         })?;
         Ok(NativeWorker {
-            id: id as u32,
+            id: worker_env.id as u32,
+            heartbeat_ms: worker_env
+                .heartbeat
+                .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
             fd: channel_fd,
             sender,
             wake,
@@ -456,6 +418,13 @@ impl NativeWorker {
     #[napi(getter, catch_unwind)]
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// How often to send a heartbeat, in milliseconds (`CORRAL_HEARTBEAT_MS`, read by the
+    /// engine with the other worker variables); 0: no watchdog asked for one.
+    #[napi(getter, catch_unwind)]
+    pub fn heartbeat_ms(&self) -> u32 {
+        self.heartbeat_ms
     }
 
     /// The channel's file descriptor (Node's `process.channel.fd`). It stays open until the
@@ -482,20 +451,15 @@ impl NativeWorker {
     ) -> Result<()> {
         let addr = address.parse().map_err(to_napi)?;
         let opts = BindOptions::from_bits(options).map_err(to_napi)?;
-        let msg = ListenRequest {
-            req,
-            backlog,
-            addr,
-            index,
-            opts,
-            kind: if datagram == Some(true) {
-                SocketKind::Datagram
-            } else {
-                SocketKind::Stream
-            },
+        let kind = if datagram == Some(true) {
+            SocketKind::Datagram
+        } else {
+            SocketKind::Stream
         };
+        let what = format!("listen {address}");
+        let msg = WorkerProtocol::listen(req, &addr, kind, backlog, index, opts, &what);
         self.sender
-            .send(Kind::Listen, &msg.encode(), Vec::new())
+            .send(msg.map_err(to_napi)?)
             .map(drop)
             .map_err(to_napi)
     }
@@ -504,7 +468,7 @@ impl NativeWorker {
     #[napi(catch_unwind)]
     pub fn unlisten(&self, listener: u32) -> Result<()> {
         self.sender
-            .send(Kind::Unlisten, &proto::u32_payload(listener), Vec::new())
+            .send(WorkerProtocol::unlisten(listener))
             .map(drop)
             .map_err(to_napi)
     }
@@ -514,9 +478,10 @@ impl NativeWorker {
     /// primary deals it to another worker (`corral_core::Worker::refuse`).
     #[napi(catch_unwind)]
     pub fn refuse(&self, listener: u32, fd: i32) -> Result<()> {
-        let owned = crate::dup_handles(&[fd])?;
+        let owned = crate::dup_handles(&[fd])?.into_iter().next();
+        let owned = owned.expect("one fd in, one fd out");
         self.sender
-            .send(Kind::Refuse, &proto::u32_payload(listener), owned)
+            .send(WorkerProtocol::refuse(listener, owned))
             .map(drop)
             .map_err(to_napi)
     }
@@ -526,7 +491,7 @@ impl NativeWorker {
     #[napi(catch_unwind)]
     pub fn room(&self, listener: u32) -> Result<()> {
         self.sender
-            .send(Kind::Room, &proto::u32_payload(listener), Vec::new())
+            .send(WorkerProtocol::room(listener))
             .map(drop)
             .map_err(to_napi)
     }
@@ -539,7 +504,7 @@ impl NativeWorker {
     pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
-            .send(Kind::User, &data, owned)
+            .send_user(&data, owned)
             .map(crate::sent_to_js)
             .map_err(to_napi)
     }
@@ -557,9 +522,8 @@ impl NativeWorker {
     /// Tells the primary the event loop is alive, with the connections this worker has open.
     #[napi(catch_unwind)]
     pub fn heartbeat(&self, active: u32) -> Result<()> {
-        let data = proto::u32_payload(active);
         self.sender
-            .send(Kind::Heartbeat, &data, Vec::new())
+            .send(WorkerProtocol::heartbeat(Some(active)))
             .map(drop)
             .map_err(to_napi)
     }
@@ -568,7 +532,7 @@ impl NativeWorker {
     #[napi(catch_unwind)]
     pub fn ready(&self) -> Result<()> {
         self.sender
-            .send(Kind::Ready, &[], Vec::new())
+            .send(WorkerProtocol::ready())
             .map(drop)
             .map_err(to_napi)
     }
@@ -587,9 +551,7 @@ impl NativeWorker {
             .as_ref()
             .map_or(Ok(()), |m| m.flush_all("send messages"));
         let r = flushed.and_then(|_| {
-            self.sender
-                .lock()
-                .queue(Kind::Bye, Vec::new(), Vec::new())?;
+            self.sender.lock().queue_message(WorkerProtocol::bye())?;
             self.sender.flush_all("send goodbye")
         });
         self.close();

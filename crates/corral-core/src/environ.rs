@@ -8,7 +8,12 @@
 //! | `CORRAL_STALL_TIMEOUT_MS` | primary | overrides `PrimaryOptions::stall_timeout` (`0`: off; else 10 ms to 7 days) |
 //! | `CORRAL_MAX_LISTENERS_PER_WORKER` | primary | overrides `PrimaryOptions::max_listeners_per_worker` (1 to 65536) |
 //! | `CORRAL_ORPHAN_LISTENER_GRACE_MS` | primary | overrides `PrimaryOptions::orphan_listener_grace` (0 to 1 day) |
-//! | `CORRAL_HEARTBEAT_MS` | worker | set by a supervisor with a heartbeat watchdog: how often to send one |
+//! | `CORRAL_HEARTBEAT_MS` | worker | set by a supervisor with a heartbeat watchdog: how often to send one (`0`: none); left in place, C programs may read it themselves |
+//!
+//! A worker's variables are read once, by [`crate::WorkerEnv::take`], for both fronts' workers
+//! (`corral_worker_from_env` in C, the addon's worker constructor in Node), first thing: it
+//! removes the role variables, which edits the process environment, so it runs before any
+//! thread starts (and the worker's own children are not taken for workers).
 //!
 //! A value that is not UTF-8 or not in its documented form is an error naming the variable,
 //! never silently ignored (a typo in a deployment must not quietly change behaviour).

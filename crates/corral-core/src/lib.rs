@@ -38,7 +38,7 @@ pub mod environ;
 pub mod error;
 pub mod event;
 pub mod guide;
-pub mod ipc;
+pub(crate) mod ipc;
 pub mod limits;
 pub mod listener;
 pub mod policy;
@@ -46,12 +46,17 @@ pub mod primary;
 pub mod proxy_protocol;
 pub mod steering;
 pub mod supervisor;
-pub mod sys;
+// The OS layer's re-exports are the platform contract (the table in sys/mod.rs): every backend
+// (Linux, portable, macOS) provides the whole set, whether or not this build's engine calls
+// each item, so an item unused in one configuration is not dead code.
+#[allow(dead_code, unused_imports)]
+pub(crate) mod sys;
 pub mod worker;
 
 pub use cluster::{Cluster, ClusterEvent};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
+pub use ipc::{Channel, Message, Recv, MAX_MESSAGE_LEN};
 pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
 pub use primary::{
@@ -60,4 +65,23 @@ pub use primary::{
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
-pub use worker::{Datagram, Worker, WorkerEvent, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use sys::{kernel_steering_probe, KernelSteeringUnsupported, ReuseportGroup};
+pub use worker::{
+    Datagram, Delivered, Worker, WorkerEnv, WorkerEvent, WorkerProtocol, ENV_CHANNEL_FD,
+    ENV_HEARTBEAT, ENV_MESSAGE_FD, ENV_WORKER_ID,
+};
+
+/// The wire format's decoders, for the fuzz targets (`fuzz/`) and the test that replays their
+/// seeds: not an API, and it may change with any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::ipc::{frame, proto, reassembly};
+}
+
+/// Engine internals the engine's own integration tests (`crates/corral-core/tests/`) measure
+/// or set up with. Built only with the `test-fixture` feature, which only those tests turn on.
+#[cfg(feature = "test-fixture")]
+#[doc(hidden)]
+pub mod __testing {
+    pub use crate::sys::{fd_count, short_socket_path, SUN_PATH_MAX};
+}

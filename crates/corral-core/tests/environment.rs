@@ -36,7 +36,7 @@ fn bad_corral_variables_are_errors_that_name_them() {
 
     std::env::set_var(corral_core::ENV_WORKER_ID, OsStr::from_bytes(b"\xff"));
     std::env::set_var(corral_core::ENV_CHANNEL_FD, "7");
-    let e = corral_core::Worker::take_env().unwrap_err();
+    let e = corral_core::WorkerEnv::take().unwrap_err();
     std::env::remove_var(corral_core::ENV_WORKER_ID);
     std::env::remove_var(corral_core::ENV_CHANNEL_FD);
     assert!(e.message().starts_with("CORRAL_WORKER_ID="), "{e}");

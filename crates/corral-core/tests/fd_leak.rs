@@ -11,7 +11,7 @@ fn no_fd_leaked_by_the_primary_after_10k_connections() {
     let port = h.start_listening(2);
     with_client(&mut h, move || request(port).unwrap()); // warm-up: lazily created fds exist now
     h.pump_for(std::time::Duration::from_millis(50));
-    let before = corral_core::sys::fd_count().unwrap();
+    let before = corral_core::__testing::fd_count().unwrap();
     let n = 10_000;
     let failures = with_client(&mut h, move || {
         let threads: Vec<_> = (0..4)
@@ -25,7 +25,7 @@ fn no_fd_leaked_by_the_primary_after_10k_connections() {
             .sum::<usize>()
     });
     h.pump_for(std::time::Duration::from_millis(100));
-    let after = corral_core::sys::fd_count().unwrap();
+    let after = corral_core::__testing::fd_count().unwrap();
     assert_eq!(failures, 0);
     assert_eq!(
         before, after,

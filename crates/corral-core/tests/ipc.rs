@@ -2,7 +2,7 @@
 //! malformed frames.
 
 mod util;
-use corral_core::ipc::{Channel, Kind, Recv};
+use corral_core::{Channel, Recv};
 use corral_core::{ErrorKind, Event, Policy};
 use std::time::Duration;
 use util::*;
@@ -128,8 +128,9 @@ fn message_channels_carry_application_messages_apart_and_end_with_the_worker() {
     assert_eq!(on_channel, vec![b"on the channel".to_vec()]);
     match msgs.recv(true).unwrap() {
         Recv::Message(m) => {
-            assert_eq!(m.kind, Kind::User);
-            assert_eq!(m.data, b"on the message channel");
+            let (data, fds) = m.into_user().expect("an application message");
+            assert_eq!(data, b"on the message channel");
+            assert!(fds.is_empty());
         }
         other => panic!("expected the message, got {other:?}"),
     }

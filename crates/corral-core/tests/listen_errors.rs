@@ -82,7 +82,7 @@ fn a_unix_socket_path_longer_than_sun_path_serves_and_is_unlinked() {
         let dir = root.join("d".repeat(60)).join("e".repeat(60));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
-        assert!(path.as_os_str().len() > corral_core::sys::SUN_PATH_MAX);
+        assert!(path.as_os_str().len() > corral_core::__testing::SUN_PATH_MAX);
         let addr = format!("unix:{}", path.display());
         {
             let mut h = harness(&["serve", &addr], policy);
@@ -90,7 +90,7 @@ fn a_unix_socket_path_longer_than_sun_path_serves_and_is_unlinked() {
             let p2 = path.clone();
             let answer = with_client(&mut h, move || {
                 use std::io::{BufRead, BufReader, Write};
-                let (short, _dir) = corral_core::sys::short_socket_path(&p2).unwrap();
+                let (short, _dir) = corral_core::__testing::short_socket_path(&p2).unwrap();
                 let s = std::os::unix::net::UnixStream::connect(&short).unwrap();
                 (&s).write_all(b"hi\n").unwrap();
                 let mut line = String::new();

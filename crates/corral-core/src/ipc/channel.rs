@@ -15,15 +15,44 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-/// A received message.
+/// A message on a channel: one read from the peer, or one made by
+/// [`WorkerProtocol`](crate::worker::protocol::WorkerProtocol) to be written. Its kind is the
+/// engine's business: a front reads application messages with [`Message::into_user`] and hands
+/// everything else to the protocol.
 #[derive(Debug)]
 pub struct Message {
     /// What it is.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Payload.
     pub data: Vec<u8>,
     /// Attached fds (owned: dropping the message closes them).
     pub fds: Vec<OwnedFd>,
+}
+
+impl Message {
+    pub(crate) fn new(kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Message {
+        Message { kind, data, fds }
+    }
+
+    /// The payload and fds of an application message; any other message back, unchanged
+    /// (name it with [`Message::kind_name`]).
+    pub fn into_user(self) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), Message> {
+        match self.kind {
+            Kind::User => Ok((self.data, self.fds)),
+            _ => Err(self),
+        }
+    }
+
+    /// What the message is, for error messages (`"ListenOk"`).
+    pub fn kind_name(&self) -> String {
+        format!("{:?}", self.kind)
+    }
+
+    /// The kind, for the fuzz targets (`__fuzz`), which compare it with decoded headers.
+    #[doc(hidden)]
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
 }
 
 /// Outcome of [`Channel::recv`].
@@ -210,7 +239,7 @@ impl Channel {
     }
 
     /// Appends a message to the outgoing queue (checks the size and fd limits).
-    pub fn queue(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+    pub(crate) fn queue(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
         check_outgoing(data.len(), fds.len())?;
         self.sent_or_queued += 1;
         self.out_bytes += data.len();
@@ -229,7 +258,7 @@ impl Channel {
     /// `Ok(false)`: the socket is full or the queue is not empty; nothing was sent. `Ok(true)`
     /// with [`Channel::has_queued`]: the socket took the datagram's start (and its fds), the
     /// end waits in the queue for the socket to be writable again.
-    pub fn try_send_single(
+    pub(crate) fn try_send_single(
         &mut self,
         kind: Kind,
         data: &[u8],
@@ -280,7 +309,12 @@ impl Channel {
     /// Sends a message from `data` without copying it when nothing is queued before it and the
     /// socket takes it now; otherwise queues what is left (a copy), like [`Channel::queue`]
     /// followed by [`Channel::flush`]. `Ok(true)`: completely written.
-    pub fn send_or_queue(&mut self, kind: Kind, data: &[u8], fds: Vec<OwnedFd>) -> Result<bool> {
+    pub(crate) fn send_or_queue(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> Result<bool> {
         check_outgoing(data.len(), fds.len())?;
         if !self.out.is_empty() {
             self.queue(kind, data.to_vec(), fds)?;
@@ -319,7 +353,7 @@ impl Channel {
     /// a new one: for re-delivering a message read back from the peer's queue (it was counted
     /// when it was first sent). Gives the message back if the socket has no room for it, or
     /// is inside a stream record (whose end must go first).
-    pub fn resend_now(&mut self, m: Message) -> std::result::Result<(), Message> {
+    pub(crate) fn resend_now(&mut self, m: Message) -> std::result::Result<(), Message> {
         if m.data.len() > MAX_CHUNK || self.out.front().is_some_and(|o| !o.rest.is_empty()) {
             return Err(m);
         }
@@ -339,7 +373,12 @@ impl Channel {
     }
 
     /// Queues and flushes, waiting for room: for callers without an event loop.
-    pub fn send_blocking(&mut self, kind: Kind, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
+    pub(crate) fn send_blocking(
+        &mut self,
+        kind: Kind,
+        data: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<()> {
         self.queue(kind, data, fds)?;
         self.flush(true)
             .map_err(|e| Error::os("sendmsg", "send on channel", &e))?;
@@ -375,6 +414,32 @@ impl Channel {
                 return Ok(Recv::Message(m));
             }
         }
+    }
+
+    /// Sends an application message from `data` without copying it when nothing is queued
+    /// before it and the socket takes it now; otherwise queues what is left (a copy).
+    /// `Ok(true)`: completely written. `TooLarge` above 64 MiB, `InvalidArgument` with too many
+    /// fds.
+    pub fn send_or_queue_user(&mut self, data: &[u8], fds: Vec<OwnedFd>) -> Result<bool> {
+        self.send_or_queue(Kind::User, data, fds)
+    }
+
+    /// Writes a message now if nothing is queued before it and the socket takes it, else
+    /// queues (the rest of) it; `Ok(true)`: completely written.
+    pub fn send_or_queue_message(&mut self, m: Message) -> Result<bool> {
+        self.queue(m.kind, m.data, m.fds)?;
+        self.flush(false)
+            .map_err(|e| Error::os("sendmsg", "send on channel", &e))
+    }
+
+    /// Appends a message to the outgoing queue ([`Channel::flush`] writes it).
+    pub fn queue_message(&mut self, m: Message) -> Result<()> {
+        self.queue(m.kind, m.data, m.fds)
+    }
+
+    /// Queues a message and flushes, waiting for room: for callers without an event loop.
+    pub fn send_blocking_message(&mut self, m: Message) -> Result<()> {
+        self.send_blocking(m.kind, m.data, m.fds)
     }
 
     /// Raw fd number (for logging and pollers).

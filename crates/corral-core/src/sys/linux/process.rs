@@ -21,7 +21,7 @@ pub enum StdioSpec {
     /// `/dev/null` (read-only as fd 0, read-write otherwise).
     Null,
     /// One end of a connected `AF_UNIX` stream socket pair, duplex as libuv's (Node's) stdio
-    /// pipes are; the primary gets the other end (see [`Spawned`]).
+    /// pipes are; the primary gets the other end (`Primary::take_stdio` hands it out).
     Pipe,
     /// A copy of the primary's fd with this number (spawning fails with `EBADF` if it is not
     /// open).
@@ -29,7 +29,7 @@ pub enum StdioSpec {
     /// Nothing: the worker's fd stays closed. For fds 3 and up only (a closed fd 0-2 would be
     /// taken by the worker's next `open`).
     Closed,
-    /// The worker's channel (the first channel [`spawn`] places, named by its variable), as
+    /// The worker's channel (the first channel the spawn places, named by its variable), as
     /// Node's `'ipc'` entry puts the IPC channel at its own index (`NODE_CHANNEL_FD`). At most
     /// one entry; the other channel still goes above the last entry.
     Channel,

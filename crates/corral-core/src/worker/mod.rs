@@ -1,14 +1,24 @@
 //! The worker side: the channel to the primary, listening through it, and one stream of events
 //! (connections, messages, a disconnect request, the primary's death).
 //!
+//! - `protocol`: the wire protocol as a state machine without I/O ([`WorkerProtocol`]), which
+//!   both fronts' workers drive;
+//! - `env`: what the primary passes an exec'd worker in the environment ([`WorkerEnv`]);
+//! - here: [`Worker`], the blocking/mio driver the C front uses.
+//!
 //! Whatever the policy, connections arrive the same way: in round-robin they come over the
 //! channel, in shared mode the worker accepts on the listening fd it was given. Connections are
 //! acknowledged to the primary when they are taken off the channel, which opens room in the
 //! worker's window.
 
+pub mod env;
+pub mod protocol;
+
+pub use env::{WorkerEnv, ENV_CHANNEL_FD, ENV_HEARTBEAT, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use protocol::{Delivered, WorkerProtocol, CONNS_PER_READ};
+
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::proto::{self, ListenReply, ListenRequest};
-use crate::ipc::{Channel, Kind, Message, Recv};
+use crate::ipc::{Channel, Recv};
 use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
 use crate::sys;
 use mio::unix::SourceFd;
@@ -16,15 +26,6 @@ use mio::{Interest, Poll, Token};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
-/// Environment variable carrying the worker id (removed once read).
-pub const ENV_WORKER_ID: &str = "CORRAL_WORKER_ID";
-/// Environment variable carrying the channel's fd number (removed once read).
-pub const ENV_CHANNEL_FD: &str = "CORRAL_CHANNEL_FD";
-/// Environment variable with the fd of a worker's message channel, set only by primaries
-/// started with `PrimaryOptions::message_channels` (the Node front): application messages from
-/// the worker travel there, apart from the control channel.
-pub const ENV_MESSAGE_FD: &str = "CORRAL_MESSAGE_FD";
 
 const CHANNEL_TOKEN: Token = Token(0);
 
@@ -50,25 +51,6 @@ pub enum WorkerEvent {
     Disconnect,
     /// The primary is gone (channel EOF). A worker should exit now.
     PrimaryGone,
-}
-
-/// Most connections a worker takes off its channel at a time (both fronts' workers). A
-/// connection still in the channel is safe: if the worker dies (or stalls) the primary reads it
-/// back and deals it to another worker. One taken into the worker is lost with it. Taking a few
-/// at a time, as the worker gets to them, keeps what a SIGKILLed worker takes down close to what
-/// it was serving. Measured with `bench/chaos.js` (4 rounds, same run as node:cluster): taking
-/// all (up to the window) failed 36.5 requests a round against node:cluster's 20; 4 at a time,
-/// 18 against 22.5 while serving 27 % more requests; 1 at a time, 13 against 21.5 but 12 %
-/// fewer connections/s in the `Connection: close` benchmark (4 costs nothing there).
-pub const CONNS_PER_READ: usize = 4;
-
-/// The error a worker reports when the kernel dropped the fds of a message from the primary
-/// (the worker is out of file descriptors; [`crate::ipc::Recv::FdsLost`]).
-pub fn fds_lost_from_primary(kind: Kind) -> Error {
-    if kind == Kind::Conn {
-        return Error::fds_lost("a connection from the primary (closed by the kernel)");
-    }
-    Error::fds_lost(format!("a {kind:?} message from the primary"))
 }
 
 /// A listener as the worker sees it.
@@ -109,14 +91,13 @@ pub struct Worker {
     shared: HashMap<u32, SharedListener>,
     accept_turn: Vec<u32>,
     events: VecDeque<WorkerEvent>,
-    unacked: u32,
+    proto: WorkerProtocol,
     /// A message lost for want of fds, reported by the next `next_event`.
     lost: Option<Error>,
-    ack_every: u32,
     next_req: u32,
-    gone: bool,
-    /// [`Worker::disconnect`] was called (`gone` is also set when the primary went away).
-    disconnected: bool,
+    /// The message channel the primary gave ([`Worker::take_message_channel`]).
+    messages: Option<OwnedFd>,
+    heartbeat: Option<Duration>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -129,65 +110,24 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// The worker side, if a corral primary started this process: reads `CORRAL_WORKER_ID` and
-    /// `CORRAL_CHANNEL_FD`, removes both from the environment (so the worker's own children are
-    /// not workers), takes ownership of the channel fd and tells the primary it is online.
-    /// `Ok(None)` when the variables are absent (this process is a primary).
+    /// The worker side, if a corral primary started this process: takes its variables from the
+    /// environment ([`WorkerEnv::take`]: `CORRAL_WORKER_ID` and `CORRAL_CHANNEL_FD` are
+    /// removed, so the worker's own children are not workers), owns the channel and tells the
+    /// primary it is online. `Ok(None)` when the variables are absent (this process is a
+    /// primary).
     ///
     /// Removing variables changes the process environment: call it before starting threads.
     pub fn from_env() -> Result<Option<Worker>> {
-        let Some((id, fd)) = Self::take_env()? else {
+        let Some(env) = WorkerEnv::take()? else {
             return Ok(None);
         };
-        let fd = sys::adopt_seqpacket(fd).map_err(|e| {
-            Error::os(
-                "getsockopt",
-                format!("{ENV_CHANNEL_FD}={fd} is not a corral channel"),
-                &e,
-            )
-        })?;
-        Worker::from_channel(id, fd).map(Some)
+        let mut w = Worker::from_channel(env.id, env.channel)?;
+        w.messages = env.messages;
+        w.heartbeat = env.heartbeat;
+        Ok(Some(w))
     }
 
-    /// Reads and removes the role variables (`Ok(None)` when absent). The fd is not checked
-    /// or taken yet: see `sys::adopt_seqpacket`.
-    pub fn take_env() -> Result<Option<(u64, RawFd)>> {
-        let (id, fd) = (
-            crate::environ::var(ENV_WORKER_ID),
-            crate::environ::var(ENV_CHANNEL_FD),
-        );
-        let (Some(id), Some(fd)) = (id?, fd?) else {
-            return Ok(None);
-        };
-        std::env::remove_var(ENV_WORKER_ID);
-        std::env::remove_var(ENV_CHANNEL_FD);
-        let bad = |what: String| {
-            Error::invalid(format!("{what}; is this process really a corral worker?"))
-        };
-        let id: u64 = id
-            .parse()
-            .map_err(|_| bad(format!("{ENV_WORKER_ID}={id:?} is not a number")))?;
-        let fd: RawFd = fd
-            .parse()
-            .map_err(|_| bad(format!("{ENV_CHANNEL_FD}={fd:?} is not an fd")))?;
-        Ok(Some((id, fd)))
-    }
-
-    /// Reads and removes [`ENV_MESSAGE_FD`] (`Ok(None)` when absent). The fd is not checked
-    /// or taken yet: see `sys::adopt_seqpacket`.
-    pub fn take_message_env() -> Result<Option<RawFd>> {
-        let Some(fd) = crate::environ::var(ENV_MESSAGE_FD)? else {
-            return Ok(None);
-        };
-        std::env::remove_var(ENV_MESSAGE_FD);
-        fd.parse().map(Some).map_err(|_| {
-            Error::invalid(format!(
-                "{ENV_MESSAGE_FD}={fd:?} is not an fd; is this process really a corral worker?"
-            ))
-        })
-    }
-
-    /// Wraps a channel end (fork mode, or after [`Worker::take_env`]) and says online.
+    /// Wraps a channel end (fork mode, or [`WorkerEnv::channel`]) and says online.
     pub fn from_channel(id: u64, fd: OwnedFd) -> Result<Worker> {
         let poll =
             Poll::new().map_err(|e| Error::os("epoll_create", "create worker poller", &e))?;
@@ -206,15 +146,27 @@ impl Worker {
             shared: HashMap::new(),
             accept_turn: Vec::new(),
             events: VecDeque::new(),
-            unacked: 0,
+            proto: WorkerProtocol::new(),
             lost: None,
-            ack_every: 1,
             next_req: 1,
-            gone: false,
-            disconnected: false,
+            messages: None,
+            heartbeat: None,
         };
-        w.chan.send_blocking(Kind::Online, Vec::new(), Vec::new())?;
+        w.chan.send_blocking_message(WorkerProtocol::online())?;
         Ok(w)
+    }
+
+    /// How often to send a [`Worker::heartbeat`]: the `CORRAL_HEARTBEAT_MS` a supervisor with
+    /// a heartbeat watchdog set (`None`: send none, or not started by [`Worker::from_env`]).
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+
+    /// The message channel (`CORRAL_MESSAGE_FD`) a primary with
+    /// `PrimaryOptions::message_channels` gave this worker, once: its application messages
+    /// may travel there ([`WorkerProtocol::message`]), apart from the control channel.
+    pub fn take_message_channel(&mut self) -> Option<Channel> {
+        self.messages.take().map(Channel::new)
     }
 
     /// This worker's id (from 1, never reused by its primary).
@@ -316,77 +268,45 @@ impl Worker {
         opts: BindOptions,
         what: &str,
     ) -> Result<(u32, BoundAddr, Option<OwnedFd>)> {
-        self.check_open(what)?;
-        if kind == SocketKind::Datagram {
-            if let ListenAddr::Unix(_) = addr {
-                return Err(Error::invalid(format!(
-                    "{what}: datagram listeners are UDP only, not Unix socket paths"
-                )));
-            }
-        }
+        self.proto.check_open(what)?;
         let req = self.next_req;
+        let msg = WorkerProtocol::listen(req, addr, kind, backlog, 0, opts, what)?;
         self.next_req += 1;
-        let msg = ListenRequest {
-            req,
-            backlog,
-            addr: addr.clone(),
-            index: 0,
-            opts,
-            kind,
-        };
-        self.chan
-            .send_blocking(Kind::Listen, msg.encode(), Vec::new())?;
+        self.chan.send_blocking_message(msg)?;
         loop {
-            let m = match self.chan.recv(false)? {
-                Recv::Message(m) => m,
-                Recv::WouldBlock => continue,
-                Recv::FdsLost(kind) => {
-                    let e = self.fds_lost(kind);
-                    if kind == Kind::ListenOk {
-                        return Err(e.context(what.to_string()));
-                    }
-                    continue;
-                }
-                Recv::Eof => {
-                    self.gone = true;
-                    return Err(Error::new(
-                        ErrorKind::Disconnected,
-                        format!("{what}: the primary is gone"),
-                    ));
-                }
+            let r = self.chan.recv(false)?;
+            let d = match self.proto.receive(r)? {
+                Some(d) => d,
+                None => continue,
             };
-            match m.kind {
-                Kind::ListenOk => {
-                    let ListenReply::Ok {
-                        req: r,
-                        listener,
-                        addr,
-                        ack_every,
-                    } = ListenReply::decode_ok(&m.data)?
-                    else {
-                        unreachable!("decode_ok returns Ok")
-                    };
+            match d {
+                Delivered::Listened {
+                    req: r,
+                    listener,
+                    addr,
+                    fd,
+                } => {
                     if r != req {
                         return Err(Error::protocol(format!(
                             "listen reply for request {r}, expected {req}"
                         )));
                     }
-                    self.ack_every = ack_every;
-                    return Ok((listener, addr, m.fds.into_iter().next()));
+                    return Ok((listener, addr, fd));
                 }
-                Kind::ListenErr => {
-                    let ListenReply::Err {
-                        errno,
-                        syscall,
-                        message,
-                        ..
-                    } = ListenReply::decode_err(&m.data)?
-                    else {
-                        unreachable!("decode_err returns Err")
-                    };
-                    return Err(Error::relayed(errno, &syscall, message));
+                Delivered::ListenFailed { .. } => {
+                    return Err(d.listen_error().expect("a listen failure"));
                 }
-                _ => self.on_message(m)?,
+                Delivered::FdsLost {
+                    error,
+                    listen_answer: true,
+                } => return Err(error.context(what.to_string())),
+                Delivered::PrimaryGone => {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        format!("{what}: the primary is gone"),
+                    ));
+                }
+                other => self.deliver(other),
             }
         }
     }
@@ -395,7 +315,7 @@ impl Worker {
     /// leaves a datagram listener (its socket is the caller's to close). The primary closes a
     /// listener when its last worker leaves.
     pub fn unlisten(&mut self, listener: u32) -> Result<()> {
-        self.check_open("unlisten")?;
+        self.proto.check_open("unlisten")?;
         if let Some(l) = self.shared.remove(&listener) {
             let _ = self
                 .poll
@@ -403,38 +323,17 @@ impl Worker {
                 .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
             self.accept_turn.retain(|&x| x != listener);
         }
-        self.chan.send_blocking(
-            Kind::Unlisten,
-            proto::u32_payload(listener).to_vec(),
-            Vec::new(),
-        )
-    }
-
-    /// `ErrorKind::Disconnected` once this worker disconnected or saw the primary go. Without
-    /// it a send after a disconnect succeeded or failed depending on whether the primary had
-    /// closed its end yet, and what "succeeded" was dropped unread.
-    fn check_open(&self, what: &str) -> Result<()> {
-        if self.disconnected {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("{what}: this worker has disconnected; nothing is sent after that"),
-            ));
-        }
-        if self.gone {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("{what}: the primary is gone"),
-            ));
-        }
-        Ok(())
+        self.chan
+            .send_blocking_message(WorkerProtocol::unlisten(listener))
     }
 
     /// Sends an application message (waits for room in the socket; the primary never blocks,
     /// so this cannot deadlock: the worker side has no queue to grow). `ErrorKind::Disconnected`
     /// after [`Worker::disconnect`] or once the primary is gone; `TooLarge` above 64 MiB.
     pub fn send(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<()> {
-        self.check_open("send")?;
-        self.chan.send_blocking(Kind::User, data, fds)
+        self.proto.check_open("send")?;
+        self.chan
+            .send_blocking_message(WorkerProtocol::message(data, fds)?)
     }
 
     /// Hands a round-robin connection back to the primary instead of serving it (this worker
@@ -446,12 +345,9 @@ impl Worker {
     /// the shared policy workers accept by themselves: the primary closes a refused connection.
     /// `Disconnected` as [`Worker::send`] (the fd is closed then: the client sees a reset).
     pub fn refuse(&mut self, listener: u32, fd: OwnedFd) -> Result<()> {
-        self.check_open("refuse")?;
-        self.chan.send_blocking(
-            Kind::Refuse,
-            proto::u32_payload(listener).to_vec(),
-            vec![fd],
-        )
+        self.proto.check_open("refuse")?;
+        self.chan
+            .send_blocking_message(WorkerProtocol::refuse(listener, fd))
     }
 
     /// Tells the primary this worker has room again for `listener`'s connections after it
@@ -460,27 +356,24 @@ impl Worker {
     /// cluster is served as soon as room appears. Harmless when nothing was refused.
     /// `Disconnected` as [`Worker::send`].
     pub fn room(&mut self, listener: u32) -> Result<()> {
-        self.check_open("room")?;
-        self.chan.send_blocking(
-            Kind::Room,
-            proto::u32_payload(listener).to_vec(),
-            Vec::new(),
-        )
+        self.proto.check_open("room")?;
+        self.chan
+            .send_blocking_message(WorkerProtocol::room(listener))
     }
 
     /// Tells the primary the application is ready (after its warm-up). `Disconnected` as
     /// [`Worker::send`].
     pub fn ready(&mut self) -> Result<()> {
-        self.check_open("ready")?;
-        self.chan.send_blocking(Kind::Ready, Vec::new(), Vec::new())
+        self.proto.check_open("ready")?;
+        self.chan.send_blocking_message(WorkerProtocol::ready())
     }
 
     /// Tells the primary the main loop is alive, optionally with the number of connections
     /// this worker has open (for metrics). `Disconnected` as [`Worker::send`].
     pub fn heartbeat(&mut self, active_connections: Option<u32>) -> Result<()> {
-        self.check_open("heartbeat")?;
-        let data = active_connections.map_or_else(Vec::new, |n| proto::u32_payload(n).to_vec());
-        self.chan.send_blocking(Kind::Heartbeat, data, Vec::new())
+        self.proto.check_open("heartbeat")?;
+        self.chan
+            .send_blocking_message(WorkerProtocol::heartbeat(active_connections))
     }
 
     /// The next event, waiting up to `timeout` (`None`: forever; `Some(ZERO)`: never).
@@ -501,7 +394,7 @@ impl Worker {
                 return Err(e);
             }
             // After our own disconnect the error says so, not that the primary is gone.
-            self.check_open("next_event")?;
+            self.proto.check_open("next_event")?;
             self.read_channel()?;
             if !self.events.is_empty() {
                 continue;
@@ -527,74 +420,45 @@ impl Worker {
         }
     }
 
-    /// Reads everything the channel has now; acknowledges connections taken off it.
+    /// Reads what the channel has now (connections a few at a time: see [`CONNS_PER_READ`]);
+    /// acknowledges connections taken off it.
     fn read_channel(&mut self) -> Result<()> {
-        let mut conns = 0;
-        // Connections are taken a few at a time (the rest wait in the channel, where the
-        // primary takes them back if this worker dies or stalls; see CONNS_PER_READ).
-        while conns < CONNS_PER_READ {
-            match self.chan.recv(true)? {
-                Recv::Message(m) => {
-                    conns += usize::from(m.kind == Kind::Conn);
-                    self.on_message(m)?
-                }
-                Recv::WouldBlock => break,
-                Recv::FdsLost(kind) => {
-                    let e = self.fds_lost(kind);
-                    self.lost.get_or_insert(e);
-                }
-                Recv::Eof => {
-                    self.gone = true;
-                    self.events.push_back(WorkerEvent::PrimaryGone);
-                    break;
-                }
+        while self.proto.may_read() {
+            let r = self.chan.recv(true)?;
+            if matches!(r, Recv::WouldBlock) {
+                break;
+            }
+            if let Some(d) = self.proto.receive(r)? {
+                self.deliver(d);
             }
         }
-        if self.unacked >= self.ack_every && !self.gone {
-            let n = std::mem::take(&mut self.unacked);
-            self.chan
-                .send_blocking(Kind::Ack, proto::u32_payload(n).to_vec(), Vec::new())?;
+        if let Some(ack) = self.proto.end_read() {
+            self.chan.send_blocking_message(ack)?;
         }
         Ok(())
     }
 
-    /// A message whose fds the kernel dropped (this worker is out of fds): a connection is
-    /// lost, but it still counts as taken, so the primary's window for this worker does not
-    /// shrink.
-    fn fds_lost(&mut self, kind: Kind) -> Error {
-        if kind == Kind::Conn {
-            self.unacked += 1;
-        }
-        fds_lost_from_primary(kind)
-    }
-
-    fn on_message(&mut self, m: Message) -> Result<()> {
-        match m.kind {
-            Kind::Conn => {
-                let listener = proto::decode_conn(&m.data)?;
-                let fd = m
-                    .fds
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::protocol("malformed frame: conn without fd"))?;
-                self.unacked += 1;
-                self.events
-                    .push_back(WorkerEvent::Connection { listener, fd });
+    /// Queues what the protocol delivered for `next_event`.
+    fn deliver(&mut self, d: Delivered) {
+        let ev = match d {
+            Delivered::Connection { listener, fd } => WorkerEvent::Connection { listener, fd },
+            Delivered::Message { data, fds } => WorkerEvent::Message { data, fds },
+            Delivered::Disconnect => WorkerEvent::Disconnect,
+            Delivered::PrimaryGone => WorkerEvent::PrimaryGone,
+            Delivered::FdsLost { error, .. } => {
+                self.lost.get_or_insert(error);
+                return;
             }
-            Kind::User => self.events.push_back(WorkerEvent::Message {
-                data: m.data,
-                fds: m.fds,
-            }),
-            Kind::Disconnect => self.events.push_back(WorkerEvent::Disconnect),
-            // Reading it is all it asks (the primary's stall check).
-            Kind::Ping => {}
-            other => {
-                return Err(Error::protocol(format!(
-                    "malformed frame: unexpected {other:?} from the primary"
-                )))
+            // Answers come while `ask` waits for them; one at another time answers nothing
+            // this worker asked.
+            Delivered::Listened { req, .. } | Delivered::ListenFailed { req, .. } => {
+                self.lost.get_or_insert(Error::protocol(format!(
+                    "malformed frame: a listen answer to request {req}, which is not waiting"
+                )));
+                return;
             }
-        }
-        Ok(())
+        };
+        self.events.push_back(ev);
     }
 
     fn accept_shared(&mut self) -> Result<Option<WorkerEvent>> {
@@ -631,11 +495,9 @@ impl Worker {
     /// reads nothing more and sends nothing more: `next_event`, `send`, `ready`, `heartbeat`,
     /// `listen` and `unlisten` fail with `ErrorKind::Disconnected`. Idempotent.
     pub fn disconnect(&mut self) -> Result<()> {
-        if self.gone {
+        let Some(bye) = self.proto.disconnect() else {
             return Ok(());
-        }
-        self.gone = true;
-        self.disconnected = true;
+        };
         self.events.clear();
         for (_, l) in self.shared.drain() {
             let _ = self
@@ -644,11 +506,11 @@ impl Worker {
                 .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
         }
         self.accept_turn.clear();
-        self.chan.send_blocking(Kind::Bye, Vec::new(), Vec::new())
+        self.chan.send_blocking_message(bye)
     }
 
     /// Whether the channel is still open (not disconnected, primary not gone).
     pub fn is_connected(&self) -> bool {
-        !self.gone
+        self.proto.is_connected()
     }
 }
