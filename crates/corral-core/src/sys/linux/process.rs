@@ -56,6 +56,13 @@ pub struct SpawnSpec {
     pub uid: Option<u32>,
     /// Run as this group id (requires privileges).
     pub gid: Option<u32>,
+    /// The program knows nothing of corral (the `corral` command runs any server): [`spawn`]
+    /// gives it none of the channels and none of their variables, so its fds are exactly the
+    /// stdio entries (the systemd `LISTEN_FDS` layout). The primary keeps both ends of the
+    /// channel, which therefore never reaches end-of-file: the worker's liveness is its pidfd,
+    /// and a graceful stop is a signal the front sends (the program never reads a
+    /// disconnect request). A [`StdioSpec::Channel`] entry is refused with this flag.
+    pub without_channel: bool,
 }
 
 impl SpawnSpec {
@@ -140,6 +147,11 @@ pub fn spawn(
     extra_env: &[(&str, String)],
 ) -> io::Result<Spawned> {
     assert!(channels.len() <= 2, "at most 2 channels");
+    let channels = if spec.without_channel {
+        &[][..]
+    } else {
+        channels
+    };
     let n = spec.stdio_len();
     let at: Vec<usize> = (0..n)
         .filter(|&i| spec.stdio_at(i) == StdioSpec::Channel)
@@ -148,7 +160,8 @@ pub fn spawn(
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "stdio: {} Channel entries for {} channels (at most one, and only with a channel)",
+                "stdio: {} Channel entries for {} channels (at most one, and only with a channel; \
+                 SpawnSpec::without_channel gives none)",
                 at.len(),
                 channels.len()
             ),
