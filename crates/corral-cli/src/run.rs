@@ -1,0 +1,735 @@
+//! `corral run`: the engine's primary and supervisor over workers that know nothing of corral.
+//!
+//! - Listeners are bound here with the engine's listener code (or taken from systemd), made
+//!   blocking (corral never accepts on them; programs expect systemd's blocking sockets) and
+//!   given to every worker as fds 3.. (`SpawnSpec::without_channel`: no other fd).
+//! - `LISTEN_PID` must be the worker's own pid, known only after fork. Workers are exec'd
+//!   through `/bin/sh -c 'export LISTEN_PID=$$; exec "$0" "$@"'`: the shell's pid is the
+//!   program's after `exec`. Chosen over writing the pid into a prepared environment between
+//!   fork and exec: no new code in the async-signal-safe window and no PATH lookup of our own,
+//!   for one extra exec of a small shell per worker start.
+//! - The engine asks a worker to leave (reload, scale down, shutdown) on its channel, which
+//!   such a worker never reads: every worker asked to leave gets SIGTERM instead, the signal
+//!   every server takes as "drain and exit".
+//! - Readiness: `READY=1` on the worker's `NOTIFY_SOCKET`, or `--ready-delay` alive for a
+//!   worker that never sent anything there; either is fed to the supervisor as the engine's
+//!   own `Event::Ready`, which gates the rolling reload.
+
+use crate::args::RunConfig;
+use crate::control;
+use crate::notify::{self, NotifyDir};
+use crate::systemd::{self, Notifier};
+use corral_core::supervisor::SpawnFn;
+use corral_core::{
+    listener, Event, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
+    SupervisorEvent, WorkerId,
+};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PRIMARY: Token = Token(0);
+const CONTROL: Token = Token(1);
+/// Notify sockets: `NOTIFY_BASE + worker id`.
+const NOTIFY_BASE: usize = 16;
+
+const SH_WRAPPER: &str = "export LISTEN_PID=$$; exec \"$0\" \"$@\"";
+const SH_WRAPPER_WATCHDOG: &str = "export LISTEN_PID=$$ WATCHDOG_PID=$$; exec \"$0\" \"$@\"";
+
+/// One listener handed to the workers.
+struct Listener {
+    name: String,
+    address: String,
+    bound: corral_core::BoundAddr,
+    fd: OwnedFd,
+    /// A Unix socket file corral created (removed at exit).
+    unix_path: Option<PathBuf>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unix_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// What corral knows of a worker beyond the engine.
+#[derive(Debug)]
+struct Worker {
+    started: Instant,
+    ready: bool,
+    /// It sent something on its notify socket: only READY=1 makes it ready then.
+    spoke: bool,
+    status: Option<String>,
+    last_watchdog: Option<Instant>,
+    termed: bool,
+    notify: Option<(PathBuf, UnixDatagram)>,
+}
+
+type Spawned = Arc<Mutex<Vec<(WorkerId, PathBuf, UnixDatagram)>>>;
+
+/// Runs the cluster until it has shut down; returns the process exit status.
+pub fn run(cfg: RunConfig) -> i32 {
+    match Cluster::start(cfg) {
+        Ok(mut c) => c.run(),
+        Err(e) => {
+            eprintln!("corral: {e}");
+            1
+        }
+    }
+}
+
+struct Cluster {
+    cfg: RunConfig,
+    p: Primary,
+    sup: Supervisor,
+    poll: mio::Poll,
+    control: control::Server,
+    listeners: Vec<Listener>,
+    spawned: Spawned,
+    workers: BTreeMap<WorkerId, Worker>,
+    manager: Option<Notifier>,
+    manager_watchdog: Option<(Duration, Instant)>,
+    announced_ready: bool,
+    was_reloading: bool,
+    stopping_sent: bool,
+    /// Keeps the notify directory until the workers are gone.
+    _notify_dir: Arc<Mutex<NotifyDir>>,
+}
+
+/// Looks `program` up as exec would, for a clear error before any worker starts.
+fn check_program(program: &OsString) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = PathBuf::from(program);
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if p.components().count() > 1 || p.is_absolute() {
+        executable(&p)
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|d| executable(&d.join(&p))))
+            .unwrap_or(false)
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "program {}: not found or not executable{}",
+            p.display(),
+            if p.components().count() > 1 {
+                ""
+            } else {
+                " in PATH"
+            }
+        ))
+    }
+}
+
+impl Cluster {
+    fn start(cfg: RunConfig) -> Result<Cluster, String> {
+        check_program(&cfg.program[0])?;
+        let inherited = systemd::take()?;
+        // Listeners: systemd's first (in its order), then --listen.
+        let mut listeners = Vec::new();
+        for (name, fd) in &inherited.listeners {
+            let b = listener::bind(&corral_core::ListenAddr::Fd(*fd), cfg.backlog)
+                .map_err(|e| format!("LISTEN_FDS fd {fd}: {e}"))?;
+            listeners.push(Listener {
+                name: name.clone(),
+                address: b.addr.to_string(),
+                bound: b.addr.clone(),
+                fd: b.fd,
+                unix_path: None,
+            });
+        }
+        for l in &cfg.listen {
+            let b = listener::bind(&l.addr, cfg.backlog)
+                .map_err(|e| format!("--listen {}: {e}", l.addr))?;
+            listeners.push(Listener {
+                name: l.name.clone(),
+                address: b.addr.to_string(),
+                bound: b.addr.clone(),
+                unix_path: match (&b.addr, b.adopted) {
+                    (corral_core::BoundAddr::Unix(p), false) => Some(p.clone()),
+                    _ => None,
+                },
+                fd: b.fd,
+            });
+        }
+        for l in &listeners {
+            corral_core::sys::set_nonblocking(l.fd.as_fd(), false)
+                .map_err(|e| format!("listener {}: fcntl(O_NONBLOCK): {e}", l.address))?;
+            eprintln!("corral: listening on {} ({})", l.address, l.name);
+        }
+        let control = control::Server::bind(&cfg.target)?;
+        let runtime = control::runtime_dir();
+        control::ensure_dir(&runtime)
+            .map_err(|e| format!("runtime directory {}: {e}", runtime.display()))?;
+        let notify_dir = Arc::new(Mutex::new(
+            NotifyDir::create(&runtime, &cfg.target.name)
+                .map_err(|e| format!("notify directory in {}: {e}", runtime.display()))?,
+        ));
+
+        let mut p = Primary::new(PrimaryOptions {
+            policy: Policy::Shared,
+            shutdown_signals: true,
+            reload_signal: true,
+            shutdown_timeout: cfg.supervisor.shutdown_timeout,
+            stall_timeout: None,
+            ..PrimaryOptions::default()
+        })
+        .map_err(|e| e.to_string())?;
+
+        let watchdog = cfg.supervisor.heartbeat.as_ref().map(|h| h.timeout);
+        let mut args: Vec<OsString> = vec![
+            "-c".into(),
+            if watchdog.is_some() {
+                SH_WRAPPER_WATCHDOG
+            } else {
+                SH_WRAPPER
+            }
+            .into(),
+        ];
+        args.extend(cfg.program.iter().cloned());
+        let mut stdio = vec![StdioSpec::Inherit; 3];
+        stdio.extend(listeners.iter().map(|l| StdioSpec::Fd(l.fd.as_raw_fd())));
+        let mut env: Vec<(String, String)> = Vec::new();
+        if !listeners.is_empty() {
+            env.push(("LISTEN_FDS".into(), listeners.len().to_string()));
+            let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+            env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        }
+        if let Some(t) = watchdog {
+            env.push(("WATCHDOG_USEC".into(), t.as_micros().to_string()));
+        }
+        let spec = SpawnSpec {
+            program: "/bin/sh".into(),
+            args,
+            stdio,
+            without_channel: true,
+            ..SpawnSpec::default()
+        };
+        let spawned: Spawned = Arc::new(Mutex::new(Vec::new()));
+        let spawn: SpawnFn = {
+            let spawned = spawned.clone();
+            let notify_dir = notify_dir.clone();
+            Box::new(move |p: &mut Primary, slot: usize| {
+                let (path, sock) = notify_dir
+                    .lock()
+                    .expect("notify dir lock")
+                    .socket()
+                    .map_err(|e| corral_core::Error::os("bind", "worker NOTIFY_SOCKET", &e))?;
+                let mut env = env.clone();
+                env.push(("NOTIFY_SOCKET".into(), path.display().to_string()));
+                env.push(("CORRAL_WORKER_SLOT".into(), slot.to_string()));
+                let id = p.spawn_worker_with(&spec, &env)?;
+                spawned.lock().expect("spawned lock").push((id, path, sock));
+                Ok(id)
+            })
+        };
+        // The engine's watchdog reads heartbeats from the channel these workers do not have;
+        // WATCHDOG=1 is watched here instead (see `check_watchdogs`).
+        let mut sup_opts = cfg.supervisor.clone();
+        sup_opts.heartbeat = None;
+        let sup = Supervisor::start(&mut p, sup_opts, spawn).map_err(|e| e.to_string())?;
+        if let Some(a) = sup.metrics_addr() {
+            eprintln!("corral: metrics on http://{a}/metrics");
+        }
+        let poll = mio::Poll::new().map_err(|e| format!("epoll_create: {e}"))?;
+        poll.registry()
+            .register(&mut SourceFd(&p.poll_fd()), PRIMARY, Interest::READABLE)
+            .map_err(|e| format!("epoll_ctl: {e}"))?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&control.listener.as_raw_fd()),
+                CONTROL,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("epoll_ctl: {e}"))?;
+        eprintln!(
+            "corral: cluster {} (pid {}), control socket {}",
+            cfg.target.name,
+            std::process::id(),
+            control.path().display()
+        );
+        if let Some(n) = &inherited.notify {
+            n.send(&format!(
+                "STATUS=starting {} workers",
+                cfg.supervisor.workers
+            ));
+        }
+        Ok(Cluster {
+            manager_watchdog: inherited.watchdog.map(|d| (d, Instant::now())),
+            manager: inherited.notify,
+            cfg,
+            p,
+            sup,
+            poll,
+            control,
+            listeners,
+            spawned,
+            workers: BTreeMap::new(),
+            announced_ready: false,
+            was_reloading: false,
+            stopping_sent: false,
+            _notify_dir: notify_dir,
+        })
+    }
+
+    fn run(&mut self) -> i32 {
+        let mut events = mio::Events::with_capacity(64);
+        loop {
+            if let Err(e) = self.p.dispatch(Some(Duration::ZERO)) {
+                eprintln!("corral: {e}");
+                return 1;
+            }
+            while let Some(ev) = self.p.next_event() {
+                if let Some(clean) = self.on_event(ev) {
+                    return self.finish(clean);
+                }
+            }
+            self.adopt_spawned();
+            self.check_ready_delays();
+            self.check_watchdogs();
+            self.sup.tick(&mut self.p);
+            self.adopt_spawned();
+            self.term_leaving();
+            self.report_supervisor();
+            self.talk_to_manager();
+
+            let now = Instant::now();
+            let mut timeout = self.p.next_timeout();
+            let mut at = |t: Instant| {
+                let d = t.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(d, |x| x.min(d)));
+            };
+            if let Some(t) = self.sup.next_deadline() {
+                at(t);
+            }
+            if let Some(t) = self.next_ready_deadline() {
+                at(t);
+            }
+            if let Some((every, last)) = self.manager_watchdog {
+                at(last + every);
+            }
+            if self.cfg.supervisor.heartbeat.is_some() && !self.workers.is_empty() {
+                at(now + Duration::from_millis(100));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    eprintln!("corral: epoll_wait: {e}");
+                    return 1;
+                }
+            }
+            let tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
+            for t in tokens {
+                match t {
+                    PRIMARY => {} // dispatched at the top of the loop
+                    CONTROL => self.serve_control(),
+                    Token(n) if n >= NOTIFY_BASE => self.read_notify((n - NOTIFY_BASE) as u64),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Feeds one engine event to the supervisor; `Some(clean)` when the shutdown completed.
+    fn on_event(&mut self, ev: Event) -> Option<bool> {
+        match &ev {
+            Event::ShutdownComplete { clean } => return Some(*clean),
+            // The engine's channel to these workers is never read or closed by them: its
+            // closing says nothing (the exit, by pidfd, follows).
+            Event::Disconnect { .. } => return None,
+            Event::Exit {
+                worker,
+                pid,
+                status,
+                ..
+            } => {
+                let how = match (status.code, status.signal) {
+                    (Some(c), _) => format!("exited with code {c}"),
+                    (_, Some(s)) => format!("was killed by signal {s}"),
+                    _ => "exited".into(),
+                };
+                eprintln!("corral: worker {worker} (pid {pid}) {how}");
+                if let Some(w) = self.workers.remove(worker) {
+                    self.drop_notify(*worker, w);
+                }
+            }
+            Event::Error { worker, error } => {
+                eprintln!("corral: worker {worker:?}: {error}");
+            }
+            _ => {}
+        }
+        self.sup.handle(&mut self.p, &ev);
+        None
+    }
+
+    fn drop_notify(&mut self, id: WorkerId, w: Worker) {
+        if let Some((path, sock)) = w.notify {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&sock.as_raw_fd()));
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = id;
+    }
+
+    /// Registers the notify sockets of workers the supervisor just started.
+    fn adopt_spawned(&mut self) {
+        let new: Vec<_> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
+        for (id, path, sock) in new {
+            let pid = self.p.worker(id).map_or(0, |i| i.pid);
+            eprintln!("corral: worker {id} started (pid {pid})");
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&sock.as_raw_fd()),
+                Token(NOTIFY_BASE + id as usize),
+                Interest::READABLE,
+            ) {
+                eprintln!("corral: worker {id}: watch NOTIFY_SOCKET: {e}");
+            }
+            self.workers.insert(
+                id,
+                Worker {
+                    started: Instant::now(),
+                    ready: false,
+                    spoke: false,
+                    status: None,
+                    last_watchdog: None,
+                    termed: false,
+                    notify: Some((path, sock)),
+                },
+            );
+        }
+    }
+
+    fn read_notify(&mut self, id: WorkerId) {
+        let mut buf = [0u8; 4096];
+        let mut ready_now = false;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some((_, sock)) = &w.notify else { return };
+        // Bounded: at most 64 datagrams a wake-up (edge-triggered: the rest wakes us again
+        // only if more arrive, so loop until WouldBlock within the bound and else re-check).
+        for _ in 0..64 {
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+            let msg = notify::parse(&buf[..n]);
+            w.spoke = true;
+            if msg.ready && !w.ready {
+                w.ready = true;
+                ready_now = true;
+            }
+            if msg.watchdog {
+                w.last_watchdog = Some(Instant::now());
+            }
+            if let Some(s) = msg.status {
+                w.status = Some(s);
+            }
+        }
+        if ready_now {
+            self.mark_ready(id, "READY=1");
+        }
+    }
+
+    /// Tells the supervisor: the worker serves. It has listened since its exec (its sockets
+    /// are inherited), so it is reported as listening on them now, which is what makes a
+    /// later death a crash rather than a failed start, and as ready, which gates a reload.
+    fn mark_ready(&mut self, id: WorkerId, why: &str) {
+        eprintln!("corral: worker {id} ready ({why})");
+        for (i, l) in self.listeners.iter().enumerate() {
+            let ev = Event::Listening {
+                worker: id,
+                // Not the primary's listener ids (it owns none here): the supervisor only
+                // notes that the worker listens.
+                listener: i as u32 + 1,
+                addr: l.bound.clone(),
+            };
+            self.sup.handle(&mut self.p, &ev);
+        }
+        self.sup.handle(&mut self.p, &Event::Ready { worker: id });
+    }
+
+    /// A worker silent on its notify socket is ready after `--ready-delay` alive, unless
+    /// `--reload-wait-ready` asks for READY=1.
+    fn check_ready_delays(&mut self) {
+        if self.cfg.supervisor.reload.wait_ready {
+            return;
+        }
+        let delay = self.cfg.ready_delay;
+        let due: Vec<WorkerId> = self
+            .workers
+            .iter_mut()
+            .filter(|(_, w)| !w.ready && !w.spoke && !w.termed && w.started.elapsed() >= delay)
+            .map(|(id, w)| {
+                w.ready = true;
+                *id
+            })
+            .collect();
+        for id in due {
+            self.mark_ready(id, &format!("alive for {} ms", delay.as_millis()));
+        }
+    }
+
+    fn next_ready_deadline(&self) -> Option<Instant> {
+        if self.cfg.supervisor.reload.wait_ready {
+            return None;
+        }
+        self.workers
+            .values()
+            .filter(|w| !w.ready && !w.spoke && !w.termed)
+            .map(|w| w.started + self.cfg.ready_delay)
+            .min()
+    }
+
+    /// `--heartbeat-timeout`: a worker that sent WATCHDOG=1 once and then went silent for
+    /// that long is killed (the supervisor restarts it as a crash).
+    fn check_watchdogs(&mut self) {
+        let Some(timeout) = self.cfg.supervisor.heartbeat.as_ref().map(|h| h.timeout) else {
+            return;
+        };
+        for (&id, w) in &mut self.workers {
+            if let Some(last) = w.last_watchdog {
+                if !w.termed && last.elapsed() > timeout {
+                    eprintln!(
+                        "corral: worker {id} sent no WATCHDOG=1 for {} ms: killing it",
+                        last.elapsed().as_millis()
+                    );
+                    w.last_watchdog = None;
+                    let _ = self.p.kill(id, libc_sigkill());
+                }
+            }
+        }
+    }
+
+    /// Workers the engine asked to leave get SIGTERM (they cannot read the request).
+    fn term_leaving(&mut self) {
+        for id in self.p.worker_ids() {
+            let Some(info) = self.p.worker(id) else {
+                continue;
+            };
+            if !info.exited_after_disconnect {
+                continue;
+            }
+            if let Some(w) = self.workers.get_mut(&id) {
+                if !w.termed {
+                    w.termed = true;
+                    let _ = self.p.kill(id, libc_sigterm());
+                }
+            }
+        }
+    }
+
+    fn report_supervisor(&mut self) {
+        while let Some(ev) = self.sup.next_event() {
+            match ev {
+                SupervisorEvent::Restart {
+                    slot,
+                    worker,
+                    previous,
+                    cause,
+                    delay,
+                } => eprintln!(
+                    "corral: slot {slot}: worker {worker} replaces {} ({}) after {} ms",
+                    previous.map_or("nothing".into(), |p| p.to_string()),
+                    cause.label(),
+                    delay.as_millis()
+                ),
+                SupervisorEvent::CrashLoop { slot, exits } => eprintln!(
+                    "corral: slot {slot} is crash-looping ({} quick exits): retrying at \
+                     restart.maxDelay",
+                    exits.len()
+                ),
+                SupervisorEvent::NoRestart { slot, worker, .. } => eprintln!(
+                    "corral: slot {slot}: worker {worker} exited with a no-restart code; \
+                     the slot stays empty"
+                ),
+                SupervisorEvent::Hang { slot, worker, .. } => {
+                    eprintln!("corral: slot {slot}: worker {worker} hung")
+                }
+                SupervisorEvent::Recycle {
+                    slot,
+                    worker,
+                    reason,
+                } => eprintln!("corral: slot {slot}: recycling worker {worker}: {reason}"),
+                SupervisorEvent::Reload(r) => {
+                    if r.ok {
+                        eprintln!(
+                            "corral: reload done: {} workers replaced in {} ms",
+                            r.replaced,
+                            r.duration.as_millis()
+                        );
+                    } else {
+                        eprintln!(
+                            "corral: reload stopped after {} workers: {}",
+                            r.replaced,
+                            r.reason.as_deref().unwrap_or("?")
+                        );
+                    }
+                }
+                SupervisorEvent::Scaled { from, to } => {
+                    eprintln!("corral: scaled from {from} to {to} workers")
+                }
+            }
+        }
+    }
+
+    fn ready_count(&self) -> usize {
+        self.sup
+            .metrics(&self.p)
+            .workers
+            .iter()
+            .filter(|w| w.state == "ready")
+            .count()
+    }
+
+    /// sd_notify to systemd when corral runs as a service.
+    fn talk_to_manager(&mut self) {
+        let Some(m) = &self.manager else { return };
+        if let Some((every, last)) = &mut self.manager_watchdog {
+            if last.elapsed() >= *every {
+                m.send("WATCHDOG=1");
+                *last = Instant::now();
+            }
+        }
+        if self.p.is_shutting_down() {
+            if !self.stopping_sent {
+                self.stopping_sent = true;
+                m.send("STOPPING=1\nSTATUS=draining");
+            }
+            return;
+        }
+        let reloading = self.sup.reloading();
+        if reloading && !self.was_reloading {
+            m.send(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+                systemd::monotonic_usec()
+            ));
+        }
+        let ready = self.ready_count();
+        let wanted = self.sup.options().workers;
+        if !self.announced_ready && ready >= wanted {
+            self.announced_ready = true;
+            m.send(&format!("READY=1\nSTATUS={ready} workers ready"));
+        } else if self.was_reloading && !reloading {
+            m.send(&format!("READY=1\nSTATUS={ready} workers ready"));
+        }
+        self.was_reloading = reloading;
+    }
+
+    fn serve_control(&mut self) {
+        for stream in self.control.accept_waiting() {
+            if let Err(e) = control::answer(&stream, |req| self.control_request(req)) {
+                eprintln!("corral: control request: {e}");
+            }
+        }
+    }
+
+    fn control_request(&mut self, req: Value) -> Value {
+        let cmd = req["cmd"].as_str().unwrap_or("");
+        let r = match cmd {
+            "status" => return self.status(),
+            "reload" => self
+                .sup
+                .reload(&mut self.p)
+                .map(|_| "reload started".to_string()),
+            "scale" => match req["workers"].as_u64() {
+                Some(n) => self
+                    .sup
+                    .scale(&mut self.p, n as usize)
+                    .map(|_| format!("scaling to {n} workers")),
+                None => Err(corral_core::Error::invalid(
+                    "scale: workers must be a number",
+                )),
+            },
+            "stop" => self
+                .sup
+                .shutdown(&mut self.p)
+                .map(|_| "shutting down".to_string()),
+            other => Err(corral_core::Error::invalid(format!(
+                "unknown command {other:?} (status, reload, scale, stop)"
+            ))),
+        };
+        match r {
+            Ok(message) => json!({"ok": true, "message": message}),
+            Err(e) => json!({"ok": false, "error": format!("{cmd}: {e}")}),
+        }
+    }
+
+    fn status(&self) -> Value {
+        let m = self.sup.metrics(&self.p);
+        let workers: Vec<Value> = m
+            .workers
+            .iter()
+            .map(|w| {
+                let mine = self.workers.get(&w.id);
+                json!({
+                    "slot": w.slot,
+                    "id": w.id,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "ready": mine.is_some_and(|x| x.ready),
+                    "status": mine.and_then(|x| x.status.clone()),
+                    "uptime_seconds": w.uptime_seconds,
+                    "restarts": w.restarts,
+                    "last_restart_cause": w.last_restart_cause,
+                    "rss_bytes": w.rss_bytes,
+                    "cpu_seconds": w.cpu_seconds,
+                })
+            })
+            .collect();
+        let listeners: Vec<Value> = self
+            .listeners
+            .iter()
+            .map(|l| json!({"name": l.name, "address": l.address}))
+            .collect();
+        json!({
+            "ok": true,
+            "name": self.cfg.target.name,
+            "pid": std::process::id(),
+            "wanted": self.sup.options().workers,
+            "reloading": self.sup.reloading(),
+            "shutting_down": self.p.is_shutting_down(),
+            "reloads": m.reloads,
+            "restarts_by_cause": m.restarts_by_cause.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "crash_looping_slots": m.crash_looping_slots,
+            "listeners": listeners,
+            "workers": workers,
+        })
+    }
+
+    fn finish(&mut self, clean: bool) -> i32 {
+        if clean {
+            eprintln!("corral: every worker drained and exited: clean shutdown");
+            0
+        } else {
+            eprintln!(
+                "corral: workers were still running at the shutdown deadline ({} ms) and were \
+                 killed",
+                self.cfg.supervisor.shutdown_timeout.as_millis()
+            );
+            1
+        }
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    nix::sys::signal::Signal::SIGTERM as i32
+}
+
+fn libc_sigkill() -> i32 {
+    nix::sys::signal::Signal::SIGKILL as i32
+}

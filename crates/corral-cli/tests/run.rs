@@ -1,0 +1,207 @@
+//! `corral run` with a program that knows nothing of corral (tests/programs/
+//! listen_fds_server.py, systemd's LISTEN_FDS only): N workers on one port, a killed worker
+//! replaced, SIGTERM drains, bad input refused with the flag named.
+
+mod util;
+use std::time::{Duration, Instant};
+use util::*;
+
+#[test]
+fn n_workers_serve_on_one_port_each_with_its_own_listen_pid() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "3",
+            "--listen",
+            "web=127.0.0.1:0",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        // Every request takes 200 ms: 6 at once cannot all go to one worker.
+        &[("SERVER_DELAY_MS", "200"), ("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    let pids = c.wait_ready(3, Duration::from_secs(15));
+    let clients: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    let mut served = std::collections::BTreeSet::new();
+    for t in clients {
+        let body = t.join().unwrap().expect("request");
+        // The server asserts LISTEN_PID == its pid before it serves anything.
+        served.insert(pid_of(&body));
+    }
+    assert!(
+        served.len() >= 2 && served.iter().all(|p| pids.contains(p)),
+        "6 concurrent slow requests went to workers {served:?} of {pids:?}"
+    );
+    let st = c.status();
+    assert_eq!(st["listeners"][0]["name"], "web");
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_its_slot_counts_the_restart() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "200ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[],
+    );
+    let port = c.port();
+    let before = c.wait_ready(2, Duration::from_secs(15));
+    let victim = before[0];
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let after = wait_for("a replacement worker", Duration::from_secs(15), || {
+        let pids = c.wait_ready(2, Duration::from_secs(15));
+        (!pids.contains(&victim)).then_some(pids)
+    });
+    assert!(after.contains(&before[1]), "the other worker kept running");
+    let st = c.status();
+    assert_eq!(st["restarts_by_cause"]["crash"], 1, "{st}");
+    for _ in 0..4 {
+        let body = get(port, Duration::from_secs(5)).expect("served after the restart");
+        assert!(after.contains(&pid_of(&body)));
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let py = server_py();
+    let mut c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "200ms",
+            "--shutdown-timeout",
+            "10s",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_DELAY_MS", "700"), ("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    c.wait_ready(2, Duration::from_secs(15));
+    let inflight: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    c.signal("TERM");
+    for t in inflight {
+        let body = t.join().unwrap();
+        assert!(
+            body.is_ok(),
+            "an in-flight request failed during the drain: {body:?}; corral:\n{}",
+            c.stderr()
+        );
+    }
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    let took = t0.elapsed();
+    eprintln!("SIGTERM to exit with 2 in-flight 700 ms requests: {took:?}");
+    assert!(c.stderr().contains("clean shutdown"));
+    assert!(
+        get(port, Duration::from_secs(2)).is_err(),
+        "nothing listens after the exit"
+    );
+}
+
+#[test]
+fn a_worker_that_ignores_sigterm_is_killed_at_the_deadline_and_the_exit_status_says_so() {
+    let mut c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--ready-delay",
+            "100ms",
+            "--shutdown-timeout",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.05; done",
+        ],
+        &[],
+    );
+    c.wait_ready(1, Duration::from_secs(10));
+    c.signal("TERM");
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        c.stderr()
+    );
+    assert!(c.stderr().contains("killed"), "{}", c.stderr());
+}
+
+#[test]
+fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--policy", "rr", "--", "true"], "--policy rr"),
+        (
+            &["run", "--policy", "kernel-rr", "--", "true"],
+            "--policy kernel-rr",
+        ),
+        (&["run", "--workers", "0", "--", "true"], "--workers \"0\""),
+        (
+            &["run", "--listen", "127.0.0.1", "--", "true"],
+            "--listen \"127.0.0.1\"",
+        ),
+        (
+            &["run", "--restart-factor", "0.5", "--", "true"],
+            "restart.factor",
+        ),
+        (
+            &["run", "--ready-delay", "5h", "--", "true"],
+            "--ready-delay",
+        ),
+        (&["run", "--workers", "1"], "no program to run"),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(CORRAL)
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    }
+    let dir = TempDir::new("noprog");
+    let out = std::process::Command::new(CORRAL)
+        .args(["run", "--workers", "1", "--", "no-such-program-corral"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-program-corral: not found"), "{err}");
+}

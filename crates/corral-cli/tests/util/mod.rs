@@ -1,0 +1,298 @@
+//! Shared helpers of the `corral` command's tests: a guarded `corral run` (killed and reaped
+//! on drop, its stderr collected), a private runtime directory, HTTP over TCP and Unix
+//! sockets, and deadlines that say what did not happen.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+
+/// The Python worker (LISTEN_FDS only).
+pub fn server_py() -> String {
+    format!(
+        "{}/tests/programs/listen_fds_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The real python3 executable (not a version manager's shim script, which takes longer to
+/// start than some tests' ready delays).
+pub fn python() -> String {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 is needed by these tests");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+    .clone()
+}
+
+/// A directory of its own for one test (0755 so a second uid can reach a socket in it),
+/// removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "corral-cli-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it gives `Some` or `timeout` passes; then panics saying `what` did not
+/// happen.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `corral run`; SIGKILLed and reaped on drop (its workers die with it:
+/// PR_SET_PDEATHSIG).
+pub struct Corral {
+    pub child: Child,
+    pub dir: TempDir,
+    pub control: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Corral {
+    /// `corral ARGS...` (`run ...`) with XDG_RUNTIME_DIR=DIR.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Corral {
+        let dir = TempDir::new("run");
+        Self::start_in(dir, CORRAL, args, envs)
+    }
+
+    pub fn start_in(dir: TempDir, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Corral {
+        // The default place: $XDG_RUNTIME_DIR/corral/default.sock.
+        let control = dir.path().join("corral/default.sock");
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start corral");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Corral {
+            child,
+            dir,
+            control,
+            lines,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {timeout:?} waiting for corral to print {needle:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines of stderr containing `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// The TCP port of the first listener corral printed.
+    pub fn port(&self) -> u16 {
+        let l = self.wait_line("corral: listening on tcp:", Duration::from_secs(10));
+        let addr = l.split_whitespace().nth(3).unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Runs `corral SUBCOMMAND --control ... ARGS`; (exit code, stdout, stderr).
+    pub fn ctl(&self, sub: &str, args: &[&str]) -> (i32, String, String) {
+        ctl_as(&[], &self.control, sub, args)
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, out, err) = self.ctl("status", &["--json"]);
+        assert_eq!(code, 0, "corral status failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Waits until `wanted` workers are ready (status); returns their pids.
+    pub fn wait_ready(&self, wanted: usize, timeout: Duration) -> Vec<i64> {
+        wait_for(&format!("{wanted} ready workers"), timeout, || {
+            let (code, out, _) = self.ctl("status", &["--json"]);
+            if code != 0 {
+                return None;
+            }
+            let v: Value = serde_json::from_str(&out).ok()?;
+            let ws = v["workers"].as_array()?;
+            let ready: Vec<i64> = ws
+                .iter()
+                .filter(|w| w["ready"] == Value::Bool(true) && w["state"] == "ready")
+                .map(|w| w["pid"].as_i64().unwrap())
+                .collect();
+            (ready.len() == wanted && ws.len() == wanted).then_some(ready)
+        })
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} corral");
+    }
+
+    /// Waits for corral to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.status = Some(st);
+                return st.code();
+            }
+            assert!(
+                Instant::now() < end,
+                "corral did not exit within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Corral {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `corral SUB --control PATH ARGS`, run through `prefix` (e.g. setpriv).
+pub fn ctl_as(prefix: &[&str], control: &Path, sub: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(CORRAL);
+            c
+        }
+        None => Command::new(CORRAL),
+    };
+    cmd.arg(sub).arg("--control").arg(control).args(args);
+    let out = cmd.output().expect("run corral client");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One HTTP/1.0 GET; the body, or why it failed.
+pub fn get(port: u16, timeout: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    http(&mut s)
+}
+
+pub fn get_unix(path: &Path, timeout: Duration) -> Result<String, String> {
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    http(&mut s)
+}
+
+fn http(s: &mut (impl Read + Write)) -> Result<String, String> {
+    s.write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no complete answer: {out:?}"))?;
+    if !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("status: {head}"));
+    }
+    Ok(body.to_string())
+}
+
+/// The pid in a body "pid=N worker=M".
+pub fn pid_of(body: &str) -> i64 {
+    body.split_whitespace()
+        .next()
+        .and_then(|p| p.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {body:?}"))
+}
