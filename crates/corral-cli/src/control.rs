@@ -119,12 +119,14 @@ pub fn answer(stream: &UnixStream, mut handle: impl FnMut(Value) -> Value) -> io
     stream.set_write_timeout(Some(Duration::from_secs(1)))?;
     let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
     let me = nix::unistd::geteuid().as_raw();
+    // The line is read before any answer, also from a refused peer: answering and closing
+    // with its request unread would reset the connection and lose the answer.
+    let mut line = String::new();
+    BufReader::new(stream.take(4096)).read_line(&mut line)?;
     let reply = if cred.uid() != me && cred.uid() != 0 {
         json!({"ok": false, "error": format!(
             "refused: uid {} is neither this cluster's owner (uid {me}) nor root", cred.uid())})
     } else {
-        let mut line = String::new();
-        BufReader::new(stream.take(4096)).read_line(&mut line)?;
         match serde_json::from_str::<Value>(&line) {
             Ok(req) => handle(req),
             Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
