@@ -46,6 +46,14 @@ pub fn take() -> Result<Inherited, String> {
                 .map(|s| s.split(':').map(str::to_string).collect())
                 .unwrap_or_default();
             for i in 0..n {
+                // Checked before corral opens anything: a missing fd's number would be
+                // taken by corral's own next socket and adopted in its place.
+                if !corral_core::sys::fd_is_open(3 + i) {
+                    return Err(format!(
+                        "LISTEN_FDS={n} but fd {} is not open (the socket was not passed on)",
+                        3 + i
+                    ));
+                }
                 let name = names
                     .get(i as usize)
                     .cloned()
