@@ -2,47 +2,8 @@
 //! bounded load loop fails no request; READY=1 on NOTIFY_SOCKET gates each step.
 
 mod util;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use util::*;
-
-/// Two clients request in a loop (each at most 5000 requests or 60 s) until `stop`.
-fn load(
-    port: u16,
-    stop: Arc<AtomicBool>,
-) -> (
-    Vec<std::thread::JoinHandle<()>>,
-    Arc<AtomicU64>,
-    Arc<AtomicU64>,
-    Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let threads = (0..2)
-        .map(|_| {
-            let (stop, ok, failed, errors) =
-                (stop.clone(), ok.clone(), failed.clone(), errors.clone());
-            std::thread::spawn(move || {
-                let end = Instant::now() + Duration::from_secs(60);
-                for _ in 0..5000 {
-                    if stop.load(Ordering::Relaxed) || Instant::now() > end {
-                        break;
-                    }
-                    match get(port, Duration::from_secs(5)) {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            errors.lock().unwrap().push(e);
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
-    (threads, ok, failed, errors)
-}
 
 #[test]
 fn sighup_reload_under_load_fails_no_request_and_replaces_every_worker() {
@@ -65,26 +26,22 @@ fn sighup_reload_under_load_fails_no_request_and_replaces_every_worker() {
     );
     let port = c.port();
     let before = c.wait_ready(2, Duration::from_secs(15));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (threads, ok, failed, errors) = load(port, stop.clone());
+    let load = Load::start(port, 2);
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     c.signal("HUP");
     let done = c.wait_line("corral: reload", Duration::from_secs(30));
     let took = t0.elapsed();
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, errors) = load.finish();
+    let failed = errors.len();
     eprintln!("SIGHUP reload of 2 workers under load: {ok} requests ok, {failed} failed, {took:?}");
     assert!(
         done.contains("reload done: 2 workers replaced"),
         "{}",
         c.stderr()
     );
-    assert_eq!(failed, 0, "{:?}", errors.lock().unwrap());
+    assert_eq!(failed, 0, "{errors:?}");
     assert!(ok > 20, "the load loop ran ({ok} requests)");
     let after = c.wait_ready(2, Duration::from_secs(10));
     assert!(

@@ -296,3 +296,48 @@ pub fn pid_of(body: &str) -> i64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
 }
+
+/// Clients requesting in a loop (each at most 5000 requests or 60 s) until `finish`.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    pub fn start(port: u16, clients: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut ok, mut errors) = (0, Vec::new());
+                    let end = Instant::now() + Duration::from_secs(60);
+                    for _ in 0..5000 {
+                        if stop.load(Ordering::Relaxed) || Instant::now() > end {
+                            break;
+                        }
+                        match get(port, Duration::from_secs(5)) {
+                            Ok(_) => ok += 1,
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    (ok, errors)
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stops the clients: requests that succeeded, and the failures.
+    pub fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut ok = 0;
+        let mut errors = Vec::new();
+        for t in self.threads {
+            let (o, e) = t.join().unwrap();
+            ok += o;
+            errors.extend(e);
+        }
+        (ok, errors)
+    }
+}
