@@ -63,6 +63,8 @@ struct WorkerState {
     recycle_at: Option<u64>,
     /// Sent SIGTERM for a broken channel: SIGKILL at this time if it is still there.
     kill_at: Option<Instant>,
+    /// Its last heartbeat from outside the channel ([`Supervisor::worker_heartbeat`]).
+    heartbeat_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +169,7 @@ impl Supervisor {
                 online_at: None,
                 kill_cause: None,
                 kill_at: None,
+                heartbeat_at: None,
                 recycle_at,
             },
         );
@@ -242,6 +245,28 @@ impl Supervisor {
             _ => {}
         }
         self.tick(p);
+    }
+
+    /// A worker without a channel (`SpawnSpec::without_channel`, the `corral` command) said
+    /// outside the engine's protocol that it serves (sd_notify `READY=1`, or alive for a
+    /// delay). Its sockets were inherited at exec, so it counts as listening (a later death
+    /// is a crash, not a failed start) and as ready (a reload step may go on). Unknown ids
+    /// are ignored.
+    pub fn worker_ready(&mut self, p: &mut Primary, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.listening = true;
+            w.ready = true;
+        }
+        self.tick(p);
+    }
+
+    /// A heartbeat that did not come over the channel (sd_notify `WATCHDOG=1`): the hang
+    /// watchdog counts it as the channel's. A worker starts being watched at its first
+    /// heartbeat (or when its channel says online). Unknown ids are ignored.
+    pub fn worker_heartbeat(&mut self, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.heartbeat_at = Some(Instant::now());
+        }
     }
 
     /// Runs what is due: restarts, reload steps, the watchdog, recycling, metrics.

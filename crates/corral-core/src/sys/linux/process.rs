@@ -59,9 +59,11 @@ pub struct SpawnSpec {
     /// The program knows nothing of corral (the `corral` command runs any server): [`spawn`]
     /// gives it none of the channels and none of their variables, so its fds are exactly the
     /// stdio entries (the systemd `LISTEN_FDS` layout). The primary keeps both ends of the
-    /// channel, which therefore never reaches end-of-file: the worker's liveness is its pidfd,
-    /// and a graceful stop is a signal the front sends (the program never reads a
-    /// disconnect request). A [`StdioSpec::Channel`] entry is refused with this flag.
+    /// channel, which therefore never reaches end-of-file: the worker's liveness is its
+    /// pidfd. `Primary::disconnect` (and a shutdown, a reload step, a scale-down) sends it
+    /// SIGTERM instead of a request it could not read, and no `Event::Disconnect` is reported
+    /// for it, only its `Event::Exit`. A [`StdioSpec::Channel`] entry is refused with this
+    /// flag.
     pub without_channel: bool,
 }
 
