@@ -8,12 +8,12 @@
 //!   program's after `exec`. Chosen over writing the pid into a prepared environment between
 //!   fork and exec: no new code in the async-signal-safe window and no PATH lookup of our own,
 //!   for one extra exec of a small shell per worker start.
-//! - The engine asks a worker to leave (reload, scale down, shutdown) on its channel, which
-//!   such a worker never reads: every worker asked to leave gets SIGTERM instead, the signal
-//!   every server takes as "drain and exit".
+//! - The engine asks such a worker to leave (reload, scale down, shutdown) with SIGTERM, the
+//!   signal every server takes as "drain and exit" (it cannot read the channel's request).
 //! - Readiness: `READY=1` on the worker's `NOTIFY_SOCKET`, or `--ready-delay` alive for a
-//!   worker that never sent anything there; either is fed to the supervisor as the engine's
-//!   own `Event::Ready`, which gates the rolling reload.
+//!   worker that never sent anything there, is told to the supervisor
+//!   (`Supervisor::worker_ready`), which gates the rolling reload; `WATCHDOG=1` feeds its
+//!   hang watchdog (`Supervisor::worker_heartbeat`, `--heartbeat-timeout`).
 
 use crate::args::RunConfig;
 use crate::control;
@@ -47,7 +47,6 @@ const SH_WRAPPER_WATCHDOG: &str = "export LISTEN_PID=$$ WATCHDOG_PID=$$; exec \"
 struct Listener {
     name: String,
     address: String,
-    bound: corral_core::BoundAddr,
     fd: OwnedFd,
     /// A Unix socket file corral created (removed at exit).
     unix_path: Option<PathBuf>,
@@ -69,8 +68,6 @@ struct Worker {
     /// It sent something on its notify socket: only READY=1 makes it ready then.
     spoke: bool,
     status: Option<String>,
-    last_watchdog: Option<Instant>,
-    termed: bool,
     notify: Option<(PathBuf, UnixDatagram)>,
 }
 
@@ -146,7 +143,6 @@ impl Cluster {
             listeners.push(Listener {
                 name: name.clone(),
                 address: b.addr.to_string(),
-                bound: b.addr.clone(),
                 fd: b.fd,
                 unix_path: None,
             });
@@ -157,7 +153,6 @@ impl Cluster {
             listeners.push(Listener {
                 name: l.name.clone(),
                 address: b.addr.to_string(),
-                bound: b.addr.clone(),
                 unix_path: match (&b.addr, b.adopted) {
                     (corral_core::BoundAddr::Unix(p), false) => Some(p.clone()),
                     _ => None,
@@ -236,11 +231,8 @@ impl Cluster {
                 Ok(id)
             })
         };
-        // The engine's watchdog reads heartbeats from the channel these workers do not have;
-        // WATCHDOG=1 is watched here instead (see `check_watchdogs`).
-        let mut sup_opts = cfg.supervisor.clone();
-        sup_opts.heartbeat = None;
-        let sup = Supervisor::start(&mut p, sup_opts, spawn).map_err(|e| e.to_string())?;
+        let sup =
+            Supervisor::start(&mut p, cfg.supervisor.clone(), spawn).map_err(|e| e.to_string())?;
         if let Some(a) = sup.metrics_addr() {
             eprintln!("corral: metrics on http://{a}/metrics");
         }
@@ -299,10 +291,8 @@ impl Cluster {
             }
             self.adopt_spawned();
             self.check_ready_delays();
-            self.check_watchdogs();
             self.sup.tick(&mut self.p);
             self.adopt_spawned();
-            self.term_leaving();
             self.report_supervisor();
             self.talk_to_manager();
 
@@ -320,9 +310,6 @@ impl Cluster {
             }
             if let Some((every, last)) = self.manager_watchdog {
                 at(last + every);
-            }
-            if self.cfg.supervisor.heartbeat.is_some() && !self.workers.is_empty() {
-                at(now + Duration::from_millis(100));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -346,9 +333,6 @@ impl Cluster {
     fn on_event(&mut self, ev: Event) -> Option<bool> {
         match &ev {
             Event::ShutdownComplete { clean } => return Some(*clean),
-            // The engine's channel to these workers is never read or closed by them: its
-            // closing says nothing (the exit, by pidfd, follows).
-            Event::Disconnect { .. } => return None,
             Event::Exit {
                 worker,
                 pid,
@@ -405,8 +389,6 @@ impl Cluster {
                     ready: false,
                     spoke: false,
                     status: None,
-                    last_watchdog: None,
-                    termed: false,
                     notify: Some((path, sock)),
                 },
             );
@@ -416,6 +398,7 @@ impl Cluster {
     fn read_notify(&mut self, id: WorkerId) {
         let mut buf = [0u8; 4096];
         let mut ready_now = false;
+        let mut heartbeat = false;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -433,34 +416,22 @@ impl Cluster {
                 w.ready = true;
                 ready_now = true;
             }
-            if msg.watchdog {
-                w.last_watchdog = Some(Instant::now());
-            }
+            heartbeat |= msg.watchdog;
             if let Some(s) = msg.status {
                 w.status = Some(s);
             }
+        }
+        if heartbeat {
+            self.sup.worker_heartbeat(id);
         }
         if ready_now {
             self.mark_ready(id, "READY=1");
         }
     }
 
-    /// Tells the supervisor: the worker serves. It has listened since its exec (its sockets
-    /// are inherited), so it is reported as listening on them now, which is what makes a
-    /// later death a crash rather than a failed start, and as ready, which gates a reload.
     fn mark_ready(&mut self, id: WorkerId, why: &str) {
         eprintln!("corral: worker {id} ready ({why})");
-        for (i, l) in self.listeners.iter().enumerate() {
-            let ev = Event::Listening {
-                worker: id,
-                // Not the primary's listener ids (it owns none here): the supervisor only
-                // notes that the worker listens.
-                listener: i as u32 + 1,
-                addr: l.bound.clone(),
-            };
-            self.sup.handle(&mut self.p, &ev);
-        }
-        self.sup.handle(&mut self.p, &Event::Ready { worker: id });
+        self.sup.worker_ready(&mut self.p, id);
     }
 
     /// A worker silent on its notify socket is ready after `--ready-delay` alive, unless
@@ -473,7 +444,9 @@ impl Cluster {
         let due: Vec<WorkerId> = self
             .workers
             .iter_mut()
-            .filter(|(_, w)| !w.ready && !w.spoke && !w.termed && w.started.elapsed() >= delay)
+            .filter(|(id, w)| {
+                !w.ready && !w.spoke && w.started.elapsed() >= delay && !leaving(&self.p, **id)
+            })
             .map(|(id, w)| {
                 w.ready = true;
                 *id
@@ -490,47 +463,9 @@ impl Cluster {
         }
         self.workers
             .values()
-            .filter(|w| !w.ready && !w.spoke && !w.termed)
+            .filter(|w| !w.ready && !w.spoke)
             .map(|w| w.started + self.cfg.ready_delay)
             .min()
-    }
-
-    /// `--heartbeat-timeout`: a worker that sent WATCHDOG=1 once and then went silent for
-    /// that long is killed (the supervisor restarts it as a crash).
-    fn check_watchdogs(&mut self) {
-        let Some(timeout) = self.cfg.supervisor.heartbeat.as_ref().map(|h| h.timeout) else {
-            return;
-        };
-        for (&id, w) in &mut self.workers {
-            if let Some(last) = w.last_watchdog {
-                if !w.termed && last.elapsed() > timeout {
-                    eprintln!(
-                        "corral: worker {id} sent no WATCHDOG=1 for {} ms: killing it",
-                        last.elapsed().as_millis()
-                    );
-                    w.last_watchdog = None;
-                    let _ = self.p.kill(id, libc_sigkill());
-                }
-            }
-        }
-    }
-
-    /// Workers the engine asked to leave get SIGTERM (they cannot read the request).
-    fn term_leaving(&mut self) {
-        for id in self.p.worker_ids() {
-            let Some(info) = self.p.worker(id) else {
-                continue;
-            };
-            if !info.exited_after_disconnect {
-                continue;
-            }
-            if let Some(w) = self.workers.get_mut(&id) {
-                if !w.termed {
-                    w.termed = true;
-                    let _ = self.p.kill(id, libc_sigterm());
-                }
-            }
-        }
     }
 
     fn report_supervisor(&mut self) {
@@ -726,10 +661,7 @@ impl Cluster {
     }
 }
 
-fn libc_sigterm() -> i32 {
-    nix::sys::signal::Signal::SIGTERM as i32
-}
-
-fn libc_sigkill() -> i32 {
-    nix::sys::signal::Signal::SIGKILL as i32
+/// The engine asked it to leave (it was sent SIGTERM).
+fn leaving(p: &Primary, id: WorkerId) -> bool {
+    p.worker(id).is_some_and(|i| i.exited_after_disconnect)
 }

@@ -205,3 +205,39 @@ fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no-such-program-corral: not found"), "{err}");
 }
+
+/// WATCHDOG_USEC and WATCHDOG_PID (its own pid) tell the worker to ping; three WATCHDOG=1 and
+/// then silence: the engine's hang watchdog kills it and its slot restarts with cause hang.
+#[test]
+fn a_worker_that_stops_sending_watchdog_1_is_killed_and_replaced_as_hung() {
+    const PINGS: &str = r#"
+import os, socket, sys, time
+assert os.environ["WATCHDOG_PID"] == str(os.getpid()), "WATCHDOG_PID is not my pid"
+assert os.environ["WATCHDOG_USEC"] == "400000", os.environ["WATCHDOG_USEC"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+for _ in range(3):
+    s.sendto(b"WATCHDOG=1", os.environ["NOTIFY_SOCKET"])
+    time.sleep(0.1)
+time.sleep(60)
+"#;
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--heartbeat-timeout",
+            "400ms",
+            "--restart-jitter",
+            "0",
+            "--",
+            &python(),
+            "-c",
+            PINGS,
+        ],
+        &[],
+    );
+    c.wait_line("worker 1 ready (READY=1)", Duration::from_secs(15));
+    c.wait_line("slot 0: worker 1 hung", Duration::from_secs(15));
+    c.wait_line("worker 2 replaces 1 (hang)", Duration::from_secs(15));
+}
