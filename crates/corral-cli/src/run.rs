@@ -96,6 +96,8 @@ struct Cluster {
     manager: Option<Notifier>,
     manager_watchdog: Option<(Duration, Instant)>,
     announced_ready: bool,
+    /// Workers asked for (the supervisor keeps its start-up count in its options).
+    wanted: usize,
     was_reloading: bool,
     stopping_sent: bool,
     /// Keeps the notify directory until the workers are gone.
@@ -259,6 +261,7 @@ impl Cluster {
                 cfg.supervisor.workers
             ));
         }
+        let wanted = cfg.supervisor.workers;
         Ok(Cluster {
             manager_watchdog: inherited.watchdog.map(|d| (d, Instant::now())),
             manager: inherited.notify,
@@ -271,6 +274,7 @@ impl Cluster {
             spawned,
             workers: BTreeMap::new(),
             announced_ready: false,
+            wanted,
             was_reloading: false,
             stopping_sent: false,
             _notify_dir: notify_dir,
@@ -555,7 +559,7 @@ impl Cluster {
             ));
         }
         let ready = self.ready_count();
-        let wanted = self.sup.options().workers;
+        let wanted = self.wanted;
         if !self.announced_ready && ready >= wanted {
             self.announced_ready = true;
             m.send(&format!("READY=1\nSTATUS={ready} workers ready"));
@@ -582,10 +586,10 @@ impl Cluster {
                 .reload(&mut self.p)
                 .map(|_| "reload started".to_string()),
             "scale" => match req["workers"].as_u64() {
-                Some(n) => self
-                    .sup
-                    .scale(&mut self.p, n as usize)
-                    .map(|_| format!("scaling to {n} workers")),
+                Some(n) => self.sup.scale(&mut self.p, n as usize).map(|_| {
+                    self.wanted = n as usize;
+                    format!("scaling to {n} workers")
+                }),
                 None => Err(corral_core::Error::invalid(
                     "scale: workers must be a number",
                 )),
@@ -635,7 +639,7 @@ impl Cluster {
             "ok": true,
             "name": self.cfg.target.name,
             "pid": std::process::id(),
-            "wanted": self.sup.options().workers,
+            "wanted": self.wanted,
             "reloading": self.sup.reloading(),
             "shutting_down": self.p.is_shutting_down(),
             "reloads": m.reloads,

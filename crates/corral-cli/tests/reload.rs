@@ -41,7 +41,12 @@ fn sighup_reload_under_load_fails_no_request_and_replaces_every_worker() {
         "{}",
         c.stderr()
     );
-    assert_eq!(failed, 0, "{errors:?}");
+    assert_eq!(
+        failed,
+        0,
+        "first failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     assert!(ok > 20, "the load loop ran ({ok} requests)");
     let after = c.wait_ready(2, Duration::from_secs(10));
     assert!(
@@ -94,4 +99,72 @@ fn corral_reload_waits_for_ready_1_of_each_new_worker_and_refuses_a_second_one()
         ms >= 1400,
         "two workers replaced one at a time, each ready only 700 ms after start: {ms} ms"
     );
+}
+
+/// The same with Node: `http.createServer().listen({ fd: 3 })`, closing its server on
+/// SIGTERM; a worker is ready 500 ms after its start (it does not speak sd_notify).
+#[test]
+fn a_node_server_on_fd_3_reloads_under_load_without_failures() {
+    if which_node().is_none() {
+        panic!("node is not installed: this test needs it (apt-get install nodejs)");
+    }
+    let js = format!(
+        "{}/tests/programs/node_server.js",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "500ms",
+            "--reload-probation",
+            "100ms",
+            "--",
+            "node",
+            &js,
+        ],
+        &[],
+    );
+    let port = c.port();
+    let before = c.wait_ready(2, Duration::from_secs(20));
+    let load = Load::start(port, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _, err) = c.ctl("reload", &[]);
+    assert_eq!(code, 0, "{err}");
+    let done = c.wait_line("corral: reload", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, errors) = load.finish();
+    eprintln!(
+        "corral reload of 2 Node workers under load: {ok} ok, {} failed",
+        errors.len()
+    );
+    assert!(
+        done.contains("reload done: 2 workers replaced"),
+        "{}",
+        c.stderr()
+    );
+    assert!(
+        errors.is_empty(),
+        "first failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok > 20, "the load loop ran ({ok} requests)");
+    let after = c.wait_ready(2, Duration::from_secs(10));
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+}
+
+fn which_node() -> Option<()> {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(drop)
 }

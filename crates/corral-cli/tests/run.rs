@@ -241,3 +241,60 @@ time.sleep(60)
     c.wait_line("slot 0: worker 1 hung", Duration::from_secs(15));
     c.wait_line("worker 2 replaces 1 (hang)", Duration::from_secs(15));
 }
+
+#[test]
+fn a_config_file_gives_the_settings_flags_win_and_unknown_keys_are_named() {
+    let dir = TempDir::new("config");
+    let cfg = dir.path().join("corral.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "workers = 3\nlisten = [\"cfg=127.0.0.1:0\"]\nreadyDelay = \"100ms\"\n\
+             command = [{:?}, {:?}]\n[restart]\ninitialDelay = 50\ncrashLoop = {{ exits = 3 }}\n",
+            python(),
+            server_py()
+        ),
+    )
+    .unwrap();
+    let c = Corral::start(
+        &["run", "--config", cfg.to_str().unwrap(), "--workers", "1"],
+        &[],
+    );
+    let port = c.port();
+    c.wait_ready(1, Duration::from_secs(15));
+    let st = c.status();
+    assert_eq!(st["wanted"], 1, "--workers beats the file: {st}");
+    assert_eq!(st["listeners"][0]["name"], "cfg", "{st}");
+    assert!(get(port, Duration::from_secs(5)).is_ok());
+    std::fs::write(&cfg, "[restart]\ninitalDelay = 5\n").unwrap();
+    let out = std::process::Command::new(CORRAL)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("initalDelay") && err.contains("corral.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn workers_auto_is_the_engines_cgroup_aware_cpu_count() {
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "auto",
+            "--ready-delay",
+            "50ms",
+            "--",
+            "sleep",
+            "60",
+        ],
+        &[],
+    );
+    let n = corral_core::available_parallelism();
+    c.wait_ready(n, Duration::from_secs(15));
+    assert_eq!(c.status()["wanted"], n);
+}

@@ -282,7 +282,8 @@ fn http(s: &mut (impl Read + Write)) -> Result<String, String> {
     let (head, body) = out
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no complete answer: {out:?}"))?;
-    if !head.starts_with("HTTP/1.0 200") {
+    // Node answers an HTTP/1.0 request as HTTP/1.1.
+    if !(head.starts_with("HTTP/1.0 200 ") || head.starts_with("HTTP/1.1 200 ")) {
         return Err(format!("status: {head}"));
     }
     Ok(body.to_string())
