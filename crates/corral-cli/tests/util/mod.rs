@@ -273,12 +273,27 @@ pub fn get_unix(path: &Path, timeout: Duration) -> Result<String, String> {
     http(&mut s)
 }
 
+/// Failure text of a connection the server closed (FIN or RST) before sending any byte.
+pub const UNANSWERED: &str = "closed before any answer";
+
 fn http(s: &mut (impl Read + Write)) -> Result<String, String> {
     s.write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")
         .map_err(|e| format!("write: {e}"))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .map_err(|e| format!("read: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if raw.is_empty() => return Err(UNANSWERED.into()),
+            Err(e) => return Err(format!("read after {} bytes: {e}", raw.len())),
+        }
+    }
+    if raw.is_empty() {
+        return Err(UNANSWERED.into());
+    }
+    let out = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = out
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no complete answer: {out:?}"))?;
