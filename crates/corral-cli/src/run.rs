@@ -96,6 +96,8 @@ struct Cluster {
     manager: Option<Notifier>,
     manager_watchdog: Option<(Duration, Instant)>,
     announced_ready: bool,
+    /// Notify sockets with datagrams left unread last turn.
+    hot_notify: Vec<WorkerId>,
     /// Workers asked for (the supervisor keeps its start-up count in its options).
     wanted: usize,
     was_reloading: bool,
@@ -274,6 +276,7 @@ impl Cluster {
             spawned,
             workers: BTreeMap::new(),
             announced_ready: false,
+            hot_notify: Vec::new(),
             wanted,
             was_reloading: false,
             stopping_sent: false,
@@ -302,6 +305,9 @@ impl Cluster {
 
             let now = Instant::now();
             let mut timeout = self.p.next_timeout();
+            if !self.hot_notify.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
             let mut at = |t: Instant| {
                 let d = t.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(d, |x| x.min(d)));
@@ -320,6 +326,9 @@ impl Cluster {
                     eprintln!("corral: epoll_wait: {e}");
                     return 1;
                 }
+            }
+            for id in std::mem::take(&mut self.hot_notify) {
+                self.read_notify(id);
             }
             let tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
             for t in tokens {
@@ -407,12 +416,16 @@ impl Cluster {
             return;
         };
         let Some((_, sock)) = &w.notify else { return };
-        // Bounded: at most 64 datagrams a wake-up (edge-triggered: the rest wakes us again
-        // only if more arrive, so loop until WouldBlock within the bound and else re-check).
+        // At most 64 datagrams a turn, so one chatty worker cannot hold the loop. The poller
+        // is edge-triggered: a socket left readable is read again next turn (`hot_notify`).
+        let mut drained = false;
         for _ in 0..64 {
             let n = match sock.recv(&mut buf) {
                 Ok(n) => n,
-                Err(_) => break,
+                Err(_) => {
+                    drained = true;
+                    break;
+                }
             };
             let msg = notify::parse(&buf[..n]);
             w.spoke = true;
@@ -424,6 +437,9 @@ impl Cluster {
             if let Some(s) = msg.status {
                 w.status = Some(s);
             }
+        }
+        if !drained {
+            self.hot_notify.push(id);
         }
         if heartbeat {
             self.sup.worker_heartbeat(id);
