@@ -65,6 +65,10 @@ pub struct SpawnSpec {
     /// for it, only its `Event::Exit`. A [`StdioSpec::Channel`] entry is refused with this
     /// flag.
     pub without_channel: bool,
+    /// Put the worker in this process group (`setpgid`; 0: a new group it leads). A terminal's
+    /// Ctrl-C (SIGINT to the foreground group) then reaches only the primary, which drains
+    /// the workers its own way, instead of every worker at once. `None`: the primary's group.
+    pub process_group: Option<i32>,
 }
 
 impl SpawnSpec {
@@ -205,6 +209,9 @@ pub fn spawn(
     }
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
+    }
+    if let Some(pgid) = spec.process_group {
+        cmd.process_group(pgid);
     }
     let mut primary_ends: Vec<Option<OwnedFd>> = (0..n).map(|_| None).collect();
     // (the primary's copy, the child's fd number); the copies close after the spawn.
