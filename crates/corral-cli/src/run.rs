@@ -199,7 +199,9 @@ impl Cluster {
             .into(),
         ];
         args.extend(cfg.program.iter().cloned());
-        let mut stdio = vec![StdioSpec::Inherit; 3];
+        // stdin: a worker in its own process group reading the terminal would be stopped
+        // (SIGTTIN); servers read no stdin.
+        let mut stdio = vec![StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit];
         stdio.extend(listeners.iter().map(|l| StdioSpec::Fd(l.fd.as_raw_fd())));
         let mut env: Vec<(String, String)> = Vec::new();
         if !listeners.is_empty() {
@@ -215,6 +217,8 @@ impl Cluster {
             args,
             stdio,
             without_channel: true,
+            // Ctrl-C in a terminal reaches corral only, which drains the workers with SIGTERM.
+            process_group: Some(0),
             ..SpawnSpec::default()
         };
         let spawned: Spawned = Arc::new(Mutex::new(Vec::new()));

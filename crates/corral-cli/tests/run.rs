@@ -298,3 +298,44 @@ fn workers_auto_is_the_engines_cgroup_aware_cpu_count() {
     c.wait_ready(n, Duration::from_secs(15));
     assert_eq!(c.status()["wanted"], n);
 }
+
+/// Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the workers are
+/// in a group of their own, so only corral gets it and drains them with SIGTERM (the Python
+/// server exits 0 on SIGTERM; on SIGINT it would die of KeyboardInterrupt).
+#[test]
+fn ctrl_c_to_corrals_process_group_reaches_only_corral_which_drains_the_workers() {
+    let py = server_py();
+    let mut c = Corral::start_with(
+        TempDir::new("ctrlc"),
+        CORRAL,
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_NOTIFY", "ready")],
+        |cmd| {
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+        },
+    );
+    c.wait_ready(2, Duration::from_secs(15));
+    let group = format!("-{}", c.pid());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    assert_eq!(c.count_lines("exited with code 0"), 2, "{}", c.stderr());
+}

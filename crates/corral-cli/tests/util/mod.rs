@@ -99,6 +99,17 @@ impl Corral {
     }
 
     pub fn start_in(dir: TempDir, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Corral {
+        Self::start_with(dir, program, args, envs, |_| {})
+    }
+
+    /// [`Corral::start_in`], with a last change to the command (e.g. its process group).
+    pub fn start_with(
+        dir: TempDir,
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Command),
+    ) -> Corral {
         // The default place: $XDG_RUNTIME_DIR/corral/default.sock.
         let control = dir.path().join("corral/default.sock");
         let mut cmd = Command::new(program);
@@ -108,6 +119,7 @@ impl Corral {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        tweak(&mut cmd);
         let mut child = cmd.spawn().expect("start corral");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let err = child.stderr.take().unwrap();
