@@ -1,6 +1,6 @@
 //! `corral`: the engine as a process manager for any server program that can take an inherited
-//! listening socket (systemd's `LISTEN_FDS` protocol: uvicorn `--fd 3`, gunicorn
-//! `--bind fd://3`, Node's `listen({ fd: 3 })`, Go's and Rust's activation libraries).
+//! listening socket (systemd's `LISTEN_FDS` protocol: uvicorn `--fd 3`, gunicorn (no `--bind`),
+//! Node's `listen({ fd: 3 })`, Go's and Rust's activation libraries).
 //!
 //! - `args`: the command line (clap) and `--config corral.toml` (serde + toml), merged into one
 //!   [`args::RunConfig`] whose errors name the flag or key.

@@ -6,24 +6,6 @@ mod util;
 use std::time::{Duration, Instant};
 use util::*;
 
-/// The venv's python with uvicorn installed (made on first use; needs PyPI).
-fn venv_python() -> String {
-    let script = format!(
-        "{}/tests/programs/python-venv.sh",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = std::process::Command::new(&script)
-        .output()
-        .expect("run tests/programs/python-venv.sh");
-    assert!(
-        out.status.success(),
-        "tests/programs/python-venv.sh could not install uvicorn into its virtualenv \
-         (it needs PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn start(py: &str, workers: &str, extra: &[&str], env: &[(&str, &str)], log: &str) -> Corral {
     let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
     let mut args = vec!["run", "--workers", workers, "--listen", "127.0.0.1:0"];

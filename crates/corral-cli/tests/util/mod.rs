@@ -36,6 +36,25 @@ pub fn python() -> String {
     .clone()
 }
 
+/// The python of the tests' virtualenv, with uvicorn and gunicorn from PyPI (made on first
+/// use by tests/programs/python-venv.sh; needs PyPI then).
+pub fn venv_python() -> String {
+    let script = format!(
+        "{}/tests/programs/python-venv.sh",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(&script)
+        .output()
+        .expect("run tests/programs/python-venv.sh");
+    assert!(
+        out.status.success(),
+        "tests/programs/python-venv.sh could not install the packages into its virtualenv \
+         (it needs PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A directory of its own for one test (0755 so a second uid can reach a socket in it),
 /// removed on drop.
 pub struct TempDir(pub PathBuf);
