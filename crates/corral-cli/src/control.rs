@@ -11,7 +11,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the runtime files of clusters live: `$XDG_RUNTIME_DIR/corral`, `/run/corral` for root,
 /// else the temporary directory's `corral-UID`.
@@ -85,13 +85,16 @@ impl Server {
         &self.path
     }
 
-    /// Connections waiting to be answered (at most 16 a call, so status requests cannot
-    /// starve the cluster's loop).
-    pub fn accept_waiting(&self) -> Vec<UnixStream> {
+    /// New connections (at most 16 a call, so a flood cannot hold the cluster's loop), each
+    /// non-blocking with 1 s to send its request line.
+    pub fn accept_waiting(&self) -> Vec<Pending> {
         let mut out = Vec::new();
         while out.len() < 16 {
             match self.listener.accept() {
-                Ok((s, _)) => out.push(s),
+                Ok((stream, _)) => match Pending::new(stream) {
+                    Ok(p) => out.push(p),
+                    Err(e) => eprintln!("corral: control connection: {e}"),
+                },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
@@ -105,36 +108,113 @@ impl Server {
     }
 }
 
+/// How long a client has to send its request line.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
+const MAX_REQUEST: usize = 4096;
+
+/// A control connection whose request line is still arriving. The cluster's loop reads it
+/// when it is readable, never waiting on it.
+#[derive(Debug)]
+pub struct Pending {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+    pub deadline: Instant,
+    /// `Err(reason)` for a peer that is neither the owner nor root.
+    allowed: Result<(), String>,
+}
+
+/// What a pending connection has for the loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Not a whole line yet.
+    Incomplete,
+    /// A request to answer with the handler.
+    Ready(Value),
+    /// To answer with this error (refused peer, bad JSON, too long, too slow).
+    Refuse(String),
+}
+
+impl Pending {
+    fn new(stream: UnixStream) -> io::Result<Pending> {
+        stream.set_nonblocking(true)?;
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)?;
+        let me = nix::unistd::geteuid().as_raw();
+        let allowed = if cred.uid() == me || cred.uid() == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "refused: uid {} is neither this cluster's owner (uid {me}) nor root",
+                cred.uid()
+            ))
+        };
+        Ok(Pending {
+            stream,
+            buf: Vec::new(),
+            deadline: Instant::now() + REQUEST_DEADLINE,
+            allowed,
+        })
+    }
+
+    /// Reads what has arrived. The line is read before any answer, also from a refused
+    /// peer: answering and closing with its request unread would reset the connection and
+    /// lose the answer.
+    pub fn poll(&mut self, now: Instant) -> Request {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.contains(&b'\n') {
+                        break;
+                    }
+                    if self.buf.len() > MAX_REQUEST {
+                        return Request::Refuse(format!(
+                            "bad request: longer than {MAX_REQUEST} bytes"
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if now >= self.deadline {
+                        return Request::Refuse(format!(
+                            "bad request: no request line within {} ms",
+                            REQUEST_DEADLINE.as_millis()
+                        ));
+                    }
+                    return Request::Incomplete;
+                }
+                Err(e) => return Request::Refuse(format!("bad request: {e}")),
+            }
+        }
+        if let Err(why) = &self.allowed {
+            return Request::Refuse(why.clone());
+        }
+        let line = self.buf.split(|&b| b == b'\n').next().unwrap_or_default();
+        match serde_json::from_slice::<Value>(line) {
+            Ok(req) => Request::Ready(req),
+            Err(e) => Request::Refuse(format!("bad request: {e}")),
+        }
+    }
+
+    /// Writes the answer line (1 s at most) and closes the connection.
+    pub fn reply(self, reply: &Value) {
+        let r = self
+            .stream
+            .set_nonblocking(false)
+            .and_then(|_| self.stream.set_write_timeout(Some(REQUEST_DEADLINE)))
+            .and_then(|_| writeln!(&self.stream, "{reply}"));
+        if let Err(e) = r {
+            eprintln!("corral: control answer: {e}");
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Answers one request with `handle`, after checking the peer's uid. The client gets 1 s to
-/// send its line (the loop waits for it: only the owner or root can connect).
-pub fn answer(stream: &UnixStream, mut handle: impl FnMut(Value) -> Value) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
-    let me = nix::unistd::geteuid().as_raw();
-    // The line is read before any answer, also from a refused peer: answering and closing
-    // with its request unread would reset the connection and lose the answer.
-    let mut line = String::new();
-    BufReader::new(stream.take(4096)).read_line(&mut line)?;
-    let reply = if cred.uid() != me && cred.uid() != 0 {
-        json!({"ok": false, "error": format!(
-            "refused: uid {} is neither this cluster's owner (uid {me}) nor root", cred.uid())})
-    } else {
-        match serde_json::from_str::<Value>(&line) {
-            Ok(req) => handle(req),
-            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
-        }
-    };
-    let mut w = stream;
-    writeln!(w, "{reply}")?;
-    Ok(())
 }
 
 /// Sends one request and returns the answer, or a one-line reason.

@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 
 const PRIMARY: Token = Token(0);
 const CONTROL: Token = Token(1);
+/// Control connections waiting for their request: `CONTROL_CONN + n`.
+const CONTROL_CONN: usize = 1 << 48;
 /// Notify sockets: `NOTIFY_BASE + worker id`.
 const NOTIFY_BASE: usize = 16;
 
@@ -96,6 +98,9 @@ struct Cluster {
     manager: Option<Notifier>,
     manager_watchdog: Option<(Duration, Instant)>,
     announced_ready: bool,
+    /// Control connections waiting for their request line.
+    pending: Vec<(Token, control::Pending)>,
+    control_seq: u64,
     /// Notify sockets with datagrams left unread last turn.
     hot_notify: Vec<WorkerId>,
     /// Workers asked for (the supervisor keeps its start-up count in its options).
@@ -280,6 +285,8 @@ impl Cluster {
             spawned,
             workers: BTreeMap::new(),
             announced_ready: false,
+            pending: Vec::new(),
+            control_seq: 0,
             hot_notify: Vec::new(),
             wanted,
             was_reloading: false,
@@ -325,6 +332,9 @@ impl Cluster {
             if let Some((every, last)) = self.manager_watchdog {
                 at(last + every);
             }
+            for (_, conn) in &self.pending {
+                at(conn.deadline);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     eprintln!("corral: epoll_wait: {e}");
@@ -339,9 +349,13 @@ impl Cluster {
                 match t {
                     PRIMARY => {} // dispatched at the top of the loop
                     CONTROL => self.serve_control(),
+                    Token(n) if n >= CONTROL_CONN => {} // all polled below
                     Token(n) if n >= NOTIFY_BASE => self.read_notify((n - NOTIFY_BASE) as u64),
                     _ => {}
                 }
+            }
+            if !self.pending.is_empty() {
+                self.poll_control();
             }
         }
     }
@@ -590,10 +604,41 @@ impl Cluster {
     }
 
     fn serve_control(&mut self) {
-        for stream in self.control.accept_waiting() {
-            if let Err(e) = control::answer(&stream, |req| self.control_request(req)) {
-                eprintln!("corral: control request: {e}");
+        for conn in self.control.accept_waiting() {
+            self.control_seq += 1;
+            let token = Token(CONTROL_CONN + self.control_seq as usize);
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&conn.stream.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            ) {
+                eprintln!("corral: control connection: epoll_ctl: {e}");
+                continue;
             }
+            self.pending.push((token, conn));
+        }
+        self.poll_control();
+    }
+
+    /// Answers the control connections whose request line has arrived (or is overdue).
+    fn poll_control(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.pending.len() {
+            let reply = match self.pending[i].1.poll(now) {
+                control::Request::Incomplete => {
+                    i += 1;
+                    continue;
+                }
+                control::Request::Ready(req) => self.control_request(req),
+                control::Request::Refuse(error) => json!({"ok": false, "error": error}),
+            };
+            let (_, conn) = self.pending.swap_remove(i);
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+            conn.reply(&reply);
         }
     }
 

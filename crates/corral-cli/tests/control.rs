@@ -138,3 +138,42 @@ fn nix_is_root() -> bool {
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
 }
+
+/// A client that connects and says nothing holds no one up: `corral status` still answers
+/// at once, and the silent one is told off after 1 s.
+#[test]
+fn a_silent_client_does_not_hold_the_cluster_and_is_answered_after_its_deadline() {
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--ready-delay",
+            "50ms",
+            "--",
+            "sleep",
+            "60",
+        ],
+        &[],
+    );
+    c.wait_ready(1, Duration::from_secs(10));
+    let silent = std::os::unix::net::UnixStream::connect(&c.control).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = c.ctl("status", &[]);
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        took < Duration::from_millis(700),
+        "status waited {took:?} behind a silent client"
+    );
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&silent), &mut answer).unwrap();
+    assert!(
+        answer.contains("no request line within 1000 ms"),
+        "{answer}"
+    );
+}
