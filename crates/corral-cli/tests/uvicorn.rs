@@ -95,7 +95,7 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         "{} of {ok} requests closed before any answer (more than 1%)",
         errors.len()
     );
-    assert!(ok > 20, "the load loop ran ({ok} requests)");
+    assert!(ok >= 5, "the load loop ran ({ok} requests)");
     let after = c.wait_ready(2, Duration::from_secs(30));
     assert!(
         after.iter().all(|p| !before.contains(p)),
