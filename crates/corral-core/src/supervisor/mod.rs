@@ -97,6 +97,8 @@ pub struct Supervisor {
     reloads: u64,
     endpoint: Option<Endpoint>,
     last_publish: Option<Instant>,
+    /// What the endpoint's `/ready` last said.
+    last_ready: Option<Result<(), String>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -133,6 +135,7 @@ impl Supervisor {
             reloads: 0,
             endpoint,
             last_publish: None,
+            last_ready: None,
         };
         for slot in 0..s.slots.len() {
             let id = s.start_worker(p, slot, Role::Current)?;
@@ -296,6 +299,16 @@ impl Supervisor {
         {
             self.publish(p);
         }
+        if self.endpoint.is_some() {
+            // At once, not at the next metrics turn: a probe must see a reload start.
+            let ready = self.readiness();
+            if self.last_ready.as_ref() != Some(&ready) {
+                if let Some(e) = &self.endpoint {
+                    e.publish_ready(ready.clone());
+                }
+                self.last_ready = Some(ready);
+            }
+        }
     }
 
     /// Graceful shutdown: no more restarts; the primary drains every worker and kills what is
@@ -347,6 +360,30 @@ impl Supervisor {
                 .collect(),
             reloads: self.reloads,
         }
+    }
+
+    /// Ready for traffic (the endpoint's `/ready`): every slot's worker is up (listening or
+    /// said ready), no reload runs and no shutdown has started.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.shutting_down {
+            return Err("shutting down".into());
+        }
+        if self.reload.is_some() {
+            return Err("a rolling reload is running".into());
+        }
+        let slots: Vec<&SlotState> = self.slots.iter().filter(|s| !s.retired).collect();
+        let up = slots
+            .iter()
+            .filter(|s| {
+                s.current
+                    .and_then(|id| self.workers.get(&id))
+                    .is_some_and(|w| w.listening || w.ready)
+            })
+            .count();
+        if up < slots.len() {
+            return Err(format!("{up} of {} workers ready", slots.len()));
+        }
+        Ok(())
     }
 
     fn publish(&mut self, p: &Primary) {
