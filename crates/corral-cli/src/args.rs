@@ -150,7 +150,8 @@ pub struct RunArgs {
     /// recycle.maxRss: replace a worker whose RSS passes this many bytes.
     #[arg(long, value_name = "BYTES")]
     pub recycle_max_rss: Option<u64>,
-    /// metrics: serve Prometheus text on this address (host:port).
+    /// metrics: serve Prometheus text on this address (host:port) at /metrics, and /ready
+    /// (200 while every worker is ready and no reload runs, else 503: a readiness probe).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
     /// The program and its arguments (after `--`).

@@ -169,3 +169,65 @@ fn which_node() -> Option<()> {
         .filter(|o| o.status.success())
         .map(drop)
 }
+
+/// Kubernetes: `/ready` on the metrics listener is 200 only while the pool is at strength
+/// and not mid-reload.
+#[test]
+fn ready_on_the_metrics_listener_is_503_during_a_reload_and_200_at_strength() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--reload-wait-ready",
+            "--reload-probation",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[
+            ("SERVER_NOTIFY", "ready"),
+            ("SERVER_READY_AFTER_MS", "600"),
+            ("LISTEN_FDS", "0"),
+        ],
+    );
+    let line = c.wait_line("corral: metrics on http://", Duration::from_secs(10));
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let probe = || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /ready HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    wait_for("/ready 200 at strength", Duration::from_secs(15), || {
+        probe().starts_with("HTTP/1.1 200").then_some(())
+    });
+    let (code, _, err) = c.ctl("reload", &[]);
+    assert_eq!(code, 0, "{err}");
+    let during = probe();
+    assert!(
+        during.starts_with("HTTP/1.1 503")
+            && during.contains("not ready: a rolling reload is running"),
+        "{during}"
+    );
+    c.wait_line("corral: reload done", Duration::from_secs(30));
+    wait_for(
+        "/ready 200 after the reload",
+        Duration::from_secs(5),
+        || probe().starts_with("HTTP/1.1 200").then_some(()),
+    );
+}
