@@ -97,7 +97,8 @@ pub struct RunArgs {
     /// Listen backlog.
     #[arg(long)]
     pub backlog: Option<i32>,
-    /// How connections reach workers: `shared` (every worker accepts on the same sockets).
+    /// How connections reach workers: `shared` (every worker accepts on the same sockets) or
+    /// `kernel-rr` (each its own socket, the kernel deals connections in turn: TCP only).
     #[arg(long)]
     pub policy: Option<String>,
     /// A worker that never sends READY=1 counts as ready after this long alive (250ms, 2s...;
@@ -266,6 +267,7 @@ pub struct RunConfig {
     pub target: Target,
     pub listen: Vec<ListenSpec>,
     pub backlog: i32,
+    pub policy: RunPolicy,
     pub ready_delay: Duration,
     pub supervisor: SupervisorOptions,
     pub program: Vec<OsString>,
@@ -343,19 +345,26 @@ fn parse_listen(i: usize, s: &str) -> Result<ListenSpec, String> {
 }
 
 const POLICY_HELP: &str =
-    "--policy: `shared` is the policy for programs that know nothing of corral";
+    "--policy: `shared` or `kernel-rr` for programs that know nothing of corral";
 
-fn check_policy(p: &str) -> Result<(), String> {
+/// How connections reach the workers of `corral run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPolicy {
+    /// Every worker accepts on the same sockets (the kernel wakes whichever it likes).
+    Shared,
+    /// Each worker gets its own socket of a `SO_REUSEPORT` group whose eBPF program deals
+    /// the connections in turn (TCP listeners; others, or no eBPF, fall back to shared).
+    KernelRr,
+}
+
+fn check_policy(p: &str) -> Result<RunPolicy, String> {
     match p {
-        "shared" => Ok(()),
+        "shared" => Ok(RunPolicy::Shared),
+        "kernel-rr" => Ok(RunPolicy::KernelRr),
         "rr" | "round-robin" => Err(format!(
             "--policy {p}: round-robin needs the primary to hand each connection over the \
              worker's corral channel, which only programs linked with corral (C ABI, Node) have; \
              {POLICY_HELP}"
-        )),
-        "kernel-rr" => Err(format!(
-            "--policy kernel-rr: not available in this build (the kernel steering policy has not \
-             landed in the engine yet); {POLICY_HELP}"
         )),
         other => Err(format!("--policy {other:?}: unknown policy; {POLICY_HELP}")),
     }
@@ -407,7 +416,7 @@ impl RunConfig {
             .enumerate()
             .map(|(i, s)| parse_listen(i, s))
             .collect::<Result<Vec<_>, _>>()?;
-        check_policy(
+        let policy = check_policy(
             a.policy
                 .as_deref()
                 .or(file.policy.as_deref())
@@ -513,6 +522,7 @@ impl RunConfig {
             target,
             listen,
             backlog,
+            policy,
             ready_delay: a
                 .ready_delay
                 .or(fd(file.ready_delay))
@@ -554,12 +564,10 @@ mod tests {
     }
 
     #[test]
-    fn policies_other_than_shared_are_refused_with_the_reason() {
-        assert!(check_policy("shared").is_ok());
+    fn shared_and_kernel_rr_are_taken_rr_is_refused_with_the_reason() {
+        assert_eq!(check_policy("shared"), Ok(RunPolicy::Shared));
+        assert_eq!(check_policy("kernel-rr"), Ok(RunPolicy::KernelRr));
         assert!(check_policy("rr").unwrap_err().contains("channel"));
-        assert!(check_policy("kernel-rr")
-            .unwrap_err()
-            .contains("not available"));
         assert!(check_policy("bogus")
             .unwrap_err()
             .contains("unknown policy"));

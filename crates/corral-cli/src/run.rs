@@ -15,10 +15,12 @@
 //!   (`Supervisor::worker_ready`), which gates the rolling reload; `WATCHDOG=1` feeds its
 //!   hang watchdog (`Supervisor::worker_heartbeat`, `--heartbeat-timeout`).
 
-use crate::args::RunConfig;
+use crate::args::{RunConfig, RunPolicy};
 use crate::control;
 use crate::notify::{self, NotifyDir};
 use crate::systemd::{self, Notifier};
+use corral_core::listener::BindOptions;
+use corral_core::steering::{self, KernelSteering};
 use corral_core::supervisor::SpawnFn;
 use corral_core::{
     listener, Event, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec, Supervisor,
@@ -29,7 +31,7 @@ use mio::{Interest, Token};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,9 @@ const NOTIFY_BASE: usize = 16;
 const SH_WRAPPER: &str = "export LISTEN_PID=$$; exec \"$0\" \"$@\"";
 const SH_WRAPPER_WATCHDOG: &str = "export LISTEN_PID=$$ WATCHDOG_PID=$$; exec \"$0\" \"$@\"";
 
+/// A kernel-rr group, shared with the spawn function (which takes each worker's slot).
+type Group = Arc<Mutex<KernelSteering>>;
+
 /// One listener handed to the workers.
 struct Listener {
     name: String,
@@ -52,6 +57,8 @@ struct Listener {
     fd: OwnedFd,
     /// A Unix socket file corral created (removed at exit).
     unix_path: Option<PathBuf>,
+    /// `kernel-rr`: `fd` is the group's anchor and each worker gets a socket of its own.
+    steering: Option<Group>,
 }
 
 impl Drop for Listener {
@@ -70,10 +77,15 @@ struct Worker {
     /// It sent something on its notify socket: only READY=1 makes it ready then.
     spoke: bool,
     status: Option<String>,
+    /// Its key in the kernel-rr groups.
+    key: u64,
+    /// Its kernel-rr slots were cleared (it was asked to leave, or it exited).
+    left_groups: bool,
     notify: Option<(PathBuf, UnixDatagram)>,
 }
 
-type Spawned = Arc<Mutex<Vec<(WorkerId, PathBuf, UnixDatagram)>>>;
+/// Workers the spawn function started: id, key in the kernel-rr groups, notify socket.
+type Spawned = Arc<Mutex<Vec<(WorkerId, u64, PathBuf, UnixDatagram)>>>;
 
 /// Runs the cluster until it has shut down; returns the process exit status.
 pub fn run(cfg: RunConfig) -> i32 {
@@ -154,12 +166,13 @@ impl Cluster {
                 address: b.addr.to_string(),
                 fd: b.fd,
                 unix_path: None,
+                steering: None,
             });
         }
         for l in &cfg.listen {
-            let b = listener::bind(&l.addr, cfg.backlog)
-                .map_err(|e| format!("--listen {}: {e}", l.addr))?;
+            let (b, steering) = bind(&l.addr, cfg.backlog, cfg.policy)?;
             listeners.push(Listener {
+                steering,
                 name: l.name.clone(),
                 address: b.addr.to_string(),
                 unix_path: match (&b.addr, b.adopted) {
@@ -206,8 +219,12 @@ impl Cluster {
         args.extend(cfg.program.iter().cloned());
         // stdin: a worker in its own process group reading the terminal would be stopped
         // (SIGTTIN); servers read no stdin.
-        let mut stdio = vec![StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit];
-        stdio.extend(listeners.iter().map(|l| StdioSpec::Fd(l.fd.as_raw_fd())));
+        let stdio = vec![StdioSpec::Null, StdioSpec::Inherit, StdioSpec::Inherit];
+        // Per listener: the shared socket's number, or the group a worker joins.
+        let per_worker: Vec<(RawFd, Option<Group>)> = listeners
+            .iter()
+            .map(|l| (l.fd.as_raw_fd(), l.steering.clone()))
+            .collect();
         let mut env: Vec<(String, String)> = Vec::new();
         if !listeners.is_empty() {
             env.push(("LISTEN_FDS".into(), listeners.len().to_string()));
@@ -230,17 +247,65 @@ impl Cluster {
         let spawn: SpawnFn = {
             let spawned = spawned.clone();
             let notify_dir = notify_dir.clone();
+            let mut seq = 0u64;
             Box::new(move |p: &mut Primary, slot: usize| {
-                let (path, sock) = notify_dir
-                    .lock()
-                    .expect("notify dir lock")
-                    .socket()
-                    .map_err(|e| corral_core::Error::os("bind", "worker NOTIFY_SOCKET", &e))?;
+                seq += 1;
+                let key = seq;
+                let mut spec = spec.clone();
+                // The worker's own group sockets: corral keeps no copy (dropped below), so
+                // its death closes them and the group deals around it.
+                let mut members = Vec::new();
+                for (fd, steering) in &per_worker {
+                    let fd = match steering {
+                        None => *fd,
+                        Some(ks) => {
+                            let member = ks
+                                .lock()
+                                .expect("steering lock")
+                                .join(key)
+                                .and_then(|m| {
+                                    corral_core::sys::set_nonblocking(m.as_fd(), false).map(|_| m)
+                                })
+                                .map_err(|e| {
+                                    corral_core::Error::os("bind", "kernel-rr worker socket", &e)
+                                });
+                            match member {
+                                Ok(m) => {
+                                    let raw = m.as_raw_fd();
+                                    members.push(m);
+                                    raw
+                                }
+                                Err(e) => {
+                                    leave_all(&per_worker, key);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    };
+                    spec.stdio.push(StdioSpec::Fd(fd));
+                }
+                let (path, sock) = match notify_dir.lock().expect("notify dir lock").socket() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        leave_all(&per_worker, key);
+                        return Err(corral_core::Error::os("bind", "worker NOTIFY_SOCKET", &e));
+                    }
+                };
                 let mut env = env.clone();
                 env.push(("NOTIFY_SOCKET".into(), path.display().to_string()));
                 env.push(("CORRAL_WORKER_SLOT".into(), slot.to_string()));
-                let id = p.spawn_worker_with(&spec, &env)?;
-                spawned.lock().expect("spawned lock").push((id, path, sock));
+                let id = match p.spawn_worker_with(&spec, &env) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        leave_all(&per_worker, key);
+                        return Err(e);
+                    }
+                };
+                drop(members);
+                spawned
+                    .lock()
+                    .expect("spawned lock")
+                    .push((id, key, path, sock));
                 Ok(id)
             })
         };
@@ -311,6 +376,7 @@ impl Cluster {
             self.check_ready_delays();
             self.sup.tick(&mut self.p);
             self.adopt_spawned();
+            self.leave_groups();
             self.report_supervisor();
             self.talk_to_manager();
 
@@ -377,6 +443,9 @@ impl Cluster {
                 };
                 eprintln!("corral: worker {worker} (pid {pid}) {how}");
                 if let Some(w) = self.workers.remove(worker) {
+                    if !w.left_groups {
+                        self.leave_slots(w.key);
+                    }
                     self.drop_notify(*worker, w);
                 }
             }
@@ -387,6 +456,34 @@ impl Cluster {
         }
         self.sup.handle(&mut self.p, &ev);
         None
+    }
+
+    fn leave_slots(&self, key: u64) {
+        for l in &self.listeners {
+            if let Some(ks) = &l.steering {
+                ks.lock().expect("steering lock").leave(key);
+            }
+        }
+    }
+
+    /// kernel-rr: a worker asked to leave (it was sent SIGTERM) is dealt no new connections
+    /// from now on; those already in its socket's queue are its to finish.
+    fn leave_groups(&mut self) {
+        if self.listeners.iter().all(|l| l.steering.is_none()) {
+            return;
+        }
+        let leaving: Vec<(WorkerId, u64)> = self
+            .workers
+            .iter()
+            .filter(|(id, w)| !w.left_groups && leaving(&self.p, **id))
+            .map(|(id, w)| (*id, w.key))
+            .collect();
+        for (id, key) in leaving {
+            self.leave_slots(key);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.left_groups = true;
+            }
+        }
     }
 
     fn drop_notify(&mut self, id: WorkerId, w: Worker) {
@@ -403,7 +500,7 @@ impl Cluster {
     /// Registers the notify sockets of workers the supervisor just started.
     fn adopt_spawned(&mut self) {
         let new: Vec<_> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
-        for (id, path, sock) in new {
+        for (id, key, path, sock) in new {
             let pid = self.p.worker(id).map_or(0, |i| i.pid);
             eprintln!("corral: worker {id} started (pid {pid})");
             if let Err(e) = self.poll.registry().register(
@@ -420,6 +517,8 @@ impl Cluster {
                     ready: false,
                     spoke: false,
                     status: None,
+                    key,
+                    left_groups: false,
                     notify: Some((path, sock)),
                 },
             );
@@ -698,13 +797,23 @@ impl Cluster {
         let listeners: Vec<Value> = self
             .listeners
             .iter()
-            .map(|l| json!({"name": l.name, "address": l.address}))
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "address": l.address,
+                    "policy": if l.steering.is_some() { "kernel-rr" } else { "shared" },
+                })
+            })
             .collect();
         json!({
             "ok": true,
             "name": self.cfg.target.name,
             "pid": std::process::id(),
             "wanted": self.wanted,
+            "policy": match self.cfg.policy {
+                RunPolicy::Shared => "shared",
+                RunPolicy::KernelRr => "kernel-rr",
+            },
             "reloading": self.sup.reloading(),
             "shutting_down": self.p.is_shutting_down(),
             "reloads": m.reloads,
@@ -726,6 +835,56 @@ impl Cluster {
                 self.cfg.supervisor.shutdown_timeout.as_millis()
             );
             1
+        }
+    }
+}
+
+/// Binds one `--listen`. `kernel-rr` on a TCP address with eBPF available: the group's
+/// anchor (it holds the port; workers get sockets of their own); otherwise a shared socket,
+/// with the reason printed when kernel-rr was asked.
+fn bind(
+    addr: &corral_core::ListenAddr,
+    backlog: i32,
+    policy: RunPolicy,
+) -> Result<(listener::Bound, Option<Group>), String> {
+    let shared = || {
+        listener::bind(addr, backlog)
+            .map(|b| (b, None))
+            .map_err(|e| format!("--listen {addr}: {e}"))
+    };
+    if policy != RunPolicy::KernelRr {
+        return shared();
+    }
+    let group = match steering::applies_to(addr).and_then(|_| steering::prepare()) {
+        Ok(g) => g,
+        Err(f) => {
+            eprintln!(
+                "corral: --listen {addr}: kernel-rr unavailable, shared instead: {}",
+                f.reason
+            );
+            return shared();
+        }
+    };
+    let anchor = listener::bind_group_anchor(addr, None, backlog, BindOptions::default())
+        .map_err(|e| format!("--listen {addr}: {e}"))?;
+    match KernelSteering::attach(group, anchor.fd.as_fd(), &anchor.addr, backlog) {
+        Ok(ks) => Ok((anchor, Some(Arc::new(Mutex::new(ks))))),
+        Err(f) => {
+            // The anchor is a listening socket of its own: it serves as the shared one.
+            eprintln!(
+                "corral: --listen {addr}: kernel-rr unavailable, shared instead: {}",
+                f.reason
+            );
+            Ok((anchor, None))
+        }
+    }
+}
+
+/// Gives back the group slots `key` took (a spawn that failed half way).
+fn leave_all(per_worker: &[(RawFd, Option<Group>)], key: u64) {
+    for (_, ks) in per_worker {
+        if let Some(ks) = ks {
+            ks.lock().expect("steering lock").leave(key);
         }
     }
 }

@@ -168,8 +168,8 @@ fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--policy", "rr", "--", "true"], "--policy rr"),
         (
-            &["run", "--policy", "kernel-rr", "--", "true"],
-            "--policy kernel-rr",
+            &["run", "--policy", "bogus", "--", "true"],
+            "unknown policy",
         ),
         (&["run", "--workers", "0", "--", "true"], "--workers \"0\""),
         (
@@ -187,12 +187,11 @@ fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
         (&["run", "--workers", "1"], "no program to run"),
     ];
     for (args, needle) in cases {
-        let out = std::process::Command::new(CORRAL)
-            .args(*args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // Under a guard: an input taken by mistake would start a cluster that runs on.
+        let mut c = Corral::start_in(TempDir::new("badcase"), CORRAL, args, &[]);
+        let code = c.wait_exit(Duration::from_secs(10));
+        let err = c.stderr();
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
     }
     let dir = TempDir::new("noprog");

@@ -107,6 +107,8 @@ pub struct Corral {
     pub dir: TempDir,
     pub control: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Its stderr reached end-of-file (every line is in `lines`).
+    eof: Arc<std::sync::atomic::AtomicBool>,
     status: Option<ExitStatus>,
 }
 
@@ -143,16 +145,20 @@ impl Corral {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let err = child.stderr.take().unwrap();
         let sink = lines.clone();
+        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen_eof = eof.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
+            seen_eof.store(true, Ordering::Release);
         });
         Corral {
             child,
             dir,
             control,
             lines,
+            eof,
             status: None,
         }
     }
@@ -248,6 +254,12 @@ impl Corral {
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 self.status = Some(st);
+                // Its last lines may still be in the pipe (workers that outlive it hold the
+                // pipe too: 2 s at most).
+                let end = Instant::now() + Duration::from_secs(2);
+                while !self.eof.load(Ordering::Acquire) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return st.code();
             }
             assert!(
