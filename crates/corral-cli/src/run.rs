@@ -263,6 +263,8 @@ impl Cluster {
                                 .lock()
                                 .expect("steering lock")
                                 .join(key)
+                                // Round-robin has no load map (that is kernel-least's).
+                                .map(|m| m.sock)
                                 .and_then(|m| {
                                     corral_core::sys::set_nonblocking(m.as_fd(), false).map(|_| m)
                                 })
