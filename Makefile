@@ -35,7 +35,7 @@ NATIVE_STATIC_LIBS = $(shell d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && echo
 	$(RUSTC) --crate-type staticlib --print native-static-libs --out-dir "$$d" - 2>&1 | \
 	sed -n 's/.*native-static-libs: //p')
 
-.PHONY: all lib examples demo test clean install install-only
+.PHONY: all lib cli examples demo test clean install install-only
 
 all: examples
 
@@ -44,6 +44,11 @@ all: examples
 lib:
 	$(CARGO) build --release -p corral
 	ln -sf libcorral.so $(PROFILE_DIR)/libcorral.so.$(MAJOR)
+
+# The corral command (crates/corral-cli): target/release/corral; or
+#   cargo install --path crates/corral-cli
+cli:
+	$(CARGO) build --release -p corral-cli
 
 $(C_OUT)/%: examples/c/%.c include/corral.h lib
 	@mkdir -p $(C_OUT)

@@ -115,6 +115,8 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
         uid: opts.uid,
         gid: opts.gid,
         arg0: None,
+        // Node workers have the channel and share the primary's process group.
+        ..SpawnSpec::default()
     })
 }
 

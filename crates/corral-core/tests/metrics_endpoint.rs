@@ -381,3 +381,27 @@ fn accept_failing_for_want_of_fds_backs_off_without_spinning() {
         "answered {took:?} after fds were available again"
     );
 }
+
+#[test]
+fn ready_answers_200_or_503_with_the_reason_as_published() {
+    let e = endpoint(SAMPLE);
+    let a = ask(e.addr(), b"GET /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status(), 503, "{}", a.head);
+    assert_eq!(a.body, b"not ready: nothing published yet\n");
+    e.publish_ready(Err("a rolling reload is running".into()));
+    let a = ask(e.addr(), b"GET /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status(), 503, "{}", a.head);
+    assert_eq!(a.body, b"not ready: a rolling reload is running\n");
+    e.publish_ready(Ok(()));
+    let a = ask(e.addr(), b"GET /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status(), 200, "{}", a.head);
+    assert_eq!(a.body, b"ready\n");
+    let a = ask(e.addr(), b"HEAD /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status(), 200, "{}", a.head);
+    assert!(a.body.is_empty());
+    let a = ask(
+        e.addr(),
+        b"POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(a.status(), 405, "{}", a.head);
+}

@@ -259,3 +259,37 @@ fn bad_stdio_entries_are_refused_and_the_primary_carries_on() {
             .expect("spawn after the refusals");
     assert_eq!(wait_exit(&mut h, id), Some(3));
 }
+
+/// `without_channel`: a program that knows nothing of corral gets exactly its stdio entries
+/// (fd 3 here, as systemd's LISTEN_FDS layout), no channel fd and no channel variable; the
+/// primary still sees it exit (by its pidfd) with its status.
+#[test]
+fn without_channel_the_worker_gets_only_its_entries_and_its_exit_is_still_seen() {
+    let mut h = harness(&[], Policy::Shared);
+    let script = format!(
+        "{REPORT}
+         echo \"channel var: ${{CORRAL_CHANNEL_FD-unset}}\"
+         for fd in 3 4 5; do echo \"fd $fd: $(kind $fd)\"; done
+         exit 7"
+    );
+    let (keep, _other) = UnixStream::pair().unwrap();
+    use StdioSpec::*;
+    let mut spec = sh(&script, vec![Null, Pipe, Inherit, Fd(keep.as_raw_fd())]);
+    spec.without_channel = true;
+    let id = h.p.spawn_worker_with(&spec, &[]).expect("spawn");
+    let mut stdout = UnixStream::from(h.p.take_stdio(id, 1).expect("stdout pipe"));
+    stdout
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    assert_eq!(wait_exit(&mut h, id), Some(7), "stdout: {out}");
+    assert_eq!(
+        out,
+        format!(
+            "channel var: unset\nfd 3: socket\nfd 4: {}\nfd 5: {}\n",
+            unplaced(4),
+            unplaced(5)
+        )
+    );
+}

@@ -40,6 +40,9 @@ pub(super) struct WorkerRecord {
     pub(super) stall: StallWatch,
     /// A send was refused (queue limit): `Event::Drain` is owed once the queue is down to half.
     pub(super) drain_wanted: bool,
+    /// Started with `SpawnSpec::without_channel`: asked to leave by SIGTERM, and its channel
+    /// (never the worker's) closing is not reported.
+    pub(super) without_channel: bool,
 }
 
 pub(super) struct Shutdown {
@@ -160,6 +163,7 @@ impl Inner {
                     ..StallWatch::default()
                 },
                 drain_wanted: false,
+                without_channel: false,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -178,6 +182,11 @@ impl Inner {
             return;
         }
         slot.state = WorkerState::Disconnecting;
+        if slot.without_channel {
+            // It cannot read the request: SIGTERM is what any server takes as "drain and exit".
+            let _ = sys::kill(slot.pid, libc::SIGTERM);
+            return;
+        }
         self.queue_to(id, Kind::Disconnect, Vec::new(), Vec::new());
     }
 
@@ -196,6 +205,7 @@ impl Inner {
         drop(chan);
         slot.state = WorkerState::Disconnected;
         slot.write_blocked = false;
+        let report = !slot.without_channel;
         self.hot_channels.retain(|&w| w != id);
         if recover {
             self.recover(id);
@@ -203,7 +213,9 @@ impl Inner {
         for lid in emptied {
             self.close_listener(lid);
         }
-        self.events.push_back(Event::Disconnect { worker: id });
+        if report {
+            self.events.push_back(Event::Disconnect { worker: id });
+        }
     }
 
     /// Reads back connections that were sent to a worker that will never take them, and hands

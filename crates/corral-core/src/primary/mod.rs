@@ -325,6 +325,7 @@ impl Primary {
         inner.adopt(id, spawned.pid, mine, theirs, spawned.stdio)?;
         if let Some(slot) = inner.workers.get_mut(&id) {
             slot.messages = messages;
+            slot.without_channel = spec.without_channel;
         }
         Ok(id)
     }

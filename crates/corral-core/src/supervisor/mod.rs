@@ -63,6 +63,8 @@ struct WorkerState {
     recycle_at: Option<u64>,
     /// Sent SIGTERM for a broken channel: SIGKILL at this time if it is still there.
     kill_at: Option<Instant>,
+    /// Its last heartbeat from outside the channel ([`Supervisor::worker_heartbeat`]).
+    heartbeat_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +97,8 @@ pub struct Supervisor {
     reloads: u64,
     endpoint: Option<Endpoint>,
     last_publish: Option<Instant>,
+    /// What the endpoint's `/ready` last said.
+    last_ready: Option<Result<(), String>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -131,6 +135,7 @@ impl Supervisor {
             reloads: 0,
             endpoint,
             last_publish: None,
+            last_ready: None,
         };
         for slot in 0..s.slots.len() {
             let id = s.start_worker(p, slot, Role::Current)?;
@@ -167,6 +172,7 @@ impl Supervisor {
                 online_at: None,
                 kill_cause: None,
                 kill_at: None,
+                heartbeat_at: None,
                 recycle_at,
             },
         );
@@ -244,6 +250,28 @@ impl Supervisor {
         self.tick(p);
     }
 
+    /// A worker without a channel (`SpawnSpec::without_channel`, the `corral` command) said
+    /// outside the engine's protocol that it serves (sd_notify `READY=1`, or alive for a
+    /// delay). Its sockets were inherited at exec, so it counts as listening (a later death
+    /// is a crash, not a failed start) and as ready (a reload step may go on). Unknown ids
+    /// are ignored.
+    pub fn worker_ready(&mut self, p: &mut Primary, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.listening = true;
+            w.ready = true;
+        }
+        self.tick(p);
+    }
+
+    /// A heartbeat that did not come over the channel (sd_notify `WATCHDOG=1`): the hang
+    /// watchdog counts it as the channel's. A worker starts being watched at its first
+    /// heartbeat (or when its channel says online). Unknown ids are ignored.
+    pub fn worker_heartbeat(&mut self, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.heartbeat_at = Some(Instant::now());
+        }
+    }
+
     /// Runs what is due: restarts, reload steps, the watchdog, recycling, metrics.
     pub fn tick(&mut self, p: &mut Primary) {
         let now = Instant::now();
@@ -270,6 +298,16 @@ impl Supervisor {
             })
         {
             self.publish(p);
+        }
+        if self.endpoint.is_some() {
+            // At once, not at the next metrics turn: a probe must see a reload start.
+            let ready = self.readiness();
+            if self.last_ready.as_ref() != Some(&ready) {
+                if let Some(e) = &self.endpoint {
+                    e.publish_ready(ready.clone());
+                }
+                self.last_ready = Some(ready);
+            }
         }
     }
 
@@ -322,6 +360,30 @@ impl Supervisor {
                 .collect(),
             reloads: self.reloads,
         }
+    }
+
+    /// Ready for traffic (the endpoint's `/ready`): every slot's worker is up (listening or
+    /// said ready), no reload runs and no shutdown has started.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.shutting_down {
+            return Err("shutting down".into());
+        }
+        if self.reload.is_some() {
+            return Err("a rolling reload is running".into());
+        }
+        let slots: Vec<&SlotState> = self.slots.iter().filter(|s| !s.retired).collect();
+        let up = slots
+            .iter()
+            .filter(|s| {
+                s.current
+                    .and_then(|id| self.workers.get(&id))
+                    .is_some_and(|w| w.listening || w.ready)
+            })
+            .count();
+        if up < slots.len() {
+            return Err(format!("{up} of {} workers ready", slots.len()));
+        }
+        Ok(())
     }
 
     fn publish(&mut self, p: &Primary) {

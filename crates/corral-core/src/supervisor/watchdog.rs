@@ -17,7 +17,8 @@ impl Supervisor {
                 continue;
             }
             let Some(info) = p.worker(id) else { continue };
-            let Some(since) = info.last_heartbeat.or(w.online_at) else {
+            let last = info.last_heartbeat.max(w.heartbeat_at);
+            let Some(since) = last.or(w.online_at) else {
                 continue;
             };
             let silent = now.saturating_duration_since(since);

@@ -1,5 +1,7 @@
 //! The metrics endpoint: serves the latest Prometheus text over HTTP/1.1 from one thread that
-//! runs its own `mio::Poll`, so one client cannot hold up another, nor the owner's drop.
+//! runs its own `mio::Poll`, so one client cannot hold up another, nor the owner's drop. It
+//! also answers `GET /ready` (a Kubernetes readiness probe): 200 while the published state is
+//! ready, 503 with the reason otherwise.
 //!
 //! Every connection lives under a deadline: its request head must arrive within
 //! [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`] bytes, and the answer must be taken within
@@ -43,6 +45,8 @@ const FIRST_CLIENT: usize = 2;
 #[derive(Debug)]
 struct Shared {
     text: Mutex<String>,
+    /// `GET /ready`: `Ok` answers 200, `Err(why)` 503.
+    ready: Mutex<Result<(), String>>,
     stop: AtomicBool,
 }
 
@@ -69,6 +73,7 @@ impl Endpoint {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
             text: Mutex::new(String::new()),
+            ready: Mutex::new(Err("nothing published yet".into())),
             stop: AtomicBool::new(false),
         });
         let server = Server {
@@ -103,6 +108,15 @@ impl Endpoint {
             .text
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = text;
+    }
+
+    /// Sets what `GET /ready` answers: 200 for `Ok`, 503 with the reason for `Err`.
+    pub fn publish_ready(&self, state: Result<(), String>) {
+        *self
+            .shared
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = state;
     }
 }
 
@@ -278,7 +292,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
-        if !c.advance(&self.shared.text) {
+        if !c.advance(&self.shared) {
             self.conns.remove(&t);
         }
     }
@@ -307,12 +321,12 @@ impl Server {
 
 impl Conn {
     /// Moves the connection on as far as the socket allows. False when it is done with.
-    fn advance(&mut self, text: &Mutex<String>) -> bool {
+    fn advance(&mut self, shared: &Shared) -> bool {
         loop {
             match self.phase {
                 Phase::Head => match self.read_head() {
                     Ok(Some(head_end)) => {
-                        self.buf = answer(&self.buf[..head_end], text);
+                        self.buf = answer(&self.buf[..head_end], shared);
                         self.sent = 0;
                         self.phase = Phase::Answer;
                         self.deadline = Instant::now() + WRITE_TIMEOUT;
@@ -406,7 +420,7 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The whole answer to a request head (or to the first `MAX_HEAD`+ bytes of one).
-fn answer(head: &[u8], text: &Mutex<String>) -> Vec<u8> {
+fn answer(head: &[u8], shared: &Shared) -> Vec<u8> {
     let head_only = head.starts_with(b"HEAD ");
     if head.len() > MAX_HEAD {
         return reply(
@@ -416,8 +430,19 @@ fn answer(head: &[u8], text: &Mutex<String>) -> Vec<u8> {
         );
     }
     match route(head) {
-        Ok(()) => {
-            let text = text.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Route::Ready) => {
+            let state = shared
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            match state {
+                Ok(()) => reply(200, head_only, "ready\n"),
+                Err(why) => reply(503, head_only, &format!("not ready: {why}\n")),
+            }
+        }
+        Ok(Route::Metrics) => {
+            let text = shared.text.lock().unwrap_or_else(PoisonError::into_inner);
             let mut out = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 text.len()
@@ -432,9 +457,17 @@ fn answer(head: &[u8], text: &Mutex<String>) -> Vec<u8> {
     }
 }
 
-/// Checks the request line: `Ok` for GET or HEAD of `/metrics` or `/`, else the status and
-/// a line for the body.
-fn route(head: &[u8]) -> Result<(), (u16, &'static str)> {
+/// What a request asks for.
+enum Route {
+    /// `/metrics` or `/`.
+    Metrics,
+    /// `/ready`.
+    Ready,
+}
+
+/// Checks the request line: the route for GET or HEAD of `/metrics`, `/` or `/ready`, else
+/// the status and a line for the body.
+fn route(head: &[u8]) -> Result<Route, (u16, &'static str)> {
     const BAD: (u16, &str) = (400, "malformed request line\n");
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -454,11 +487,18 @@ fn route(head: &[u8]) -> Result<(), (u16, &'static str)> {
         return Err(BAD);
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if path != "/metrics" && path != "/" {
-        return Err((404, "not found: the metrics are at /metrics\n"));
-    }
+    let route = match path {
+        "/metrics" | "/" => Route::Metrics,
+        "/ready" => Route::Ready,
+        _ => {
+            return Err((
+                404,
+                "not found: the metrics are at /metrics, readiness at /ready\n",
+            ))
+        }
+    };
     match method {
-        "GET" | "HEAD" => Ok(()),
+        "GET" | "HEAD" => Ok(route),
         _ => Err((405, "method not allowed: use GET or HEAD\n")),
     }
 }
@@ -466,11 +506,13 @@ fn route(head: &[u8]) -> Result<(), (u16, &'static str)> {
 /// A complete non-200 answer; a HEAD request gets its head only.
 fn reply(status: u16, head_only: bool, body: &str) -> Vec<u8> {
     let reason = match status {
+        200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let allow = if status == 405 {

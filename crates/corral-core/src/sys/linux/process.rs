@@ -56,6 +56,19 @@ pub struct SpawnSpec {
     pub uid: Option<u32>,
     /// Run as this group id (requires privileges).
     pub gid: Option<u32>,
+    /// The program knows nothing of corral (the `corral` command runs any server): [`spawn`]
+    /// gives it none of the channels and none of their variables, so its fds are exactly the
+    /// stdio entries (the systemd `LISTEN_FDS` layout). The primary keeps both ends of the
+    /// channel, which therefore never reaches end-of-file: the worker's liveness is its
+    /// pidfd. `Primary::disconnect` (and a shutdown, a reload step, a scale-down) sends it
+    /// SIGTERM instead of a request it could not read, and no `Event::Disconnect` is reported
+    /// for it, only its `Event::Exit`. A [`StdioSpec::Channel`] entry is refused with this
+    /// flag.
+    pub without_channel: bool,
+    /// Put the worker in this process group (`setpgid`; 0: a new group it leads). A terminal's
+    /// Ctrl-C (SIGINT to the foreground group) then reaches only the primary, which drains
+    /// the workers its own way, instead of every worker at once. `None`: the primary's group.
+    pub process_group: Option<i32>,
 }
 
 impl SpawnSpec {
@@ -140,6 +153,11 @@ pub fn spawn(
     extra_env: &[(&str, String)],
 ) -> io::Result<Spawned> {
     assert!(channels.len() <= 2, "at most 2 channels");
+    let channels = if spec.without_channel {
+        &[][..]
+    } else {
+        channels
+    };
     let n = spec.stdio_len();
     let at: Vec<usize> = (0..n)
         .filter(|&i| spec.stdio_at(i) == StdioSpec::Channel)
@@ -148,7 +166,8 @@ pub fn spawn(
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "stdio: {} Channel entries for {} channels (at most one, and only with a channel)",
+                "stdio: {} Channel entries for {} channels (at most one, and only with a channel; \
+                 SpawnSpec::without_channel gives none)",
                 at.len(),
                 channels.len()
             ),
@@ -190,6 +209,9 @@ pub fn spawn(
     }
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
+    }
+    if let Some(pgid) = spec.process_group {
+        cmd.process_group(pgid);
     }
     let mut primary_ends: Vec<Option<OwnedFd>> = (0..n).map(|_| None).collect();
     // (the primary's copy, the child's fd number); the copies close after the spawn.

@@ -1,0 +1,72 @@
+//! `--policy kernel-rr`: each worker gets a socket of its own in a SO_REUSEPORT group whose
+//! eBPF program (the engine's steering) deals connections in turn: exact round-robin for a
+//! program that knows nothing of corral. Needs CAP_BPF (root here).
+
+mod util;
+use std::time::Duration;
+use util::*;
+
+#[test]
+fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "3",
+            "--policy",
+            "kernel-rr",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-wait-ready",
+            "--reload-probation",
+            "200ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    assert!(
+        !c.stderr().contains("kernel-rr unavailable"),
+        "no eBPF here: {}",
+        c.stderr()
+    );
+    let pids = c.wait_ready(3, Duration::from_secs(15));
+    let order: Vec<i64> = (0..30)
+        .map(|_| pid_of(&get(port, Duration::from_secs(5)).expect("request")))
+        .collect();
+    for (i, p) in order.iter().enumerate().skip(3) {
+        assert_eq!(*p, order[i - 3], "not in turn: {order:?}");
+    }
+    let mut first: Vec<i64> = order[..3].to_vec();
+    first.sort_unstable();
+    let mut all = pids.clone();
+    all.sort_unstable();
+    assert_eq!(first, all, "each worker once per turn: {order:?}");
+    assert_eq!(c.status()["listeners"][0]["policy"], "kernel-rr");
+
+    let load = Load::start(port, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    c.signal("HUP");
+    c.wait_line("corral: reload", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, errors) = load.finish();
+    eprintln!(
+        "kernel-rr: SIGHUP reload of 3 workers under 2 clients: {ok} ok, {} failed",
+        errors.len()
+    );
+    assert_eq!(
+        c.count_lines("reload done: 3 workers replaced"),
+        1,
+        "{}",
+        c.stderr()
+    );
+    assert!(
+        errors.is_empty(),
+        "first failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok >= 5, "the load loop ran ({ok} requests)");
+}

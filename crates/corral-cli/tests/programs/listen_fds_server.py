@@ -1,0 +1,69 @@
+"""A server that knows nothing of corral: systemd's LISTEN_FDS protocol only.
+
+Serves HTTP/1.0 on the first inherited socket, one request per connection, answering
+"pid=<pid> worker=<CORRAL_WORKER_ID>". On SIGTERM it finishes the request in hand, stops
+accepting and exits 0 (the drain every real server does). Options (environment):
+  SERVER_DELAY_MS   sleep this long inside each request (in-flight requests during a drain)
+  SERVER_NOTIFY     "ready": send READY=1 (and STATUS=) to NOTIFY_SOCKET once serving
+  SERVER_READY_AFTER_MS  wait this long before serving (and before READY=1)
+"""
+import os, select, signal, socket, sys, time
+
+def sd_notify(msg):
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    s.sendto(msg.encode(), path)
+    s.close()
+
+def main():
+    assert os.environ.get("LISTEN_PID") == str(os.getpid()), (
+        "LISTEN_PID %r is not my pid %d" % (os.environ.get("LISTEN_PID"), os.getpid()))
+    n = int(os.environ["LISTEN_FDS"])
+    assert n >= 1, "no listener"
+    names = os.environ.get("LISTEN_FDNAMES", "")
+    lsock = socket.socket(fileno=3)
+    lsock.setblocking(False)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    delay = int(os.environ.get("SERVER_DELAY_MS", "0")) / 1000.0
+    time.sleep(int(os.environ.get("SERVER_READY_AFTER_MS", "0")) / 1000.0)
+    if os.environ.get("SERVER_NOTIFY") == "ready":
+        sd_notify("READY=1\nSTATUS=serving on %d fds (%s)" % (n, names))
+    me = "pid=%d worker=%s" % (os.getpid(), os.environ.get("CORRAL_WORKER_ID"))
+    while not stop:
+        try:
+            r, _, _ = select.select([lsock], [], [], 0.05)
+        except InterruptedError:
+            continue
+        if not r:
+            continue
+        try:
+            conn, _ = lsock.accept()
+        except (BlockingIOError, InterruptedError):
+            continue  # another worker took it
+        conn.setblocking(True)
+        conn.settimeout(5)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if delay:
+                time.sleep(delay)
+            body = me.encode()
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                         % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    sd_notify("STOPPING=1")
+    sys.exit(0)
+
+main()

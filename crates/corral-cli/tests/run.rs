@@ -1,0 +1,340 @@
+//! `corral run` with a program that knows nothing of corral (tests/programs/
+//! listen_fds_server.py, systemd's LISTEN_FDS only): N workers on one port, a killed worker
+//! replaced, SIGTERM drains, bad input refused with the flag named.
+
+mod util;
+use std::time::{Duration, Instant};
+use util::*;
+
+#[test]
+fn n_workers_serve_on_one_port_each_with_its_own_listen_pid() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "3",
+            "--listen",
+            "web=127.0.0.1:0",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        // Every request takes 200 ms: 6 at once cannot all go to one worker.
+        &[("SERVER_DELAY_MS", "200"), ("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    let pids = c.wait_ready(3, Duration::from_secs(15));
+    let clients: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    let mut served = std::collections::BTreeSet::new();
+    for t in clients {
+        let body = t.join().unwrap().expect("request");
+        // The server asserts LISTEN_PID == its pid before it serves anything.
+        served.insert(pid_of(&body));
+    }
+    assert!(
+        served.len() >= 2 && served.iter().all(|p| pids.contains(p)),
+        "6 concurrent slow requests went to workers {served:?} of {pids:?}"
+    );
+    let st = c.status();
+    assert_eq!(st["listeners"][0]["name"], "web");
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_its_slot_counts_the_restart() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "200ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[],
+    );
+    let port = c.port();
+    let before = c.wait_ready(2, Duration::from_secs(15));
+    let victim = before[0];
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let after = wait_for("a replacement worker", Duration::from_secs(15), || {
+        let pids = c.wait_ready(2, Duration::from_secs(15));
+        (!pids.contains(&victim)).then_some(pids)
+    });
+    assert!(after.contains(&before[1]), "the other worker kept running");
+    let st = c.status();
+    assert_eq!(st["restarts_by_cause"]["crash"], 1, "{st}");
+    for _ in 0..4 {
+        let body = get(port, Duration::from_secs(5)).expect("served after the restart");
+        assert!(after.contains(&pid_of(&body)));
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let py = server_py();
+    let mut c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "200ms",
+            "--shutdown-timeout",
+            "10s",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_DELAY_MS", "700"), ("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    c.wait_ready(2, Duration::from_secs(15));
+    let inflight: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    c.signal("TERM");
+    for t in inflight {
+        let body = t.join().unwrap();
+        assert!(
+            body.is_ok(),
+            "an in-flight request failed during the drain: {body:?}; corral:\n{}",
+            c.stderr()
+        );
+    }
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    let took = t0.elapsed();
+    eprintln!("SIGTERM to exit with 2 in-flight 700 ms requests: {took:?}");
+    assert!(c.stderr().contains("clean shutdown"));
+    assert!(
+        get(port, Duration::from_secs(2)).is_err(),
+        "nothing listens after the exit"
+    );
+}
+
+#[test]
+fn a_worker_that_ignores_sigterm_is_killed_at_the_deadline_and_the_exit_status_says_so() {
+    let mut c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--ready-delay",
+            "100ms",
+            "--shutdown-timeout",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.05; done",
+        ],
+        &[],
+    );
+    c.wait_ready(1, Duration::from_secs(10));
+    c.signal("TERM");
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        c.stderr()
+    );
+    assert!(c.stderr().contains("killed"), "{}", c.stderr());
+}
+
+#[test]
+fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--policy", "rr", "--", "true"], "--policy rr"),
+        (
+            &["run", "--policy", "bogus", "--", "true"],
+            "unknown policy",
+        ),
+        (&["run", "--workers", "0", "--", "true"], "--workers \"0\""),
+        (
+            &["run", "--listen", "127.0.0.1", "--", "true"],
+            "--listen \"127.0.0.1\"",
+        ),
+        (
+            &["run", "--restart-factor", "0.5", "--", "true"],
+            "restart.factor",
+        ),
+        (
+            &["run", "--ready-delay", "5h", "--", "true"],
+            "--ready-delay",
+        ),
+        (&["run", "--workers", "1"], "no program to run"),
+    ];
+    for (args, needle) in cases {
+        // Under a guard: an input taken by mistake would start a cluster that runs on.
+        let mut c = Corral::start_in(TempDir::new("badcase"), CORRAL, args, &[]);
+        let code = c.wait_exit(Duration::from_secs(10));
+        let err = c.stderr();
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    }
+    let dir = TempDir::new("noprog");
+    let out = std::process::Command::new(CORRAL)
+        .args(["run", "--workers", "1", "--", "no-such-program-corral"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-program-corral: not found"), "{err}");
+}
+
+/// WATCHDOG_USEC and WATCHDOG_PID (its own pid) tell the worker to ping; three WATCHDOG=1 and
+/// then silence: the engine's hang watchdog kills it and its slot restarts with cause hang.
+#[test]
+fn a_worker_that_stops_sending_watchdog_1_is_killed_and_replaced_as_hung() {
+    const PINGS: &str = r#"
+import os, socket, sys, time
+assert os.environ["WATCHDOG_PID"] == str(os.getpid()), "WATCHDOG_PID is not my pid"
+assert os.environ["WATCHDOG_USEC"] == "400000", os.environ["WATCHDOG_USEC"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+for _ in range(3):
+    s.sendto(b"WATCHDOG=1", os.environ["NOTIFY_SOCKET"])
+    time.sleep(0.1)
+time.sleep(60)
+"#;
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--heartbeat-timeout",
+            "400ms",
+            "--restart-jitter",
+            "0",
+            "--",
+            &python(),
+            "-c",
+            PINGS,
+        ],
+        &[],
+    );
+    c.wait_line("worker 1 ready (READY=1)", Duration::from_secs(15));
+    c.wait_line("slot 0: worker 1 hung", Duration::from_secs(15));
+    c.wait_line("worker 2 replaces 1 (hang)", Duration::from_secs(15));
+}
+
+#[test]
+fn a_config_file_gives_the_settings_flags_win_and_unknown_keys_are_named() {
+    let dir = TempDir::new("config");
+    let cfg = dir.path().join("corral.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "workers = 3\nlisten = [\"cfg=127.0.0.1:0\"]\nreadyDelay = \"100ms\"\n\
+             command = [{:?}, {:?}]\n[restart]\ninitialDelay = 50\ncrashLoop = {{ exits = 3 }}\n",
+            python(),
+            server_py()
+        ),
+    )
+    .unwrap();
+    let c = Corral::start(
+        &["run", "--config", cfg.to_str().unwrap(), "--workers", "1"],
+        &[],
+    );
+    let port = c.port();
+    c.wait_ready(1, Duration::from_secs(15));
+    let st = c.status();
+    assert_eq!(st["wanted"], 1, "--workers beats the file: {st}");
+    assert_eq!(st["listeners"][0]["name"], "cfg", "{st}");
+    assert!(get(port, Duration::from_secs(5)).is_ok());
+    std::fs::write(&cfg, "[restart]\ninitalDelay = 5\n").unwrap();
+    let out = std::process::Command::new(CORRAL)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("initalDelay") && err.contains("corral.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn workers_auto_is_the_engines_cgroup_aware_cpu_count() {
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "auto",
+            "--ready-delay",
+            "50ms",
+            "--",
+            "sleep",
+            "60",
+        ],
+        &[],
+    );
+    let n = corral_core::available_parallelism();
+    c.wait_ready(n, Duration::from_secs(15));
+    assert_eq!(c.status()["wanted"], n);
+}
+
+/// Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the workers are
+/// in a group of their own, so only corral gets it and drains them with SIGTERM (the Python
+/// server exits 0 on SIGTERM; on SIGINT it would die of KeyboardInterrupt).
+#[test]
+fn ctrl_c_to_corrals_process_group_reaches_only_corral_which_drains_the_workers() {
+    let py = server_py();
+    let mut c = Corral::start_with(
+        TempDir::new("ctrlc"),
+        CORRAL,
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-wait-ready",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_NOTIFY", "ready")],
+        |cmd| {
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+        },
+    );
+    c.wait_ready(2, Duration::from_secs(15));
+    let group = format!("-{}", c.pid());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    assert_eq!(c.count_lines("exited with code 0"), 2, "{}", c.stderr());
+}
