@@ -46,13 +46,17 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
     let mut out = Vec::new();
     while out.len() < limit {
         match chan.recv(true) {
-            Ok(Recv::Message(m)) if m.kind == Kind::User => out.push(Event {
-                kind: kind::MESSAGE,
-                worker: id,
-                data: Some(m.data),
-                fds: m.fds,
-                ..Default::default()
-            }),
+            // A batch stays whole (flag set): JS splits it, without a copy per message.
+            Ok(Recv::Message(m)) if m.kind == Kind::User || m.kind == Kind::Batch => {
+                out.push(Event {
+                    kind: kind::MESSAGE,
+                    worker: id,
+                    flag: m.kind == Kind::Batch,
+                    data: Some(m.data),
+                    fds: m.fds,
+                    ..Default::default()
+                })
+            }
             Ok(Recv::Message(m)) => {
                 out.push(protocol_error(id, &format!("a {:?} frame", m.kind)));
                 *done = true;
@@ -121,7 +125,11 @@ impl Readers {
             std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(Reader {
                 source: Rc::new(RefCell::new(Channelled {
-                    chan: Some(Channel::new(fd()?)),
+                    chan: Some({
+                        let mut chan = Channel::new(fd()?);
+                        chan.keep_batches();
+                        chan
+                    }),
                     done: false,
                 })),
                 poller: None,

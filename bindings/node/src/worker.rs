@@ -199,8 +199,10 @@ fn convert_event(m: Message, conns: &mut u32, ack_every: &mut u32) -> Event {
             Ok(_) => unreachable!("decode_err"),
             Err(e) => bad(e),
         },
-        Kind::User => Event {
+        // A batch stays whole (flag set): JS splits it, without a copy per message.
+        Kind::User | Kind::Batch => Event {
             kind: kind::MESSAGE,
+            flag: m.kind == Kind::Batch,
             data: Some(m.data),
             fds: m.fds,
             ..Default::default()
@@ -226,7 +228,8 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn new(chan: Channel, sender: Arc<Sender>) -> Receiver {
+    fn new(mut chan: Channel, sender: Arc<Sender>) -> Receiver {
+        chan.keep_batches();
         Receiver {
             chan,
             sender,
@@ -540,6 +543,19 @@ impl NativeWorker {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
             .send(Kind::User, &data, owned)
+            .map(crate::sent_to_js)
+            .map_err(to_napi)
+    }
+
+    /// Sends several messages as one Batch frame (`data`: `[len u32le][bytes]` each, checked;
+    /// see `corral_core::ipc::proto::Batch`), which the primary reads as those messages in
+    /// order. Returns as `send`, for all of them.
+    #[napi(catch_unwind)]
+    pub fn send_batch(&self, data: Buffer) -> Result<f64> {
+        proto::batch_parts(&data)
+            .map_err(|e| to_napi(CoreError::invalid(format!("send batch: {}", e.message()))))?;
+        self.user_sender()
+            .send(Kind::Batch, &data, Vec::new())
             .map(crate::sent_to_js)
             .map_err(to_napi)
     }
