@@ -193,6 +193,20 @@ fn messages_seeds() -> Seeds {
         ]
         .concat(),
     );
+    let mut batch = proto::Batch::new();
+    for m in [&br#"{"seq":1}"#[..], b"", &[9u8; 40]] {
+        batch.push(m);
+    }
+    let batch = batch.finish();
+    s.insert(
+        "user-batches",
+        [
+            message(Kind::Batch, &batch, 0, 64),
+            message(Kind::Batch, &batch, 0, 16),
+            message(Kind::User, b"after", 0, 64),
+        ]
+        .concat(),
+    );
     s
 }
 
@@ -257,5 +271,5 @@ fn message_seeds_read_back_as_whole_messages() {
         }
         assert!(rest.is_empty(), "{name}: trailing bytes");
     }
-    assert_eq!(messages, 12);
+    assert_eq!(messages, 15);
 }

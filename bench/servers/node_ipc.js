@@ -5,7 +5,9 @@
 // sender sends as fast as send() lets it, keeping at most BENCH_IPC_WINDOW messages whose send
 // callback has not fired (both node:cluster and corral call it once the message is written to
 // the channel, so memory stays bounded), and the receiver counts. Prints `ipc <json>` with the
-// rate and exits, stopping its worker.
+// rate and exits, stopping its worker. With /proc (Linux), it also prints the CPU each process
+// spent per message (`cpuUsPerMsg: {primary, worker}`: CPU share over the measured period
+// divided by the rate), which a shared, loaded machine disturbs much less than the rate.
 //
 // Environment:
 //   BENCH_IPC_MODE           'pingpong' (default), 'up' or 'down'
@@ -78,9 +80,30 @@ if (cluster.isPrimary) {
   let measureStart = 0;
   let counted = 0;
 
+  // CPU of this process and of the worker (utime + stime, ms) from /proc; null without it.
+  const cpuMs = () => {
+    try {
+      return [process.pid, worker.process.pid].map((pid) => {
+        const f = require('fs').readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+      });
+    } catch {
+      return null;
+    }
+  };
+  let cpuFrom = null;
+  const cpuMark = () => {
+    cpuFrom = { at: now(), cpu: cpuMs() };
+  };
   const report = (count, ms) => {
     const seconds = ms / 1000;
     const result = { mode: MODE, serialization, bytes, count, seconds, msgsPerSec: count / seconds };
+    const cpu = cpuMs();
+    if (cpuFrom && cpuFrom.cpu && cpu && count > 0) {
+      const wall = now() - cpuFrom.at;
+      const perMsg = (i) => +((((cpu[i] - cpuFrom.cpu[i]) / wall) * 1e6) / result.msgsPerSec).toFixed(2);
+      result.cpuUsPerMsg = { primary: perMsg(0), worker: perMsg(1) };
+    }
     console.log(`ipc ${JSON.stringify(result)}`);
     stop();
   };
@@ -91,6 +114,7 @@ if (cluster.isPrimary) {
     worker.on('message', (msg) => {
       if (msg === 'ready') {
         c = counter(warmupMs);
+        setTimeout(cpuMark, warmupMs);
         setTimeout(() => {
           const r = c.result();
           report(r.count, r.ms);
@@ -106,6 +130,7 @@ if (cluster.isPrimary) {
     worker.on('message', (msg) => {
       if (msg === 'ready') {
         s.start();
+        setTimeout(cpuMark, warmupMs);
         setTimeout(() => {
           s.stop();
           worker.send('report');
@@ -124,7 +149,10 @@ if (cluster.isPrimary) {
       if (msg.seq !== seq || msg.data.length !== bytes) throw new Error(`bad echo ${msg.seq}/${seq}`);
       const t = now();
       if (measureStart === 0) {
-        if (t >= warmupEnds) measureStart = t;
+        if (t >= warmupEnds) {
+          measureStart = t;
+          cpuMark();
+        }
       } else {
         counted++;
         if (counted >= maxCount || t - measureStart >= maxMs) {

@@ -108,6 +108,19 @@ fn decode(kind: Kind, data: &[u8]) {
         Kind::Listen => ListenRequest::decode(data).err(),
         Kind::ListenOk => ListenReply::decode_ok(data).err(),
         Kind::ListenErr => ListenReply::decode_err(data).err(),
+        // A checked batch is its messages and nothing else: length-prefixing them again
+        // gives back the payload.
+        Kind::Batch => match proto::batch_parts(data) {
+            Ok(parts) => {
+                let mut again = proto::Batch::new();
+                for (start, end) in parts {
+                    again.push(&data[start..end]);
+                }
+                assert_eq!(again.finish(), data);
+                None
+            }
+            Err(e) => Some(e),
+        },
         _ => None,
     };
     if let Some(e) = refused {

@@ -16,7 +16,7 @@ const path = require('path');
 const util = require('util');
 const Worker = require('./worker');
 const { codedError, channelClosed, ipcDisconnected, nativeError, systemError } = require('./errors');
-const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, encode } = require('./messages');
+const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, deliverBatch, encode, newTurn } = require('./messages');
 const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR, SCHED_KERNEL_RR,
@@ -48,7 +48,10 @@ const indexes = new Map();
 let nextReq = 1;
 let closing = false;
 
-const nw = callNative(() => new addon.NativeWorker((b) => onEvents(decodeBatch(b))));
+const nw = callNative(() => new addon.NativeWorker((b) => {
+  newTurn();
+  onEvents(decodeBatch(b));
+}));
 const listeningServers = new Set();
 const heartbeatMs = nw.heartbeatMs; // read by the engine with the other worker variables
 delete process.env[ENV_HEARTBEAT];
@@ -98,12 +101,19 @@ Object.defineProperty(process, '_channel', {
   }, '_channel is deprecated. Use ChildProcess.channel instead.', 'DEP0129'),
 });
 const sendCallbacks = new SendCallbacks();
-process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks);
+process.send = makeSend(process, (data, fds) => nw.send(data, fds), () => serialization, sendCallbacks,
+  (batch) => nw.sendBatch(batch));
+// Messages of this tick still waiting for its end are written before the process exits
+// (process.exit() right after process.send(): Node has written the message by then).
+process.on('exit', () => {
+  if (connected) sendCallbacks.flush();
+});
 process.disconnect = function disconnect() {
   if (!connected) {
     process.emit('error', ipcDisconnected());
     return;
   }
+  sendCallbacks.flush();
   closing = true;
   connected = false;
   process.channel = null;
@@ -145,6 +155,7 @@ function sendInternal(message, onAck) {
     m.seq = nextSeq++;
     acks.set(m.seq, onAck);
   }
+  sendCallbacks.flush();
   nw.send(encode(MSG_INTERNAL, m, HANDLE_NONE), []);
 }
 
@@ -659,7 +670,8 @@ function onEvents(events) {
         break;
       }
       case EV.MESSAGE:
-        deliver(process, ev.data, ev.fds);
+        if (ev.flag) deliverBatch(process, ev.data, () => true);
+        else deliver(process, ev.data, ev.fds);
         break;
       case EV.DISCONNECT_REQUEST:
         workerDisconnect.call(worker, true);
@@ -696,5 +708,6 @@ function onEvents(events) {
 // After the disconnect it throws what a send reports in node:cluster.
 Worker.prototype.ready = function ready() {
   if (!connected) throw channelClosed();
+  sendCallbacks.flush();
   nw.ready();
 };

@@ -54,6 +54,9 @@ function checkMessage(message) {
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 const SCRATCH_MAX = 1024 * 1024; // bigger messages get a buffer of their own
 
+// The heads of advanced messages by handle type, made once.
+const ADVANCED_HEADS = Array.from({ length: HANDLE_SERVER_PIPE + 1 }, (_, type) => Buffer.from([MSG_ADVANCED, type]));
+
 // [kind, handle type, (HANDLE_SERVER_SOCKET: key length u16le, key), body]: body is JSON text
 // or V8's serialization.
 function encode(kind, message, handleType, key) {
@@ -61,12 +64,15 @@ function encode(kind, message, handleType, key) {
   if (kind === MSG_ADVANCED) {
     // v8.serialize() with the head written first: no copy of the serialized body.
     const ser = new v8.DefaultSerializer();
-    ser.writeRawBytes(head || Buffer.from([kind, handleType]));
+    ser.writeRawBytes(head || ADVANCED_HEADS[handleType]);
     ser.writeHeader();
     ser.writeValue(message);
     return ser.releaseBuffer();
   }
-  const text = JSON.stringify(message);
+  return encodeText(kind, JSON.stringify(message), handleType, head);
+}
+
+function encodeText(kind, text, handleType, head) {
   const at = head ? head.length : 2;
   // At most 3 bytes per UTF-16 unit; count exactly only when that bound does not fit.
   let buf = scratch;
@@ -323,6 +329,12 @@ function fdToHandle(type, fd) {
 class SendCallbacks {
   constructor() {
     this.waiting = []; // [sequence number, callback]
+    this.outbox = null; // the messages of this tick not handed to the addon yet (Outbox)
+  }
+  // Hands the messages of this tick to the addon now: before anything else that writes to
+  // the channel (an internal message sent directly, a disconnect) or ends the process.
+  flush() {
+    if (this.outbox !== null) this.outbox.flush();
   }
   // `r` is what the native send returned: true/0 written now; n queued as message n (-n: over
   // the high-water mark). Returns send()'s boolean.
@@ -345,7 +357,121 @@ class SendCallbacks {
   }
 }
 
-function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks()) {
+// Messages sent in the same tick leave together: the first goes at once, the ones after it
+// reach the addon at the end of the tick in one call, as one Batch frame (one datagram, one
+// syscall each side; the receiver reads them as the messages they are,
+// crates/corral-core/src/ipc/proto.rs). A message with a handle and a big one go on their
+// own, after what is pending (order kept); a lone pending message goes as itself. Callbacks
+// fire after the write, as without batching; send() returns false while the addon's queue is
+// over its high-water mark (as of the last write), as Node's does. Whatever writes to the
+// channel or ends the process flushes first (SendCallbacks.flush).
+const BATCH_BYTES = 60 * 1024; // a batch's payload stays within one datagram (64 KiB)
+const BATCH_ALONE = 8 * 1024; // bigger messages are not copied into a batch
+
+function isClosedError(err) {
+  return ['ERR_CORRAL_NO_SUCH_WORKER', 'EPIPE', 'ECONNRESET'].includes(err.code) ||
+    /closed|disconnected/.test(err.message);
+}
+
+// Turns of the event loop as far as messages go: each of the addon's event callbacks starts
+// one (newTurn), and an outbox's end-of-tick write ends its own. A send in a turn that already
+// sent one at once is batched; telling turns apart this way schedules nothing per message.
+let turn = 0;
+function newTurn() {
+  turn++;
+}
+
+class Outbox {
+  constructor(target, sendRaw, sendBatch, callbacks) {
+    this.target = target;
+    this.sendRaw = sendRaw;
+    this.sendBatch = sendBatch;
+    this.callbacks = callbacks;
+    this.buf = Buffer.allocUnsafeSlow(BATCH_BYTES);
+    this.len = 0;
+    this.pending = []; // the callback of each pending message (or undefined)
+    this.scheduled = false;
+    this.backlogged = false;
+    // The turn (see newTurn) in which a message last went to the addon at once.
+    this.directTurn = -1;
+    this.flushNow = () => {
+      this.scheduled = false;
+      this.directTurn = -1;
+      this.flush();
+    };
+  }
+  // Whether a message should go now, on its own: the first of a turn does (a lone message, as
+  // in a request and its answer, waits for nothing and costs no scheduling); the ones after it
+  // join a batch written at the end of the tick.
+  sendsNow() {
+    if (this.directTurn === turn || this.pending.length !== 0) return false;
+    this.directTurn = turn;
+    return true;
+  }
+  schedule() {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(this.flushNow);
+    }
+  }
+  // Takes an encoded message (copied); false if it must go on its own.
+  add(data, callback) {
+    if (data.length > BATCH_ALONE) return false;
+    if (this.len + 4 + data.length > BATCH_BYTES) this.flush();
+    this.buf.writeUInt32LE(data.length, this.len);
+    data.copy(this.buf, this.len + 4);
+    this.len += 4 + data.length;
+    this.added(callback);
+    return true;
+  }
+  // Takes a JSON message without a handle as its text, encoded in place (as encode() would:
+  // [kind, HANDLE_NONE, UTF-8 text]); false if it must go on its own.
+  addText(kind, text, callback) {
+    const most = 6 + text.length * 3; // at most 3 bytes per UTF-16 unit
+    if (most > BATCH_ALONE) return false;
+    if (this.len + most > BATCH_BYTES) this.flush();
+    const at = this.len;
+    const n = this.buf.write(text, at + 6);
+    this.buf.writeUInt32LE(n + 2, at);
+    this.buf[at + 4] = kind;
+    this.buf[at + 5] = HANDLE_NONE;
+    this.len = at + 6 + n;
+    this.added(callback);
+    return true;
+  }
+  added(callback) {
+    this.pending.push(callback);
+    this.schedule();
+  }
+  flush() {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const callbacks = this.pending;
+    const len = this.len;
+    this.pending = [];
+    this.len = 0;
+    let r;
+    try {
+      r = n === 1 ? this.sendRaw(this.buf.subarray(4, len), []) : this.sendBatch(this.buf.subarray(0, len));
+    } catch (e) {
+      // As a failed send() reports it, but later: to the callbacks, else as an 'error'.
+      let err = nativeError(e);
+      if (isClosedError(err)) err = channelClosed();
+      let unreported = false;
+      for (const cb of callbacks) {
+        if (typeof cb === 'function') process.nextTick(cb, err);
+        else unreported = true;
+      }
+      if (unreported) process.nextTick(() => this.target.emit('error', err));
+      return;
+    }
+    for (const cb of callbacks) this.backlogged = !this.callbacks.settle(r, cb);
+  }
+}
+
+function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(), sendBatch = null) {
+  const outbox = sendBatch ? new Outbox(target, sendRaw, sendBatch, callbacks) : null;
+  callbacks.outbox = outbox;
   return function send(message, handle, options, callback) {
     if (typeof handle === 'function') {
       callback = handle;
@@ -357,7 +483,6 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     } else if (options !== undefined && (options === null || typeof options !== 'object')) {
       throw invalidArgType('options', 'of type object', options);
     }
-    options = { swallowErrors: false, ...options };
     if (!target.connected) {
       const ex = channelClosed();
       if (typeof callback === 'function') process.nextTick(callback, ex);
@@ -367,7 +492,20 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     checkMessage(message);
     const h = handleToFd(handle);
     const kind = isInternal(message) ? MSG_INTERNAL : serialization() === 'advanced' ? MSG_ADVANCED : MSG_JSON;
-    const data = encode(kind, message, h ? h.type : HANDLE_NONE, h && h.key);
+    let data;
+    if (outbox !== null && !h && !outbox.sendsNow()) {
+      if (kind === MSG_ADVANCED) {
+        data = encode(kind, message, HANDLE_NONE);
+        if (outbox.add(data, callback)) return !outbox.backlogged;
+      } else {
+        const text = JSON.stringify(message);
+        if (outbox.addText(kind, text, callback)) return !outbox.backlogged;
+        data = encodeText(kind, text, HANDLE_NONE, null);
+      }
+    } else {
+      data = encode(kind, message, h ? h.type : HANDLE_NONE, h && h.key);
+    }
+    if (outbox !== null) outbox.flush();
     let ok;
     try {
       ok = sendRaw(data, h ? [h.fd] : []);
@@ -375,8 +513,7 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
       let err = nativeError(e);
       // The engine already saw the channel close (the JS events are on their way): report
       // it as Node does, asynchronously, as a closed channel.
-      const closed = ['ERR_CORRAL_NO_SUCH_WORKER', 'EPIPE', 'ECONNRESET'].includes(err.code) ||
-        /closed|disconnected/.test(err.message);
+      const closed = isClosedError(err);
       if (closed) err = channelClosed();
       if (typeof callback === 'function') {
         process.nextTick(callback, err);
@@ -392,7 +529,9 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     // time per server key), a sent socket is detached from the sender unless keepOpen;
     // servers and dgram sockets stay open in the sender.
     if (h && h.type === HANDLE_SERVER_SOCKET) trackSent(target, handle.server, h.key);
-    if (h && (h.type === HANDLE_SOCKET || h.type === HANDLE_SERVER_SOCKET) && !options.keepOpen) detachSocket(handle);
+    if (h && (h.type === HANDLE_SOCKET || h.type === HANDLE_SERVER_SOCKET) && !{ ...options }.keepOpen) {
+      detachSocket(handle);
+    }
     return callbacks.settle(ok, callback);
   };
 }
@@ -416,7 +555,19 @@ function deliver(target, buf, fds) {
   }
 }
 
+// A Batch frame's messages ([len u32le][bytes] each, checked by the addon), delivered in
+// order while `open()` says the channel still delivers.
+function deliverBatch(target, buf, open) {
+  for (let at = 0; at < buf.length && open(); ) {
+    const len = buf.readUInt32LE(at);
+    deliver(target, buf.subarray(at + 4, at + 4 + len), []);
+    at += 4 + len;
+  }
+}
+
 module.exports = {
+  deliverBatch,
+  newTurn,
   MSG_INTERNAL,
   HANDLE_NONE,
   SendCallbacks,

@@ -10,7 +10,7 @@ const net = require('net');
 const util = require('util');
 const Worker = require('./worker');
 const { channelClosed, codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
-const { SendCallbacks, makeSend, deliver } = require('./messages');
+const { SendCallbacks, makeSend, deliver, deliverBatch, newTurn } = require('./messages');
 const { KeepAlive, signalNames, signalNumber } = require('./utils');
 const { Supervisor, invalidOption, validateSupervise } = require('./supervisor');
 const {
@@ -341,11 +341,14 @@ class PrimaryChildProcess extends ChildProcessBase {
     });
     [this.stdin, this.stdout, this.stderr] = this.stdio;
     this._sendCallbacks = new SendCallbacks();
-    this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization, this._sendCallbacks);
+    this.send = makeSend(this, (data, fds) => getEngine().send(this.workerId, data, fds), serialization, this._sendCallbacks,
+      (batch) => getEngine().sendBatch(this.workerId, batch));
   }
   kill(signal) {
     const n = signalNumber(signal);
     if (this.exitCode !== null || this.signalCode !== null) return false;
+    // Messages sent before the signal leave before it, as Node writes them at once.
+    this._sendCallbacks.flush();
     try {
       engine.kill(this.workerId, n);
     } catch (e) {
@@ -362,6 +365,7 @@ class PrimaryChildProcess extends ChildProcessBase {
     // child_process level, as Node's ChildProcess.disconnect(): the channel is cut now, not
     // the graceful cluster path (worker.disconnect()). The worker sees its channel end
     // without having said exitedAfterDisconnect, so it exits at once.
+    this._sendCallbacks.flush();
     this._channelEnded();
     try {
       engine.cutOff(this.workerId);
@@ -529,6 +533,8 @@ function onInternal(worker, message) {
 Worker.prototype.disconnect = function disconnect() {
   this.exitedAfterDisconnect = true;
   if (this.process.connected) {
+    // What was sent before leaves before the request to disconnect.
+    this.process._sendCallbacks.flush();
     try {
       engine.disconnect(this.id);
     } catch {
@@ -573,6 +579,7 @@ cluster.on('exit', () => supervisor && supervisor._checkScales());
 // Engine events (from its thread) and worker messages (read on this thread from each
 // worker's message channel, bindings/node/src/messages.rs) arrive here.
 function onBatch(b) {
+  newTurn();
   onEvents(decodeBatch(b));
 }
 
@@ -633,7 +640,8 @@ function onEvents(events) {
           for (const fd of ev.fds) fs.closeSync(fd);
           break;
         }
-        deliver(worker.process, ev.data, ev.fds);
+        if (ev.flag) deliverBatch(worker.process, ev.data, () => worker.process.connected);
+        else deliver(worker.process, ev.data, ev.fds);
         break;
       case EV.FLUSHED: {
         // Messages queued by worker.send() were written (or lost with a closed channel).

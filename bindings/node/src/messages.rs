@@ -46,20 +46,26 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
     let mut out = Vec::new();
     while out.len() < limit {
         match chan.recv(true) {
-            Ok(Recv::Message(m)) => match m.into_user() {
-                Ok((data, fds)) => out.push(Event {
-                    kind: kind::MESSAGE,
-                    worker: id,
-                    data: Some(data),
-                    fds,
-                    ..Default::default()
-                }),
-                Err(m) => {
-                    out.push(protocol_error(id, &format!("a {} frame", m.kind_name())));
-                    *done = true;
-                    break;
+            // A batch stays whole (the reader keeps batches): JS splits it, without a copy per
+            // message; the event's flag says which.
+            Ok(Recv::Message(m)) => {
+                let batch = m.is_batch();
+                match m.into_user() {
+                    Ok((data, fds)) => out.push(Event {
+                        kind: kind::MESSAGE,
+                        worker: id,
+                        flag: batch,
+                        data: Some(data),
+                        fds,
+                        ..Default::default()
+                    }),
+                    Err(m) => {
+                        out.push(protocol_error(id, &format!("a {} frame", m.kind_name())));
+                        *done = true;
+                        break;
+                    }
                 }
-            },
+            }
             Ok(Recv::WouldBlock) => break,
             Ok(Recv::Eof) => {
                 *done = true;
@@ -123,7 +129,11 @@ impl Readers {
             std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(Reader {
                 source: Rc::new(RefCell::new(Channelled {
-                    chan: Some(Channel::new(fd()?)),
+                    chan: Some({
+                        let mut chan = Channel::new(fd()?);
+                        chan.keep_batches();
+                        chan
+                    }),
                     done: false,
                 })),
                 poller: None,

@@ -607,6 +607,23 @@ impl NativePrimary {
         Ok(crate::sent_to_js(sent))
     }
 
+    /// Sends several messages as one Batch frame (`data`: `[len u32le][bytes]` each; see
+    /// `corral_core::Primary::send_batch_tracked`), which the worker reads as those messages in order.
+    /// Returns as `send`, for all of them.
+    #[napi(catch_unwind)]
+    pub fn send_batch(&self, worker: u32, data: Buffer) -> Result<f64> {
+        let mut st = self.shared.live()?;
+        let sent = st
+            .send_batch_tracked(worker as u64, &data)
+            .map_err(to_napi)?;
+        self.wake_if_pending(&st);
+        if !sent.written {
+            let awaited = st.awaiting.entry(worker as u64).or_default();
+            *awaited = (*awaited).max(sent.seq);
+        }
+        Ok(crate::sent_to_js(sent))
+    }
+
     /// Messages written to a worker's channel so far (-1 once it is closed).
     #[napi(catch_unwind)]
     pub fn written(&self, worker: u32) -> f64 {

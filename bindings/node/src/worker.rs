@@ -190,6 +190,13 @@ fn to_event(d: Delivered) -> Event {
             fds,
             ..Default::default()
         },
+        // A batch stays whole (flag set): JS splits it, without a copy per message.
+        Delivered::Batch { data } => Event {
+            kind: kind::MESSAGE,
+            flag: true,
+            data: Some(data),
+            ..Default::default()
+        },
         Delivered::Disconnect => Event {
             kind: kind::DISCONNECT_REQUEST,
             ..Default::default()
@@ -212,7 +219,8 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn new(chan: Channel, sender: Arc<Sender>) -> Receiver {
+    fn new(mut chan: Channel, sender: Arc<Sender>) -> Receiver {
+        chan.keep_batches();
         Receiver {
             chan,
             sender,
@@ -505,6 +513,17 @@ impl NativeWorker {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
             .send_user(&data, owned)
+            .map(crate::sent_to_js)
+            .map_err(to_napi)
+    }
+
+    /// Sends several messages as one Batch frame (`data`: `[len u32le][bytes]` each, checked;
+    /// see `corral_core::Channel::send_or_queue_batch`), which the primary reads as those messages in
+    /// order. Returns as `send`, for all of them.
+    #[napi(catch_unwind)]
+    pub fn send_batch(&self, data: Buffer) -> Result<f64> {
+        self.user_sender()
+            .write(|c| c.send_or_queue_batch(&data))
             .map(crate::sent_to_js)
             .map_err(to_napi)
     }

@@ -37,6 +37,22 @@ test('send callbacks wait until the message is written, both directions', async 
   ]);
 });
 
+test('messages sent in one tick (one Batch frame) arrive in order, with their callbacks in order, before a disconnect', async (t) => {
+  if (!guarded(t)) return;
+  for (const env of [{}, { CORRAL_NODE_RECV: 'thread' }]) {
+    const r = await run(t, [path.join(DIR, 'one-tick.js')], { env });
+    assert.strictEqual(r.code, 0, r.err);
+    assert.deepStrictEqual(r.lines.slice().sort(), [
+      'exit 0',
+      'primary callbacks in order: true',
+      'primary got 1000 in order: true',
+      'worker callbacks in order: true',
+      'worker got 1000 in order: true',
+      'worker send() returned true: true',
+    ], `CORRAL_NODE_RECV=${env.CORRAL_NODE_RECV}`);
+  }
+});
+
 test('garbage on a message channel: an error on that worker, which is cut off; the primary carries on', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, [path.join(DIR, 'garbage.js')]);

@@ -183,7 +183,7 @@ impl Cluster {
             });
         }
         for l in &listeners {
-            corral_core::sys::set_nonblocking(l.fd.as_fd(), false)
+            corral_core::set_nonblocking(l.fd.as_fd(), false)
                 .map_err(|e| format!("listener {}: fcntl(O_NONBLOCK): {e}", l.address))?;
             eprintln!("corral: listening on {} ({})", l.address, l.name);
         }
@@ -266,7 +266,7 @@ impl Cluster {
                                 // Round-robin has no load map (that is kernel-least's).
                                 .map(|m| m.sock)
                                 .and_then(|m| {
-                                    corral_core::sys::set_nonblocking(m.as_fd(), false).map(|_| m)
+                                    corral_core::set_nonblocking(m.as_fd(), false).map(|_| m)
                                 })
                                 .map_err(|e| {
                                     corral_core::Error::os("bind", "kernel-rr worker socket", &e)

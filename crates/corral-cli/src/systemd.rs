@@ -48,7 +48,7 @@ pub fn take() -> Result<Inherited, String> {
             for i in 0..n {
                 // Checked before corral opens anything: a missing fd's number would be
                 // taken by corral's own next socket and adopted in its place.
-                if !corral_core::sys::fd_is_open(3 + i) {
+                if !corral_core::fd_is_open(3 + i) {
                     return Err(format!(
                         "LISTEN_FDS={n} but fd {} is not open (the socket was not passed on)",
                         3 + i

@@ -56,6 +56,7 @@ pub mod worker;
 pub use cluster::{Cluster, ClusterEvent};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, WorkerId};
+pub use ipc::proto::Batch;
 pub use ipc::{Channel, Message, Recv, MAX_MESSAGE_LEN};
 pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
@@ -65,6 +66,9 @@ pub use primary::{
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
+/// For fronts that adopt fds they inherited by number (the `corral` command under systemd socket
+/// activation): whether fd N is open, and switching an adopted socket's blocking mode.
+pub use sys::{fd_is_open, set_nonblocking};
 pub use sys::{kernel_steering_probe, KernelSteeringUnsupported, ReuseportGroup};
 pub use worker::{
     Datagram, Delivered, Worker, WorkerEnv, WorkerEvent, WorkerProtocol, ENV_CHANNEL_FD,
@@ -84,4 +88,9 @@ pub mod __fuzz {
 #[doc(hidden)]
 pub mod __testing {
     pub use crate::sys::{fd_count, short_socket_path, SUN_PATH_MAX};
+    /// The OS layer itself, for tests that drive the eBPF steering parts and spawned
+    /// processes below the engine (tests/kernel_least.rs).
+    pub mod sys {
+        pub use crate::sys::*;
+    }
 }

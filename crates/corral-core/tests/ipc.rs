@@ -42,6 +42,41 @@ fn messages_round_trip_in_order_including_16_mib() {
 }
 
 #[test]
+fn a_batch_reaches_the_worker_as_its_messages_in_order_and_a_bad_one_is_refused() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    let e = h.p.send_batch_tracked(id, &[5, 0, 0, 0, b'x']).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("runs past the end"), "{e}");
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for round in 0..20u32 {
+        let plain = format!("plain {round}").into_bytes();
+        h.p.send(id, plain.clone(), Vec::new()).unwrap();
+        sent.push(plain);
+        let mut batch = corral_core::Batch::new();
+        for i in 0..=round {
+            let m = format!("batch {round} message {i}").into_bytes();
+            batch.push(&m);
+            sent.push(m);
+        }
+        h.p.send_batch_tracked(id, &batch.finish()).unwrap();
+    }
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    h.wait(
+        "every batched message echoed",
+        Duration::from_secs(30),
+        |_, ev| {
+            if let Event::Message { data, .. } = ev {
+                got.push(data.clone());
+            }
+            (got.len() == sent.len()).then_some(())
+        },
+    );
+    assert_eq!(got, sent, "the echoes in the order sent");
+}
+
+#[test]
 fn a_64_mib_message_works_and_a_bigger_one_names_the_limit() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
     h.start_listening(1);

@@ -11,9 +11,9 @@
 //! As root (CI) only: without CAP_BPF there is no group (the fallback is tested in
 //! `tests/kernel_rr.rs`).
 
+use corral_core::__testing::sys::{self, LoadMap, SpawnSpec, Steer};
 use corral_core::listener::{bind_group_anchor, BindOptions, Bound, BoundAddr};
 use corral_core::steering::{prepare_steered, KernelSteering, MAX_SLOTS};
-use corral_core::sys::{self, LoadMap, SpawnSpec, Steer};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;

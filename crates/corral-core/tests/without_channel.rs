@@ -134,7 +134,7 @@ fn worker_ready_makes_a_death_a_crash_and_worker_heartbeat_feeds_the_watchdog() 
         .expect("replacement");
     sup.worker_ready(&mut p, second);
     let pid = p.worker(second).unwrap().pid;
-    corral_core::sys::kill(pid, libc::SIGKILL).unwrap();
+    corral_core::__testing::sys::kill(pid, libc::SIGKILL).unwrap();
     run_until(&mut p, &mut sup, &mut seen, "the crash restart", |s| {
         s.iter().any(|e| {
             matches!(

@@ -6,8 +6,13 @@
 //! they were queued and are never interleaved. [`Channel::try_send_single`] is the hot path for
 //! one-datagram messages (a connection handoff): it bypasses the queue only when the queue is
 //! empty, which keeps the order.
+//!
+//! A `Kind::Batch` message (several application messages in one datagram, see
+//! [`proto::batch_parts`]) reads as its `User` messages, one per [`Channel::recv`], unless the
+//! reader asked for batches whole ([`Channel::keep_batches`]).
 
 use super::frame::{self, Kind, FLAG_FIRST, FLAG_MORE, MAX_CHUNK, MAX_DATAGRAM};
+use super::proto;
 use super::reassembly::Reassembly;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
@@ -34,13 +39,20 @@ impl Message {
         Message { kind, data, fds }
     }
 
-    /// The payload and fds of an application message; any other message back, unchanged
-    /// (name it with [`Message::kind_name`]).
+    /// The payload and fds of an application message (or of a batch of them kept whole: see
+    /// [`Message::is_batch`]); any other message back, unchanged (name it with
+    /// [`Message::kind_name`]).
     pub fn into_user(self) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), Message> {
         match self.kind {
-            Kind::User => Ok((self.data, self.fds)),
+            Kind::User | Kind::Batch => Ok((self.data, self.fds)),
             _ => Err(self),
         }
+    }
+
+    /// Whether this is a batch of application messages kept whole ([`Channel::keep_batches`]);
+    /// [`crate::ipc::proto::batch_parts`] splits it, and `into_user` gives its payload back.
+    pub fn is_batch(&self) -> bool {
+        self.kind == Kind::Batch
     }
 
     /// What the message is, for error messages (`"ListenOk"`).
@@ -95,6 +107,12 @@ impl Outgoing {
     }
 }
 
+/// A batch being handed out message by message.
+struct Unbatching {
+    data: Vec<u8>,
+    parts: std::vec::IntoIter<(usize, usize)>,
+}
+
 /// One end of a channel.
 pub struct Channel {
     fd: OwnedFd,
@@ -104,6 +122,8 @@ pub struct Channel {
     sent_or_queued: u64,
     rbuf: Box<[u8]>,
     incoming: Reassembly,
+    unbatching: Option<Unbatching>,
+    keep_batches: bool,
 }
 
 impl std::fmt::Debug for Channel {
@@ -204,7 +224,16 @@ impl Channel {
             sent_or_queued: 0,
             rbuf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
             incoming: Reassembly::new(),
+            unbatching: None,
+            keep_batches: false,
         }
+    }
+
+    /// From now on [`Channel::recv`] returns `Kind::Batch` messages whole (checked: a malformed
+    /// batch is still a protocol error), for a reader that splits them itself without a copy
+    /// per message.
+    pub fn keep_batches(&mut self) {
+        self.keep_batches = true;
     }
 
     /// The socket.
@@ -389,6 +418,9 @@ impl Channel {
     /// peer closed. A malformed frame is an `ErrorKind::Protocol` error; the channel is then
     /// unusable and should be closed.
     pub fn recv(&mut self, nonblocking: bool) -> Result<Recv> {
+        if let Some(m) = self.next_of_batch() {
+            return Ok(Recv::Message(m));
+        }
         loop {
             let r = match sys::recv_datagram(self.fd.as_fd(), &mut self.rbuf, nonblocking) {
                 Ok(r) => r,
@@ -408,7 +440,11 @@ impl Channel {
                 self.incoming.fds_dropped();
             }
             if let Some(m) = self.incoming.push(&self.rbuf[..r.len], r.fds)? {
-                if self.incoming.take_lost() {
+                let lost = self.incoming.take_lost();
+                if m.kind == Kind::Batch {
+                    return self.on_batch(m, lost);
+                }
+                if lost {
                     return Ok(Recv::FdsLost(m.kind));
                 }
                 return Ok(Recv::Message(m));
@@ -422,6 +458,15 @@ impl Channel {
     /// fds.
     pub fn send_or_queue_user(&mut self, data: &[u8], fds: Vec<OwnedFd>) -> Result<bool> {
         self.send_or_queue(Kind::User, data, fds)
+    }
+
+    /// Sends several application messages as one `Batch` frame (`data`: `[len u32le][bytes]`
+    /// each, as [`crate::Batch`] builds it), which the peer reads as those messages
+    /// in order; checked whole first (`InvalidArgument`, nothing sent). `Ok(true)`: written.
+    pub fn send_or_queue_batch(&mut self, data: &[u8]) -> Result<bool> {
+        proto::batch_parts(data)
+            .map_err(|e| Error::invalid(format!("send batch: {}", e.message())))?;
+        self.send_or_queue(Kind::Batch, data, Vec::new())
     }
 
     /// Writes a message now if nothing is queued before it and the socket takes it, else
@@ -440,6 +485,42 @@ impl Channel {
     /// Queues a message and flushes, waiting for room: for callers without an event loop.
     pub fn send_blocking_message(&mut self, m: Message) -> Result<()> {
         self.send_blocking(m.kind, m.data, m.fds)
+    }
+
+    /// A whole `Batch` message: checked, then returned whole or as its first message.
+    fn on_batch(&mut self, m: Message, fds_lost: bool) -> Result<Recv> {
+        if !m.fds.is_empty() || fds_lost {
+            return Err(Error::protocol("malformed frame: a Batch with fds"));
+        }
+        let parts = proto::batch_parts(&m.data)?;
+        if self.keep_batches {
+            return Ok(Recv::Message(m));
+        }
+        self.unbatching = Some(Unbatching {
+            data: m.data,
+            parts: parts.into_iter(),
+        });
+        Ok(Recv::Message(
+            self.next_of_batch().expect("a batch has a message"),
+        ))
+    }
+
+    /// The next message of the batch being split, as a `User` message of its own.
+    fn next_of_batch(&mut self) -> Option<Message> {
+        let u = self.unbatching.as_mut()?;
+        let Some((start, end)) = u.parts.next() else {
+            self.unbatching = None;
+            return None;
+        };
+        let data = u.data[start..end].to_vec();
+        if u.parts.len() == 0 {
+            self.unbatching = None;
+        }
+        Some(Message {
+            kind: Kind::User,
+            data,
+            fds: Vec::new(),
+        })
     }
 
     /// Raw fd number (for logging and pollers).
@@ -513,6 +594,59 @@ mod tests {
         let head = frame::encode(Kind::User, 0, 4);
         sys::send_datagram(a.fd(), &head, b"abcd", &[], true).unwrap();
         assert!(b.recv(true).unwrap_err().message().contains("continuation"));
+    }
+
+    #[test]
+    fn a_batch_reads_as_its_messages_in_order_or_whole_when_kept() {
+        let (mut a, mut b) = pair();
+        let mut batch = proto::Batch::new();
+        batch.push(b"first");
+        batch.push(b"");
+        batch.push(b"third");
+        let batch = batch.finish();
+        a.queue(Kind::User, b"before".to_vec(), vec![]).unwrap();
+        a.queue(Kind::Batch, batch.clone(), vec![]).unwrap();
+        a.queue(Kind::User, b"after".to_vec(), vec![]).unwrap();
+        assert!(a.flush(false).unwrap());
+        let got: Vec<(Kind, Vec<u8>)> = (0..5)
+            .map(|_| recv_one(&mut b))
+            .map(|m| (m.kind, m.data))
+            .collect();
+        let user = |d: &[u8]| (Kind::User, d.to_vec());
+        assert_eq!(
+            got,
+            [
+                user(b"before"),
+                user(b"first"),
+                user(b""),
+                user(b"third"),
+                user(b"after")
+            ]
+        );
+        assert!(matches!(b.recv(true).unwrap(), Recv::WouldBlock));
+        b.keep_batches();
+        a.queue(Kind::Batch, batch.clone(), vec![]).unwrap();
+        assert!(a.flush(false).unwrap());
+        let m = recv_one(&mut b);
+        assert_eq!((m.kind, m.data), (Kind::Batch, batch));
+    }
+
+    #[test]
+    fn a_malformed_batch_or_one_with_fds_is_a_protocol_error() {
+        let (mut a, mut b) = pair();
+        a.queue(Kind::Batch, vec![9, 0, 0, 0, b'x'], vec![])
+            .unwrap();
+        assert!(a.flush(false).unwrap());
+        let e = b.recv(true).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.message().contains("runs past the end"), "{e}");
+        let (mut a, mut b) = pair();
+        let (x, _y) = sys::seqpacket_pair().unwrap();
+        a.queue(Kind::Batch, vec![1, 0, 0, 0, b'x'], vec![x])
+            .unwrap();
+        assert!(a.flush(false).unwrap());
+        let e = b.recv(true).unwrap_err();
+        assert!(e.message().contains("Batch with fds"), "{e}");
     }
 
     #[test]

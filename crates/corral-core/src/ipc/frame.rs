@@ -67,6 +67,12 @@ pub enum Kind {
     /// worker -> primary: the worker has room again for this listener's connections after
     /// refusing some (a connection of its server closed): it is dealt them again at once.
     Room = 15,
+    /// either way: several application messages in one, as `User` messages would carry them
+    /// one by one (`proto::Batch`: `[len u32le][bytes]` each, at least one; no fds). Readers
+    /// see the `User` messages ([`Channel::recv`](super::Channel::recv) splits it) unless they
+    /// asked for batches whole. One datagram for what would be many: the per-datagram cost of
+    /// the socket (an skb, a wake-up, a syscall each side) is paid once.
+    Batch = 16,
 }
 
 impl Kind {
@@ -88,6 +94,7 @@ impl Kind {
             13 => Ping,
             14 => Refuse,
             15 => Room,
+            16 => Batch,
             _ => return None,
         })
     }

@@ -266,6 +266,68 @@ pub fn decode_conn(buf: &[u8]) -> Result<u32> {
     Ok(listener)
 }
 
+/// The payload of a `Kind::Batch` message: application messages back to back, each
+/// `[len u32le][len bytes]`, at least one. Built by the sender (the Node front builds it in JS),
+/// split by the reader; [`batch_parts`] checks it whole before anything is delivered, so a
+/// malformed batch delivers nothing.
+#[derive(Debug, Default)]
+pub struct Batch(Vec<u8>);
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    /// Appends one message.
+    pub fn push(&mut self, msg: &[u8]) {
+        self.0.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(msg);
+    }
+    /// Payload bytes so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Nothing pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The payload.
+    pub fn finish(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// The messages of a `Kind::Batch` payload, as offsets into it (start, end), after checking
+/// all of it: every length within the payload, no trailing bytes, at least one message.
+pub fn batch_parts(buf: &[u8]) -> Result<Vec<(usize, usize)>> {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let Some(len) = buf.get(at..at + 4) else {
+            return Err(Error::protocol(format!(
+                "malformed frame: batch has {} trailing bytes after message {}",
+                buf.len() - at,
+                parts.len()
+            )));
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let start = at + 4;
+        if len > buf.len() - start {
+            return Err(Error::protocol(format!(
+                "malformed frame: batch message {} of {len} bytes runs past the end ({} left)",
+                parts.len(),
+                buf.len() - start
+            )));
+        }
+        parts.push((start, start + len));
+        at = start + len;
+    }
+    if parts.is_empty() {
+        return Err(Error::protocol("malformed frame: empty batch"));
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +401,29 @@ mod tests {
             ..q
         };
         assert_eq!(ListenRequest::decode(&q.encode()).unwrap(), q);
+    }
+
+    #[test]
+    fn batches_split_into_their_messages_or_are_refused_whole() {
+        let mut b = Batch::new();
+        for m in [&b"one"[..], b"", b"three"] {
+            b.push(m);
+        }
+        let buf = b.finish();
+        let parts: Vec<&[u8]> = batch_parts(&buf)
+            .unwrap()
+            .into_iter()
+            .map(|(s, e)| &buf[s..e])
+            .collect();
+        assert_eq!(parts, [&b"one"[..], b"", b"three"]);
+        let e = batch_parts(&[]).unwrap_err();
+        assert!(e.message().contains("empty batch"), "{e}");
+        let e = batch_parts(&buf[..buf.len() - 1]).unwrap_err();
+        assert!(e.message().contains("runs past the end"), "{e}");
+        let e = batch_parts(&[&buf[..], &[1, 0]].concat()).unwrap_err();
+        assert!(e.message().contains("2 trailing bytes"), "{e}");
+        let huge = [&u32::MAX.to_le_bytes()[..], b"x"].concat();
+        assert!(batch_parts(&huge).is_err());
     }
 
     #[test]

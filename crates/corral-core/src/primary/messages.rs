@@ -132,6 +132,17 @@ impl Inner {
                     fds: m.fds,
                 });
             }
+            // The channel splits batches into User messages; whole only if a reader kept them.
+            Kind::Batch => {
+                expect_fds(0)?;
+                for (start, end) in proto::batch_parts(&m.data)? {
+                    self.events.push_back(Event::Message {
+                        worker: id,
+                        data: m.data[start..end].to_vec(),
+                        fds: Vec::new(),
+                    });
+                }
+            }
             Kind::Ready => {
                 expect_fds(0)?;
                 if let Some(s) = self.workers.get_mut(&id) {

@@ -399,6 +399,28 @@ impl Primary {
         data: &[u8],
         fds: Vec<OwnedFd>,
     ) -> Result<Sent> {
+        self.send_kind(worker, Kind::User, data, fds)
+    }
+
+    /// Sends several application messages as one (`Kind::Batch`: `batch` is their
+    /// [`proto::Batch`](crate::ipc::proto::Batch) payload): one datagram where each would take
+    /// one, and the worker reads them as the messages they are, in order. Tracked and limited
+    /// as one message, like [`Primary::send_tracked`]. A malformed `batch` is
+    /// `ErrorKind::InvalidArgument` and nothing is sent.
+    pub fn send_batch_tracked(&mut self, worker: WorkerId, batch: &[u8]) -> Result<Sent> {
+        crate::ipc::proto::batch_parts(batch).map_err(|e| {
+            Error::invalid(format!("send batch to worker {worker}: {}", e.message()))
+        })?;
+        self.send_kind(worker, Kind::Batch, batch, Vec::new())
+    }
+
+    fn send_kind(
+        &mut self,
+        worker: WorkerId,
+        kind: Kind,
+        data: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> Result<Sent> {
         let inner = self.inner()?;
         let limit = inner.opts.send_queue_limit;
         let slot = inner
@@ -426,7 +448,7 @@ impl Primary {
                 ),
             ));
         }
-        match chan.send_or_queue(Kind::User, data, fds) {
+        match chan.send_or_queue(kind, data, fds) {
             Ok(true) => {}
             Ok(false) => inner.arm_writable(worker),
             Err(e) if e.kind() == ErrorKind::Os => {

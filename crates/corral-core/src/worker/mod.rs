@@ -443,6 +443,22 @@ impl Worker {
         let ev = match d {
             Delivered::Connection { listener, fd } => WorkerEvent::Connection { listener, fd },
             Delivered::Message { data, fds } => WorkerEvent::Message { data, fds },
+            // Only when batches are kept whole (this worker does not ask): one event each.
+            Delivered::Batch { data } => {
+                match crate::ipc::proto::batch_parts(&data) {
+                    Ok(parts) => {
+                        self.events
+                            .extend(parts.into_iter().map(|(a, b)| WorkerEvent::Message {
+                                data: data[a..b].to_vec(),
+                                fds: Vec::new(),
+                            }))
+                    }
+                    Err(e) => {
+                        self.lost.get_or_insert(e);
+                    }
+                }
+                return;
+            }
             Delivered::Disconnect => WorkerEvent::Disconnect,
             Delivered::PrimaryGone => WorkerEvent::PrimaryGone,
             Delivered::FdsLost { error, .. } => {

@@ -45,6 +45,13 @@ pub enum Delivered {
         /// Attached fds.
         fds: Vec<OwnedFd>,
     },
+    /// Several application messages in one payload, kept whole because the channel was asked
+    /// to ([`crate::Channel::keep_batches`]): `batch_parts` splits it (already checked whole
+    /// by the channel).
+    Batch {
+        /// Length-prefixed messages back to back.
+        data: Vec<u8>,
+    },
     /// The primary asks the worker to finish its work and disconnect.
     Disconnect,
     /// The answer to listen request `req`: listening.
@@ -325,6 +332,8 @@ impl WorkerProtocol {
                 Delivered::Connection { listener, fd }
             }
             Kind::User => Delivered::Message { data, fds },
+            // The channel refuses a batch with fds, so only the payload is left.
+            Kind::Batch => Delivered::Batch { data },
             Kind::Disconnect => Delivered::Disconnect,
             Kind::ListenOk => {
                 let ListenReply::Ok {
