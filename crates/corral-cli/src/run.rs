@@ -183,7 +183,7 @@ impl Cluster {
             });
         }
         for l in &listeners {
-            corral_core::sys::set_nonblocking(l.fd.as_fd(), false)
+            set_blocking(l.fd.as_fd())
                 .map_err(|e| format!("listener {}: fcntl(O_NONBLOCK): {e}", l.address))?;
             eprintln!("corral: listening on {} ({})", l.address, l.name);
         }
@@ -265,9 +265,7 @@ impl Cluster {
                                 .join(key)
                                 // Round-robin has no load map (that is kernel-least's).
                                 .map(|m| m.sock)
-                                .and_then(|m| {
-                                    corral_core::sys::set_nonblocking(m.as_fd(), false).map(|_| m)
-                                })
+                                .and_then(|m| set_blocking(m.as_fd()).map(|_| m))
                                 .map_err(|e| {
                                     corral_core::Error::os("bind", "kernel-rr worker socket", &e)
                                 });
@@ -379,6 +377,7 @@ impl Cluster {
             self.sup.tick(&mut self.p);
             self.adopt_spawned();
             self.leave_groups();
+            self.refresh_anchors();
             self.report_supervisor();
             self.talk_to_manager();
 
@@ -464,6 +463,27 @@ impl Cluster {
         for l in &self.listeners {
             if let Some(ks) = &l.steering {
                 ks.lock().expect("steering lock").leave(key);
+            }
+        }
+    }
+
+    /// kernel-rr: SYNs that arrive while no worker holds a slot (start-up, a restart delay
+    /// after every worker died) queue on the anchor, which nothing here accepts. When a slot
+    /// fills again the anchor is replaced and the old one closed: the kernel migrates its
+    /// queue through the group's program to the workers' sockets.
+    fn refresh_anchors(&mut self) {
+        for l in &mut self.listeners {
+            let Some(ks) = &l.steering else { continue };
+            let fresh = ks.lock().expect("steering lock").fresh_anchor();
+            match fresh {
+                None => {}
+                // Dropping the old anchor closes it (corral's only copy: workers get none).
+                Some(Ok(fd)) => l.fd = fd,
+                Some(Err(e)) => eprintln!(
+                    "corral: --listen {}: kernel-rr: new anchor socket: {e} (clients queued \
+                     while no worker listened stay unserved)",
+                    l.address
+                ),
             }
         }
     }
@@ -889,6 +909,15 @@ fn leave_all(per_worker: &[(RawFd, Option<Group>)], key: u64) {
             ks.lock().expect("steering lock").leave(key);
         }
     }
+}
+
+/// Clears `O_NONBLOCK` (programs expect systemd's blocking sockets). The engine's `sys` is
+/// private since main 38db334: nix's safe fcntl instead.
+fn set_blocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 /// The engine asked it to leave (it was sent SIGTERM).

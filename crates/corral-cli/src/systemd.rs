@@ -48,7 +48,8 @@ pub fn take() -> Result<Inherited, String> {
             for i in 0..n {
                 // Checked before corral opens anything: a missing fd's number would be
                 // taken by corral's own next socket and adopted in its place.
-                if !corral_core::sys::fd_is_open(3 + i) {
+                // (/dev/fd/N: the engine's fd check is private; no unsafe fd borrowing here.)
+                if std::fs::metadata(format!("/dev/fd/{}", 3 + i)).is_err() {
                     return Err(format!(
                         "LISTEN_FDS={n} but fd {} is not open (the socket was not passed on)",
                         3 + i

@@ -70,3 +70,58 @@ fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
     );
     assert!(ok >= 5, "the load loop ran ({ok} requests)");
 }
+
+/// Clients that connect while no worker holds a slot (here: the only worker crashed and its
+/// restart waits 1 s) queue on corral's anchor socket; they are served once the restarted
+/// worker takes its slot (the anchor is replaced and its queue migrates to the worker).
+#[test]
+fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
+    let dir = TempDir::new("krr-anchor");
+    let mark = dir.path().join("crashed-once");
+    let script = format!(
+        "if [ ! -e '{m}' ]; then : > '{m}'; exit 3; fi; exec '{py}' '{srv}'",
+        m = mark.display(),
+        py = python(),
+        srv = server_py()
+    );
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--policy",
+            "kernel-rr",
+            "--listen",
+            "127.0.0.1:0",
+            "--restart-initial-delay",
+            "1s",
+            "--restart-jitter",
+            "0",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    let port = c.port();
+    assert!(
+        !c.stderr().contains("kernel-rr unavailable"),
+        "no eBPF here: {}",
+        c.stderr()
+    );
+    c.wait_line("exited with code 3", Duration::from_secs(10));
+    // Inside the 1 s restart delay: no slot is filled, the SYNs land on the anchor.
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    for t in clients {
+        let r = t.join().unwrap();
+        assert!(
+            r.as_ref().is_ok_and(|b| b.contains("pid=")),
+            "a client queued while no worker listened was not served: {r:?}\n{}",
+            c.stderr()
+        );
+    }
+    assert_eq!(c.count_lines("worker 1 (pid"), 1, "{}", c.stderr());
+}
