@@ -206,6 +206,13 @@ impl Cluster {
         })
         .map_err(|e| e.to_string())?;
 
+        // kernel-rr: a leaving worker's slot is cleared first (`leave_groups`), its SIGTERM
+        // comes `--stop-delay` later. Shared sockets: at once (clearing nothing, it would
+        // keep accepting until then).
+        if listeners.iter().any(|l| l.steering.is_some()) {
+            p.set_stop_delay(cfg.stop_delay)
+                .map_err(|e| e.to_string())?;
+        }
         let watchdog = cfg.supervisor.heartbeat.as_ref().map(|h| h.timeout);
         let mut args: Vec<OsString> = vec![
             "-c".into(),
@@ -488,8 +495,9 @@ impl Cluster {
         }
     }
 
-    /// kernel-rr: a worker asked to leave (it was sent SIGTERM) is dealt no new connections
-    /// from now on; those already in its socket's queue are its to finish.
+    /// kernel-rr: a worker asked to leave is dealt no new connections from now on; those
+    /// already in its socket's queue are its to finish. Its SIGTERM follows `--stop-delay`
+    /// later (`Primary::set_stop_delay`), time to read what it already accepted.
     fn leave_groups(&mut self) {
         if self.listeners.iter().all(|l| l.steering.is_none()) {
             return;
@@ -920,7 +928,7 @@ fn set_blocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The engine asked it to leave (it was sent SIGTERM).
+/// The engine asked it to leave (its SIGTERM is sent, or due after `--stop-delay`).
 fn leaving(p: &Primary, id: WorkerId) -> bool {
     p.worker(id).is_some_and(|i| i.exited_after_disconnect)
 }

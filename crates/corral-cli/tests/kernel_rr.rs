@@ -125,3 +125,58 @@ fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
     }
     assert_eq!(c.count_lines("worker 1 (pid"), 1, "{}", c.stderr());
 }
+
+/// Scale-down under kernel-rr: the leaving worker's slot is cleared at once (every request
+/// from then on reaches the one that stays) and its SIGTERM comes only after --stop-delay
+/// (time to read what it had already accepted: uvicorn closes those when it shuts down).
+#[test]
+fn kernel_rr_scale_down_clears_the_slot_then_sigterms_after_the_stop_delay() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--policy",
+            "kernel-rr",
+            "--listen",
+            "127.0.0.1:0",
+            "--stop-delay",
+            "1500ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    let pids = c.wait_ready(2, Duration::from_secs(15));
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = c.ctl("scale", &["1"]);
+    assert_eq!(code, 0, "{err}");
+    // Within the delay: the leaver is still alive, and dealt nothing.
+    let mut answered = std::collections::BTreeSet::new();
+    while t0.elapsed() < Duration::from_millis(1000) {
+        answered.insert(pid_of(&get(port, Duration::from_secs(5)).expect("request")));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        c.count_lines("exited"),
+        0,
+        "a worker exited within the 1.5 s stop delay: {}",
+        c.stderr()
+    );
+    assert_eq!(
+        answered.len(),
+        1,
+        "the leaver was still dealt to: {answered:?} of {pids:?}"
+    );
+    c.wait_line("exited with code 0", Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "SIGTERM before the stop delay: {took:?}"
+    );
+    assert_eq!(c.status()["workers"].as_array().unwrap().len(), 1);
+    assert!(pids.contains(answered.first().unwrap()));
+}
