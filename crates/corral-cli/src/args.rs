@@ -105,6 +105,13 @@ pub struct RunArgs {
     /// a bare number is milliseconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ready_delay: Option<Duration>,
+    /// kernel-rr: a worker leaving on reload or scale-down is dealt no new connections, then
+    /// gets this long to read the ones it already accepted before its SIGTERM (a server's
+    /// shutdown closes accepted connections it has not read). 0 to 60s, default 250ms;
+    /// config file: stopDelay. No effect with `shared` (the worker keeps accepting until
+    /// SIGTERM) or on shutdown (SIGTERM at once).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stop_delay: Option<Duration>,
     /// restart.initialDelay: first delay after a crash.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub restart_initial_delay: Option<Duration>,
@@ -172,6 +179,8 @@ struct FileConfig {
     policy: Option<String>,
     #[serde(rename = "readyDelay")]
     ready_delay: Option<FileDuration>,
+    #[serde(rename = "stopDelay")]
+    stop_delay: Option<FileDuration>,
     command: Option<Vec<String>>,
     #[serde(default)]
     restart: FileRestart,
@@ -269,11 +278,30 @@ pub struct RunConfig {
     pub backlog: i32,
     pub policy: RunPolicy,
     pub ready_delay: Duration,
+    /// `--stop-delay` (kernel-rr only).
+    pub stop_delay: Duration,
     pub supervisor: SupervisorOptions,
     pub program: Vec<OsString>,
 }
 
 /// "250ms", "2s", "1m", or a bare number of milliseconds.
+/// `--stop-delay` when not given: time for a server to read what it accepted just before
+/// its slot was cleared (uvicorn reads a new connection within a loop turn).
+pub const DEFAULT_STOP_DELAY: Duration = Duration::from_millis(250);
+/// `--stop-delay` at most: it delays every reload step and scale-down.
+pub const MAX_STOP_DELAY: Duration = Duration::from_secs(60);
+
+fn check_stop_delay(d: Duration) -> Result<Duration, String> {
+    if d > MAX_STOP_DELAY {
+        return Err(format!(
+            "--stop-delay (stopDelay) {} ms is more than the limit of {} s",
+            d.as_millis(),
+            MAX_STOP_DELAY.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -527,6 +555,11 @@ impl RunConfig {
                 .ready_delay
                 .or(fd(file.ready_delay))
                 .unwrap_or(Duration::from_secs(1)),
+            stop_delay: check_stop_delay(
+                a.stop_delay
+                    .or(fd(file.stop_delay))
+                    .unwrap_or(DEFAULT_STOP_DELAY),
+            )?,
             supervisor,
             program,
         })
@@ -548,6 +581,14 @@ mod tests {
             .unwrap_err()
             .contains("out of range"));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn stop_delay_is_0_to_60_seconds() {
+        assert_eq!(check_stop_delay(Duration::ZERO), Ok(Duration::ZERO));
+        assert_eq!(check_stop_delay(MAX_STOP_DELAY), Ok(MAX_STOP_DELAY));
+        let e = check_stop_delay(Duration::from_secs(61)).unwrap_err();
+        assert!(e.contains("--stop-delay") && e.contains("60 s"), "{e}");
     }
 
     #[test]

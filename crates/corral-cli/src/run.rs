@@ -206,6 +206,13 @@ impl Cluster {
         })
         .map_err(|e| e.to_string())?;
 
+        // kernel-rr: a leaving worker's slot is cleared first (`leave_groups`), its SIGTERM
+        // comes `--stop-delay` later. Shared sockets: at once (clearing nothing, it would
+        // keep accepting until then).
+        if listeners.iter().any(|l| l.steering.is_some()) {
+            p.set_stop_delay(cfg.stop_delay)
+                .map_err(|e| e.to_string())?;
+        }
         let watchdog = cfg.supervisor.heartbeat.as_ref().map(|h| h.timeout);
         let mut args: Vec<OsString> = vec![
             "-c".into(),
@@ -379,6 +386,7 @@ impl Cluster {
             self.sup.tick(&mut self.p);
             self.adopt_spawned();
             self.leave_groups();
+            self.refresh_anchors();
             self.report_supervisor();
             self.talk_to_manager();
 
@@ -468,8 +476,30 @@ impl Cluster {
         }
     }
 
-    /// kernel-rr: a worker asked to leave (it was sent SIGTERM) is dealt no new connections
-    /// from now on; those already in its socket's queue are its to finish.
+    /// kernel-rr: SYNs that arrive while no worker holds a slot (start-up, a restart delay
+    /// after every worker died) queue on the anchor, which nothing here accepts. When a slot
+    /// fills again the anchor is replaced and the old one closed: the kernel migrates its
+    /// queue through the group's program to the workers' sockets.
+    fn refresh_anchors(&mut self) {
+        for l in &mut self.listeners {
+            let Some(ks) = &l.steering else { continue };
+            let fresh = ks.lock().expect("steering lock").fresh_anchor();
+            match fresh {
+                None => {}
+                // Dropping the old anchor closes it (corral's only copy: workers get none).
+                Some(Ok(fd)) => l.fd = fd,
+                Some(Err(e)) => eprintln!(
+                    "corral: --listen {}: kernel-rr: new anchor socket: {e} (clients queued \
+                     while no worker listened stay unserved)",
+                    l.address
+                ),
+            }
+        }
+    }
+
+    /// kernel-rr: a worker asked to leave is dealt no new connections from now on; those
+    /// already in its socket's queue are its to finish. Its SIGTERM follows `--stop-delay`
+    /// later (`Primary::set_stop_delay`), time to read what it already accepted.
     fn leave_groups(&mut self) {
         if self.listeners.iter().all(|l| l.steering.is_none()) {
             return;
@@ -891,7 +921,7 @@ fn leave_all(per_worker: &[(RawFd, Option<Group>)], key: u64) {
     }
 }
 
-/// The engine asked it to leave (it was sent SIGTERM).
+/// The engine asked it to leave (its SIGTERM is sent, or due after `--stop-delay`).
 fn leaving(p: &Primary, id: WorkerId) -> bool {
     p.worker(id).is_some_and(|i| i.exited_after_disconnect)
 }

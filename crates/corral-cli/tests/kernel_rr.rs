@@ -70,3 +70,113 @@ fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
     );
     assert!(ok >= 5, "the load loop ran ({ok} requests)");
 }
+
+/// Clients that connect while no worker holds a slot (here: the only worker crashed and its
+/// restart waits 1 s) queue on corral's anchor socket; they are served once the restarted
+/// worker takes its slot (the anchor is replaced and its queue migrates to the worker).
+#[test]
+fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
+    let dir = TempDir::new("krr-anchor");
+    let mark = dir.path().join("crashed-once");
+    let script = format!(
+        "if [ ! -e '{m}' ]; then : > '{m}'; exit 3; fi; exec '{py}' '{srv}'",
+        m = mark.display(),
+        py = python(),
+        srv = server_py()
+    );
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--policy",
+            "kernel-rr",
+            "--listen",
+            "127.0.0.1:0",
+            "--restart-initial-delay",
+            "1s",
+            "--restart-jitter",
+            "0",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    let port = c.port();
+    assert!(
+        !c.stderr().contains("kernel-rr unavailable"),
+        "no eBPF here: {}",
+        c.stderr()
+    );
+    c.wait_line("exited with code 3", Duration::from_secs(10));
+    // Inside the 1 s restart delay: no slot is filled, the SYNs land on the anchor.
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+        .collect();
+    for t in clients {
+        let r = t.join().unwrap();
+        assert!(
+            r.as_ref().is_ok_and(|b| b.contains("pid=")),
+            "a client queued while no worker listened was not served: {r:?}\n{}",
+            c.stderr()
+        );
+    }
+    assert_eq!(c.count_lines("worker 1 (pid"), 1, "{}", c.stderr());
+}
+
+/// Scale-down under kernel-rr: the leaving worker's slot is cleared at once (every request
+/// from then on reaches the one that stays) and its SIGTERM comes only after --stop-delay
+/// (time to read what it had already accepted: uvicorn closes those when it shuts down).
+#[test]
+fn kernel_rr_scale_down_clears_the_slot_then_sigterms_after_the_stop_delay() {
+    let py = server_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--policy",
+            "kernel-rr",
+            "--listen",
+            "127.0.0.1:0",
+            "--stop-delay",
+            "1500ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[("SERVER_NOTIFY", "ready")],
+    );
+    let port = c.port();
+    let pids = c.wait_ready(2, Duration::from_secs(15));
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = c.ctl("scale", &["1"]);
+    assert_eq!(code, 0, "{err}");
+    // Within the delay: the leaver is still alive, and dealt nothing.
+    let mut answered = std::collections::BTreeSet::new();
+    while t0.elapsed() < Duration::from_millis(1000) {
+        answered.insert(pid_of(&get(port, Duration::from_secs(5)).expect("request")));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        c.count_lines("exited"),
+        0,
+        "a worker exited within the 1.5 s stop delay: {}",
+        c.stderr()
+    );
+    assert_eq!(
+        answered.len(),
+        1,
+        "the leaver was still dealt to: {answered:?} of {pids:?}"
+    );
+    c.wait_line("exited with code 0", Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "SIGTERM before the stop delay: {took:?}"
+    );
+    assert_eq!(c.status()["workers"].as_array().unwrap().len(), 1);
+    assert!(pids.contains(answered.first().unwrap()));
+}

@@ -26,21 +26,32 @@ fn start(py: &str, workers: &str, extra: &[&str], env: &[(&str, &str)], log: &st
     Corral::start(&args, env)
 }
 
-#[test]
-fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
-    let py = venv_python();
-    // Spread and reload.
+/// Three `corral reload`s of 2 uvicorn workers under 4 clients (20 ms requests), `policy`
+/// as given; checks the workers were replaced. Returns (ok, failures).
+fn reload_under_load(py: &str, policy: &str) -> (u64, Vec<String>) {
     let c = start(
-        &py,
+        py,
         "2",
-        &["--ready-delay", "1s", "--reload-probation", "300ms"],
+        &[
+            "--policy",
+            policy,
+            "--ready-delay",
+            "1s",
+            "--reload-probation",
+            "300ms",
+        ],
         &[("APP_DELAY_MS", "20")],
         "warning",
     );
     let port = c.port();
+    assert!(
+        !c.stderr().contains("kernel-rr unavailable"),
+        "no eBPF here: {}",
+        c.stderr()
+    );
     let before = c.wait_ready(2, Duration::from_secs(30));
-    // Which worker accepts is the kernel's choice (all wait on the one socket): at most 200
-    // requests until both have answered.
+    // Which worker accepts is the kernel's choice under `shared` (all wait on the one
+    // socket): at most 200 requests until both have answered.
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..200 {
         served.insert(pid_of(
@@ -69,8 +80,8 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
     std::thread::sleep(Duration::from_millis(300));
     let (ok, errors) = load.finish();
     eprintln!(
-        "3 corral reloads of 2 uvicorn workers under 4 clients (20 ms requests): {ok} ok, {} \
-         failed, {took:?}",
+        "{policy}: 3 corral reloads of 2 uvicorn workers under 4 clients (20 ms requests): \
+         {ok} ok, {} failed, {took:?}",
         errors.len()
     );
     assert_eq!(
@@ -79,21 +90,11 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         "{}",
         c.stderr()
     );
-    // uvicorn's graceful shutdown closes connections it has accepted but not yet read a
-    // request from (its rule for idle keep-alive connections): a client that connected in
-    // that instant sees its connection closed (FIN, or RST when its request was unread)
-    // before any answer, never cut mid-answer or an error status. Those are counted and
-    // reported; any other kind of failure fails the test.
     assert!(
         errors.iter().all(|e| e == UNANSWERED),
         "first failures: {:?}\n{}",
         &errors[..errors.len().min(5)],
         c.stderr()
-    );
-    assert!(
-        errors.len() as u64 * 100 <= ok,
-        "{} of {ok} requests closed before any answer (more than 1%)",
-        errors.len()
     );
     assert!(ok >= 5, "the load loop ran ({ok} requests)");
     let after = c.wait_ready(2, Duration::from_secs(30));
@@ -101,7 +102,36 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         after.iter().all(|p| !before.contains(p)),
         "{before:?} -> {after:?}"
     );
-    drop(c);
+    (ok, errors)
+}
+
+#[test]
+fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
+    let py = venv_python();
+    // Spread and reload, shared socket. uvicorn's graceful shutdown closes connections it
+    // has accepted but not yet read a request from (its rule for idle keep-alive
+    // connections), and on a shared socket a worker keeps accepting until its SIGTERM: a
+    // client that connected in that instant sees its connection closed (FIN, or RST when its
+    // request was unread) before any answer, never cut mid-answer or an error status
+    // (checked in reload_under_load). corral cannot stop one worker of a shared socket from
+    // accepting, so these stay counted and bounded (1%), not 0: kernel-rr below is the
+    // policy that fails none.
+    let (ok, errors) = reload_under_load(&py, "shared");
+    assert!(
+        errors.len() as u64 * 100 <= ok,
+        "{} of {ok} requests closed before any answer (more than 1%)",
+        errors.len()
+    );
+    // kernel-rr: the leaving worker's slot is cleared, it reads what it accepted during
+    // --stop-delay (250 ms), then gets SIGTERM: no request fails.
+    let (ok, errors) = reload_under_load(&py, "kernel-rr");
+    assert!(
+        errors.is_empty(),
+        "kernel-rr: {} of {} requests failed during the reloads: {:?}",
+        errors.len(),
+        ok + errors.len() as u64,
+        &errors[..errors.len().min(5)]
+    );
 
     // Drain.
     let mut c = start(

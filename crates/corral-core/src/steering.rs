@@ -111,6 +111,9 @@ pub struct KernelSteering {
     backlog: i32,
     /// Slot `i` belongs to `slots[i]`.
     slots: Vec<Option<WorkerId>>,
+    /// No slot has been filled since the anchor was set (or since the last one was cleared):
+    /// SYNs may be queued on the anchor ([`KernelSteering::fresh_anchor`]).
+    anchor_dealt_to: bool,
 }
 
 impl KernelSteering {
@@ -152,6 +155,7 @@ impl KernelSteering {
             backlog,
             slots: vec![None; group.max_slots() as usize],
             group,
+            anchor_dealt_to: true,
         })
     }
 
@@ -206,7 +210,30 @@ impl KernelSteering {
         // about them but carry on (an empty slot is skipped anyway).
         let _ = self.group.clear_slot(slot);
         let _ = self.update_count();
+        if self.filled() == 0 {
+            self.anchor_dealt_to = true;
+        }
         true
+    }
+
+    /// For an owner that never accepts on the anchor (`corral run`, whose workers know
+    /// nothing of corral): once a slot is filled again after a period with none, a new
+    /// anchor, already set in the group. The caller closes the old one in its place: the
+    /// kernel migrates the connections queued on it through the program
+    /// (`SELECT_OR_MIGRATE`) to the filled slots, so the clients that arrived while no worker
+    /// held a slot are served. `None` when there is nothing to replace (no slot filled, or
+    /// none was empty since the last replacement). The engine's own `kernel-rr` accepts on
+    /// its anchor and does not call this.
+    pub fn fresh_anchor(&mut self) -> Option<std::io::Result<OwnedFd>> {
+        if !self.anchor_dealt_to || self.filled() == 0 {
+            return None;
+        }
+        // Once per empty period, failed or not (a caller reports a failure once).
+        self.anchor_dealt_to = false;
+        Some(self.member().and_then(|sock| {
+            self.group.set_anchor(sock.as_fd())?;
+            Ok(sock)
+        }))
     }
 
     /// The program deals over slots `0..=highest filled`; holes below it are skipped.
@@ -334,6 +361,35 @@ mod tests {
         assert_eq!(k.filled(), 0);
         let _e: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!(accept_all(&anchor.fd), 5);
+    }
+
+    /// Clients parked on the anchor while no slot was filled reach the worker that fills one
+    /// once the anchor is replaced and the old one closed (migrated, not reset).
+    #[test]
+    fn a_replaced_anchor_hands_its_queue_to_the_filled_slots() {
+        let Some((mut k, anchor, sa)) = steered("127.0.0.1:0") else {
+            return;
+        };
+        assert!(k.fresh_anchor().is_none(), "no slot filled yet");
+        let _c: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        let w = k.join(1).unwrap().sock;
+        let new = k
+            .fresh_anchor()
+            .expect("first slot after an empty period")
+            .unwrap();
+        assert!(k.fresh_anchor().is_none(), "once per empty period");
+        drop(anchor);
+        assert_eq!(accept_all(&w), 4, "the old anchor's queue migrated");
+        let _d: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(accept_all(&w), 2);
+        // Empty again: the new anchor parks them, the next replacement hands them on.
+        k.leave(1);
+        let _e: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        let w2 = k.join(2).unwrap().sock;
+        let newer = k.fresh_anchor().expect("empty again").unwrap();
+        drop(new);
+        assert_eq!(accept_all(&w2), 3);
+        assert_eq!(accept_all(&newer), 0);
     }
 
     #[test]

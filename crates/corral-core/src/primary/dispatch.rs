@@ -55,6 +55,8 @@ pub(super) struct Inner {
     pub(super) next_stall_check: Option<Instant>,
     /// Addresses whose `kernel-rr` fallback was reported (once each).
     pub(super) steering_reported: std::collections::HashSet<super::listen::ListenKey>,
+    /// [`super::Primary::set_stop_delay`].
+    pub(super) stop_delay: Duration,
 }
 
 impl Inner {
@@ -93,6 +95,9 @@ impl Inner {
             cap(r);
         }
         if let Some(r) = self.next_refusal_retry() {
+            cap(r);
+        }
+        if let Some(r) = self.next_term() {
             cap(r);
         }
         match self.poll.poll(&mut self.mio_events, timeout) {
@@ -134,6 +139,7 @@ impl Inner {
             self.pump(lid);
         }
         let now = Instant::now();
+        self.send_due_terms(now);
         let retry: Vec<u32> = self
             .listeners
             .iter_mut()

@@ -43,6 +43,8 @@ pub(super) struct WorkerRecord {
     /// Started with `SpawnSpec::without_channel`: asked to leave by SIGTERM, and its channel
     /// (never the worker's) closing is not reported.
     pub(super) without_channel: bool,
+    /// A `without_channel` worker asked to leave gets its SIGTERM then (the stop delay).
+    pub(super) term_at: Option<Instant>,
 }
 
 pub(super) struct Shutdown {
@@ -164,6 +166,7 @@ impl Inner {
                 },
                 drain_wanted: false,
                 without_channel: false,
+                term_at: None,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -171,6 +174,12 @@ impl Inner {
     }
 
     pub(super) fn ask_disconnect(&mut self, id: WorkerId) {
+        self.ask_disconnect_after(id, Duration::ZERO);
+    }
+
+    /// As [`Inner::ask_disconnect`]; a `without_channel` worker gets its SIGTERM after
+    /// `stop_delay` (at once when zero, or when a pending one is asked again with zero).
+    pub(super) fn ask_disconnect_after(&mut self, id: WorkerId, stop_delay: Duration) {
         for lid in self.leave_listeners(id, true) {
             self.close_listener(lid);
         }
@@ -178,13 +187,21 @@ impl Inner {
             return;
         };
         slot.disconnect_asked = true;
+        if stop_delay.is_zero() && slot.term_at.take().is_some() {
+            let _ = sys::kill(slot.pid, libc::SIGTERM);
+            return;
+        }
         if slot.chan.is_none() || slot.state == WorkerState::Disconnecting {
             return;
         }
         slot.state = WorkerState::Disconnecting;
         if slot.without_channel {
             // It cannot read the request: SIGTERM is what any server takes as "drain and exit".
-            let _ = sys::kill(slot.pid, libc::SIGTERM);
+            if stop_delay.is_zero() {
+                let _ = sys::kill(slot.pid, libc::SIGTERM);
+            } else {
+                slot.term_at = Some(Instant::now() + stop_delay);
+            }
             return;
         }
         self.queue_to(id, Kind::Disconnect, Vec::new(), Vec::new());
@@ -325,6 +342,20 @@ impl Inner {
             self.ask_disconnect(id);
         }
         self.check_shutdown_done();
+    }
+
+    /// SIGTERMs whose stop delay is over.
+    pub(super) fn send_due_terms(&mut self, now: Instant) {
+        for slot in self.workers.values_mut() {
+            if slot.term_at.is_some_and(|t| t <= now) {
+                slot.term_at = None;
+                let _ = sys::kill(slot.pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    pub(super) fn next_term(&self) -> Option<Instant> {
+        self.workers.values().filter_map(|s| s.term_at).min()
     }
 
     pub(super) fn kill_all(&mut self) {

@@ -201,6 +201,7 @@ impl Primary {
                 owner_pid: std::process::id(),
                 waker: None,
                 next_stall_check: None,
+                stop_delay: Duration::ZERO,
                 steering_reported: Default::default(),
             })),
         })
@@ -256,6 +257,9 @@ impl Primary {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         if let Some(r) = i.next_refusal_retry() {
+            t = Some(t.map_or(r, |x| x.min(r)));
+        }
+        if let Some(r) = i.next_term() {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         t.map(|t| t.saturating_duration_since(now))
@@ -500,7 +504,18 @@ impl Primary {
         if !inner.workers.contains_key(&worker) {
             return Err(no_such(worker));
         }
-        inner.ask_disconnect(worker);
+        let delay = inner.stop_delay;
+        inner.ask_disconnect_after(worker, delay);
+        Ok(())
+    }
+
+    /// How long a worker started with `SpawnSpec::without_channel` that is asked to leave by
+    /// [`Primary::disconnect`] (a reload, a scale-down) has before its SIGTERM; 0 (the
+    /// default): at once. Whoever steers connections to it stops doing so first (`corral run
+    /// --stop-delay` clears its kernel-rr slot), so it reads what it has already accepted
+    /// before a server's shutdown closes those connections. A shutdown sends at once.
+    pub fn set_stop_delay(&mut self, delay: Duration) -> Result<()> {
+        self.inner()?.stop_delay = delay;
         Ok(())
     }
 
