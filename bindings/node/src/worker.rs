@@ -150,7 +150,7 @@ fn writer_loop(s: Arc<Sender>) {
 /// The JS event for what the protocol delivered.
 fn to_event(d: Delivered) -> Event {
     match d {
-        Delivered::Connection { listener, fd } => Event {
+        Delivered::Connection { listener, fd, .. } => Event {
             kind: kind::CONNECTION,
             listener,
             fds: vec![fd],

@@ -67,6 +67,9 @@ pub enum Kind {
     /// worker -> primary: the worker has room again for this listener's connections after
     /// refusing some (a connection of its server closed): it is dealt them again at once.
     Room = 15,
+    /// worker -> primary: one of this listener's connections it was dealt has closed (the
+    /// `least` policy counts each worker's open connections).
+    Closed = 16,
 }
 
 impl Kind {
@@ -88,6 +91,7 @@ impl Kind {
             13 => Ping,
             14 => Refuse,
             15 => Room,
+            16 => Closed,
             _ => return None,
         })
     }
