@@ -63,8 +63,8 @@ impl Policy {
             "least" => Ok(Policy::Least(least::Pick::Least)),
             "least-p2c" => Ok(Policy::Least(least::Pick::TwoChoices)),
             _ => Err(Error::invalid(format!(
-                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\" or \"kernel-rr\" \
-                 (or \"sticky\", \"least\", \"least-p2c\")"
+                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\", \"kernel-rr\", \
+                 \"sticky\", \"least\" or \"least-p2c\""
             ))),
         }
     }
@@ -123,6 +123,6 @@ mod tests {
         assert!(Policy::parse("fifo")
             .unwrap_err()
             .message()
-            .contains("\"rr\", \"shared\" or \"kernel-rr\""));
+            .contains("\"rr\", \"shared\", \"kernel-rr\", \"sticky\", \"least\" or \"least-p2c\""));
     }
 }
