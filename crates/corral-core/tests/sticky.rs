@@ -184,3 +184,65 @@ fn without_the_key_the_address_routes_and_nothing_waits_for_the_timeout() {
     }
     assert_eq!(h.p.routing_stats().key_fallbacks, 20);
 }
+
+/// Which supervisor slot each client reaches (one request each), with the loop running.
+fn slots_of_clients(s: &mut util::supervisor::Sup, clients: u32) -> Vec<usize> {
+    let port = s.port();
+    let t = std::thread::spawn(move || {
+        (0..clients)
+            .map(|c| worker_of(&request_from(client(c), port, b"").unwrap()))
+            .collect::<Vec<_>>()
+    });
+    s.run_until("the clients' requests", Duration::from_secs(30), |_| {
+        t.is_finished()
+    });
+    let workers = t.join().unwrap();
+    let m = s.metrics();
+    workers
+        .iter()
+        .map(|id| {
+            m.workers
+                .iter()
+                .find(|w| w.id == *id)
+                .unwrap_or_else(|| panic!("worker {id} is not in the metrics"))
+                .slot
+        })
+        .collect()
+}
+
+#[test]
+fn a_rolling_reload_keeps_every_client_on_its_supervisor_slot() {
+    use util::supervisor::*;
+    let mut s = start_with(
+        plan(|_| args(&["serve", "127.0.0.1:0"])),
+        opts(4),
+        &[],
+        corral_core::PrimaryOptions {
+            policy: Policy::Sticky,
+            ..Default::default()
+        },
+    );
+    s.run_until("4 listening", Duration::from_secs(10), |s| {
+        s.listening() == 4
+    });
+    let n = 60;
+    let before = slots_of_clients(&mut s, n);
+    let old: BTreeSet<u64> = s.metrics().workers.iter().map(|w| w.id).collect();
+    s.c.with_supervisor(|sv, p| sv.reload(p)).unwrap();
+    s.run_until("the reload report", Duration::from_secs(30), |s| {
+        s.count(|e| matches!(e, corral_core::SupervisorEvent::Reload(_))) > 0
+    });
+    s.run_until("4 listening", Duration::from_secs(10), |s| {
+        s.listening() == 4
+    });
+    let after = slots_of_clients(&mut s, n);
+    let new: BTreeSet<u64> = s.metrics().workers.iter().map(|w| w.id).collect();
+    assert!(
+        old.is_disjoint(&new),
+        "every worker was replaced: {old:?} {new:?}"
+    );
+    // Each replacement took its predecessor's slot, so each client is back on the same slot.
+    assert_eq!(before, after);
+    let used: BTreeSet<usize> = before.iter().copied().collect();
+    assert!(used.len() >= 3, "60 clients on slots {used:?}");
+}
