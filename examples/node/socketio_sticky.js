@@ -41,6 +41,9 @@ if (cluster.isPrimary) {
   cluster.on('online', (worker) => console.log(`worker ${worker.id} online (pid ${worker.process.pid})`));
   cluster.on('exit', (worker, code, signal) => {
     console.log(`worker ${worker.id} exited (${signal ? `signal ${signal}` : `code ${code}`})`);
+    // Bounded: done once the workers are. socket.io-client can keep a polling request of a lost
+    // session pending in this process, which would keep it alive.
+    if (CLIENTS !== null && Object.keys(cluster.workers).length === 0) process.exit(0);
   });
   for (let i = 0; i < numWorkers; i++) cluster.fork();
   let listening = 0;
