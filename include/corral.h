@@ -166,6 +166,46 @@
 #define CORRAL_POLICY_KERNEL_RR 2
 
 /**
+ * Sticky: the primary deals every connection of a client to the same worker (by its address,
+ * cut to `corral_options_set_sticky_prefix`, the real one under
+ * `corral_options_set_proxy_protocol`, or by `corral_options_set_sticky_key`). Clients map to
+ * the workers' slots by rendezvous hashing: a crashed worker's clients go to others until its
+ * replacement takes its slot back; a fifth worker takes ~1/5 of the clients.
+ */
+#define CORRAL_POLICY_STICKY 3
+
+/**
+ * Least: the primary deals each connection to the worker with the fewest open ones (ties in
+ * turn). Workers report closes with `corral_worker_closed`.
+ */
+#define CORRAL_POLICY_LEAST 4
+
+/**
+ * Least, choosing the better of two workers drawn at random (for large worker counts).
+ */
+#define CORRAL_POLICY_LEAST_P2C 5
+
+/**
+ * `corral_options_set_sticky_key`: no key, route by address (the default).
+ */
+#define CORRAL_STICKY_KEY_NONE 0
+
+/**
+ * `corral_options_set_sticky_key`: the value of the named cookie.
+ */
+#define CORRAL_STICKY_KEY_COOKIE 1
+
+/**
+ * `corral_options_set_sticky_key`: the value of the named query parameter.
+ */
+#define CORRAL_STICKY_KEY_QUERY 2
+
+/**
+ * `corral_options_set_sticky_key`: the value of the named header.
+ */
+#define CORRAL_STICKY_KEY_HEADER 3
+
+/**
  * A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
  */
 #define CORRAL_WORKER_EVENT_CONNECTION 1
@@ -496,13 +536,69 @@ corral_status corral_options_new(corral_options **out);
 void corral_options_free(corral_options *opts);
 
 /**
- * Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
- * `CORRAL_POLICY_KERNEL_RR`. The environment variable `CORRAL_SCHED_POLICY=rr|shared|kernel-rr`
- * still overrides it when the primary starts.
+ * Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED`,
+ * `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST` or
+ * `CORRAL_POLICY_LEAST_P2C`. The environment variable
+ * `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|sticky|least|least-p2c` still overrides it when the
+ * primary starts.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
  */
 CORRAL_MUST_USE corral_status corral_options_set_policy(corral_options *opts, uint32_t policy);
+
+/**
+ * `CORRAL_POLICY_STICKY`: clients whose addresses share their first `v4_prefix` bits (IPv4)
+ * or `v6_prefix` bits (IPv6) are one client (for clients behind rotating addresses: e.g. 24
+ * and 64). Default 32 and 128 (the whole address).
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` above 32 or 128 (the message names the limit) or
+ * for a NULL handle; the options are unchanged then.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_sticky_prefix(corral_options *opts,
+                                               uint32_t v4_prefix,
+                                               uint32_t v6_prefix);
+
+/**
+ * `CORRAL_POLICY_STICKY`: route by a key in the client's first HTTP/1.x request instead of
+ * its address: `kind` is `CORRAL_STICKY_KEY_COOKIE`, `_QUERY` or `_HEADER` and `name` the
+ * cookie, query parameter or header (socket.io: `CORRAL_STICKY_KEY_QUERY`, `"sid"`). The
+ * primary peeks at the request (nothing is consumed) for at most the peek bounds
+ * (`corral_options_set_peek`); a request without the key routes by address.
+ * `CORRAL_STICKY_KEY_NONE` (with `name` NULL) turns it off. `name` is copied.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for an unknown kind, a NULL or invalid name (1 to
+ * 256 characters valid in that place) or a NULL handle; unchanged then.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_sticky_key(corral_options *opts,
+                                            uint32_t kind,
+                                            const char *name);
+
+/**
+ * Every connection starts with a PROXY protocol header, v1 or v2 (HAProxy `send-proxy`,
+ * nginx `proxy_protocol on`, AWS NLB): the primary reads it (the worker's first read is the
+ * client's first byte), routes on the client address it names, and hands that address to the
+ * worker (`corral_worker_event_peer_addr`). A connection without a valid header within the
+ * peek bounds is closed and counted. For every listener of the primary, under every policy
+ * but `CORRAL_POLICY_SHARED`. Default off.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL handle.
+ */
+CORRAL_MUST_USE corral_status corral_options_set_proxy_protocol(corral_options *opts, bool on);
+
+/**
+ * Bounds of the primary's look at a new connection (PROXY header, sticky key): at most
+ * `max_bytes` bytes (64 to 8192; default 4096) and `timeout_ms` milliseconds (1 to 60000;
+ * default 2000). 0 keeps a value as it is.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range (the message names it) or
+ * a NULL handle; unchanged then.
+ */
+CORRAL_MUST_USE
+corral_status corral_options_set_peek(corral_options *opts,
+                                      uint32_t max_bytes,
+                                      uint32_t timeout_ms);
 
 /**
  * Sets how many connections a worker may have in flight (handed out, not yet taken off its
@@ -629,9 +725,9 @@ CORRAL_MUST_USE corral_status corral_primary_new(const corral_options *opts, cor
 void corral_primary_free(corral_primary *p);
 
 /**
- * The scheduling policy in effect (`CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
- * `CORRAL_POLICY_KERNEL_RR`), after the `CORRAL_SCHED_POLICY` override. (Under
- * `CORRAL_POLICY_KERNEL_RR` an address may still run rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
+ * The scheduling policy in effect (a `CORRAL_POLICY_*` value), after the
+ * `CORRAL_SCHED_POLICY` override. (Under `CORRAL_POLICY_KERNEL_RR` an address may still run
+ * rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
  */
 uint32_t corral_primary_policy(const corral_primary *p);
 
@@ -1080,6 +1176,18 @@ CORRAL_MUST_USE corral_status corral_worker_refuse(corral_worker *w, uint32_t li
 CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t listener);
 
 /**
+ * Tells the primary that a connection of `listener` it dealt to this worker has closed. Under
+ * `CORRAL_POLICY_LEAST` the primary counts each worker's open connections with it (it cannot
+ * see closes itself): call it once per connection, after closing it. A worker that never calls
+ * it looks ever more loaded and is dealt ever fewer connections. Other policies ignore it.
+ * Same threads as `corral_worker_refuse`.
+ *
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
+ * or once the primary is gone; `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL worker.
+ */
+CORRAL_MUST_USE corral_status corral_worker_closed(corral_worker *w, uint32_t listener);
+
+/**
  * Tells the primary this worker's loop is alive, with the number of connections it has open
  * (for metrics). Call it every `corral_worker_heartbeat_interval_ms` milliseconds (a
  * supervisor with a heartbeat watchdog sets it, as `CORRAL_HEARTBEAT_MS` in the worker's
@@ -1125,6 +1233,22 @@ uint32_t corral_worker_event_listener(const corral_worker_event *ev);
  * not taken is closed by `corral_worker_event_free`.
  */
 int32_t corral_worker_event_take_fd(corral_worker_event *ev);
+
+/**
+ * For `CONNECTION` on a primary with the PROXY protocol on (`corral_options_set_proxy_protocol`):
+ * the client's address as the proxy's header named it (the header is already consumed: the
+ * socket's first byte is the client's). Copies the address as text (`"192.0.2.7"`, `"2001:db8::1"`)
+ * into `buf` with snprintf semantics (at most `len - 1` bytes and a NUL; `buf` may be NULL
+ * when `len` is 0) and the port into `*port_out` (may be NULL); returns the text's full
+ * length (at most 45), so a return `>= len` means it was cut. Returns 0 and writes nothing
+ * when the connection carries no such address (no PROXY protocol, a `LOCAL`/`UNKNOWN`
+ * header, another event, NULL): the socket's own peer (`getpeername`) is the client then.
+ * The event owns nothing it returns; valid until `corral_worker_event_free`.
+ */
+size_t corral_worker_event_peer_addr(const corral_worker_event *ev,
+                                     char *buf,
+                                     size_t len,
+                                     uint16_t *port_out);
 
 /**
  * For `MESSAGE`: the payload (owned by the event) and its length in `*len_out` (may be NULL).

@@ -212,6 +212,92 @@ fn hello_http_kernel_rr_without_cap_bpf_runs_rr_and_says_why() {
     assert_eq!(served_per_worker(&summary), [10, 10, 10], "{summary}");
 }
 
+/// One `Connection: close` request after a PROXY v1 header naming `client`; the body.
+fn get_proxied(port: u16, client: std::net::SocketAddrV4) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = format!(
+        "PROXY TCP4 {} 127.0.0.1 {} {port}\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        client.ip(),
+        client.port()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    if !text.starts_with("HTTP/1.1 200 OK\r\n") {
+        return Err(std::io::Error::other(format!("bad response {text:?}")));
+    }
+    Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[test]
+fn hello_http_sticky_behind_the_proxy_protocol_keeps_clients_on_one_worker() {
+    for link in LINKS {
+        let (g, out, port) = hello_http(
+            link,
+            &[
+                "--workers",
+                "4",
+                "--policy",
+                "sticky",
+                "--proxy-protocol",
+                "on",
+                "--requests",
+                "80",
+            ],
+        );
+        let mut per_client: std::collections::BTreeMap<u8, std::collections::BTreeSet<String>> =
+            Default::default();
+        for round in 0..10u16 {
+            for c in 1..=8u8 {
+                let client = std::net::SocketAddrV4::new([198, 51, 100, c].into(), 40_000 + round);
+                let body = get_proxied(port, client).unwrap();
+                // "hello from worker <id> (pid <pid>) to <client>": the worker saw the client.
+                assert!(
+                    body.trim_end().ends_with(&format!(" to {client}")),
+                    "{link:?}: {body:?}"
+                );
+                let worker = body.split_whitespace().nth(3).unwrap().to_string();
+                per_client.entry(c).or_default().insert(worker);
+            }
+        }
+        for (c, w) in &per_client {
+            assert_eq!(
+                w.len(),
+                1,
+                "{link:?}: client 198.51.100.{c} reached workers {w:?}"
+            );
+        }
+        let used: std::collections::BTreeSet<_> = per_client.values().flatten().collect();
+        assert!(used.len() >= 3, "{link:?}: 8 clients on {used:?}");
+        let (code, summary, stderr) = finish(g, out);
+        assert_eq!(code, 0, "{link:?}: {stderr}");
+        assert!(stderr.contains("policy sticky"), "{stderr}");
+        assert_eq!(summary.lines().count(), 4, "{summary}");
+    }
+}
+
+#[test]
+fn hello_http_least_deals_in_turn_while_every_worker_is_idle() {
+    let (g, out, port) = hello_http(
+        Link::Static,
+        &["--workers", "3", "--policy", "least", "--requests", "60"],
+    );
+    for _ in 0..60 {
+        get(port).unwrap();
+    }
+    let (code, summary, stderr) = finish(g, out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("policy least"), "{stderr}");
+    // One client at a time, each connection closed (and reported) before the next: ties all
+    // the way, so least rotates like rr.
+    let served: Vec<i64> = summary
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(served, [20, 20, 20], "{summary}");
+}
+
 #[test]
 fn hello_http_keeps_connections_alive_and_drains_on_sigterm() {
     let (g, out, port) = hello_http(Link::Shared, &["--workers", "2"]);

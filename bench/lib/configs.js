@@ -49,16 +49,18 @@ function cleanEnv(extra) {
   return { ...env, ...extra };
 }
 
+// `more`: extra environment for one start (the skewed-service run sets BENCH_SKEW).
 const nodeHello = (extraEnv) => ({
   kind: 'node',
-  start: (log) => startNodeHello(extraEnv, log),
+  start: (log, more = {}) => startNodeHello({ ...extraEnv, ...more }, log),
 });
 
 const corralHello = (policy) => ({
   kind: 'node',
   family: 'corral',
   missing: corralMissing,
-  start: (log) => startNodeHello({ BENCH_CLUSTER_MODULE: CORRAL_INDEX, CORRAL_SCHED_POLICY: policy }, log),
+  start: (log, more = {}) =>
+    startNodeHello({ BENCH_CLUSTER_MODULE: CORRAL_INDEX, CORRAL_SCHED_POLICY: policy, ...more }, log),
 });
 
 const cHello = (policy) => ({
@@ -72,13 +74,15 @@ const cHello = (policy) => ({
 function httpConfigs({ nginxPath }) {
   return [
     { name: 'node-single', ...nodeHello({ BENCH_WORKERS: '0' }) },
-    { name: 'node-cluster-rr', ...nodeHello({ NODE_CLUSTER_SCHED_POLICY: 'rr' }) },
+    { name: 'node-cluster-rr', skew: true, ...nodeHello({ NODE_CLUSTER_SCHED_POLICY: 'rr' }) },
     { name: 'node-cluster-none', ...nodeHello({ NODE_CLUSTER_SCHED_POLICY: 'none' }) },
-    { name: 'corral-rr', ...corralHello('rr') },
+    { name: 'corral-rr', skew: true, ...corralHello('rr') },
     { name: 'corral-shared', ...corralHello('shared') },
     // The kernel deals (SO_REUSEPORT + eBPF); without CAP_BPF these run rr, and the server's
     // stderr (run.log) carries the CORRAL_KERNEL_RR_FALLBACK warning.
     { name: 'corral-kernel-rr', ...corralHello('kernel-rr') },
+    { name: 'corral-sticky', ...corralHello('sticky') },
+    { name: 'corral-least', skew: true, ...corralHello('least') },
     { name: 'c-hello-rr', ...cHello('rr') },
     { name: 'c-hello-shared', ...cHello('shared') },
     { name: 'c-hello-kernel-rr', ...cHello('kernel-rr') },

@@ -83,12 +83,39 @@ async function httpRound(config, s, log) {
         log,
       );
     }
+    if (s.skew && config.skew) round.skew = await skewRun(config, s, log);
     if (s.pinned) {
       // Last, as the server stays pinned until it stops.
       pin([...(who.primary ? [who.primary] : []), ...who.workers], s.pinned.server, log);
       round.closePinned = await loadRun(server, who, { ...common, close: true, wrkCpus: s.pinned.wrk }, log);
     }
     return round;
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Skewed service times: a server of its own whose workers keep every `every`-th request busy
+ * for `ms` ms (BENCH_SKEW), under a paced `Connection: close` load well below its capacity;
+ * wrk's latency percentiles. Shows what a policy does with a worker stuck on a slow request.
+ */
+async function skewRun(config, s, log) {
+  const server = await config.start(log, { BENCH_SKEW: `${s.skew.every}:${s.skew.ms}` });
+  try {
+    const who = roles(server);
+    return await loadRun(
+      server,
+      who,
+      {
+        warmupSeconds: s.warmupSeconds,
+        seconds: s.seconds,
+        close: true,
+        connections: s.skew.connections,
+        paceMs: s.skew.paceMs,
+      },
+      log,
+    );
   } finally {
     await server.stop();
   }

@@ -31,6 +31,7 @@ const TARGETS = {
     'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
     'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
     'c-hello-kernel-rr': [{ anchor: 'nginx', atLeast: 1.05 }],
+    'corral-sticky': [{ anchor: 'corral-rr', atLeast: 0.95 }],
   },
   closePinned: {
     'corral-rr': [
@@ -88,6 +89,22 @@ const HTTP_METRICS = [
     how: 'same runs as p50.',
     get: (r) => r.latency?.latencyMs.p99,
     errors: (r) => r.latency?.errors,
+    fmt: fixed(2),
+  },
+  {
+    id: 'skewP50',
+    title: 'Latency p50 in ms, skewed service times (lower is better)',
+    how: 'a server of its own whose workers keep every 10th request busy for 50 ms (BENCH_SKEW=10:50 in bench/servers/node_hello.js), paced `Connection: close` load (4 connections, each waiting 20 ms before each request: about half its capacity); only node-cluster-rr, corral-rr and corral-least run it. rr deals a worker stuck on a slow request its share of new connections anyway; least (issue 14) sends them to the other worker.',
+    get: (r) => r.skew?.latencyMs.p50,
+    errors: (r) => r.skew?.errors,
+    fmt: fixed(2),
+  },
+  {
+    id: 'skewP99',
+    title: 'Latency p99 in ms, skewed service times (lower is better)',
+    how: 'same runs as the previous table; issue 14 expects least well below rr.',
+    get: (r) => r.skew?.latencyMs.p99,
+    errors: (r) => r.skew?.errors,
     fmt: fixed(2),
   },
   {

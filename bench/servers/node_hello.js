@@ -6,6 +6,8 @@
 //                         absolute path of bindings/node/index.js to run the same code on corral.
 //   BENCH_WORKERS         number of workers (default 2); 0 runs one plain server, no cluster.
 //   BENCH_EXIT_ON_EOF=1   exit when stdin closes (bench/run sets it: if the harness dies, so do we)
+//   BENCH_SKEW=N:MS       skewed service times: every N-th request of a worker keeps its event loop
+//                         busy for MS ms before answering (CPU-bound, as a slow handler does)
 //
 // Protocol with bench/run (stdout of the primary, one line each):
 //   listening <port>      once every worker is listening (127.0.0.1, port 0)
@@ -19,9 +21,16 @@ const readline = require('node:readline');
 
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 
+const [SKEW_EVERY, SKEW_MS] = (process.env.BENCH_SKEW || '0:0').split(':').map(Number);
+
 function serve(onRequest) {
+  let n = 0;
   const server = http.createServer((req, res) => {
     onRequest();
+    if (SKEW_EVERY > 0 && ++n % SKEW_EVERY === 0) {
+      const until = Date.now() + SKEW_MS;
+      while (Date.now() < until); // busy: the worker can do nothing else meanwhile
+    }
     res.end('hello\n');
   });
   server.listen(0, '127.0.0.1');

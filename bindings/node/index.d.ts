@@ -131,6 +131,26 @@ declare namespace cluster {
 
     /** What `setupPrimary()` takes and what `cluster.settings` holds after it (or `fork()`). */
     interface ClusterSettings {
+        /**
+         * corral, `schedulingPolicy` sticky: route by this cookie, query parameter or header of
+         * each connection's first request (peeked at, not consumed; absent: by address), and
+         * the address prefixes that make one client (default: the whole address). Read when the
+         * first worker is forked.
+         */
+        sticky?: {
+            cookie?: string;
+            query?: string;
+            header?: string;
+            prefix?: { v4?: number; v6?: number };
+        } | undefined;
+        /**
+         * corral: every connection starts with a PROXY protocol v1/v2 header (HAProxy
+         * `send-proxy`, nginx `proxy_protocol on`): the primary consumes it, routes on the
+         * client it names, and the worker's socket reports that client as `remoteAddress`,
+         * `remotePort`, `remoteFamily`. A bad or missing header closes the connection. Read when
+         * the first worker is forked. Default: false.
+         */
+        proxyProtocol?: boolean | undefined;
         /** Arguments for the Node.js executable. Default: `process.execArgv`. */
         execArgv?: string[] | undefined;
         /** The worker's script. Default: `process.argv[1]`. */
@@ -192,11 +212,16 @@ declare namespace cluster {
          * on its own socket of a SO_REUSEPORT group and an eBPF program deals connections in
          * turn. It needs CAP_BPF (or root); without it an address runs round-robin and a
          * `process.emitWarning()` with code `'CORRAL_KERNEL_RR_FALLBACK'` says why.
+         * Also corral's `cluster.SCHED_STICKY` (`'sticky'`: every connection of a client to the
+         * same worker, by address or by `setupPrimary({ sticky })`'s key) and
+         * `cluster.SCHED_LEAST` (`'least'`, `'least-p2c'`: the worker with the fewest open
+         * connections).
          * Frozen once the first worker is forked or `setupPrimary()` is called. Also set by the
          * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`) and by
-         * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'` or `'kernel-rr'`).
+         * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'`, `'kernel-rr'`, `'sticky'`, `'least'`,
+         * `'least-p2c'`).
          */
-        schedulingPolicy: number | 'kernel-rr';
+        schedulingPolicy: number | 'rr' | 'none' | 'shared' | 'kernel-rr' | 'sticky' | 'least' | 'least-p2c';
         /** The settings in force, defaults included, after `setupPrimary()` or `fork()`. Read only. */
         readonly settings: ClusterSettings;
         /** @deprecated since Node.js v16.0.0: use `setupPrimary()`. */
@@ -217,6 +242,10 @@ declare namespace cluster {
         readonly SCHED_RR: number;
         /** corral's kernel round-robin (see `schedulingPolicy`). */
         readonly SCHED_KERNEL_RR: number;
+        /** corral: a client's connections reach one worker (`schedulingPolicy`). */
+        readonly SCHED_STICKY: number;
+        /** corral: each connection goes to the least loaded worker (`schedulingPolicy`). */
+        readonly SCHED_LEAST: number;
 
         /**
          * Events:

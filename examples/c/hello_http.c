@@ -1,8 +1,9 @@
 /*
  * hello_http: a prefork HTTP/1.1 server on corral, the README's demo.
  *
- *   hello_http [--workers N] [--host H] [--port P] [--policy rr|shared|kernel-rr]
- *              [--requests N | --seconds S]
+ *   hello_http [--workers N] [--host H] [--port P]
+ *              [--policy rr|shared|kernel-rr|sticky|least|least-p2c] [--proxy-protocol on]
+ *              [--sticky-prefix V4/V6] [--requests N | --seconds S]
  *
  * The primary forks N workers (default: one per CPU); they ask the primary to listen on
  * H:P (default 127.0.0.1:8080; port 0 picks a free port) and serve "hello from worker <id>
@@ -13,6 +14,13 @@
  *
  * Prints "listening on HOST:PORT" once every worker listens, and at the end one line per
  * worker: "worker <id> served <n> requests".
+ *
+ * --policy sticky sends every connection of a client (by address, cut to --sticky-prefix,
+ * e.g. 24/64) to the same worker; --policy least to the worker with the fewest open
+ * connections (each worker reports a closed one with corral_worker_closed). --proxy-protocol on
+ * expects a PROXY v1/v2 header on every connection (HAProxy send-proxy, nginx proxy_protocol):
+ * the primary consumes it and routes on the client it names, and the answer then says
+ * "hello from worker <id> (pid <pid>) to <client address>:<port>".
  */
 #include <corral.h>
 
@@ -38,6 +46,8 @@ struct config {
   const char *host;
   long port;
   uint32_t policy;
+  int proxy_protocol;
+  long v4_prefix, v6_prefix;
   long requests; /* 0: unbounded */
   long seconds;  /* 0: unbounded */
 };
@@ -52,7 +62,9 @@ static void die_corral(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: hello_http [--workers N] [--host H] [--port P] [--policy rr|shared|kernel-rr]\n"
+          "usage: hello_http [--workers N] [--host H] [--port P]\n"
+          "                  [--policy rr|shared|kernel-rr|sticky|least|least-p2c]\n"
+          "                  [--proxy-protocol on] [--sticky-prefix V4/V6]\n"
           "                  [--requests N | --seconds S]\n");
   exit(2);
 }
@@ -72,6 +84,8 @@ static long number(const char *s, long min, long max) {
 
 struct conn {
   int fd;
+  uint32_t listener;
+  char client[64]; /* "address:port" from a PROXY header, or empty */
   size_t len;
   int close_after;
   struct conn *prev, *next; /* every open connection, to close idle ones when draining */
@@ -97,8 +111,12 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
     int close_hdr = strcasestr(c->buf, "\r\nconnection: close") != NULL;
     int keep_hdr = strcasestr(c->buf, "\r\nconnection: keep-alive") != NULL;
     c->close_after = close_hdr || (http10 && !keep_hdr);
-    char body[96];
-    int blen = snprintf(body, sizeof body, "hello from worker %llu (pid %d)\n", id, (int)getpid());
+    char body[160];
+    int blen = c->client[0]
+                   ? snprintf(body, sizeof body, "hello from worker %llu (pid %d) to %s\n", id,
+                              (int)getpid(), c->client)
+                   : snprintf(body, sizeof body, "hello from worker %llu (pid %d)\n", id,
+                              (int)getpid());
     char out[256];
     int olen = snprintf(out, sizeof out,
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
@@ -112,7 +130,11 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
   }
 }
 
-static void close_conn(int ep, struct conn *c, long *open_conns) {
+static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conns) {
+  /* Under --policy least the primary counts open connections by these reports; other
+   * policies ignore them. A failure means the primary is gone: nothing to tell. */
+  if (corral_worker_closed(w, c->listener) != CORRAL_STATUS_OK) {
+  }
   if (c->prev) c->prev->next = c->next;
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -160,6 +182,13 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             struct conn *nc = malloc(sizeof *nc);
             nc->fd = fd;
+            nc->listener = corral_worker_event_listener(e);
+            nc->client[0] = '\0';
+            char host[46];
+            uint16_t port;
+            if (corral_worker_event_peer_addr(e, host, sizeof host, &port) > 0)
+              snprintf(nc->client, sizeof nc->client, strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+                       host, (unsigned)port);
             nc->len = 0;
             nc->close_after = 0;
             nc->prev = NULL;
@@ -174,7 +203,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             draining = 1;
             for (struct conn *k = conns, *next; k; k = next) {
               next = k->next;
-              if (k->len == 0) close_conn(ep, k, &open_conns);
+              if (k->len == 0) close_conn(w, ep, k, &open_conns);
             }
           } else if (kind == CORRAL_WORKER_EVENT_PRIMARY_GONE) {
             corral_worker_event_free(e);
@@ -187,7 +216,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
       ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
       if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        close_conn(ep, c, &open_conns);
+        close_conn(w, ep, c, &open_conns);
         continue;
       }
       c->len += (size_t)r;
@@ -199,7 +228,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
         }
       }
       /* Draining: a keep-alive connection closes once its current request is answered. */
-      if (rc < 0 || (draining && c->len == 0)) close_conn(ep, c, &open_conns);
+      if (rc < 0 || (draining && c->len == 0)) close_conn(w, ep, c, &open_conns);
     }
   }
   char report[64];
@@ -287,7 +316,8 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
 
 int main(int argc, char **argv) {
   struct config cfg = {.workers = (long)corral_available_parallelism(), .host = "127.0.0.1",
-                       .port = 8080, .policy = CORRAL_POLICY_RR};
+                       .port = 8080, .policy = CORRAL_POLICY_RR, .v4_prefix = 32,
+                       .v6_prefix = 128};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -301,7 +331,15 @@ int main(int argc, char **argv) {
       if (!strcmp(v, "rr")) cfg.policy = CORRAL_POLICY_RR;
       else if (!strcmp(v, "shared")) cfg.policy = CORRAL_POLICY_SHARED;
       else if (!strcmp(v, "kernel-rr")) cfg.policy = CORRAL_POLICY_KERNEL_RR;
+      else if (!strcmp(v, "sticky")) cfg.policy = CORRAL_POLICY_STICKY;
+      else if (!strcmp(v, "least")) cfg.policy = CORRAL_POLICY_LEAST;
+      else if (!strcmp(v, "least-p2c")) cfg.policy = CORRAL_POLICY_LEAST_P2C;
       else usage();
+    } else if (!strcmp(a, "--proxy-protocol")) {
+      if (strcmp(v, "on") && strcmp(v, "off")) usage();
+      cfg.proxy_protocol = !strcmp(v, "on");
+    } else if (!strcmp(a, "--sticky-prefix")) {
+      if (sscanf(v, "%ld/%ld", &cfg.v4_prefix, &cfg.v6_prefix) != 2) usage();
     } else usage();
     i++;
   }
@@ -310,7 +348,11 @@ int main(int argc, char **argv) {
   corral_options *opts;
   corral_primary *p;
   if (corral_options_new(&opts) != CORRAL_STATUS_OK) die_corral("options");
+  /* Out-of-range prefixes are refused here, with a message naming the limit. */
   if (corral_options_set_policy(opts, cfg.policy) != CORRAL_STATUS_OK ||
+      corral_options_set_proxy_protocol(opts, cfg.proxy_protocol) != CORRAL_STATUS_OK ||
+      corral_options_set_sticky_prefix(opts, (uint32_t)cfg.v4_prefix, (uint32_t)cfg.v6_prefix) !=
+          CORRAL_STATUS_OK ||
       corral_options_set_shutdown_signals(opts, true, 10000) != CORRAL_STATUS_OK ||
       corral_options_set_event_callback(opts, on_event, &st) != CORRAL_STATUS_OK)
     die_corral("options");
@@ -328,9 +370,18 @@ int main(int argc, char **argv) {
       exit(code);
     }
   }
-  uint32_t policy = corral_primary_policy(p);
+  const char *name;
+  switch (corral_primary_policy(p)) {
+  case CORRAL_POLICY_RR: name = "rr"; break;
+  case CORRAL_POLICY_SHARED: name = "shared"; break;
+  case CORRAL_POLICY_KERNEL_RR: name = "kernel-rr"; break;
+  case CORRAL_POLICY_STICKY: name = "sticky"; break;
+  case CORRAL_POLICY_LEAST: name = "least"; break;
+  case CORRAL_POLICY_LEAST_P2C: name = "least-p2c"; break;
+  default: name = "other"; break;
+  }
   fprintf(stderr, "hello_http: primary %d, %ld workers, policy %s\n", (int)getpid(), cfg.workers,
-          policy == CORRAL_POLICY_RR ? "rr" : policy == CORRAL_POLICY_SHARED ? "shared" : "kernel-rr");
+          name);
 
   /* The embeddable form: dispatch with a timeout so --seconds can end the run. */
   struct timespec t0;

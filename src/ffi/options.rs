@@ -19,6 +19,40 @@ pub const CORRAL_POLICY_SHARED: u32 = 1;
 /// `CORRAL_EVENT_WARNING`.
 pub const CORRAL_POLICY_KERNEL_RR: u32 = 2;
 
+/// Sticky: the primary deals every connection of a client to the same worker (by its address,
+/// cut to `corral_options_set_sticky_prefix`, the real one under
+/// `corral_options_set_proxy_protocol`, or by `corral_options_set_sticky_key`). Clients map to
+/// the workers' slots by rendezvous hashing: a crashed worker's clients go to others until its
+/// replacement takes its slot back; a fifth worker takes ~1/5 of the clients.
+pub const CORRAL_POLICY_STICKY: u32 = 3;
+/// Least: the primary deals each connection to the worker with the fewest open ones (ties in
+/// turn). Workers report closes with `corral_worker_closed`.
+pub const CORRAL_POLICY_LEAST: u32 = 4;
+/// Least, choosing the better of two workers drawn at random (for large worker counts).
+pub const CORRAL_POLICY_LEAST_P2C: u32 = 5;
+
+/// `corral_options_set_sticky_key`: no key, route by address (the default).
+pub const CORRAL_STICKY_KEY_NONE: u32 = 0;
+/// `corral_options_set_sticky_key`: the value of the named cookie.
+pub const CORRAL_STICKY_KEY_COOKIE: u32 = 1;
+/// `corral_options_set_sticky_key`: the value of the named query parameter.
+pub const CORRAL_STICKY_KEY_QUERY: u32 = 2;
+/// `corral_options_set_sticky_key`: the value of the named header.
+pub const CORRAL_STICKY_KEY_HEADER: u32 = 3;
+
+/// The C value of a policy (`corral_primary_policy`).
+pub(crate) fn policy_value(p: Policy) -> u32 {
+    use corral_core::policy::least::Pick;
+    match p {
+        Policy::RoundRobin => CORRAL_POLICY_RR,
+        Policy::Shared => CORRAL_POLICY_SHARED,
+        Policy::KernelRr => CORRAL_POLICY_KERNEL_RR,
+        Policy::Sticky => CORRAL_POLICY_STICKY,
+        Policy::Least(Pick::Least) => CORRAL_POLICY_LEAST,
+        Policy::Least(Pick::TwoChoices) => CORRAL_POLICY_LEAST_P2C,
+    }
+}
+
 /// Options of a primary (opaque). Create with `corral_options_new`, free with
 /// `corral_options_free`. Not thread-safe; valid until freed.
 pub struct corral_options {
@@ -80,9 +114,11 @@ fn set_checked(
     })
 }
 
-/// Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
-/// `CORRAL_POLICY_KERNEL_RR`. The environment variable `CORRAL_SCHED_POLICY=rr|shared|kernel-rr`
-/// still overrides it when the primary starts.
+/// Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED`,
+/// `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST` or
+/// `CORRAL_POLICY_LEAST_P2C`. The environment variable
+/// `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|sticky|least|least-p2c` still overrides it when the
+/// primary starts.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
 #[no_mangle]
@@ -96,14 +132,120 @@ pub unsafe extern "C" fn corral_options_set_policy(
             CORRAL_POLICY_RR => Policy::RoundRobin,
             CORRAL_POLICY_SHARED => Policy::Shared,
             CORRAL_POLICY_KERNEL_RR => Policy::KernelRr,
+            CORRAL_POLICY_STICKY => Policy::Sticky,
+            CORRAL_POLICY_LEAST => Policy::Least(corral_core::policy::least::Pick::Least),
+            CORRAL_POLICY_LEAST_P2C => Policy::Least(corral_core::policy::least::Pick::TwoChoices),
             other => {
                 return Err(Error::invalid(format!(
                     "policy {other} is unknown: use CORRAL_POLICY_RR (0), CORRAL_POLICY_SHARED \
-                     (1) or CORRAL_POLICY_KERNEL_RR (2)"
+                     (1), CORRAL_POLICY_KERNEL_RR (2), CORRAL_POLICY_STICKY (3), \
+                     CORRAL_POLICY_LEAST (4) or CORRAL_POLICY_LEAST_P2C (5)"
                 )))
             }
         };
         Ok(())
+    })
+}
+
+/// `CORRAL_POLICY_STICKY`: clients whose addresses share their first `v4_prefix` bits (IPv4)
+/// or `v6_prefix` bits (IPv6) are one client (for clients behind rotating addresses: e.g. 24
+/// and 64). Default 32 and 128 (the whole address).
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` above 32 or 128 (the message names the limit) or
+/// for a NULL handle; the options are unchanged then.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_sticky_prefix(
+    opts: *mut corral_options,
+    v4_prefix: u32,
+    v6_prefix: u32,
+) -> corral_status {
+    with_opts(opts, |o| {
+        let narrow = |p: u32| u8::try_from(p).unwrap_or(u8::MAX);
+        o.opts.routing.address_key =
+            corral_core::policy::sticky::AddressKey::new(narrow(v4_prefix), narrow(v6_prefix))?;
+        Ok(())
+    })
+}
+
+/// `CORRAL_POLICY_STICKY`: route by a key in the client's first HTTP/1.x request instead of
+/// its address: `kind` is `CORRAL_STICKY_KEY_COOKIE`, `_QUERY` or `_HEADER` and `name` the
+/// cookie, query parameter or header (socket.io: `CORRAL_STICKY_KEY_QUERY`, `"sid"`). The
+/// primary peeks at the request (nothing is consumed) for at most the peek bounds
+/// (`corral_options_set_peek`); a request without the key routes by address.
+/// `CORRAL_STICKY_KEY_NONE` (with `name` NULL) turns it off. `name` is copied.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for an unknown kind, a NULL or invalid name (1 to
+/// 256 characters valid in that place) or a NULL handle; unchanged then.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_sticky_key(
+    opts: *mut corral_options,
+    kind: u32,
+    name: *const c_char,
+) -> corral_status {
+    use corral_core::policy::http_key::KeySource;
+    with_opts(opts, |o| {
+        if kind == CORRAL_STICKY_KEY_NONE {
+            o.opts.routing.key = None;
+            return Ok(());
+        }
+        // SAFETY: NULL or NUL-terminated by contract.
+        let name = unsafe { c_str(name, "name") }?.to_string();
+        let key = match kind {
+            CORRAL_STICKY_KEY_COOKIE => KeySource::Cookie(name),
+            CORRAL_STICKY_KEY_QUERY => KeySource::Query(name),
+            CORRAL_STICKY_KEY_HEADER => KeySource::Header(name),
+            other => {
+                return Err(Error::invalid(format!(
+                    "sticky key kind {other} is unknown: use CORRAL_STICKY_KEY_NONE (0), \
+                     _COOKIE (1), _QUERY (2) or _HEADER (3)"
+                )))
+            }
+        };
+        key.validate()?;
+        o.opts.routing.key = Some(key);
+        Ok(())
+    })
+}
+
+/// Every connection starts with a PROXY protocol header, v1 or v2 (HAProxy `send-proxy`,
+/// nginx `proxy_protocol on`, AWS NLB): the primary reads it (the worker's first read is the
+/// client's first byte), routes on the client address it names, and hands that address to the
+/// worker (`corral_worker_event_peer_addr`). A connection without a valid header within the
+/// peek bounds is closed and counted. For every listener of the primary, under every policy
+/// but `CORRAL_POLICY_SHARED`. Default off.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL handle.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_proxy_protocol(
+    opts: *mut corral_options,
+    on: bool,
+) -> corral_status {
+    set_checked(opts, |o| o.routing.proxy_protocol = on)
+}
+
+/// Bounds of the primary's look at a new connection (PROXY header, sticky key): at most
+/// `max_bytes` bytes (64 to 8192; default 4096) and `timeout_ms` milliseconds (1 to 60000;
+/// default 2000). 0 keeps a value as it is.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range (the message names it) or
+/// a NULL handle; unchanged then.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_set_peek(
+    opts: *mut corral_options,
+    max_bytes: u32,
+    timeout_ms: u32,
+) -> corral_status {
+    set_checked(opts, |o| {
+        if max_bytes > 0 {
+            o.routing.peek_bytes = max_bytes as usize;
+        }
+        if timeout_ms > 0 {
+            o.routing.peek_timeout = Duration::from_millis(timeout_ms as u64);
+        }
     })
 }
 

@@ -146,9 +146,9 @@ fn with_primary(
     })
 }
 
-/// The scheduling policy in effect (`CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED` or
-/// `CORRAL_POLICY_KERNEL_RR`), after the `CORRAL_SCHED_POLICY` override. (Under
-/// `CORRAL_POLICY_KERNEL_RR` an address may still run rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
+/// The scheduling policy in effect (a `CORRAL_POLICY_*` value), after the
+/// `CORRAL_SCHED_POLICY` override. (Under `CORRAL_POLICY_KERNEL_RR` an address may still run
+/// rr: see `CORRAL_EVENT_WARNING`.) `CORRAL_POLICY_RR` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 {
     super::boundary::guard_value(super::options::CORRAL_POLICY_RR, || {
@@ -156,11 +156,7 @@ pub unsafe extern "C" fn corral_primary_policy(p: *const corral_primary) -> u32 
             return super::options::CORRAL_POLICY_RR;
         }
         // SAFETY: a live handle by contract.
-        match unsafe { &(*p).cluster }.primary().policy() {
-            corral_core::Policy::RoundRobin => super::options::CORRAL_POLICY_RR,
-            corral_core::Policy::Shared => super::options::CORRAL_POLICY_SHARED,
-            corral_core::Policy::KernelRr => super::options::CORRAL_POLICY_KERNEL_RR,
-        }
+        super::options::policy_value(unsafe { &(*p).cluster }.primary().policy())
     })
 }
 

@@ -52,17 +52,26 @@ pub struct corral_worker_event {
     listener: u32,
     fd: Option<OwnedFd>,
     data: Vec<u8>,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl corral_worker_event {
     fn new(ev: WorkerEvent) -> corral_worker_event {
+        let mut peer = None;
         let (kind, listener, fd, data) = match ev {
-            WorkerEvent::Connection { listener, fd } => (
-                CORRAL_WORKER_EVENT_CONNECTION,
+            WorkerEvent::Connection {
                 listener,
-                Some(fd),
-                Vec::new(),
-            ),
+                fd,
+                peer: from_proxy,
+            } => {
+                peer = from_proxy;
+                (
+                    CORRAL_WORKER_EVENT_CONNECTION,
+                    listener,
+                    Some(fd),
+                    Vec::new(),
+                )
+            }
             // fds attached to messages are not exposed to C yet: dropping them closes them.
             WorkerEvent::Message { data, .. } => (CORRAL_WORKER_EVENT_MESSAGE, 0, None, data),
             WorkerEvent::Disconnect => (CORRAL_WORKER_EVENT_DISCONNECT, 0, None, Vec::new()),
@@ -73,6 +82,7 @@ impl corral_worker_event {
             listener,
             fd,
             data,
+            peer,
         }
     }
 }
@@ -385,6 +395,23 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
     with_worker(w, |w| w.room(listener))
 }
 
+/// Tells the primary that a connection of `listener` it dealt to this worker has closed. Under
+/// `CORRAL_POLICY_LEAST` the primary counts each worker's open connections with it (it cannot
+/// see closes itself): call it once per connection, after closing it. A worker that never calls
+/// it looks ever more loaded and is dealt ever fewer connections. Other policies ignore it.
+/// Same threads as `corral_worker_refuse`.
+///
+/// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
+/// or once the primary is gone; `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL worker.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_closed(
+    w: *mut corral_worker,
+    listener: u32,
+) -> corral_status {
+    with_worker(w, |w| w.closed(listener))
+}
+
 /// Tells the primary this worker's loop is alive, with the number of connections it has open
 /// (for metrics). Call it every `corral_worker_heartbeat_interval_ms` milliseconds (a
 /// supervisor with a heartbeat watchdog sets it, as `CORRAL_HEARTBEAT_MS` in the worker's
@@ -458,6 +485,35 @@ pub unsafe extern "C" fn corral_worker_event_take_fd(ev: *mut corral_worker_even
         // SAFETY: a live event, not aliased during this call, by contract.
         let e = unsafe { &mut *ev };
         e.fd.take().map_or(-1, |fd| fd.into_raw_fd())
+    })
+}
+
+/// For `CONNECTION` on a primary with the PROXY protocol on (`corral_options_set_proxy_protocol`):
+/// the client's address as the proxy's header named it (the header is already consumed: the
+/// socket's first byte is the client's). Copies the address as text (`"192.0.2.7"`, `"2001:db8::1"`)
+/// into `buf` with snprintf semantics (at most `len - 1` bytes and a NUL; `buf` may be NULL
+/// when `len` is 0) and the port into `*port_out` (may be NULL); returns the text's full
+/// length (at most 45), so a return `>= len` means it was cut. Returns 0 and writes nothing
+/// when the connection carries no such address (no PROXY protocol, a `LOCAL`/`UNKNOWN`
+/// header, another event, NULL): the socket's own peer (`getpeername`) is the client then.
+/// The event owns nothing it returns; valid until `corral_worker_event_free`.
+#[no_mangle]
+pub unsafe extern "C" fn corral_worker_event_peer_addr(
+    ev: *const corral_worker_event,
+    buf: *mut c_char,
+    len: usize,
+    port_out: *mut u16,
+) -> usize {
+    let Some(peer) = with_event(ev, None, |e| e.peer) else {
+        return 0;
+    };
+    if !port_out.is_null() {
+        // SAFETY: non-NULL, writable by contract.
+        unsafe { *port_out = peer.port() };
+    }
+    guard_value(0, || {
+        // SAFETY: `buf` has `len` writable bytes by contract.
+        unsafe { super::boundary::copy_out(&peer.ip().to_string(), buf, len) }
     })
 }
 

@@ -60,6 +60,30 @@ int main(void) {
   char code[32] = "x";
   CHECK(corral_event_code(NULL, code, sizeof code) == 0 && code[0] == '\0', "event code of NULL");
   CHECK(corral_event_kind(NULL) == 0 && corral_event_errno(NULL) == 0, "NULL event");
+  /* Routing options: each refused value names its limit and leaves the options as they were. */
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_STICKY) == CORRAL_STATUS_OK, "sticky");
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_LEAST_P2C) == CORRAL_STATUS_OK, "least-p2c");
+  CHECK(corral_options_set_sticky_prefix(o, 33, 64) == CORRAL_STATUS_INVALID_ARGUMENT, "prefix /33");
+  CHECK(last_error_contains("expected at most /32 and /128"), "prefix message");
+  CHECK(corral_options_set_sticky_prefix(o, 24, 64) == CORRAL_STATUS_OK, "prefix 24/64");
+  CHECK(corral_options_set_sticky_key(o, 9, "sid") == CORRAL_STATUS_INVALID_ARGUMENT, "key kind 9");
+  CHECK(last_error_contains("sticky key kind 9 is unknown"), "key kind message");
+  CHECK(corral_options_set_sticky_key(o, CORRAL_STICKY_KEY_COOKIE, NULL) ==
+            CORRAL_STATUS_INVALID_ARGUMENT, "NULL key name");
+  CHECK(last_error_contains("name is NULL"), "key name message");
+  CHECK(corral_options_set_sticky_key(o, CORRAL_STICKY_KEY_HEADER, "bad name") ==
+            CORRAL_STATUS_INVALID_ARGUMENT, "key name with a space");
+  CHECK(corral_options_set_sticky_key(o, CORRAL_STICKY_KEY_QUERY, "sid") == CORRAL_STATUS_OK, "query sid");
+  CHECK(corral_options_set_sticky_key(o, CORRAL_STICKY_KEY_NONE, NULL) == CORRAL_STATUS_OK, "no key");
+  CHECK(corral_options_set_peek(o, 9000, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "peek 9000 bytes");
+  CHECK(last_error_contains("routing.peek_bytes: must be between 64 and 8192 (got 9000)"), "peek message");
+  CHECK(corral_options_set_peek(o, 0, 60001) == CORRAL_STATUS_INVALID_ARGUMENT, "peek 60001 ms");
+  CHECK(corral_options_set_peek(o, 1024, 500) == CORRAL_STATUS_OK, "peek 1024 bytes 500 ms");
+  CHECK(corral_options_set_proxy_protocol(o, true) == CORRAL_STATUS_OK, "proxy protocol");
+  CHECK(corral_worker_closed(NULL, 1) == CORRAL_STATUS_INVALID_ARGUMENT, "closed: NULL worker");
+  CHECK(corral_worker_event_peer_addr(NULL, small, sizeof small, NULL) == 0, "peer of NULL");
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_RR) == CORRAL_STATUS_OK, "back to rr");
+  CHECK(corral_options_set_proxy_protocol(o, false) == CORRAL_STATUS_OK, "proxy protocol off");
   CHECK(corral_options_set_window(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "window 0");
   CHECK(corral_options_set_max_listeners_per_worker(o, 0) == CORRAL_STATUS_INVALID_ARGUMENT,
         "max listeners 0");

@@ -21,6 +21,7 @@ const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR, SCHED_KERNEL_RR,
   LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
+  SCHED_STICKY, SCHED_LEAST, ENV_REPORT_CLOSES,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -32,6 +33,8 @@ cluster.Worker = Worker;
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
 cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
+cluster.SCHED_STICKY = SCHED_STICKY;
+cluster.SCHED_LEAST = SCHED_LEAST;
 cluster.worker = null;
 
 // libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.
@@ -39,6 +42,9 @@ const UV_TCP_IPV6ONLY = 1;
 
 const serialization = process.env[ENV_SERIALIZATION] === 'advanced' ? 'advanced' : 'json';
 delete process.env[ENV_SERIALIZATION];
+// Under `least` the primary counts this worker's open connections by these reports.
+const reportCloses = process.env[ENV_REPORT_CLOSES] === '1';
+delete process.env[ENV_REPORT_CLOSES];
 
 const keepAlive = new KeepAlive();
 const pending = new Map(); // listen request id -> callback(event)
@@ -651,7 +657,29 @@ function onConnection(ev) {
     fs.closeSync(fd);
     return;
   }
+  if (ev.address !== undefined) {
+    // The client a PROXY header named (the primary consumed the header): net.Socket asks its
+    // handle for remoteAddress/remotePort/remoteFamily, inside the 'connection' emit already.
+    const peer = { address: ev.address, port: ev.port, family: ev.family === 6 ? 'IPv6' : 'IPv4' };
+    client.getpeername = (out) => {
+      Object.assign(out, peer);
+      return 0;
+    };
+  }
   handle.onconnection(0, client);
+  if (reportCloses) {
+    const socket = client[ownerSymbol(client)];
+    const listener = ev.listener;
+    const report = () => {
+      try {
+        if (connected) nw.closed(listener);
+      } catch {
+        // The channel just closed: nobody counts any more.
+      }
+    };
+    if (socket && typeof socket.once === 'function') socket.once('close', report);
+    else report(); // no socket took it (the server dropped it): closed already
+  }
 }
 
 function onEvents(events) {

@@ -70,6 +70,11 @@ const SCHED_RR = 2;
 // corral's own: each worker accepts on its socket of a SO_REUSEPORT group and an eBPF program
 // deals connections in turn (the engine's `kernel-rr`; rr where it cannot be loaded).
 const SCHED_KERNEL_RR = 3;
+// corral's own policies (issue 14): a client's connections to one worker; the least loaded.
+const SCHED_STICKY = 4;
+const SCHED_LEAST = 5;
+// Set by the primary for workers under `least`: report every dealt connection's close.
+const ENV_REPORT_CLOSES = 'CORRAL_NODE_REPORT_CLOSES';
 // Bits of the engine's listen options (corral_core::listener::BindOptions).
 const LISTEN_IPV6_ONLY = 1;
 const LISTEN_READABLE_ALL = 2;
@@ -88,6 +93,9 @@ module.exports = {
   SCHED_NONE,
   SCHED_RR,
   SCHED_KERNEL_RR,
+  SCHED_STICKY,
+  SCHED_LEAST,
+  ENV_REPORT_CLOSES,
   LISTEN_IPV6_ONLY,
   LISTEN_READABLE_ALL,
   LISTEN_WRITABLE_ALL,

@@ -16,6 +16,7 @@ const { Supervisor, invalidOption, validateSupervise } = require('./supervisor')
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
   SCHED_KERNEL_RR,
+  SCHED_STICKY, SCHED_LEAST, ENV_REPORT_CLOSES,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -27,10 +28,13 @@ cluster.Worker = Worker;
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
 cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
+cluster.SCHED_STICKY = SCHED_STICKY;
+cluster.SCHED_LEAST = SCHED_LEAST;
 
 let policy = { none: SCHED_NONE, rr: SCHED_RR }[process.env.NODE_CLUSTER_SCHED_POLICY];
 const corralPolicy = {
   shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR, 'kernel-rr': SCHED_KERNEL_RR,
+  sticky: SCHED_STICKY, least: SCHED_LEAST, 'least-p2c': 'least-p2c',
 }[process.env.CORRAL_SCHED_POLICY];
 if (corralPolicy !== undefined) policy = corralPolicy;
 cluster.schedulingPolicy = policy === undefined ? SCHED_RR : policy;
@@ -47,8 +51,56 @@ const adopted = new Set(); // every worker id this primary has wrapped
 function getEngine() {
   if (engine) return engine;
   const name = policyName(cluster.schedulingPolicy) || 'rr';
-  engine = callNative(() => new addon.NativePrimary(name, 32, onBatch));
+  const routing = routingOf(cluster.settings);
+  engine = callNative(() => new addon.NativePrimary(name, 32, onBatch, routing));
   return engine;
+}
+
+// setupPrimary({ sticky: { cookie | query | header: name, prefix: { v4, v6 } }, proxyProtocol })
+// -> the engine's RoutingArgs; a wrong type or value throws, naming the option.
+function routingOf(settings) {
+  const { sticky, proxyProtocol } = settings;
+  const out = {};
+  if (proxyProtocol !== undefined) {
+    if (typeof proxyProtocol !== 'boolean') throw invalidArg('options.proxyProtocol', 'of type boolean', proxyProtocol);
+    out.proxyProtocol = proxyProtocol;
+  }
+  if (sticky === undefined) return out;
+  if (sticky === null || typeof sticky !== 'object') throw invalidArg('options.sticky', 'of type object', sticky);
+  const keys = ['cookie', 'query', 'header'].filter((k) => sticky[k] !== undefined);
+  if (keys.length > 1) {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
+      `The property 'options.sticky' must name one of cookie, query or header. Received ${keys.join(' and ')}`);
+  }
+  for (const k of keys) {
+    const v = sticky[k];
+    if (typeof v !== 'string' || v === '' || v.length > 256 || /[\s;,=&#?"()<>@:\\/[\]{}]/.test(v)) {
+      throw invalidArg(`options.sticky.${k}`, 'a name of 1 to 256 token characters', v);
+    }
+    out.keyKind = k;
+    out.keyName = v;
+  }
+  const unknown = Object.keys(sticky).filter((k) => !['cookie', 'query', 'header', 'prefix'].includes(k));
+  if (unknown.length) {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.sticky' has unknown key ${unknown[0]}`);
+  }
+  const { prefix } = sticky;
+  if (prefix !== undefined) {
+    if (prefix === null || typeof prefix !== 'object') throw invalidArg('options.sticky.prefix', 'an object { v4, v6 }', prefix);
+    for (const [k, max] of [['v4', 32], ['v6', 128]]) {
+      const v = prefix[k];
+      if (v === undefined) continue;
+      if (!Number.isInteger(v) || v < 0 || v > max) throw invalidArg(`options.sticky.prefix.${k}`, `an integer from 0 to ${max}`, v);
+      out[`${k}Prefix`] = v;
+    }
+  }
+  return out;
+}
+
+function invalidArg(name, what, value) {
+  let shown = util.inspect(value);
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property '${name}' must be ${what}. Received ${shown}`);
 }
 
 cluster.setupPrimary = function setupPrimary(options) {
@@ -66,6 +118,7 @@ cluster.setupPrimary = function setupPrimary(options) {
   ) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
+  routingOf(settings); // throws on a bad sticky / proxyProtocol, before anything changes
   cluster.settings = settings;
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
@@ -77,11 +130,15 @@ cluster.setupPrimary = function setupPrimary(options) {
 cluster.setupMaster = cluster.setupPrimary;
 
 // The engine's name of a cluster.schedulingPolicy value: node:cluster's constants, corral's
-// cluster.SCHED_KERNEL_RR, or the engine's names themselves ('kernel-rr').
+// cluster.SCHED_KERNEL_RR, SCHED_STICKY and SCHED_LEAST, or the engine's names themselves
+// ('kernel-rr', 'sticky', 'least', 'least-p2c').
 function policyName(p) {
   if (p === SCHED_NONE || p === 'shared' || p === 'none') return 'shared';
   if (p === SCHED_RR || p === 'rr') return 'rr';
   if (p === SCHED_KERNEL_RR || p === 'kernel-rr') return 'kernel-rr';
+  if (p === SCHED_STICKY || p === 'sticky') return 'sticky';
+  if (p === SCHED_LEAST || p === 'least') return 'least';
+  if (p === 'least-p2c') return 'least-p2c';
   return undefined;
 }
 
@@ -207,6 +264,7 @@ function spawnOptions(env) {
   const workerEnv = { ...env };
   for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
   if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
+  if (getEngine().policy().startsWith('least')) workerEnv[ENV_REPORT_CLOSES] = '1';
   if (s.inspectPort === null) throw badPort(null);
   const execArgv = [...s.execArgv];
   if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);

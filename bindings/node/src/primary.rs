@@ -390,17 +390,62 @@ fn fail(shared: &Shared, reason: String) -> Vec<Event> {
     out
 }
 
+/// `cluster.setupPrimary({ sticky, proxyProtocol })` as lib/primary.js passes it.
+#[napi(object)]
+pub struct RoutingArgs {
+    /// Every connection starts with a PROXY v1/v2 header.
+    pub proxy_protocol: Option<bool>,
+    /// `"cookie"`, `"query"` or `"header"`, with `key_name`.
+    pub key_kind: Option<String>,
+    pub key_name: Option<String>,
+    pub v4_prefix: Option<u32>,
+    pub v6_prefix: Option<u32>,
+}
+
+impl RoutingArgs {
+    fn options(self) -> Result<corral_core::RoutingOptions> {
+        use corral_core::policy::http_key::KeySource;
+        let mut o = corral_core::RoutingOptions {
+            proxy_protocol: self.proxy_protocol.unwrap_or(false),
+            ..Default::default()
+        };
+        let narrow = |p: u32| u8::try_from(p).unwrap_or(u8::MAX);
+        o.address_key = corral_core::policy::sticky::AddressKey::new(
+            narrow(self.v4_prefix.unwrap_or(32)),
+            narrow(self.v6_prefix.unwrap_or(128)),
+        )
+        .map_err(to_napi)?;
+        o.key = match (self.key_kind.as_deref(), self.key_name) {
+            (None, _) => None,
+            (Some("cookie"), Some(n)) => Some(KeySource::Cookie(n)),
+            (Some("query"), Some(n)) => Some(KeySource::Query(n)),
+            (Some("header"), Some(n)) => Some(KeySource::Header(n)),
+            (Some(k), _) => {
+                return Err(to_napi(corral_core::Error::invalid(format!(
+                    "sticky key {k:?}: expected cookie, query or header with a name"
+                ))))
+            }
+        };
+        o.validate().map_err(to_napi)?;
+        Ok(o)
+    }
+}
+
 #[napi]
 impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
+    /// `routing`: the sticky key and prefixes and the PROXY protocol (lib/primary.js checks
+    /// their types; the engine their values).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         policy: String,
         window: u32,
         on_events: Function<'_, Batch, ()>,
+        routing: Option<RoutingArgs>,
     ) -> Result<Self> {
         let policy = Policy::parse(&policy).map_err(to_napi)?;
+        let routing = routing.map_or_else(|| Ok(Default::default()), RoutingArgs::options)?;
         // Workers' messages come on channels of their own, read on this thread (messages.rs),
         // unless there is no libuv to poll with or CORRAL_NODE_RECV=thread asks for the
         // engine thread's path (both sides then use their native threads).
@@ -412,6 +457,7 @@ impl NativePrimary {
             message_channels,
             // node:cluster's send() queues without bound (it only returns false): so does this.
             send_queue_limit: None,
+            routing,
             ..Default::default()
         };
         // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.

@@ -150,10 +150,15 @@ fn writer_loop(s: Arc<Sender>) {
 /// The JS event for what the protocol delivered.
 fn to_event(d: Delivered) -> Event {
     match d {
-        Delivered::Connection { listener, fd } => Event {
+        // Under the PROXY protocol: the client's address, which child.js gives the socket as
+        // its remoteAddress/remotePort/remoteFamily.
+        Delivered::Connection { listener, fd, peer } => Event {
             kind: kind::CONNECTION,
             listener,
             fds: vec![fd],
+            address: peer.map(|p| p.ip().to_string()),
+            port: peer.map_or(0, |p| u32::from(p.port())),
+            family: peer.map_or(0, |p| if p.is_ipv4() { 4 } else { 6 }),
             ..Default::default()
         },
         Delivered::Listened {
@@ -500,6 +505,16 @@ impl NativeWorker {
     pub fn room(&self, listener: u32) -> Result<()> {
         self.sender
             .send(WorkerProtocol::room(listener))
+            .map(drop)
+            .map_err(to_napi)
+    }
+
+    /// Tells the primary a connection of `listener` it dealt here has closed (the `least`
+    /// policy counts open connections with it; `corral_core::Worker::closed`).
+    #[napi(catch_unwind)]
+    pub fn closed(&self, listener: u32) -> Result<()> {
+        self.sender
+            .send(WorkerProtocol::closed(listener))
             .map(drop)
             .map_err(to_napi)
     }

@@ -255,6 +255,27 @@ const EXAMPLES = {
     },
   },
 
+  'socketio_sticky.js': {
+    args: ['--clients', '8'],
+    check(out, engine) {
+      out.startAndEnd();
+      const result = out.one(/^connected (\d+)\/8, broadcast received by (\d+)\/8$/);
+      out.before(out.one(new RegExp(`^all ${CORES} workers listening on port \\d+$`))[0], result[0]);
+      if (engine === 'corral') {
+        // Every polling request of a client reached the worker holding its session.
+        out.line('policy: sticky (by the client query parameter)');
+        out.equal([result[1], result[2]], ['8', '8'], 'clients connected and reached by the broadcast');
+      } else {
+        // node:cluster deals the polls round-robin: sessions get lost (what the example shows).
+        out.line('policy: round-robin (this cluster module has no sticky policy)');
+        if (Number(result[1]) === 8 && Number(result[2]) === 8) out.fail('round-robin kept every polling session');
+      }
+      out.workersLived(range(1, CORES));
+      out.only([...COMMON, /^policy: /, /^connected \d+\/8, broadcast received by \d+\/8$/,
+        /^worker \d+ exited \(code 0\)$/]);
+    },
+  },
+
   'graceful_shutdown.js': {
     args: ['--self-test'],
     check(out) {

@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `CORRAL_WORKER_ID`, `CORRAL_CHANNEL_FD` | worker | set by the primary for an exec'd worker; removed once read |
 //! | `CORRAL_MESSAGE_FD` | worker | the worker's message channel (`PrimaryOptions::message_channels`); removed once read |
-//! | `CORRAL_SCHED_POLICY` | primary | `rr`, `shared` or `kernel-rr`: overrides the policy of the whole cluster |
+//! | `CORRAL_SCHED_POLICY` | primary | `rr`, `shared`, `kernel-rr`, `sticky`, `least` or `least-p2c`: overrides the policy of the whole cluster |
 //! | `CORRAL_STALL_TIMEOUT_MS` | primary | overrides `PrimaryOptions::stall_timeout` (`0`: off; else 10 ms to 7 days) |
 //! | `CORRAL_MAX_LISTENERS_PER_WORKER` | primary | overrides `PrimaryOptions::max_listeners_per_worker` (1 to 65536) |
 //! | `CORRAL_ORPHAN_LISTENER_GRACE_MS` | primary | overrides `PrimaryOptions::orphan_listener_grace` (0 to 1 day) |

@@ -61,8 +61,8 @@ pub use ipc::{Channel, Message, Recv, MAX_MESSAGE_LEN};
 pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
 pub use primary::{
-    check_send_queue_limit, Forked, Primary, PrimaryOptions, Sent, WorkerInfo, WorkerState,
-    DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
+    check_send_queue_limit, Forked, Primary, PrimaryOptions, RoutingOptions, RoutingStats, Sent,
+    WorkerInfo, WorkerState, DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};

@@ -73,6 +73,9 @@ pub enum Kind {
     /// asked for batches whole. One datagram for what would be many: the per-datagram cost of
     /// the socket (an skb, a wake-up, a syscall each side) is paid once.
     Batch = 16,
+    /// worker -> primary: one of this listener's connections it was dealt has closed (the
+    /// `least` policy counts each worker's open connections).
+    Closed = 17,
 }
 
 impl Kind {
@@ -95,6 +98,7 @@ impl Kind {
             14 => Refuse,
             15 => Room,
             16 => Batch,
+            17 => Closed,
             _ => return None,
         })
     }

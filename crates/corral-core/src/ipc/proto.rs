@@ -56,6 +56,12 @@ impl<'a> Reader<'a> {
         self.buf = b;
         Ok(a)
     }
+    /// Reads one byte if any is left.
+    fn take_opt_u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.buf.split_first()?;
+        self.buf = rest;
+        Some(b)
+    }
     /// Reads a u32.
     pub fn u32(&mut self) -> Result<u32> {
         let b = self.take(4)?;
@@ -249,7 +255,8 @@ pub fn decode_u32(buf: &[u8], what: &'static str) -> Result<u32> {
 
 /// Payload of a `Conn` message: the listener, and the connection's number on that worker's
 /// channel (wrapping), which lets the primary see whether the head of a worker's queue moved
-/// (`sys::peek_datagram`).
+/// (`sys::peek_datagram`). A connection that came through a proxy speaking the PROXY protocol
+/// carries the client's address after them ([`conn_payload_with_peer`]).
 pub fn conn_payload(listener: u32, seq: u32) -> [u8; 8] {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&listener.to_le_bytes());
@@ -257,13 +264,72 @@ pub fn conn_payload(listener: u32, seq: u32) -> [u8; 8] {
     b
 }
 
+/// Longest `Conn` payload: listener, number, family, an IPv6 address and a port.
+pub const CONN_PAYLOAD_MAX: usize = 8 + 1 + 16 + 2;
+
+/// A `Conn` payload that may carry the client's address: [`conn_payload`], then, when `peer` is
+/// known, its family (4 or 6), its address bytes and its port (little-endian).
+pub fn conn_payload_with_peer(
+    listener: u32,
+    seq: u32,
+    peer: Option<std::net::SocketAddr>,
+) -> ([u8; CONN_PAYLOAD_MAX], usize) {
+    let mut b = [0u8; CONN_PAYLOAD_MAX];
+    b[..8].copy_from_slice(&conn_payload(listener, seq));
+    let len = match peer {
+        None => 8,
+        Some(std::net::SocketAddr::V4(a)) => {
+            b[8] = 4;
+            b[9..13].copy_from_slice(&a.ip().octets());
+            b[13..15].copy_from_slice(&a.port().to_le_bytes());
+            15
+        }
+        Some(std::net::SocketAddr::V6(a)) => {
+            b[8] = 6;
+            b[9..25].copy_from_slice(&a.ip().octets());
+            b[25..27].copy_from_slice(&a.port().to_le_bytes());
+            27
+        }
+    };
+    (b, len)
+}
+
 /// Decodes a `Conn` payload; returns the listener.
 pub fn decode_conn(buf: &[u8]) -> Result<u32> {
+    decode_conn_peer(buf).map(|(l, _)| l)
+}
+
+/// Decodes a `Conn` payload; returns the listener and the client address it carries, if any.
+pub fn decode_conn_peer(buf: &[u8]) -> Result<(u32, Option<std::net::SocketAddr>)> {
     let mut r = Reader::new(buf, "conn");
     let listener = r.u32()?;
     r.u32()?;
+    let peer = match r.take_opt_u8() {
+        None => None,
+        Some(4) => {
+            let ip: [u8; 4] = r.take(4)?.try_into().expect("4 bytes");
+            let port = r.take(2)?;
+            Some(std::net::SocketAddr::from((
+                ip,
+                u16::from_le_bytes([port[0], port[1]]),
+            )))
+        }
+        Some(6) => {
+            let ip: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+            let port = r.take(2)?;
+            Some(std::net::SocketAddr::from((
+                ip,
+                u16::from_le_bytes([port[0], port[1]]),
+            )))
+        }
+        Some(f) => {
+            return Err(Error::protocol(format!(
+                "malformed frame: conn payload has address family {f}"
+            )))
+        }
+    };
     r.end()?;
-    Ok(listener)
+    Ok((listener, peer))
 }
 
 /// The payload of a `Kind::Batch` message: application messages back to back, each
@@ -424,6 +490,33 @@ mod tests {
         assert!(e.message().contains("2 trailing bytes"), "{e}");
         let huge = [&u32::MAX.to_le_bytes()[..], b"x"].concat();
         assert!(batch_parts(&huge).is_err());
+    }
+
+    #[test]
+    fn conn_payloads_carry_the_client_address_when_known() {
+        for peer in [
+            None,
+            Some("192.0.2.7:40001".parse().unwrap()),
+            Some("[2001:db8::9]:443".parse().unwrap()),
+        ] {
+            let (b, n) = conn_payload_with_peer(3, 77, peer);
+            assert_eq!(decode_conn_peer(&b[..n]).unwrap(), (3, peer));
+            assert_eq!(decode_conn(&b[..n]).unwrap(), 3);
+            assert_eq!(b[..8], conn_payload(3, 77));
+            // Cut anywhere inside the address: an error, never a wrong address.
+            for cut in 9..n {
+                assert!(
+                    decode_conn_peer(&b[..cut]).is_err(),
+                    "{peer:?} cut at {cut}"
+                );
+            }
+        }
+        let mut bad = conn_payload(1, 1).to_vec();
+        bad.push(5);
+        assert!(decode_conn_peer(&bad)
+            .unwrap_err()
+            .message()
+            .contains("family 5"));
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //!   picks the socket for every SYN ([`crate::steering`]); the primary is out of the data path.
 //!   Where the program cannot be loaded (no `CAP_BPF`, an old kernel, a Unix socket), that
 //!   address runs `rr` instead, and the reason is reported once (`Event::Warning`).
+//! - [`Policy::Sticky`] (`sticky`): the primary deals each connection to the worker its client's
+//!   key maps to ([`sticky::StickyTable`] over the workers' stable slots): the client address
+//!   (cut to `RoutingOptions::address_key`'s prefixes, the real one under the PROXY protocol) or
+//!   a key read from the request ([`http_key`]).
+//! - [`Policy::Least`] (`least`, `least-p2c`): the primary deals each connection to the worker
+//!   with the fewest open connections ([`least::LeastLoaded`]); workers report closes.
 //!
 //! The pieces the routing policies are built from, each a pure function of its inputs:
 //! [`round_robin::Rotation`] (the next worker in turn), [`sticky::StickyTable`] (a client's key to
@@ -23,8 +29,8 @@ pub mod sticky;
 
 use crate::error::{Error, Result};
 
-/// Environment variable that overrides the policy for a whole cluster: `rr`, `shared` or
-/// `kernel-rr`.
+/// Environment variable that overrides the policy for a whole cluster: `rr`, `shared`,
+/// `kernel-rr`, `sticky`, `least` or `least-p2c`.
 pub const ENV_POLICY: &str = "CORRAL_SCHED_POLICY";
 
 /// How connections are distributed.
@@ -38,17 +44,27 @@ pub enum Policy {
     /// Workers accept on their own sockets of one `SO_REUSEPORT` group; an eBPF program deals
     /// the connections in turn (falls back to [`Policy::RoundRobin`] per address).
     KernelRr,
+    /// The primary accepts and deals each client to the same worker, connection after
+    /// connection.
+    Sticky,
+    /// The primary accepts and deals each connection to the least loaded worker.
+    Least(least::Pick),
 }
 
 impl Policy {
-    /// Parses `rr`/`round-robin`, `shared`/`none` or `kernel-rr`.
+    /// Parses `rr`/`round-robin`, `shared`/`none`, `kernel-rr`, `sticky`, `least` or
+    /// `least-p2c`.
     pub fn parse(s: &str) -> Result<Policy> {
         match s {
             "rr" | "round-robin" => Ok(Policy::RoundRobin),
             "shared" | "none" => Ok(Policy::Shared),
             "kernel-rr" => Ok(Policy::KernelRr),
+            "sticky" => Ok(Policy::Sticky),
+            "least" => Ok(Policy::Least(least::Pick::Least)),
+            "least-p2c" => Ok(Policy::Least(least::Pick::TwoChoices)),
             _ => Err(Error::invalid(format!(
-                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\" or \"kernel-rr\""
+                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\", \"kernel-rr\", \
+                 \"sticky\", \"least\" or \"least-p2c\""
             ))),
         }
     }
@@ -64,19 +80,26 @@ impl Policy {
         }
     }
 
-    /// `"rr"`, `"shared"` or `"kernel-rr"`.
+    /// `"rr"`, `"shared"`, `"kernel-rr"`, `"sticky"`, `"least"` or `"least-p2c"`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::RoundRobin => "rr",
             Policy::Shared => "shared",
             Policy::KernelRr => "kernel-rr",
+            Policy::Sticky => "sticky",
+            Policy::Least(least::Pick::Least) => "least",
+            Policy::Least(least::Pick::TwoChoices) => "least-p2c",
         }
     }
 
     /// Connections of a stream listener are accepted by the primary and dealt out (`rr`, and
-    /// `kernel-rr` for what lands on its anchor socket and wherever it fell back to `rr`).
+    /// `kernel-rr` for what lands on its anchor socket and wherever it fell back to `rr`,
+    /// `sticky`, `least`).
     pub fn primary_deals(self) -> bool {
-        matches!(self, Policy::RoundRobin | Policy::KernelRr)
+        matches!(
+            self,
+            Policy::RoundRobin | Policy::KernelRr | Policy::Sticky | Policy::Least(_)
+        )
     }
 }
 
@@ -86,13 +109,20 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for p in [Policy::RoundRobin, Policy::Shared, Policy::KernelRr] {
+        for p in [
+            Policy::RoundRobin,
+            Policy::Shared,
+            Policy::KernelRr,
+            Policy::Sticky,
+            Policy::Least(least::Pick::Least),
+            Policy::Least(least::Pick::TwoChoices),
+        ] {
             assert_eq!(Policy::parse(p.name()).unwrap(), p);
         }
         assert_eq!(Policy::parse("none").unwrap(), Policy::Shared);
         assert!(Policy::parse("fifo")
             .unwrap_err()
             .message()
-            .contains("\"rr\", \"shared\" or \"kernel-rr\""));
+            .contains("\"rr\", \"shared\", \"kernel-rr\", \"sticky\", \"least\" or \"least-p2c\""));
     }
 }

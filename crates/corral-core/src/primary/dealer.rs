@@ -1,8 +1,10 @@
-//! The round-robin dealer: accepts on a listener, offers each connection to the next worker
-//! of its rotation with room in its window, queues it when nobody has room (and stops
-//! accepting), backs off from workers that refuse, detects workers that stopped reading
-//! their channel (stalls), and reads back connections a worker never took so another gets
-//! them. `policy::round_robin` holds only the rotation cursor; the dealing is here.
+//! The dealer: accepts on a listener, offers each connection to a worker with room in its
+//! window (the next of its rotation under `rr`, the client's slot under `sticky`, the least
+//! loaded under `least`), queues it when nobody has room (and stops accepting), backs off from
+//! workers that refuse, detects workers that stopped reading their channel (stalls), and reads
+//! back connections a worker never took so another gets them. `policy::*` hold only the
+//! choice (a cursor, a slot table, the counts); the dealing is here. Connections whose PROXY
+//! header or sticky key must be read first wait in `peek.rs` before they get here.
 
 use super::dispatch::Inner;
 use super::lifecycle::WorkerRecord;
@@ -13,8 +15,40 @@ use crate::ipc::proto;
 use crate::ipc::{frame, Channel, Kind, Message, Recv};
 use crate::policy::Policy;
 use crate::sys;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+/// An accepted connection on its way to a worker, with what routes it.
+#[derive(Debug)]
+pub(super) struct Dealt {
+    pub(super) fd: OwnedFd,
+    /// `sticky`: the client's key, when read from its request (else its address is the key).
+    pub(super) key: Option<u64>,
+    /// The client's address named by a PROXY header (the worker gets it with the fd).
+    pub(super) peer: Option<SocketAddr>,
+}
+
+impl Dealt {
+    /// A connection just accepted: routed by its own address.
+    pub(super) fn new(fd: OwnedFd) -> Dealt {
+        Dealt {
+            fd,
+            key: None,
+            peer: None,
+        }
+    }
+
+    /// A connection read back from a worker (or refused by one), with the client address its
+    /// delivery carried.
+    pub(super) fn again(fd: OwnedFd, peer: Option<SocketAddr>) -> Dealt {
+        Dealt {
+            fd,
+            key: None,
+            peer,
+        }
+    }
+}
 
 /// Connections accepted per listener per dispatch before others get a turn.
 pub(super) const ACCEPT_BATCH: usize = 256;
@@ -95,12 +129,15 @@ impl ListenerSlot {
             .min()
     }
 
-    /// Takes a worker out of the rotation (and its kernel slot) and forgets its refusals.
+    /// Takes a worker out of the rotation (its kernel slot, the sticky slots and the least
+    /// counts) and forgets its refusals.
     pub(super) fn remove_worker(&mut self, worker: WorkerId) -> bool {
         self.refusals.remove(&worker);
         if let Some(k) = self.kernel.as_mut() {
             k.leave(worker);
         }
+        self.sticky.vacate(worker);
+        self.least.remove(worker);
         self.rotation.remove(worker)
     }
 }
@@ -118,11 +155,24 @@ impl Inner {
         }
     }
 
-    /// Offers `fd` to the listener's workers in turn. Gives the fd back when nobody can take
-    /// it now. Workers whose channel broke are closed afterwards.
-    pub(super) fn offer(&mut self, lid: u32, fd: OwnedFd) -> std::result::Result<(), OwnedFd> {
+    /// Offers a connection to the listener's workers as the policy orders them (`rr`: in turn;
+    /// `sticky`: the client's slot first, then its next choices; `least`: the least loaded).
+    /// Gives the connection back when nobody can take it now. Workers whose channel broke are
+    /// closed afterwards.
+    pub(super) fn offer(&mut self, lid: u32, conn: Dealt) -> std::result::Result<(), Dealt> {
         let window = self.opts.window;
         let stall_on = self.opts.stall_timeout.is_some();
+        let policy = self.opts.policy;
+        let key = match policy {
+            Policy::Sticky => conn.key.or_else(|| {
+                let ip = conn
+                    .peer
+                    .or_else(|| sys::peer_addr(conn.fd.as_fd()).ok().flatten())?
+                    .ip();
+                Some(self.opts.routing.address_key.key(ip))
+            }),
+            _ => None,
+        };
         let Inner {
             listeners, workers, ..
         } = self;
@@ -132,7 +182,23 @@ impl Inner {
         let mut watch = false;
         let now = Instant::now();
         let refusals = &l.refusals;
-        let taken = l.rotation.offer(|wid| {
+        let fd = &conn.fd;
+        // `least` chooses on the counts among the workers that can take a connection now.
+        let able: Vec<WorkerId> = if matches!(policy, Policy::Least(_)) {
+            l.rotation
+                .members()
+                .iter()
+                .copied()
+                .filter(|w| {
+                    workers.get(w).is_some_and(|s| s.can_take(window))
+                        && !refusals.get(w).is_some_and(|r| r.until > now)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (payload, payload_len) = proto::conn_payload_with_peer(lid, 0, conn.peer);
+        let mut send = |wid: WorkerId| {
             let Some(slot) = workers.get_mut(&wid) else {
                 return false;
             };
@@ -150,8 +216,9 @@ impl Inner {
                 }
             }
             let chan = slot.chan.as_mut().expect("can_take checks the channel");
-            let payload = proto::conn_payload(lid, slot.handed_off as u32);
-            match chan.try_send_single(Kind::Conn, &payload, &[fd.as_fd()]) {
+            let mut payload = payload;
+            payload[4..8].copy_from_slice(&(slot.handed_off as u32).to_le_bytes());
+            match chan.try_send_single(Kind::Conn, &payload[..payload_len], &[fd.as_fd()]) {
                 Ok(true) => {
                     slot.inflight += 1;
                     slot.handed_off += 1;
@@ -175,7 +242,29 @@ impl Inner {
                     false
                 }
             }
-        });
+        };
+        let taken = match (policy, key) {
+            // Best slot first: a worker without room sends the client to its next choice,
+            // the same one every time.
+            (Policy::Sticky, Some(key)) => l.sticky.pick(key, &mut send),
+            (Policy::Least(_), _) => {
+                // The choice is made on the counts alone, then sent; a worker whose send fails
+                // now is left out and the next least loaded is chosen (at most once each).
+                let mut tried: Vec<WorkerId> = Vec::new();
+                loop {
+                    let can = |w: WorkerId| able.contains(&w) && !tried.contains(&w);
+                    let Some(w) = l.least.offer(can) else {
+                        break None;
+                    };
+                    if send(w) {
+                        break Some(w);
+                    }
+                    l.least.closed(w);
+                    tried.push(w);
+                }
+            }
+            _ => l.rotation.offer(&mut send),
+        };
         for wid in blocked {
             self.arm_writable(wid);
         }
@@ -195,7 +284,7 @@ impl Inner {
         match taken {
             // The primary's copy closes here, right after the send.
             Some(_) => Ok(()),
-            None => Err(fd),
+            None => Err(conn),
         }
     }
 
@@ -215,9 +304,13 @@ impl Inner {
     /// waiting connections (as node:cluster's `distribute` appends it) and on to the next
     /// worker with room, and the refusing worker is skipped for a while. A listener that
     /// closed meanwhile has nobody to give it to: the fd closes (the client sees a reset).
-    pub(super) fn on_refused(&mut self, id: WorkerId, lid: u32, fd: OwnedFd) {
+    pub(super) fn on_refused(&mut self, id: WorkerId, lid: u32, conn: Dealt) {
         if let Some(s) = self.workers.get_mut(&id) {
             s.refused += 1;
+        }
+        if let Some(l) = self.listener_mut(lid) {
+            // It did not keep it open.
+            l.least.closed(id);
         }
         if self.opts.policy == Policy::Shared {
             // Workers accept by themselves: nobody is dealt connections (as net drops it).
@@ -245,7 +338,7 @@ impl Inner {
             }
             r.armed = true;
         }
-        l.pending.push_back(fd);
+        l.pending.push_back(conn);
         self.pump(lid);
     }
 
@@ -290,9 +383,9 @@ impl Inner {
         // `sys::accept_queue_len`); a Unix listener drains to EAGAIN.
         let mut queued: Option<u32> = None;
         loop {
-            if let Some(fd) = self.listeners[i].pending.pop_front() {
-                if let Err(fd) = self.offer(lid, fd) {
-                    self.listeners[i].pending.push_front(fd);
+            if let Some(conn) = self.listeners[i].pending.pop_front() {
+                if let Err(conn) = self.offer(lid, conn) {
+                    self.listeners[i].pending.push_front(conn);
                     return;
                 }
                 continue;
@@ -305,7 +398,7 @@ impl Inner {
                 self.hot_listeners.push(lid);
                 return;
             }
-            if !self.any_capacity(lid) {
+            if !self.any_capacity(lid) || !self.may_park() {
                 // Backpressure: leave connections in the kernel backlog.
                 return;
             }
@@ -329,8 +422,13 @@ impl Inner {
                     let l = &mut self.listeners[lid as usize - 1];
                     l.accepted += 1;
                     l.accept_failing = false;
-                    if let Err(fd) = self.offer(lid, fd) {
-                        self.listeners[lid as usize - 1].pending.push_back(fd);
+                    if self.needs_peek() {
+                        // Its PROXY header or key first (peek.rs deals it when it has them).
+                        self.park(lid, fd);
+                        continue;
+                    }
+                    if let Err(conn) = self.offer(lid, Dealt::new(fd)) {
+                        self.listeners[lid as usize - 1].pending.push_back(conn);
                         return;
                     }
                 }
@@ -427,7 +525,7 @@ impl Inner {
             return;
         };
         slot.stall.stalled = true;
-        let mut taken: Vec<(u32, OwnedFd)> = Vec::new();
+        let mut taken: Vec<(u32, Dealt)> = Vec::new();
         let mut others: Vec<Message> = Vec::new();
         if slot.stall.whole {
             if let Some(peer) = slot
@@ -444,10 +542,11 @@ impl Inner {
                         Ok(Recv::FdsLost(_)) => continue,
                         _ => break,
                     };
-                    match (m.kind, proto::decode_conn(&m.data)) {
-                        (Kind::Conn, Ok(lid)) if m.fds.len() == 1 => {
-                            taken.push((lid, m.fds.into_iter().next().expect("one fd")))
-                        }
+                    match (m.kind, proto::decode_conn_peer(&m.data)) {
+                        (Kind::Conn, Ok((lid, peer))) if m.fds.len() == 1 => taken.push((
+                            lid,
+                            Dealt::again(m.fds.into_iter().next().expect("one fd"), peer),
+                        )),
                         _ => others.push(m),
                     }
                 }
@@ -465,9 +564,10 @@ impl Inner {
         }
         let mut lids: Vec<u32> = Vec::new();
         // In arrival order, ahead of connections not dealt yet (they came earlier).
-        for (lid, fd) in taken.into_iter().rev() {
+        for (lid, conn) in taken.into_iter().rev() {
             if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
-                l.pending.push_front(fd);
+                l.least.closed(id);
+                l.pending.push_front(conn);
                 lids.push(lid);
             }
         }

@@ -21,9 +21,12 @@ pub(super) const TAG_PIDFD: usize = 2;
 /// Id 0: the signal pipe; id 1: the waker.
 pub(super) const TAG_SIGNAL: usize = 3;
 pub(super) const WAKER_ID: u64 = 1;
+/// A connection parked for its PROXY header or sticky key (`peek.rs`).
+pub(super) const TAG_PEEK: usize = 4;
+const TAG_BITS: usize = 3;
 
 pub(super) fn token(tag: usize, id: u64) -> Token {
-    Token(((id as usize) << 2) | tag)
+    Token(((id as usize) << TAG_BITS) | tag)
 }
 
 pub(super) struct Inner {
@@ -57,6 +60,10 @@ pub(super) struct Inner {
     pub(super) steering_reported: std::collections::HashSet<super::listen::ListenKey>,
     /// [`super::Primary::set_stop_delay`].
     pub(super) stop_delay: Duration,
+    /// Connections waiting for their PROXY header or sticky key, by park order (`peek.rs`).
+    pub(super) parked: BTreeMap<u64, super::peek::Parked>,
+    pub(super) next_parked: u64,
+    pub(super) routing: super::peek::RoutingStats,
 }
 
 impl Inner {
@@ -100,6 +107,9 @@ impl Inner {
         if let Some(r) = self.next_term() {
             cap(r);
         }
+        if let Some(r) = self.next_parked_deadline() {
+            cap(r);
+        }
         match self.poll.poll(&mut self.mio_events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -113,8 +123,8 @@ impl Inner {
         let hot_channels = std::mem::take(&mut self.hot_channels);
         let hot_listeners = std::mem::take(&mut self.hot_listeners);
         for (t, write_only) in ready {
-            let id = (t >> 2) as u64;
-            match t & 3 {
+            let id = (t >> TAG_BITS) as u64;
+            match t & ((1 << TAG_BITS) - 1) {
                 TAG_LISTENER => {
                     if let Some(l) = self.listener_mut(id as u32) {
                         l.ready = true;
@@ -128,6 +138,7 @@ impl Inner {
                     }
                 }
                 TAG_PIDFD => self.on_exit(id),
+                TAG_PEEK => self.on_parked(id),
                 _ if id == WAKER_ID => {} // only wakes the caller up
                 _ => self.on_signals(),
             }
@@ -156,6 +167,9 @@ impl Inner {
             self.check_stalls(now);
         }
         self.retry_refused(now);
+        if self.next_parked_deadline().is_some_and(|t| t <= now) {
+            self.expire_parked(now);
+        }
         if !self.lookups.is_empty() {
             self.finish_lookups();
         }

@@ -2,7 +2,7 @@
 //! child (pidfd and channel watched), disconnecting it, closing its channel and recovering the
 //! connections left in it, its exit, and the primary's shutdown (deadline, then SIGKILL).
 
-use super::dealer::StallWatch;
+use super::dealer::{Dealt, StallWatch};
 use super::dispatch::{token, Inner, TAG_CHANNEL, TAG_PIDFD};
 use super::messages::READ_BATCH;
 use super::{io_err, WorkerState};
@@ -45,6 +45,9 @@ pub(super) struct WorkerRecord {
     pub(super) without_channel: bool,
     /// A `without_channel` worker asked to leave gets its SIGTERM then (the stop delay).
     pub(super) term_at: Option<Instant>,
+    /// Its stable position for `sticky` ([`Primary::set_worker_slot`](super::Primary::set_worker_slot)):
+    /// the supervisor's slot. `None`: the first free one of each listener it joins.
+    pub(super) slot: Option<u32>,
 }
 
 pub(super) struct Shutdown {
@@ -167,6 +170,7 @@ impl Inner {
                 drain_wanted: false,
                 without_channel: false,
                 term_at: None,
+                slot: None,
             },
         );
         self.events.push_back(Event::Fork { worker: id, pid });
@@ -247,14 +251,15 @@ impl Inner {
         for _ in 0..65_536 {
             match chan.recv(true) {
                 Ok(Recv::Message(m)) if m.kind == Kind::Conn => {
-                    let Ok(lid) = proto::decode_conn(&m.data) else {
+                    let Ok((lid, peer)) = proto::decode_conn_peer(&m.data) else {
                         continue;
                     };
                     if let (Some(l), Some(fd)) = (self.listener_mut(lid), m.fds.into_iter().next())
                     {
                         // A closed listener has nobody to give it to: the client sees a reset.
+                        // A key read from the request is not kept: the address routes it now.
                         if l.fd.is_some() {
-                            l.pending.push_front(fd);
+                            l.pending.push_front(Dealt::again(fd, peer));
                         }
                         lids.push(lid);
                     }

@@ -2,7 +2,7 @@
 //! one listener per address (joining, adding, closing), host name lookups on short-lived
 //! threads, and listeners orphaned by a crashed worker, kept for `orphan_listener_grace`.
 
-use super::dealer::Refusal;
+use super::dealer::{Dealt, Refusal};
 use super::dispatch::{token, Inner, TAG_LISTENER};
 use super::{io_err, WorkerState};
 use crate::error::{Error, Result};
@@ -10,7 +10,9 @@ use crate::event::{Event, WorkerId};
 use crate::ipc::proto::{ListenReply, ListenRequest};
 use crate::ipc::Kind;
 use crate::listener::{self, BoundAddr, ListenAddr, SocketKind};
+use crate::policy::least::LeastLoaded;
 use crate::policy::round_robin::Rotation;
+use crate::policy::sticky::StickyTable;
 use crate::policy::Policy;
 use crate::sys;
 use mio::unix::SourceFd;
@@ -27,9 +29,13 @@ pub(super) struct ListenerSlot {
     pub(super) fd: Option<OwnedFd>,
     pub(super) addr: BoundAddr,
     pub(super) rotation: Rotation,
+    /// `sticky`: the members by slot (the same members as `rotation`).
+    pub(super) sticky: StickyTable,
+    /// `least`: the members' open connections (the same members as `rotation`).
+    pub(super) least: LeastLoaded,
     /// Readiness seen and not yet drained to EAGAIN (the poller is edge-triggered).
     pub(super) ready: bool,
-    pub(super) pending: VecDeque<OwnedFd>,
+    pub(super) pending: VecDeque<Dealt>,
     pub(super) retry_at: Option<Instant>,
     pub(super) accepted: u64,
     pub(super) accept_failing: bool,
@@ -60,8 +66,8 @@ pub(super) struct Lookup {
 pub(super) type LookupResult = (ListenKey, Result<std::net::SocketAddr>);
 
 impl ListenerSlot {
-    /// Connections go through the primary: a stream listener under round-robin (under
-    /// `kernel-rr`, those that land on the anchor). Datagram listeners are always shared,
+    /// Connections go through the primary: a stream listener under `rr`, `sticky` or `least`
+    /// (under `kernel-rr`, those that land on the anchor). Datagram listeners are always shared,
     /// whatever the policy.
     pub(super) fn round_robin(&self, policy: Policy) -> bool {
         policy.primary_deals() && self.addr.kind() == SocketKind::Stream
@@ -209,8 +215,17 @@ impl Inner {
         }
         // Membership in both policies (it decides when a listener closes); only round-robin
         // hands connections out.
+        let fixed_slot = self.workers.get(&id).and_then(|w| w.slot);
         let l = &mut self.listeners[lid as usize - 1];
         l.rotation.add(id);
+        l.least.add(id);
+        if l.sticky.slot_of(id).is_none() {
+            // A supervised worker takes its supervisor slot (a replacement its predecessor's,
+            // so it gets that slot's clients back); others the first free slot, which after a
+            // crash is the crashed worker's.
+            let slot = fixed_slot.unwrap_or_else(|| l.sticky.free_slot());
+            l.sticky.fill(slot, id);
+        }
         l.orphaned_at = None;
         if round_robin {
             self.pump(lid);
@@ -358,6 +373,11 @@ impl Inner {
             fd: Some(bound.fd),
             addr: bound.addr,
             rotation: Rotation::default(),
+            sticky: StickyTable::default(),
+            least: LeastLoaded::new(match self.opts.policy {
+                Policy::Least(pick) => pick,
+                _ => Default::default(),
+            }),
             // Only stream listeners are accepted on (round-robin): a datagram one never is.
             ready: stream,
             pending: VecDeque::new(),

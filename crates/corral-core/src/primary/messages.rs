@@ -180,7 +180,14 @@ impl Inner {
                 }
                 let lid = proto::decode_u32(&m.data, "refuse")?;
                 let fd = m.fds.into_iter().next().expect("one fd");
-                self.on_refused(id, lid, fd);
+                self.on_refused(id, lid, super::dealer::Dealt::again(fd, None));
+            }
+            Kind::Closed => {
+                expect_fds(0)?;
+                let lid = proto::decode_u32(&m.data, "closed")?;
+                if let Some(l) = self.listener_mut(lid) {
+                    l.least.closed(id);
+                }
             }
             Kind::Room => {
                 expect_fds(0)?;

@@ -16,7 +16,8 @@
 //! - `dispatch.rs`: the state behind a `Primary`, poll tokens, the event loop, signals and timers.
 //! - `messages.rs`: reading and writing worker channels, handling what workers say.
 //! - `listen.rs`: listen requests, shared listeners, host name lookups, orphaned listeners.
-//! - `dealer.rs`: the round-robin dealer: accepting, offering, refusals, stalls.
+//! - `dealer.rs`: the dealer (`rr`, `sticky`, `least`): accepting, offering, refusals, stalls.
+//! - `peek.rs`: connections parked for their PROXY header or sticky key before dealing.
 //! - `lifecycle.rs`: worker records, adopting, disconnecting, exits, recovery, shutdown.
 //!
 //! This file holds [`Primary`], its public API and the public types it returns.
@@ -27,13 +28,16 @@ mod lifecycle;
 mod listen;
 mod messages;
 mod options;
+mod peek;
 
 pub use options::{
-    check_send_queue_limit, PrimaryOptions, DEFAULT_MAX_LISTENERS_PER_WORKER,
-    DEFAULT_ORPHAN_LISTENER_GRACE, DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_STALL_TIMEOUT, DEFAULT_WINDOW, MAX_ORPHAN_LISTENER_GRACE, QUEUED_MESSAGE_COST,
+    check_send_queue_limit, PrimaryOptions, RoutingOptions, DEFAULT_MAX_LISTENERS_PER_WORKER,
+    DEFAULT_ORPHAN_LISTENER_GRACE, DEFAULT_PEEK_BYTES, DEFAULT_PEEK_TIMEOUT,
+    DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALL_TIMEOUT, DEFAULT_WINDOW,
+    MAX_ORPHAN_LISTENER_GRACE, MAX_PEEK_BYTES, MAX_PEEK_TIMEOUT, QUEUED_MESSAGE_COST,
     SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
 };
+pub use peek::{RoutingStats, MAX_PARKED};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, WorkerId};
@@ -203,6 +207,9 @@ impl Primary {
                 next_stall_check: None,
                 stop_delay: Duration::ZERO,
                 steering_reported: Default::default(),
+                parked: BTreeMap::new(),
+                next_parked: 0,
+                routing: RoutingStats::default(),
             })),
         })
     }
@@ -223,6 +230,36 @@ impl Primary {
     pub fn policy(&self) -> Policy {
         self.inner_ref()
             .map_or(Policy::RoundRobin, |i| i.opts.policy)
+    }
+
+    /// Counters of the routing: connections closed for a bad PROXY header, routed by key or
+    /// by address for want of one, parked now.
+    pub fn routing_stats(&self) -> RoutingStats {
+        self.inner_ref()
+            .map_or_else(RoutingStats::default, |i| RoutingStats {
+                parked: i.parked.len(),
+                ..i.routing.clone()
+            })
+    }
+
+    /// Gives a worker its stable position for `sticky` (a supervisor gives its slot, so a
+    /// replacement inherits its predecessor's clients): the listeners it is in (and joins) map
+    /// the clients of `slot` to it. Without it a worker takes the first free slot of each
+    /// listener it joins. `NoSuchWorker` for an unknown id.
+    pub fn set_worker_slot(&mut self, worker: WorkerId, slot: u32) -> Result<()> {
+        let inner = self.inner()?;
+        let rec = inner
+            .workers
+            .get_mut(&worker)
+            .ok_or_else(|| no_such(worker))?;
+        rec.slot = Some(slot);
+        for l in &mut inner.listeners {
+            if l.sticky.slot_of(worker).is_some() {
+                l.sticky.vacate(worker);
+                l.sticky.fill(slot, worker);
+            }
+        }
+        Ok(())
     }
 
     /// A pollable fd: readable when [`Primary::dispatch`] has work. Embed it in another loop
@@ -260,6 +297,9 @@ impl Primary {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         if let Some(r) = i.next_term() {
+            t = Some(t.map_or(r, |x| x.min(r)));
+        }
+        if let Some(r) = i.next_parked_deadline() {
             t = Some(t.map_or(r, |x| x.min(r)));
         }
         t.map(|t| t.saturating_duration_since(now))

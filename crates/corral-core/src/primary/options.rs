@@ -3,6 +3,8 @@
 //! refused with an error naming the option before anything starts.
 
 use crate::error::{Error, Result};
+use crate::policy::http_key::KeySource;
+use crate::policy::sticky::AddressKey;
 use crate::policy::Policy;
 use crate::sys::SpawnSpec;
 use std::time::Duration;
@@ -39,6 +41,78 @@ pub const DEFAULT_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(60);
 
 /// Longest [`PrimaryOptions::orphan_listener_grace`] accepted.
 pub const MAX_ORPHAN_LISTENER_GRACE: Duration = Duration::from_secs(86_400);
+
+/// Default of [`RoutingOptions::peek_bytes`]: 4 KiB.
+pub const DEFAULT_PEEK_BYTES: usize = 4096;
+
+/// Largest [`RoutingOptions::peek_bytes`]: 8 KiB.
+pub const MAX_PEEK_BYTES: usize = 8192;
+
+/// Default of [`RoutingOptions::peek_timeout`]: 2 s.
+pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest [`RoutingOptions::peek_timeout`]: 60 s.
+pub const MAX_PEEK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the dealing policies see a connection before dealing it: the sticky key and the PROXY
+/// protocol. They apply to every stream listener of the primary (one setting per cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingOptions {
+    /// `sticky`: which part of the client address is its key (default: the whole address).
+    pub address_key: AddressKey,
+    /// `sticky`: route by this cookie, query parameter or header of the client's first
+    /// request, peeked at (nothing consumed), falling back to the address when it is absent,
+    /// the request is not HTTP/1.x, or the peek bounds are reached.
+    pub key: Option<KeySource>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2), from a proxy in front
+    /// (HAProxy `send-proxy`, nginx `proxy_protocol on`): the primary reads it (exactly its
+    /// bytes), routes on the client address it names, and hands that address to the worker
+    /// with the connection. A missing, malformed or slow header closes the connection and is
+    /// counted ([`RoutingStats::proxy_errors`](crate::RoutingStats::proxy_errors)). Applies under
+    /// every dealing policy (not `shared`, where workers accept by themselves).
+    pub proxy_protocol: bool,
+    /// Most bytes peeked at for the PROXY header and the key: 64 to [`MAX_PEEK_BYTES`],
+    /// default [`DEFAULT_PEEK_BYTES`].
+    pub peek_bytes: usize,
+    /// Longest a connection waits in the primary for its PROXY header and key: 1 ms to
+    /// [`MAX_PEEK_TIMEOUT`], default [`DEFAULT_PEEK_TIMEOUT`].
+    pub peek_timeout: Duration,
+}
+
+impl Default for RoutingOptions {
+    fn default() -> Self {
+        RoutingOptions {
+            address_key: AddressKey::default(),
+            key: None,
+            proxy_protocol: false,
+            peek_bytes: DEFAULT_PEEK_BYTES,
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
+        }
+    }
+}
+
+impl RoutingOptions {
+    /// Checks the bounds and the key's name.
+    pub fn validate(&self) -> Result<()> {
+        if !(64..=MAX_PEEK_BYTES).contains(&self.peek_bytes) {
+            return Err(Error::invalid(format!(
+                "routing.peek_bytes: must be between 64 and {MAX_PEEK_BYTES} (got {})",
+                self.peek_bytes
+            )));
+        }
+        if self.peek_timeout < Duration::from_millis(1) || self.peek_timeout > MAX_PEEK_TIMEOUT {
+            return Err(Error::invalid(format!(
+                "routing.peek_timeout: must be between 1 ms and {} ms (got {} ms)",
+                MAX_PEEK_TIMEOUT.as_millis(),
+                self.peek_timeout.as_millis()
+            )));
+        }
+        if let Some(k) = &self.key {
+            k.validate()?;
+        }
+        Ok(())
+    }
+}
 
 /// Options of a primary. Fixed once the primary is created.
 #[derive(Debug, Clone)]
@@ -89,6 +163,8 @@ pub struct PrimaryOptions {
     /// [`check_send_queue_limit`]); default [`DEFAULT_SEND_QUEUE_LIMIT`] (16 MiB). `None`: no
     /// limit, as node:cluster (the Node front).
     pub send_queue_limit: Option<usize>,
+    /// The sticky key, the PROXY protocol and the peek bounds ([`RoutingOptions`]).
+    pub routing: RoutingOptions,
 }
 
 impl PrimaryOptions {
@@ -124,7 +200,7 @@ impl PrimaryOptions {
         if let Some(limit) = self.send_queue_limit {
             check_send_queue_limit(limit)?;
         }
-        Ok(())
+        self.routing.validate()
     }
 }
 
@@ -153,6 +229,7 @@ impl Default for PrimaryOptions {
             max_listeners_per_worker: DEFAULT_MAX_LISTENERS_PER_WORKER,
             orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
             send_queue_limit: Some(DEFAULT_SEND_QUEUE_LIMIT),
+            routing: RoutingOptions::default(),
         }
     }
 }

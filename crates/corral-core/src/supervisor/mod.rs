@@ -157,6 +157,8 @@ impl Supervisor {
 
     fn start_worker(&mut self, p: &mut Primary, slot: usize, role: Role) -> Result<WorkerId> {
         let id = (self.spawn)(p, slot)?;
+        // `sticky` maps clients to slots: a replacement gets its predecessor's back.
+        p.set_worker_slot(id, slot as u32)?;
         let recycle_at = self.opts.recycle.max_connections.map(|n| {
             let j = self.opts.recycle.jitter;
             (n as f64 * (1.0 + j * (2.0 * self.jitter.next_unit() - 1.0))).max(1.0) as u64

@@ -10,6 +10,7 @@
 //! | fd passing               | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`       | `SCM_RIGHTS` on a record's first byte, then `FD_CLOEXEC` by `fcntl` |
 //! | worker stopped reading?  | `recv(MSG_PEEK)` on the worker's end   | same (the record's head, after its length)      |
 //! | accept                   | `accept4(SOCK_CLOEXEC)`                | `accept` + `fcntl(FD_CLOEXEC)`, back to blocking |
+//! | a connection's first bytes | `recv(MSG_PEEK \| MSG_DONTWAIT)`, `getpeername` (`linux/peek.rs`) | same file |
 //! | accept queue length      | `TCP_INFO` (`tcpi_unacked`)            | none: accept until `EAGAIN` (no `TCP_INFO`; macOS's `TCP_CONNECTION_INFO` has no backlog) |
 //! | spawn (exec) / fork      | `fork`/`execve` through `std::process` | same                                            |
 //! | child watching           | `pidfd_open` (Linux 5.3) in the poller | `SIGCHLD` handler (chained, installed at the first worker) waking a pipe per child, then `waitpid(pid, WNOHANG)` |

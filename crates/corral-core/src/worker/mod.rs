@@ -38,6 +38,10 @@ pub enum WorkerEvent {
         listener: u32,
         /// The connection.
         fd: OwnedFd,
+        /// The client's address as a PROXY protocol header named it (the primary read the
+        /// header: the connection starts at the client's own bytes). `None` without the PROXY
+        /// protocol: the socket's own peer address is the client's.
+        peer: Option<std::net::SocketAddr>,
     },
     /// An application message from the primary.
     Message {
@@ -361,6 +365,17 @@ impl Worker {
             .send_blocking_message(WorkerProtocol::room(listener))
     }
 
+    /// Tells the primary that a connection of `listener` it dealt to this worker has closed.
+    /// The `least` policy counts each worker's open connections with it: a worker that does
+    /// not call it looks ever more loaded and is dealt ever fewer connections. Call it once per
+    /// connection, after closing it; other policies ignore it. `Disconnected` as
+    /// [`Worker::send`].
+    pub fn closed(&mut self, listener: u32) -> Result<()> {
+        self.proto.check_open("closed")?;
+        self.chan
+            .send_blocking_message(WorkerProtocol::closed(listener))
+    }
+
     /// Tells the primary the application is ready (after its warm-up). `Disconnected` as
     /// [`Worker::send`].
     pub fn ready(&mut self) -> Result<()> {
@@ -441,7 +456,9 @@ impl Worker {
     /// Queues what the protocol delivered for `next_event`.
     fn deliver(&mut self, d: Delivered) {
         let ev = match d {
-            Delivered::Connection { listener, fd } => WorkerEvent::Connection { listener, fd },
+            Delivered::Connection { listener, fd, peer } => {
+                WorkerEvent::Connection { listener, fd, peer }
+            }
             Delivered::Message { data, fds } => WorkerEvent::Message { data, fds },
             // Only when batches are kept whole (this worker does not ask): one event each.
             Delivered::Batch { data } => {
@@ -488,7 +505,13 @@ impl Worker {
                 continue;
             }
             match sys::accept_cloexec(l.fd.as_fd()) {
-                Ok(Some(fd)) => return Ok(Some(WorkerEvent::Connection { listener: lid, fd })),
+                Ok(Some(fd)) => {
+                    return Ok(Some(WorkerEvent::Connection {
+                        listener: lid,
+                        fd,
+                        peer: None,
+                    }))
+                }
                 Ok(None) => l.ready = false,
                 // Another worker won the race, or a transient error: wait for readiness again.
                 Err(e)

@@ -37,6 +37,9 @@ pub enum Delivered {
         listener: u32,
         /// The connection.
         fd: OwnedFd,
+        /// The client's address a PROXY protocol header named (the primary consumed the
+        /// header); `None` without the PROXY protocol.
+        peer: Option<std::net::SocketAddr>,
     },
     /// An application message.
     Message {
@@ -196,6 +199,15 @@ impl WorkerProtocol {
         )
     }
 
+    /// A connection of `listener` dealt to this worker has closed (for `least`).
+    pub fn closed(listener: u32) -> Message {
+        Message::new(
+            Kind::Closed,
+            proto::u32_payload(listener).to_vec(),
+            Vec::new(),
+        )
+    }
+
     /// This worker has room again for `listener`'s connections.
     pub fn room(listener: u32) -> Message {
         Message::new(
@@ -317,7 +329,7 @@ impl WorkerProtocol {
         let Message { kind, data, fds } = m;
         Ok(Some(match kind {
             Kind::Conn => {
-                let listener = proto::decode_conn(&data)?;
+                let (listener, peer) = proto::decode_conn_peer(&data)?;
                 let mut fds = fds.into_iter();
                 let fd = fds
                     .next()
@@ -329,7 +341,7 @@ impl WorkerProtocol {
                 }
                 self.unacked += 1;
                 self.taken += 1;
-                Delivered::Connection { listener, fd }
+                Delivered::Connection { listener, fd, peer }
             }
             Kind::User => Delivered::Message { data, fds },
             // The channel refuses a batch with fds, so only the payload is left.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod routing;
 pub mod supervisor;
 
 use corral_core::{Event, Policy, Primary, PrimaryOptions, SpawnSpec, StdioSpec};

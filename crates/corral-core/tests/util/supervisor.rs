@@ -33,8 +33,18 @@ pub fn args(a: &[&str]) -> Vec<String> {
 }
 
 pub fn start(plan: Plan, opts: SupervisorOptions, env: &[(&str, &str)]) -> Sup {
+    start_with(plan, opts, env, PrimaryOptions::default())
+}
+
+/// [`start`] on a primary with these options (a policy, routing).
+pub fn start_with(
+    plan: Plan,
+    opts: SupervisorOptions,
+    env: &[(&str, &str)],
+    primary: PrimaryOptions,
+) -> Sup {
     super::no_policy_override();
-    let p = Primary::new(PrimaryOptions::default()).unwrap();
+    let p = Primary::new(primary).unwrap();
     let env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
         env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     let spawn = Box::new(move |p: &mut Primary, slot: usize| {

@@ -1,0 +1,255 @@
+//! The PROXY protocol in front of the primary: a raw client writing v1 and v2 headers, a real
+//! HAProxy with `send-proxy` and `send-proxy-v2`; the worker sees the client's address, the
+//! header is consumed, `sticky` routes on the real address; a bad, missing or slow header
+//! closes the connection and is counted.
+
+mod util;
+use corral_core::Policy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use util::routing::*;
+use util::*;
+
+fn proxied(
+    policy: Policy,
+    n: usize,
+    tweak: impl FnOnce(&mut corral_core::PrimaryOptions),
+) -> (Harness, u16) {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], policy, |o| {
+        o.routing.proxy_protocol = true;
+        tweak(o);
+    });
+    let port = h.start_listening(n);
+    (h, port)
+}
+
+fn v1(src: SocketAddrV4) -> Vec<u8> {
+    format!("PROXY TCP4 {} 127.0.0.1 {} 80\r\n", src.ip(), src.port()).into_bytes()
+}
+
+fn v2(src: SocketAddr) -> Vec<u8> {
+    let mut h = corral_core::proxy_protocol::V2_SIGNATURE.to_vec();
+    h.push(0x21); // version 2, PROXY
+    match src {
+        SocketAddr::V4(a) => {
+            h.push(0x11); // TCP over IPv4
+            h.extend_from_slice(&12u16.to_be_bytes());
+            h.extend_from_slice(&a.ip().octets());
+            h.extend_from_slice(&[127, 0, 0, 1]);
+            h.extend_from_slice(&a.port().to_be_bytes());
+            h.extend_from_slice(&80u16.to_be_bytes());
+        }
+        SocketAddr::V6(a) => {
+            h.push(0x21); // TCP over IPv6
+            h.extend_from_slice(&36u16.to_be_bytes());
+            h.extend_from_slice(&a.ip().octets());
+            h.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+            h.extend_from_slice(&a.port().to_be_bytes());
+            h.extend_from_slice(&80u16.to_be_bytes());
+        }
+    }
+    h
+}
+
+#[test]
+fn a_raw_client_v1_and_v2_header_gives_the_worker_the_real_address() {
+    let (mut h, port) = proxied(Policy::Sticky, 4, |_| {});
+    let answers = with_client(&mut h, move || {
+        let mut out = Vec::new();
+        for i in 0..40u16 {
+            let claimed: SocketAddr = if i % 4 == 3 {
+                format!("[2001:db8::{}]:{}", i % 8, 1000 + i)
+                    .parse()
+                    .unwrap()
+            } else {
+                SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::new(203, 0, 113, (i % 8) as u8),
+                    1000 + i,
+                ))
+            };
+            let header = match (i % 2, claimed) {
+                (0, SocketAddr::V4(a)) => v1(a),
+                _ => v2(claimed),
+            };
+            // Every connection from the same real address (127.0.0.2): only the header differs.
+            let a = request_from(client(0), port, &header).unwrap();
+            out.push((claimed, a));
+        }
+        out
+    });
+    let mut per_client: BTreeMap<std::net::IpAddr, BTreeSet<u64>> = BTreeMap::new();
+    for (claimed, a) in &answers {
+        // The fixture answers after reading "hello\n": the header was consumed, exactly.
+        assert_eq!(peer_of(a), *claimed, "{a}");
+        per_client
+            .entry(claimed.ip())
+            .or_default()
+            .insert(worker_of(a));
+    }
+    for (ip, w) in &per_client {
+        assert_eq!(w.len(), 1, "{ip} reached {w:?}");
+    }
+    let used: BTreeSet<u64> = per_client.values().flatten().copied().collect();
+    assert!(
+        used.len() >= 2,
+        "every claimed client on {used:?}: routed on the proxy's address?"
+    );
+    assert_eq!(h.p.routing_stats().proxy_errors, 0);
+}
+
+/// Sends `bytes`, then expects the primary to close the connection without an answer.
+fn expect_closed(port: u16, bytes: &[u8]) -> Duration {
+    let t0 = Instant::now();
+    let mut s = connect_from(client(1), port).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!(
+            "{:?}: expected a close, got {other:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn a_bad_missing_or_slow_header_closes_the_connection_and_is_counted() {
+    let (mut h, port) = proxied(Policy::RoundRobin, 2, |o| {
+        o.routing.peek_timeout = Duration::from_millis(300);
+    });
+    let slow = with_client(&mut h, move || {
+        expect_closed(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        expect_closed(port, b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n");
+        expect_closed(port, b"PROXY TCP4 1.2.3.4 ");
+        expect_closed(port, b"")
+    });
+    assert!(
+        slow >= Duration::from_millis(250) && slow < Duration::from_secs(5),
+        "the silent client was closed after {slow:?} (peek_timeout 300 ms)"
+    );
+    let stats = h.p.routing_stats();
+    assert_eq!(stats.proxy_errors, 4, "{stats:?}");
+    assert_eq!(stats.parked, 0);
+    assert!(stats.last_proxy_error.unwrap().contains("PROXY header"));
+    // The primary goes on serving well-formed connections.
+    let a = with_client(&mut h, move || {
+        request_from(client(2), port, &v1("198.51.100.1:4242".parse().unwrap())).unwrap()
+    });
+    assert_eq!(peer_of(&a), "198.51.100.1:4242".parse().unwrap());
+}
+
+/// A HAProxy in front of the primary, killed and reaped on drop.
+struct Haproxy {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Haproxy {
+    fn start(backend: u16, send_proxy: &str) -> Haproxy {
+        let dir = std::env::temp_dir().join(format!(
+            "corral-haproxy-{}-{send_proxy}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir(dir);
+        // HAProxy cannot report a port it chose: take a free one and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = format!(
+            "global\n  maxconn 512\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+             timeout client 30s\n  timeout server 30s\nfrontend front\n  bind 127.0.0.1:{port}\n  \
+             default_backend corral\nbackend corral\n  server primary 127.0.0.1:{backend} {send_proxy}\n"
+        );
+        let path = dir.0.join("haproxy.cfg");
+        std::fs::write(&path, cfg).unwrap();
+        let child = std::process::Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy (apt-get install haproxy; .ci/run installs it)");
+        let hp = Haproxy {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not listen on {port} in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hp
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn through_haproxy(send_proxy: &'static str) {
+    let (mut h, port) = proxied(Policy::Sticky, 4, |_| {});
+    let hp = Haproxy::start(port, send_proxy);
+    let front = hp.port;
+    let answers = with_client(&mut h, move || {
+        let mut out = Vec::new();
+        // The probe connections of Haproxy::start carried a header too; from here on, 8
+        // clients, 10 connections each, interleaved.
+        for _ in 0..10 {
+            for c in 0..8 {
+                out.push((c, request_from(client(c), front, b"").unwrap()));
+            }
+        }
+        out
+    });
+    let mut per_client: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for (c, a) in &answers {
+        // The worker saw the client (127.0.0.x, x > 1), not HAProxy (127.0.0.1).
+        assert_eq!(peer_of(a).ip(), client(*c), "{send_proxy}: {a}");
+        per_client.entry(*c).or_default().insert(worker_of(a));
+    }
+    for (c, w) in &per_client {
+        assert_eq!(
+            w.len(),
+            1,
+            "{send_proxy}: client {} reached {w:?}",
+            client(*c)
+        );
+    }
+    let used: BTreeSet<u64> = per_client.values().flatten().copied().collect();
+    assert!(used.len() >= 3, "{send_proxy}: 8 clients on {used:?}");
+    let stats = h.p.routing_stats();
+    assert_eq!(stats.proxy_errors, 0, "{send_proxy}: {stats:?}");
+    drop(hp);
+}
+
+#[test]
+fn behind_haproxy_send_proxy_v1() {
+    through_haproxy("send-proxy");
+}
+
+#[test]
+fn behind_haproxy_send_proxy_v2() {
+    through_haproxy("send-proxy-v2");
+}
