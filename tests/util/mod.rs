@@ -21,15 +21,22 @@ pub fn profile_dir() -> PathBuf {
 /// The directory with libcorral.so and libcorral.a, built on first use.
 ///
 /// `cargo test` builds the crate as an rlib only, so the C libraries are built here by a
-/// nested `cargo build -p corral --lib`, in a target directory of its own (`target/ffi`): the
-/// outer cargo holds the lock of its own target directory while the tests run.
+/// nested `cargo build -p corral --lib`, in a target directory of its own (`target/ffi`, or
+/// `target/ffi-portable` with the `portable` feature): the outer cargo holds the lock of its own
+/// target directory while the tests run.
 pub fn lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = profile_dir().parent().unwrap().to_path_buf();
-        let dir = target.join("ffi");
+        // `cargo test --features portable` builds the C libraries on the portable backend too.
+        let (dir, features) = if cfg!(feature = "portable") {
+            (target.join("ffi-portable"), &["--features", "portable"][..])
+        } else {
+            (target.join("ffi"), &[][..])
+        };
         let o = Command::new(env!("CARGO"))
             .args(["build", "-p", "corral", "--lib"])
+            .args(features)
             .env("CARGO_TARGET_DIR", &dir)
             .current_dir(root())
             .output()
