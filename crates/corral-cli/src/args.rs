@@ -90,7 +90,7 @@ pub struct RunArgs {
     /// Worker count: a number, or `auto` (the CPUs this process may use, cgroup quota included).
     #[arg(long, value_name = "N|auto")]
     pub workers: Option<String>,
-    /// Address to bind, repeatable: host:port, [v6]:port, :port, unix:/path, or fd:N (an fd
+    /// Address to bind, repeatable: host:port, `[v6]:port`, :port, unix:/path, or fd:N (an fd
     /// corral inherited); `NAME=ADDR` names it in LISTEN_FDNAMES.
     #[arg(long, value_name = "[NAME=]ADDR")]
     pub listen: Vec<String>,

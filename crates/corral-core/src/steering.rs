@@ -28,7 +28,10 @@
 
 use crate::event::WorkerId;
 use crate::listener::{BoundAddr, ListenAddr};
-use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup, Steer};
+use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup};
+/// The program a group runs and a worker's view of the load counters (the OS layer's types,
+/// named here because [`prepare_steered`] and [`Member`] hand them out).
+pub use crate::sys::{LoadMap, Steer};
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

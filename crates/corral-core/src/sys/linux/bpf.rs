@@ -544,7 +544,7 @@ impl ReuseportGroup {
     }
 
     /// `load[slot]`: connections the program assigned to the slot that its worker has not
-    /// released yet ([`LOAD_EMPTY`] for a slot with no worker); `None` for round-robin.
+    /// released yet (`LOAD_EMPTY` for a slot with no worker); `None` for round-robin.
     pub fn load(&self, slot: u32) -> Option<u32> {
         self.load.as_ref().map(|(_, m)| m.get(slot))
     }
@@ -733,7 +733,7 @@ impl LoadMap {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Sets `load[slot]` (the primary: 0 for a new worker, [`LOAD_EMPTY`] for none).
+    /// Sets `load[slot]` (the primary: 0 for a new worker, `LOAD_EMPTY` for none).
     pub fn set(&self, slot: u32, v: u32) {
         self.counter(slot)
             .store(v, std::sync::atomic::Ordering::Relaxed)

@@ -56,7 +56,7 @@ pub struct SpawnSpec {
     pub uid: Option<u32>,
     /// Run as this group id (requires privileges).
     pub gid: Option<u32>,
-    /// The program knows nothing of corral (the `corral` command runs any server): [`spawn`]
+    /// The program knows nothing of corral (the `corral` command runs any server): `spawn`
     /// gives it none of the channels and none of their variables, so its fds are exactly the
     /// stdio entries (the systemd `LISTEN_FDS` layout). The primary keeps both ends of the
     /// channel, which therefore never reaches end-of-file: the worker's liveness is its
