@@ -156,8 +156,17 @@ fn emfile_on_bind_closes_orphaned_listeners_first() {
     // 100 - 64 fds left: the second flood runs out of fds after about 30 listeners, the
     // orphans close, and it gets its full 64.
     p.send("spawn flood 100 127.0.0.3:0");
-    p.expect_of("online", 2, Duration::from_secs(10));
+    let second_pid: i32 = p
+        .expect_of("online", 2, Duration::from_secs(10))
+        .parse()
+        .unwrap();
     let report = p.expect_of("message", 2, Duration::from_secs(30));
+    // The flood worker sleeps until killed and never reads its channel, so it would outlive the
+    // primary where nothing kills it with its parent (the portable backend has no
+    // PR_SET_PDEATHSIG): end it here, by pid, and see its exit before checking the report.
+    // SAFETY: kill(2) on our child's worker, by pid.
+    assert_eq!(unsafe { libc::kill(second_pid, libc::SIGKILL) }, 0);
+    p.expect_of("exit", 2, Duration::from_secs(10));
     assert!(
         report.starts_with("flood ok=64 err=36 first=errno 22: ")
             && report.contains("max_listeners_per_worker"),
