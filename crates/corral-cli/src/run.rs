@@ -16,6 +16,7 @@
 //!   hang watchdog (`Supervisor::worker_heartbeat`, `--heartbeat-timeout`).
 
 use crate::args::{RunConfig, RunPolicy};
+use crate::connections;
 use crate::control;
 use crate::notify::{self, NotifyDir};
 use crate::systemd::{self, Notifier};
@@ -59,6 +60,8 @@ struct Listener {
     unix_path: Option<PathBuf>,
     /// `kernel-rr`: `fd` is the group's anchor and each worker gets a socket of its own.
     steering: Option<Group>,
+    /// Its address as `corral status` matches connections against.
+    local: Option<connections::Local>,
 }
 
 impl Drop for Listener {
@@ -164,6 +167,7 @@ impl Cluster {
             listeners.push(Listener {
                 name: name.clone(),
                 address: b.addr.to_string(),
+                local: connections::Local::of(&b.addr),
                 fd: b.fd,
                 unix_path: None,
                 steering: None,
@@ -175,6 +179,7 @@ impl Cluster {
                 steering,
                 name: l.name.clone(),
                 address: b.addr.to_string(),
+                local: connections::Local::of(&b.addr),
                 unix_path: match (&b.addr, b.adopted) {
                     (corral_core::BoundAddr::Unix(p), false) => Some(p.clone()),
                     _ => None,
@@ -806,10 +811,18 @@ impl Cluster {
 
     fn status(&self) -> Value {
         let m = self.sup.metrics(&self.p);
+        let locals: Vec<connections::Local> = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.local.clone())
+            .collect();
+        let pids: Vec<i32> = m.workers.iter().map(|w| w.pid).collect();
+        let conns = connections::count(&pids, &locals);
         let workers: Vec<Value> = m
             .workers
             .iter()
-            .map(|w| {
+            .zip(conns)
+            .map(|(w, conns)| {
                 let mine = self.workers.get(&w.id);
                 json!({
                     "slot": w.slot,
@@ -823,6 +836,7 @@ impl Cluster {
                     "last_restart_cause": w.last_restart_cause,
                     "rss_bytes": w.rss_bytes,
                     "cpu_seconds": w.cpu_seconds,
+                    "connections": conns,
                 })
             })
             .collect();
