@@ -8,6 +8,7 @@
 //!   workers started without a channel, readiness by `NOTIFY_SOCKET` or a delay.
 //! - `notify`: the per-worker `NOTIFY_SOCKET`s (sd_notify from the workers).
 //! - `connections`: open connections per worker for `corral status`, counted from `/proc`.
+//! - `probe`: `--ready-cmd`, readiness by a probe command for programs without sd_notify.
 //! - `control`: the control socket (`corral status|reload|scale|stop`).
 //! - `systemd`: corral itself under systemd (socket activation in, sd_notify out).
 
@@ -15,6 +16,7 @@ mod args;
 mod connections;
 mod control;
 mod notify;
+mod probe;
 mod run;
 mod systemd;
 

@@ -11,7 +11,8 @@
 //! - The engine asks such a worker to leave (reload, scale down, shutdown) with SIGTERM, the
 //!   signal every server takes as "drain and exit" (it cannot read the channel's request).
 //! - Readiness: `READY=1` on the worker's `NOTIFY_SOCKET`, or `--ready-delay` alive for a
-//!   worker that never sent anything there, is told to the supervisor
+//!   worker that never sent anything there (or, with `--ready-cmd`, the first success of its
+//!   probe command: `probe`), is told to the supervisor
 //!   (`Supervisor::worker_ready`), which gates the rolling reload; `WATCHDOG=1` feeds its
 //!   hang watchdog (`Supervisor::worker_heartbeat`, `--heartbeat-timeout`).
 
@@ -19,6 +20,7 @@ use crate::args::{RunConfig, RunPolicy};
 use crate::connections;
 use crate::control;
 use crate::notify::{self, NotifyDir};
+use crate::probe::{self, Probes};
 use crate::systemd::{self, Notifier};
 use corral_core::listener::BindOptions;
 use corral_core::steering::{self, KernelSteering};
@@ -82,13 +84,15 @@ struct Worker {
     status: Option<String>,
     /// Its key in the kernel-rr groups.
     key: u64,
+    /// Its supervisor slot (`CORRAL_WORKER_SLOT`).
+    slot: usize,
     /// Its kernel-rr slots were cleared (it was asked to leave, or it exited).
     left_groups: bool,
     notify: Option<(PathBuf, UnixDatagram)>,
 }
 
-/// Workers the spawn function started: id, key in the kernel-rr groups, notify socket.
-type Spawned = Arc<Mutex<Vec<(WorkerId, u64, PathBuf, UnixDatagram)>>>;
+/// Workers the spawn function started: id, key in the kernel-rr groups, slot, notify socket.
+type Spawned = Arc<Mutex<Vec<(WorkerId, u64, usize, PathBuf, UnixDatagram)>>>;
 
 /// Runs the cluster until it has shut down; returns the process exit status.
 pub fn run(cfg: RunConfig) -> i32 {
@@ -122,6 +126,8 @@ struct Cluster {
     wanted: usize,
     was_reloading: bool,
     stopping_sent: bool,
+    /// `--ready-cmd` attempts of the workers not yet ready.
+    probes: Option<Probes>,
     /// Keeps the notify directory until the workers are gone.
     _notify_dir: Arc<Mutex<NotifyDir>>,
 }
@@ -319,7 +325,7 @@ impl Cluster {
                 spawned
                     .lock()
                     .expect("spawned lock")
-                    .push((id, key, path, sock));
+                    .push((id, key, slot, path, sock));
                 Ok(id)
             })
         };
@@ -352,6 +358,7 @@ impl Cluster {
             ));
         }
         let wanted = cfg.supervisor.workers;
+        let cfg_probe = cfg.ready_cmd.clone();
         Ok(Cluster {
             manager_watchdog: inherited.watchdog.map(|d| (d, Instant::now())),
             manager: inherited.notify,
@@ -370,6 +377,7 @@ impl Cluster {
             wanted,
             was_reloading: false,
             stopping_sent: false,
+            probes: cfg_probe.map(Probes::new),
             _notify_dir: notify_dir,
         })
     }
@@ -457,6 +465,9 @@ impl Cluster {
                     _ => "exited".into(),
                 };
                 eprintln!("corral: worker {worker} (pid {pid}) {how}");
+                if let Some(p) = &mut self.probes {
+                    p.forget(*worker);
+                }
                 if let Some(w) = self.workers.remove(worker) {
                     if !w.left_groups {
                         self.leave_slots(w.key);
@@ -537,7 +548,7 @@ impl Cluster {
     /// Registers the notify sockets of workers the supervisor just started.
     fn adopt_spawned(&mut self) {
         let new: Vec<_> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
-        for (id, key, path, sock) in new {
+        for (id, key, slot, path, sock) in new {
             let pid = self.p.worker(id).map_or(0, |i| i.pid);
             eprintln!("corral: worker {id} started (pid {pid})");
             if let Err(e) = self.poll.registry().register(
@@ -555,6 +566,7 @@ impl Cluster {
                     spoke: false,
                     status: None,
                     key,
+                    slot,
                     left_groups: false,
                     notify: Some((path, sock)),
                 },
@@ -609,8 +621,11 @@ impl Cluster {
     }
 
     /// A worker silent on its notify socket is ready after `--ready-delay` alive, unless
-    /// `--reload-wait-ready` asks for READY=1.
+    /// `--reload-wait-ready` asks for READY=1 or `--ready-cmd` probes it.
     fn check_ready_delays(&mut self) {
+        if self.probes.is_some() {
+            return self.run_probes();
+        }
         if self.cfg.supervisor.reload.wait_ready {
             return;
         }
@@ -631,7 +646,39 @@ impl Cluster {
         }
     }
 
+    /// `--ready-cmd`: READY=1 or the probe's first success, whichever comes first. A worker
+    /// asked to leave is no longer probed.
+    fn run_probes(&mut self) {
+        let Some(probes) = &mut self.probes else {
+            return;
+        };
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        for (&id, w) in self.workers.iter_mut() {
+            if w.ready || leaving(&self.p, id) {
+                probes.forget(id);
+                continue;
+            }
+            let pid = self.p.worker(id).map_or(0, |i| i.pid);
+            let t = probe::Target {
+                id,
+                pid,
+                slot: w.slot,
+            };
+            if let probe::Outcome::Ready(n) = probes.poll(t, now) {
+                w.ready = true;
+                ready.push((id, n));
+            }
+        }
+        for (id, n) in ready {
+            self.mark_ready(id, &format!("--ready-cmd exited 0, attempt {n}"));
+        }
+    }
+
     fn next_ready_deadline(&self) -> Option<Instant> {
+        if let Some(p) = &self.probes {
+            return p.next_deadline(Instant::now());
+        }
         if self.cfg.supervisor.reload.wait_ready {
             return None;
         }
