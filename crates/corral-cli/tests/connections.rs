@@ -4,7 +4,6 @@
 //! and a pre-forking worker's row counts its children's.
 
 mod util;
-use std::io::{Read, Write};
 use std::time::Duration;
 use util::*;
 
@@ -13,35 +12,6 @@ fn keepalive_py() -> String {
         "{}/tests/programs/keepalive_server.py",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-/// One request on a kept-alive connection; the answer's body.
-fn request(s: &mut (impl Read + Write)) -> String {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = s.read(&mut buf).expect("answer on a keep-alive connection");
-        assert!(n > 0, "the server closed a keep-alive connection");
-        raw.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("Content-Length");
-            if body.len() >= len {
-                return body.to_string();
-            }
-        }
-    }
-}
-
-fn tcp(port: u16) -> std::net::TcpStream {
-    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
 }
 
 /// Waits until the worker row shows `n` connections; returns the status.
@@ -88,9 +58,9 @@ fn status_shows_the_idle_keep_alive_connections_a_worker_holds() {
     assert_eq!(st["workers"][0]["pid"], pids[0]);
 
     // Three clients, each served once and then idle on its open connection.
-    let mut held: Vec<_> = (0..3).map(|_| tcp(port)).collect();
+    let mut held: Vec<_> = (0..3).map(|_| keepalive_tcp(port)).collect();
     for s in &mut held {
-        assert_eq!(pid_of(&request(s)), pids[0]);
+        assert_eq!(pid_of(&keepalive_request(s)), pids[0]);
     }
     wait_conns(&c, 3);
     let (code, table, err) = c.ctl("status", &[]);
@@ -113,7 +83,7 @@ fn status_shows_the_idle_keep_alive_connections_a_worker_holds() {
         })
         .collect();
     for s in &mut unix_held {
-        request(s);
+        keepalive_request(s);
     }
     wait_conns(&c, 5);
 
@@ -156,10 +126,10 @@ fn a_pre_forking_worker_counts_the_connections_of_its_children() {
     );
     let port = c.port();
     let pids = c.wait_ready(1, Duration::from_secs(15));
-    let mut held: Vec<_> = (0..3).map(|_| tcp(port)).collect();
+    let mut held: Vec<_> = (0..3).map(|_| keepalive_tcp(port)).collect();
     let mut servers = std::collections::BTreeSet::new();
     for s in &mut held {
-        servers.insert(pid_of(&request(s)));
+        servers.insert(pid_of(&keepalive_request(s)));
     }
     assert!(
         !servers.contains(&pids[0]),

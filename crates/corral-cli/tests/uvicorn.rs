@@ -179,3 +179,79 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         t0.elapsed()
     );
 }
+
+/// `corral status` counts connections from the kernel over the process tree of the pid it
+/// started: uvicorn `--workers 2` forks, its children hold the connections, and the one
+/// row corral has (uvicorn's parent) shows them.
+#[test]
+fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
+    let py = venv_python();
+    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "500ms",
+            "--",
+            &py,
+            "-m",
+            "uvicorn",
+            "asgi_app:app",
+            "--fd",
+            "3",
+            "--workers",
+            "2",
+            "--timeout-keep-alive",
+            "60",
+            "--app-dir",
+            &app_dir,
+            "--log-level",
+            "warning",
+        ],
+        &[("APP_KEEPALIVE", "1")],
+    );
+    let port = c.port();
+    let parent = c.wait_ready(1, Duration::from_secs(30))[0];
+    // The children answer once they have imported the app: the first answer may take a while.
+    let mut held = Vec::new();
+    let mut answered_by = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        // The backlog takes the connection at once; the answer waits for a child.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        answered_by.insert(pid_of(&keepalive_request(&mut s)));
+        held.push(s);
+    }
+    assert!(
+        !answered_by.contains(&parent),
+        "uvicorn's children serve, not its parent {parent}: {answered_by:?}"
+    );
+    let st = wait_for(
+        "status to show uvicorn's 3 keep-alive connections on its row",
+        Duration::from_secs(10),
+        || {
+            let st = c.status();
+            (st["workers"][0]["connections"] == 3).then_some(st)
+        },
+    );
+    assert_eq!(st["workers"][0]["pid"], parent, "{st}");
+    drop(held);
+    wait_for(
+        "the count back at 0 after the clients closed",
+        Duration::from_secs(10),
+        || (c.status()["workers"][0]["connections"] == 0).then_some(()),
+    );
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}
