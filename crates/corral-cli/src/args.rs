@@ -44,6 +44,9 @@ pub enum Command {
     /// Start a cluster of PROGRAM (after `--`) and supervise it until SIGTERM/SIGINT or `stop`.
     Run(Box<RunArgs>),
     /// Show the workers of a running cluster.
+    ///
+    /// Per worker: slot, id, pid, state, readiness, uptime, RSS, CPU, and open connections (established on corral's listeners, counted by the kernel
+    /// over the worker's process tree, so a pre-forking program's children count on its row).
     Status {
         #[command(flatten)]
         target: Target,
