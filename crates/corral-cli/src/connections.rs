@@ -215,7 +215,7 @@ fn parse_tcp_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Rows of `/proc/net/unix`: "Num RefCount Protocol Flags Type St Inode [Path]"; St 03 is
+/// Rows of `/proc/net/unix`: `Num RefCount Protocol Flags Type St Inode [Path]`; St 03 is
 /// connected, Type 0001 is SOCK_STREAM.
 fn unix_connected(text: &str, listeners: &[&PathBuf], out: &mut HashSet<u64>) {
     for line in text.lines().skip(1) {
