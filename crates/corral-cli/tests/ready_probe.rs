@@ -69,7 +69,10 @@ fn a_worker_is_ready_only_once_its_probe_answers_and_reload_waits_for_it() {
         .next()
         .and_then(|s| s.trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("no attempt count in {line:?}"));
-    assert!(attempts >= 3, "{line}");
+    assert!(
+        attempts >= 2,
+        "the probe failed before the port opened: {line}"
+    );
     assert!(
         took >= Duration::from_millis(900),
         "ready {took:?} after start, but its probe port opens 1 s after it"
