@@ -31,6 +31,8 @@ use corral_core::{
 };
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -465,6 +467,7 @@ impl Cluster {
                     _ => "exited".into(),
                 };
                 eprintln!("corral: worker {worker} (pid {pid}) {how}");
+                kill_leftovers(*worker, *pid);
                 if let Some(p) = &mut self.probes {
                     p.forget(*worker);
                 }
@@ -979,6 +982,26 @@ fn leave_all(per_worker: &[(RawFd, Option<Group>)], key: u64) {
         if let Some(ks) = ks {
             ks.lock().expect("steering lock").leave(key);
         }
+    }
+}
+
+/// A worker leads its own process group (`process_group: Some(0)`), which what it forks
+/// inherits. Once it has exited, what is left in the group is orphaned: a pre-forking server
+/// whose master died (uvicorn `--workers`' children keep accepting on the inherited sockets,
+/// unseen by corral, next to the replacement). It is killed, as systemd's
+/// `KillMode=control-group` does when a service's main process is gone. A server that
+/// drained shut down its children first, so the group is empty then (ESRCH). The group id
+/// cannot be another group's while a member lives (its number stays taken); with none left
+/// the call finds nothing, unless in the instant since the reap the pid wrapped around and a
+/// new process made itself a group leader under that number.
+fn kill_leftovers(worker: WorkerId, pid: i32) {
+    if pid <= 1 {
+        return;
+    }
+    if killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+        eprintln!(
+            "corral: worker {worker} (pid {pid}) left processes in its group behind: killed them"
+        );
     }
 }
 

@@ -255,3 +255,122 @@ fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
         c.stderr()
     );
 }
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: i64) -> Vec<i64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                st.rfind(')')
+                    .and_then(|i| st[i + 1..].split_whitespace().nth(1))
+                    .and_then(|pp| pp.parse::<i64>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rfind(')')
+            .and_then(|i| st[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+/// Kills, on drop, the listed processes this test saw uvicorn start that are still alive
+/// (the test fails if corral left them; they must not outlive it).
+struct Orphans(Vec<i64>);
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if alive(p) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// A uvicorn master killed outright (the OOM killer's way) cannot stop its children; they
+/// would go on accepting on the inherited socket next to the replacement, unseen. corral
+/// kills what is left in the dead worker's process group, then restarts the worker.
+#[test]
+fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
+    let py = venv_python();
+    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "500ms",
+            "--restart-initial-delay",
+            "100ms",
+            "--",
+            &py,
+            "-m",
+            "uvicorn",
+            "asgi_app:app",
+            "--fd",
+            "3",
+            "--workers",
+            "2",
+            "--app-dir",
+            &app_dir,
+            "--log-level",
+            "warning",
+        ],
+        &[],
+    );
+    let port = c.port();
+    let master = c.wait_ready(1, Duration::from_secs(30))[0];
+    let body = get(port, Duration::from_secs(30)).expect("uvicorn answers");
+    let kids = children_of(master);
+    let guard = Orphans(kids.clone());
+    assert!(
+        kids.contains(&pid_of(&body)) && kids.len() >= 2,
+        "uvicorn {master} serves from its children {kids:?}: {body}"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &master.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -KILL {master}");
+    wait_for(
+        &format!("uvicorn's orphaned children {kids:?} to be gone"),
+        Duration::from_secs(10),
+        || kids.iter().all(|&k| !alive(k)).then_some(()),
+    );
+    c.wait_line(
+        &format!("(pid {master}) left processes in its group behind: killed them"),
+        Duration::from_secs(5),
+    );
+    let next = c.wait_ready(1, Duration::from_secs(30))[0];
+    assert_ne!(next, master);
+    let body = get(port, Duration::from_secs(30)).expect("the replacement answers");
+    assert!(
+        children_of(next).contains(&pid_of(&body)),
+        "answered by the new master's children: {body}"
+    );
+    drop(guard);
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}
