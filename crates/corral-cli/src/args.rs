@@ -2,6 +2,7 @@
 //! [`RunConfig`], checked by the engine's own `SupervisorOptions::validate` (so the names and
 //! ranges are those of `supervise()` in C and Node).
 
+use crate::probe::ReadyCmd;
 use clap::{Args, Parser, Subcommand};
 use corral_core::supervisor::{HeartbeatOptions, RecycleOptions, ReloadOptions, RestartOptions};
 use corral_core::{ListenAddr, SupervisorOptions};
@@ -16,6 +17,8 @@ Examples:
   corral run --workers auto --listen 127.0.0.1:8000 -- uvicorn app:app --fd 3
   corral run --listen :8080 --listen unix:/run/app.sock -- ./server
   corral run --config corral.toml
+  corral run --listen :8000 --ready-cmd \\
+      'curl -sf --unix-socket /run/app/$CORRAL_WORKER_PID.sock http://-/health' -- ./server
   corral status --json
   corral reload            (also: kill -HUP <corral pid>)
   corral scale 8
@@ -23,7 +26,7 @@ Examples:
 
 Workers get their listeners as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID (their own pid),
 LISTEN_FDNAMES, CORRAL_WORKER_ID and NOTIFY_SOCKET (send READY=1 to gate a reload; a worker
-that never does is ready after --ready-delay).
+that never does is ready after --ready-delay, or when its --ready-cmd probe exits 0).
 
 Exit status of `corral run`: 0 after a clean drain, 1 when workers had to be killed at the
 shutdown deadline or the cluster failed, 2 on bad arguments.";
@@ -41,6 +44,9 @@ pub enum Command {
     /// Start a cluster of PROGRAM (after `--`) and supervise it until SIGTERM/SIGINT or `stop`.
     Run(Box<RunArgs>),
     /// Show the workers of a running cluster.
+    ///
+    /// Per worker: slot, id, pid, state, readiness, uptime, RSS, CPU, and open connections (established on corral's listeners, counted by the kernel
+    /// over the worker's process tree, so a pre-forking program's children count on its row).
     Status {
         #[command(flatten)]
         target: Target,
@@ -105,6 +111,17 @@ pub struct RunArgs {
     /// a bare number is milliseconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ready_delay: Option<Duration>,
+    /// Readiness probe for programs that never send READY=1: a shell command run until it
+    /// exits 0, with the worker's CORRAL_WORKER_PID, CORRAL_WORKER_ID and CORRAL_WORKER_SLOT,
+    /// checking something only that worker serves (a health port or socket it opens itself:
+    /// a probe of the shared listener reaches any worker). Replaces --ready-delay.
+    /// Config file: readyCmd.
+    #[arg(long, value_name = "CMD")]
+    pub ready_cmd: Option<String>,
+    /// --ready-cmd: an attempt running longer is killed and counts as failed (1 ms to 60 s,
+    /// default 1s); the next starts 100 ms after. Config file: readyCmdTimeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ready_cmd_timeout: Option<Duration>,
     /// kernel-rr: a worker leaving on reload or scale-down is dealt no new connections, then
     /// gets this long to read the ones it already accepted before its SIGTERM (a server's
     /// shutdown closes accepted connections it has not read). 0 to 60s, default 250ms;
@@ -181,6 +198,10 @@ struct FileConfig {
     ready_delay: Option<FileDuration>,
     #[serde(rename = "stopDelay")]
     stop_delay: Option<FileDuration>,
+    #[serde(rename = "readyCmd")]
+    ready_cmd: Option<String>,
+    #[serde(rename = "readyCmdTimeout")]
+    ready_cmd_timeout: Option<FileDuration>,
     command: Option<Vec<String>>,
     #[serde(default)]
     restart: FileRestart,
@@ -278,6 +299,8 @@ pub struct RunConfig {
     pub backlog: i32,
     pub policy: RunPolicy,
     pub ready_delay: Duration,
+    /// `--ready-cmd`: the probe that makes a silent worker ready instead of the delay.
+    pub ready_cmd: Option<ReadyCmd>,
     /// `--stop-delay` (kernel-rr only).
     pub stop_delay: Duration,
     pub supervisor: SupervisorOptions,
@@ -300,6 +323,57 @@ fn check_stop_delay(d: Duration) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// `--ready-cmd-timeout` when not given.
+pub const DEFAULT_READY_CMD_TIMEOUT: Duration = Duration::from_secs(1);
+/// `--ready-cmd-timeout` at most (reload.readyTimeout bounds the whole wait).
+pub const MAX_READY_CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `--ready-cmd` with its timeout; `delay_given`/`wait_ready`: flags it cannot go with.
+fn check_ready_cmd(
+    cmd: Option<String>,
+    timeout: Option<Duration>,
+    delay_given: bool,
+    wait_ready: bool,
+) -> Result<Option<ReadyCmd>, String> {
+    let Some(command) = cmd else {
+        if timeout.is_some() {
+            return Err(
+                "--ready-cmd-timeout (readyCmdTimeout) without --ready-cmd (readyCmd)".into(),
+            );
+        }
+        return Ok(None);
+    };
+    if command.trim().is_empty() {
+        return Err("--ready-cmd (readyCmd): empty command".into());
+    }
+    if command.contains('\0') {
+        return Err("--ready-cmd (readyCmd): the command contains a NUL byte".into());
+    }
+    if delay_given {
+        return Err(
+            "--ready-cmd (readyCmd) and --ready-delay (readyDelay): a worker that never sends \
+             READY=1 is ready by one or the other; give one"
+                .into(),
+        );
+    }
+    if wait_ready {
+        return Err(
+            "--ready-cmd (readyCmd) and --reload-wait-ready (reload.waitReady): the latter \
+             accepts only READY=1; give one"
+                .into(),
+        );
+    }
+    let timeout = timeout.unwrap_or(DEFAULT_READY_CMD_TIMEOUT);
+    if timeout.is_zero() || timeout > MAX_READY_CMD_TIMEOUT {
+        return Err(format!(
+            "--ready-cmd-timeout (readyCmdTimeout) {} ms: expected 1 ms to {} s",
+            timeout.as_millis(),
+            MAX_READY_CMD_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(Some(ReadyCmd { command, timeout }))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -546,15 +620,20 @@ impl RunConfig {
             metrics: a.metrics.or(file.metrics),
         };
         supervisor.validate().map_err(|e| e.to_string())?;
+        let ready_delay = a.ready_delay.or(fd(file.ready_delay));
+        let ready_cmd = check_ready_cmd(
+            a.ready_cmd.clone().or(file.ready_cmd),
+            a.ready_cmd_timeout.or(fd(file.ready_cmd_timeout)),
+            ready_delay.is_some(),
+            supervisor.reload.wait_ready,
+        )?;
         Ok(RunConfig {
             target,
             listen,
             backlog,
             policy,
-            ready_delay: a
-                .ready_delay
-                .or(fd(file.ready_delay))
-                .unwrap_or(Duration::from_secs(1)),
+            ready_delay: ready_delay.unwrap_or(Duration::from_secs(1)),
+            ready_cmd,
             stop_delay: check_stop_delay(
                 a.stop_delay
                     .or(fd(file.stop_delay))
@@ -589,6 +668,25 @@ mod tests {
         assert_eq!(check_stop_delay(MAX_STOP_DELAY), Ok(MAX_STOP_DELAY));
         let e = check_stop_delay(Duration::from_secs(61)).unwrap_err();
         assert!(e.contains("--stop-delay") && e.contains("60 s"), "{e}");
+    }
+
+    #[test]
+    fn ready_cmd_is_checked_and_named_in_errors() {
+        let ms = Duration::from_millis;
+        let c = check_ready_cmd(Some("true".into()), None, false, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.timeout, DEFAULT_READY_CMD_TIMEOUT);
+        assert!(check_ready_cmd(None, None, true, true).unwrap().is_none());
+        let err = |cmd: Option<&str>, t: Option<Duration>, delay: bool, wait: bool| {
+            check_ready_cmd(cmd.map(String::from), t, delay, wait).unwrap_err()
+        };
+        assert!(err(Some(" "), None, false, false).contains("--ready-cmd (readyCmd): empty"));
+        assert!(err(Some("true"), None, true, false).contains("--ready-delay"));
+        assert!(err(Some("true"), None, false, true).contains("--reload-wait-ready"));
+        assert!(err(Some("true"), Some(ms(0)), false, false).contains("--ready-cmd-timeout"));
+        assert!(err(Some("true"), Some(ms(61_000)), false, false).contains("60 s"));
+        assert!(err(None, Some(ms(5)), false, false).contains("without --ready-cmd"));
     }
 
     #[test]

@@ -295,12 +295,12 @@ pub fn client_status(target: &Target, as_json: bool) -> i32 {
         );
     }
     println!(
-        "{:>4} {:>6} {:>8} {:>10} {:>6} {:>9} {:>10} {:>8}  status",
-        "slot", "id", "pid", "state", "ready", "uptime", "rss", "cpu"
+        "{:>4} {:>6} {:>8} {:>10} {:>6} {:>9} {:>10} {:>8} {:>6}  status",
+        "slot", "id", "pid", "state", "ready", "uptime", "rss", "cpu", "conns"
     );
     for w in v["workers"].as_array().into_iter().flatten() {
         println!(
-            "{:>4} {:>6} {:>8} {:>10} {:>6} {:>8.1}s {:>9}K {:>7.2}s  {}",
+            "{:>4} {:>6} {:>8} {:>10} {:>6} {:>8.1}s {:>9}K {:>7.2}s {:>6}  {}",
             w["slot"].to_string(),
             w["id"].to_string(),
             w["pid"].to_string(),
@@ -309,6 +309,10 @@ pub fn client_status(target: &Target, as_json: bool) -> i32 {
             w["uptime_seconds"].as_f64().unwrap_or(0.0),
             w["rss_bytes"].as_u64().unwrap_or(0) / 1024,
             w["cpu_seconds"].as_f64().unwrap_or(0.0),
+            // Unknown (the kernel would not tell): "-", not 0.
+            w["connections"]
+                .as_u64()
+                .map_or("-".to_string(), |n| n.to_string()),
             w["status"].as_str().unwrap_or("")
         );
     }

@@ -7,12 +7,16 @@
 //! - `run`: `corral run`: binds the listeners, runs the engine's primary and supervisor over
 //!   workers started without a channel, readiness by `NOTIFY_SOCKET` or a delay.
 //! - `notify`: the per-worker `NOTIFY_SOCKET`s (sd_notify from the workers).
+//! - `connections`: open connections per worker for `corral status`, counted from `/proc`.
+//! - `probe`: `--ready-cmd`, readiness by a probe command for programs without sd_notify.
 //! - `control`: the control socket (`corral status|reload|scale|stop`).
 //! - `systemd`: corral itself under systemd (socket activation in, sd_notify out).
 
 mod args;
+mod connections;
 mod control;
 mod notify;
+mod probe;
 mod run;
 mod systemd;
 

@@ -11,13 +11,16 @@
 //! - The engine asks such a worker to leave (reload, scale down, shutdown) with SIGTERM, the
 //!   signal every server takes as "drain and exit" (it cannot read the channel's request).
 //! - Readiness: `READY=1` on the worker's `NOTIFY_SOCKET`, or `--ready-delay` alive for a
-//!   worker that never sent anything there, is told to the supervisor
+//!   worker that never sent anything there (or, with `--ready-cmd`, the first success of its
+//!   probe command: `probe`), is told to the supervisor
 //!   (`Supervisor::worker_ready`), which gates the rolling reload; `WATCHDOG=1` feeds its
 //!   hang watchdog (`Supervisor::worker_heartbeat`, `--heartbeat-timeout`).
 
 use crate::args::{RunConfig, RunPolicy};
+use crate::connections;
 use crate::control;
 use crate::notify::{self, NotifyDir};
+use crate::probe::{self, Probes};
 use crate::systemd::{self, Notifier};
 use corral_core::listener::BindOptions;
 use corral_core::steering::{self, KernelSteering};
@@ -28,6 +31,8 @@ use corral_core::{
 };
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -59,6 +64,8 @@ struct Listener {
     unix_path: Option<PathBuf>,
     /// `kernel-rr`: `fd` is the group's anchor and each worker gets a socket of its own.
     steering: Option<Group>,
+    /// Its address as `corral status` matches connections against.
+    local: Option<connections::Local>,
 }
 
 impl Drop for Listener {
@@ -79,13 +86,15 @@ struct Worker {
     status: Option<String>,
     /// Its key in the kernel-rr groups.
     key: u64,
+    /// Its supervisor slot (`CORRAL_WORKER_SLOT`).
+    slot: usize,
     /// Its kernel-rr slots were cleared (it was asked to leave, or it exited).
     left_groups: bool,
     notify: Option<(PathBuf, UnixDatagram)>,
 }
 
-/// Workers the spawn function started: id, key in the kernel-rr groups, notify socket.
-type Spawned = Arc<Mutex<Vec<(WorkerId, u64, PathBuf, UnixDatagram)>>>;
+/// Workers the spawn function started: id, key in the kernel-rr groups, slot, notify socket.
+type Spawned = Arc<Mutex<Vec<(WorkerId, u64, usize, PathBuf, UnixDatagram)>>>;
 
 /// Runs the cluster until it has shut down; returns the process exit status.
 pub fn run(cfg: RunConfig) -> i32 {
@@ -119,6 +128,8 @@ struct Cluster {
     wanted: usize,
     was_reloading: bool,
     stopping_sent: bool,
+    /// `--ready-cmd` attempts of the workers not yet ready.
+    probes: Option<Probes>,
     /// Keeps the notify directory until the workers are gone.
     _notify_dir: Arc<Mutex<NotifyDir>>,
 }
@@ -164,6 +175,7 @@ impl Cluster {
             listeners.push(Listener {
                 name: name.clone(),
                 address: b.addr.to_string(),
+                local: connections::Local::of(&b.addr),
                 fd: b.fd,
                 unix_path: None,
                 steering: None,
@@ -175,6 +187,7 @@ impl Cluster {
                 steering,
                 name: l.name.clone(),
                 address: b.addr.to_string(),
+                local: connections::Local::of(&b.addr),
                 unix_path: match (&b.addr, b.adopted) {
                     (corral_core::BoundAddr::Unix(p), false) => Some(p.clone()),
                     _ => None,
@@ -314,7 +327,7 @@ impl Cluster {
                 spawned
                     .lock()
                     .expect("spawned lock")
-                    .push((id, key, path, sock));
+                    .push((id, key, slot, path, sock));
                 Ok(id)
             })
         };
@@ -347,6 +360,7 @@ impl Cluster {
             ));
         }
         let wanted = cfg.supervisor.workers;
+        let cfg_probe = cfg.ready_cmd.clone();
         Ok(Cluster {
             manager_watchdog: inherited.watchdog.map(|d| (d, Instant::now())),
             manager: inherited.notify,
@@ -365,6 +379,7 @@ impl Cluster {
             wanted,
             was_reloading: false,
             stopping_sent: false,
+            probes: cfg_probe.map(Probes::new),
             _notify_dir: notify_dir,
         })
     }
@@ -452,6 +467,10 @@ impl Cluster {
                     _ => "exited".into(),
                 };
                 eprintln!("corral: worker {worker} (pid {pid}) {how}");
+                kill_leftovers(*worker, *pid);
+                if let Some(p) = &mut self.probes {
+                    p.forget(*worker);
+                }
                 if let Some(w) = self.workers.remove(worker) {
                     if !w.left_groups {
                         self.leave_slots(w.key);
@@ -532,7 +551,7 @@ impl Cluster {
     /// Registers the notify sockets of workers the supervisor just started.
     fn adopt_spawned(&mut self) {
         let new: Vec<_> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
-        for (id, key, path, sock) in new {
+        for (id, key, slot, path, sock) in new {
             let pid = self.p.worker(id).map_or(0, |i| i.pid);
             eprintln!("corral: worker {id} started (pid {pid})");
             if let Err(e) = self.poll.registry().register(
@@ -550,6 +569,7 @@ impl Cluster {
                     spoke: false,
                     status: None,
                     key,
+                    slot,
                     left_groups: false,
                     notify: Some((path, sock)),
                 },
@@ -604,8 +624,11 @@ impl Cluster {
     }
 
     /// A worker silent on its notify socket is ready after `--ready-delay` alive, unless
-    /// `--reload-wait-ready` asks for READY=1.
+    /// `--reload-wait-ready` asks for READY=1 or `--ready-cmd` probes it.
     fn check_ready_delays(&mut self) {
+        if self.probes.is_some() {
+            return self.run_probes();
+        }
         if self.cfg.supervisor.reload.wait_ready {
             return;
         }
@@ -626,7 +649,39 @@ impl Cluster {
         }
     }
 
+    /// `--ready-cmd`: READY=1 or the probe's first success, whichever comes first. A worker
+    /// asked to leave is no longer probed.
+    fn run_probes(&mut self) {
+        let Some(probes) = &mut self.probes else {
+            return;
+        };
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        for (&id, w) in self.workers.iter_mut() {
+            if w.ready || leaving(&self.p, id) {
+                probes.forget(id);
+                continue;
+            }
+            let pid = self.p.worker(id).map_or(0, |i| i.pid);
+            let t = probe::Target {
+                id,
+                pid,
+                slot: w.slot,
+            };
+            if let probe::Outcome::Ready(n) = probes.poll(t, now) {
+                w.ready = true;
+                ready.push((id, n));
+            }
+        }
+        for (id, n) in ready {
+            self.mark_ready(id, &format!("--ready-cmd exited 0, attempt {n}"));
+        }
+    }
+
     fn next_ready_deadline(&self) -> Option<Instant> {
+        if let Some(p) = &self.probes {
+            return p.next_deadline(Instant::now());
+        }
         if self.cfg.supervisor.reload.wait_ready {
             return None;
         }
@@ -806,10 +861,18 @@ impl Cluster {
 
     fn status(&self) -> Value {
         let m = self.sup.metrics(&self.p);
+        let locals: Vec<connections::Local> = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.local.clone())
+            .collect();
+        let pids: Vec<i32> = m.workers.iter().map(|w| w.pid).collect();
+        let conns = connections::count(&pids, &locals);
         let workers: Vec<Value> = m
             .workers
             .iter()
-            .map(|w| {
+            .zip(conns)
+            .map(|(w, conns)| {
                 let mine = self.workers.get(&w.id);
                 json!({
                     "slot": w.slot,
@@ -823,6 +886,7 @@ impl Cluster {
                     "last_restart_cause": w.last_restart_cause,
                     "rss_bytes": w.rss_bytes,
                     "cpu_seconds": w.cpu_seconds,
+                    "connections": conns,
                 })
             })
             .collect();
@@ -918,6 +982,26 @@ fn leave_all(per_worker: &[(RawFd, Option<Group>)], key: u64) {
         if let Some(ks) = ks {
             ks.lock().expect("steering lock").leave(key);
         }
+    }
+}
+
+/// A worker leads its own process group (`process_group: Some(0)`), which what it forks
+/// inherits. Once it has exited, what is left in the group is orphaned: a pre-forking server
+/// whose master died (uvicorn `--workers`' children keep accepting on the inherited sockets,
+/// unseen by corral, next to the replacement). It is killed, as systemd's
+/// `KillMode=control-group` does when a service's main process is gone. A server that
+/// drained shut down its children first, so the group is empty then (ESRCH). The group id
+/// cannot be another group's while a member lives (its number stays taken); with none left
+/// the call finds nothing, unless in the instant since the reap the pid wrapped around and a
+/// new process made itself a group leader under that number.
+fn kill_leftovers(worker: WorkerId, pid: i32) {
+    if pid <= 1 {
+        return;
+    }
+    if killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+        eprintln!(
+            "corral: worker {worker} (pid {pid}) left processes in its group behind: killed them"
+        );
     }
 }
 

@@ -179,3 +179,198 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         t0.elapsed()
     );
 }
+
+/// `corral status` counts connections from the kernel over the process tree of the pid it
+/// started: uvicorn `--workers 2` forks, its children hold the connections, and the one
+/// row corral has (uvicorn's parent) shows them.
+#[test]
+fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
+    let py = venv_python();
+    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "500ms",
+            "--",
+            &py,
+            "-m",
+            "uvicorn",
+            "asgi_app:app",
+            "--fd",
+            "3",
+            "--workers",
+            "2",
+            "--timeout-keep-alive",
+            "60",
+            "--app-dir",
+            &app_dir,
+            "--log-level",
+            "warning",
+        ],
+        &[("APP_KEEPALIVE", "1")],
+    );
+    let port = c.port();
+    let parent = c.wait_ready(1, Duration::from_secs(30))[0];
+    // The children answer once they have imported the app: the first answer may take a while.
+    let mut held = Vec::new();
+    let mut answered_by = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        // The backlog takes the connection at once; the answer waits for a child.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        answered_by.insert(pid_of(&keepalive_request(&mut s)));
+        held.push(s);
+    }
+    assert!(
+        !answered_by.contains(&parent),
+        "uvicorn's children serve, not its parent {parent}: {answered_by:?}"
+    );
+    let st = wait_for(
+        "status to show uvicorn's 3 keep-alive connections on its row",
+        Duration::from_secs(10),
+        || {
+            let st = c.status();
+            (st["workers"][0]["connections"] == 3).then_some(st)
+        },
+    );
+    assert_eq!(st["workers"][0]["pid"], parent, "{st}");
+    drop(held);
+    wait_for(
+        "the count back at 0 after the clients closed",
+        Duration::from_secs(10),
+        || (c.status()["workers"][0]["connections"] == 0).then_some(()),
+    );
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: i64) -> Vec<i64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                st.rfind(')')
+                    .and_then(|i| st[i + 1..].split_whitespace().nth(1))
+                    .and_then(|pp| pp.parse::<i64>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rfind(')')
+            .and_then(|i| st[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+/// Kills, on drop, the listed processes this test saw uvicorn start that are still alive
+/// (the test fails if corral left them; they must not outlive it).
+struct Orphans(Vec<i64>);
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if alive(p) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// A uvicorn master killed outright (the OOM killer's way) cannot stop its children; they
+/// would go on accepting on the inherited socket next to the replacement, unseen. corral
+/// kills what is left in the dead worker's process group, then restarts the worker.
+#[test]
+fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
+    let py = venv_python();
+    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "500ms",
+            "--restart-initial-delay",
+            "100ms",
+            "--",
+            &py,
+            "-m",
+            "uvicorn",
+            "asgi_app:app",
+            "--fd",
+            "3",
+            "--workers",
+            "2",
+            "--app-dir",
+            &app_dir,
+            "--log-level",
+            "warning",
+        ],
+        &[],
+    );
+    let port = c.port();
+    let master = c.wait_ready(1, Duration::from_secs(30))[0];
+    let body = get(port, Duration::from_secs(30)).expect("uvicorn answers");
+    let kids = children_of(master);
+    let guard = Orphans(kids.clone());
+    assert!(
+        kids.contains(&pid_of(&body)) && kids.len() >= 2,
+        "uvicorn {master} serves from its children {kids:?}: {body}"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &master.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -KILL {master}");
+    wait_for(
+        &format!("uvicorn's orphaned children {kids:?} to be gone"),
+        Duration::from_secs(10),
+        || kids.iter().all(|&k| !alive(k)).then_some(()),
+    );
+    c.wait_line(
+        &format!("(pid {master}) left processes in its group behind: killed them"),
+        Duration::from_secs(5),
+    );
+    let next = c.wait_ready(1, Duration::from_secs(30))[0];
+    assert_ne!(next, master);
+    let body = get(port, Duration::from_secs(30)).expect("the replacement answers");
+    assert!(
+        children_of(next).contains(&pid_of(&body)),
+        "answered by the new master's children: {body}"
+    );
+    drop(guard);
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}

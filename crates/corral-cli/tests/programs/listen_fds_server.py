@@ -6,6 +6,10 @@ accepting and exits 0 (the drain every real server does). Options (environment):
   SERVER_DELAY_MS   sleep this long inside each request (in-flight requests during a drain)
   SERVER_NOTIFY     "ready": send READY=1 (and STATUS=) to NOTIFY_SOCKET once serving
   SERVER_READY_AFTER_MS  wait this long before serving (and before READY=1)
+  SERVER_GROW_KB    keep this many more KiB (touched, so resident) after each request: a
+                    leak that --recycle-max-rss must catch
+  SERVER_PROBE_DIR  once serving, open a health port of its own (127.0.0.1, port 0) and
+                    write its number to DIR/<pid>.port (for tcp_probe.py, a --ready-cmd)
 """
 import os, select, signal, socket, sys, time
 
@@ -31,9 +35,20 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     delay = int(os.environ.get("SERVER_DELAY_MS", "0")) / 1000.0
     time.sleep(int(os.environ.get("SERVER_READY_AFTER_MS", "0")) / 1000.0)
+    probe_dir = os.environ.get("SERVER_PROBE_DIR")
+    if probe_dir:
+        health = socket.socket()
+        health.bind(("127.0.0.1", 0))
+        health.listen(16)  # the kernel completes probe handshakes; nothing to accept
+        tmp = os.path.join(probe_dir, "%d.tmp" % os.getpid())
+        with open(tmp, "w") as f:
+            f.write(str(health.getsockname()[1]))
+        os.rename(tmp, os.path.join(probe_dir, "%d.port" % os.getpid()))
     if os.environ.get("SERVER_NOTIFY") == "ready":
         sd_notify("READY=1\nSTATUS=serving on %d fds (%s)" % (n, names))
     me = "pid=%d worker=%s" % (os.getpid(), os.environ.get("CORRAL_WORKER_ID"))
+    grow = int(os.environ.get("SERVER_GROW_KB", "0")) * 1024
+    leak = []
     while not stop:
         try:
             r, _, _ = select.select([lsock], [], [], 0.05)
@@ -56,6 +71,8 @@ def main():
                 data += chunk
             if delay:
                 time.sleep(delay)
+            if grow:
+                leak.append(b"x" * grow)
             body = me.encode()
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                          % (len(body), body))

@@ -275,10 +275,42 @@ impl Corral {
 impl Drop for Corral {
     fn drop(&mut self) {
         if self.status.is_none() {
+            // Workers die with corral (PR_SET_PDEATHSIG), but what a worker forked itself
+            // (uvicorn --workers, gunicorn) would be orphaned: each worker leads its own
+            // process group, which its children share, so the groups are killed too.
+            let groups = worker_groups(self.pid());
             let _ = self.child.kill();
             let _ = self.child.wait();
+            for g in groups {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{g}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
+}
+
+/// The children of `parent` that lead their own process group (corral's workers).
+fn worker_groups(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid pgrp ...".
+            let f: Vec<&str> = stat
+                .rfind(')')
+                .map(|i| stat[i + 1..].split_whitespace().collect())
+                .unwrap_or_default();
+            f.get(1) == Some(&parent.to_string().as_str())
+                && f.get(2) == Some(&pid.to_string().as_str())
+        })
+        .collect()
 }
 
 /// `corral SUB --control PATH ARGS`, run through `prefix` (e.g. setpriv).
@@ -399,4 +431,37 @@ impl Load {
         }
         (ok, errors)
     }
+}
+
+/// One HTTP/1.1 request on a connection the server keeps open; the answer's body.
+pub fn keepalive_request(s: &mut (impl Read + Write)) -> String {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf).expect("answer on a keep-alive connection");
+        assert!(n > 0, "the server closed a keep-alive connection");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("Content-Length");
+            if body.len() >= len {
+                return body.to_string();
+            }
+        }
+    }
+}
+
+/// A client connection for [`keepalive_request`], 5 s to read each answer.
+pub fn keepalive_tcp(port: u16) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
 }

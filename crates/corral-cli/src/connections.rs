@@ -1,0 +1,305 @@
+//! Open connections per worker for `corral status`, counted from the kernel: the workers are
+//! foreign programs that report nothing.
+//!
+//! A worker's count is the number of distinct sockets that (a) one of its processes holds as
+//! an fd (`/proc/PID/fd` -> `socket:[INODE]`) and (b) the kernel lists as an established
+//! connection on one of corral's listeners: TCP state 01 (ESTABLISHED) in
+//! `/proc/PID/net/tcp` and `tcp6` whose local port (and address, unless the listener is a
+//! wildcard) is a listener's, or a connected Unix stream socket in `/proc/PID/net/unix` that
+//! carries a listener's path (a socket accepted on a bound Unix listener shows its path).
+//! The worker's own outgoing connections (to a database, an upstream) are not counted, nor
+//! connections in CLOSE_WAIT (the client has gone; the server has not closed yet).
+//!
+//! "Its processes" is the process tree under the pid corral started (the pid `status`
+//! shows), so a pre-forking program (uvicorn `--workers`, gunicorn) counts the connections
+//! of its children under its own row; a socket shared by several processes of the tree
+//! counts once.
+//!
+//! Why `/proc` and not `sock_diag` netlink: `sock_diag` would filter by state in the kernel
+//! (cheaper with very many sockets), but needs raw netlink structs and `unsafe`, which this
+//! crate does not have (the engine keeps all of it in its `sys/`); a status request is a
+//! human's or a probe's, rare enough to read a few text files. Each request scans
+//! `/proc/*/stat` once for the process trees and each network namespace's tables once.
+//! A count is `None` when the kernel would not say (another uid's fds, `hidepid`, no `/proc`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// A listener whose connections are counted.
+#[derive(Debug, Clone)]
+pub enum Local {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Local {
+    pub fn of(addr: &corral_core::BoundAddr) -> Option<Local> {
+        match addr {
+            corral_core::BoundAddr::Tcp(a) => Some(Local::Tcp(*a)),
+            corral_core::BoundAddr::Unix(p) if !p.as_os_str().is_empty() => {
+                Some(Local::Unix(p.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Counts for `pids` (in order) of connections established on `listeners`.
+pub fn count(pids: &[i32], listeners: &[Local]) -> Vec<Option<u64>> {
+    if pids.is_empty() {
+        return Vec::new();
+    }
+    let children = children_map();
+    // Established sockets per network namespace (workers normally share corral's).
+    let mut tables: HashMap<String, Option<HashSet<u64>>> = HashMap::new();
+    pids.iter()
+        .map(|&pid| {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .ok()?
+                .display()
+                .to_string();
+            let established = tables
+                .entry(ns)
+                .or_insert_with(|| established(pid, listeners))
+                .as_ref()?;
+            let mut held = HashSet::new();
+            let mut todo = vec![pid];
+            let mut seen = HashSet::new();
+            let mut readable = false;
+            while let Some(p) = todo.pop() {
+                if !seen.insert(p) {
+                    continue;
+                }
+                readable |= socket_inodes(p, &mut held);
+                if let Some(kids) = children.get(&p) {
+                    todo.extend(kids);
+                }
+            }
+            // The worker's own fds unreadable: say "unknown", not 0.
+            readable.then(|| held.intersection(established).count() as u64)
+        })
+        .collect()
+}
+
+/// Parent pid -> children, from every `/proc/PID/stat`.
+fn children_map() -> HashMap<i32, Vec<i32>> {
+    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return map;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and ')', so from the last ')'.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            map.entry(ppid).or_default().push(pid);
+        }
+    }
+    map
+}
+
+/// Adds the inodes of `pid`'s socket fds to `out`; false when its fds cannot be read.
+fn socket_inodes(pid: i32, out: &mut HashSet<u64>) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    for e in dir.flatten() {
+        if let Ok(target) = std::fs::read_link(e.path()) {
+            let t = target.to_string_lossy();
+            if let Some(inode) = t
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse().ok())
+            {
+                out.insert(inode);
+            }
+        }
+    }
+    true
+}
+
+/// Inodes of the connections established on `listeners`, seen from `pid`'s namespace.
+fn established(pid: i32, listeners: &[Local]) -> Option<HashSet<u64>> {
+    let mut out = HashSet::new();
+    let tcp: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Local::Tcp(a) => Some(*a),
+            Local::Unix(_) => None,
+        })
+        .collect();
+    let unix: Vec<&PathBuf> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Local::Unix(p) => Some(p),
+            Local::Tcp(_) => None,
+        })
+        .collect();
+    if !tcp.is_empty() {
+        let mut any = false;
+        for (file, v6) in [("tcp", false), ("tcp6", true)] {
+            // tcp6 is missing when IPv6 is off: not an error while tcp was read.
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
+                any = true;
+                tcp_established(&text, v6, &tcp, &mut out);
+            }
+        }
+        if !any {
+            return None;
+        }
+    }
+    if !unix.is_empty() {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).ok()?;
+        unix_connected(&text, &unix, &mut out);
+    }
+    Some(out)
+}
+
+/// Rows of `/proc/net/tcp{,6}`: "sl local rem st tx:rx tr:when retr uid timeout inode ...",
+/// addresses as hex words in host order, ports as big-endian hex.
+fn tcp_established(text: &str, v6: bool, listeners: &[SocketAddr], out: &mut HashSet<u64>) {
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[3] != "01" {
+            continue;
+        }
+        let Some(local) = parse_tcp_addr(f[1], v6) else {
+            continue;
+        };
+        let on_listener = listeners.iter().any(|l| {
+            l.port() == local.port() && (l.ip().is_unspecified() || same_ip(l.ip(), local.ip()))
+        });
+        if let (true, Ok(inode)) = (on_listener, f[9].parse::<u64>()) {
+            out.insert(inode);
+        }
+    }
+}
+
+/// 127.0.0.1 and ::ffff:127.0.0.1 are one address (a v4 client on a dual-stack listener).
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}
+
+fn parse_tcp_addr(s: &str, v6: bool) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = if v6 {
+        if ip.len() != 32 {
+            return None;
+        }
+        // Four 32-bit words, each in host byte order.
+        let mut bytes = [0u8; 16];
+        for w in 0..4 {
+            let word = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16).ok()?;
+            bytes[w * 4..w * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(ip, 16).ok()?.to_ne_bytes(),
+        ))
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Rows of `/proc/net/unix`: `Num RefCount Protocol Flags Type St Inode [Path]`; St 03 is
+/// connected, Type 0001 is SOCK_STREAM.
+fn unix_connected(text: &str, listeners: &[&PathBuf], out: &mut HashSet<u64>) {
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[4] != "0001" || f[5] != "03" {
+            continue;
+        }
+        // A path with spaces is split: join the rest back.
+        let path = f[7..].join(" ");
+        if listeners.iter().any(|l| l.as_os_str() == path.as_str()) {
+            if let Ok(inode) = f[6].parse::<u64>() {
+                out.insert(inode);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_rows_count_only_established_connections_on_a_listener() {
+        // 127.0.0.1:8080 listening (0A), one client in (01), one outgoing from an ephemeral
+        // port (01, not on the listener), one in CLOSE_WAIT (08).
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 100 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 101 1 0 20 4 30 10 -1
+   2: 0100007F:D432 0100007F:0CEA 01 00000000:00000000 00:00000000 00000000  1000        0 102 1 0 20 4 30 10 -1
+   3: 0100007F:1F90 0100007F:D433 08 00000000:00000000 00:00000000 00000000  1000        0 103 1 0 20 4 30 10 -1
+";
+        let mut out = HashSet::new();
+        tcp_established(text, false, &["127.0.0.1:8080".parse().unwrap()], &mut out);
+        assert_eq!(out, HashSet::from([101]));
+        // Another address on the same port is another listener's.
+        let mut out = HashSet::new();
+        tcp_established(text, false, &["10.0.0.1:8080".parse().unwrap()], &mut out);
+        assert!(out.is_empty());
+        let mut out = HashSet::new();
+        tcp_established(text, false, &["0.0.0.0:8080".parse().unwrap()], &mut out);
+        assert_eq!(out, HashSet::from([101]));
+    }
+
+    #[test]
+    fn tcp6_rows_and_v4_mapped_addresses_are_read() {
+        // ::ffff:127.0.0.1 port 8080 on a [::]:8080 listener, and ::1 port 8080.
+        let text = "header
+   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D431 01 0:0 0:0 0 1000 0 201 1
+   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D432 01 0:0 0:0 0 1000 0 202 1
+";
+        let mut out = HashSet::new();
+        tcp_established(text, true, &["[::]:8080".parse().unwrap()], &mut out);
+        assert_eq!(out, HashSet::from([201, 202]));
+        let mut out = HashSet::new();
+        tcp_established(text, true, &["127.0.0.1:8080".parse().unwrap()], &mut out);
+        assert_eq!(out, HashSet::from([201]));
+        let mut out = HashSet::new();
+        tcp_established(text, true, &["[::1]:8080".parse().unwrap()], &mut out);
+        assert_eq!(out, HashSet::from([202]));
+    }
+
+    #[test]
+    fn unix_rows_count_connected_streams_with_the_listener_path() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 300 /run/app.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 301 /run/app.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 302
+0000000000000000: 00000003 00000000 00000000 0001 03 303 /run/other.sock
+0000000000000000: 00000002 00000000 00000000 0002 03 304 /run/app.sock
+";
+        let p = PathBuf::from("/run/app.sock");
+        let mut out = HashSet::new();
+        unix_connected(text, &[&p], &mut out);
+        assert_eq!(out, HashSet::from([301]));
+    }
+
+    #[test]
+    fn own_process_connection_is_counted() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let (_server, _) = l.accept().unwrap();
+        let me = std::process::id() as i32;
+        // The client end is ours too, but its local port is not the listener's.
+        assert_eq!(count(&[me], &[Local::Tcp(addr)]), vec![Some(1)]);
+    }
+}

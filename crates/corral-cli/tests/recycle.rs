@@ -1,0 +1,88 @@
+//! RSS recycling through the command: `--recycle-max-rss` (supervise()'s recycle.maxRss)
+//! replaces a worker whose memory grows past the limit (tests/programs/listen_fds_server.py
+//! keeping 512 KiB per request) by a fresh one started first, under a bounded client loop
+//! that sees no failed request.
+
+mod util;
+use std::time::{Duration, Instant};
+use util::*;
+
+const LIMIT: u64 = 48 << 20;
+
+#[test]
+fn a_worker_growing_past_max_rss_is_recycled_without_failed_requests() {
+    let py = server_py();
+    let limit = LIMIT.to_string();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--recycle-max-rss",
+            &limit,
+            "--ready-delay",
+            "200ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        // 512 KiB a request, 10 ms each: at most ~50 MB/s of growth, so the engine's check
+        // (every second) finds it not far past the limit.
+        &[("SERVER_GROW_KB", "512"), ("SERVER_DELAY_MS", "10")],
+    );
+    let port = c.port();
+    let first = c.wait_ready(1, Duration::from_secs(15))[0];
+    let rss0 = c.status()["workers"][0]["rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss0 < LIMIT / 2,
+        "the worker starts well below the limit: {rss0} bytes"
+    );
+    let t0 = Instant::now();
+    let load = Load::start(port, 2);
+    let line = c.wait_line("recycling worker 1", Duration::from_secs(30));
+    let took = t0.elapsed();
+    // The new worker serves, the old one drained and exited.
+    wait_for(
+        "a worker other than the recycled one answering",
+        Duration::from_secs(15),
+        || {
+            let body = get(port, Duration::from_secs(5)).ok()?;
+            let pid = pid_of(&body);
+            (pid != first).then_some(pid)
+        },
+    );
+    c.wait_line(
+        &format!("(pid {first}) exited with code 0"),
+        Duration::from_secs(15),
+    );
+    let (ok, errors) = load.finish();
+    eprintln!(
+        "recycle at {LIMIT} bytes: {line:?} after {took:?} of load; {ok} requests ok, {} failed",
+        errors.len()
+    );
+    assert!(line.contains(&format!("> {LIMIT}")), "{line}");
+    assert_eq!(
+        errors.len(),
+        0,
+        "first failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok >= 20, "the load loop ran ({ok} requests)");
+    let st = c.status();
+    assert!(
+        st["restarts_by_cause"]["recycle"].as_u64() >= Some(1),
+        "{st}"
+    );
+    assert_ne!(st["workers"][0]["pid"], first, "{st}");
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}
