@@ -57,6 +57,10 @@ pub(super) const ACCEPT_BATCH: usize = 256;
 /// connections wait in the kernel backlog meanwhile).
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// How soon the primary looks again at a load-aware kernel group whose workers were all at
+/// their window, for the connections waiting on its anchor (their releases send nothing).
+pub(super) const KERNEL_WINDOW_RETRY: Duration = Duration::from_millis(2);
+
 /// A worker that refused a connection ([`Worker::refuse`](crate::Worker::refuse)) is dealt none of that listener's
 /// connections for this long, doubling while it keeps refusing, up to
 /// [`REFUSAL_RETRY_MAX`], or until it says it has room again ([`Worker::room`](crate::Worker::room)).
@@ -162,7 +166,15 @@ impl Inner {
     pub(super) fn offer(&mut self, lid: u32, conn: Dealt) -> std::result::Result<(), Dealt> {
         let window = self.opts.window;
         let stall_on = self.opts.stall_timeout.is_some();
-        let policy = self.opts.policy;
+        // How this listener deals: `kernel-least` where it fell back deals least-loaded;
+        // what lands on a kernel group's anchor (every worker at its window, or none in a
+        // slot) goes in turn.
+        let grouped = self.listeners[lid as usize - 1].kernel.is_some();
+        let policy = match self.opts.policy {
+            Policy::KernelLeast if !grouped => Policy::Least(crate::policy::least::Pick::Least),
+            Policy::KernelLeast | Policy::KernelRr => Policy::RoundRobin,
+            p => p,
+        };
         let key = match policy {
             Policy::Sticky => conn.key.or_else(|| {
                 let ip = conn
@@ -182,6 +194,7 @@ impl Inner {
         let mut watch = false;
         let now = Instant::now();
         let refusals = &l.refusals;
+        let kernel = &l.kernel;
         let fd = &conn.fd;
         // `least` chooses on the counts among the workers that can take a connection now.
         let able: Vec<WorkerId> = if matches!(policy, Policy::Least(_)) {
@@ -202,7 +215,10 @@ impl Inner {
             let Some(slot) = workers.get_mut(&wid) else {
                 return false;
             };
-            if !slot.can_take(window) || refusals.get(&wid).is_some_and(|r| r.until > now) {
+            if !slot.can_take(window)
+                || refusals.get(&wid).is_some_and(|r| r.until > now)
+                || kernel.as_ref().is_some_and(|k| k.at_window(wid))
+            {
                 return false;
             }
             if stall_on && !slot.stall.watched && !slot.stall.whole {
@@ -265,6 +281,10 @@ impl Inner {
             }
             _ => l.rotation.offer(&mut send),
         };
+        if let (Some(w), Some(k)) = (taken, l.kernel.as_ref()) {
+            // The worker releases it as one the program chose.
+            k.count_dealt(w);
+        }
         for wid in blocked {
             self.arm_writable(wid);
         }
@@ -293,6 +313,7 @@ impl Inner {
         let now = Instant::now();
         l.rotation.members().iter().any(|&w| {
             !l.refused_by(w, now)
+                && !l.kernel.as_ref().is_some_and(|k| k.at_window(w))
                 && self
                     .workers
                     .get(&w)
@@ -309,8 +330,11 @@ impl Inner {
             s.refused += 1;
         }
         if let Some(l) = self.listener_mut(lid) {
-            // It did not keep it open.
+            // It did not keep it open (and will not release it).
             l.least.closed(id);
+            if let Some(k) = l.kernel.as_ref() {
+                k.uncount(id);
+            }
         }
         if self.opts.policy == Policy::Shared {
             // Workers accept by themselves: nobody is dealt connections (as net drops it).
@@ -369,6 +393,20 @@ impl Inner {
         }
     }
 
+    /// A load-aware kernel group's workers release connections without a word to the
+    /// primary, so when every one of them is at its window, nothing would wake the primary to
+    /// deal what waits on the anchor: it looks again in [`KERNEL_WINDOW_RETRY`].
+    fn retry_when_windows_full(&mut self, lid: u32) {
+        let l = &mut self.listeners[lid as usize - 1];
+        let Some(k) = l.kernel.as_ref() else {
+            return;
+        };
+        if !l.rotation.is_empty() && l.rotation.members().iter().all(|&w| k.at_window(w)) {
+            l.retry_at
+                .get_or_insert_with(|| Instant::now() + KERNEL_WINDOW_RETRY);
+        }
+    }
+
     /// Hands out pending connections, then accepts while some worker has room.
     pub(super) fn pump(&mut self, lid: u32) {
         if lid == 0
@@ -386,6 +424,7 @@ impl Inner {
             if let Some(conn) = self.listeners[i].pending.pop_front() {
                 if let Err(conn) = self.offer(lid, conn) {
                     self.listeners[i].pending.push_front(conn);
+                    self.retry_when_windows_full(lid);
                     return;
                 }
                 continue;
@@ -400,6 +439,7 @@ impl Inner {
             }
             if !self.any_capacity(lid) || !self.may_park() {
                 // Backpressure: leave connections in the kernel backlog.
+                self.retry_when_windows_full(lid);
                 return;
             }
             let Some(lfd) = self.listeners[i].fd.as_ref() else {
@@ -429,6 +469,7 @@ impl Inner {
                     }
                     if let Err(conn) = self.offer(lid, Dealt::new(fd)) {
                         self.listeners[lid as usize - 1].pending.push_back(conn);
+                        self.retry_when_windows_full(lid);
                         return;
                     }
                 }
@@ -567,6 +608,10 @@ impl Inner {
         for (lid, conn) in taken.into_iter().rev() {
             if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
                 l.least.closed(id);
+                if let Some(k) = l.kernel.as_ref() {
+                    // Taken back before the worker read it: it will never release it.
+                    k.uncount(id);
+                }
                 l.pending.push_front(conn);
                 lids.push(lid);
             }
