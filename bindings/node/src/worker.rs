@@ -530,6 +530,14 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
+    /// Whether `listener` is a load-aware kernel-steered one here (`kernel-least`, `kernel-rr`
+    /// with its window): every connection of it must be reported closed (`closed`), whether
+    /// the worker accepted it on its own socket or the primary dealt it.
+    #[napi(catch_unwind)]
+    pub fn load_aware(&self, listener: u32) -> bool {
+        self.loads.contains(listener)
+    }
+
     /// Sends a message (with duplicates of `fds`). Returns 0 when it was written at once;
     /// otherwise its sequence number `n` (it is out once `written()` reaches `n`, announced by
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
