@@ -8,7 +8,8 @@
 //!   beside it);
 //! - kernel-rr: a SIGSTOPped worker is dealt at most its window (32), the others serve every
 //!   other client meanwhile, and once continued it serves its own: none fails;
-//! - without CAP_BPF (uid 65534), kernel-least runs `least` through the primary, said once.
+//! - without CAP_BPF (uid 65534), kernel-least runs `least` through the primary, said once;
+//! - a replaced worker's slot starts again at 0: the replacement is the least loaded.
 //!
 //! As root (CI) the kernel path is tested; otherwise the first two check the fallback.
 
@@ -309,4 +310,40 @@ fn without_cap_bpf_kernel_least_falls_back_to_least_and_says_why() {
     while let Ok(line) = rx.try_recv() {
         assert!(!line.starts_with("error "), "{line}");
     }
+}
+
+/// kernel-least, count drift: six idle connections spread 2/2/2 (each worker blocked on its
+/// first); worker 1 is SIGKILLed with its two and replaced. Its slot's count starts again at
+/// 0 for the replacement (not at what the dead one held, nor at the empty-slot mark), so the
+/// next client goes to the replacement, the least loaded.
+#[test]
+fn a_replacement_starts_at_zero_and_is_the_least_loaded() {
+    no_policy_override();
+    let (mut h, addr, warning) = start(Policy::KernelLeast, &[0, 0, 0]);
+    assert_eq!(warning.is_some(), !root(), "{warning:?}");
+    if !root() {
+        return; // the drift is the kernel counts'; `least` is tests/least.rs's
+    }
+    let idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    h.pump_for(Duration::from_millis(100));
+    let victim = h.p.worker_ids()[0];
+    h.p.kill(victim, libc::SIGKILL).unwrap();
+    h.wait("the victim's exit", Duration::from_secs(10), |_, ev| {
+        matches!(ev, Event::Exit { worker, .. } if *worker == victim).then_some(())
+    });
+    let new = h.p.spawn_worker(&[]).unwrap();
+    h.wait(
+        "the replacement listening",
+        Duration::from_secs(10),
+        |_, ev| matches!(ev, Event::Listening { worker, .. } if *worker == new).then_some(()),
+    );
+    let answer = with_client(&mut h, move || {
+        let mut c = open(addr).unwrap();
+        answer(&mut c)
+    })
+    .expect("an answer from the replacement");
+    assert_eq!(worker_of(&answer), new, "{answer}");
+    drop(idle);
 }
