@@ -71,9 +71,12 @@
 //! memory, no syscall, no message), and a slot at the window (the `rr` window, 32) is skipped,
 //! so a stopped or hung worker is dealt no more than its window (measured: 32 of 200 while the
 //! two others served the rest, `tests/kernel_least_policy.rs`). What the primary deals from the
-//! anchor counts in the same slot. What it still lacks against `rr`: stall recovery (the 32
-//! wait for the worker) and the worker must report closes, which is why `rr` stays
-//! primary-accept and `kernel-rr` is asked for by name.
+//! anchor counts in the same slot; when every worker is at its window (all busy, or a program
+//! that never reports closes) the primary deals from the anchor by `rr`'s own rules (channel
+//! window, stall recovery) instead of leaving clients waiting. What it still lacks against
+//! `rr`: stall recovery for the 32 in the kernel (they wait for the worker), and it wants
+//! the worker to report closes, which is why `rr` stays primary-accept and `kernel-rr` is
+//! asked for by name.
 //!
 //! *Kernel least-loaded* (`kernel-least`): the same group, map and releases; the program
 //! picks the filled slot with the smallest count (ties in turn, over up to 64 slots from the

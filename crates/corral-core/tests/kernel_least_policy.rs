@@ -347,3 +347,59 @@ fn a_replacement_starts_at_zero_and_is_the_least_loaded() {
     assert_eq!(worker_of(&answer), new, "{answer}");
     drop(idle);
 }
+
+/// kernel-rr with workers that never report a closed connection (a C program that does not
+/// call corral_worker_closed): each reaches its window of 32 in the kernel and stays there,
+/// and the primary then deals what lands on the anchor by `rr`'s own rules instead of
+/// leaving the clients waiting. 150 sequential requests over 2 workers are all answered.
+#[test]
+fn workers_that_never_report_closes_are_still_served_past_their_window() {
+    no_policy_override();
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
+    for _ in 0..2 {
+        h.p.spawn_worker(&[("CORRAL_FIXTURE_NO_CLOSED".into(), "1".into())])
+            .unwrap();
+    }
+    let mut listening = 0;
+    let mut addr = None;
+    h.wait(
+        "both workers listening",
+        Duration::from_secs(10),
+        |_, ev| {
+            if let Event::Listening {
+                addr: corral_core::BoundAddr::Tcp(a),
+                ..
+            } = ev
+            {
+                addr = Some(*a);
+                listening += 1;
+            }
+            (listening == 2).then_some(())
+        },
+    );
+    let addr = addr.unwrap();
+    let answers = with_client(&mut h, move || {
+        (0..150)
+            .map(|i| {
+                let mut c = open(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                answer(&mut c).unwrap_or_else(|e| panic!("request {i}: {e}"))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in &answers {
+        *per.entry(worker_of(a)).or_default() += 1;
+    }
+    assert_eq!(per.values().sum::<usize>(), 150, "{per:?}");
+    let handed: u64 =
+        h.p.worker_ids()
+            .iter()
+            .map(|&id| h.p.worker(id).unwrap().handed_off)
+            .sum();
+    if root() {
+        // 32 each through the kernel, the rest dealt by the primary from the anchor.
+        assert_eq!(handed, 150 - 64, "{per:?}");
+    }
+    println!("kernel-rr, workers that never report closes: {per:?}, {handed} dealt by the primary");
+}

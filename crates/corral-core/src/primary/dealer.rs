@@ -57,10 +57,6 @@ pub(super) const ACCEPT_BATCH: usize = 256;
 /// connections wait in the kernel backlog meanwhile).
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// How soon the primary looks again at a load-aware kernel group whose workers were all at
-/// their window, for the connections waiting on its anchor (their releases send nothing).
-pub(super) const KERNEL_WINDOW_RETRY: Duration = Duration::from_millis(2);
-
 /// A worker that refused a connection ([`Worker::refuse`](crate::Worker::refuse)) is dealt none of that listener's
 /// connections for this long, doubling while it keeps refusing, up to
 /// [`REFUSAL_RETRY_MAX`], or until it says it has room again ([`Worker::room`](crate::Worker::room)).
@@ -194,7 +190,13 @@ impl Inner {
         let mut watch = false;
         let now = Instant::now();
         let refusals = &l.refusals;
-        let kernel = &l.kernel;
+        // A load-aware kernel group: skip workers at their window, as the program does;
+        // when every one is (all busy, or a worker that never reports closes), deal by `rr`'s
+        // own rules (channel window, stall recovery) rather than let the client wait forever.
+        let kernel = l
+            .kernel
+            .as_ref()
+            .filter(|k| !l.rotation.members().iter().all(|&w| k.at_window(w)));
         let fd = &conn.fd;
         // `least` chooses on the counts among the workers that can take a connection now.
         let able: Vec<WorkerId> = if matches!(policy, Policy::Least(_)) {
@@ -217,7 +219,7 @@ impl Inner {
             };
             if !slot.can_take(window)
                 || refusals.get(&wid).is_some_and(|r| r.until > now)
-                || kernel.as_ref().is_some_and(|k| k.at_window(wid))
+                || kernel.is_some_and(|k| k.at_window(wid))
             {
                 return false;
             }
@@ -311,9 +313,13 @@ impl Inner {
     pub(super) fn any_capacity(&self, lid: u32) -> bool {
         let l = &self.listeners[lid as usize - 1];
         let now = Instant::now();
+        let kernel = l
+            .kernel
+            .as_ref()
+            .filter(|k| !l.rotation.members().iter().all(|&w| k.at_window(w)));
         l.rotation.members().iter().any(|&w| {
             !l.refused_by(w, now)
-                && !l.kernel.as_ref().is_some_and(|k| k.at_window(w))
+                && !kernel.is_some_and(|k| k.at_window(w))
                 && self
                     .workers
                     .get(&w)
@@ -393,20 +399,6 @@ impl Inner {
         }
     }
 
-    /// A load-aware kernel group's workers release connections without a word to the
-    /// primary, so when every one of them is at its window, nothing would wake the primary to
-    /// deal what waits on the anchor: it looks again in [`KERNEL_WINDOW_RETRY`].
-    fn retry_when_windows_full(&mut self, lid: u32) {
-        let l = &mut self.listeners[lid as usize - 1];
-        let Some(k) = l.kernel.as_ref() else {
-            return;
-        };
-        if !l.rotation.is_empty() && l.rotation.members().iter().all(|&w| k.at_window(w)) {
-            l.retry_at
-                .get_or_insert_with(|| Instant::now() + KERNEL_WINDOW_RETRY);
-        }
-    }
-
     /// Hands out pending connections, then accepts while some worker has room.
     pub(super) fn pump(&mut self, lid: u32) {
         if lid == 0
@@ -424,7 +416,6 @@ impl Inner {
             if let Some(conn) = self.listeners[i].pending.pop_front() {
                 if let Err(conn) = self.offer(lid, conn) {
                     self.listeners[i].pending.push_front(conn);
-                    self.retry_when_windows_full(lid);
                     return;
                 }
                 continue;
@@ -439,7 +430,6 @@ impl Inner {
             }
             if !self.any_capacity(lid) || !self.may_park() {
                 // Backpressure: leave connections in the kernel backlog.
-                self.retry_when_windows_full(lid);
                 return;
             }
             let Some(lfd) = self.listeners[i].fd.as_ref() else {
@@ -469,7 +459,6 @@ impl Inner {
                     }
                     if let Err(conn) = self.offer(lid, Dealt::new(fd)) {
                         self.listeners[lid as usize - 1].pending.push_back(conn);
-                        self.retry_when_windows_full(lid);
                         return;
                     }
                 }
