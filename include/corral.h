@@ -161,7 +161,10 @@
  * eBPF program deals connections in turn; the primary is out of the data path. Needs
  * `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
  * a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
- * `CORRAL_EVENT_WARNING`.
+ * `CORRAL_EVENT_WARNING`. Workers call `corral_worker_closed` once per connection after
+ * closing it: a worker with 32 connections open (the window) is skipped, so a stopped or
+ * hung one is dealt no more; one that never calls it is dealt at most 32 by the kernel, the
+ * rest through the primary.
  */
 #define CORRAL_POLICY_KERNEL_RR 2
 
@@ -184,6 +187,16 @@
  * Least, choosing the better of two workers drawn at random (for large worker counts).
  */
 #define CORRAL_POLICY_LEAST_P2C 5
+
+/**
+ * Kernel least-loaded: as `CORRAL_POLICY_KERNEL_RR` (each worker accepts on its own socket,
+ * the primary is out of the data path), but the eBPF program picks the worker with the
+ * fewest open connections. Workers must call `corral_worker_closed` once per connection
+ * after closing it (an atomic decrement in shared memory, no message). Where the program
+ * cannot be loaded, that address runs `CORRAL_POLICY_LEAST`, reported once by
+ * `CORRAL_EVENT_WARNING`.
+ */
+#define CORRAL_POLICY_KERNEL_LEAST 6
 
 /**
  * `corral_options_set_sticky_key`: no key, route by address (the default).
@@ -537,9 +550,10 @@ void corral_options_free(corral_options *opts);
 
 /**
  * Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED`,
- * `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST` or
- * `CORRAL_POLICY_LEAST_P2C`. The environment variable
- * `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|sticky|least|least-p2c` still overrides it when the
+ * `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST`,
+ * `CORRAL_POLICY_LEAST_P2C` or `CORRAL_POLICY_KERNEL_LEAST`. The environment variable
+ * `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|kernel-least|sticky|least|least-p2c` still
+ * overrides it when the
  * primary starts.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
@@ -1176,10 +1190,14 @@ CORRAL_MUST_USE corral_status corral_worker_refuse(corral_worker *w, uint32_t li
 CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t listener);
 
 /**
- * Tells the primary that a connection of `listener` it dealt to this worker has closed. Under
- * `CORRAL_POLICY_LEAST` the primary counts each worker's open connections with it (it cannot
- * see closes itself): call it once per connection, after closing it. A worker that never calls
- * it looks ever more loaded and is dealt ever fewer connections. Other policies ignore it.
+ * Says that a connection of `listener` this worker got has closed; call it once per
+ * connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
+ * counts each worker's open connections (it cannot see closes itself). Under
+ * `CORRAL_POLICY_KERNEL_LEAST` and `CORRAL_POLICY_KERNEL_RR` it releases the connection in
+ * the kernel's per-worker count (an atomic decrement in memory shared with the eBPF program:
+ * no syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
+ * ever fewer connections (least), or none past its window of 32 (kernel-rr). Other
+ * policies ignore it.
  * Same threads as `corral_worker_refuse`.
  *
  * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`

@@ -70,6 +70,7 @@ fn listen_ok(addr: &str) -> Vec<u8> {
         listener: 3,
         addr: addr.parse().unwrap(),
         ack_every: 8,
+        load_slot: None,
     }
     .encode()
 }
@@ -124,6 +125,14 @@ fn proto_seeds() -> Seeds {
     s.insert("ok-tcp4", with(1, &listen_ok("tcp:127.0.0.1:8080")));
     s.insert("ok-tcp6", with(1, &listen_ok("tcp:[::1]:443")));
     s.insert("ok-unix", with(1, &listen_ok("unix:/tmp/corral.sock")));
+    let load = ListenReply::Ok {
+        req: 7,
+        listener: 3,
+        addr: "tcp:127.0.0.1:8080".parse().unwrap(),
+        ack_every: 8,
+        load_slot: Some(2),
+    };
+    s.insert("ok-kernel-load", with(1, &load.encode()));
     s.insert("err-bind", with(2, &listen_err()));
     s.insert("u32", with(3, &proto::u32_payload(3)));
     s.insert("addr-host", with(4, b"tcp:localhost:3000"));

@@ -81,11 +81,14 @@ function httpConfigs({ nginxPath }) {
     // The kernel deals (SO_REUSEPORT + eBPF); without CAP_BPF these run rr, and the server's
     // stderr (run.log) carries the CORRAL_KERNEL_RR_FALLBACK warning.
     { name: 'corral-kernel-rr', ...corralHello('kernel-rr') },
+    // The kernel picks the worker with the fewest open connections (least without CAP_BPF).
+    { name: 'corral-kernel-least', skew: true, ...corralHello('kernel-least') },
     { name: 'corral-sticky', ...corralHello('sticky') },
     { name: 'corral-least', skew: true, ...corralHello('least') },
     { name: 'c-hello-rr', ...cHello('rr') },
     { name: 'c-hello-shared', ...cHello('shared') },
     { name: 'c-hello-kernel-rr', ...cHello('kernel-rr') },
+    { name: 'c-hello-kernel-least', ...cHello('kernel-least') },
     {
       name: 'nginx',
       kind: 'nginx',

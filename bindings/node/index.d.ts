@@ -215,13 +215,24 @@ declare namespace cluster {
          * Also corral's `cluster.SCHED_STICKY` (`'sticky'`: every connection of a client to the
          * same worker, by address or by `setupPrimary({ sticky })`'s key) and
          * `cluster.SCHED_LEAST` (`'least'`, `'least-p2c'`: the worker with the fewest open
-         * connections).
+         * connections), and `cluster.SCHED_KERNEL_LEAST` (`'kernel-least'`: as kernel-rr, the
+         * eBPF program picking the worker with the fewest open connections; `'least'` where it
+         * cannot be loaded). Under kernel-rr a worker with 32 connections open is skipped.
          * Frozen once the first worker is forked or `setupPrimary()` is called. Also set by the
          * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`) and by
-         * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'`, `'kernel-rr'`, `'sticky'`, `'least'`,
-         * `'least-p2c'`).
+         * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'`, `'kernel-rr'`, `'kernel-least'`,
+         * `'sticky'`, `'least'`, `'least-p2c'`).
          */
-        schedulingPolicy: number | 'rr' | 'none' | 'shared' | 'kernel-rr' | 'sticky' | 'least' | 'least-p2c';
+        schedulingPolicy:
+            | number
+            | 'rr'
+            | 'none'
+            | 'shared'
+            | 'kernel-rr'
+            | 'kernel-least'
+            | 'sticky'
+            | 'least'
+            | 'least-p2c';
         /** The settings in force, defaults included, after `setupPrimary()` or `fork()`. Read only. */
         readonly settings: ClusterSettings;
         /** @deprecated since Node.js v16.0.0: use `setupPrimary()`. */
@@ -246,6 +257,8 @@ declare namespace cluster {
         readonly SCHED_STICKY: number;
         /** corral: each connection goes to the least loaded worker (`schedulingPolicy`). */
         readonly SCHED_LEAST: number;
+        /** corral's kernel least-loaded (see `schedulingPolicy`). */
+        readonly SCHED_KERNEL_LEAST: number;
 
         /**
          * Events:

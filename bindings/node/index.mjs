@@ -13,6 +13,7 @@ export const {
 } = cluster;
 // corral's own (see index.d.ts).
 export const { SCHED_KERNEL_RR } = cluster;
+export const { SCHED_KERNEL_LEAST } = cluster;
 export const fork = (...args) => cluster.fork(...args);
 export const disconnect = (...args) => cluster.disconnect(...args);
 export const setupPrimary = (...args) => cluster.setupPrimary(...args);

@@ -2,7 +2,8 @@
  * hello_http: a prefork HTTP/1.1 server on corral, the README's demo.
  *
  *   hello_http [--workers N] [--host H] [--port P]
- *              [--policy rr|shared|kernel-rr|sticky|least|least-p2c] [--proxy-protocol on]
+ *              [--policy rr|shared|kernel-rr|kernel-least|sticky|least|least-p2c]
+ *              [--proxy-protocol on]
  *              [--sticky-prefix V4/V6] [--requests N | --seconds S]
  *
  * The primary forks N workers (default: one per CPU); they ask the primary to listen on
@@ -17,7 +18,10 @@
  *
  * --policy sticky sends every connection of a client (by address, cut to --sticky-prefix,
  * e.g. 24/64) to the same worker; --policy least to the worker with the fewest open
- * connections (each worker reports a closed one with corral_worker_closed). --proxy-protocol on
+ * connections (each worker reports a closed one with corral_worker_closed). --policy
+ * kernel-least does the same in the kernel: each worker accepts on its own socket and an eBPF
+ * program picks the least loaded one; corral_worker_closed then releases the connection in
+ * memory shared with the program (no message). --proxy-protocol on
  * expects a PROXY v1/v2 header on every connection (HAProxy send-proxy, nginx proxy_protocol):
  * the primary consumes it and routes on the client it names, and the answer then says
  * "hello from worker <id> (pid <pid>) to <client address>:<port>".
@@ -63,7 +67,7 @@ static void die_corral(const char *what) {
 static void usage(void) {
   fprintf(stderr,
           "usage: hello_http [--workers N] [--host H] [--port P]\n"
-          "                  [--policy rr|shared|kernel-rr|sticky|least|least-p2c]\n"
+          "                  [--policy rr|shared|kernel-rr|kernel-least|sticky|least|least-p2c]\n"
           "                  [--proxy-protocol on] [--sticky-prefix V4/V6]\n"
           "                  [--requests N | --seconds S]\n");
   exit(2);
@@ -131,7 +135,8 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
 }
 
 static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conns) {
-  /* Under --policy least the primary counts open connections by these reports; other
+  /* Under --policy least the primary counts open connections by these reports; under
+   * kernel-least and kernel-rr (its window of 32) the kernel's count drops by one; other
    * policies ignore them. A failure means the primary is gone: nothing to tell. */
   if (corral_worker_closed(w, c->listener) != CORRAL_STATUS_OK) {
   }
@@ -331,6 +336,7 @@ int main(int argc, char **argv) {
       if (!strcmp(v, "rr")) cfg.policy = CORRAL_POLICY_RR;
       else if (!strcmp(v, "shared")) cfg.policy = CORRAL_POLICY_SHARED;
       else if (!strcmp(v, "kernel-rr")) cfg.policy = CORRAL_POLICY_KERNEL_RR;
+      else if (!strcmp(v, "kernel-least")) cfg.policy = CORRAL_POLICY_KERNEL_LEAST;
       else if (!strcmp(v, "sticky")) cfg.policy = CORRAL_POLICY_STICKY;
       else if (!strcmp(v, "least")) cfg.policy = CORRAL_POLICY_LEAST;
       else if (!strcmp(v, "least-p2c")) cfg.policy = CORRAL_POLICY_LEAST_P2C;
@@ -375,6 +381,7 @@ int main(int argc, char **argv) {
   case CORRAL_POLICY_RR: name = "rr"; break;
   case CORRAL_POLICY_SHARED: name = "shared"; break;
   case CORRAL_POLICY_KERNEL_RR: name = "kernel-rr"; break;
+  case CORRAL_POLICY_KERNEL_LEAST: name = "kernel-least"; break;
   case CORRAL_POLICY_STICKY: name = "sticky"; break;
   case CORRAL_POLICY_LEAST: name = "least"; break;
   case CORRAL_POLICY_LEAST_P2C: name = "least-p2c"; break;

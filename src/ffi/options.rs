@@ -16,7 +16,10 @@ pub const CORRAL_POLICY_SHARED: u32 = 1;
 /// eBPF program deals connections in turn; the primary is out of the data path. Needs
 /// `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
 /// a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
-/// `CORRAL_EVENT_WARNING`.
+/// `CORRAL_EVENT_WARNING`. Workers call `corral_worker_closed` once per connection after
+/// closing it: a worker with 32 connections open (the window) is skipped, so a stopped or
+/// hung one is dealt no more; one that never calls it is dealt at most 32 by the kernel, the
+/// rest through the primary.
 pub const CORRAL_POLICY_KERNEL_RR: u32 = 2;
 
 /// Sticky: the primary deals every connection of a client to the same worker (by its address,
@@ -30,6 +33,13 @@ pub const CORRAL_POLICY_STICKY: u32 = 3;
 pub const CORRAL_POLICY_LEAST: u32 = 4;
 /// Least, choosing the better of two workers drawn at random (for large worker counts).
 pub const CORRAL_POLICY_LEAST_P2C: u32 = 5;
+/// Kernel least-loaded: as `CORRAL_POLICY_KERNEL_RR` (each worker accepts on its own socket,
+/// the primary is out of the data path), but the eBPF program picks the worker with the
+/// fewest open connections. Workers must call `corral_worker_closed` once per connection
+/// after closing it (an atomic decrement in shared memory, no message). Where the program
+/// cannot be loaded, that address runs `CORRAL_POLICY_LEAST`, reported once by
+/// `CORRAL_EVENT_WARNING`.
+pub const CORRAL_POLICY_KERNEL_LEAST: u32 = 6;
 
 /// `corral_options_set_sticky_key`: no key, route by address (the default).
 pub const CORRAL_STICKY_KEY_NONE: u32 = 0;
@@ -47,6 +57,7 @@ pub(crate) fn policy_value(p: Policy) -> u32 {
         Policy::RoundRobin => CORRAL_POLICY_RR,
         Policy::Shared => CORRAL_POLICY_SHARED,
         Policy::KernelRr => CORRAL_POLICY_KERNEL_RR,
+        Policy::KernelLeast => CORRAL_POLICY_KERNEL_LEAST,
         Policy::Sticky => CORRAL_POLICY_STICKY,
         Policy::Least(Pick::Least) => CORRAL_POLICY_LEAST,
         Policy::Least(Pick::TwoChoices) => CORRAL_POLICY_LEAST_P2C,
@@ -115,9 +126,10 @@ fn set_checked(
 }
 
 /// Sets the scheduling policy: `CORRAL_POLICY_RR`, `CORRAL_POLICY_SHARED`,
-/// `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST` or
-/// `CORRAL_POLICY_LEAST_P2C`. The environment variable
-/// `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|sticky|least|least-p2c` still overrides it when the
+/// `CORRAL_POLICY_KERNEL_RR`, `CORRAL_POLICY_STICKY`, `CORRAL_POLICY_LEAST`,
+/// `CORRAL_POLICY_LEAST_P2C` or `CORRAL_POLICY_KERNEL_LEAST`. The environment variable
+/// `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|kernel-least|sticky|least|least-p2c` still
+/// overrides it when the
 /// primary starts.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for another value or a NULL handle.
@@ -135,11 +147,13 @@ pub unsafe extern "C" fn corral_options_set_policy(
             CORRAL_POLICY_STICKY => Policy::Sticky,
             CORRAL_POLICY_LEAST => Policy::Least(corral_core::policy::least::Pick::Least),
             CORRAL_POLICY_LEAST_P2C => Policy::Least(corral_core::policy::least::Pick::TwoChoices),
+            CORRAL_POLICY_KERNEL_LEAST => Policy::KernelLeast,
             other => {
                 return Err(Error::invalid(format!(
                     "policy {other} is unknown: use CORRAL_POLICY_RR (0), CORRAL_POLICY_SHARED \
                      (1), CORRAL_POLICY_KERNEL_RR (2), CORRAL_POLICY_STICKY (3), \
-                     CORRAL_POLICY_LEAST (4) or CORRAL_POLICY_LEAST_P2C (5)"
+                     CORRAL_POLICY_LEAST (4), CORRAL_POLICY_LEAST_P2C (5) or \
+                     CORRAL_POLICY_KERNEL_LEAST (6)"
                 )))
             }
         };

@@ -395,10 +395,14 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
     with_worker(w, |w| w.room(listener))
 }
 
-/// Tells the primary that a connection of `listener` it dealt to this worker has closed. Under
-/// `CORRAL_POLICY_LEAST` the primary counts each worker's open connections with it (it cannot
-/// see closes itself): call it once per connection, after closing it. A worker that never calls
-/// it looks ever more loaded and is dealt ever fewer connections. Other policies ignore it.
+/// Says that a connection of `listener` this worker got has closed; call it once per
+/// connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
+/// counts each worker's open connections (it cannot see closes itself). Under
+/// `CORRAL_POLICY_KERNEL_LEAST` and `CORRAL_POLICY_KERNEL_RR` it releases the connection in
+/// the kernel's per-worker count (an atomic decrement in memory shared with the eBPF program:
+/// no syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
+/// ever fewer connections (least), or none past its window of 32 (kernel-rr). Other
+/// policies ignore it.
 /// Same threads as `corral_worker_refuse`.
 ///
 /// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`

@@ -55,7 +55,9 @@ int main(void) {
   CHECK(corral_options_set_policy(o, 7) == CORRAL_STATUS_INVALID_ARGUMENT, "unknown policy");
   CHECK(last_error_contains("policy 7 is unknown"), "policy message");
   CHECK(last_error_contains("CORRAL_POLICY_KERNEL_RR (2)"), "policy message lists kernel-rr");
+  CHECK(last_error_contains("CORRAL_POLICY_KERNEL_LEAST (6)"), "policy message lists kernel-least");
   CHECK(corral_options_set_policy(o, CORRAL_POLICY_KERNEL_RR) == CORRAL_STATUS_OK, "kernel-rr");
+  CHECK(corral_options_set_policy(o, CORRAL_POLICY_KERNEL_LEAST) == CORRAL_STATUS_OK, "kernel-least");
   CHECK(corral_options_set_policy(o, CORRAL_POLICY_RR) == CORRAL_STATUS_OK, "back to rr");
   char code[32] = "x";
   CHECK(corral_event_code(NULL, code, sizeof code) == 0 && code[0] == '\0', "event code of NULL");

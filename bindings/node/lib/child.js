@@ -21,7 +21,7 @@ const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR, SCHED_KERNEL_RR,
   LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
-  SCHED_STICKY, SCHED_LEAST, ENV_REPORT_CLOSES,
+  SCHED_STICKY, SCHED_LEAST, SCHED_KERNEL_LEAST, ENV_REPORT_CLOSES,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -35,6 +35,7 @@ cluster.SCHED_RR = SCHED_RR;
 cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
 cluster.SCHED_STICKY = SCHED_STICKY;
 cluster.SCHED_LEAST = SCHED_LEAST;
+cluster.SCHED_KERNEL_LEAST = SCHED_KERNEL_LEAST;
 cluster.worker = null;
 
 // libuv's UV_TCP_IPV6ONLY (uv.h), which net.js passes to _listen2 in `flags` for ipv6Only.
@@ -353,6 +354,9 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
         unlisten();
         return close.apply(handle, arguments);
       };
+      // kernel-least / kernel-rr: this worker's own socket of the group, and every connection
+      // accepted on it counts in the kernel until it is reported closed.
+      if (nw.loadAware(lid)) releaseOnClose(server, handle, lid);
     } else {
       // round-robin: a stand-in handle; connections come from the primary.
       let refTimer = null;
@@ -405,6 +409,31 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
     process.nextTick(() => server.emit('error', nativeError(e)));
   }
 };
+
+// Wraps the listening handle's onconnection (set by net.Server's listen, synchronously) so
+// that each accepted connection is released (nw.closed) once its socket closes, or at once
+// when the server drops it (maxConnections) or no socket takes it.
+function releaseOnClose(server, handle, lid) {
+  const release = () => {
+    try {
+      if (connected) nw.closed(lid);
+    } catch {
+      // The channel just closed: nobody counts any more.
+    }
+  };
+  server.once('listening', () => {
+    const onconnection = handle.onconnection;
+    if (typeof onconnection !== 'function') return;
+    handle.onconnection = function (err, clientHandle) {
+      const r = onconnection.apply(this, arguments);
+      if (err || !clientHandle) return r;
+      const socket = clientHandle[ownerSymbol(clientHandle)];
+      if (socket && typeof socket.once === 'function' && !socket.destroyed) socket.once('close', release);
+      else release();
+      return r;
+    };
+  });
+}
 
 function hostPort(host, port) {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -667,7 +696,9 @@ function onConnection(ev) {
     };
   }
   handle.onconnection(0, client);
-  if (reportCloses) {
+  // On a kernel-steered listener the handle is the worker's own socket, whose onconnection
+  // releases what the primary dealt from the anchor as well (releaseOnClose): once is enough.
+  if (reportCloses && !nw.loadAware(ev.listener)) {
     const socket = client[ownerSymbol(client)];
     const listener = ev.listener;
     const report = () => {

@@ -73,7 +73,11 @@ const SCHED_KERNEL_RR = 3;
 // corral's own policies (issue 14): a client's connections to one worker; the least loaded.
 const SCHED_STICKY = 4;
 const SCHED_LEAST = 5;
-// Set by the primary for workers under `least`: report every dealt connection's close.
+// As SCHED_KERNEL_RR, but the eBPF program picks the worker with the fewest open connections
+// (the engine's `kernel-least`; least where it cannot be loaded).
+const SCHED_KERNEL_LEAST = 6;
+// Set by the primary for workers under `least` (and `kernel-least`, for its fallback): report
+// every dealt connection's close.
 const ENV_REPORT_CLOSES = 'CORRAL_NODE_REPORT_CLOSES';
 // Bits of the engine's listen options (corral_core::listener::BindOptions).
 const LISTEN_IPV6_ONLY = 1;
@@ -95,6 +99,7 @@ module.exports = {
   SCHED_KERNEL_RR,
   SCHED_STICKY,
   SCHED_LEAST,
+  SCHED_KERNEL_LEAST,
   ENV_REPORT_CLOSES,
   LISTEN_IPV6_ONLY,
   LISTEN_READABLE_ALL,

@@ -16,7 +16,7 @@ const { Supervisor, invalidOption, validateSupervise } = require('./supervisor')
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR,
   SCHED_KERNEL_RR,
-  SCHED_STICKY, SCHED_LEAST, ENV_REPORT_CLOSES,
+  SCHED_STICKY, SCHED_LEAST, SCHED_KERNEL_LEAST, ENV_REPORT_CLOSES,
 } = require('./native');
 
 const cluster = new EventEmitter();
@@ -30,11 +30,13 @@ cluster.SCHED_RR = SCHED_RR;
 cluster.SCHED_KERNEL_RR = SCHED_KERNEL_RR;
 cluster.SCHED_STICKY = SCHED_STICKY;
 cluster.SCHED_LEAST = SCHED_LEAST;
+cluster.SCHED_KERNEL_LEAST = SCHED_KERNEL_LEAST;
 
 let policy = { none: SCHED_NONE, rr: SCHED_RR }[process.env.NODE_CLUSTER_SCHED_POLICY];
 const corralPolicy = {
   shared: SCHED_NONE, none: SCHED_NONE, rr: SCHED_RR, 'kernel-rr': SCHED_KERNEL_RR,
   sticky: SCHED_STICKY, least: SCHED_LEAST, 'least-p2c': 'least-p2c',
+  'kernel-least': SCHED_KERNEL_LEAST,
 }[process.env.CORRAL_SCHED_POLICY];
 if (corralPolicy !== undefined) policy = corralPolicy;
 cluster.schedulingPolicy = policy === undefined ? SCHED_RR : policy;
@@ -130,8 +132,8 @@ cluster.setupPrimary = function setupPrimary(options) {
 cluster.setupMaster = cluster.setupPrimary;
 
 // The engine's name of a cluster.schedulingPolicy value: node:cluster's constants, corral's
-// cluster.SCHED_KERNEL_RR, SCHED_STICKY and SCHED_LEAST, or the engine's names themselves
-// ('kernel-rr', 'sticky', 'least', 'least-p2c').
+// cluster.SCHED_KERNEL_RR, SCHED_STICKY, SCHED_LEAST and SCHED_KERNEL_LEAST, or the engine's
+// names themselves ('kernel-rr', 'sticky', 'least', 'least-p2c', 'kernel-least').
 function policyName(p) {
   if (p === SCHED_NONE || p === 'shared' || p === 'none') return 'shared';
   if (p === SCHED_RR || p === 'rr') return 'rr';
@@ -139,6 +141,7 @@ function policyName(p) {
   if (p === SCHED_STICKY || p === 'sticky') return 'sticky';
   if (p === SCHED_LEAST || p === 'least') return 'least';
   if (p === 'least-p2c') return 'least-p2c';
+  if (p === SCHED_KERNEL_LEAST || p === 'kernel-least') return 'kernel-least';
   return undefined;
 }
 
@@ -264,7 +267,9 @@ function spawnOptions(env) {
   const workerEnv = { ...env };
   for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
   if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
-  if (getEngine().policy().startsWith('least')) workerEnv[ENV_REPORT_CLOSES] = '1';
+  // least counts closes in the primary; so does kernel-least where it falls back to least.
+  const p = getEngine().policy();
+  if (p.startsWith('least') || p === 'kernel-least') workerEnv[ENV_REPORT_CLOSES] = '1';
   if (s.inspectPort === null) throw badPort(null);
   const execArgv = [...s.execArgv];
   if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);

@@ -10,7 +10,7 @@ use crate::uvpoll::Poller;
 use crate::{to_napi, Failure, Result};
 use corral_core::listener::{BindOptions, SocketKind};
 use corral_core::{
-    Channel, Delivered, Error as CoreError, ErrorKind, Message, Recv, Sent, WorkerEnv,
+    Channel, Delivered, Error as CoreError, ErrorKind, LoadSlots, Message, Recv, Sent, WorkerEnv,
     WorkerProtocol,
 };
 use napi::bindgen_prelude::*;
@@ -322,6 +322,9 @@ pub struct NativeWorker {
     poller: Option<Rc<Poller>>,
     /// The message channel's sender, when the primary gave one.
     messages: Option<Arc<Sender>>,
+    /// Load-aware kernel-steered listeners (`kernel-least`, `kernel-rr`'s window), filled by
+    /// the receiver from listen answers; `closed` releases through it.
+    loads: Arc<LoadSlots>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -381,6 +384,7 @@ impl NativeWorker {
             || !crate::uvpoll::available();
         let raw_rfd = rfd.as_raw_fd();
         let mut rx = Some(Receiver::new(Channel::new(rfd), sender.clone()));
+        let loads = rx.as_ref().expect("just made").proto.loads().clone();
         let mut poller = None;
         if !use_thread {
             // The receiver (and its copy of the fd) lives as long as the poll handle: the fd
@@ -423,6 +427,7 @@ impl NativeWorker {
             wake,
             poller,
             messages,
+            loads,
             threads,
         })
     }
@@ -480,6 +485,7 @@ impl NativeWorker {
     /// Stops receiving connections for a listener.
     #[napi(catch_unwind)]
     pub fn unlisten(&self, listener: u32) -> Result<()> {
+        self.loads.forget(listener);
         self.sender
             .send(WorkerProtocol::unlisten(listener))
             .map(drop)
@@ -509,14 +515,27 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
-    /// Tells the primary a connection of `listener` it dealt here has closed (the `least`
-    /// policy counts open connections with it; `corral_core::Worker::closed`).
+    /// A connection of `listener` this worker got has closed (`corral_core::Worker::closed`):
+    /// on a load-aware kernel-steered listener (`kernel-least`, `kernel-rr`) an atomic
+    /// decrement of its slot's count, no message; otherwise it tells the primary (the `least`
+    /// policy counts open connections with it).
     #[napi(catch_unwind)]
     pub fn closed(&self, listener: u32) -> Result<()> {
+        if self.loads.release(listener) {
+            return Ok(());
+        }
         self.sender
             .send(WorkerProtocol::closed(listener))
             .map(drop)
             .map_err(to_napi)
+    }
+
+    /// Whether `listener` is a load-aware kernel-steered one here (`kernel-least`, `kernel-rr`
+    /// with its window): every connection of it must be reported closed (`closed`), whether
+    /// the worker accepted it on its own socket or the primary dealt it.
+    #[napi(catch_unwind)]
+    pub fn load_aware(&self, listener: u32) -> bool {
+        self.loads.contains(listener)
     }
 
     /// Sends a message (with duplicates of `fds`). Returns 0 when it was written at once;
@@ -578,6 +597,9 @@ impl NativeWorker {
         if self.sender.closed.load(Ordering::Acquire) {
             return Ok(());
         }
+        // Its slots go to other workers with their counts at 0: later closes here are not
+        // theirs.
+        self.loads.clear();
         // Messages already sent go out before the goodbye (the primary drains the message
         // channel when it sees the goodbye).
         let flushed = self

@@ -13,7 +13,7 @@ test('native calls throw errors with Node\'s code and the engine\'s message, wit
   assert.throws(() => new addon.NativePrimary('bogus', 32, () => {}), (e) => {
     assert.ok(e instanceof Error);
     assert.strictEqual(e.code, 'ERR_CORRAL_INVALID_ARGUMENT');
-    assert.strictEqual(e.message, 'unknown scheduling policy "bogus": expected "rr", "shared", "kernel-rr", "sticky", "least" or "least-p2c"');
+    assert.strictEqual(e.message, 'unknown scheduling policy "bogus": expected "rr", "shared", "kernel-rr", "kernel-least", "sticky", "least" or "least-p2c"');
     return true;
   });
   const p = new addon.NativePrimary('rr', 32, () => {});

@@ -104,7 +104,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub backlog: Option<i32>,
     /// How connections reach workers: `shared` (every worker accepts on the same sockets) or
-    /// `kernel-rr` (each its own socket, the kernel deals connections in turn: TCP only).
+    /// `kernel-rr` (each its own socket, the kernel deals connections in turn: TCP only; no
+    /// per-worker window here, as the programs never report closes; `kernel-least` is
+    /// refused for the same reason).
     #[arg(long)]
     pub policy: Option<String>,
     /// A worker that never sends READY=1 counts as ready after this long alive (250ms, 2s...;
@@ -468,6 +470,12 @@ fn check_policy(p: &str) -> Result<RunPolicy, String> {
              worker's corral channel, which only programs linked with corral (C ABI, Node) have; \
              {POLICY_HELP}"
         )),
+        "kernel-least" | "least" | "least-p2c" => Err(format!(
+            "--policy {p}: least-loaded dealing counts each worker's open connections, which a \
+             worker lowers when it closes one (corral_worker_closed, or the Node addon); programs \
+             that know nothing of corral never do, so every worker would look ever busier; \
+             {POLICY_HELP}"
+        )),
         other => Err(format!("--policy {other:?}: unknown policy; {POLICY_HELP}")),
     }
 }
@@ -703,10 +711,15 @@ mod tests {
     }
 
     #[test]
-    fn shared_and_kernel_rr_are_taken_rr_is_refused_with_the_reason() {
+    fn shared_and_kernel_rr_are_taken_rr_and_kernel_least_are_refused_with_the_reason() {
         assert_eq!(check_policy("shared"), Ok(RunPolicy::Shared));
         assert_eq!(check_policy("kernel-rr"), Ok(RunPolicy::KernelRr));
         assert!(check_policy("rr").unwrap_err().contains("channel"));
+        let e = check_policy("kernel-least").unwrap_err();
+        assert!(
+            e.contains("--policy kernel-least") && e.contains("corral_worker_closed"),
+            "{e}"
+        );
         assert!(check_policy("bogus")
             .unwrap_err()
             .contains("unknown policy"));

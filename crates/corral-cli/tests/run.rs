@@ -168,6 +168,10 @@ fn bad_input_is_refused_with_the_flag_named_and_exit_status_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--policy", "rr", "--", "true"], "--policy rr"),
         (
+            &["run", "--policy", "kernel-least", "--", "true"],
+            "--policy kernel-least: least-loaded dealing counts",
+        ),
+        (
             &["run", "--policy", "bogus", "--", "true"],
             "unknown policy",
         ),

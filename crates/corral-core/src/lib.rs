@@ -71,7 +71,7 @@ pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
 pub use sys::{fd_is_open, set_nonblocking};
 pub use sys::{kernel_steering_probe, KernelSteeringUnsupported, ReuseportGroup};
 pub use worker::{
-    Datagram, Delivered, Worker, WorkerEnv, WorkerEvent, WorkerProtocol, ENV_CHANNEL_FD,
+    Datagram, Delivered, LoadSlots, Worker, WorkerEnv, WorkerEvent, WorkerProtocol, ENV_CHANNEL_FD,
     ENV_HEARTBEAT, ENV_MESSAGE_FD, ENV_WORKER_ID,
 };
 

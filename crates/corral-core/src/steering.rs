@@ -16,9 +16,10 @@
 //! A load-aware group ([`prepare_steered`]: [`Steer::Window`], [`Steer::Least`]) also hands
 //! each member the group's `load` map and its slot ([`Member::load`]); the worker releases
 //! its slot when a connection it accepted is done, so a worker at its window is skipped (or
-//! the least-loaded one is picked). A slot's count restarts at 0 when it changes hands. Only
-//! for workers that release: `kernel-rr` uses the plain program until the worker side sends
-//! releases.
+//! the least-loaded one is picked). A slot's count restarts at 0 when it changes hands.
+//! `kernel-rr` runs [`Steer::Window`] (today's `rr` window), `kernel-least` [`Steer::Least`];
+//! connections the primary deals from the anchor count in the same slots
+//! ([`KernelSteering::count_dealt`]), so the worker releases every one the same way.
 //!
 //! Where the program cannot be had ([`prepare`] fails: no `CAP_BPF`, seccomp, old kernel) or
 //! the address is not TCP, the listener runs primary-accept `rr` and the reason is reported
@@ -237,6 +238,36 @@ impl KernelSteering {
             self.group.set_anchor(sock.as_fd())?;
             Ok(sock)
         }))
+    }
+
+    /// A connection the primary dealt from the anchor to `worker` counts in its slot's load,
+    /// as one the program chose: the worker releases every connection of the listener the
+    /// same way. Nothing for round-robin or a worker without a slot.
+    pub fn count_dealt(&self, worker: WorkerId) {
+        if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
+            m.acquire(slot);
+        }
+    }
+
+    /// Whether `worker`'s slot is at the program's window (stopped or hung, or busy): the
+    /// primary does not deal it what lands on the anchor either. False for round-robin.
+    pub fn at_window(&self, worker: WorkerId) -> bool {
+        match (
+            self.group.steer().window(),
+            self.group.load_map(),
+            self.slot_of(worker),
+        ) {
+            (Some(w), Some(m), Some(slot)) => m.get(slot) >= w,
+            _ => false,
+        }
+    }
+
+    /// `worker` handed a connection back (refused it): it will not release it, so its count
+    /// goes down here.
+    pub fn uncount(&self, worker: WorkerId) {
+        if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
+            m.release(slot);
+        }
     }
 
     /// The program deals over slots `0..=highest filled`; holes below it are skipped.

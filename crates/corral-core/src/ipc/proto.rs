@@ -166,6 +166,12 @@ pub enum ListenReply {
         /// 1): fewer acks wake the primary less, and the window still never fills with
         /// connections already taken.
         ack_every: u32,
+        /// A load-aware kernel-steered listener (`kernel-rr` with its window, `kernel-least`):
+        /// the worker's slot in the group's `load` map, whose fd is the message's second fd
+        /// (after the worker's own socket). The worker releases one unit of it per connection
+        /// it is done with. Sent after `ack_every` only when present, so an answer without it
+        /// (an older primary's) decodes as `None`.
+        load_slot: Option<u32>,
     },
     /// Failed.
     Err {
@@ -189,12 +195,19 @@ impl ListenReply {
                 listener,
                 addr,
                 ack_every,
-            } => Writer::new()
-                .u32(*req)
-                .u32(*listener)
-                .str(&addr.to_string())
-                .u32(*ack_every)
-                .finish(),
+                load_slot,
+            } => {
+                let w = Writer::new()
+                    .u32(*req)
+                    .u32(*listener)
+                    .str(&addr.to_string())
+                    .u32(*ack_every);
+                match load_slot {
+                    Some(slot) => w.u32(*slot),
+                    None => w,
+                }
+                .finish()
+            }
             ListenReply::Err {
                 req,
                 errno,
@@ -215,12 +228,18 @@ impl ListenReply {
         let listener = r.u32()?;
         let addr = r.str()?.parse()?;
         let ack_every = r.u32()?.max(1);
+        let load_slot = if r.buf.is_empty() {
+            None
+        } else {
+            Some(r.u32()?)
+        };
         r.end()?;
         Ok(ListenReply::Ok {
             req,
             listener,
             addr,
             ack_every,
+            load_slot,
         })
     }
     /// Decodes a `Kind::ListenErr` payload.
@@ -425,13 +444,33 @@ mod tests {
             listener: 2,
             addr: "tcp:[::1]:8080".parse().unwrap(),
             ack_every: 8,
+            load_slot: None,
         };
         assert_eq!(ListenReply::decode_ok(&ok.encode()).unwrap(), ok);
+        // A load-aware kernel-steered answer carries the slot after ack_every; one without
+        // it (an older primary's, 4 bytes shorter) still decodes, as None.
+        let steered = ListenReply::Ok {
+            req: 7,
+            listener: 2,
+            addr: "tcp:[::1]:8080".parse().unwrap(),
+            ack_every: 8,
+            load_slot: Some(5),
+        };
+        let bytes = steered.encode();
+        assert_eq!(bytes.len(), ok.encode().len() + 4);
+        assert_eq!(ListenReply::decode_ok(&bytes).unwrap(), steered);
+        assert_eq!(
+            ListenReply::decode_ok(&bytes[..bytes.len() - 4]).unwrap(),
+            ok
+        );
+        let e = ListenReply::decode_ok(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(e.message().contains("too short"), "{e}");
         let udp = ListenReply::Ok {
             req: 7,
             listener: 3,
             addr: "udp:[::1]:53".parse().unwrap(),
             ack_every: 1,
+            load_slot: None,
         };
         assert_eq!(ListenReply::decode_ok(&udp.encode()).unwrap(), udp);
         let err = ListenReply::Err {

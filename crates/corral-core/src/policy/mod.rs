@@ -9,7 +9,13 @@
 //!   accepts on its own socket of a `SO_REUSEPORT` group the primary owns, and an eBPF program
 //!   picks the socket for every SYN ([`crate::steering`]); the primary is out of the data path.
 //!   Where the program cannot be loaded (no `CAP_BPF`, an old kernel, a Unix socket), that
-//!   address runs `rr` instead, and the reason is reported once (`Event::Warning`).
+//!   address runs `rr` instead, and the reason is reported once (`Event::Warning`). Workers
+//!   release each connection when it closes (`Worker::closed`, an atomic on the group's `load`
+//!   map), which gives each one today's `rr` window: a worker with `window` connections open
+//!   (stopped, hung) is skipped by the program.
+//! - [`Policy::KernelLeast`] (`kernel-least`): as `kernel-rr`, but the program picks the
+//!   worker with the fewest open connections (workers release them the same way); the same
+//!   fallback, to `least` (primary-accept).
 //! - [`Policy::Sticky`] (`sticky`): the primary deals each connection to the worker its client's
 //!   key maps to ([`sticky::StickyTable`] over the workers' stable slots): the client address
 //!   (cut to `RoutingOptions::address_key`'s prefixes, the real one under the PROXY protocol) or
@@ -30,7 +36,7 @@ pub mod sticky;
 use crate::error::{Error, Result};
 
 /// Environment variable that overrides the policy for a whole cluster: `rr`, `shared`,
-/// `kernel-rr`, `sticky`, `least` or `least-p2c`.
+/// `kernel-rr`, `kernel-least`, `sticky`, `least` or `least-p2c`.
 pub const ENV_POLICY: &str = "CORRAL_SCHED_POLICY";
 
 /// How connections are distributed.
@@ -44,6 +50,9 @@ pub enum Policy {
     /// Workers accept on their own sockets of one `SO_REUSEPORT` group; an eBPF program deals
     /// the connections in turn (falls back to [`Policy::RoundRobin`] per address).
     KernelRr,
+    /// As [`Policy::KernelRr`], but the eBPF program picks the socket of the worker with the
+    /// fewest open connections (falls back to `least`, primary-accept, per address).
+    KernelLeast,
     /// The primary accepts and deals each client to the same worker, connection after
     /// connection.
     Sticky,
@@ -52,19 +61,20 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Parses `rr`/`round-robin`, `shared`/`none`, `kernel-rr`, `sticky`, `least` or
-    /// `least-p2c`.
+    /// Parses `rr`/`round-robin`, `shared`/`none`, `kernel-rr`, `kernel-least`, `sticky`,
+    /// `least` or `least-p2c`.
     pub fn parse(s: &str) -> Result<Policy> {
         match s {
             "rr" | "round-robin" => Ok(Policy::RoundRobin),
             "shared" | "none" => Ok(Policy::Shared),
             "kernel-rr" => Ok(Policy::KernelRr),
+            "kernel-least" => Ok(Policy::KernelLeast),
             "sticky" => Ok(Policy::Sticky),
             "least" => Ok(Policy::Least(least::Pick::Least)),
             "least-p2c" => Ok(Policy::Least(least::Pick::TwoChoices)),
             _ => Err(Error::invalid(format!(
                 "unknown scheduling policy {s:?}: expected \"rr\", \"shared\", \"kernel-rr\", \
-                 \"sticky\", \"least\" or \"least-p2c\""
+                 \"kernel-least\", \"sticky\", \"least\" or \"least-p2c\""
             ))),
         }
     }
@@ -80,12 +90,14 @@ impl Policy {
         }
     }
 
-    /// `"rr"`, `"shared"`, `"kernel-rr"`, `"sticky"`, `"least"` or `"least-p2c"`.
+    /// `"rr"`, `"shared"`, `"kernel-rr"`, `"kernel-least"`, `"sticky"`, `"least"` or
+    /// `"least-p2c"`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::RoundRobin => "rr",
             Policy::Shared => "shared",
             Policy::KernelRr => "kernel-rr",
+            Policy::KernelLeast => "kernel-least",
             Policy::Sticky => "sticky",
             Policy::Least(least::Pick::Least) => "least",
             Policy::Least(least::Pick::TwoChoices) => "least-p2c",
@@ -93,13 +105,28 @@ impl Policy {
     }
 
     /// Connections of a stream listener are accepted by the primary and dealt out (`rr`, and
-    /// `kernel-rr` for what lands on its anchor socket and wherever it fell back to `rr`,
-    /// `sticky`, `least`).
+    /// `kernel-rr`/`kernel-least` for what lands on the anchor socket and wherever they fell
+    /// back, `sticky`, `least`).
     pub fn primary_deals(self) -> bool {
         matches!(
             self,
-            Policy::RoundRobin | Policy::KernelRr | Policy::Sticky | Policy::Least(_)
+            Policy::RoundRobin
+                | Policy::KernelRr
+                | Policy::KernelLeast
+                | Policy::Sticky
+                | Policy::Least(_)
         )
+    }
+
+    /// The eBPF program a kernel-steered policy asks for, with `window` connections open per
+    /// worker at most (the `rr` window): `kernel-rr` deals in turn, skipping a worker at its
+    /// window; `kernel-least` picks the least loaded. `None` for the other policies.
+    pub fn kernel_steer(self, window: u32) -> Option<crate::sys::Steer> {
+        match self {
+            Policy::KernelRr => Some(crate::sys::Steer::Window(window)),
+            Policy::KernelLeast => Some(crate::sys::Steer::Least(window)),
+            _ => None,
+        }
     }
 }
 
@@ -113,6 +140,7 @@ mod tests {
             Policy::RoundRobin,
             Policy::Shared,
             Policy::KernelRr,
+            Policy::KernelLeast,
             Policy::Sticky,
             Policy::Least(least::Pick::Least),
             Policy::Least(least::Pick::TwoChoices),
@@ -120,9 +148,9 @@ mod tests {
             assert_eq!(Policy::parse(p.name()).unwrap(), p);
         }
         assert_eq!(Policy::parse("none").unwrap(), Policy::Shared);
-        assert!(Policy::parse("fifo")
-            .unwrap_err()
-            .message()
-            .contains("\"rr\", \"shared\", \"kernel-rr\", \"sticky\", \"least\" or \"least-p2c\""));
+        assert!(Policy::parse("fifo").unwrap_err().message().contains(
+            "\"rr\", \"shared\", \"kernel-rr\", \"kernel-least\", \"sticky\", \"least\" or \
+                 \"least-p2c\""
+        ));
     }
 }

@@ -162,7 +162,15 @@ impl Inner {
     pub(super) fn offer(&mut self, lid: u32, conn: Dealt) -> std::result::Result<(), Dealt> {
         let window = self.opts.window;
         let stall_on = self.opts.stall_timeout.is_some();
-        let policy = self.opts.policy;
+        // How this listener deals: `kernel-least` where it fell back deals least-loaded;
+        // what lands on a kernel group's anchor (every worker at its window, or none in a
+        // slot) goes in turn.
+        let grouped = self.listeners[lid as usize - 1].kernel.is_some();
+        let policy = match self.opts.policy {
+            Policy::KernelLeast if !grouped => Policy::Least(crate::policy::least::Pick::Least),
+            Policy::KernelLeast | Policy::KernelRr => Policy::RoundRobin,
+            p => p,
+        };
         let key = match policy {
             Policy::Sticky => conn.key.or_else(|| {
                 let ip = conn
@@ -182,6 +190,13 @@ impl Inner {
         let mut watch = false;
         let now = Instant::now();
         let refusals = &l.refusals;
+        // A load-aware kernel group: skip workers at their window, as the program does;
+        // when every one is (all busy, or a worker that never reports closes), deal by `rr`'s
+        // own rules (channel window, stall recovery) rather than let the client wait forever.
+        let kernel = l
+            .kernel
+            .as_ref()
+            .filter(|k| !l.rotation.members().iter().all(|&w| k.at_window(w)));
         let fd = &conn.fd;
         // `least` chooses on the counts among the workers that can take a connection now.
         let able: Vec<WorkerId> = if matches!(policy, Policy::Least(_)) {
@@ -202,7 +217,10 @@ impl Inner {
             let Some(slot) = workers.get_mut(&wid) else {
                 return false;
             };
-            if !slot.can_take(window) || refusals.get(&wid).is_some_and(|r| r.until > now) {
+            if !slot.can_take(window)
+                || refusals.get(&wid).is_some_and(|r| r.until > now)
+                || kernel.is_some_and(|k| k.at_window(wid))
+            {
                 return false;
             }
             if stall_on && !slot.stall.watched && !slot.stall.whole {
@@ -265,6 +283,10 @@ impl Inner {
             }
             _ => l.rotation.offer(&mut send),
         };
+        if let (Some(w), Some(k)) = (taken, l.kernel.as_ref()) {
+            // The worker releases it as one the program chose.
+            k.count_dealt(w);
+        }
         for wid in blocked {
             self.arm_writable(wid);
         }
@@ -291,8 +313,13 @@ impl Inner {
     pub(super) fn any_capacity(&self, lid: u32) -> bool {
         let l = &self.listeners[lid as usize - 1];
         let now = Instant::now();
+        let kernel = l
+            .kernel
+            .as_ref()
+            .filter(|k| !l.rotation.members().iter().all(|&w| k.at_window(w)));
         l.rotation.members().iter().any(|&w| {
             !l.refused_by(w, now)
+                && !kernel.is_some_and(|k| k.at_window(w))
                 && self
                     .workers
                     .get(&w)
@@ -309,8 +336,11 @@ impl Inner {
             s.refused += 1;
         }
         if let Some(l) = self.listener_mut(lid) {
-            // It did not keep it open.
+            // It did not keep it open (and will not release it).
             l.least.closed(id);
+            if let Some(k) = l.kernel.as_ref() {
+                k.uncount(id);
+            }
         }
         if self.opts.policy == Policy::Shared {
             // Workers accept by themselves: nobody is dealt connections (as net drops it).
@@ -567,6 +597,10 @@ impl Inner {
         for (lid, conn) in taken.into_iter().rev() {
             if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
                 l.least.closed(id);
+                if let Some(k) = l.kernel.as_ref() {
+                    // Taken back before the worker read it: it will never release it.
+                    k.uncount(id);
+                }
                 l.pending.push_front(conn);
                 lids.push(lid);
             }

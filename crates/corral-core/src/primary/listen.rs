@@ -173,10 +173,18 @@ impl Inner {
         let l = &self.listeners[lid as usize - 1];
         let addr = l.addr.clone();
         let round_robin = l.round_robin(policy);
+        let mut load_slot = None;
         let fds = if let Some(sock) = kernel {
             match sock {
-                // The plain program: the socket alone (a load-aware one is not chosen yet).
-                Ok(m) => vec![m.sock],
+                // A load-aware program: the socket, then the load map the worker releases
+                // its connections through, and its slot in the answer.
+                Ok(m) => match m.load {
+                    Some((map, slot)) => {
+                        load_slot = Some(slot);
+                        vec![m.sock, map]
+                    }
+                    None => vec![m.sock],
+                },
                 Err(e) => {
                     let e = Error::os("listen", format!("kernel-rr socket for {addr}"), &e);
                     self.listen_err(id, req, &e);
@@ -203,6 +211,7 @@ impl Inner {
             listener: lid,
             addr: addr.clone(),
             ack_every: (self.opts.window / 4).max(1),
+            load_slot,
         };
         if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
             self.mark_if_orphan(lid);
@@ -295,9 +304,9 @@ impl Inner {
     }
 
     /// Binds `key`'s listener (at `resolved`, a looked-up host name's address) and registers
-    /// it. Under `kernel-rr` a TCP stream listener is the anchor of an eBPF-steered group
-    /// ([`crate::steering`]); where that cannot be, it is a plain `rr` listener, and why is
-    /// reported once per address as [`Event::Warning`].
+    /// it. Under `kernel-rr`/`kernel-least` a TCP stream listener is the anchor of an
+    /// eBPF-steered group ([`crate::steering`]); where that cannot be, it is a plain `rr`
+    /// (`least`) listener, and why is reported once per address as [`Event::Warning`].
     pub(super) fn open_listener(
         &mut self,
         key: ListenKey,
@@ -308,16 +317,27 @@ impl Inner {
         use crate::steering::{self, KernelSteering};
         let (addr, kind) = (key.0.clone(), key.2);
         let mut fallback = None;
-        let group = if self.opts.policy == Policy::KernelRr && kind == SocketKind::Stream {
-            match steering::applies_to(&addr).and_then(|()| steering::prepare()) {
-                Ok(g) => Some(g),
-                Err(f) => {
-                    fallback = Some(f);
-                    None
+        let policy = self.opts.policy;
+        let steer = policy
+            .kernel_steer(self.opts.window)
+            .filter(|_| kind == SocketKind::Stream);
+        // The load-aware program where it can be had; the plain round-robin one (reported
+        // once, below) where only that can; primary-accept otherwise.
+        let mut degraded = None;
+        let group = match steer {
+            Some(steer) => {
+                match steering::applies_to(&addr).and_then(|()| steering::prepare_steered(steer)) {
+                    Ok((g, d)) => {
+                        degraded = d;
+                        Some(g)
+                    }
+                    Err(f) => {
+                        fallback = Some(f);
+                        None
+                    }
                 }
             }
-        } else {
-            None
+            None => None,
         };
         let grouped = group.is_some();
         let bound = self.bind_freeing_orphans(|| match resolved {
@@ -333,17 +353,31 @@ impl Inner {
                 Err(f) => fallback = Some(f),
             }
         }
-        if let Some(f) = fallback {
+        let instead = match policy {
+            Policy::KernelLeast => "least",
+            _ => "rr",
+        };
+        let report = match (fallback, degraded) {
+            (Some(f), _) => Some((
+                f,
+                format!("runs {instead} (the primary accepts and deals) instead"),
+            )),
+            // The group runs, in plain turns: no window, and no least-loaded choice.
+            (None, Some(d)) if self.listeners[lid as usize - 1].kernel.is_some() => Some((
+                d,
+                "is dealt in plain kernel round-robin (no per-worker window, no load) instead"
+                    .to_string(),
+            )),
+            _ => None,
+        };
+        if let Some((f, what)) = report {
             if self.steering_reported.insert(key) {
                 let addr = &self.listeners[lid as usize - 1].addr;
                 self.events.push_back(Event::Warning {
                     listener: Some(lid),
                     code: crate::event::WARNING_KERNEL_RR_FALLBACK,
                     errno: f.errno,
-                    message: format!(
-                        "kernel-rr: {addr} runs rr (the primary accepts and deals) instead: {}",
-                        f.reason
-                    ),
+                    message: format!("{}: {addr} {what}: {}", policy.name(), f.reason),
                 });
             }
         }
@@ -376,6 +410,8 @@ impl Inner {
             sticky: StickyTable::default(),
             least: LeastLoaded::new(match self.opts.policy {
                 Policy::Least(pick) => pick,
+                // Where it falls back (this listener has no group), least-loaded dealing.
+                Policy::KernelLeast => crate::policy::least::Pick::Least,
                 _ => Default::default(),
             }),
             // Only stream listeners are accepted on (round-robin): a datagram one never is.

@@ -3,6 +3,8 @@
 //!
 //! - `protocol`: the wire protocol as a state machine without I/O ([`WorkerProtocol`]), which
 //!   both fronts' workers drive;
+//! - `load`: the `load` counters of load-aware kernel-steered listeners ([`LoadSlots`]),
+//!   which a worker's closes release;
 //! - `env`: what the primary passes an exec'd worker in the environment ([`WorkerEnv`]);
 //! - here: [`Worker`], the blocking/mio driver the C front uses.
 //!
@@ -12,9 +14,11 @@
 //! worker's window.
 
 pub mod env;
+pub mod load;
 pub mod protocol;
 
 pub use env::{WorkerEnv, ENV_CHANNEL_FD, ENV_HEARTBEAT, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use load::LoadSlots;
 pub use protocol::{Delivered, WorkerProtocol, CONNS_PER_READ};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -320,6 +324,7 @@ impl Worker {
     /// listener when its last worker leaves.
     pub fn unlisten(&mut self, listener: u32) -> Result<()> {
         self.proto.check_open("unlisten")?;
+        self.proto.loads().forget(listener);
         if let Some(l) = self.shared.remove(&listener) {
             let _ = self
                 .poll
@@ -365,13 +370,20 @@ impl Worker {
             .send_blocking_message(WorkerProtocol::room(listener))
     }
 
-    /// Tells the primary that a connection of `listener` it dealt to this worker has closed.
-    /// The `least` policy counts each worker's open connections with it: a worker that does
-    /// not call it looks ever more loaded and is dealt ever fewer connections. Call it once per
+    /// Says that a connection of `listener` this worker got (dealt by the primary, or
+    /// accepted on its own socket) has closed. The `least` policy counts each worker's open
+    /// connections with it (a message to the primary); `kernel-least` and `kernel-rr`'s window
+    /// count them in the kernel's `load` map, which this releases with an atomic decrement (no
+    /// syscall, no message). A worker that does not call it looks ever more loaded: it is dealt
+    /// ever fewer connections (`least`, `kernel-least`), or none past its window of 32
+    /// (`kernel-rr`; the primary then deals them from the anchor). Call it once per
     /// connection, after closing it; other policies ignore it. `Disconnected` as
     /// [`Worker::send`].
     pub fn closed(&mut self, listener: u32) -> Result<()> {
         self.proto.check_open("closed")?;
+        if self.proto.loads().release(listener) {
+            return Ok(());
+        }
         self.chan
             .send_blocking_message(WorkerProtocol::closed(listener))
     }
@@ -537,6 +549,7 @@ impl Worker {
         let Some(bye) = self.proto.disconnect() else {
             return Ok(());
         };
+        self.proto.loads().clear();
         self.events.clear();
         for (_, l) in self.shared.drain() {
             let _ = self

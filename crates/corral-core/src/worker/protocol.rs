@@ -9,7 +9,9 @@
 //! every listen answer how many connections one ack may cover). Requests to the primary
 //! (listen, unlisten, refuse, room, ready, heartbeat, application messages, goodbye) are
 //! [`Message`]s made here for the driver to write. Nothing here owns an fd beyond the messages
-//! passing through it or makes a system call, so the unit tests below run it on bytes alone.
+//! passing through it or makes a system call, so the unit tests below run it on bytes alone;
+//! the one exception is a load-aware kernel-steered listen answer, whose `load` map is mapped
+//! here ([`LoadSlots`]) so that both fronts release connections the same way.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::channel::check_outgoing;
@@ -17,6 +19,9 @@ use crate::ipc::proto::{self, ListenReply, ListenRequest};
 use crate::ipc::{Kind, Message, Recv};
 use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use super::load::LoadSlots;
 
 /// Most connections a worker takes off its channel at a time (both fronts' workers). A
 /// connection still in the channel is safe: if the worker dies (or stalls) the primary reads it
@@ -125,6 +130,8 @@ pub struct WorkerProtocol {
     /// Connections taken in the current read (see [`CONNS_PER_READ`]).
     taken: usize,
     state: State,
+    /// Load-aware kernel-steered listeners: their `load` mapping and slot.
+    loads: Arc<LoadSlots>,
 }
 
 impl Default for WorkerProtocol {
@@ -142,7 +149,16 @@ impl WorkerProtocol {
             ack_every: 1,
             taken: 0,
             state: State::Open,
+            loads: Arc::default(),
         }
+    }
+
+    /// The load mappings of this worker's load-aware kernel-steered listeners (`kernel-rr`
+    /// with its window, `kernel-least`), filled from listen answers: a front's `closed` call
+    /// releases through it ([`LoadSlots::release`]) and tells the primary only when it is not
+    /// one of those.
+    pub fn loads(&self) -> &Arc<LoadSlots> {
+        &self.loads
     }
 
     /// The first message on a channel: this worker is up.
@@ -353,16 +369,35 @@ impl WorkerProtocol {
                     listener,
                     addr,
                     ack_every,
+                    load_slot,
                 } = ListenReply::decode_ok(&data)?
                 else {
                     unreachable!("decode_ok returns Ok")
                 };
                 self.ack_every = ack_every;
+                let mut fds = fds.into_iter();
+                let fd = fds.next();
+                if let Some(slot) = load_slot {
+                    // Its own socket first, then the group's load map.
+                    let (Some(_), Some(map)) = (fd.as_ref(), fds.next()) else {
+                        return Err(Error::protocol(format!(
+                            "malformed frame: the listen answer for {addr} names load slot \
+                             {slot} without its socket and load map"
+                        )));
+                    };
+                    self.loads.add(listener, &map, slot).map_err(|e| {
+                        Error::os("mmap", format!("map the load counters of {addr}"), &e)
+                            .with_syscall("listen")
+                    })?;
+                } else {
+                    // Not (or no longer) load-aware: closes go to the primary again.
+                    self.loads.forget(listener);
+                }
                 Delivered::Listened {
                     req,
                     listener,
                     addr,
-                    fd: fds.into_iter().next(),
+                    fd,
                 }
             }
             Kind::ListenErr => {
@@ -434,6 +469,7 @@ mod tests {
             listener: 7,
             addr: BoundAddr::Tcp("127.0.0.1:8080".parse().unwrap()),
             ack_every,
+            load_slot: None,
         };
         wire(Kind::ListenOk, &reply.encode(), Vec::new())
     }
@@ -616,5 +652,63 @@ mod tests {
         let big = vec![0u8; frame::MAX_MESSAGE_LEN + 1];
         let e = WorkerProtocol::message(big, Vec::new()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
+    }
+
+    fn steered_ok(load_slot: Option<u32>, fds: Vec<OwnedFd>) -> Recv {
+        let reply = ListenReply::Ok {
+            req: 1,
+            listener: 7,
+            addr: BoundAddr::Tcp("127.0.0.1:8080".parse().unwrap()),
+            ack_every: 8,
+            load_slot,
+        };
+        wire(Kind::ListenOk, &reply.encode(), fds)
+    }
+
+    #[test]
+    fn a_load_slot_without_its_load_map_is_malformed() {
+        let mut p = WorkerProtocol::new();
+        let e = p.receive(steered_ok(Some(3), vec![fd()])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.message().contains("load slot 3"), "{e}");
+        assert!(!p.loads().contains(7));
+        // Without a slot (any other policy, or an older primary): closes go to the primary.
+        assert!(p.receive(steered_ok(None, vec![fd()])).unwrap().is_some());
+        assert!(!p.loads().release(7));
+    }
+
+    /// A kernel-steered answer with a load slot: the protocol maps the group's counters, and
+    /// `release` takes one off the worker's slot (never below 0); unlisten forgets it. Root
+    /// only (the map is a BPF map).
+    #[test]
+    fn a_load_slot_is_mapped_and_closes_release_it() {
+        use crate::sys::{ReuseportGroup, Steer};
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Window(32))
+            .expect("as root");
+        let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
+        g.load_map().unwrap().set(3, 2);
+        let mut p = WorkerProtocol::new();
+        match p.receive(steered_ok(Some(3), vec![fd(), map_fd])).unwrap() {
+            Some(Delivered::Listened {
+                listener: 7,
+                fd: Some(_),
+                ..
+            }) => {}
+            other => panic!("expected listener 7 with its socket, got {other:?}"),
+        }
+        assert_eq!(p.loads().get(7), Some(2));
+        assert!(p.loads().release(7));
+        assert_eq!(g.load(3), Some(1), "the group sees the worker's release");
+        assert!(p.loads().release(7));
+        assert!(p.loads().release(7));
+        assert_eq!(g.load(3), Some(0), "never below 0");
+        p.loads().forget(7);
+        assert!(
+            !p.loads().release(7),
+            "after unlisten: the primary's business again"
+        );
     }
 }

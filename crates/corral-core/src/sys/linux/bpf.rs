@@ -549,6 +549,13 @@ impl ReuseportGroup {
         self.load.as_ref().map(|(_, m)| m.get(slot))
     }
 
+    /// The primary's own view of the counters (`None` for round-robin): it counts the
+    /// connections it deals from the anchor ([`LoadMap::acquire`]) and takes back the ones a
+    /// worker refused ([`LoadMap::release`]).
+    pub fn load_map(&self) -> Option<&LoadMap> {
+        self.load.as_ref().map(|(_, m)| m)
+    }
+
     /// Attaches the program to the group `sock` belongs to (`SO_ATTACH_REUSEPORT_EBPF`); once
     /// per group, through any member (the anchor).
     pub fn attach(&self, sock: BorrowedFd<'_>) -> io::Result<()> {
@@ -737,6 +744,14 @@ impl LoadMap {
     pub fn set(&self, slot: u32, v: u32) {
         self.counter(slot)
             .store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One more connection for `slot` (the primary, for one it dealt from the anchor to the
+    /// slot's worker, who releases it as any other): `load[slot] += 1`. Returns the new count.
+    pub fn acquire(&self, slot: u32) -> u32 {
+        self.counter(slot)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1)
     }
 
     /// One connection of `slot` is done: `load[slot] -= 1`, never below 0 (the count was reset

@@ -48,6 +48,10 @@ impl LoadMap {
         match self.never {}
     }
     /// Unreachable: no map exists.
+    pub fn acquire(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
     pub fn release(&self, _slot: u32) -> u32 {
         match self.never {}
     }
@@ -81,6 +85,10 @@ impl ReuseportGroup {
     }
     /// Unreachable: no group exists.
     pub fn load_map_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn load_map(&self) -> Option<&LoadMap> {
         match self.never {}
     }
     /// Unreachable: no group exists.
