@@ -515,10 +515,13 @@ impl NativePrimary {
     #[napi(catch_unwind)]
     pub fn supervise(
         &self,
+        env: Env,
         options: crate::supervise::JsSupervisorOptions,
         spawn: SpawnOptions,
     ) -> Result<()> {
-        let opts = options.into_core()?;
+        let opts = options
+            .into_core()
+            .map_err(|f| f.throw_naming_option(&env))?;
         let mut st = self.shared.live()?;
         if st.cluster.supervisor().is_some() {
             return Err(Failure::new(
