@@ -547,7 +547,7 @@ function deliver(target, buf, fds) {
   }
   const handle = fds.length ? fdToHandle(decoded.handleType, fds[0]) : undefined;
   if (handle && decoded.handleType === HANDLE_SERVER_SOCKET) getSocketList('got', target, decoded.key).add(handle);
-  for (const fd of fds.slice(1)) fs.closeSync(fd);
+  for (let i = 1; i < fds.length; i++) fs.closeSync(fds[i]);
   if (decoded.kind === MSG_INTERNAL || isInternal(decoded.message)) {
     target.emit('internalMessage', decoded.message, handle);
   } else {

@@ -82,6 +82,11 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
                 break;
             }
         }
+        // The socket was empty behind that message: asking again would only say EAGAIN
+        // (libuv polls level-triggered, so a message arriving meanwhile wakes us again).
+        if !chan.may_have_more() {
+            break;
+        }
     }
     (out, *done)
 }

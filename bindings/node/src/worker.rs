@@ -259,6 +259,11 @@ impl Receiver {
                     gone = true;
                 }
             }
+            // Empty behind that message: the next recvmsg would only say EAGAIN. The poll
+            // (level-triggered) or the receive thread's blocking read takes what comes next.
+            if !self.chan.may_have_more() {
+                break;
+            }
             nonblocking = true;
         }
         if let Some(ack) = self.proto.end_read() {
@@ -543,7 +548,7 @@ impl NativeWorker {
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
     /// false then, as Node's).
     #[napi(catch_unwind)]
-    pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
+    pub fn send(&self, data: BufferSlice<'_>, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
             .send_user(&data, owned)
@@ -555,7 +560,7 @@ impl NativeWorker {
     /// see `corral_core::Channel::send_or_queue_batch`), which the primary reads as those messages in
     /// order. Returns as `send`, for all of them.
     #[napi(catch_unwind)]
-    pub fn send_batch(&self, data: Buffer) -> Result<f64> {
+    pub fn send_batch(&self, data: BufferSlice<'_>) -> Result<f64> {
         self.user_sender()
             .write(|c| c.send_or_queue_batch(&data))
             .map(crate::sent_to_js)
