@@ -242,8 +242,22 @@ impl Receiver {
         // Connections a few at a time (corral_core::worker::CONNS_PER_READ): the rest wait in
         // the channel, safe if this worker dies; libuv polls level-triggered, so the next turn
         // of the loop takes them.
-        while !gone && batch.len() < RECV_BATCH && self.proto.may_read() {
-            match self.chan.recv(nonblocking) {
+        // A datagram read ahead is taken before stopping: it is no longer in the socket, so
+        // neither the poll nor the receive thread's blocking read would see it.
+        while !gone
+            && ((batch.len() < RECV_BATCH && self.proto.may_read()) || self.chan.has_read_ahead())
+        {
+            // Two at a time (one syscall, and it tells when the socket is empty) only while
+            // both may be taken: connections stay in the channel until this worker may take
+            // them (corral_core::worker::CONNS_PER_READ).
+            let got = if !nonblocking {
+                self.chan.recv(false)
+            } else if batch.len() + 2 <= RECV_BATCH && self.proto.may_read_ahead() {
+                self.chan.recv_reading_ahead()
+            } else {
+                self.chan.recv(true)
+            };
+            match got {
                 Ok(Recv::WouldBlock) => break,
                 Ok(r) => match self.proto.receive(r) {
                     Ok(Some(Delivered::PrimaryGone)) => gone = true,
