@@ -11,6 +11,7 @@ const net = require('net');
 const v8 = require('v8');
 const { codedError, channelClosed, invalidArgType, nativeError } = require('./errors');
 const { HANDLE_TYPE, handleClass } = require('./utils');
+const v8wire = require('./v8wire');
 
 const INTERNAL_PREFIX = 'NODE_';
 // Message envelope: [kind, handle type] + payload.
@@ -62,6 +63,15 @@ const ADVANCED_HEADS = Array.from({ length: HANDLE_SERVER_PIPE + 1 }, (_, type) 
 function encode(kind, message, handleType, key) {
   const head = handleType === HANDLE_SERVER_SOCKET ? keyPrefix(kind, handleType, key) : null;
   if (kind === MSG_ADVANCED) {
+    if (!head) {
+      // A simple value: V8's bytes written by hand into the reused buffer (lib/v8wire.js).
+      const end = v8wire.writeValue(scratch, 2, scratch.length, message);
+      if (end >= 0) {
+        scratch[0] = kind;
+        scratch[1] = handleType;
+        return scratch.subarray(0, end);
+      }
+    }
     // v8.serialize() with the head written first: no copy of the serialized body.
     const ser = new v8.DefaultSerializer();
     ser.writeRawBytes(head || ADVANCED_HEADS[handleType]);
@@ -110,8 +120,14 @@ function decode(buf) {
     key = buf.toString('utf8', 4, 4 + len);
     at = 4 + len;
   }
-  const body = buf.subarray(at);
-  const message = kind === MSG_ADVANCED ? v8.deserialize(body) : JSON.parse(body.toString());
+  let message;
+  if (kind === MSG_ADVANCED) {
+    // A simple value without a Deserializer (lib/v8wire.js), else V8's.
+    message = v8wire.readValue(buf, at, buf.length);
+    if (message === v8wire.DECLINED) message = v8.deserialize(buf.subarray(at));
+  } else {
+    message = JSON.parse(buf.toString('utf8', at));
+  }
   return { kind, handleType, key, message };
 }
 
@@ -424,6 +440,26 @@ class Outbox {
     this.added(callback);
     return true;
   }
+  // Takes an advanced message without a handle, written in place when lib/v8wire.js can
+  // (as encode() would: [MSG_ADVANCED, HANDLE_NONE, V8's bytes]); false if it must be encoded
+  // by v8.Serializer or go on its own.
+  addAdvanced(message, callback) {
+    for (;;) {
+      const at = this.len;
+      const end = v8wire.writeValue(this.buf, at + 6, Math.min(BATCH_BYTES, at + 4 + BATCH_ALONE), message);
+      if (end === v8wire.NO_ROOM && this.len !== 0) {
+        this.flush();
+        continue;
+      }
+      if (end < 0) return false;
+      this.buf.writeUInt32LE(end - at - 4, at);
+      this.buf[at + 4] = MSG_ADVANCED;
+      this.buf[at + 5] = HANDLE_NONE;
+      this.len = end;
+      this.added(callback);
+      return true;
+    }
+  }
   // Takes a JSON message without a handle as its text, encoded in place (as encode() would:
   // [kind, HANDLE_NONE, UTF-8 text]); false if it must go on its own.
   addText(kind, text, callback) {
@@ -495,6 +531,7 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     let data;
     if (outbox !== null && !h && !outbox.sendsNow()) {
       if (kind === MSG_ADVANCED) {
+        if (outbox.addAdvanced(message, callback)) return !outbox.backlogged;
         data = encode(kind, message, HANDLE_NONE);
         if (outbox.add(data, callback)) return !outbox.backlogged;
       } else {
@@ -547,7 +584,7 @@ function deliver(target, buf, fds) {
   }
   const handle = fds.length ? fdToHandle(decoded.handleType, fds[0]) : undefined;
   if (handle && decoded.handleType === HANDLE_SERVER_SOCKET) getSocketList('got', target, decoded.key).add(handle);
-  for (const fd of fds.slice(1)) fs.closeSync(fd);
+  for (let i = 1; i < fds.length; i++) fs.closeSync(fds[i]);
   if (decoded.kind === MSG_INTERNAL || isInternal(decoded.message)) {
     target.emit('internalMessage', decoded.message, handle);
   } else {

@@ -26,19 +26,24 @@ const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 // [that buffer, (the payload bytes as their own buffer when flags & 1,) ...values], the
 // indexes of `message` (a string, or a SUPERVISOR event's object) and `syscall`/`address`
 // being positions in it.
+const NO_FDS = Object.freeze([]);
 function decodeBatch(b) {
   const arr = Array.isArray(b) ? b : null;
   const ab = arr ? b[0] : b;
-  const head = new Int32Array(ab, 0, HEAD);
-  const n = head[0];
-  const ints = new Int32Array(ab, 0, HEAD + n * META + head[1]);
+  // One view for the ints, sized from the byte length (the payload bytes follow them), and
+  // one Buffer for the payload bytes, which a lone payload is (no subarray): typed arrays are
+  // a visible share of a small message's cost.
+  const ints = new Int32Array(ab, 0, ab.byteLength >> 2);
+  const n = ints[0];
   const fdBase = HEAD + n * META;
-  const blob = head[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, ints.byteLength);
+  const blobAt = (fdBase + ints[1]) * 4;
+  const blob = ints[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, blobAt);
   const values = arr;
   const out = new Array(n);
   for (let e = 0; e < n; e++) {
     const i = HEAD + e * META;
     const len = ints[i + 12];
+    const off = ints[i + 11];
     const first = ints[i + 13];
     const nfds = ints[i + 14];
     const msg = ints[i + 15];
@@ -55,8 +60,8 @@ function decodeBatch(b) {
       family: ints[i + 8],
       listener: ints[i + 9],
       flag: ints[i + 10] !== 0,
-      data: len >= 0 ? blob.subarray(ints[i + 11], ints[i + 11] + len) : undefined,
-      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : [],
+      data: len < 0 ? undefined : off === 0 && len === blob.length ? blob : blob.subarray(off, off + len),
+      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : NO_FDS,
       message: msg >= 0 ? values[msg] : undefined,
       syscall: extra >= 0 ? values[extra] : undefined,
       address: extra >= 0 ? values[extra] : undefined,

@@ -624,9 +624,9 @@ cluster.supervise = function supervise(options = {}) {
     // The engine checks every range (corral-core's limits, the same for C).
     eng.supervise(o.native, spawn);
   } catch (e) {
+    // A refused option comes with its name and the reason (bindings/node/src/error.rs).
     const err = nativeError(e);
-    const m = err.code === 'ERR_CORRAL_INVALID_OPTION' && /^([\w.]+): ([\s\S]*)$/.exec(err.message);
-    throw m ? invalidOption(m[1], m[2]) : err;
+    throw err.code === 'ERR_CORRAL_INVALID_OPTION' && typeof err.option === 'string' ? invalidOption(err.option, err.reason) : err;
   }
   pauseWrapped(spawn.wraps);
   supervisor = new Supervisor(eng, o, { cluster, live, refreshKeepAlive });

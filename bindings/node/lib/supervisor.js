@@ -9,8 +9,9 @@ const util = require('util');
 const { codedError, nativeError } = require('./errors');
 const { addon, callNative } = require('./native');
 
+// `option`: the option's name as the user wrote it (restart.factor), for code that handles it.
 function invalidOption(name, why) {
-  return codedError(TypeError, 'ERR_CORRAL_INVALID_OPTION', `supervise(): ${name} ${why}`);
+  return codedError(TypeError, 'ERR_CORRAL_INVALID_OPTION', `supervise(): ${name} ${why}`, { option: name });
 }
 
 const SUPERVISE_KEYS = {

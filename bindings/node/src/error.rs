@@ -18,6 +18,9 @@ use std::borrow::Cow;
 pub struct Failure {
     code: Cow<'static, str>,
     message: String,
+    /// The option a bad value was given for, and why it was refused
+    /// (`corral_core::Error::option`); see [`Failure::throw_naming_option`].
+    option: Option<(String, String)>,
 }
 
 /// The result of a native call.
@@ -39,6 +42,56 @@ impl Failure {
         Failure {
             code: Cow::Borrowed(code),
             message: message.into(),
+            option: None,
+        }
+    }
+
+    /// An `ERR_CORRAL_INVALID_OPTION` for option `name` (as JS spells it), refused because
+    /// `why`; the message is `"<name>: <why>"`, as the engine's.
+    pub fn invalid_option(name: &str, why: impl Into<String>) -> Failure {
+        let why = why.into();
+        Failure {
+            code: Cow::Borrowed("ERR_CORRAL_INVALID_OPTION"),
+            message: format!("{name}: {why}"),
+            option: Some((name.to_string(), why)),
+        }
+    }
+
+    /// The engine's refusal of an option value (`corral_core::Error::invalid_option`) as an
+    /// `ERR_CORRAL_INVALID_OPTION`.
+    pub fn from_option_error(e: corral_core::Error) -> Failure {
+        Failure {
+            code: Cow::Borrowed("ERR_CORRAL_INVALID_OPTION"),
+            ..Failure::from(e)
+        }
+    }
+
+    /// Throws this failure into JS now, as a napi error with `code` plus the properties
+    /// `option` (the option's name) and `reason` (why its value was refused) when it names
+    /// an option, so that JS can say which option without parsing the message. napi's own
+    /// conversion (`From<Failure> for JsError`) has no env to add properties with, hence the
+    /// throw here; the failure returned says the exception is pending, which napi-derive's
+    /// wrapper leaves in place. A failure naming no option comes back as it is.
+    pub fn throw_naming_option(self, env: &napi::Env) -> Failure {
+        let Some((option, reason)) = &self.option else {
+            return self;
+        };
+        let thrown = env
+            .create_error(napi::Error::new(
+                napi::Status::GenericFailure,
+                self.message.clone(),
+            ))
+            .and_then(|mut err| {
+                use napi::bindgen_prelude::JsObjectValue;
+                err.set_named_property("code", self.code.as_ref())?;
+                err.set_named_property("option", option.as_str())?;
+                err.set_named_property("reason", reason.as_str())?;
+                env.throw(err)
+            });
+        match thrown {
+            Ok(()) => Failure::new("PendingException", self.message),
+            // The env could not build it: throw what napi can, without the properties.
+            Err(_) => self,
         }
     }
 
@@ -76,6 +129,7 @@ impl From<corral_core::Error> for Failure {
         Failure {
             code,
             message: e.message().to_string(),
+            option: e.option().map(|o| (o.to_string(), e.reason().to_string())),
         }
     }
 }
@@ -87,6 +141,7 @@ impl From<napi::Error> for Failure {
         Failure {
             code: Cow::Owned(e.status.as_ref().to_string()),
             message: e.reason,
+            option: None,
         }
     }
 }

@@ -44,8 +44,16 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
         return (Vec::new(), true);
     };
     let mut out = Vec::new();
-    while out.len() < limit {
-        match chan.recv(true) {
+    // A datagram read ahead is taken before stopping: it is no longer in the socket, so the
+    // poll would not report it.
+    while out.len() < limit || chan.has_read_ahead() {
+        // Two at a time (one syscall, and it tells when the socket is empty) while both fit.
+        let got = if out.len() + 2 <= limit {
+            chan.recv_reading_ahead()
+        } else {
+            chan.recv(true)
+        };
+        match got {
             // A batch stays whole (the reader keeps batches): JS splits it, without a copy per
             // message; the event's flag says which.
             Ok(Recv::Message(m)) => {
@@ -81,6 +89,11 @@ fn read(id: u32, source: &Source, limit: usize) -> (Vec<Event>, bool) {
                 *done = true;
                 break;
             }
+        }
+        // The socket was empty behind that message: asking again would only say EAGAIN
+        // (libuv polls level-triggered, so a message arriving meanwhile wakes us again).
+        if !chan.may_have_more() {
+            break;
         }
     }
     (out, *done)

@@ -515,10 +515,13 @@ impl NativePrimary {
     #[napi(catch_unwind)]
     pub fn supervise(
         &self,
+        env: Env,
         options: crate::supervise::JsSupervisorOptions,
         spawn: SpawnOptions,
     ) -> Result<()> {
-        let opts = options.into_core()?;
+        let opts = options
+            .into_core()
+            .map_err(|f| f.throw_naming_option(&env))?;
         let mut st = self.shared.live()?;
         if st.cluster.supervisor().is_some() {
             return Err(Failure::new(
@@ -639,7 +642,7 @@ impl NativePrimary {
     /// once; otherwise its sequence number `n` (it is out once `written(worker)` reaches `n`,
     /// announced by a FLUSHED event), negated under backpressure (`send` returns false then).
     #[napi(catch_unwind)]
-    pub fn send(&self, worker: u32, data: Buffer, fds: Vec<i32>) -> Result<f64> {
+    pub fn send(&self, worker: u32, data: BufferSlice<'_>, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
         let mut st = self.shared.live()?;
         let sent = st
@@ -657,7 +660,7 @@ impl NativePrimary {
     /// `corral_core::Primary::send_batch_tracked`), which the worker reads as those messages in order.
     /// Returns as `send`, for all of them.
     #[napi(catch_unwind)]
-    pub fn send_batch(&self, worker: u32, data: Buffer) -> Result<f64> {
+    pub fn send_batch(&self, worker: u32, data: BufferSlice<'_>) -> Result<f64> {
         let mut st = self.shared.live()?;
         let sent = st
             .send_batch_tracked(worker as u64, &data)

@@ -39,7 +39,7 @@ pub struct JsSupervisorOptions {
 }
 
 fn invalid(e: corral_core::Error) -> Failure {
-    Failure::new("ERR_CORRAL_INVALID_OPTION", e.message())
+    Failure::from_option_error(e)
 }
 
 impl JsSupervisorOptions {
@@ -55,9 +55,9 @@ impl JsSupervisorOptions {
             (host, Some(port)) => {
                 let host = host.unwrap_or_else(|| "127.0.0.1".into());
                 let ip: std::net::IpAddr = host.parse().map_err(|_| {
-                    Failure::new(
-                        "ERR_CORRAL_INVALID_OPTION",
-                        format!("metrics.host: {host:?} is not an IP address"),
+                    Failure::invalid_option(
+                        "metrics.host",
+                        format!("{host:?} is not an IP address"),
                     )
                 })?;
                 Some(std::net::SocketAddr::new(ip, port as u16))

@@ -242,8 +242,22 @@ impl Receiver {
         // Connections a few at a time (corral_core::worker::CONNS_PER_READ): the rest wait in
         // the channel, safe if this worker dies; libuv polls level-triggered, so the next turn
         // of the loop takes them.
-        while !gone && batch.len() < RECV_BATCH && self.proto.may_read() {
-            match self.chan.recv(nonblocking) {
+        // A datagram read ahead is taken before stopping: it is no longer in the socket, so
+        // neither the poll nor the receive thread's blocking read would see it.
+        while !gone
+            && ((batch.len() < RECV_BATCH && self.proto.may_read()) || self.chan.has_read_ahead())
+        {
+            // Two at a time (one syscall, and it tells when the socket is empty) only while
+            // both may be taken: connections stay in the channel until this worker may take
+            // them (corral_core::worker::CONNS_PER_READ).
+            let got = if !nonblocking {
+                self.chan.recv(false)
+            } else if batch.len() + 2 <= RECV_BATCH && self.proto.may_read_ahead() {
+                self.chan.recv_reading_ahead()
+            } else {
+                self.chan.recv(true)
+            };
+            match got {
                 Ok(Recv::WouldBlock) => break,
                 Ok(r) => match self.proto.receive(r) {
                     Ok(Some(Delivered::PrimaryGone)) => gone = true,
@@ -258,6 +272,11 @@ impl Receiver {
                     batch.push(crate::events::error_event(0, &e));
                     gone = true;
                 }
+            }
+            // Empty behind that message: the next recvmsg would only say EAGAIN. The poll
+            // (level-triggered) or the receive thread's blocking read takes what comes next.
+            if !self.chan.may_have_more() {
+                break;
             }
             nonblocking = true;
         }
@@ -543,7 +562,7 @@ impl NativeWorker {
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
     /// false then, as Node's).
     #[napi(catch_unwind)]
-    pub fn send(&self, data: Buffer, fds: Vec<i32>) -> Result<f64> {
+    pub fn send(&self, data: BufferSlice<'_>, fds: Vec<i32>) -> Result<f64> {
         let owned = crate::dup_handles(&fds)?;
         self.user_sender()
             .send_user(&data, owned)
@@ -555,7 +574,7 @@ impl NativeWorker {
     /// see `corral_core::Channel::send_or_queue_batch`), which the primary reads as those messages in
     /// order. Returns as `send`, for all of them.
     #[napi(catch_unwind)]
-    pub fn send_batch(&self, data: Buffer) -> Result<f64> {
+    pub fn send_batch(&self, data: BufferSlice<'_>) -> Result<f64> {
         self.user_sender()
             .write(|c| c.send_or_queue_batch(&data))
             .map(crate::sent_to_js)

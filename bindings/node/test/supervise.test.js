@@ -73,15 +73,16 @@ scenario('sigterm', ({ code, lines, err }) => {
 scenario('invalid', ({ code, lines, err }) => {
   assert.strictEqual(code, 0, err);
   assert.deepStrictEqual(lines, [
-    'ERR_CORRAL_INVALID_OPTION: supervise(): workers must be "auto" or an integer >= 1 (got 0)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.bogus is not a known option',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.initialDelay must be a number >= 0 (got -5)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): reload.batch must be an integer >= 1 (got 0)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): heartbeat.timeout must be greater than heartbeat.interval',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): workers must be an integer between 1 and 4096 (got 1000000000)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.factor must be a number between 1 and 1000 (got 1e300)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): restart.maxDelay must be a number of milliseconds between 0 and 604800000 (got 1e300)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): shutdown.timeout must be a number of milliseconds between 0 and 604800000 (got 691200000)',
-    'ERR_CORRAL_INVALID_OPTION: supervise(): reload.batch must be an integer between 1 and 4096 (got 5000)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=workers: supervise(): workers must be "auto" or an integer >= 1 (got 0)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=restart.bogus: supervise(): restart.bogus is not a known option',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=restart.initialDelay: supervise(): restart.initialDelay must be a number >= 0 (got -5)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=reload.batch: supervise(): reload.batch must be an integer >= 1 (got 0)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=heartbeat.timeout: supervise(): heartbeat.timeout must be greater than heartbeat.interval',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=workers: supervise(): workers must be an integer between 1 and 4096 (got 1000000000)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=restart.factor: supervise(): restart.factor must be a number between 1 and 1000 (got 1e300)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=restart.maxDelay: supervise(): restart.maxDelay must be a number of milliseconds between 0 and 604800000 (got 1e300)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=shutdown.timeout: supervise(): shutdown.timeout must be a number of milliseconds between 0 and 604800000 (got 691200000)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=reload.batch: supervise(): reload.batch must be an integer between 1 and 4096 (got 5000)',
+    'ERR_CORRAL_INVALID_OPTION TypeError option=metrics.host: supervise(): metrics.host "nowhere" is not an IP address',
   ]);
 });

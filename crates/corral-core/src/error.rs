@@ -35,6 +35,8 @@ pub struct Error {
     errno: i32,
     syscall: Option<&'static str>,
     message: String,
+    /// The option a bad value was given for ([`Error::invalid_option`]).
+    option: Option<Box<str>>,
 }
 
 /// `Result` with [`Error`].
@@ -48,6 +50,7 @@ impl Error {
             errno: 0,
             syscall: None,
             message: message.into(),
+            option: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl Error {
             errno,
             syscall: Some(syscall),
             message,
+            option: None,
         }
     }
 
@@ -89,6 +93,16 @@ impl Error {
     /// Shorthand for [`ErrorKind::InvalidArgument`].
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// A bad value for the option `name` (as the fronts spell it: `restart.factor`): an
+    /// [`ErrorKind::InvalidArgument`] whose message is `"<name>: <why>"` and whose
+    /// [`Error::option`] is `name`, so a front can say which option without reading the text.
+    pub fn invalid_option(name: &str, why: impl fmt::Display) -> Error {
+        Error {
+            option: Some(name.into()),
+            ..Error::invalid(format!("{name}: {why}"))
+        }
     }
 
     /// Shorthand for [`ErrorKind::WrongState`].
@@ -126,6 +140,22 @@ impl Error {
         &self.message
     }
 
+    /// The option whose value was refused (`"restart.factor"`), for errors made by
+    /// [`Error::invalid_option`]; `None` otherwise.
+    pub fn option(&self) -> Option<&str> {
+        self.option.as_deref()
+    }
+
+    /// Why the option's value was refused: the message after `"<option>: "` (the whole
+    /// message when the error names no option).
+    pub fn reason(&self) -> &str {
+        self.option
+            .as_deref()
+            .and_then(|o| self.message.strip_prefix(o))
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&self.message)
+    }
+
     /// The same error naming `syscall`.
     pub fn with_syscall(mut self, syscall: &'static str) -> Error {
         self.syscall = Some(syscall);
@@ -157,6 +187,7 @@ impl Error {
             errno,
             syscall,
             message,
+            option: None,
         }
     }
 
@@ -198,5 +229,19 @@ mod tests {
         assert_eq!(e.code(), Some("EADDRINUSE"));
         assert_eq!(e.syscall(), Some("bind"));
         assert_eq!(e.kind(), ErrorKind::Os);
+    }
+
+    #[test]
+    fn option_errors_name_their_option() {
+        let e = Error::invalid_option("restart.factor", "must be a number between 1 and 1000");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.option(), Some("restart.factor"));
+        assert_eq!(e.reason(), "must be a number between 1 and 1000");
+        assert_eq!(
+            e.message(),
+            "restart.factor: must be a number between 1 and 1000"
+        );
+        let plain = Error::invalid("bad");
+        assert_eq!((plain.option(), plain.reason()), (None, "bad"));
     }
 }

@@ -43,7 +43,7 @@ fn show(v: f64) -> String {
 }
 
 fn out_of_range(name: &str, range: &str, got: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("{name}: must be {range} (got {got})"))
+    Error::invalid_option(name, format_args!("must be {range} (got {got})"))
 }
 
 /// A duration given in milliseconds as a float (Node passes numbers): finite, `0..=MAX_DURATION`.

@@ -78,5 +78,11 @@ fn invalid_options_name_the_option() {
     ] {
         let e = Supervisor::start(&mut p, o, Box::new(|_, _| unreachable!())).unwrap_err();
         assert!(e.message().starts_with(name), "{e}");
+        // The fronts read the name from the error, not from its text.
+        assert_eq!(e.option(), Some(name), "{e}");
+        assert!(
+            e.reason().starts_with("must"),
+            "the reason is the message without the option's name: {e}"
+        );
     }
 }

@@ -161,12 +161,14 @@ async function primary() {
       // Ranges the engine enforces for both fronts (these used to abort or kill the engine).
       { workers: 1e9 }, { restart: { factor: 1e300 } }, { restart: { maxDelay: 1e300 } },
       { shutdown: { timeout: 8 * 24 * 3600e3 } }, { reload: { batch: 5000 } },
+      { metrics: { host: 'nowhere' } },
     ]) {
       try {
         cluster.supervise(o);
         out('accepted', JSON.stringify(o));
       } catch (e) {
-        out(`${e.code}: ${e.message}`);
+        // `option` names the option whichever side refused it (JS or the engine).
+        out(`${e.code} ${e.constructor.name} option=${e.option}: ${e.message}`);
       }
     }
   }

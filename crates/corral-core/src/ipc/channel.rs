@@ -121,6 +121,13 @@ pub struct Channel {
     /// Messages ever queued or sent (the sequence number of the last one).
     sent_or_queued: u64,
     rbuf: Box<[u8]>,
+    /// Where [`Channel::recv_reading_ahead`] reads the datagram behind the first
+    /// (`recv_datagrams`); allocated on first use.
+    rbuf_next: Box<[u8]>,
+    /// That datagram (its bytes in `rbuf_next`), taken by the next `recv` before the socket.
+    next: Option<sys::Received>,
+    /// The last read left the socket empty ([`Channel::may_have_more`]).
+    drained: bool,
     incoming: Reassembly,
     unbatching: Option<Unbatching>,
     keep_batches: bool,
@@ -223,6 +230,9 @@ impl Channel {
             out_bytes: 0,
             sent_or_queued: 0,
             rbuf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            rbuf_next: Box::default(),
+            next: None,
+            drained: false,
             incoming: Reassembly::new(),
             unbatching: None,
             keep_batches: false,
@@ -416,13 +426,59 @@ impl Channel {
 
     /// Reads datagrams until a whole message is there, the socket is empty (non-blocking) or the
     /// peer closed. A malformed frame is an `ErrorKind::Protocol` error; the channel is then
-    /// unusable and should be closed.
+    /// unusable and should be closed. Takes nothing off the socket beyond that message (a
+    /// datagram already read ahead by [`Channel::recv_reading_ahead`] comes first).
     pub fn recv(&mut self, nonblocking: bool) -> Result<Recv> {
+        self.recv_inner(nonblocking, false)
+    }
+
+    /// [`Channel::recv`] without waiting, which may also take the datagram behind the message
+    /// off the socket (one `recvmmsg` for two) and then tells, by
+    /// [`Channel::may_have_more`], whether the socket was empty behind it, so that a reader on
+    /// a level-triggered poll can stop without the `recvmsg` that would only say `EAGAIN`.
+    ///
+    /// The datagram read ahead is no longer in the socket: while [`Channel::has_read_ahead`],
+    /// the caller must call `recv` again before it waits for the socket, or it waits for
+    /// nothing. Only for a reader that takes the next message anyway: the worker, whose
+    /// connections must stay in the channel while it may not take them (the primary takes
+    /// back what a dead worker left there), reads ahead only when it may take two.
+    pub fn recv_reading_ahead(&mut self) -> Result<Recv> {
+        self.recv_inner(true, true)
+    }
+
+    /// Whether a datagram read ahead waits for the next `recv`.
+    pub fn has_read_ahead(&self) -> bool {
+        self.next.is_some()
+    }
+
+    fn recv_inner(&mut self, nonblocking: bool, read_ahead: bool) -> Result<Recv> {
+        self.drained = false;
         if let Some(m) = self.next_of_batch() {
             return Ok(Recv::Message(m));
         }
         loop {
-            let r = match sys::recv_datagram(self.fd.as_fd(), &mut self.rbuf, nonblocking) {
+            let got = if let Some(r) = self.next.take() {
+                // Read by the previous call behind its datagram: its bytes move into place.
+                std::mem::swap(&mut self.rbuf, &mut self.rbuf_next);
+                Ok(r)
+            } else if read_ahead {
+                if self.rbuf_next.is_empty() {
+                    self.rbuf_next = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
+                }
+                sys::recv_datagrams(self.fd.as_fd(), &mut self.rbuf, &mut self.rbuf_next).map(
+                    |(r, more)| {
+                        match more {
+                            sys::More::Next(n) => self.next = Some(n),
+                            sys::More::Empty => self.drained = true,
+                            sys::More::Unknown => {}
+                        }
+                        r
+                    },
+                )
+            } else {
+                sys::recv_datagram(self.fd.as_fd(), &mut self.rbuf, nonblocking)
+            };
+            let r = match got {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Recv::WouldBlock),
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Recv::Eof),
@@ -450,6 +506,16 @@ impl Channel {
                 return Ok(Recv::Message(m));
             }
         }
+    }
+
+    /// Whether a non-blocking [`Channel::recv`] now could return more than `WouldBlock`:
+    /// false when the last [`Channel::recv_reading_ahead`] found the socket empty behind what it
+    /// returned (and left nothing read over); always true after a plain `recv`. A reader on a
+    /// level-triggered poll (libuv's) stops there and saves the `recvmsg` that would only say
+    /// `EAGAIN`; should a message arrive meanwhile, the poll reports it. A reader on an
+    /// edge-triggered poll must read on until `WouldBlock`.
+    pub fn may_have_more(&self) -> bool {
+        !self.drained || self.next.is_some() || self.unbatching.is_some()
     }
 
     /// Sends an application message from `data` without copying it when nothing is queued
@@ -572,6 +638,76 @@ mod tests {
         assert_eq!(recv_one(&mut b).data, b"three");
         drop(t.join().unwrap());
         assert!(matches!(b.recv(false).unwrap(), Recv::Eof));
+    }
+
+    fn recv_now(c: &mut Channel) -> Message {
+        match c.recv_reading_ahead().unwrap() {
+            Recv::Message(m) => m,
+            other => panic!("expected a queued message, got {other:?}"),
+        }
+    }
+
+    /// A non-blocking reader gets two datagrams per read and learns when the socket is empty
+    /// behind what it got, so it need not ask again: what arrives later is still read, in
+    /// order, fds included, and the end of the channel behind a message is still seen.
+    #[test]
+    fn nonblocking_reads_say_when_the_socket_is_empty() {
+        // The portable backend reads one record per call and cannot tell (may_have_more
+        // stays true there, the reader asks once more).
+        let told = cfg!(all(target_os = "linux", not(feature = "portable")));
+        let (mut a, mut b) = pair();
+        a.send_or_queue_user(b"one", vec![]).unwrap();
+        assert_eq!(recv_now(&mut b).data, b"one");
+        assert!(
+            !(told && b.may_have_more()),
+            "nothing was queued behind `one`"
+        );
+        let (x, _y) = sys::seqpacket_pair().unwrap();
+        a.send_or_queue_user(b"two", vec![]).unwrap();
+        a.send_or_queue_user(b"three", vec![x]).unwrap();
+        a.send_or_queue_user(b"four", vec![]).unwrap();
+        assert_eq!(recv_now(&mut b).data, b"two");
+        assert!(b.may_have_more(), "`three` was read along with `two`");
+        let three = recv_now(&mut b);
+        assert_eq!((&three.data[..], three.fds.len()), (&b"three"[..], 1));
+        assert!(b.may_have_more());
+        assert_eq!(recv_now(&mut b).data, b"four");
+        assert!(!(told && b.may_have_more()));
+        assert!(matches!(b.recv_reading_ahead().unwrap(), Recv::WouldBlock));
+        // A message arriving after the reader saw an empty socket is read as usual.
+        a.send_or_queue_user(b"five", vec![]).unwrap();
+        assert_eq!(recv_now(&mut b).data, b"five");
+        // The end of the channel behind a message.
+        a.send_or_queue_user(b"last", vec![]).unwrap();
+        drop(a);
+        assert_eq!(recv_now(&mut b).data, b"last");
+        assert!(b.may_have_more(), "the end was read behind `last`");
+        assert!(b.has_read_ahead() || !told);
+        assert!(matches!(b.recv(true).unwrap(), Recv::Eof));
+    }
+
+    /// A plain recv takes one message off the socket and leaves the next there: a worker's
+    /// connections wait in the channel until it may take them, where the primary takes back
+    /// what a dead worker left (the primary's `recover`).
+    #[test]
+    fn a_plain_recv_leaves_what_follows_in_the_socket() {
+        let (mut a, mut b) = pair();
+        let (x, _y) = sys::seqpacket_pair().unwrap();
+        a.send_or_queue_user(b"first", vec![]).unwrap();
+        a.send_or_queue_user(b"second", vec![x]).unwrap();
+        match b.recv(true).unwrap() {
+            Recv::Message(m) => assert_eq!(m.data, b"first"),
+            other => panic!("expected `first`, got {other:?}"),
+        }
+        assert!(!b.has_read_ahead());
+        assert!(b.may_have_more());
+        let mut head = [0u8; 64];
+        let n = sys::peek_datagram(b.fd(), &mut head)
+            .unwrap()
+            .expect("`second` is still in the socket");
+        assert!(head[..n].ends_with(b"second"), "{:?}", &head[..n]);
+        let second = recv_one(&mut b);
+        assert_eq!((&second.data[..], second.fds.len()), (&b"second"[..], 1));
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl SupervisorOptions {
         use crate::limits::{
             check_count, check_duration, check_f64, MAX_COUNT, MAX_FACTOR, MAX_WORKERS,
         };
-        let bad = |name: &str, why: &str| Err(Error::invalid(format!("{name}: {why}")));
+        let bad = |name: &str, why: &str| Err(Error::invalid_option(name, why));
         check_count("workers", self.workers as u64, 1, MAX_WORKERS as u64)?;
         let r = &self.restart;
         check_duration("restart.initialDelay", r.initial_delay, false)?;

@@ -25,7 +25,7 @@
 //!
 //! | call                     | why libc                                                         |
 //! |--------------------------|------------------------------------------------------------------|
-//! | `recvmsg` (SCM_RIGHTS)   | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak |
+//! | `recvmsg`, `recvmmsg` (SCM_RIGHTS) | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak |
 //! | `getsockopt(TCP_INFO)`   | nix has no `TCP_INFO` option                                      |
 //! | `pidfd_open`             | nix has no pidfd_open                                             |
 //! | `waitpid`                | nix turns a child killed by a real-time signal into EINVAL after reaping it |
@@ -56,7 +56,7 @@ pub use steer::{Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
 #[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{
     accept_cloexec, accept_queue_len, peek_datagram, pidfd_open, reap, recv_datagram,
-    send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
+    recv_datagrams, send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
 };
 
 /// What [`send_datagram`] did with one datagram.
@@ -68,6 +68,17 @@ pub enum DatagramSent {
     /// are its remaining bytes, to write with [`send_rest`] before anything else. Its fds went
     /// with the start.
     Partly(Vec<u8>),
+}
+
+/// What follows the datagram that [`recv_datagrams`] returns first.
+#[derive(Debug)]
+pub enum More {
+    /// The datagram behind it, read by the same call (into the second buffer).
+    Next(Received),
+    /// Nothing: the queue was empty behind the first datagram when the call returned.
+    Empty,
+    /// Not known (the portable backend reads one record per call).
+    Unknown,
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]

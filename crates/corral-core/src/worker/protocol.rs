@@ -302,6 +302,13 @@ impl WorkerProtocol {
         self.state == State::Open && self.taken < CONNS_PER_READ
     }
 
+    /// Whether the driver may take two messages off the channel at once
+    /// (`Channel::recv_reading_ahead`): [`Self::may_read`], and should both be connections,
+    /// the read still takes no more than [`CONNS_PER_READ`].
+    pub fn may_read_ahead(&self) -> bool {
+        self.state == State::Open && self.taken + 2 <= CONNS_PER_READ
+    }
+
     /// Ends a read: the acknowledgement to write now, when enough connections were taken (as
     /// many as the primary's `ack_every`; none after the channel closed).
     pub fn end_read(&mut self) -> Option<Message> {
@@ -502,11 +509,14 @@ mod tests {
             }) => {}
             other => panic!("expected the listen answer, got {other:?}"),
         }
-        for _ in 0..CONNS_PER_READ {
+        for i in 0..CONNS_PER_READ {
             assert!(p.may_read());
+            // Reading two at once is allowed only while two more connections may be taken.
+            assert_eq!(p.may_read_ahead(), i + 2 <= CONNS_PER_READ, "after {i}");
             p.receive(conn(7)).unwrap().expect("a connection");
         }
         assert!(!p.may_read(), "{CONNS_PER_READ} connections per read");
+        assert!(!p.may_read_ahead());
         assert!(p.end_read().is_none(), "4 taken, 6 per ack");
         assert!(p.may_read(), "a new read");
         for _ in 0..2 {

@@ -33,6 +33,7 @@ pub use process::{pidfd_open, reap};
 pub use procstat::proc_stats;
 #[cfg(not(feature = "portable"))]
 pub use seqpacket::{
-    peek_datagram, recv_datagram, send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
+    peek_datagram, recv_datagram, recv_datagrams, send_datagram, send_rest, seqpacket_pair,
+    Received, MAX_FDS,
 };
 pub use signal::SignalPipe;

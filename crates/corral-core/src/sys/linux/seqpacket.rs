@@ -5,7 +5,7 @@
 //! one thread may block in `recvmsg` while another sends without blocking on the same socket.
 //! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
 
-use crate::sys::DatagramSent;
+use crate::sys::{DatagramSent, More};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -154,11 +154,85 @@ pub fn recv_datagram(
             _ => return Err(err),
         }
     };
+    // SAFETY: the kernel filled `msg` for this datagram.
+    Ok(unsafe { received(&msg, n) })
+}
+
+/// Receives without waiting the datagram at the head of the queue into `first` and, if one
+/// is queued behind it, that one into `second`, in one `recvmmsg(2)`. `Err(WouldBlock)` when
+/// nothing is queued. `More::Empty` tells a reader that drains the socket that the `recvmsg`
+/// it would make next can only say `EAGAIN`: on a channel where messages come one at a time
+/// (a request and its answer), that call was half of the receive syscalls.
+///
+/// libc, not nix: as `recv_datagram` (every installed fd is owned at once).
+pub fn recv_datagrams(
+    sock: BorrowedFd<'_>,
+    first: &mut [u8],
+    second: &mut [u8],
+) -> io::Result<(Received, More)> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: first.as_mut_ptr().cast(),
+            iov_len: first.len(),
+        },
+        libc::iovec {
+            iov_base: second.as_mut_ptr().cast(),
+            iov_len: second.len(),
+        },
+    ];
+    let mut cbuf = [CmsgBuf([0; CMSG_SPACE_FDS]), CmsgBuf([0; CMSG_SPACE_FDS])];
+    // SAFETY: mmsghdr is plain data; all pointers set below outlive the recvmmsg call.
+    let mut msgs: [libc::mmsghdr; 2] = unsafe { mem::zeroed() };
+    for ((m, iov), cbuf) in msgs.iter_mut().zip(iov.iter_mut()).zip(cbuf.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = cbuf.0.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = CMSG_SPACE_FDS as _;
+    }
+    let flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT;
+    let n = loop {
+        // SAFETY: `msgs` points at our buffers, valid for the duration of the call; no timeout.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                msgs.len() as _,
+                flags as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    };
+    // A datagram read is never lost: an error behind the first one is kept by the kernel for
+    // the next call (recvmmsg(2) BUGS), and EAGAIN there means the queue was empty.
+    // SAFETY: the kernel filled the first `n` entries, each for its datagram.
+    unsafe {
+        let head = received(&msgs[0].msg_hdr, msgs[0].msg_len as usize);
+        let more = if n >= 2 {
+            More::Next(received(&msgs[1].msg_hdr, msgs[1].msg_len as usize))
+        } else {
+            More::Empty
+        };
+        Ok((head, more))
+    }
+}
+
+/// The datagram of `n` bytes that `recvmsg`/`recvmmsg` described in `msg`, its fds owned.
+///
+/// # Safety
+/// `msg` was filled by the kernel for one received datagram (its control data not yet taken).
+unsafe fn received(msg: &libc::msghdr, n: usize) -> Received {
     let mut fds = Vec::new();
     // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsg headers; we walk
     // them with the CMSG_* macros and take ownership of every SCM_RIGHTS fd exactly once.
     unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg);
@@ -168,15 +242,15 @@ pub fn recv_datagram(
                     fds.push(OwnedFd::from_raw_fd(fd));
                 }
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    Ok(Received {
+    Received {
         len: n,
         fds,
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         fds_dropped: msg.msg_flags & libc::MSG_CTRUNC != 0,
-    })
+    }
 }
 
 /// The first bytes of the datagram at the head of `sock`'s receive queue, without taking it

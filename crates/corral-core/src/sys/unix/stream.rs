@@ -175,6 +175,16 @@ fn peer_closed(sock: BorrowedFd<'_>) -> bool {
             .is_some_and(|r| r.contains(PollFlags::POLLHUP))
 }
 
+/// [`recv_datagram`] without waiting, for the reader that the Linux backend serves two
+/// datagrams per call: one record per call here, and what follows is not looked at.
+pub fn recv_datagrams(
+    sock: BorrowedFd<'_>,
+    first: &mut [u8],
+    _second: &mut [u8],
+) -> io::Result<(Received, crate::sys::More)> {
+    recv_datagram(sock, first, true).map(|r| (r, crate::sys::More::Unknown))
+}
+
 /// Receives one whole record into `buf`. `Err(WouldBlock)` when `nonblocking` and no whole
 /// record is queued (nothing is taken then).
 ///
