@@ -331,8 +331,11 @@ impl Cluster {
                 Ok(id)
             })
         };
-        let sup =
+        let mut sup =
             Supervisor::start(&mut p, cfg.supervisor.clone(), spawn).map_err(|e| e.to_string())?;
+        // Foreign programs pre-fork (uvicorn --workers, gunicorn): a worker's RSS and CPU, for
+        // status, metrics and --recycle-max-rss, are its whole process tree's.
+        sup.count_descendants(true);
         if let Some(a) = sup.metrics_addr() {
             eprintln!("corral: metrics on http://{a}/metrics");
         }

@@ -8,6 +8,9 @@ accepting and exits 0 (the drain every real server does). Options (environment):
   SERVER_READY_AFTER_MS  wait this long before serving (and before READY=1)
   SERVER_GROW_KB    keep this many more KiB (touched, so resident) after each request: a
                     leak that --recycle-max-rss must catch
+  SERVER_CHILD_GROW_KB  fork a child at start that keeps this many more KiB every 10 ms
+                    (up to 256 MiB) until its parent is gone: a pre-forked process that
+                    grows, which --recycle-max-rss must count in its worker's tree
   SERVER_PROBE_DIR  once serving, open a health port of its own (127.0.0.1, port 0) and
                     write its number to DIR/<pid>.port (for tcp_probe.py, a --ready-cmd)
 """
@@ -23,12 +26,26 @@ def sd_notify(msg):
     s.sendto(msg.encode(), path)
     s.close()
 
+def grow_child(step):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.close(3)  # serves nothing: the listener is the parent's
+    parent = os.getppid()
+    leak = []
+    while os.getppid() == parent:
+        if len(leak) * step < (256 << 20):
+            leak.append(b"x" * step)
+        time.sleep(0.01)
+    os._exit(0)
+
 def main():
     assert os.environ.get("LISTEN_PID") == str(os.getpid()), (
         "LISTEN_PID %r is not my pid %d" % (os.environ.get("LISTEN_PID"), os.getpid()))
     n = int(os.environ["LISTEN_FDS"])
     assert n >= 1, "no listener"
     names = os.environ.get("LISTEN_FDNAMES", "")
+    child_grow = int(os.environ.get("SERVER_CHILD_GROW_KB", "0")) * 1024
+    if child_grow and os.fork() == 0:
+        grow_child(child_grow)
     lsock = socket.socket(fileno=3)
     lsock.setblocking(False)
     stop = []

@@ -99,6 +99,8 @@ pub struct Supervisor {
     last_publish: Option<Instant>,
     /// What the endpoint's `/ready` last said.
     last_ready: Option<Result<(), String>>,
+    /// RSS and CPU of each worker's process tree, not of its pid alone.
+    count_descendants: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -136,6 +138,7 @@ impl Supervisor {
             endpoint,
             last_publish: None,
             last_ready: None,
+            count_descendants: false,
         };
         for slot in 0..s.slots.len() {
             let id = s.start_worker(p, slot, Role::Current)?;
@@ -153,6 +156,30 @@ impl Supervisor {
     /// The options in effect.
     pub fn options(&self) -> &SupervisorOptions {
         &self.opts
+    }
+
+    /// Counts each worker's descendants in its resource figures (RSS, CPU: metrics, status
+    /// and `recycle.maxRss`): on for the `corral` command, whose workers are foreign programs
+    /// that may pre-fork (uvicorn `--workers 2`, gunicorn) and grow in a child; off by
+    /// default, so the C and Node fronts keep the started pid's own figures.
+    ///
+    /// On Linux the tree is found from `/proc` (each thread's `children` file, else a scan
+    /// of every process's parent; at most 1024 processes), its memory is the sum of `Pss`
+    /// (`/proc/PID/smaps_rollup`: shared pages split between the processes that map them)
+    /// or, where that cannot be read, of RSS, and its CPU time includes reaped children's.
+    /// On macOS the figures stay the pid's own. A setter rather than a
+    /// [`SupervisorOptions`] field: the fronts build that struct field by field.
+    pub fn count_descendants(&mut self, on: bool) {
+        self.count_descendants = on;
+    }
+
+    /// Memory in bytes and CPU seconds of a worker (its tree with `count_descendants`).
+    fn resources(&self, pid: i32) -> Option<(u64, f64)> {
+        if self.count_descendants {
+            sys::proc_tree_stats(pid)
+        } else {
+            sys::proc_stats(pid)
+        }
     }
 
     fn start_worker(&mut self, p: &mut Primary, slot: usize, role: Role) -> Result<WorkerId> {
@@ -326,7 +353,7 @@ impl Supervisor {
         let mut workers = Vec::new();
         for (&id, w) in &self.workers {
             let Some(info) = p.worker(id) else { continue };
-            let (rss_bytes, cpu_seconds) = sys::proc_stats(info.pid).unwrap_or((0, 0.0));
+            let (rss_bytes, cpu_seconds) = self.resources(info.pid).unwrap_or((0, 0.0));
             let s = &self.slots[w.slot];
             workers.push(WorkerMetrics {
                 slot: w.slot,

@@ -4,7 +4,6 @@
 use super::events::SupervisorEvent;
 use super::{Role, Supervisor};
 use crate::primary::Primary;
-use crate::sys;
 
 impl Supervisor {
     pub(super) fn run_recycle(&mut self, p: &mut Primary) {
@@ -50,7 +49,7 @@ impl Supervisor {
                 }
             }
             if let (Some(max), None) = (self.opts.recycle.max_rss, &reason) {
-                if let Some((rss, _)) = sys::proc_stats(info.pid) {
+                if let Some((rss, _)) = self.resources(info.pid) {
                     if rss > max {
                         reason = Some(format!("rss {rss} > {max}"));
                     }

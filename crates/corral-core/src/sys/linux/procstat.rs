@@ -1,29 +1,245 @@
-//! Per-process resource figures from /proc (for metrics and recycling).
+//! Per-process resource figures from /proc (for metrics and recycling): of one process, or
+//! of the process tree below it (a worker that pre-forks, e.g. uvicorn `--workers 2`).
+//!
+//! **Finding the tree.** `/proc/PID/task/TID/children` lists a thread's children
+//! (`CONFIG_PROC_CHILDREN`, on in Debian, Fedora and Ubuntu kernels): the walk then reads
+//! one small file per thread of each process in the tree, whatever else runs on the host.
+//! Without it, one scan of every `/proc/N/stat` gives each process's parent. Both are
+//! bounded: a tree stops at [`MAX_TREE`] processes, a scan at [`MAX_SCAN`] entries of
+//! `/proc`. A process that forks or exits during the walk may be missed for one sample
+//! (the kernel documents `children` as a snapshot); the next sample sees it.
+//!
+//! **Memory of a tree.** Summing each process's RSS counts the pages they share (a
+//! pre-forked parent's code and heap, copy-on-write) once per process, so a pool of N
+//! identical children would look N times its real size. The sum of `Pss` from
+//! `/proc/PID/smaps_rollup` (Linux 4.14) splits every shared page between the processes
+//! that map it; it is used when it is readable for every process of the tree, else the sum
+//! of RSS (older kernels, a descendant of another uid), which over-counts shared pages.
+//!
+//! **CPU of a tree.** Each process's user + system time plus the time of its children it
+//! has reaped (`cutime`, `cstime`), so a descendant that exited still counts, once. A
+//! descendant that leaves the tree alive (re-parented after its parent exits) takes its time
+//! with it: the figure can then go down.
 
 use nix::unistd::{sysconf, SysconfVar};
+use std::collections::{HashMap, HashSet};
+
+/// Most processes of a tree that are visited; the rest are not counted.
+pub const MAX_TREE: usize = 1024;
+/// Most `/proc` entries read when the kernel has no `children` files.
+pub const MAX_SCAN: usize = 32_768;
 
 /// Resident set size in bytes and CPU time (user + system) in seconds of `pid`.
 pub fn proc_stats(pid: i32) -> Option<(u64, f64)> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     let page = sysconf(SysconfVar::PAGE_SIZE).ok()??.max(1) as u64;
+    let t = times(pid)?;
+    Some((
+        resident_pages * page,
+        (t.utime + t.stime) as f64 / clock_hz(),
+    ))
+}
+
+/// Memory in bytes (the sum of `Pss`, else of RSS: see the module docs) and CPU time in
+/// seconds (with reaped children's) of `pid` and its descendants. `None` if `pid` is gone.
+pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
+    let tree = process_tree(pid);
+    if tree.is_empty() {
+        return None;
+    }
+    let page = sysconf(SysconfVar::PAGE_SIZE).ok()??.max(1) as u64;
+    let (mut pss, mut rss, mut ticks) = (Some(0u64), 0u64, 0u64);
+    let mut root_seen = false;
+    for &p in &tree {
+        // A process that ended since the walk is skipped; the root is required.
+        let Some(t) = times(p) else { continue };
+        let Some(resident) = std::fs::read_to_string(format!("/proc/{p}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        root_seen |= p == pid;
+        ticks += t.utime + t.stime + t.cutime + t.cstime;
+        rss += resident * page;
+        pss = pss.and_then(|sum| Some(sum + pss_bytes(p)?));
+    }
+    root_seen.then(|| (pss.unwrap_or(rss), ticks as f64 / clock_hz()))
+}
+
+/// `pid` and its descendants, `pid` first, at most [`MAX_TREE`]; empty if `pid` is gone.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+        return Vec::new();
+    }
+    let by_parent = if std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
+        None
+    } else {
+        Some(parents_scan())
+    };
+    let mut tree = vec![pid];
+    let mut seen = HashSet::from([pid]);
+    let mut i = 0;
+    while i < tree.len() && tree.len() < MAX_TREE {
+        let p = tree[i];
+        i += 1;
+        let kids = match &by_parent {
+            Some(map) => map.get(&p).cloned().unwrap_or_default(),
+            None => children_of(p),
+        };
+        for k in kids {
+            if tree.len() >= MAX_TREE {
+                break;
+            }
+            if seen.insert(k) {
+                tree.push(k);
+            }
+        }
+    }
+    tree
+}
+
+/// Children of every thread of `pid`, from `/proc/PID/task/*/children`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Parent pid -> children, from at most [`MAX_SCAN`] entries of `/proc`.
+fn parents_scan() -> HashMap<i32, Vec<i32>> {
+    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return map;
+    };
+    for e in dir.flatten().take(MAX_SCAN) {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(&stat).and_then(|f| f.get(1)?.parse::<i32>().ok()) {
+            map.entry(ppid).or_default().push(p);
+        }
+    }
+    map
+}
+
+struct Times {
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+fn times(pid: i32) -> Option<Times> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may contain spaces) start at the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 of `rest` (0-based, from state).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let hz = sysconf(SysconfVar::CLK_TCK).ok()??.max(1) as f64;
-    Some((resident_pages * page, (utime + stime) as f64 / hz))
+    let f = stat_fields(&stat)?;
+    // utime, stime, cutime, cstime are fields 14 to 17 of stat: 11 to 14 of these
+    // (0-based, from the state).
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(Times {
+        utime: n(11)?,
+        stime: n(12)?,
+        // Signed in the kernel's format; never negative in practice.
+        cutime: n(13).unwrap_or(0),
+        cstime: n(14).unwrap_or(0),
+    })
+}
+
+/// The fields of a `/proc/PID/stat` after the command, which may hold spaces and ')':
+/// from the last ')'.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().collect())
+}
+
+/// `Pss:` of `/proc/PID/smaps_rollup`, in bytes.
+fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line["Pss:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn clock_hz() -> f64 {
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |hz| hz.max(1) as f64)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn own_stats_are_plausible() {
-        let (rss, cpu) = super::proc_stats(std::process::id() as i32).unwrap();
+        let (rss, cpu) = proc_stats(std::process::id() as i32).unwrap();
         assert!(rss > 1 << 20, "rss {rss}");
         assert!(cpu >= 0.0);
+    }
+
+    #[test]
+    fn a_tree_holds_a_child_and_its_memory() {
+        // A child of this test process that holds 32 MiB of its own (touched) memory.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "x=$(head -c 33554432 /dev/zero | tr '\\0' x); sleep 30",
+            ])
+            .spawn()
+            .unwrap();
+        struct Reap<'a>(&'a mut std::process::Child);
+        impl Drop for Reap<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let kid = child.id() as i32;
+        let _guard = Reap(&mut child);
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let tree = process_tree(me);
+            assert_eq!(tree[0], me);
+            let own = proc_tree_stats(kid).map_or(0, |(m, _)| m);
+            if tree.contains(&kid) && own > 32 << 20 {
+                let (all, _) = proc_tree_stats(me).unwrap();
+                assert!(all >= own, "the tree ({all}) holds the child's {own} bytes");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {kid} not in the tree {tree:?} with 32 MiB within 20 s (has {own})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(process_tree(-1).is_empty());
+    }
+
+    #[test]
+    fn pss_is_read_when_the_kernel_has_it() {
+        if std::path::Path::new("/proc/self/smaps_rollup").exists() {
+            assert!(pss_bytes(std::process::id() as i32).unwrap() > 0);
+        }
     }
 }
