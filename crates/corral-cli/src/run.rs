@@ -336,6 +336,11 @@ impl Cluster {
         // Foreign programs pre-fork (uvicorn --workers, gunicorn): a worker's RSS and CPU, for
         // status, metrics and --recycle-max-rss, are its whole process tree's.
         sup.count_descendants(true);
+        let locals: Vec<connections::Local> =
+            listeners.iter().filter_map(|l| l.local.clone()).collect();
+        sup.set_scrape_hook(Box::new(move |workers: &[(u64, i32)]| {
+            connections::prometheus(workers, &locals)
+        }));
         if let Some(a) = sup.metrics_addr() {
             eprintln!("corral: metrics on http://{a}/metrics");
         }

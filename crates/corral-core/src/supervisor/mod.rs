@@ -173,6 +173,18 @@ impl Supervisor {
         self.count_descendants = on;
     }
 
+    /// Adds figures collected when the metrics endpoint is scraped (see
+    /// [`metrics::endpoint`]); false when no endpoint runs (`metrics` unset).
+    pub fn set_scrape_hook(&mut self, hook: metrics::endpoint::ScrapeHook) -> bool {
+        match &self.endpoint {
+            Some(e) => {
+                e.set_scrape_hook(hook);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Memory in bytes and CPU seconds of a worker (its tree with `count_descendants`).
     fn resources(&self, pid: i32) -> Option<(u64, f64)> {
         if self.count_descendants {
@@ -417,7 +429,9 @@ impl Supervisor {
 
     fn publish(&mut self, p: &Primary) {
         if let Some(e) = &self.endpoint {
-            e.publish(self.metrics(p).to_prometheus());
+            let m = self.metrics(p);
+            e.publish_workers(m.workers.iter().map(|w| (w.id, w.pid)).collect());
+            e.publish(m.to_prometheus());
             self.last_publish = Some(Instant::now());
         }
     }

@@ -70,34 +70,45 @@ pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
 
 /// `pid` and its descendants, `pid` first, at most [`MAX_TREE`]; empty if `pid` is gone.
 pub fn process_tree(pid: i32) -> Vec<i32> {
-    if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
-        return Vec::new();
-    }
-    let by_parent = if std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
-        None
-    } else {
-        Some(parents_scan())
-    };
-    let mut tree = vec![pid];
-    let mut seen = HashSet::from([pid]);
-    let mut i = 0;
-    while i < tree.len() && tree.len() < MAX_TREE {
-        let p = tree[i];
-        i += 1;
-        let kids = match &by_parent {
-            Some(map) => map.get(&p).cloned().unwrap_or_default(),
-            None => children_of(p),
-        };
-        for k in kids {
-            if tree.len() >= MAX_TREE {
-                break;
+    process_trees(&[pid]).pop().unwrap_or_default()
+}
+
+/// [`process_tree`] of each of `pids`, in order, with at most one scan of `/proc` for all.
+pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
+    let alive = |pid: i32| pid > 0 && std::path::Path::new(&format!("/proc/{pid}/stat")).exists();
+    let mut by_parent: Option<HashMap<i32, Vec<i32>>> = None;
+    pids.iter()
+        .map(|&pid| {
+            if !alive(pid) {
+                return Vec::new();
             }
-            if seen.insert(k) {
-                tree.push(k);
+            let has_children_files =
+                std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists();
+            if !has_children_files && by_parent.is_none() {
+                by_parent = Some(parents_scan());
             }
-        }
-    }
-    tree
+            let mut tree = vec![pid];
+            let mut seen = HashSet::from([pid]);
+            let mut i = 0;
+            while i < tree.len() && tree.len() < MAX_TREE {
+                let p = tree[i];
+                i += 1;
+                let kids = match (&by_parent, has_children_files) {
+                    (Some(map), false) => map.get(&p).cloned().unwrap_or_default(),
+                    _ => children_of(p),
+                };
+                for k in kids {
+                    if tree.len() >= MAX_TREE {
+                        break;
+                    }
+                    if seen.insert(k) {
+                        tree.push(k);
+                    }
+                }
+            }
+            tree
+        })
+        .collect()
 }
 
 /// Children of every thread of `pid`, from `/proc/PID/task/*/children`.

@@ -48,3 +48,8 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
         Vec::new()
     }
 }
+
+/// [`process_tree`] of each of `pids`.
+pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
+    pids.iter().map(|&p| process_tree(p)).collect()
+}
