@@ -23,6 +23,7 @@
 
 use nix::unistd::{sysconf, SysconfVar};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 /// Most processes of a tree that are visited; the rest are not counted.
 pub const MAX_TREE: usize = 1024;
@@ -75,17 +76,21 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
 
 /// [`process_tree`] of each of `pids`, in order, with at most one scan of `/proc` for all.
 pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
-    let alive = |pid: i32| pid > 0 && std::path::Path::new(&format!("/proc/{pid}/stat")).exists();
+    trees_in(Path::new("/proc"), pids)
+}
+
+/// [`process_trees`] with `proc` mounted there (a test builds a fake one).
+fn trees_in(proc: &Path, pids: &[i32]) -> Vec<Vec<i32>> {
+    let alive = |pid: i32| pid > 0 && proc.join(format!("{pid}/stat")).exists();
     let mut by_parent: Option<HashMap<i32, Vec<i32>>> = None;
     pids.iter()
         .map(|&pid| {
             if !alive(pid) {
                 return Vec::new();
             }
-            let has_children_files =
-                std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists();
+            let has_children_files = proc.join(format!("{pid}/task/{pid}/children")).exists();
             if !has_children_files && by_parent.is_none() {
-                by_parent = Some(parents_scan());
+                by_parent = Some(parents_scan(proc));
             }
             let mut tree = vec![pid];
             let mut seen = HashSet::from([pid]);
@@ -95,7 +100,7 @@ pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
                 i += 1;
                 let kids = match (&by_parent, has_children_files) {
                     (Some(map), false) => map.get(&p).cloned().unwrap_or_default(),
-                    _ => children_of(p),
+                    _ => children_of(proc, p),
                 };
                 for k in kids {
                     if tree.len() >= MAX_TREE {
@@ -112,9 +117,9 @@ pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
 }
 
 /// Children of every thread of `pid`, from `/proc/PID/task/*/children`.
-fn children_of(pid: i32) -> Vec<i32> {
+fn children_of(proc: &Path, pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Ok(tasks) = std::fs::read_dir(proc.join(format!("{pid}/task"))) else {
         return out;
     };
     for t in tasks.flatten() {
@@ -129,16 +134,16 @@ fn children_of(pid: i32) -> Vec<i32> {
 }
 
 /// Parent pid -> children, from at most [`MAX_SCAN`] entries of `/proc`.
-fn parents_scan() -> HashMap<i32, Vec<i32>> {
+fn parents_scan(proc: &Path) -> HashMap<i32, Vec<i32>> {
     let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(dir) = std::fs::read_dir(proc) else {
         return map;
     };
     for e in dir.flatten().take(MAX_SCAN) {
         let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+        let Ok(stat) = std::fs::read_to_string(proc.join(format!("{p}/stat"))) else {
             continue;
         };
         if let Some(ppid) = stat_fields(&stat).and_then(|f| f.get(1)?.parse::<i32>().ok()) {
@@ -245,6 +250,60 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert!(process_tree(-1).is_empty());
+    }
+
+    /// A fake /proc: `(pid, ppid, threads)`; with `children`, the process's children are
+    /// listed in its last thread's `children` file (the others are empty), so every thread's
+    /// file must be read.
+    fn fake_proc(tag: &str, procs: &[(i32, i32, &[i32])], children: bool) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("corral-proc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for &(pid, ppid, threads) in procs {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            // comm with a space and a ')' to check the parse from the last ')'.
+            let stat = format!("{pid} (a) b) S {ppid} 1 1 0 -1 0 0 0 0 0 5 6 7 8 20 0 1 0");
+            std::fs::write(dir.join("stat"), stat).unwrap();
+            for (i, &tid) in threads.iter().enumerate() {
+                let t = dir.join(format!("task/{tid}"));
+                std::fs::create_dir_all(&t).unwrap();
+                if children {
+                    let kids: Vec<String> = procs
+                        .iter()
+                        .filter(|&&(_, pp, _)| pp == pid && i + 1 == threads.len())
+                        .map(|&(k, _, _)| format!("{k} "))
+                        .collect();
+                    std::fs::write(t.join("children"), kids.concat()).unwrap();
+                }
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn trees_are_found_from_children_files_and_from_a_scan() {
+        // 10 -> 11 (two threads) -> 13; 10 -> 12; 20 is another tree; 1 is init.
+        let procs: &[(i32, i32, &[i32])] = &[
+            (1, 0, &[1]),
+            (10, 1, &[10]),
+            (11, 10, &[11, 14]),
+            (12, 10, &[12]),
+            (13, 11, &[13]),
+            (20, 1, &[20]),
+        ];
+        for children in [true, false] {
+            let root = fake_proc(&children.to_string(), procs, children);
+            let mut trees = trees_in(&root, &[10, 20, 11, 99]);
+            for t in &mut trees[..3] {
+                t[1..].sort();
+            }
+            assert_eq!(
+                trees,
+                vec![vec![10, 11, 12, 13], vec![20], vec![11, 13], vec![]],
+                "children files: {children}"
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 
     #[test]
