@@ -755,12 +755,7 @@ impl Cluster {
     }
 
     fn ready_count(&self) -> usize {
-        self.sup
-            .metrics(&self.p)
-            .workers
-            .iter()
-            .filter(|w| w.state == "ready")
-            .count()
+        self.sup.ready_workers(&self.p)
     }
 
     /// sd_notify to systemd when corral runs as a service.

@@ -43,6 +43,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// A worker's state as [`WorkerMetrics::state`] names it.
+fn state_of(w: &WorkerState, info: &crate::WorkerInfo) -> &'static str {
+    match w.role {
+        Role::Draining => "draining",
+        _ if !info.connected => "disconnected",
+        _ if w.listening || w.ready => "ready",
+        _ => "starting",
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Role {
     Current,
@@ -101,6 +111,8 @@ pub struct Supervisor {
     last_ready: Option<Result<(), String>>,
     /// RSS and CPU of each worker's process tree, not of its pid alone.
     count_descendants: bool,
+    /// When `recycle.maxRss` was last checked (once a second: a tree costs /proc reads).
+    rss_checked_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -139,6 +151,7 @@ impl Supervisor {
             last_publish: None,
             last_ready: None,
             count_descendants: false,
+            rss_checked_at: None,
         };
         for slot in 0..s.slots.len() {
             let id = s.start_worker(p, slot, Role::Current)?;
@@ -371,12 +384,7 @@ impl Supervisor {
                 slot: w.slot,
                 id,
                 pid: info.pid,
-                state: match w.role {
-                    Role::Draining => "draining",
-                    _ if !info.connected => "disconnected",
-                    _ if w.listening || w.ready => "ready",
-                    _ => "starting",
-                },
+                state: state_of(w, &info),
                 handed_off: info.handed_off,
                 refused: info.refused,
                 inflight: info.inflight,
@@ -401,6 +409,19 @@ impl Supervisor {
                 .collect(),
             reloads: self.reloads,
         }
+    }
+
+    /// Workers whose [`WorkerMetrics::state`] is "ready", without reading their resource
+    /// figures from the OS (which [`Supervisor::metrics`] does, a process tree each with
+    /// `count_descendants`): cheap enough for every turn of a loop.
+    pub fn ready_workers(&self, p: &Primary) -> usize {
+        self.workers
+            .iter()
+            .filter(|(&id, w)| {
+                p.worker(id)
+                    .is_some_and(|info| state_of(w, &info) == "ready")
+            })
+            .count()
     }
 
     /// Ready for traffic (the endpoint's `/ready`): every slot's worker is up (listening or
