@@ -138,7 +138,7 @@ impl Metrics {
         family(
             "corral_worker_resident_memory_bytes",
             "gauge",
-            "Resident set size of the worker.",
+            "Resident set size of the worker (the Pss of its process tree when its front counts descendants, as the corral command does).",
             w.iter()
                 .map(|m| (slot(m), m.rss_bytes.to_string()))
                 .collect(),

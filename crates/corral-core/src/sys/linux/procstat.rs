@@ -45,6 +45,19 @@ pub fn proc_stats(pid: i32) -> Option<(u64, f64)> {
 /// Memory in bytes (the sum of `Pss`, else of RSS: see the module docs) and CPU time in
 /// seconds (with reaped children's) of `pid` and its descendants. `None` if `pid` is gone.
 pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
+    let f = tree_figures(pid)?;
+    Some((f.pss.unwrap_or(f.rss), f.ticks as f64 / clock_hz()))
+}
+
+struct TreeFigures {
+    /// Sum of `Pss`, if every process's could be read.
+    pss: Option<u64>,
+    rss: u64,
+    /// CPU clock ticks, with reaped children's.
+    ticks: u64,
+}
+
+fn tree_figures(pid: i32) -> Option<TreeFigures> {
     let tree = process_tree(pid);
     if tree.is_empty() {
         return None;
@@ -64,9 +77,13 @@ pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
         root_seen |= p == pid;
         ticks += t.utime + t.stime + t.cutime + t.cstime;
         rss += resident * page;
-        pss = pss.and_then(|sum| Some(sum + pss_bytes(p)?));
+        // Nothing resident (a zombie not yet reaped: its smaps_rollup is empty) adds 0 and
+        // must not turn the whole tree to the RSS sum.
+        if resident > 0 {
+            pss = pss.and_then(|sum| Some(sum + pss_bytes(p)?));
+        }
     }
-    root_seen.then(|| (pss.unwrap_or(rss), ticks as f64 / clock_hz()))
+    root_seen.then_some(TreeFigures { pss, rss, ticks })
 }
 
 /// `pid` and its descendants, `pid` first, at most [`MAX_TREE`]; empty if `pid` is gone.
@@ -304,6 +321,32 @@ mod tests {
             );
             std::fs::remove_dir_all(&root).unwrap();
         }
+    }
+
+    #[test]
+    fn an_unreaped_zombie_keeps_the_tree_on_pss() {
+        if !std::path::Path::new("/proc/self/smaps_rollup").exists() {
+            return; // Linux < 4.14: the RSS sum is the documented figure.
+        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let kid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Exited but not waited for: a zombie child of this process.
+        while !std::fs::read_to_string(format!("/proc/{kid}/stat"))
+            .is_ok_and(|s| stat_fields(&s).is_some_and(|f| f[0] == "Z"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {kid} not a zombie within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let me = std::process::id() as i32;
+        let f = tree_figures(me).unwrap();
+        let tree = process_tree(me);
+        child.wait().unwrap();
+        assert!(tree.contains(&kid), "the zombie {kid} is in {tree:?}");
+        assert!(f.pss.is_some(), "the tree's Pss was dropped for the zombie");
     }
 
     #[test]
