@@ -102,12 +102,17 @@ fn own_rss(pid: i64) -> Option<u64> {
 
 #[test]
 fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_requests() {
-    // The worker forks a child at start that keeps 256 KiB more every 10 ms (at most
-    // ~25 MB/s): the started pid stays small, its tree passes the limit in about 2 s. Its
-    // replacement does the same, so recycling goes on until `stop`.
+    // The first worker forks a child at start that, from the first request on, keeps
+    // 256 KiB more every 10 ms (at most ~25 MB/s): the started pid stays small, its tree
+    // passes the limit in about 2 s. Its replacement has no such child.
     let py = server_py();
     let limit = LIMIT.to_string();
-    let c = Corral::start(
+    let dir = TempDir::new("tree-rss");
+    let once = dir.path().join("grew");
+    let once = once.display().to_string();
+    let c = Corral::start_in(
+        dir,
+        CORRAL,
         &[
             "run",
             "--workers",
@@ -122,7 +127,10 @@ fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_req
             &python(),
             &py,
         ],
-        &[("SERVER_CHILD_GROW_KB", "256")],
+        &[
+            ("SERVER_CHILD_GROW_KB", "256"),
+            ("SERVER_CHILD_GROW_ONCE", &once),
+        ],
     );
     let port = c.port();
     let first = c.wait_ready(1, Duration::from_secs(15))[0];
