@@ -45,8 +45,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Show the workers of a running cluster.
     ///
-    /// Per worker: slot, id, pid, state, readiness, uptime, RSS, CPU, and open connections (established on corral's listeners, counted by the kernel
-    /// over the worker's process tree, so a pre-forking program's children count on its row).
+    /// Per worker: slot, id, pid, state, readiness, uptime, memory (Pss, else RSS), CPU, and
+    /// open connections (established on corral's listeners, counted by the kernel), each over
+    /// the worker's process tree, so a pre-forking program's children count on its row.
     Status {
         #[command(flatten)]
         target: Target,
@@ -174,7 +175,9 @@ pub struct RunArgs {
     /// is killed and replaced.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub heartbeat_timeout: Option<Duration>,
-    /// recycle.maxRss: replace a worker whose RSS passes this many bytes.
+    /// recycle.maxRss: replace a worker whose memory passes this many bytes, checked once a
+    /// second. A worker's memory is its whole process tree's (pre-forked children count):
+    /// the sum of Pss (shared pages counted once), or of RSS where smaps_rollup is unreadable.
     #[arg(long, value_name = "BYTES")]
     pub recycle_max_rss: Option<u64>,
     /// metrics: serve Prometheus text on this address (host:port) at /metrics, and /ready

@@ -18,8 +18,10 @@
 //! Why `/proc` and not `sock_diag` netlink: `sock_diag` would filter by state in the kernel
 //! (cheaper with very many sockets), but needs raw netlink structs and `unsafe`, which this
 //! crate does not have (the engine keeps all of it in its `sys/`); a status request is a
-//! human's or a probe's, rare enough to read a few text files. Each request scans
-//! `/proc/*/stat` once for the process trees and each network namespace's tables once.
+//! human's or a probe's (or a metrics scrape's, at most one every 250 ms), rare enough to read
+//! a few text files. The process trees are the engine's (`corral_core::process_trees`: each
+//! thread's `children` file, else one scan of `/proc/*/stat`; at most 1024 processes a
+//! tree), each network namespace's tables are read once.
 //! A count is `None` when the kernel would not say (another uid's fds, `hidepid`, no `/proc`).
 
 use std::collections::{HashMap, HashSet};
@@ -50,11 +52,12 @@ pub fn count(pids: &[i32], listeners: &[Local]) -> Vec<Option<u64>> {
     if pids.is_empty() {
         return Vec::new();
     }
-    let children = children_map();
+    let trees = corral_core::process_trees(pids);
     // Established sockets per network namespace (workers normally share corral's).
     let mut tables: HashMap<String, Option<HashSet<u64>>> = HashMap::new();
     pids.iter()
-        .map(|&pid| {
+        .zip(trees)
+        .map(|(&pid, tree)| {
             let ns = std::fs::read_link(format!("/proc/{pid}/ns/net"))
                 .ok()?
                 .display()
@@ -64,17 +67,9 @@ pub fn count(pids: &[i32], listeners: &[Local]) -> Vec<Option<u64>> {
                 .or_insert_with(|| established(pid, listeners))
                 .as_ref()?;
             let mut held = HashSet::new();
-            let mut todo = vec![pid];
-            let mut seen = HashSet::new();
             let mut readable = false;
-            while let Some(p) = todo.pop() {
-                if !seen.insert(p) {
-                    continue;
-                }
+            for p in tree {
                 readable |= socket_inodes(p, &mut held);
-                if let Some(kids) = children.get(&p) {
-                    todo.extend(kids);
-                }
             }
             // The worker's own fds unreadable: say "unknown", not 0.
             readable.then(|| held.intersection(established).count() as u64)
@@ -82,29 +77,23 @@ pub fn count(pids: &[i32], listeners: &[Local]) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// Parent pid -> children, from every `/proc/PID/stat`.
-fn children_map() -> HashMap<i32, Vec<i32>> {
-    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return map;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and ')', so from the last ')'.
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|s| s.parse::<i32>().ok());
-        if let Some(ppid) = ppid {
-            map.entry(ppid).or_default().push(pid);
+/// The gauge `corral_worker_connections{worker="ID",pid="PID"}` for the metrics endpoint,
+/// counted at scrape time as for `status`; a worker whose count is unknown has no row.
+pub fn prometheus(workers: &[(u64, i32)], listeners: &[Local]) -> String {
+    let pids: Vec<i32> = workers.iter().map(|&(_, pid)| pid).collect();
+    let mut out = String::from(
+        "# HELP corral_worker_connections Connections established on corral's listeners held \
+         by the worker's process tree (counted from /proc).\n\
+         # TYPE corral_worker_connections gauge\n",
+    );
+    for (&(id, pid), n) in workers.iter().zip(count(&pids, listeners)) {
+        if let Some(n) = n {
+            out.push_str(&format!(
+                "corral_worker_connections{{worker=\"{id}\",pid=\"{pid}\"}} {n}\n"
+            ));
         }
     }
-    map
+    out
 }
 
 /// Adds the inodes of `pid`'s socket fds to `out`; false when its fds cannot be read.

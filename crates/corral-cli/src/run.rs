@@ -331,8 +331,16 @@ impl Cluster {
                 Ok(id)
             })
         };
-        let sup =
+        let mut sup =
             Supervisor::start(&mut p, cfg.supervisor.clone(), spawn).map_err(|e| e.to_string())?;
+        // Foreign programs pre-fork (uvicorn --workers, gunicorn): a worker's RSS and CPU, for
+        // status, metrics and --recycle-max-rss, are its whole process tree's.
+        sup.count_descendants(true);
+        let locals: Vec<connections::Local> =
+            listeners.iter().filter_map(|l| l.local.clone()).collect();
+        sup.set_scrape_hook(Box::new(move |workers: &[(u64, i32)]| {
+            connections::prometheus(workers, &locals)
+        }));
         if let Some(a) = sup.metrics_addr() {
             eprintln!("corral: metrics on http://{a}/metrics");
         }
@@ -747,12 +755,7 @@ impl Cluster {
     }
 
     fn ready_count(&self) -> usize {
-        self.sup
-            .metrics(&self.p)
-            .workers
-            .iter()
-            .filter(|w| w.state == "ready")
-            .count()
+        self.sup.ready_workers(&self.p)
     }
 
     /// sd_notify to systemd when corral runs as a service.

@@ -149,3 +149,85 @@ fn a_pre_forking_worker_counts_the_connections_of_its_children() {
         c.stderr()
     );
 }
+
+/// The metrics listener carries the same count, collected at scrape time:
+/// `corral_worker_connections{worker="ID",pid="PID"} N`.
+#[test]
+fn the_metrics_endpoint_has_a_connections_gauge_per_worker() {
+    let py = keepalive_py();
+    let c = Corral::start(
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--ready-delay",
+            "100ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[],
+    );
+    let line = c.wait_line("corral: metrics on http://", Duration::from_secs(10));
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    let port = c.port();
+    let pids = c.wait_ready(1, Duration::from_secs(15));
+    let st = c.status();
+    let id = st["workers"][0]["id"].as_u64().unwrap();
+    let row = format!(
+        "corral_worker_connections{{worker=\"{id}\",pid=\"{}\"}} ",
+        pids[0]
+    );
+    let wait_gauge = |n: u64| {
+        let mut last = String::new();
+        wait_for(
+            &format!("the metrics to show {row}{n}"),
+            Duration::from_secs(10),
+            || {
+                last = scrape();
+                last.lines().any(|l| l == format!("{row}{n}")).then_some(())
+            },
+        );
+        last
+    };
+    let text = wait_gauge(0);
+    assert!(
+        text.contains("# TYPE corral_worker_connections gauge\n"),
+        "{text}"
+    );
+    // Three idle keep-alive connections, served once each.
+    let mut held: Vec<_> = (0..3).map(|_| keepalive_tcp(port)).collect();
+    for s in &mut held {
+        assert_eq!(pid_of(&keepalive_request(s)), pids[0]);
+    }
+    wait_gauge(3);
+    drop(held);
+    wait_gauge(0);
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}

@@ -86,3 +86,116 @@ fn a_worker_growing_past_max_rss_is_recycled_without_failed_requests() {
         c.stderr()
     );
 }
+
+/// The started pid's own resident memory, `VmRSS` of `/proc/PID/status`.
+fn own_rss(pid: i64) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line["VmRSS:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[test]
+fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_requests() {
+    // The first worker forks a child at start that, from the first request on, keeps
+    // 256 KiB more every 10 ms (at most ~25 MB/s): the started pid stays small, its tree
+    // passes the limit in about 2 s. Its replacement has no such child.
+    let py = server_py();
+    let limit = LIMIT.to_string();
+    let dir = TempDir::new("tree-rss");
+    let once = dir.path().join("grew");
+    let once = once.display().to_string();
+    let c = Corral::start_in(
+        dir,
+        CORRAL,
+        &[
+            "run",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--recycle-max-rss",
+            &limit,
+            "--ready-delay",
+            "200ms",
+            "--",
+            &python(),
+            &py,
+        ],
+        &[
+            ("SERVER_CHILD_GROW_KB", "256"),
+            ("SERVER_CHILD_GROW_ONCE", &once),
+        ],
+    );
+    let port = c.port();
+    let first = c.wait_ready(1, Duration::from_secs(15))[0];
+    let load = Load::start(port, 2);
+    // `status` shows the tree: well above the started pid's own RSS once the child grew.
+    let (tree, own) = wait_for(
+        "status rss_bytes 8 MiB above the worker pid's own RSS (its child growing)",
+        Duration::from_secs(15),
+        || {
+            let st = c.status();
+            let w = &st["workers"][0];
+            assert_eq!(w["pid"].as_i64(), Some(first), "recycled before seen: {st}");
+            let tree = w["rss_bytes"].as_u64()?;
+            let own = own_rss(first)?;
+            (tree > own + (8 << 20)).then_some((tree, own))
+        },
+    );
+    let line = c.wait_line("recycling worker 1", Duration::from_secs(30));
+    let own_then = own_rss(first);
+    wait_for(
+        "a worker other than the recycled one answering",
+        Duration::from_secs(15),
+        || {
+            let body = get(port, Duration::from_secs(5)).ok()?;
+            let pid = pid_of(&body);
+            (pid != first).then_some(pid)
+        },
+    );
+    c.wait_line(
+        &format!("(pid {first}) exited with code 0"),
+        Duration::from_secs(15),
+    );
+    let (ok, errors) = load.finish();
+    eprintln!(
+        "tree recycle at {LIMIT} bytes: status showed {tree} bytes for the tree while pid \
+         {first} had {own}; {line:?} (pid's own RSS then: {own_then:?}); {ok} requests ok, {} \
+         failed",
+        errors.len()
+    );
+    assert!(line.contains(&format!("> {LIMIT}")), "{line}");
+    if let Some(own_then) = own_then {
+        assert!(
+            own_then < LIMIT / 2,
+            "the started pid itself stayed small ({own_then} bytes): the tree passed the limit"
+        );
+    }
+    assert_eq!(
+        errors.len(),
+        0,
+        "first failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok >= 20, "the load loop ran ({ok} requests)");
+    let st = c.status();
+    assert!(
+        st["restarts_by_cause"]["recycle"].as_u64() >= Some(1),
+        "{st}"
+    );
+    let (code, _, err) = c.ctl("stop", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut c = c;
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}

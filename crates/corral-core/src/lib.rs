@@ -65,6 +65,10 @@ pub use primary::{
     WorkerInfo, WorkerState, DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
+/// Each pid's process tree (itself first, then its descendants; bounded), as the supervisor
+/// finds it for [`Supervisor::count_descendants`]: for a front that counts per-worker
+/// figures of its own (the `corral` command's connections).
+pub use sys::process_trees;
 pub use sys::{available_parallelism, ExitStatus, SpawnSpec, StdioSpec};
 /// For fronts that adopt fds they inherited by number (the `corral` command under systemd socket
 /// activation): whether fd N is open, and switching an adopted socket's blocking mode.

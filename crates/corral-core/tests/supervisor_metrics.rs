@@ -119,3 +119,56 @@ fn dropping_a_supervisor_does_not_wait_on_metrics_clients() {
         Duration::from_secs(1),
     );
 }
+
+/// A front's scrape hook (the `corral` command's connection counts): its text follows the
+/// published text, it is given the published workers, and it runs at most once per
+/// `SCRAPE_MIN_INTERVAL` however many clients scrape.
+#[test]
+fn the_scrape_hook_runs_at_scrape_time_at_most_once_per_interval() {
+    use corral_core::supervisor::metrics::endpoint::{Endpoint, SCRAPE_MIN_INTERVAL};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let e = Endpoint::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    e.publish("corral_reloads_total 0\n".into());
+    e.publish_workers(vec![(7, 4242)]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = calls.clone();
+    e.set_scrape_hook(Box::new(move |workers: &[(u64, i32)]| {
+        let call = n.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut out = String::from("# TYPE x gauge\n");
+        for (id, pid) in workers {
+            out.push_str(&format!("x{{worker=\"{id}\",pid=\"{pid}\"}} {call}\n"));
+        }
+        out
+    }));
+    let get = || {
+        let mut c = std::net::TcpStream::connect(e.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text.split_once("\r\n\r\n").unwrap().1.to_string()
+    };
+    let t0 = Instant::now();
+    let first = get();
+    let again: Vec<String> = (0..5).map(|_| get()).collect();
+    let quick = t0.elapsed() < SCRAPE_MIN_INTERVAL;
+    assert_eq!(
+        first,
+        "corral_reloads_total 0\n# TYPE x gauge\nx{worker=\"7\",pid=\"4242\"} 1\n"
+    );
+    if quick {
+        // Six scrapes inside one interval: one run, the others got its text.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(again.iter().all(|t| *t == first), "{again:?}");
+    }
+    std::thread::sleep(SCRAPE_MIN_INTERVAL + Duration::from_millis(50));
+    e.publish_workers(vec![(8, 4343)]);
+    let later = get();
+    // A new run, given the workers published since.
+    assert!(later.contains("x{worker=\"8\",pid=\"4343\"} "), "{later}");
+    if quick {
+        assert!(later.ends_with(" 2\n"), "{later}");
+    }
+    assert!(calls.load(Ordering::SeqCst) >= 2, "{later}");
+}

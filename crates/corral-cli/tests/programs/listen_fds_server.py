@@ -8,6 +8,12 @@ accepting and exits 0 (the drain every real server does). Options (environment):
   SERVER_READY_AFTER_MS  wait this long before serving (and before READY=1)
   SERVER_GROW_KB    keep this many more KiB (touched, so resident) after each request: a
                     leak that --recycle-max-rss must catch
+  SERVER_CHILD_GROW_KB  fork a child at start that, from the first request served on,
+                    keeps this many more KiB every 10 ms (up to 256 MiB) until its parent
+                    is gone: a pre-forked process that grows, which --recycle-max-rss must
+                    count in its worker's tree
+  SERVER_CHILD_GROW_ONCE  a path: only the worker that creates this file forks that child
+                    (its replacement stays small)
   SERVER_PROBE_DIR  once serving, open a health port of its own (127.0.0.1, port 0) and
                     write its number to DIR/<pid>.port (for tcp_probe.py, a --ready-cmd)
 """
@@ -23,12 +29,43 @@ def sd_notify(msg):
     s.sendto(msg.encode(), path)
     s.close()
 
+def grow_child(step, go):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.close(3)  # serves nothing: the listener is the parent's
+    parent = os.getppid()
+    leak = []
+    growing = False
+    while os.getppid() == parent:
+        if not growing:
+            # The parent writes a byte once it has served a request.
+            growing = bool(select.select([go], [], [], 0.01)[0])
+        elif len(leak) * step < (256 << 20):
+            leak.append(b"x" * step)
+            time.sleep(0.01)
+        else:
+            time.sleep(0.01)
+    os._exit(0)
+
 def main():
     assert os.environ.get("LISTEN_PID") == str(os.getpid()), (
         "LISTEN_PID %r is not my pid %d" % (os.environ.get("LISTEN_PID"), os.getpid()))
     n = int(os.environ["LISTEN_FDS"])
     assert n >= 1, "no listener"
     names = os.environ.get("LISTEN_FDNAMES", "")
+    child_grow = int(os.environ.get("SERVER_CHILD_GROW_KB", "0")) * 1024
+    once = os.environ.get("SERVER_CHILD_GROW_ONCE")
+    if child_grow and once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            child_grow = 0
+    go = None
+    if child_grow:
+        r, go = os.pipe()
+        if os.fork() == 0:
+            os.close(go)
+            grow_child(child_grow, r)
+        os.close(r)
     lsock = socket.socket(fileno=3)
     lsock.setblocking(False)
     stop = []
@@ -76,6 +113,10 @@ def main():
             body = me.encode()
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                          % (len(body), body))
+            if go is not None:
+                os.write(go, b"g")
+                os.close(go)
+                go = None
         except OSError:
             pass
         finally:

@@ -30,9 +30,11 @@ pub struct WorkerMetrics {
     pub last_restart_cause: Option<String>,
     /// Seconds since it started.
     pub uptime_seconds: f64,
-    /// Resident memory.
+    /// Resident memory (of its process tree, as Pss, with
+    /// [`Supervisor::count_descendants`](super::Supervisor::count_descendants)).
     pub rss_bytes: u64,
-    /// CPU time, user + system.
+    /// CPU time, user + system (of its tree, with reaped children's, with
+    /// `count_descendants`).
     pub cpu_seconds: f64,
 }
 
@@ -136,7 +138,7 @@ impl Metrics {
         family(
             "corral_worker_resident_memory_bytes",
             "gauge",
-            "Resident set size of the worker.",
+            "Resident set size of the worker (the Pss of its process tree when its front counts descendants, as the corral command does).",
             w.iter()
                 .map(|m| (slot(m), m.rss_bytes.to_string()))
                 .collect(),

@@ -43,6 +43,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// A worker's state as [`WorkerMetrics::state`] names it.
+fn state_of(w: &WorkerState, info: &crate::WorkerInfo) -> &'static str {
+    match w.role {
+        Role::Draining => "draining",
+        _ if !info.connected => "disconnected",
+        _ if w.listening || w.ready => "ready",
+        _ => "starting",
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Role {
     Current,
@@ -99,6 +109,10 @@ pub struct Supervisor {
     last_publish: Option<Instant>,
     /// What the endpoint's `/ready` last said.
     last_ready: Option<Result<(), String>>,
+    /// RSS and CPU of each worker's process tree, not of its pid alone.
+    count_descendants: bool,
+    /// When `recycle.maxRss` was last checked (once a second: a tree costs /proc reads).
+    rss_checked_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -136,6 +150,8 @@ impl Supervisor {
             endpoint,
             last_publish: None,
             last_ready: None,
+            count_descendants: false,
+            rss_checked_at: None,
         };
         for slot in 0..s.slots.len() {
             let id = s.start_worker(p, slot, Role::Current)?;
@@ -153,6 +169,42 @@ impl Supervisor {
     /// The options in effect.
     pub fn options(&self) -> &SupervisorOptions {
         &self.opts
+    }
+
+    /// Counts each worker's descendants in its resource figures (RSS, CPU: metrics, status
+    /// and `recycle.maxRss`): on for the `corral` command, whose workers are foreign programs
+    /// that may pre-fork (uvicorn `--workers 2`, gunicorn) and grow in a child; off by
+    /// default, so the C and Node fronts keep the started pid's own figures.
+    ///
+    /// On Linux the tree is found from `/proc` (each thread's `children` file, else a scan
+    /// of every process's parent; at most 1024 processes), its memory is the sum of `Pss`
+    /// (`/proc/PID/smaps_rollup`: shared pages split between the processes that map them)
+    /// or, where that cannot be read, of RSS, and its CPU time includes reaped children's.
+    /// On macOS the figures stay the pid's own. A setter rather than a
+    /// [`SupervisorOptions`] field: the fronts build that struct field by field.
+    pub fn count_descendants(&mut self, on: bool) {
+        self.count_descendants = on;
+    }
+
+    /// Adds figures collected when the metrics endpoint is scraped (see
+    /// [`metrics::endpoint`]); false when no endpoint runs (`metrics` unset).
+    pub fn set_scrape_hook(&mut self, hook: metrics::endpoint::ScrapeHook) -> bool {
+        match &self.endpoint {
+            Some(e) => {
+                e.set_scrape_hook(hook);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Memory in bytes and CPU seconds of a worker (its tree with `count_descendants`).
+    fn resources(&self, pid: i32) -> Option<(u64, f64)> {
+        if self.count_descendants {
+            sys::proc_tree_stats(pid)
+        } else {
+            sys::proc_stats(pid)
+        }
     }
 
     fn start_worker(&mut self, p: &mut Primary, slot: usize, role: Role) -> Result<WorkerId> {
@@ -326,18 +378,13 @@ impl Supervisor {
         let mut workers = Vec::new();
         for (&id, w) in &self.workers {
             let Some(info) = p.worker(id) else { continue };
-            let (rss_bytes, cpu_seconds) = sys::proc_stats(info.pid).unwrap_or((0, 0.0));
+            let (rss_bytes, cpu_seconds) = self.resources(info.pid).unwrap_or((0, 0.0));
             let s = &self.slots[w.slot];
             workers.push(WorkerMetrics {
                 slot: w.slot,
                 id,
                 pid: info.pid,
-                state: match w.role {
-                    Role::Draining => "draining",
-                    _ if !info.connected => "disconnected",
-                    _ if w.listening || w.ready => "ready",
-                    _ => "starting",
-                },
+                state: state_of(w, &info),
                 handed_off: info.handed_off,
                 refused: info.refused,
                 inflight: info.inflight,
@@ -362,6 +409,19 @@ impl Supervisor {
                 .collect(),
             reloads: self.reloads,
         }
+    }
+
+    /// Workers whose [`WorkerMetrics::state`] is "ready", without reading their resource
+    /// figures from the OS (which [`Supervisor::metrics`] does, a process tree each with
+    /// `count_descendants`): cheap enough for every turn of a loop.
+    pub fn ready_workers(&self, p: &Primary) -> usize {
+        self.workers
+            .iter()
+            .filter(|(&id, w)| {
+                p.worker(id)
+                    .is_some_and(|info| state_of(w, &info) == "ready")
+            })
+            .count()
     }
 
     /// Ready for traffic (the endpoint's `/ready`): every slot's worker is up (listening or
@@ -390,7 +450,9 @@ impl Supervisor {
 
     fn publish(&mut self, p: &Primary) {
         if let Some(e) = &self.endpoint {
-            e.publish(self.metrics(p).to_prometheus());
+            let m = self.metrics(p);
+            e.publish_workers(m.workers.iter().map(|w| (w.id, w.pid)).collect());
+            e.publish(m.to_prometheus());
             self.last_publish = Some(Instant::now());
         }
     }

@@ -4,7 +4,10 @@
 use super::events::SupervisorEvent;
 use super::{Role, Supervisor};
 use crate::primary::Primary;
-use crate::sys;
+use std::time::{Duration, Instant};
+
+/// How often workers' memory is compared with `recycle.maxRss`.
+const RSS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     pub(super) fn run_recycle(&mut self, p: &mut Primary) {
@@ -32,6 +35,16 @@ impl Supervisor {
         {
             return;
         }
+        // RSS is read once a second (the tick runs at every event; a process tree costs a
+        // walk of /proc and a smaps_rollup per process), connection counts at every tick.
+        let now = Instant::now();
+        let check_rss = self.opts.recycle.max_rss.is_some()
+            && self
+                .rss_checked_at
+                .map_or(true, |t| now.duration_since(t) >= RSS_CHECK_EVERY);
+        if check_rss {
+            self.rss_checked_at = Some(now);
+        }
         for slot in 0..self.slots.len() {
             let Some(id) = self.slots[slot].current else {
                 continue;
@@ -49,8 +62,8 @@ impl Supervisor {
                     reason = Some(format!("connections {} >= {limit}", info.handed_off));
                 }
             }
-            if let (Some(max), None) = (self.opts.recycle.max_rss, &reason) {
-                if let Some((rss, _)) = sys::proc_stats(info.pid) {
+            if let (Some(max), None, true) = (self.opts.recycle.max_rss, &reason, check_rss) {
+                if let Some((rss, _)) = self.resources(info.pid) {
                     if rss > max {
                         reason = Some(format!("rss {rss} > {max}"));
                     }

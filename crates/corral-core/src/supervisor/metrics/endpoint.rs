@@ -11,6 +11,11 @@
 //! [`MAX_CLIENTS`] connections are open; a new client displaces the oldest one that has not
 //! finished its request head. The poll timeout is the nearest deadline: there is no sleep.
 //!
+//! A front may add figures collected when a client asks ([`Endpoint::set_scrape_hook`]: the
+//! `corral` command's per-worker connection counts, read from `/proc`). The hook runs on
+//! this thread, at most once per [`SCRAPE_MIN_INTERVAL`]; scrapes in between get its last
+//! text, so many clients cannot multiply its work.
+//!
 //! Dropping the [`Endpoint`] wakes the thread through a `mio::Waker`; it closes every
 //! connection and exits at once, whatever the clients are doing.
 
@@ -37,6 +42,28 @@ pub const MAX_CLIENTS: usize = 64;
 /// Pause before accepting again after accept fails for want of fds or memory (EMFILE...):
 /// the listener stays readable, so retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Least time between two runs of the scrape hook.
+pub const SCRAPE_MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Figures collected at scrape time: given the workers last published (id, pid), returns
+/// Prometheus text (whole families, `# HELP`/`# TYPE` lines included) appended to the
+/// published text. It runs on the endpoint's thread: it must not block for long.
+pub type ScrapeHook = Box<dyn FnMut(&[(u64, i32)]) -> String + Send>;
+
+#[derive(Default)]
+struct Scrape {
+    hook: Option<ScrapeHook>,
+    /// The hook's last text and when it ran.
+    last: Option<(Instant, String)>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -47,6 +74,9 @@ struct Shared {
     text: Mutex<String>,
     /// `GET /ready`: `Ok` answers 200, `Err(why)` 503.
     ready: Mutex<Result<(), String>>,
+    /// The workers (id, pid) the scrape hook is given.
+    workers: Mutex<Vec<(u64, i32)>>,
+    scrape: Mutex<Scrape>,
     stop: AtomicBool,
 }
 
@@ -74,6 +104,8 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             text: Mutex::new(String::new()),
             ready: Mutex::new(Err("nothing published yet".into())),
+            workers: Mutex::new(Vec::new()),
+            scrape: Mutex::new(Scrape::default()),
             stop: AtomicBool::new(false),
         });
         let server = Server {
@@ -108,6 +140,28 @@ impl Endpoint {
             .text
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = text;
+    }
+
+    /// Replaces the workers (id, pid) given to the scrape hook.
+    pub fn publish_workers(&self, workers: Vec<(u64, i32)>) {
+        *self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = workers;
+    }
+
+    /// Sets the hook whose text is appended to every `GET /metrics` answer (see the module
+    /// docs); it replaces the previous one.
+    pub fn set_scrape_hook(&self, hook: ScrapeHook) {
+        *self
+            .shared
+            .scrape
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Scrape {
+            hook: Some(hook),
+            last: None,
+        };
     }
 
     /// Sets what `GET /ready` answers: 200 for `Ok`, 503 with the reason for `Err`.
@@ -442,7 +496,13 @@ fn answer(head: &[u8], shared: &Shared) -> Vec<u8> {
             }
         }
         Ok(Route::Metrics) => {
-            let text = shared.text.lock().unwrap_or_else(PoisonError::into_inner);
+            let scraped = scrape(shared);
+            let mut text = shared
+                .text
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            text.push_str(&scraped);
             let mut out = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 text.len()
@@ -454,6 +514,29 @@ fn answer(head: &[u8], shared: &Shared) -> Vec<u8> {
             out
         }
         Err((status, why)) => reply(status, head_only, why),
+    }
+}
+
+/// The scrape hook's text: run now unless it ran within [`SCRAPE_MIN_INTERVAL`].
+fn scrape(shared: &Shared) -> String {
+    let mut sc = shared.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+    let sc = &mut *sc;
+    let Some(hook) = sc.hook.as_mut() else {
+        return String::new();
+    };
+    let now = Instant::now();
+    match &sc.last {
+        Some((at, text)) if now.duration_since(*at) < SCRAPE_MIN_INTERVAL => text.clone(),
+        _ => {
+            let workers = shared
+                .workers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let text = hook(&workers);
+            sc.last = Some((now, text.clone()));
+            text
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub use process::{
 };
 #[cfg(not(feature = "portable"))]
 pub use process::{pidfd_open, reap};
-pub use procstat::proc_stats;
+pub use procstat::{proc_stats, proc_tree_stats, process_tree, process_trees};
 #[cfg(not(feature = "portable"))]
 pub use seqpacket::{
     peek_datagram, recv_datagram, recv_datagrams, send_datagram, send_rest, seqpacket_pair,

@@ -1,29 +1,358 @@
-//! Per-process resource figures from /proc (for metrics and recycling).
+//! Per-process resource figures from /proc (for metrics and recycling): of one process, or
+//! of the process tree below it (a worker that pre-forks, e.g. uvicorn `--workers 2`).
+//!
+//! **Finding the tree.** `/proc/PID/task/TID/children` lists a thread's children
+//! (`CONFIG_PROC_CHILDREN`, on in Debian, Fedora and Ubuntu kernels): the walk then reads
+//! one small file per thread of each process in the tree, whatever else runs on the host.
+//! Without it, one scan of every `/proc/N/stat` gives each process's parent. Both are
+//! bounded: a tree stops at [`MAX_TREE`] processes, a scan at [`MAX_SCAN`] entries of
+//! `/proc`. A process that forks or exits during the walk may be missed for one sample
+//! (the kernel documents `children` as a snapshot); the next sample sees it.
+//!
+//! **Memory of a tree.** Summing each process's RSS counts the pages they share (a
+//! pre-forked parent's code and heap, copy-on-write) once per process, so a pool of N
+//! identical children would look N times its real size. The sum of `Pss` from
+//! `/proc/PID/smaps_rollup` (Linux 4.14) splits every shared page between the processes
+//! that map it; it is used when it is readable for every process of the tree, else the sum
+//! of RSS (older kernels, a descendant of another uid), which over-counts shared pages.
+//!
+//! **CPU of a tree.** Each process's user + system time plus the time of its children it
+//! has reaped (`cutime`, `cstime`), so a descendant that exited still counts, once. A
+//! descendant that leaves the tree alive (re-parented after its parent exits) takes its time
+//! with it: the figure can then go down.
 
 use nix::unistd::{sysconf, SysconfVar};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Most processes of a tree that are visited; the rest are not counted.
+pub const MAX_TREE: usize = 1024;
+/// Most `/proc` entries read when the kernel has no `children` files.
+pub const MAX_SCAN: usize = 32_768;
 
 /// Resident set size in bytes and CPU time (user + system) in seconds of `pid`.
 pub fn proc_stats(pid: i32) -> Option<(u64, f64)> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     let page = sysconf(SysconfVar::PAGE_SIZE).ok()??.max(1) as u64;
+    let t = times(pid)?;
+    Some((
+        resident_pages * page,
+        (t.utime + t.stime) as f64 / clock_hz(),
+    ))
+}
+
+/// Memory in bytes (the sum of `Pss`, else of RSS: see the module docs) and CPU time in
+/// seconds (with reaped children's) of `pid` and its descendants. `None` if `pid` is gone.
+pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
+    let f = tree_figures(pid)?;
+    Some((f.pss.unwrap_or(f.rss), f.ticks as f64 / clock_hz()))
+}
+
+struct TreeFigures {
+    /// Sum of `Pss`, if every process's could be read.
+    pss: Option<u64>,
+    rss: u64,
+    /// CPU clock ticks, with reaped children's.
+    ticks: u64,
+}
+
+fn tree_figures(pid: i32) -> Option<TreeFigures> {
+    let tree = process_tree(pid);
+    if tree.is_empty() {
+        return None;
+    }
+    let page = sysconf(SysconfVar::PAGE_SIZE).ok()??.max(1) as u64;
+    let (mut pss, mut rss, mut ticks) = (Some(0u64), 0u64, 0u64);
+    let mut root_seen = false;
+    for &p in &tree {
+        // A process that ended since the walk is skipped; the root is required.
+        let Some(t) = times(p) else { continue };
+        let Some(resident) = std::fs::read_to_string(format!("/proc/{p}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        root_seen |= p == pid;
+        ticks += t.utime + t.stime + t.cutime + t.cstime;
+        rss += resident * page;
+        // Nothing resident (a zombie not yet reaped: its smaps_rollup is empty) adds 0 and
+        // must not turn the whole tree to the RSS sum.
+        if resident > 0 {
+            pss = pss.and_then(|sum| Some(sum + pss_bytes(p)?));
+        }
+    }
+    root_seen.then_some(TreeFigures { pss, rss, ticks })
+}
+
+/// `pid` and its descendants, `pid` first, at most [`MAX_TREE`]; empty if `pid` is gone.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    process_trees(&[pid]).pop().unwrap_or_default()
+}
+
+/// [`process_tree`] of each of `pids`, in order, with at most one scan of `/proc` for all.
+pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
+    trees_in(Path::new("/proc"), pids)
+}
+
+/// [`process_trees`] with `proc` mounted there (a test builds a fake one).
+fn trees_in(proc: &Path, pids: &[i32]) -> Vec<Vec<i32>> {
+    let alive = |pid: i32| pid > 0 && proc.join(format!("{pid}/stat")).exists();
+    let mut by_parent: Option<HashMap<i32, Vec<i32>>> = None;
+    pids.iter()
+        .map(|&pid| {
+            if !alive(pid) {
+                return Vec::new();
+            }
+            let has_children_files = proc.join(format!("{pid}/task/{pid}/children")).exists();
+            if !has_children_files && by_parent.is_none() {
+                by_parent = Some(parents_scan(proc));
+            }
+            let mut tree = vec![pid];
+            let mut seen = HashSet::from([pid]);
+            let mut i = 0;
+            while i < tree.len() && tree.len() < MAX_TREE {
+                let p = tree[i];
+                i += 1;
+                let kids = match (&by_parent, has_children_files) {
+                    (Some(map), false) => map.get(&p).cloned().unwrap_or_default(),
+                    _ => children_of(proc, p),
+                };
+                for k in kids {
+                    if tree.len() >= MAX_TREE {
+                        break;
+                    }
+                    if seen.insert(k) {
+                        tree.push(k);
+                    }
+                }
+            }
+            tree
+        })
+        .collect()
+}
+
+/// Children of every thread of `pid`, from `/proc/PID/task/*/children`.
+fn children_of(proc: &Path, pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(proc.join(format!("{pid}/task"))) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Parent pid -> children, from at most [`MAX_SCAN`] entries of `/proc`.
+fn parents_scan(proc: &Path) -> HashMap<i32, Vec<i32>> {
+    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(proc) else {
+        return map;
+    };
+    for e in dir.flatten().take(MAX_SCAN) {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(proc.join(format!("{p}/stat"))) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(&stat).and_then(|f| f.get(1)?.parse::<i32>().ok()) {
+            map.entry(ppid).or_default().push(p);
+        }
+    }
+    map
+}
+
+struct Times {
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+fn times(pid: i32) -> Option<Times> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may contain spaces) start at the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 of `rest` (0-based, from state).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let hz = sysconf(SysconfVar::CLK_TCK).ok()??.max(1) as f64;
-    Some((resident_pages * page, (utime + stime) as f64 / hz))
+    let f = stat_fields(&stat)?;
+    // utime, stime, cutime, cstime are fields 14 to 17 of stat: 11 to 14 of these
+    // (0-based, from the state).
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(Times {
+        utime: n(11)?,
+        stime: n(12)?,
+        // Signed in the kernel's format; never negative in practice.
+        cutime: n(13).unwrap_or(0),
+        cstime: n(14).unwrap_or(0),
+    })
+}
+
+/// The fields of a `/proc/PID/stat` after the command, which may hold spaces and ')':
+/// from the last ')'.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().collect())
+}
+
+/// `Pss:` of `/proc/PID/smaps_rollup`, in bytes.
+fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line["Pss:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn clock_hz() -> f64 {
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |hz| hz.max(1) as f64)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn own_stats_are_plausible() {
-        let (rss, cpu) = super::proc_stats(std::process::id() as i32).unwrap();
+        let (rss, cpu) = proc_stats(std::process::id() as i32).unwrap();
         assert!(rss > 1 << 20, "rss {rss}");
         assert!(cpu >= 0.0);
+    }
+
+    #[test]
+    fn a_tree_holds_a_child_and_its_memory() {
+        // A child of this test process that holds 32 MiB of its own (touched) memory.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "x=$(head -c 33554432 /dev/zero | tr '\\0' x); sleep 30",
+            ])
+            .spawn()
+            .unwrap();
+        struct Reap<'a>(&'a mut std::process::Child);
+        impl Drop for Reap<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let kid = child.id() as i32;
+        let _guard = Reap(&mut child);
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let tree = process_tree(me);
+            assert_eq!(tree[0], me);
+            let own = proc_tree_stats(kid).map_or(0, |(m, _)| m);
+            if tree.contains(&kid) && own > 32 << 20 {
+                let (all, _) = proc_tree_stats(me).unwrap();
+                assert!(all >= own, "the tree ({all}) holds the child's {own} bytes");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {kid} not in the tree {tree:?} with 32 MiB within 20 s (has {own})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(process_tree(-1).is_empty());
+    }
+
+    /// A fake /proc: `(pid, ppid, threads)`; with `children`, the process's children are
+    /// listed in its last thread's `children` file (the others are empty), so every thread's
+    /// file must be read.
+    fn fake_proc(tag: &str, procs: &[(i32, i32, &[i32])], children: bool) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("corral-proc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for &(pid, ppid, threads) in procs {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            // comm with a space and a ')' to check the parse from the last ')'.
+            let stat = format!("{pid} (a) b) S {ppid} 1 1 0 -1 0 0 0 0 0 5 6 7 8 20 0 1 0");
+            std::fs::write(dir.join("stat"), stat).unwrap();
+            for (i, &tid) in threads.iter().enumerate() {
+                let t = dir.join(format!("task/{tid}"));
+                std::fs::create_dir_all(&t).unwrap();
+                if children {
+                    let kids: Vec<String> = procs
+                        .iter()
+                        .filter(|&&(_, pp, _)| pp == pid && i + 1 == threads.len())
+                        .map(|&(k, _, _)| format!("{k} "))
+                        .collect();
+                    std::fs::write(t.join("children"), kids.concat()).unwrap();
+                }
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn trees_are_found_from_children_files_and_from_a_scan() {
+        // 10 -> 11 (two threads) -> 13; 10 -> 12; 20 is another tree; 1 is init.
+        let procs: &[(i32, i32, &[i32])] = &[
+            (1, 0, &[1]),
+            (10, 1, &[10]),
+            (11, 10, &[11, 14]),
+            (12, 10, &[12]),
+            (13, 11, &[13]),
+            (20, 1, &[20]),
+        ];
+        for children in [true, false] {
+            let root = fake_proc(&children.to_string(), procs, children);
+            let mut trees = trees_in(&root, &[10, 20, 11, 99]);
+            for t in &mut trees[..3] {
+                t[1..].sort();
+            }
+            assert_eq!(
+                trees,
+                vec![vec![10, 11, 12, 13], vec![20], vec![11, 13], vec![]],
+                "children files: {children}"
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_unreaped_zombie_keeps_the_tree_on_pss() {
+        if !std::path::Path::new("/proc/self/smaps_rollup").exists() {
+            return; // Linux < 4.14: the RSS sum is the documented figure.
+        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let kid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Exited but not waited for: a zombie child of this process.
+        while !std::fs::read_to_string(format!("/proc/{kid}/stat"))
+            .is_ok_and(|s| stat_fields(&s).is_some_and(|f| f[0] == "Z"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {kid} not a zombie within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let me = std::process::id() as i32;
+        let f = tree_figures(me).unwrap();
+        let tree = process_tree(me);
+        child.wait().unwrap();
+        assert!(tree.contains(&kid), "the zombie {kid} is in {tree:?}");
+        assert!(f.pss.is_some(), "the tree's Pss was dropped for the zombie");
+    }
+
+    #[test]
+    fn pss_is_read_when_the_kernel_has_it() {
+        if std::path::Path::new("/proc/self/smaps_rollup").exists() {
+            assert!(pss_bytes(std::process::id() as i32).unwrap() > 0);
+        }
     }
 }

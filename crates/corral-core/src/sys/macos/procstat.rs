@@ -32,3 +32,24 @@ pub fn proc_stats(pid: i32) -> Option<(u64, f64)> {
     let secs = ticks as f64 * f64::from(tb.numer) / f64::from(tb.denom) / 1e9;
     Some((info.pti_resident_size, secs))
 }
+
+/// The process tree's figures: on macOS the process's own (`proc_pidinfo` gives no
+/// proportional set size, and no walk of descendants is done yet), documented on
+/// `Supervisor::count_descendants`.
+pub fn proc_tree_stats(pid: i32) -> Option<(u64, f64)> {
+    proc_stats(pid)
+}
+
+/// `pid` alone on macOS (see [`proc_tree_stats`]).
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    if proc_stats(pid).is_some() {
+        vec![pid]
+    } else {
+        Vec::new()
+    }
+}
+
+/// [`process_tree`] of each of `pids`.
+pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
+    pids.iter().map(|&p| process_tree(p)).collect()
+}
