@@ -15,8 +15,10 @@
 //!
 //! A load-aware group ([`prepare_steered`]: [`Steer::Window`], [`Steer::Least`]) also hands
 //! each member the group's `load` map and its slot ([`Member::load`]); the worker releases
-//! its slot when a connection it accepted is done, so a worker at its window is skipped (or
-//! the least-loaded one is picked). A slot's count restarts at 0 when it changes hands.
+//! its slot once per connection, when it takes it (`kernel-rr`: the window bounds what is
+//! queued at a worker) or when it closes it (`kernel-least`: open connections)
+//! ([`Member::release`]), so a worker at its window is skipped (or the least-loaded one is
+//! picked). A slot's count restarts at 0 when it changes hands.
 //! `kernel-rr` runs [`Steer::Window`] (today's `rr` window), `kernel-least` [`Steer::Least`];
 //! connections the primary deals from the anchor count in the same slots
 //! ([`KernelSteering::count_dealt`]), so the worker releases every one the same way.
