@@ -161,10 +161,10 @@
  * eBPF program deals connections in turn; the primary is out of the data path. Needs
  * `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
  * a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
- * `CORRAL_EVENT_WARNING`. Workers call `corral_worker_closed` once per connection after
- * closing it: a worker with 32 connections open (the window) is skipped, so a stopped or
- * hung one is dealt no more; one that never calls it is dealt at most 32 by the kernel, the
- * rest through the primary.
+ * `CORRAL_EVENT_WARNING`. A worker with 32 connections handed to it and not taken yet (the
+ * `rr` window: queued at it, not open) is skipped, so a stopped or hung one is dealt no
+ * more; `corral_worker_next` releases each connection as it hands it out, so held keep-alive
+ * connections never fill the window and `corral_worker_closed` is not needed (a no-op).
  */
 #define CORRAL_POLICY_KERNEL_RR 2
 
@@ -1193,11 +1193,13 @@ CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t list
  * Says that a connection of `listener` this worker got has closed; call it once per
  * connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
  * counts each worker's open connections (it cannot see closes itself). Under
- * `CORRAL_POLICY_KERNEL_LEAST` and `CORRAL_POLICY_KERNEL_RR` it releases the connection in
- * the kernel's per-worker count (an atomic decrement in memory shared with the eBPF program:
- * no syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
- * ever fewer connections (least), or none past its window of 32 (kernel-rr). Other
- * policies ignore it.
+ * `CORRAL_POLICY_KERNEL_LEAST` it releases the connection in the kernel's per-worker count
+ * of open connections (an atomic decrement in memory shared with the eBPF program: no
+ * syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
+ * ever fewer connections (least, kernel-least). Under `CORRAL_POLICY_KERNEL_RR` it does
+ * nothing: that window of 32 counts connections handed to the worker and not taken yet
+ * (queued at it), and `corral_worker_next_event` releases each one as it hands out its
+ * CONNECTION event, so held keep-alive connections never fill it. Other policies ignore it.
  * Same threads as `corral_worker_refuse`.
  *
  * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`

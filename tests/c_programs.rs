@@ -742,6 +742,19 @@ fn udp_echo_workers_share_one_socket_and_stop_after_m_datagrams() {
     }
 }
 
+/// kernel-rr with workers that never call corral_worker_closed and hold 100 connections open:
+/// 40 new ones still go 20/20 and the primary deals none (the kernel path stays on; its
+/// window counts connections not taken yet). tests/c/kernel_rr_held.c.
+#[test]
+fn kernel_rr_workers_that_never_call_closed_keep_the_kernel_path() {
+    for out in c_check("kernel_rr_held", Duration::from_secs(60)) {
+        eprintln!("{out}");
+        if is_root() {
+            assert!(out.contains(": 0 dealt by the primary"), "{out}");
+        }
+    }
+}
+
 #[test]
 fn a_refused_connection_is_dealt_to_another_worker() {
     c_check("refuse", Duration::from_secs(60));

@@ -6,6 +6,7 @@ mod util;
 use corral_core::__fuzz::frame::{self, Kind, FLAG_FIRST, FLAG_MORE};
 use corral_core::__fuzz::proto::{self, ListenReply, ListenRequest};
 use corral_core::listener::{BindOptions, SocketKind};
+use corral_core::steering::LoadRelease;
 use std::collections::BTreeMap;
 
 type Seeds = BTreeMap<&'static str, Vec<u8>>;
@@ -71,6 +72,7 @@ fn listen_ok(addr: &str) -> Vec<u8> {
         addr: addr.parse().unwrap(),
         ack_every: 8,
         load_slot: None,
+        load_release: LoadRelease::AtClose,
     }
     .encode()
 }
@@ -131,8 +133,18 @@ fn proto_seeds() -> Seeds {
         addr: "tcp:127.0.0.1:8080".parse().unwrap(),
         ack_every: 8,
         load_slot: Some(2),
+        load_release: LoadRelease::AtClose,
     };
     s.insert("ok-kernel-load", with(1, &load.encode()));
+    let window = ListenReply::Ok {
+        req: 7,
+        listener: 3,
+        addr: "tcp:127.0.0.1:8080".parse().unwrap(),
+        ack_every: 8,
+        load_slot: Some(2),
+        load_release: LoadRelease::AtAccept,
+    };
+    s.insert("ok-kernel-window", with(1, &window.encode()));
     s.insert("err-bind", with(2, &listen_err()));
     s.insert("u32", with(3, &proto::u32_payload(3)));
     s.insert("addr-host", with(4, b"tcp:localhost:3000"));

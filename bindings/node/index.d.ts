@@ -217,7 +217,9 @@ declare namespace cluster {
          * `cluster.SCHED_LEAST` (`'least'`, `'least-p2c'`: the worker with the fewest open
          * connections), and `cluster.SCHED_KERNEL_LEAST` (`'kernel-least'`: as kernel-rr, the
          * eBPF program picking the worker with the fewest open connections; `'least'` where it
-         * cannot be loaded). Under kernel-rr a worker with 32 connections open is skipped.
+         * cannot be loaded). Under kernel-rr a worker with 32 connections handed to it and not
+         * yet taken (queued at it, not open: held keep-alive connections do not count) is
+         * skipped.
          * Frozen once the first worker is forked or `setupPrimary()` is called. Also set by the
          * `NODE_CLUSTER_SCHED_POLICY` environment variable (`'rr'` or `'none'`) and by
          * `CORRAL_SCHED_POLICY` (`'rr'`, `'shared'`, `'kernel-rr'`, `'kernel-least'`,

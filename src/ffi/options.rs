@@ -16,10 +16,10 @@ pub const CORRAL_POLICY_SHARED: u32 = 1;
 /// eBPF program deals connections in turn; the primary is out of the data path. Needs
 /// `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
 /// a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
-/// `CORRAL_EVENT_WARNING`. Workers call `corral_worker_closed` once per connection after
-/// closing it: a worker with 32 connections open (the window) is skipped, so a stopped or
-/// hung one is dealt no more; one that never calls it is dealt at most 32 by the kernel, the
-/// rest through the primary.
+/// `CORRAL_EVENT_WARNING`. A worker with 32 connections handed to it and not taken yet (the
+/// `rr` window: queued at it, not open) is skipped, so a stopped or hung one is dealt no
+/// more; `corral_worker_next` releases each connection as it hands it out, so held keep-alive
+/// connections never fill the window and `corral_worker_closed` is not needed (a no-op).
 pub const CORRAL_POLICY_KERNEL_RR: u32 = 2;
 
 /// Sticky: the primary deals every connection of a client to the same worker (by its address,

@@ -398,11 +398,13 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
 /// Says that a connection of `listener` this worker got has closed; call it once per
 /// connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
 /// counts each worker's open connections (it cannot see closes itself). Under
-/// `CORRAL_POLICY_KERNEL_LEAST` and `CORRAL_POLICY_KERNEL_RR` it releases the connection in
-/// the kernel's per-worker count (an atomic decrement in memory shared with the eBPF program:
-/// no syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
-/// ever fewer connections (least), or none past its window of 32 (kernel-rr). Other
-/// policies ignore it.
+/// `CORRAL_POLICY_KERNEL_LEAST` it releases the connection in the kernel's per-worker count
+/// of open connections (an atomic decrement in memory shared with the eBPF program: no
+/// syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
+/// ever fewer connections (least, kernel-least). Under `CORRAL_POLICY_KERNEL_RR` it does
+/// nothing: that window of 32 counts connections handed to the worker and not taken yet
+/// (queued at it), and `corral_worker_next_event` releases each one as it hands out its
+/// CONNECTION event, so held keep-alive connections never fill it. Other policies ignore it.
 /// Same threads as `corral_worker_refuse`.
 ///
 /// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`

@@ -355,8 +355,9 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
         return close.apply(handle, arguments);
       };
       // kernel-least / kernel-rr: this worker's own socket of the group, and every connection
-      // accepted on it counts in the kernel until it is reported closed.
-      if (nw.loadAware(lid)) releaseOnClose(server, handle, lid);
+      // accepted on it counts in the kernel until it is taken (kernel-rr) or closed
+      // (kernel-least).
+      if (nw.loadAware(lid)) releaseLoad(server, handle, lid);
     } else {
       // round-robin: a stand-in handle; connections come from the primary.
       let refTimer = null;
@@ -411,9 +412,12 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
 };
 
 // Wraps the listening handle's onconnection (set by net.Server's listen, synchronously) so
-// that each accepted connection is released (nw.closed) once its socket closes, or at once
-// when the server drops it (maxConnections) or no socket takes it.
-function releaseOnClose(server, handle, lid) {
+// that each accepted connection is released once: under kernel-rr at once (nw.accepted: its
+// window counts connections handed to this worker and not taken yet, so held keep-alive
+// connections never fill it), under kernel-least (nw.accepted is false) once its socket
+// closes (nw.closed), or at once when the server drops it (maxConnections) or no socket
+// takes it.
+function releaseLoad(server, handle, lid) {
   const release = () => {
     try {
       if (connected) nw.closed(lid);
@@ -425,6 +429,13 @@ function releaseOnClose(server, handle, lid) {
     const onconnection = handle.onconnection;
     if (typeof onconnection !== 'function') return;
     handle.onconnection = function (err, clientHandle) {
+      if (!err && clientHandle && connected) {
+        try {
+          if (nw.accepted(lid)) return onconnection.apply(this, arguments);
+        } catch {
+          // The channel just closed: nobody counts any more.
+        }
+      }
       const r = onconnection.apply(this, arguments);
       if (err || !clientHandle) return r;
       const socket = clientHandle[ownerSymbol(clientHandle)];
@@ -672,6 +683,9 @@ function onConnection(ev) {
   const server = live ? handle[ownerSymbol(handle)] : undefined;
   if (!live || (server && atLimit(server))) {
     try {
+      // kernel-rr: taken off the channel, so released here (the primary does not uncount a
+      // refused one under kernel-rr); onconnection, which releases the others, is not reached.
+      if (connected) nw.accepted(ev.listener);
       if (connected) nw.refuse(ev.listener, fd);
       if (server) tellRoomWhenFreed(server, ev.listener);
     } catch {
@@ -684,6 +698,12 @@ function onConnection(ev) {
   const err = client.open(fd);
   if (err) {
     fs.closeSync(fd);
+    try {
+      // Taken and closed at once: released under kernel-rr (at accept) and kernel-least.
+      if (connected && nw.loadAware(ev.listener) && !nw.accepted(ev.listener)) nw.closed(ev.listener);
+    } catch {
+      // The channel just closed: nobody counts any more.
+    }
     return;
   }
   if (ev.address !== undefined) {
@@ -697,7 +717,7 @@ function onConnection(ev) {
   }
   handle.onconnection(0, client);
   // On a kernel-steered listener the handle is the worker's own socket, whose onconnection
-  // releases what the primary dealt from the anchor as well (releaseOnClose): once is enough.
+  // releases what the primary dealt from the anchor as well (releaseLoad): once is enough.
   if (reportCloses && !nw.loadAware(ev.listener)) {
     const socket = client[ownerSymbol(client)];
     const listener = ev.listener;

@@ -535,12 +535,12 @@ impl NativeWorker {
     }
 
     /// A connection of `listener` this worker got has closed (`corral_core::Worker::closed`):
-    /// on a load-aware kernel-steered listener (`kernel-least`, `kernel-rr`) an atomic
-    /// decrement of its slot's count, no message; otherwise it tells the primary (the `least`
-    /// policy counts open connections with it).
+    /// on a load-aware kernel-steered listener an atomic decrement of its slot's count for
+    /// `kernel-least`, nothing for `kernel-rr` (released at `accepted`), no message either way;
+    /// otherwise it tells the primary (the `least` policy counts open connections with it).
     #[napi(catch_unwind)]
     pub fn closed(&self, listener: u32) -> Result<()> {
-        if self.loads.release(listener) {
+        if self.loads.closed(listener) {
             return Ok(());
         }
         self.sender
@@ -549,9 +549,19 @@ impl NativeWorker {
             .map_err(to_napi)
     }
 
+    /// The worker took a connection of `listener` (its server's `onconnection` ran, whether
+    /// the worker accepted it on its own socket or the primary dealt it): under `kernel-rr`
+    /// an atomic decrement of its slot's count, since the window counts connections not taken
+    /// yet. Whether it released: false for any other listener, whose connections are then
+    /// reported at close (`closed`).
+    #[napi(catch_unwind)]
+    pub fn accepted(&self, listener: u32) -> bool {
+        self.loads.accepted(listener)
+    }
+
     /// Whether `listener` is a load-aware kernel-steered one here (`kernel-least`, `kernel-rr`
-    /// with its window): every connection of it must be reported closed (`closed`), whether
-    /// the worker accepted it on its own socket or the primary dealt it.
+    /// with its window): every connection of it must be released once (`accepted`, else
+    /// `closed`), whether the worker accepted it on its own socket or the primary dealt it.
     #[napi(catch_unwind)]
     pub fn load_aware(&self, listener: u32) -> bool {
         self.loads.contains(listener)

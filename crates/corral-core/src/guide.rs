@@ -65,20 +65,26 @@
 //! the next worker that listens (restart, reload, scale). With no slot filled, SYNs land on
 //! the anchor: the primary accepts those and deals them as `rr` does, so clients wait for a
 //! replacement instead of being refused. Each listen answer also carries the group's `load`
-//! map (mmapable, one counter per slot) and the worker's slot: the program adds 1 when it
-//! picks a slot, the worker subtracts 1 when it closes the connection (`Worker::closed`,
-//! `corral_worker_closed`, the Node front on the socket's `'close'`: an atomic on shared
-//! memory, no syscall, no message), and a slot at the window (the `rr` window, 32) is skipped,
-//! so a stopped or hung worker is dealt no more than its window (measured: 32 of 200 while the
-//! two others served the rest, `tests/kernel_least_policy.rs`). What the primary deals from the
-//! anchor counts in the same slot; when every worker is at its window (all busy, or a program
-//! that never reports closes) the primary deals from the anchor by `rr`'s own rules (channel
-//! window, stall recovery) instead of leaving clients waiting. What it still lacks against
-//! `rr`: stall recovery for the 32 in the kernel (they wait for the worker), and it wants
-//! the worker to report closes, which is why `rr` stays primary-accept and `kernel-rr` is
-//! asked for by name.
+//! map (mmapable, one counter per slot), the worker's slot and when to release
+//! (`LoadRelease`): the program adds 1 when it picks a slot, and under `kernel-rr` the worker
+//! subtracts 1 as it takes the connection (`Worker::next_event` handing it out, the Node front
+//! at `'connection'`: an atomic on shared memory, no syscall, no message). The count is then
+//! what the `rr` window bounds, connections handed to a worker and not taken yet, not open
+//! ones: a slot at the window (32) is skipped, so a stopped or hung worker is dealt no more
+//! than its window (measured: 32 of 200 while the two others served the rest), and held
+//! keep-alive connections never fill it (200 idle clients over 3 workers, then 60 new ones
+//! 20/20/20 by the kernel, none dealt by the primary; counting open connections, 164 of the
+//! 260 went through the anchor and the primary: `tests/kernel_least_policy.rs`). What the
+//! primary deals from the anchor counts in the same slot until the worker reads it off the
+//! channel; when every worker is at its window the primary deals from the anchor by `rr`'s
+//! own rules (channel window, stall recovery) instead of leaving clients waiting. What it
+//! still lacks against `rr`: stall recovery for the 32 in the kernel (they wait for the
+//! worker), which is why `rr` stays primary-accept and `kernel-rr` is asked for by name.
 //!
-//! *Kernel least-loaded* (`kernel-least`): the same group, map and releases; the program
+//! *Kernel least-loaded* (`kernel-least`): the same group and map, but the count is open
+//! connections: the worker releases each one when it closes (`Worker::closed`,
+//! `corral_worker_closed`, the Node front on the socket's `'close'`; a program that never
+//! reports closes sits at its window and is dealt through the primary). The program
 //! picks the filled slot with the smallest count (ties in turn, over up to 64 slots from the
 //! turn), so a worker slow to finish its connections is dealt fewer. With service times of
 //! 2/2/20 ms and 300 connections at one per millisecond the slow worker got 26 against
@@ -87,7 +93,7 @@
 //! `least` (primary-accept), reported as for `kernel-rr`; where only the load-aware program is
 //! refused (its mmapable map or BPF atomics), both policies run the plain round-robin program,
 //! reported once. `corral run` refuses `kernel-least` and runs `kernel-rr` without the window:
-//! the programs it starts never report closes.
+//! the programs it starts accept on the socket themselves and release nothing.
 //! Loading the program needs `CAP_BPF` (or root) in the initial user namespace, Linux 5.14 and
 //! no seccomp filter on `bpf()`. Where any of that is missing, or the address is a Unix socket
 //! or an adopted `fd:N`, that address runs `rr`, and the primary says so once with

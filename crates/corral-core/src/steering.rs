@@ -15,8 +15,10 @@
 //!
 //! A load-aware group ([`prepare_steered`]: [`Steer::Window`], [`Steer::Least`]) also hands
 //! each member the group's `load` map and its slot ([`Member::load`]); the worker releases
-//! its slot when a connection it accepted is done, so a worker at its window is skipped (or
-//! the least-loaded one is picked). A slot's count restarts at 0 when it changes hands.
+//! its slot once per connection, when it takes it (`kernel-rr`: the window bounds what is
+//! queued at a worker) or when it closes it (`kernel-least`: open connections)
+//! ([`Member::release`]), so a worker at its window is skipped (or the least-loaded one is
+//! picked). A slot's count restarts at 0 when it changes hands.
 //! `kernel-rr` runs [`Steer::Window`] (today's `rr` window), `kernel-least` [`Steer::Least`];
 //! connections the primary deals from the anchor count in the same slots
 //! ([`KernelSteering::count_dealt`]), so the worker releases every one the same way.
@@ -32,7 +34,7 @@ use crate::listener::{BoundAddr, ListenAddr};
 use crate::sys::{self, KernelSteeringUnsupported, ReuseportGroup};
 /// The program a group runs and a worker's view of the load counters (the OS layer's types,
 /// named here because [`prepare_steered`] and [`Member`] hand them out).
-pub use crate::sys::{LoadMap, Steer};
+pub use crate::sys::{LoadMap, LoadRelease, Steer};
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -100,8 +102,12 @@ pub struct Member {
     pub sock: OwnedFd,
     /// A copy of the `load` map's fd and the worker's slot: the worker maps it
     /// ([`sys::LoadMap::map`] with [`MAX_SLOTS`]) and calls [`sys::LoadMap::release`] on its
-    /// slot when a connection it accepted on `sock` is done. `None` under round-robin.
+    /// slot for each connection it takes, at the moment `release` says. `None` under
+    /// round-robin.
     pub load: Option<(OwnedFd, u32)>,
+    /// When the worker releases ([`Steer::release`]): at accept for `kernel-rr`'s window, at
+    /// close for `kernel-least`. `None` under round-robin.
+    pub release: Option<LoadRelease>,
 }
 
 /// One address's group and slots.
@@ -200,7 +206,12 @@ impl KernelSteering {
         self.group.set_slot(slot, sock.as_fd())?;
         self.slots[slot as usize] = Some(worker);
         self.update_count()?;
-        Ok(Member { sock, load })
+        let release = load.as_ref().and(self.group.steer().release());
+        Ok(Member {
+            sock,
+            load,
+            release,
+        })
     }
 
     /// Clears `worker`'s slot (its socket's queue, if it is closed with one, goes to the
@@ -262,8 +273,17 @@ impl KernelSteering {
         }
     }
 
-    /// `worker` handed a connection back (refused it): it will not release it, so its count
-    /// goes down here.
+    /// `worker` handed a connection back (refused it). At close ([`LoadRelease::AtClose`]) it
+    /// will not release it, so its count goes down here; at accept it already did, on taking
+    /// it, and nothing is left to give back.
+    pub fn uncount_refused(&self, worker: WorkerId) {
+        if self.group.steer().release() == Some(LoadRelease::AtClose) {
+            self.uncount(worker);
+        }
+    }
+
+    /// A connection dealt to `worker` was taken back before it read it: it will never release
+    /// it, so its count goes down here.
     pub fn uncount(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
             m.release(slot);

@@ -1,7 +1,8 @@
 //! The `kernel-least` policy and `kernel-rr`'s window, end to end with the engine's primary
 //! and real worker processes (the fixture worker, which calls `Worker::closed` after each
-//! connection): the listen answer hands each worker the group's `load` map and its slot, and
-//! `closed` releases it through the worker's own mapping.
+//! connection): the listen answer hands each worker the group's `load` map, its slot and when
+//! to release it, through the worker's own mapping: as the worker takes each connection
+//! (kernel-rr's window) or at `closed` (kernel-least).
 //!
 //! - kernel-least: service times 2/2/20 ms, 300 connections at one per millisecond: the slow
 //!   worker gets far fewer than a third, every client is served (kernel-rr's figures printed
@@ -9,7 +10,10 @@
 //! - kernel-rr: a SIGSTOPped worker is dealt at most its window (32), the others serve every
 //!   other client meanwhile, and once continued it serves its own: none fails;
 //! - without CAP_BPF (uid 65534), kernel-least runs `least` through the primary, said once;
-//! - a replaced worker's slot starts again at 0: the replacement is the least loaded.
+//! - a replaced worker's slot starts again at 0: the replacement is the least loaded;
+//! - workers that never report closes: kernel-rr keeps the kernel path, kernel-least's
+//!   primary deals from the anchor past the window;
+//! - kernel-rr with 200 held keep-alive clients: 60 new ones still go 20/20/20 by the kernel.
 //!
 //! As root (CI) the kernel path is tested; otherwise the first two check the fallback.
 
@@ -28,12 +32,23 @@ fn root() -> bool {
 /// Starts one worker per entry of `serve_ms` (its service time) on 127.0.0.1:0 under
 /// `policy`; the address, and the fallback warning if there was one.
 fn start(policy: Policy, serve_ms: &[u64]) -> (Harness, SocketAddr, Option<String>) {
+    let envs: Vec<Vec<(String, String)>> = serve_ms
+        .iter()
+        .map(|ms| vec![("CORRAL_FIXTURE_SERVE_MS".into(), ms.to_string())])
+        .collect();
+    start_with(policy, &envs)
+}
+
+/// As [`start`], one worker per entry of `envs` (its environment).
+fn start_with(
+    policy: Policy,
+    envs: &[Vec<(String, String)>],
+) -> (Harness, SocketAddr, Option<String>) {
     let mut h = harness(&["serve", "127.0.0.1:0"], policy);
-    for ms in serve_ms {
-        h.p.spawn_worker(&[("CORRAL_FIXTURE_SERVE_MS".into(), ms.to_string())])
-            .unwrap();
+    for env in envs {
+        h.p.spawn_worker(env).unwrap();
     }
-    let n = serve_ms.len();
+    let n = envs.len();
     let (mut listening, mut addr, mut warning) = (0, None, None);
     h.wait(
         "every worker listening",
@@ -348,58 +363,103 @@ fn a_replacement_starts_at_zero_and_is_the_least_loaded() {
     drop(idle);
 }
 
-/// kernel-rr with workers that never report a closed connection (a C program that does not
-/// call corral_worker_closed): each reaches its window of 32 in the kernel and stays there,
-/// and the primary then deals what lands on the anchor by `rr`'s own rules instead of
-/// leaving the clients waiting. 150 sequential requests over 2 workers are all answered.
+/// Workers that never report a closed connection (a C program that does not call
+/// corral_worker_closed), 150 sequential requests over 2 workers, all answered:
+/// - kernel-rr: its window counts connections not taken yet, released as the worker takes
+///   each one, so the kernel deals all 150 and the primary none;
+/// - kernel-least counts open connections: each worker reaches its window of 32 in the kernel
+///   and stays there, and the primary then deals what lands on the anchor by `rr`'s own rules
+///   instead of leaving the clients waiting.
 #[test]
 fn workers_that_never_report_closes_are_still_served_past_their_window() {
     no_policy_override();
-    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
-    for _ in 0..2 {
-        h.p.spawn_worker(&[("CORRAL_FIXTURE_NO_CLOSED".into(), "1".into())])
-            .unwrap();
+    for policy in [Policy::KernelRr, Policy::KernelLeast] {
+        let no_closed = vec![("CORRAL_FIXTURE_NO_CLOSED".to_string(), "1".to_string())];
+        let (mut h, addr, _) = start_with(policy, &[no_closed.clone(), no_closed]);
+        let answers = with_client(&mut h, move || {
+            (0..150)
+                .map(|i| {
+                    let mut c = open(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    answer(&mut c).unwrap_or_else(|e| panic!("{policy:?} request {i}: {e}"))
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+        for a in &answers {
+            *per.entry(worker_of(a)).or_default() += 1;
+        }
+        assert_eq!(per.values().sum::<usize>(), 150, "{per:?}");
+        let handed = handed_off(&h);
+        if root() {
+            let by_primary = match policy {
+                // The kernel path never turns off.
+                Policy::KernelRr => 0,
+                // 32 each through the kernel, the rest dealt by the primary from the anchor.
+                _ => 150 - 64,
+            };
+            assert_eq!(handed, by_primary, "{policy:?}: {per:?}");
+        }
+        println!(
+            "{policy:?}, workers that never report closes: {per:?}, {handed} dealt by the primary"
+        );
     }
-    let mut listening = 0;
-    let mut addr = None;
-    h.wait(
-        "both workers listening",
-        Duration::from_secs(10),
-        |_, ev| {
-            if let Event::Listening {
-                addr: corral_core::BoundAddr::Tcp(a),
-                ..
-            } = ev
-            {
-                addr = Some(*a);
-                listening += 1;
-            }
-            (listening == 2).then_some(())
-        },
-    );
-    let addr = addr.unwrap();
-    let answers = with_client(&mut h, move || {
-        (0..150)
+}
+
+/// Connections the primary dealt (from the anchor, under the kernel policies), all workers.
+fn handed_off(h: &Harness) -> u64 {
+    h.p.worker_ids()
+        .iter()
+        .map(|&id| h.p.worker(id).unwrap().handed_off)
+        .sum()
+}
+
+/// kernel-rr's window bounds connections handed to a worker and not taken yet (as the
+/// primary-accept `rr`'s), not open ones: 3 workers hold 200 idle keep-alive clients (67 or
+/// 66 each, twice the window), then 60 new short clients are dealt 20/20/20 by the kernel, and
+/// the primary deals none of the 260 from the anchor. Counting open connections, every worker
+/// sat at 32 after 96 and the rest all went through the anchor and the primary.
+#[test]
+fn held_keep_alive_connections_do_not_fill_kernel_rr_s_window() {
+    no_policy_override();
+    let keep = vec![("CORRAL_FIXTURE_KEEP_OPEN".to_string(), "1".to_string())];
+    let (mut h, addr, warning) = start_with(Policy::KernelRr, &[keep.clone(), keep.clone(), keep]);
+    assert_eq!(warning.is_some(), !root(), "{warning:?}");
+    let (held, fresh) = with_client(&mut h, move || {
+        let mut held = Vec::new();
+        for i in 0..200 {
+            let mut c = open(addr).unwrap();
+            let a = answer(&mut c).unwrap_or_else(|e| panic!("held client {i}: {e}"));
+            held.push((c, worker_of(&a)));
+        }
+        let fresh: Vec<u64> = (0..60)
             .map(|i| {
                 let mut c = open(addr).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                answer(&mut c).unwrap_or_else(|e| panic!("request {i}: {e}"))
+                worker_of(&answer(&mut c).unwrap_or_else(|e| panic!("new client {i}: {e}")))
             })
-            .collect::<Vec<_>>()
+            .collect();
+        (held, fresh)
     });
-    let mut per: BTreeMap<u64, usize> = BTreeMap::new();
-    for a in &answers {
-        *per.entry(worker_of(a)).or_default() += 1;
+    let mut per_held: BTreeMap<u64, usize> = BTreeMap::new();
+    for (_, w) in &held {
+        *per_held.entry(*w).or_default() += 1;
     }
-    assert_eq!(per.values().sum::<usize>(), 150, "{per:?}");
-    let handed: u64 =
-        h.p.worker_ids()
-            .iter()
-            .map(|&id| h.p.worker(id).unwrap().handed_off)
-            .sum();
+    let mut per_fresh: BTreeMap<u64, usize> = BTreeMap::new();
+    for w in &fresh {
+        *per_fresh.entry(*w).or_default() += 1;
+    }
+    let handed = handed_off(&h);
+    println!(
+        "kernel-rr, 200 held keep-alive clients {per_held:?}, then 60 new ones {per_fresh:?}; \
+         {handed} dealt by the primary from the anchor"
+    );
+    assert_eq!(per_fresh.len(), 3, "{per_fresh:?}");
+    assert!(per_fresh.values().all(|&n| n == 20), "{per_fresh:?}");
     if root() {
-        // 32 each through the kernel, the rest dealt by the primary from the anchor.
-        assert_eq!(handed, 150 - 64, "{per:?}");
+        assert_eq!(
+            handed, 0,
+            "the kernel path turned off: {per_held:?} {per_fresh:?}"
+        );
     }
-    println!("kernel-rr, workers that never report closes: {per:?}, {handed} dealt by the primary");
+    drop(held);
 }

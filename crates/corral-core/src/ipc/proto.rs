@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
+use crate::sys::LoadRelease;
 
 /// Builds a payload.
 #[derive(Default)]
@@ -151,6 +152,10 @@ impl ListenRequest {
     }
 }
 
+/// [`ListenReply::Ok`]'s `load_release` on the wire.
+const RELEASE_AT_CLOSE: u32 = 0;
+const RELEASE_AT_ACCEPT: u32 = 1;
+
 /// primary -> worker: the answer to a [`ListenRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenReply {
@@ -172,6 +177,12 @@ pub enum ListenReply {
         /// it is done with. Sent after `ack_every` only when present, so an answer without it
         /// (an older primary's) decodes as `None`.
         load_slot: Option<u32>,
+        /// When the worker releases that unit (meaningful with `load_slot` only): on taking
+        /// the connection (`kernel-rr`'s window counts connections not taken yet) or on its
+        /// close (`kernel-least` counts open ones). Sent after `load_slot` as a `u32` 1 for
+        /// [`LoadRelease::AtAccept`] only, so an answer with a slot and no mode (an older
+        /// primary's, which counted open connections) decodes as [`LoadRelease::AtClose`].
+        load_release: LoadRelease,
     },
     /// Failed.
     Err {
@@ -196,15 +207,17 @@ impl ListenReply {
                 addr,
                 ack_every,
                 load_slot,
+                load_release,
             } => {
                 let w = Writer::new()
                     .u32(*req)
                     .u32(*listener)
                     .str(&addr.to_string())
                     .u32(*ack_every);
-                match load_slot {
-                    Some(slot) => w.u32(*slot),
-                    None => w,
+                match (load_slot, load_release) {
+                    (Some(slot), LoadRelease::AtAccept) => w.u32(*slot).u32(RELEASE_AT_ACCEPT),
+                    (Some(slot), LoadRelease::AtClose) => w.u32(*slot),
+                    (None, _) => w,
                 }
                 .finish()
             }
@@ -233,6 +246,20 @@ impl ListenReply {
         } else {
             Some(r.u32()?)
         };
+        let load_release = if r.buf.is_empty() {
+            LoadRelease::AtClose
+        } else {
+            match r.u32()? {
+                RELEASE_AT_CLOSE => LoadRelease::AtClose,
+                RELEASE_AT_ACCEPT => LoadRelease::AtAccept,
+                other => {
+                    return Err(Error::protocol(format!(
+                        "malformed frame: listen reply with load release mode {other} (0 at \
+                         close, 1 at accept)"
+                    )))
+                }
+            }
+        };
         r.end()?;
         Ok(ListenReply::Ok {
             req,
@@ -240,6 +267,7 @@ impl ListenReply {
             addr,
             ack_every,
             load_slot,
+            load_release,
         })
     }
     /// Decodes a `Kind::ListenErr` payload.
@@ -445,6 +473,7 @@ mod tests {
             addr: "tcp:[::1]:8080".parse().unwrap(),
             ack_every: 8,
             load_slot: None,
+            load_release: LoadRelease::AtClose,
         };
         assert_eq!(ListenReply::decode_ok(&ok.encode()).unwrap(), ok);
         // A load-aware kernel-steered answer carries the slot after ack_every; one without
@@ -455,6 +484,7 @@ mod tests {
             addr: "tcp:[::1]:8080".parse().unwrap(),
             ack_every: 8,
             load_slot: Some(5),
+            load_release: LoadRelease::AtClose,
         };
         let bytes = steered.encode();
         assert_eq!(bytes.len(), ok.encode().len() + 4);
@@ -465,12 +495,35 @@ mod tests {
         );
         let e = ListenReply::decode_ok(&bytes[..bytes.len() - 1]).unwrap_err();
         assert!(e.message().contains("too short"), "{e}");
+        // kernel-rr's window releases at accept: the mode follows the slot; without it (an
+        // older primary's answer) the slot decodes as released at close.
+        let window = ListenReply::Ok {
+            req: 7,
+            listener: 2,
+            addr: "tcp:[::1]:8080".parse().unwrap(),
+            ack_every: 8,
+            load_slot: Some(5),
+            load_release: LoadRelease::AtAccept,
+        };
+        let wbytes = window.encode();
+        assert_eq!(wbytes.len(), bytes.len() + 4);
+        assert_eq!(ListenReply::decode_ok(&wbytes).unwrap(), window);
+        assert_eq!(
+            ListenReply::decode_ok(&wbytes[..wbytes.len() - 4]).unwrap(),
+            steered
+        );
+        let mut bad = wbytes.clone();
+        let n = bad.len();
+        bad[n - 4..].copy_from_slice(&7u32.to_le_bytes());
+        let e = ListenReply::decode_ok(&bad).unwrap_err();
+        assert!(e.message().contains("load release mode 7"), "{e}");
         let udp = ListenReply::Ok {
             req: 7,
             listener: 3,
             addr: "udp:[::1]:53".parse().unwrap(),
             ack_every: 1,
             load_slot: None,
+            load_release: LoadRelease::AtClose,
         };
         assert_eq!(ListenReply::decode_ok(&udp.encode()).unwrap(), udp);
         let err = ListenReply::Err {

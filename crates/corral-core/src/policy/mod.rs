@@ -10,12 +10,12 @@
 //!   picks the socket for every SYN ([`crate::steering`]); the primary is out of the data path.
 //!   Where the program cannot be loaded (no `CAP_BPF`, an old kernel, a Unix socket), that
 //!   address runs `rr` instead, and the reason is reported once (`Event::Warning`). Workers
-//!   release each connection when it closes (`Worker::closed`, an atomic on the group's `load`
-//!   map), which gives each one today's `rr` window: a worker with `window` connections open
-//!   (stopped, hung) is skipped by the program.
+//!   release each connection as they take it (an atomic on the group's `load` map), which
+//!   gives each one today's `rr` window: a worker with `window` connections handed to it and
+//!   not taken yet (stopped, hung) is skipped by the program; open ones do not count.
 //! - [`Policy::KernelLeast`] (`kernel-least`): as `kernel-rr`, but the program picks the
-//!   worker with the fewest open connections (workers release them the same way); the same
-//!   fallback, to `least` (primary-accept).
+//!   worker with the fewest open connections (workers release each one when it closes,
+//!   `Worker::closed`); the same fallback, to `least` (primary-accept).
 //! - [`Policy::Sticky`] (`sticky`): the primary deals each connection to the worker its client's
 //!   key maps to ([`sticky::StickyTable`] over the workers' stable slots): the client address
 //!   (cut to `RoutingOptions::address_key`'s prefixes, the real one under the PROXY protocol) or

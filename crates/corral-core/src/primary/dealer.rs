@@ -284,7 +284,9 @@ impl Inner {
             _ => l.rotation.offer(&mut send),
         };
         if let (Some(w), Some(k)) = (taken, l.kernel.as_ref()) {
-            // The worker releases it as one the program chose.
+            // The worker releases it as one the program chose: kernel-rr's window when it
+            // reads it off the channel (it stays counted while queued there, so a stopped
+            // worker's two queues share one window of 32), kernel-least when it closes.
             k.count_dealt(w);
         }
         for wid in blocked {
@@ -339,7 +341,7 @@ impl Inner {
             // It did not keep it open (and will not release it).
             l.least.closed(id);
             if let Some(k) = l.kernel.as_ref() {
-                k.uncount(id);
+                k.uncount_refused(id);
             }
         }
         if self.opts.policy == Policy::Shared {

@@ -14,7 +14,7 @@ use crate::policy::least::LeastLoaded;
 use crate::policy::round_robin::Rotation;
 use crate::policy::sticky::StickyTable;
 use crate::policy::Policy;
-use crate::sys;
+use crate::sys::{self, LoadRelease};
 use mio::unix::SourceFd;
 use mio::Interest;
 use std::collections::{HashMap, VecDeque};
@@ -174,13 +174,15 @@ impl Inner {
         let addr = l.addr.clone();
         let round_robin = l.round_robin(policy);
         let mut load_slot = None;
+        let mut load_release = LoadRelease::AtClose;
         let fds = if let Some(sock) = kernel {
             match sock {
                 // A load-aware program: the socket, then the load map the worker releases
-                // its connections through, and its slot in the answer.
+                // its connections through, and its slot (and when to release) in the answer.
                 Ok(m) => match m.load {
                     Some((map, slot)) => {
                         load_slot = Some(slot);
+                        load_release = m.release.unwrap_or(LoadRelease::AtClose);
                         vec![m.sock, map]
                     }
                     None => vec![m.sock],
@@ -212,6 +214,7 @@ impl Inner {
             addr: addr.clone(),
             ack_every: (self.opts.window / 4).max(1),
             load_slot,
+            load_release,
         };
         if !self.queue_to(id, Kind::ListenOk, reply.encode(), fds) {
             self.mark_if_orphan(lid);

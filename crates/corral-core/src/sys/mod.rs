@@ -51,7 +51,7 @@ pub use macos::*;
 mod unix;
 
 mod steer;
-pub use steer::{Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
+pub use steer::{LoadRelease, Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
 // Named imports shadow the globs above: with `portable` these replace Linux's own.
 #[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{

@@ -22,7 +22,30 @@ pub const DEFAULT_WINDOW: u32 = 32;
 /// any window, so neither variant picks it.
 pub const LOAD_EMPTY: u32 = 0x8000_0000;
 
+/// When a worker gives back the unit a load-aware program counted on its slot: what the
+/// slot's `load` stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadRelease {
+    /// As soon as the worker takes the connection (accepts it on its own socket, or reads it
+    /// off the channel): `load` counts connections handed to the worker and not taken yet,
+    /// the window of the primary-accept `rr` ([`Steer::Window`], `kernel-rr`). Idle
+    /// keep-alive connections do not fill it; a stopped worker's queue does.
+    AtAccept,
+    /// When the connection closes (`Worker::closed`): `load` counts open connections
+    /// ([`Steer::Least`], `kernel-least`).
+    AtClose,
+}
+
 impl Steer {
+    /// When workers release what this program counts; `None` for round-robin (no load).
+    pub fn release(self) -> Option<LoadRelease> {
+        match self {
+            Steer::RoundRobin => None,
+            Steer::Window(_) => Some(LoadRelease::AtAccept),
+            Steer::Least(_) => Some(LoadRelease::AtClose),
+        }
+    }
+
     /// The window, for the load-aware variants.
     pub fn window(self) -> Option<u32> {
         match self {

@@ -4,7 +4,8 @@
 //! - `protocol`: the wire protocol as a state machine without I/O ([`WorkerProtocol`]), which
 //!   both fronts' workers drive;
 //! - `load`: the `load` counters of load-aware kernel-steered listeners ([`LoadSlots`]),
-//!   which a worker's closes release;
+//!   which a worker releases when it takes a connection (`kernel-rr`) or closes it
+//!   (`kernel-least`);
 //! - `env`: what the primary passes an exec'd worker in the environment ([`WorkerEnv`]);
 //! - here: [`Worker`], the blocking/mio driver the C front uses.
 //!
@@ -372,16 +373,16 @@ impl Worker {
 
     /// Says that a connection of `listener` this worker got (dealt by the primary, or
     /// accepted on its own socket) has closed. The `least` policy counts each worker's open
-    /// connections with it (a message to the primary); `kernel-least` and `kernel-rr`'s window
-    /// count them in the kernel's `load` map, which this releases with an atomic decrement (no
-    /// syscall, no message). A worker that does not call it looks ever more loaded: it is dealt
-    /// ever fewer connections (`least`, `kernel-least`), or none past its window of 32
-    /// (`kernel-rr`; the primary then deals them from the anchor). Call it once per
-    /// connection, after closing it; other policies ignore it. `Disconnected` as
-    /// [`Worker::send`].
+    /// connections with it (a message to the primary); `kernel-least` counts them in the
+    /// kernel's `load` map, which this releases with an atomic decrement (no syscall, no
+    /// message). A worker that does not call it looks ever more loaded: it is dealt ever fewer
+    /// connections (`least`, `kernel-least`). `kernel-rr`'s window counts connections not
+    /// taken yet, released when [`Worker::next_event`] hands them out, so there it does
+    /// nothing. Call it once per connection, after closing it; other policies ignore it.
+    /// `Disconnected` as [`Worker::send`].
     pub fn closed(&mut self, listener: u32) -> Result<()> {
         self.proto.check_open("closed")?;
-        if self.proto.loads().release(listener) {
+        if self.proto.loads().closed(listener) {
             return Ok(());
         }
         self.chan
@@ -469,6 +470,9 @@ impl Worker {
     fn deliver(&mut self, d: Delivered) {
         let ev = match d {
             Delivered::Connection { listener, fd, peer } => {
+                // kernel-rr: one the primary dealt from the anchor counted in this worker's
+                // slot until taken, as one the program chose (LoadSlots).
+                self.proto.loads().accepted(listener);
                 WorkerEvent::Connection { listener, fd, peer }
             }
             Delivered::Message { data, fds } => WorkerEvent::Message { data, fds },
@@ -518,11 +522,13 @@ impl Worker {
             }
             match sys::accept_cloexec(l.fd.as_fd()) {
                 Ok(Some(fd)) => {
+                    // kernel-rr: taken, so it no longer counts against the window.
+                    self.proto.loads().accepted(lid);
                     return Ok(Some(WorkerEvent::Connection {
                         listener: lid,
                         fd,
                         peer: None,
-                    }))
+                    }));
                 }
                 Ok(None) => l.ready = false,
                 // Another worker won the race, or a transient error: wait for readiness again.

@@ -377,6 +377,7 @@ impl WorkerProtocol {
                     addr,
                     ack_every,
                     load_slot,
+                    load_release,
                 } = ListenReply::decode_ok(&data)?
                 else {
                     unreachable!("decode_ok returns Ok")
@@ -392,10 +393,12 @@ impl WorkerProtocol {
                              {slot} without its socket and load map"
                         )));
                     };
-                    self.loads.add(listener, &map, slot).map_err(|e| {
-                        Error::os("mmap", format!("map the load counters of {addr}"), &e)
-                            .with_syscall("listen")
-                    })?;
+                    self.loads
+                        .add(listener, &map, slot, load_release)
+                        .map_err(|e| {
+                            Error::os("mmap", format!("map the load counters of {addr}"), &e)
+                                .with_syscall("listen")
+                        })?;
                 } else {
                     // Not (or no longer) load-aware: closes go to the primary again.
                     self.loads.forget(listener);
@@ -449,6 +452,7 @@ mod tests {
     use super::*;
     use crate::ipc::frame::{self, FLAG_FIRST};
     use crate::ipc::reassembly::Reassembly;
+    use crate::sys::LoadRelease;
 
     /// What the primary would put on the wire, read back through reassembly as a driver's
     /// channel would: bytes in, `Recv` out.
@@ -477,6 +481,7 @@ mod tests {
             addr: BoundAddr::Tcp("127.0.0.1:8080".parse().unwrap()),
             ack_every,
             load_slot: None,
+            load_release: LoadRelease::AtClose,
         };
         wire(Kind::ListenOk, &reply.encode(), Vec::new())
     }
@@ -665,12 +670,21 @@ mod tests {
     }
 
     fn steered_ok(load_slot: Option<u32>, fds: Vec<OwnedFd>) -> Recv {
+        steered_ok_releasing(load_slot, LoadRelease::AtClose, fds)
+    }
+
+    fn steered_ok_releasing(
+        load_slot: Option<u32>,
+        load_release: LoadRelease,
+        fds: Vec<OwnedFd>,
+    ) -> Recv {
         let reply = ListenReply::Ok {
             req: 1,
             listener: 7,
             addr: BoundAddr::Tcp("127.0.0.1:8080".parse().unwrap()),
             ack_every: 8,
             load_slot,
+            load_release,
         };
         wire(Kind::ListenOk, &reply.encode(), fds)
     }
@@ -684,19 +698,21 @@ mod tests {
         assert!(!p.loads().contains(7));
         // Without a slot (any other policy, or an older primary): closes go to the primary.
         assert!(p.receive(steered_ok(None, vec![fd()])).unwrap().is_some());
-        assert!(!p.loads().release(7));
+        assert!(!p.loads().closed(7));
+        assert!(!p.loads().accepted(7));
     }
 
-    /// A kernel-steered answer with a load slot: the protocol maps the group's counters, and
-    /// `release` takes one off the worker's slot (never below 0); unlisten forgets it. Root
-    /// only (the map is a BPF map).
+    /// A kernel-steered answer with a load slot released at close (`kernel-least`): the
+    /// protocol maps the group's counters, and `closed` takes one off the worker's slot (never
+    /// below 0) while `accepted` takes nothing; unlisten forgets it. Root only (the map is a
+    /// BPF map).
     #[test]
     fn a_load_slot_is_mapped_and_closes_release_it() {
         use crate::sys::{ReuseportGroup, Steer};
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Window(32))
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Least(32))
             .expect("as root");
         let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
         g.load_map().unwrap().set(3, 2);
@@ -710,15 +726,47 @@ mod tests {
             other => panic!("expected listener 7 with its socket, got {other:?}"),
         }
         assert_eq!(p.loads().get(7), Some(2));
-        assert!(p.loads().release(7));
+        assert_eq!(p.loads().release_of(7), Some(LoadRelease::AtClose));
+        assert!(
+            !p.loads().accepted(7),
+            "kernel-least counts open connections"
+        );
+        assert_eq!(g.load(3), Some(2));
+        assert!(p.loads().closed(7));
         assert_eq!(g.load(3), Some(1), "the group sees the worker's release");
-        assert!(p.loads().release(7));
-        assert!(p.loads().release(7));
+        assert!(p.loads().closed(7));
+        assert!(p.loads().closed(7));
         assert_eq!(g.load(3), Some(0), "never below 0");
         p.loads().forget(7);
         assert!(
-            !p.loads().release(7),
+            !p.loads().closed(7),
             "after unlisten: the primary's business again"
         );
+    }
+
+    /// `kernel-rr`'s window releases at accept: `accepted` takes one off the slot, `closed`
+    /// nothing (but still says the listener is load-aware: no message to the primary).
+    #[test]
+    fn a_window_slot_releases_at_accept_not_at_close() {
+        use crate::sys::{ReuseportGroup, Steer};
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Window(32))
+            .expect("as root");
+        let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
+        g.load_map().unwrap().set(3, 2);
+        let mut p = WorkerProtocol::new();
+        let answer = steered_ok_releasing(Some(3), LoadRelease::AtAccept, vec![fd(), map_fd]);
+        assert!(p.receive(answer).unwrap().is_some());
+        assert_eq!(p.loads().release_of(7), Some(LoadRelease::AtAccept));
+        assert!(p.loads().closed(7), "load-aware: nothing for the primary");
+        assert_eq!(
+            g.load(3),
+            Some(2),
+            "a close releases nothing under kernel-rr"
+        );
+        assert!(p.loads().accepted(7));
+        assert_eq!(g.load(3), Some(1));
     }
 }
