@@ -106,8 +106,8 @@ pub struct RunArgs {
     pub backlog: Option<i32>,
     /// How connections reach workers: `shared` (every worker accepts on the same sockets) or
     /// `kernel-rr` (each its own socket, the kernel deals connections in turn: TCP only; no
-    /// per-worker window here, as the programs never report closes; `kernel-least` is
-    /// refused for the same reason).
+    /// per-worker window here, as the programs accept on the socket themselves and corral never
+    /// sees a connection taken; `kernel-least` is refused, as they never report closes).
     #[arg(long)]
     pub policy: Option<String>,
     /// A worker that never sends READY=1 counts as ready after this long alive (250ms, 2s...;
