@@ -154,9 +154,10 @@ impl WorkerProtocol {
     }
 
     /// The load mappings of this worker's load-aware kernel-steered listeners (`kernel-rr`
-    /// with its window, `kernel-least`), filled from listen answers: a front's `closed` call
-    /// releases through it ([`LoadSlots::release`]) and tells the primary only when it is not
-    /// one of those.
+    /// with its window, `kernel-least`), filled from listen answers: a front releases through
+    /// it when it takes a connection ([`LoadSlots::accepted`], kernel-rr) or closes one
+    /// ([`LoadSlots::closed`], kernel-least), and tells the primary of a close only when the
+    /// listener is not one of those.
     pub fn loads(&self) -> &Arc<LoadSlots> {
         &self.loads
     }

@@ -91,7 +91,7 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
     process_trees(&[pid]).pop().unwrap_or_default()
 }
 
-/// [`process_tree`] of each of `pids`, in order, with at most one scan of `/proc` for all.
+/// `process_tree` of each of `pids`, in order, with at most one scan of `/proc` for all.
 pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
     trees_in(Path::new("/proc"), pids)
 }
