@@ -253,3 +253,130 @@ fn behind_haproxy_send_proxy_v1() {
 fn behind_haproxy_send_proxy_v2() {
     through_haproxy("send-proxy-v2");
 }
+
+/// Spawns one worker per entry (its extra environment), waits until all listen; the port.
+fn listening(h: &mut Harness, envs: &[&[(String, String)]]) -> u16 {
+    for env in envs {
+        h.p.spawn_worker(env).unwrap();
+    }
+    let (mut port, mut seen) = (0, 0);
+    h.wait(
+        "every worker listening",
+        Duration::from_secs(10),
+        |_, ev| {
+            if let corral_core::Event::Listening { addr, .. } = ev {
+                port = addr.port();
+                seen += 1;
+            }
+            (seen == envs.len()).then_some(port)
+        },
+    )
+}
+
+/// `n` requests from 127.0.0.2, each behind a v1 header naming 127.0.0.9 (port 4000 + i); every
+/// answer must name its own claimed client. Returns the answers.
+fn claimed_requests(h: &mut Harness, port: u16, n: u16) -> Vec<String> {
+    let answers = with_client(h, move || {
+        (0..n)
+            .map(|i| {
+                let claimed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 4000 + i);
+                let a = request_from(client(0), port, &v1(claimed))
+                    .unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+                (claimed, a)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (claimed, a) in &answers {
+        assert_eq!(
+            peer_of(a),
+            SocketAddr::V4(*claimed),
+            "the worker saw the proxy, not the client its header named: {a}"
+        );
+    }
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+/// Worker 1 hands every connection back (`Worker::refuse`, a Node server at its
+/// maxConnections): worker 2 is given each with the client its PROXY header named, although
+/// the header was consumed before worker 1 got it.
+#[test]
+fn a_refused_connection_keeps_the_client_its_proxy_header_named() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+    });
+    let refusing = [("CORRAL_FIXTURE_REFUSE".to_string(), "1000000:0".to_string())];
+    let port = listening(&mut h, &[&refusing, &[]]);
+    let answers = claimed_requests(&mut h, port, 12);
+    assert!(answers.iter().all(|a| worker_of(a) == 2), "{answers:?}");
+    let refused = h.p.worker(1).unwrap().refused;
+    assert!(
+        refused >= 1,
+        "worker 1 was dealt connections and refused them"
+    );
+    assert_eq!(h.p.routing_stats().proxy_errors, 0);
+}
+
+/// Worker 2 stops reading its channel (SIGSTOP): the connections it was dealt are read back
+/// after `stall_timeout` and worker 1 is given them with their PROXY clients.
+#[test]
+fn a_connection_read_back_from_a_stalled_worker_keeps_its_proxy_client() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+        o.stall_timeout = Some(Duration::from_millis(100));
+    });
+    let port = listening(&mut h, &[&[], &[]]);
+    h.p.kill(2, libc::SIGSTOP).unwrap();
+    let answers = claimed_requests(&mut h, port, 6);
+    assert!(answers.iter().all(|a| worker_of(a) == 1), "{answers:?}");
+    assert!(
+        h.p.worker(2).unwrap().handed_off >= 1,
+        "worker 2 was dealt a connection before it was seen stalled"
+    );
+    h.p.kill(2, libc::SIGCONT).unwrap();
+}
+
+/// Worker 2 is stopped with no stall check, then killed: the connections unread in its
+/// channel are read back when it exits and worker 1 is given them with their PROXY clients.
+#[test]
+fn a_connection_read_back_from_a_dead_worker_keeps_its_proxy_client() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+        o.stall_timeout = None;
+    });
+    let port = listening(&mut h, &[&[], &[]]);
+    h.p.kill(2, libc::SIGSTOP).unwrap();
+    // Two clients at once: one is dealt to worker 1, one to the stopped worker 2, where it waits.
+    let clients = std::thread::spawn(move || {
+        (0..2u16)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let claimed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 5000 + i);
+                    (claimed, request_from(client(0), port, &v1(claimed)))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    h.wait_until(
+        "a connection dealt to the stopped worker 2",
+        Duration::from_secs(10),
+        |p| p.worker(2).is_some_and(|w| w.handed_off >= 1),
+    );
+    h.p.kill(2, libc::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !clients.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the clients were not answered in 20 s after worker 2 was killed; events: {:#?}",
+            h.log
+        );
+        h.pump_for(Duration::from_millis(2));
+    }
+    for (claimed, a) in clients.join().unwrap() {
+        let a = a.unwrap_or_else(|e| panic!("{claimed}: {e}"));
+        assert_eq!(worker_of(&a), 1, "{a}");
+        assert_eq!(peer_of(&a), SocketAddr::V4(claimed), "{a}");
+    }
+}
