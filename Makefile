@@ -16,7 +16,7 @@ CARGO ?= cargo
 LIB_BUILD_DIR ?= target/release
 PROFILE_DIR := target/release
 C_OUT := target/c
-EXAMPLES := hello_http echo_ipc respawn udp_echo
+EXAMPLES := hello_http echo_ipc respawn udp_echo sticky
 PORT ?= 8080
 HOST ?= 127.0.0.1
 

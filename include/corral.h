@@ -1164,7 +1164,9 @@ CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t
  * `corral_worker_room` once this worker has room again.
  *
  * `listener` is the event's `corral_worker_event_listener`; `fd` the connection from
- * `corral_worker_event_take_fd`. This call takes `fd` over whatever it returns (it is closed
+ * `corral_worker_event_take_fd` (that number, not a dup of it: under the PROXY protocol the
+ * worker remembers the client each delivered number came with, as
+ * `corral_worker_event_peer_addr` gives it, and the next worker is given that client). This call takes `fd` over whatever it returns (it is closed
  * before the call returns; the primary has its own copy on success), except when `w` is NULL
  * or `fd` negative (`CORRAL_STATUS_INVALID_ARGUMENT`) or not an open file descriptor
  * (`CORRAL_STATUS_OS_ERROR`, EBADF): then nothing is closed. Under the `shared` policy the
@@ -1175,7 +1177,10 @@ CORRAL_MUST_USE corral_status corral_worker_send(corral_worker *w, const uint8_t
  * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_DISCONNECTED` after `corral_worker_disconnect`
  * or once the primary is gone (the connection is closed: its client sees the end).
  */
-CORRAL_MUST_USE corral_status corral_worker_refuse(corral_worker *w, uint32_t listener, int32_t fd);
+CORRAL_MUST_USE
+corral_status corral_worker_refuse(corral_worker *w,
+                                   uint32_t listener,
+                                   int32_t fd);
 
 /**
  * Tells the primary this worker has room again for `listener`'s connections after it refused

@@ -759,3 +759,133 @@ fn kernel_rr_workers_that_never_call_closed_keep_the_kernel_path() {
 fn a_refused_connection_is_dealt_to_another_worker() {
     c_check("refuse", Duration::from_secs(60));
 }
+
+/// A connection to 127.0.0.1:`port` from `src` (Linux routes all of 127/8 to lo, so 127.0.0.x
+/// are distinct clients).
+fn connect_from(src: std::net::Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    sock.bind(&std::net::SocketAddr::from((src, 0)).into())?;
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// Runs examples/c/sticky with `args` and `--connections` the number of requests; each request
+/// is (source address, bytes before the line). Returns each answer's (worker, client) and the
+/// primary's "worker W served CLIENT" lines, in order.
+fn sticky_run(
+    link: Link,
+    args: &[&str],
+    requests: &[(std::net::Ipv4Addr, Vec<u8>)],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut cmd = Command::new(example("sticky", link));
+    let n = requests.len().to_string();
+    cmd.args(args).args(["--connections", &n]);
+    let mut g = spawn(cmd);
+    let mut out = BufReader::new(g.0.as_mut().unwrap().stdout.take().unwrap());
+    let port = listening_port(&mut out);
+    let mut answers = Vec::new();
+    for (src, prefix) in requests {
+        let mut s = connect_from(*src, port).unwrap();
+        s.write_all(&[&prefix[..], b"hello\n"].concat()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        // "worker <id> client <address>"
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            w.len() == 4 && w[0] == "worker" && w[2] == "client",
+            "{link:?} {args:?}: answer {line:?}"
+        );
+        answers.push((w[1].to_string(), w[3].to_string()));
+    }
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = wait_output(Guard(g.0.take()), "sticky", Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{link:?} {args:?}: {stderr}");
+    (answers, rest.lines().map(str::to_string).collect())
+}
+
+/// Which workers each client reached.
+fn workers_per_client(
+    answers: &[(String, String)],
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut m: std::collections::BTreeMap<_, std::collections::BTreeSet<_>> = Default::default();
+    for (w, c) in answers {
+        m.entry(c.clone()).or_default().insert(w.clone());
+    }
+    m
+}
+
+#[test]
+fn sticky_example_keeps_each_client_on_its_worker_by_address_prefix_and_proxy_header() {
+    let src = |i: u8| std::net::Ipv4Addr::new(127, 0, 0, 2 + i);
+    for link in LINKS {
+        // Prefix /32: 8 clients (127.0.0.2..9), 5 rounds, interleaved.
+        let reqs: Vec<_> = (0..5)
+            .flat_map(|_| (0..8).map(|i| (src(i), Vec::new())))
+            .collect();
+        let (answers, lines) = sticky_run(link, &["--workers", "4", "--prefix", "32/128"], &reqs);
+        for ((s, _), (_, client)) in reqs.iter().zip(&answers) {
+            assert_eq!(
+                client,
+                &s.to_string(),
+                "{link:?}: the worker saw the client"
+            );
+        }
+        let per = workers_per_client(&answers);
+        assert_eq!(per.len(), 8, "{link:?}: {per:?}");
+        assert!(per.values().all(|w| w.len() == 1), "{link:?}: {per:?}");
+        let used: std::collections::BTreeSet<_> = per.values().flatten().collect();
+        assert!(used.len() >= 3, "{link:?}: 8 clients on workers {used:?}");
+        // The primary printed who served whom, once per connection.
+        let mut printed: Vec<String> = lines
+            .iter()
+            .filter(|l| l.contains(" served "))
+            .cloned()
+            .collect();
+        let mut want: Vec<String> = answers
+            .iter()
+            .map(|(w, c)| format!("worker {w} served {c}"))
+            .collect();
+        printed.sort();
+        want.sort();
+        assert_eq!(printed, want, "{link:?}");
+
+        // Prefix /24: the same 8 addresses are one client, on one worker.
+        let reqs: Vec<_> = (0..16).map(|i| (src(i % 8), Vec::new())).collect();
+        let (answers, _) = sticky_run(link, &["--workers", "4", "--prefix", "24/64"], &reqs);
+        let used: std::collections::BTreeSet<_> = answers.iter().map(|(w, _)| w).collect();
+        assert_eq!(used.len(), 1, "{link:?}: 127.0.0.0/24 reached {used:?}");
+
+        // PROXY on: connections come from 127.0.0.2..9 in turn, their headers name 4 clients
+        // (198.51.100.1..4): routing and the worker follow the header, not the socket.
+        let reqs: Vec<_> = (0..32u16)
+            .map(|i| {
+                let named = format!("198.51.100.{}", 1 + i % 4);
+                let header = format!("PROXY TCP4 {named} 127.0.0.1 {} 80\r\n", 40_000 + i);
+                (src((i % 8) as u8), header.into_bytes())
+            })
+            .collect();
+        let (answers, _) = sticky_run(link, &["--workers", "4", "--proxy-protocol", "on"], &reqs);
+        for ((_, h), (_, client)) in reqs.iter().zip(&answers) {
+            let named = String::from_utf8_lossy(h)
+                .split(' ')
+                .nth(2)
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                client, &named,
+                "{link:?}: the worker saw the header's client"
+            );
+        }
+        let per = workers_per_client(&answers);
+        assert_eq!(per.len(), 4, "{link:?}: {per:?}");
+        assert!(
+            per.values().all(|w| w.len() == 1),
+            "{link:?}: each named client on one worker, whatever socket it came from: {per:?}"
+        );
+    }
+}

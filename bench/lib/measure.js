@@ -96,8 +96,8 @@ async function httpRound(config, s, log) {
 }
 
 /**
- * Skewed service times: a server of its own whose workers keep every `every`-th request busy
- * for `ms` ms (BENCH_SKEW), under a paced `Connection: close` load well below its capacity;
+ * Skewed service times: a server of its own whose workers block for `ms` ms on 1 request in
+ * `every`, at random (BENCH_SKEW), under a paced `Connection: close` load well below its capacity;
  * wrk's latency percentiles. Shows what a policy does with a worker stuck on a slow request.
  */
 async function skewRun(config, s, log) {
@@ -109,7 +109,7 @@ async function skewRun(config, s, log) {
       who,
       {
         warmupSeconds: s.warmupSeconds,
-        seconds: s.seconds,
+        seconds: s.skew.seconds ?? s.seconds,
         close: true,
         connections: s.skew.connections,
         paceMs: s.skew.paceMs,

@@ -94,7 +94,7 @@ const HTTP_METRICS = [
   {
     id: 'skewP50',
     title: 'Latency p50 in ms, skewed service times (lower is better)',
-    how: 'a server of its own whose workers keep every 10th request busy for 50 ms (BENCH_SKEW=10:50 in bench/servers/node_hello.js), paced `Connection: close` load (4 connections, each waiting 20 ms before each request: about half its capacity); only node-cluster-rr, corral-rr and corral-least run it. rr deals a worker stuck on a slow request its share of new connections anyway; least (issue 14) sends them to the other worker.',
+    how: 'a server of its own whose workers block their event loop for 200 ms on 1 request in 600, at random (BENCH_SKEW=600:200 in bench/servers/node_hello.js: a handler stuck on synchronous I/O), paced `Connection: close` load for 20 s (12 connections, each waiting 50 ms before each request: about 225 requests/s); only node-cluster-rr, corral-rr and corral-least run it. rr deals a worker stuck on a slow request its share of new connections anyway, and nearly every connection ends up waiting there; least (issue 14) sends it new ones only while its open count ties that of a busy healthy worker.',
     get: (r) => r.skew?.latencyMs.p50,
     errors: (r) => r.skew?.errors,
     fmt: fixed(2),

@@ -6,8 +6,13 @@
 //                         absolute path of bindings/node/index.js to run the same code on corral.
 //   BENCH_WORKERS         number of workers (default 2); 0 runs one plain server, no cluster.
 //   BENCH_EXIT_ON_EOF=1   exit when stdin closes (bench/run sets it: if the harness dies, so do we)
-//   BENCH_SKEW=N:MS       skewed service times: every N-th request of a worker keeps its event loop
-//                         busy for MS ms before answering (CPU-bound, as a slow handler does)
+//   BENCH_SKEW=N:MS       skewed service times: a request is slow with probability 1/N, drawn
+//                         independently in each worker, and blocks its worker's event loop for MS
+//                         ms before answering without using CPU (Atomics.wait: a handler stuck on
+//                         synchronous I/O). Not every N-th request of a worker: rr keeps the
+//                         workers' counts in step, so they all stalled at the same moment and no
+//                         policy could route around them. Not a busy loop: on 2 cores shared with
+//                         wrk it starves the other worker and the primary, which no policy helps.
 //
 // Protocol with bench/run (stdout of the primary, one line each):
 //   listening <port>      once every worker is listening (127.0.0.1, port 0)
@@ -24,12 +29,11 @@ const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const [SKEW_EVERY, SKEW_MS] = (process.env.BENCH_SKEW || '0:0').split(':').map(Number);
 
 function serve(onRequest) {
-  let n = 0;
+  const stall = SKEW_EVERY > 0 ? new Int32Array(new SharedArrayBuffer(4)) : null;
   const server = http.createServer((req, res) => {
     onRequest();
-    if (SKEW_EVERY > 0 && ++n % SKEW_EVERY === 0) {
-      const until = Date.now() + SKEW_MS;
-      while (Date.now() < until); // busy: the worker can do nothing else meanwhile
+    if (stall && Math.random() * SKEW_EVERY < 1) {
+      Atomics.wait(stall, 0, 0, SKEW_MS); // nothing wakes it: a timed, blocking wait
     }
     res.end('hello\n');
   });

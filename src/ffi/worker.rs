@@ -6,8 +6,9 @@ use super::boundary::{c_str, guard, guard_value, handle_mut, message, non_null, 
 use super::error::corral_status;
 use corral_core::listener::BindOptions;
 use corral_core::{Error, ErrorKind, ListenAddr, Worker, WorkerEvent};
+use std::collections::HashMap;
 use std::ffi::c_char;
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
@@ -38,11 +39,20 @@ pub const CORRAL_LISTEN_REUSE_ADDR: u32 = 8;
 /// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.
 pub struct corral_worker {
     w: Worker,
+    /// The client address a PROXY header named, by the fd number its `CONNECTION` event
+    /// delivered: C hands a connection back by number alone (`corral_worker_refuse`), and the
+    /// header is consumed, so this is where the next worker gets its client from. An entry is
+    /// replaced when the number is delivered again and taken by the refusal; at most one per
+    /// fd number.
+    peers: HashMap<RawFd, std::net::SocketAddr>,
 }
 
 impl corral_worker {
     pub(crate) fn new(w: Worker) -> corral_worker {
-        corral_worker { w }
+        corral_worker {
+            w,
+            peers: HashMap::new(),
+        }
     }
 }
 
@@ -129,10 +139,17 @@ fn with_worker(
     w: *mut corral_worker,
     f: impl FnOnce(&mut Worker) -> Result<(), Error>,
 ) -> corral_status {
+    with_handle(w, |h| f(&mut h.w))
+}
+
+fn with_handle(
+    w: *mut corral_worker,
+    f: impl FnOnce(&mut corral_worker) -> Result<(), Error>,
+) -> corral_status {
     guard(|| {
         // SAFETY: NULL or a live worker handle by contract.
         let h = unsafe { handle_mut(w, "worker") }?;
-        f(&mut h.w)
+        f(h)
     })
 }
 
@@ -302,10 +319,16 @@ pub unsafe extern "C" fn corral_worker_next(
     timeout_ms: i32,
     event_out: *mut *mut corral_worker_event,
 ) -> corral_status {
-    with_worker(w, |w| {
+    with_handle(w, |h| {
         non_null(event_out, "event_out")?;
         let t = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        let ev = w.next_event(t)?;
+        let ev = h.w.next_event(t)?;
+        if let Some(WorkerEvent::Connection { fd, peer, .. }) = &ev {
+            match peer {
+                Some(p) => h.peers.insert(fd.as_raw_fd(), *p),
+                None => h.peers.remove(&fd.as_raw_fd()),
+            };
+        }
         let ptr = ev.map_or(std::ptr::null_mut(), |ev| {
             Box::into_raw(Box::new(corral_worker_event::new(ev)))
         });
@@ -346,7 +369,9 @@ pub unsafe extern "C" fn corral_worker_send(
 /// `corral_worker_room` once this worker has room again.
 ///
 /// `listener` is the event's `corral_worker_event_listener`; `fd` the connection from
-/// `corral_worker_event_take_fd`. This call takes `fd` over whatever it returns (it is closed
+/// `corral_worker_event_take_fd` (that number, not a dup of it: under the PROXY protocol the
+/// worker remembers the client each delivered number came with, as
+/// `corral_worker_event_peer_addr` gives it, and the next worker is given that client). This call takes `fd` over whatever it returns (it is closed
 /// before the call returns; the primary has its own copy on success), except when `w` is NULL
 /// or `fd` negative (`CORRAL_STATUS_INVALID_ARGUMENT`) or not an open file descriptor
 /// (`CORRAL_STATUS_OS_ERROR`, EBADF): then nothing is closed. Under the `shared` policy the
@@ -363,7 +388,7 @@ pub unsafe extern "C" fn corral_worker_refuse(
     listener: u32,
     fd: i32,
 ) -> corral_status {
-    with_worker(w, |w| {
+    with_handle(w, |h| {
         if fd < 0 {
             return Err(Error::invalid(format!(
                 "fd: {fd} is not a connection's file descriptor"
@@ -377,7 +402,8 @@ pub unsafe extern "C" fn corral_worker_refuse(
         // SAFETY: the caller hands `fd` over by contract and it is open (the dup succeeded);
         // it is closed exactly once, here.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        w.refuse(listener, copy)
+        let peer = h.peers.remove(&fd);
+        h.w.refuse(listener, copy, peer)
     })
 }
 

@@ -1,8 +1,12 @@
 /*
  * corral_worker_refuse: a worker hands round-robin connections back and the primary deals them
  * to another worker; no client is dropped.
- * - worker 1 refuses every connection it is dealt, worker 2 answers "worker 2\n";
- * - a client process makes 20 requests in turn: each is answered by worker 2;
+ * - the primary reads a PROXY v1 header (corral_options_set_proxy_protocol) on each connection;
+ * - worker 1 refuses every connection it is dealt, worker 2 answers "worker 2 peer ADDR:PORT\n"
+ *   with the client the header named (corral_worker_event_peer_addr);
+ * - a client process makes 20 requests in turn, each behind a header naming 127.0.0.9 (port
+ *   4000 + i): each is answered by worker 2 with that client, though worker 1 got the
+ *   connection first, with its header consumed (the address travels with the refusal);
  * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats);
  * - argument checks: fd -1 gives CORRAL_STATUS_INVALID_ARGUMENT naming `fd`, a closed fd
  *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT;
@@ -56,7 +60,7 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
 }
 
 /* Reads one line (up to the newline) from a connection, writes the answer, closes. */
-static void answer(int fd, uint64_t id) {
+static void answer(int fd, uint64_t id, const char *peer, uint16_t port) {
   char buf[64];
   size_t got = 0;
   while (got < sizeof buf) {
@@ -65,8 +69,9 @@ static void answer(int fd, uint64_t id) {
     got += (size_t)n;
     if (memchr(buf, '\n', got)) break;
   }
-  char line[32];
-  int len = snprintf(line, sizeof line, "worker %llu\n", (unsigned long long)id);
+  char line[96];
+  int len = snprintf(line, sizeof line, "worker %llu peer %s:%u\n", (unsigned long long)id, peer,
+                     (unsigned)port);
   if (write(fd, line, (size_t)len) != len) {
     /* The client went away: nothing to check here. */
   }
@@ -86,10 +91,13 @@ static int worker_side(corral_worker *w, int refusing) {
     uint32_t kind = corral_worker_event_kind(ev);
     if (kind == CORRAL_WORKER_EVENT_CONNECTION) {
       uint32_t listener = corral_worker_event_listener(ev);
+      char peer[64] = "-";
+      uint16_t peer_port = 0;
+      (void)corral_worker_event_peer_addr(ev, peer, sizeof peer, &peer_port);
       int fd = corral_worker_event_take_fd(ev);
       if (listener != lid) bad |= 8;
       if (!refusing) {
-        answer(fd, corral_worker_id(w));
+        answer(fd, corral_worker_id(w), peer, peer_port);
       } else {
         if (!checked) {
           checked = 1;
@@ -130,12 +138,19 @@ static int client_side(uint16_t port) {
     struct timeval tv = {10, 0};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return 10;
-    if (write(s, "hello\n", 6) != 6) return 11;
-    char buf[32] = {0};
+    char req[96];
+    int len = snprintf(req, sizeof req, "PROXY TCP4 127.0.0.9 127.0.0.1 %d 80\r\nhello\n", 4000 + i);
+    if (write(s, req, (size_t)len) != len) return 11;
+    char buf[96] = {0};
     ssize_t n = read(s, buf, sizeof buf - 1);
     close(s);
     if (n <= 0) return 12; /* dropped or reset */
-    if (strcmp(buf, "worker 2\n") != 0) return 13;
+    char want[64];
+    snprintf(want, sizeof want, "worker 2 peer 127.0.0.9:%d\n", 4000 + i);
+    if (strcmp(buf, want) != 0) {
+      fprintf(stderr, "client: got %s, want %s", buf, want);
+      return 13;
+    }
   }
   return 0;
 }
@@ -146,6 +161,7 @@ int main(void) {
   corral_primary *p = NULL;
   CHECK(corral_options_new(&o) == CORRAL_STATUS_OK, "options_new");
   CHECK(corral_options_set_event_callback(o, on_event, &s) == CORRAL_STATUS_OK, "callback");
+  CHECK(corral_options_set_proxy_protocol(o, true) == CORRAL_STATUS_OK, "proxy_protocol");
   CHECK(corral_primary_new(o, &p) == CORRAL_STATUS_OK, "primary_new");
   corral_options_free(o);
   if (failures) return 1;

@@ -686,7 +686,8 @@ function onConnection(ev) {
       // kernel-rr: taken off the channel, so released here (the primary does not uncount a
       // refused one under kernel-rr); onconnection, which releases the others, is not reached.
       if (connected) nw.accepted(ev.listener);
-      if (connected) nw.refuse(ev.listener, fd);
+      // The client a PROXY header named goes back with it (the header is consumed).
+      if (connected) nw.refuse(ev.listener, fd, ev.address, ev.address === undefined ? undefined : ev.port);
       if (server) tellRoomWhenFreed(server, ev.listener);
     } catch {
       // The channel just closed: the connection goes with it, as node:cluster's would.

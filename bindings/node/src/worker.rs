@@ -513,13 +513,38 @@ impl NativeWorker {
 
     /// Hands a round-robin connection back to the primary (a duplicate of `fd`; the caller
     /// closes its own): the server is at its `maxConnections` or no longer listens, and the
-    /// primary deals it to another worker (`corral_core::Worker::refuse`).
+    /// primary deals it to another worker (`corral_core::Worker::refuse`). `address`/`port`
+    /// are the connection event's own (the client a PROXY header named; the header is
+    /// consumed), passed back so the next worker is given the same client.
     #[napi(catch_unwind)]
-    pub fn refuse(&self, listener: u32, fd: i32) -> Result<()> {
+    pub fn refuse(
+        &self,
+        listener: u32,
+        fd: i32,
+        address: Option<String>,
+        port: Option<u32>,
+    ) -> Result<()> {
+        let peer = match address {
+            None => None,
+            Some(a) => {
+                let ip: std::net::IpAddr = a.parse().map_err(|_| {
+                    to_napi(CoreError::invalid(format!(
+                        "refuse: address {a:?} is not an IP address"
+                    )))
+                })?;
+                let port = port.unwrap_or(0);
+                let port = u16::try_from(port).map_err(|_| {
+                    to_napi(CoreError::invalid(format!(
+                        "refuse: port {port} is not 0..=65535"
+                    )))
+                })?;
+                Some(std::net::SocketAddr::new(ip, port))
+            }
+        };
         let owned = crate::dup_handles(&[fd])?.into_iter().next();
         let owned = owned.expect("one fd in, one fd out");
         self.sender
-            .send(WorkerProtocol::refuse(listener, owned))
+            .send(WorkerProtocol::refuse(listener, owned, peer))
             .map(drop)
             .map_err(to_napi)
     }

@@ -1,7 +1,7 @@
 'use strict';
 // Sticky and least routing from Node (issue 14): the policies by name and constant,
 // setupPrimary({ sticky, proxyProtocol }) checked, the real client address behind the PROXY
-// protocol, least steering away from a slow worker, and socket.io long-polling with 4 workers:
+// protocol (also for a connection refused at maxConnections and dealt again), least steering away from a slow worker, and socket.io long-polling with 4 workers:
 // every client connects and gets a broadcast under 'sticky', not under 'rr'.
 //
 //   node --test bindings/node/test/routing.test.js
@@ -36,6 +36,13 @@ test('sticky behind the PROXY protocol: one worker per client, the socket report
   assert.strictEqual(r.code, 0, `${r.lines.join('\n')}\n${r.err}`);
   const last = r.lines[r.lines.length - 1];
   assert.match(last, /^ok [234]$/, r.lines.join('\n'));
+});
+
+test('a connection refused at maxConnections keeps the client its PROXY header named', async (t) => {
+  if (!addonOrSkip(t)) return;
+  const r = await runNode(t, [path.join(dir, 'proxy-refuse.js')], { env });
+  assert.strictEqual(r.code, 0, `${r.lines.join('\n')}\n${r.err}`);
+  assert.deepStrictEqual(r.lines, ['A 198.51.100.1 1111', 'B 127.0.0.9 4242', 'done']);
 });
 
 test('least deals fewer connections to a slow worker than rr does', async (t) => {

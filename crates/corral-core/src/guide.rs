@@ -130,6 +130,10 @@
 //! `socket.remoteAddress`). A missing, malformed or slow header closes that connection and
 //! counts in `RoutingStats::proxy_errors`; the primary goes on. At most `MAX_PARKED` (1024)
 //! connections wait at once, past that accepting stops and clients wait in the kernel backlog.
+//! The address stays with the connection when it is dealt again: refused by a worker
+//! (`Worker::refuse` takes the event's `peer` back; `corral_worker_refuse` and Node look it up
+//! themselves) or read back from a stalled or dead worker's channel. Tested behind a real
+//! HAProxy and a real nginx `stream` (`tests/proxy_protocol.rs`).
 //!
 //! `CORRAL_SCHED_POLICY=rr|shared|kernel-rr|kernel-least|sticky|least|least-p2c` overrides the
 //! policy of a whole cluster.

@@ -1,5 +1,6 @@
 //! The PROXY protocol in front of the primary: a raw client writing v1 and v2 headers, a real
-//! HAProxy with `send-proxy` and `send-proxy-v2`; the worker sees the client's address, the
+//! HAProxy with `send-proxy` and `send-proxy-v2`, a real nginx `stream` with
+//! `proxy_protocol on`; the worker sees the client's address, the
 //! header is consumed, `sticky` routes on the real address; a bad, missing or slow header
 //! closes the connection and is counted.
 
@@ -211,11 +212,16 @@ impl Drop for Haproxy {
 fn through_haproxy(send_proxy: &'static str) {
     let (mut h, port) = proxied(Policy::Sticky, 4, |_| {});
     let hp = Haproxy::start(port, send_proxy);
-    let front = hp.port;
-    let answers = with_client(&mut h, move || {
+    clients_stick_behind(&mut h, hp.port, send_proxy);
+    drop(hp);
+}
+
+/// 8 clients (127.0.0.2..9), 10 connections each, interleaved, through the proxy listening on
+/// `front`: each client reaches one worker, which reports the client's address, not the
+/// proxy's (127.0.0.1); the clients spread over at least 3 of the 4 workers.
+fn clients_stick_behind(h: &mut Harness, front: u16, proxy: &str) {
+    let answers = with_client(h, move || {
         let mut out = Vec::new();
-        // The probe connections of Haproxy::start carried a header too; from here on, 8
-        // clients, 10 connections each, interleaved.
         for _ in 0..10 {
             for c in 0..8 {
                 out.push((c, request_from(client(c), front, b"").unwrap()));
@@ -225,23 +231,17 @@ fn through_haproxy(send_proxy: &'static str) {
     });
     let mut per_client: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
     for (c, a) in &answers {
-        // The worker saw the client (127.0.0.x, x > 1), not HAProxy (127.0.0.1).
-        assert_eq!(peer_of(a).ip(), client(*c), "{send_proxy}: {a}");
+        // The worker saw the client (127.0.0.x, x > 1), not the proxy (127.0.0.1).
+        assert_eq!(peer_of(a).ip(), client(*c), "{proxy}: {a}");
         per_client.entry(*c).or_default().insert(worker_of(a));
     }
     for (c, w) in &per_client {
-        assert_eq!(
-            w.len(),
-            1,
-            "{send_proxy}: client {} reached {w:?}",
-            client(*c)
-        );
+        assert_eq!(w.len(), 1, "{proxy}: client {} reached {w:?}", client(*c));
     }
     let used: BTreeSet<u64> = per_client.values().flatten().copied().collect();
-    assert!(used.len() >= 3, "{send_proxy}: 8 clients on {used:?}");
+    assert!(used.len() >= 3, "{proxy}: 8 clients on {used:?}");
     let stats = h.p.routing_stats();
-    assert_eq!(stats.proxy_errors, 0, "{send_proxy}: {stats:?}");
-    drop(hp);
+    assert_eq!(stats.proxy_errors, 0, "{proxy}: {stats:?}");
 }
 
 #[test]
@@ -252,4 +252,243 @@ fn behind_haproxy_send_proxy_v1() {
 #[test]
 fn behind_haproxy_send_proxy_v2() {
     through_haproxy("send-proxy-v2");
+}
+
+/// Spawns one worker per entry (its extra environment), waits until all listen; the port.
+fn listening(h: &mut Harness, envs: &[&[(String, String)]]) -> u16 {
+    for env in envs {
+        h.p.spawn_worker(env).unwrap();
+    }
+    let (mut port, mut seen) = (0, 0);
+    h.wait(
+        "every worker listening",
+        Duration::from_secs(10),
+        |_, ev| {
+            if let corral_core::Event::Listening { addr, .. } = ev {
+                port = addr.port();
+                seen += 1;
+            }
+            (seen == envs.len()).then_some(port)
+        },
+    )
+}
+
+/// `n` requests from 127.0.0.2, each behind a v1 header naming 127.0.0.9 (port 4000 + i); every
+/// answer must name its own claimed client. Returns the answers.
+fn claimed_requests(h: &mut Harness, port: u16, n: u16) -> Vec<String> {
+    let answers = with_client(h, move || {
+        (0..n)
+            .map(|i| {
+                let claimed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 4000 + i);
+                let a = request_from(client(0), port, &v1(claimed))
+                    .unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+                (claimed, a)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (claimed, a) in &answers {
+        assert_eq!(
+            peer_of(a),
+            SocketAddr::V4(*claimed),
+            "the worker saw the proxy, not the client its header named: {a}"
+        );
+    }
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+/// Worker 1 hands every connection back (`Worker::refuse`, a Node server at its
+/// maxConnections): worker 2 is given each with the client its PROXY header named, although
+/// the header was consumed before worker 1 got it.
+#[test]
+fn a_refused_connection_keeps_the_client_its_proxy_header_named() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+    });
+    let refusing = [("CORRAL_FIXTURE_REFUSE".to_string(), "1000000:0".to_string())];
+    let port = listening(&mut h, &[&refusing, &[]]);
+    let answers = claimed_requests(&mut h, port, 12);
+    assert!(answers.iter().all(|a| worker_of(a) == 2), "{answers:?}");
+    let refused = h.p.worker(1).unwrap().refused;
+    assert!(
+        refused >= 1,
+        "worker 1 was dealt connections and refused them"
+    );
+    assert_eq!(h.p.routing_stats().proxy_errors, 0);
+}
+
+/// Worker 2 stops reading its channel (SIGSTOP): the connections it was dealt are read back
+/// after `stall_timeout` and worker 1 is given them with their PROXY clients.
+#[test]
+fn a_connection_read_back_from_a_stalled_worker_keeps_its_proxy_client() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+        o.stall_timeout = Some(Duration::from_millis(100));
+    });
+    let port = listening(&mut h, &[&[], &[]]);
+    h.p.kill(2, libc::SIGSTOP).unwrap();
+    let answers = claimed_requests(&mut h, port, 6);
+    assert!(answers.iter().all(|a| worker_of(a) == 1), "{answers:?}");
+    assert!(
+        h.p.worker(2).unwrap().handed_off >= 1,
+        "worker 2 was dealt a connection before it was seen stalled"
+    );
+    h.p.kill(2, libc::SIGCONT).unwrap();
+}
+
+/// Worker 2 is stopped with no stall check, then killed: the connections unread in its
+/// channel are read back when it exits and worker 1 is given them with their PROXY clients.
+#[test]
+fn a_connection_read_back_from_a_dead_worker_keeps_its_proxy_client() {
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
+        o.routing.proxy_protocol = true;
+        o.stall_timeout = None;
+    });
+    let port = listening(&mut h, &[&[], &[]]);
+    h.p.kill(2, libc::SIGSTOP).unwrap();
+    // Two clients at once: one is dealt to worker 1, one to the stopped worker 2, where it waits.
+    let clients = std::thread::spawn(move || {
+        (0..2u16)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let claimed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 5000 + i);
+                    (claimed, request_from(client(0), port, &v1(claimed)))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    h.wait_until(
+        "a connection dealt to the stopped worker 2",
+        Duration::from_secs(10),
+        |p| p.worker(2).is_some_and(|w| w.handed_off >= 1),
+    );
+    h.p.kill(2, libc::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !clients.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the clients were not answered in 20 s after worker 2 was killed; events: {:#?}",
+            h.log
+        );
+        h.pump_for(Duration::from_millis(2));
+    }
+    for (claimed, a) in clients.join().unwrap() {
+        let a = a.unwrap_or_else(|e| panic!("{claimed}: {e}"));
+        assert_eq!(worker_of(&a), 1, "{a}");
+        assert_eq!(peer_of(&a), SocketAddr::V4(claimed), "{a}");
+    }
+}
+
+/// nginx's `stream` module in front of the primary (`proxy_protocol on`: a v1 header), in a
+/// temporary prefix, in the foreground without a master process (nginx runs as root here; its
+/// one process is killed and reaped by pid on drop).
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Nginx {
+    /// nginx's stream module: `load_module` path when it is a Debian dynamic module
+    /// (libnginx-mod-stream), none when nginx was built with it, `Err` when it has neither.
+    fn stream_module() -> Result<Option<std::path::PathBuf>, String> {
+        let v = std::process::Command::new("nginx")
+            .arg("-V")
+            .output()
+            .map_err(|e| {
+                format!(
+                    "nginx: {e} (apt-get install nginx libnginx-mod-stream; .ci/run installs them)"
+                )
+            })?;
+        // nginx -V writes its build options to stderr.
+        let opts = String::from_utf8_lossy(&v.stderr).into_owned();
+        if opts.split_whitespace().any(|o| o == "--with-stream") {
+            return Ok(None);
+        }
+        let so = std::path::PathBuf::from("/usr/lib/nginx/modules/ngx_stream_module.so");
+        if so.exists() {
+            return Ok(Some(so));
+        }
+        Err(format!(
+            "nginx has no stream module: not built in and {} is missing (apt-get install \
+             libnginx-mod-stream; .ci/run installs it)",
+            so.display()
+        ))
+    }
+
+    fn start(backend: u16) -> Nginx {
+        let module = Nginx::stream_module().unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir().join(format!("corral-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir(dir);
+        // nginx cannot report a port it chose: take a free one and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.0.display();
+        let load = module.map_or(String::new(), |m| format!("load_module {};\n", m.display()));
+        let cfg = format!(
+            "{load}daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass 127.0.0.1:{backend};\n    \
+             proxy_protocol on;\n    proxy_connect_timeout 5s;\n    proxy_timeout 30s;\n  }}\n}}\n"
+        );
+        let path = dir.0.join("nginx.conf");
+        std::fs::write(&path, cfg).unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-e")
+            .arg(dir.0.join("error.log"))
+            .arg("-c")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (apt-get install nginx libnginx-mod-stream; .ci/run installs them)");
+        Nginx { child, port, dir }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn behind_nginx_stream_proxy_protocol() {
+    let (mut h, port) = proxied(Policy::Sticky, 4, |_| {});
+    let mut ng = Nginx::start(port);
+    let front = ng.port;
+    // Wait for nginx with whole requests (the primary dispatching): a probe that only
+    // connected and closed could leave nginx a half-sent header to the primary.
+    let probe = with_client(&mut h, move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match request_from(client(0), front, b"") {
+                Ok(a) => return Ok(a),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    if let Err(e) = probe {
+        let exited = ng.child.try_wait().ok().flatten();
+        panic!(
+            "nginx did not serve on {front} in 10 s ({e}; exited: {exited:?}); error log:\n{}",
+            ng.error_log()
+        );
+    }
+    clients_stick_behind(&mut h, front, "nginx");
+    drop(ng);
 }

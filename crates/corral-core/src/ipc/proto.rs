@@ -287,7 +287,7 @@ impl ListenReply {
     }
 }
 
-/// Encodes a single u32 payload (`Ack`, `Unlisten`, `Refuse`, `Room`).
+/// Encodes a single u32 payload (`Ack`, `Unlisten`, `Room`, `Closed`).
 pub fn u32_payload(v: u32) -> [u8; 4] {
     v.to_le_bytes()
 }
@@ -323,34 +323,33 @@ pub fn conn_payload_with_peer(
 ) -> ([u8; CONN_PAYLOAD_MAX], usize) {
     let mut b = [0u8; CONN_PAYLOAD_MAX];
     b[..8].copy_from_slice(&conn_payload(listener, seq));
-    let len = match peer {
-        None => 8,
-        Some(std::net::SocketAddr::V4(a)) => {
-            b[8] = 4;
-            b[9..13].copy_from_slice(&a.ip().octets());
-            b[13..15].copy_from_slice(&a.port().to_le_bytes());
-            15
-        }
-        Some(std::net::SocketAddr::V6(a)) => {
-            b[8] = 6;
-            b[9..25].copy_from_slice(&a.ip().octets());
-            b[25..27].copy_from_slice(&a.port().to_le_bytes());
-            27
-        }
-    };
+    let len = 8 + put_peer(&mut b[8..], peer);
     (b, len)
 }
 
-/// Decodes a `Conn` payload; returns the listener.
-pub fn decode_conn(buf: &[u8]) -> Result<u32> {
-    decode_conn_peer(buf).map(|(l, _)| l)
+/// Writes the optional client address that ends `Conn` and `Refuse` payloads: nothing for
+/// `None`, else its family (4 or 6), its address bytes and its port (little-endian). Returns
+/// the bytes written (at most 19).
+fn put_peer(b: &mut [u8], peer: Option<std::net::SocketAddr>) -> usize {
+    match peer {
+        None => 0,
+        Some(std::net::SocketAddr::V4(a)) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&a.ip().octets());
+            b[5..7].copy_from_slice(&a.port().to_le_bytes());
+            7
+        }
+        Some(std::net::SocketAddr::V6(a)) => {
+            b[0] = 6;
+            b[1..17].copy_from_slice(&a.ip().octets());
+            b[17..19].copy_from_slice(&a.port().to_le_bytes());
+            19
+        }
+    }
 }
 
-/// Decodes a `Conn` payload; returns the listener and the client address it carries, if any.
-pub fn decode_conn_peer(buf: &[u8]) -> Result<(u32, Option<std::net::SocketAddr>)> {
-    let mut r = Reader::new(buf, "conn");
-    let listener = r.u32()?;
-    r.u32()?;
+/// Reads what [`put_peer`] wrote (the rest of the payload).
+fn take_peer(mut r: Reader<'_>) -> Result<Option<std::net::SocketAddr>> {
     let peer = match r.take_opt_u8() {
         None => None,
         Some(4) => {
@@ -371,11 +370,48 @@ pub fn decode_conn_peer(buf: &[u8]) -> Result<(u32, Option<std::net::SocketAddr>
         }
         Some(f) => {
             return Err(Error::protocol(format!(
-                "malformed frame: conn payload has address family {f}"
+                "malformed frame: {} payload has address family {f}",
+                r.what
             )))
         }
     };
     r.end()?;
+    Ok(peer)
+}
+
+/// Longest `Refuse` payload: the listener, then the client address as in `Conn`.
+pub const REFUSE_PAYLOAD_MAX: usize = 4 + 1 + 16 + 2;
+
+/// Payload of a `Refuse` message: the listener, then the client address its `Conn` carried
+/// (a PROXY header's, consumed by then), so the next worker is given the same client.
+pub fn refuse_payload(
+    listener: u32,
+    peer: Option<std::net::SocketAddr>,
+) -> ([u8; REFUSE_PAYLOAD_MAX], usize) {
+    let mut b = [0u8; REFUSE_PAYLOAD_MAX];
+    b[..4].copy_from_slice(&listener.to_le_bytes());
+    let len = 4 + put_peer(&mut b[4..], peer);
+    (b, len)
+}
+
+/// Decodes a `Refuse` payload: the listener and the client address, if it carries one.
+pub fn decode_refuse(buf: &[u8]) -> Result<(u32, Option<std::net::SocketAddr>)> {
+    let mut r = Reader::new(buf, "refuse");
+    let listener = r.u32()?;
+    Ok((listener, take_peer(r)?))
+}
+
+/// Decodes a `Conn` payload; returns the listener.
+pub fn decode_conn(buf: &[u8]) -> Result<u32> {
+    decode_conn_peer(buf).map(|(l, _)| l)
+}
+
+/// Decodes a `Conn` payload; returns the listener and the client address it carries, if any.
+pub fn decode_conn_peer(buf: &[u8]) -> Result<(u32, Option<std::net::SocketAddr>)> {
+    let mut r = Reader::new(buf, "conn");
+    let listener = r.u32()?;
+    r.u32()?;
+    let peer = take_peer(r)?;
     Ok((listener, peer))
 }
 
@@ -609,6 +645,28 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("family 5"));
+    }
+
+    #[test]
+    fn refuse_payloads_carry_the_client_address_back() {
+        for peer in [
+            None,
+            Some("127.0.0.9:40001".parse().unwrap()),
+            Some("[2001:db8::9]:443".parse().unwrap()),
+        ] {
+            let (b, n) = refuse_payload(7, peer);
+            assert_eq!(decode_refuse(&b[..n]).unwrap(), (7, peer));
+            for cut in 5..n {
+                assert!(decode_refuse(&b[..cut]).is_err(), "{peer:?} cut at {cut}");
+            }
+        }
+        // A worker that sends the listener alone (no address known) is still understood.
+        assert_eq!(decode_refuse(&u32_payload(7)).unwrap(), (7, None));
+        let e = decode_refuse(&[7, 0, 0, 0, 9]).unwrap_err();
+        assert!(
+            e.message().contains("refuse payload has address family 9"),
+            "{e}"
+        );
     }
 
     #[test]

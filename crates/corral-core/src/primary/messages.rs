@@ -178,9 +178,9 @@ impl Inner {
                         m.fds.len()
                     )));
                 }
-                let lid = proto::decode_u32(&m.data, "refuse")?;
+                let (lid, peer) = proto::decode_refuse(&m.data)?;
                 let fd = m.fds.into_iter().next().expect("one fd");
-                self.on_refused(id, lid, super::dealer::Dealt::again(fd, None));
+                self.on_refused(id, lid, super::dealer::Dealt::again(fd, peer));
             }
             Kind::Closed => {
                 expect_fds(0)?;

@@ -353,11 +353,20 @@ impl Worker {
     /// the client waits in the primary until one takes it, as with node:cluster; it is reset
     /// only if the listener closes meanwhile. Counted in [`crate::WorkerInfo::refused`]. Under
     /// the shared policy workers accept by themselves: the primary closes a refused connection.
-    /// `Disconnected` as [`Worker::send`] (the fd is closed then: the client sees a reset).
-    pub fn refuse(&mut self, listener: u32, fd: OwnedFd) -> Result<()> {
+    ///
+    /// `peer` is the [`WorkerEvent::Connection`]'s own `peer`, passed back as it came: under the
+    /// PROXY protocol the header was consumed, so only it still names the client, and the next
+    /// worker (and `sticky` routing) gets the client from it. `Disconnected` as
+    /// [`Worker::send`] (the fd is closed then: the client sees a reset).
+    pub fn refuse(
+        &mut self,
+        listener: u32,
+        fd: OwnedFd,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<()> {
         self.proto.check_open("refuse")?;
         self.chan
-            .send_blocking_message(WorkerProtocol::refuse(listener, fd))
+            .send_blocking_message(WorkerProtocol::refuse(listener, fd, peer))
     }
 
     /// Tells the primary this worker has room again for `listener`'s connections after it

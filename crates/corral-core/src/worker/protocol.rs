@@ -207,13 +207,12 @@ impl WorkerProtocol {
         )
     }
 
-    /// Hands a round-robin connection of `listener` back to the primary.
-    pub fn refuse(listener: u32, fd: OwnedFd) -> Message {
-        Message::new(
-            Kind::Refuse,
-            proto::u32_payload(listener).to_vec(),
-            vec![fd],
-        )
+    /// Hands a round-robin connection of `listener` back to the primary, with the client
+    /// address its delivery carried (`Delivered::Connection::peer`: a PROXY header's, which the
+    /// connection itself no longer holds), so the next worker is given the same client.
+    pub fn refuse(listener: u32, fd: OwnedFd, peer: Option<std::net::SocketAddr>) -> Message {
+        let (b, n) = proto::refuse_payload(listener, peer);
+        Message::new(Kind::Refuse, b[..n].to_vec(), vec![fd])
     }
 
     /// A connection of `listener` dealt to this worker has closed (for `least`).
