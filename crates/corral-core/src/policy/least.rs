@@ -7,8 +7,12 @@
 //! so it is offered fewer new ones, where round-robin would give it 1/N regardless.
 //!
 //! Two ways to pick, both with the same bookkeeping:
-//! - [`Pick::Least`]: scan every worker (O(N), exact); ties go by rotation, so equal workers
-//!   share evenly instead of the first one taking every tie.
+//! - [`Pick::Least`]: scan every worker (O(N), exact). A tie between busy workers goes to the
+//!   one that reported a close most recently: with few connections per worker, a worker stuck
+//!   on one slow request and a healthy one serving one fast request both count 1, and rotation
+//!   would hand the stuck one every other tie. Idle ties (and busy workers that never closed
+//!   anything) go by rotation, so equal workers share evenly instead of the first one taking
+//!   every tie.
 //! - [`Pick::TwoChoices`]: the power of two random choices, the better of two workers drawn at
 //!   random (O(1); within a small constant of exact and immune to the herd effect of many pickers
 //!   seeing the same minimum), for large pools.
@@ -27,8 +31,10 @@ pub enum Pick {
 #[derive(Debug, Clone)]
 pub struct LeastLoaded {
     pick: Pick,
-    /// `(worker, open connections)` in join order.
-    members: Vec<(u64, u32)>,
+    /// `(worker, open connections, sequence number of its latest close)` in join order.
+    members: Vec<(u64, u32, u64)>,
+    /// Counts closes, to order the members' latest ones (0: none yet).
+    closes: u64,
     /// Where the next scan starts (the tie-breaking rotation).
     cursor: usize,
     /// xorshift64* state for [`Pick::TwoChoices`]; never 0.
@@ -42,20 +48,21 @@ impl LeastLoaded {
             pick,
             members: Vec::new(),
             cursor: 0,
+            closes: 0,
             rng: 0x2545_f491_4f6c_dd1d,
         }
     }
 
     /// Adds a worker with no connections (no-op if present).
     pub fn add(&mut self, id: u64) {
-        if !self.members.iter().any(|&(m, _)| m == id) {
-            self.members.push((id, 0));
+        if !self.members.iter().any(|&(m, _, _)| m == id) {
+            self.members.push((id, 0, 0));
         }
     }
 
     /// Removes a worker.
     pub fn remove(&mut self, id: u64) -> bool {
-        let Some(i) = self.members.iter().position(|&(m, _)| m == id) else {
+        let Some(i) = self.members.iter().position(|&(m, _, _)| m == id) else {
             return false;
         };
         self.members.remove(i);
@@ -72,8 +79,8 @@ impl LeastLoaded {
     pub fn load(&self, id: u64) -> Option<u32> {
         self.members
             .iter()
-            .find(|&&(m, _)| m == id)
-            .map(|&(_, n)| n)
+            .find(|&&(m, _, _)| m == id)
+            .map(|&(_, n, _)| n)
     }
 
     /// A connection was handed to `id`.
@@ -88,7 +95,11 @@ impl LeastLoaded {
     /// wraps and a confused worker cannot attract every connection.
     pub fn closed(&mut self, id: u64) {
         if let Some(m) = self.members.iter_mut().find(|m| m.0 == id) {
-            m.1 = m.1.saturating_sub(1);
+            if m.1 > 0 {
+                m.1 -= 1;
+                self.closes += 1;
+                m.2 = self.closes;
+            }
         }
     }
 
@@ -121,13 +132,17 @@ impl LeastLoaded {
     }
 
     /// Index of the least loaded member that can take, starting the scan at the cursor so ties
-    /// rotate.
+    /// rotate; among busy members with equal loads, the one whose latest close is the most
+    /// recent (the module docs say why).
     fn scan(&self, can_take: &mut impl FnMut(u64) -> bool) -> Option<usize> {
         let n = self.members.len();
         let mut best: Option<usize> = None;
         for step in 0..n {
             let i = (self.cursor + step) % n;
-            let better = best.map_or(true, |b| self.members[i].1 < self.members[b].1);
+            let better = best.map_or(true, |b| {
+                let (m, b) = (self.members[i], self.members[b]);
+                m.1 < b.1 || (m.1 == b.1 && m.1 > 0 && m.2 > b.2)
+            });
             if better && can_take(self.members[i].0) {
                 best = Some(i);
                 if self.members[i].1 == 0 {
@@ -169,8 +184,10 @@ mod tests {
         for id in 1..=3 {
             l.closed(id);
         }
+        // Idle ties rotate; then all three are busy at 1 and the busy ties go to the one that
+        // closed last first (3, then 2, then 1): still one each.
         let got: Vec<_> = (0..6).map(|_| l.offer(|_| true).unwrap()).collect();
-        assert_eq!(got, [1, 2, 3, 1, 2, 3]);
+        assert_eq!(got, [1, 2, 3, 3, 2, 1]);
     }
 
     #[test]
@@ -201,6 +218,30 @@ mod tests {
             (l.load(1), l.load(2), l.load(3)),
             (Some(0), Some(1), Some(1))
         );
+    }
+
+    #[test]
+    fn a_busy_tie_goes_to_the_worker_that_closed_last() {
+        // Worker 1 is stuck on one slow connection; worker 2 serves one fast connection at a
+        // time. Both count 1 whenever a new connection comes: every one of them must go to 2,
+        // where rotation alone would give 1 every other one.
+        let mut l = pool(Pick::Least, 2);
+        assert_eq!(l.offer(|_| true), Some(1));
+        assert_eq!(l.offer(|_| true), Some(2));
+        for _ in 0..10 {
+            l.closed(2);
+            assert_eq!(l.offer(|_| true), Some(2), "2 is idle: the least loaded");
+            assert_eq!(l.offer(|_| true), Some(2), "a tie at 1: 2 closed last");
+            l.closed(2);
+        }
+        assert_eq!(l.load(1), Some(1));
+        assert_eq!(l.load(2), Some(1));
+        // Both idle: rotation again.
+        l.closed(1);
+        l.closed(2);
+        let mut got = [l.offer(|_| true).unwrap(), l.offer(|_| true).unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
     }
 
     #[test]
