@@ -15,6 +15,7 @@ function skippedUnderNodeTest(filename) {
 // alive by itself.
 function armTimeout(cluster, ms) {
   const seen = new Set();
+  forked.set(cluster, seen);
   cluster.on('fork', (w) => seen.add(w));
   setTimeout(() => {
     console.log('TIMEOUT');
@@ -25,4 +26,20 @@ function armTimeout(cluster, ms) {
   }, ms).unref();
 }
 
-module.exports = { skippedUnderNodeTest, armTimeout };
+// Every worker forked since armTimeout(), as seen by its 'fork' event.
+const forked = new WeakMap();
+
+// Resolves once every worker forked since armTimeout() has emitted 'exit'. The
+// cluster.disconnect(cb) callback runs when the *first* worker is gone (node:cluster's
+// removeWorker: see disconnect-cb.js), while the others may still hold the sockets they were
+// given: a scenario that checks a port is free after the cluster left waits for this first,
+// or it races the other workers' exits (under load, in node:cluster as in corral).
+function allExited(cluster) {
+  const seen = forked.get(cluster);
+  if (!seen) throw new Error('allExited() needs armTimeout() first');
+  return Promise.all([...seen].map((w) => (w.isDead()
+    ? undefined
+    : new Promise((resolve) => w.once('exit', resolve)))));
+}
+
+module.exports = { skippedUnderNodeTest, armTimeout, allExited };

@@ -19,7 +19,7 @@
 // comparison (compat.test.js checks corral's in a test of its own).
 const scenario = require('../compat-support/scenario');
 if (scenario.skippedUnderNodeTest(__filename)) return;
-const { armTimeout } = scenario;
+const { armTimeout, allExited } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -65,6 +65,7 @@ if (POLICY === null) {
     if (printMode) out(`B: mode & 0o666 = ${(st.mode & 0o666).toString(8)}`);
     out(`B: connect -> ${await roundTrip(sock)}`);
     cluster.disconnect(async () => {
+      await allExited(cluster);
       out(`after cluster.disconnect: B exists ${fs.existsSync(sock)}, ` +
         `A port for IPv6-only [::] ${await tryListen(r1.a, '::', true)}`);
     });

@@ -4,11 +4,11 @@
 // the same kernel-chosen port, every worker's B too, and a second socket of the same worker on
 // the same address is another socket (node:cluster's per-worker index): a third socket C, again
 // bind(0, '127.0.0.1') in each worker, gets a port of its own, shared by the three workers.
-// Datagrams to A (through 127.0.0.1) and B are answered; after cluster.disconnect() every port
-// is free.
+// Datagrams to A (through 127.0.0.1) and B are answered; once cluster.disconnect() has ended
+// every worker, every port is free: the primary keeps none of them.
 const scenario = require('../compat-support/scenario');
 if (scenario.skippedUnderNodeTest(__filename)) return;
-const { armTimeout } = scenario;
+const { armTimeout, allExited } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const dgram = require('node:dgram');
 
@@ -47,6 +47,7 @@ if (cluster.isPrimary) {
     console.log(`B answers ${await ask(b)}`);
     console.log(`C answers ${await ask(c)}`);
     cluster.disconnect(async () => {
+      await allExited(cluster);
       console.log(`after cluster.disconnect: A ${await tryBind('0.0.0.0', a)}, B ${await tryBind('127.0.0.1', b)}, ` +
         `C ${await tryBind('127.0.0.1', c)}`);
     });

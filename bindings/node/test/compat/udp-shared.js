@@ -4,11 +4,11 @@
 // workers each bind a udp4 socket on 127.0.0.1 and a udp6 one on ::1, both on port 0: both
 // workers get the same two ports; the primary sees 'listening' with addressType 'udp4' and
 // 'udp6' and fd -1 for each; every worker answers datagrams sent to those ports (the kernel
-// picks which one reads each). After cluster.disconnect() the sockets are closed (the ports
-// bind again) and the workers exit by themselves.
+// picks which one reads each). Once cluster.disconnect() has ended both workers (they exit by
+// themselves), both ports bind again: the primary keeps neither socket.
 const scenario = require('../compat-support/scenario');
 if (scenario.skippedUnderNodeTest(__filename)) return;
-const { armTimeout } = scenario;
+const { armTimeout, allExited } = scenario;
 const cluster = require(process.env.CORRAL_COMPAT_MODULE || 'node:cluster');
 const dgram = require('node:dgram');
 
@@ -51,9 +51,10 @@ if (POLICY === null) {
     out(`udp4 answered by ${(await askUntilAll('udp4', '127.0.0.1', v4)).size} workers`);
     out(`udp6 answered by ${(await askUntilAll('udp6', '::1', v6)).size} workers`);
     cluster.disconnect(async () => {
+      await allExited(cluster);
       out(`after cluster.disconnect: bind udp4 ${await tryBind('udp4', '127.0.0.1', v4)}, ` +
         `bind udp6 ${await tryBind('udp6', '::1', v6)}`);
-      setTimeout(() => out(`exits ${exits.join(' ')}`), 100);
+      out(`exits ${exits.join(' ')}`);
     });
   }
 
