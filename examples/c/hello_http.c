@@ -171,7 +171,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, corral_worker_fd(w), &ev);
   long served = 0, open_conns = 0;
-  int draining = 0;
+  int draining = 0, close_idle = 0;
   struct epoll_event events[MAX_EVENTS];
 
   for (;;) {
@@ -208,12 +208,10 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
             open_conns++;
           } else if (kind == CORRAL_WORKER_EVENT_DISCONNECT) {
-            /* Finish in-flight requests, close idle keep-alive connections now, then leave. */
+            /* Finish in-flight requests, close idle keep-alive connections, then leave. They
+             * close after this batch: a later entry of `events` may still point at one. */
             draining = 1;
-            for (struct conn *k = conns, *next; k; k = next) {
-              next = k->next;
-              if (k->len == 0) close_conn(w, ep, k, &open_conns);
-            }
+            close_idle = 1;
           } else if (kind == CORRAL_WORKER_EVENT_PRIMARY_GONE) {
             corral_worker_event_free(e);
             return 0;
@@ -238,6 +236,13 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
       }
       /* Draining: a keep-alive connection closes once its current request is answered. */
       if (rc < 0 || (draining && c->len == 0)) close_conn(w, ep, c, &open_conns);
+    }
+    if (close_idle) {
+      close_idle = 0;
+      for (struct conn *k = conns, *next; k; k = next) {
+        next = k->next;
+        if (k->len == 0) close_conn(w, ep, k, &open_conns);
+      }
     }
   }
   char report[64];
