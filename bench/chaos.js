@@ -21,9 +21,14 @@ const { median } = require('./lib/stats');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(__dirname, 'servers', 'node_respawn.js');
+const CORRAL = path.join(ROOT, 'bindings', 'node', 'index.js');
+// kernel-rr needs CAP_BPF: without it corral runs rr for the address and warns (the row then
+// repeats corral rr's figures; the server's stderr says so).
 const CONFIGS = [
   { name: 'node:cluster rr', env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } },
-  { name: 'corral rr', env: { BENCH_CLUSTER_MODULE: path.join(ROOT, 'bindings', 'node', 'index.js'), CORRAL_SCHED_POLICY: 'rr' } },
+  { name: 'node:cluster none', env: { NODE_CLUSTER_SCHED_POLICY: 'none' } },
+  { name: 'corral rr', env: { BENCH_CLUSTER_MODULE: CORRAL, CORRAL_SCHED_POLICY: 'rr' } },
+  { name: 'corral kernel-rr', env: { BENCH_CLUSTER_MODULE: CORRAL, CORRAL_SCHED_POLICY: 'kernel-rr' } },
 ];
 
 function arg(name, dflt) {
