@@ -154,6 +154,48 @@ fn a_key_from_the_request_routes_clients_whatever_their_address() {
     assert_eq!((stats.keyed, stats.key_fallbacks), (60, 0), "{stats:?}");
 }
 
+/// A session's connections dealt to a worker that stopped reading (SIGSTOP) are read back
+/// after `stall_timeout` and dealt again by their key (the request was only peeked at, so it
+/// is still there to read), not by the address each came from: all of them reach the same
+/// other worker.
+#[test]
+fn connections_read_back_from_a_stalled_worker_keep_their_key() {
+    use corral_core::policy::http_key::KeySource;
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::Sticky, |o| {
+        o.routing.key = Some(KeySource::Query("sid".into()));
+        o.stall_timeout = Some(Duration::from_millis(100));
+    });
+    let port = h.start_listening(4);
+    let ask = move |c: u32| {
+        let s = connect_from(client(c), port)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        std::io::Write::write_all(&mut &s, b"GET /?sid=kept HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        read_answer(&s)
+    };
+    let home = with_client(&mut h, move || worker_of(&ask(0).unwrap()));
+    h.p.kill(home, libc::SIGSTOP).unwrap();
+    // The same session from 8 addresses at once: each is dealt to the stopped worker by its key.
+    let got = with_client(&mut h, move || {
+        (1..=8u32)
+            .map(|c| std::thread::spawn(move || ask(c)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| worker_of(&t.join().unwrap().unwrap()))
+            .collect::<BTreeSet<u64>>()
+    });
+    h.p.kill(home, libc::SIGCONT).unwrap();
+    assert!(
+        h.p.worker(home).unwrap().handed_off >= 2,
+        "the session's connections were dealt to the stopped worker {home} first"
+    );
+    assert_eq!(
+        got.len(),
+        1,
+        "the session went to {got:?} once {home} stopped"
+    );
+    assert!(!got.contains(&home), "{got:?}");
+}
+
 #[test]
 fn without_the_key_the_address_routes_and_nothing_waits_for_the_timeout() {
     use corral_core::policy::http_key::KeySource;

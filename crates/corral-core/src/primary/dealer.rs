@@ -40,13 +40,9 @@ impl Dealt {
     }
 
     /// A connection read back from a worker (or refused by one), with the client address its
-    /// delivery carried.
-    pub(super) fn again(fd: OwnedFd, peer: Option<SocketAddr>) -> Dealt {
-        Dealt {
-            fd,
-            key: None,
-            peer,
-        }
+    /// delivery carried and its sticky key ([`Inner::key_again`]).
+    pub(super) fn again(fd: OwnedFd, peer: Option<SocketAddr>, key: Option<u64>) -> Dealt {
+        Dealt { fd, key, peer }
     }
 }
 
@@ -577,7 +573,8 @@ impl Inner {
                     match (m.kind, proto::decode_conn_peer(&m.data)) {
                         (Kind::Conn, Ok((lid, peer))) if m.fds.len() == 1 => taken.push((
                             lid,
-                            Dealt::again(m.fds.into_iter().next().expect("one fd"), peer),
+                            // Its key is looked for again below (`slot` is borrowed here).
+                            Dealt::again(m.fds.into_iter().next().expect("one fd"), peer, None),
                         )),
                         _ => others.push(m),
                     }
@@ -596,7 +593,8 @@ impl Inner {
         }
         let mut lids: Vec<u32> = Vec::new();
         // In arrival order, ahead of connections not dealt yet (they came earlier).
-        for (lid, conn) in taken.into_iter().rev() {
+        for (lid, mut conn) in taken.into_iter().rev() {
+            conn.key = self.key_again(conn.fd.as_fd());
             if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
                 l.least.closed(id);
                 if let Some(k) = l.kernel.as_ref() {

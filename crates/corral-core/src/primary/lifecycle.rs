@@ -13,7 +13,7 @@ use crate::ipc::{Channel, Kind, Recv};
 use crate::sys::{self, ExitStatus, SpawnSpec};
 use mio::unix::SourceFd;
 use mio::Interest;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 pub(super) struct WorkerRecord {
@@ -254,12 +254,14 @@ impl Inner {
                     let Ok((lid, peer)) = proto::decode_conn_peer(&m.data) else {
                         continue;
                     };
-                    if let (Some(l), Some(fd)) = (self.listener_mut(lid), m.fds.into_iter().next())
-                    {
+                    let Some(fd) = m.fds.into_iter().next() else {
+                        continue;
+                    };
+                    let key = self.key_again(fd.as_fd());
+                    if let Some(l) = self.listener_mut(lid) {
                         // A closed listener has nobody to give it to: the client sees a reset.
-                        // A key read from the request is not kept: the address routes it now.
                         if l.fd.is_some() {
-                            l.pending.push_front(Dealt::again(fd, peer));
+                            l.pending.push_front(Dealt::again(fd, peer, key));
                         }
                         lids.push(lid);
                     }

@@ -11,7 +11,7 @@ use crate::ipc::proto::{self, ListenRequest};
 use crate::ipc::{frame, Channel, Kind, Message, Recv};
 use mio::unix::SourceFd;
 use mio::Interest;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 /// `send` reports backpressure (returns false) above this many queued bytes, as Node does.
@@ -180,7 +180,8 @@ impl Inner {
                 }
                 let (lid, peer) = proto::decode_refuse(&m.data)?;
                 let fd = m.fds.into_iter().next().expect("one fd");
-                self.on_refused(id, lid, super::dealer::Dealt::again(fd, peer));
+                let key = self.key_again(fd.as_fd());
+                self.on_refused(id, lid, super::dealer::Dealt::again(fd, peer, key));
             }
             Kind::Closed => {
                 expect_fds(0)?;

@@ -23,7 +23,7 @@ use crate::sys;
 use mio::unix::SourceFd;
 use mio::Interest;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 /// Most connections parked at once.
@@ -207,6 +207,29 @@ impl Inner {
             for lid in lids {
                 self.pump(lid);
             }
+        }
+    }
+
+    /// The sticky key of a connection dealt again: read back from a worker that will not take
+    /// it, or refused by one. Its request was only peeked at, so it is still in the socket and
+    /// is looked at once more, without waiting (it already waited once); `None` (no key
+    /// source, key absent, or the worker read the request before refusing it) routes it by
+    /// address.
+    pub(super) fn key_again(&self, fd: BorrowedFd<'_>) -> Option<u64> {
+        let source = self
+            .opts
+            .routing
+            .key
+            .as_ref()
+            .filter(|_| self.wants_key())?;
+        let mut buf = [0u8; super::options::MAX_PEEK_BYTES];
+        let cap = self.opts.routing.peek_bytes;
+        match sys::peek_stream(fd, &mut buf[..cap]) {
+            Ok(Some(n)) if n > 0 => match http_key::find(&buf[..n], source) {
+                Found::Key(k) => Some(sticky::key_of(k)),
+                Found::Incomplete | Found::Absent => None,
+            },
+            _ => None,
         }
     }
 
