@@ -8,10 +8,7 @@ use std::time::Duration;
 use util::*;
 
 fn keepalive_py() -> String {
-    format!(
-        "{}/tests/programs/keepalive_server.py",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    program("keepalive_server.py")
 }
 
 /// Waits until the worker row shows `n` connections; returns the status.
@@ -93,15 +90,8 @@ fn status_shows_the_idle_keep_alive_connections_a_worker_holds() {
     wait_conns(&c, 1);
     drop(held);
     wait_conns(&c, 0);
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(15));
 }
 
 /// uvicorn `--workers` and gunicorn fork: the row of the pid corral started counts the
@@ -139,15 +129,8 @@ fn a_pre_forking_worker_counts_the_connections_of_its_children() {
     assert_eq!(st["workers"].as_array().unwrap().len(), 1, "{st}");
     drop(held);
     wait_conns(&c, 0);
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(15));
 }
 
 /// The metrics listener carries the same count, collected at scrape time:
@@ -172,22 +155,8 @@ fn the_metrics_endpoint_has_a_connections_gauge_per_worker() {
         ],
         &[],
     );
-    let line = c.wait_line("corral: metrics on http://", Duration::from_secs(10));
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let scrape = || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-        out
-    };
+    let addr = c.metrics_addr();
+    let scrape = || get_raw(addr, "/metrics");
     let port = c.port();
     let pids = c.wait_ready(1, Duration::from_secs(15));
     let st = c.status();
@@ -221,13 +190,6 @@ fn the_metrics_endpoint_has_a_connections_gauge_per_worker() {
     wait_gauge(3);
     drop(held);
     wait_gauge(0);
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(15));
 }

@@ -77,12 +77,7 @@ fn stop_drains_and_the_name_is_free_again() {
     assert!(err.contains("another corral is running there"), "{err}");
     let (code, out, err) = c.ctl("stop", &[]);
     assert_eq!((code, out.trim()), (0, "shutting down"), "{err}");
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.assert_exit(0, Duration::from_secs(15));
     assert!(!c.control.exists(), "the control socket is removed at exit");
 }
 

@@ -28,11 +28,7 @@ fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
         &[("SERVER_NOTIFY", "ready")],
     );
     let port = c.port();
-    assert!(
-        !c.stderr().contains("kernel-rr unavailable"),
-        "no eBPF here: {}",
-        c.stderr()
-    );
+    c.assert_kernel_rr();
     let pids = c.wait_ready(3, Duration::from_secs(15));
     let order: Vec<i64> = (0..30)
         .map(|_| pid_of(&get(port, Duration::from_secs(5)).expect("request")))
@@ -63,12 +59,7 @@ fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
         "{}",
         c.stderr()
     );
-    assert!(
-        errors.is_empty(),
-        "first failures: {:?}",
-        &errors[..errors.len().min(5)]
-    );
-    assert!(ok >= 5, "the load loop ran ({ok} requests)");
+    assert_clean(ok, &errors, 5);
 }
 
 /// Clients that connect while no worker holds a slot (here: the only worker crashed and its
@@ -105,11 +96,7 @@ fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
         &[],
     );
     let port = c.port();
-    assert!(
-        !c.stderr().contains("kernel-rr unavailable"),
-        "no eBPF here: {}",
-        c.stderr()
-    );
+    c.assert_kernel_rr();
     c.wait_line("exited with code 3", Duration::from_secs(10));
     // Inside the 1 s restart delay: no slot is filled, the SYNs land on the anchor.
     let clients: Vec<_> = (0..3)

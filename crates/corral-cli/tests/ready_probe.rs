@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use util::*;
 
 fn probe_py() -> String {
-    format!("{}/tests/programs/tcp_probe.py", env!("CARGO_MANIFEST_DIR"))
+    program("tcp_probe.py")
 }
 
 /// Milliseconds from "worker ID started" to "worker ID ready" as this test saw the lines.

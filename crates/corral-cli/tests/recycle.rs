@@ -9,6 +9,24 @@ use util::*;
 
 const LIMIT: u64 = 48 << 20;
 
+/// Waits until a worker other than the recycled `first` answers on `port`, and `first` has
+/// drained and exited 0.
+fn replaced(c: &Corral, port: u16, first: i64) {
+    wait_for(
+        "a worker other than the recycled one answering",
+        Duration::from_secs(15),
+        || {
+            let body = get(port, Duration::from_secs(5)).ok()?;
+            let pid = pid_of(&body);
+            (pid != first).then_some(pid)
+        },
+    );
+    c.wait_line(
+        &format!("(pid {first}) exited with code 0"),
+        Duration::from_secs(15),
+    );
+}
+
 #[test]
 fn a_worker_growing_past_max_rss_is_recycled_without_failed_requests() {
     let py = server_py();
@@ -44,47 +62,22 @@ fn a_worker_growing_past_max_rss_is_recycled_without_failed_requests() {
     let line = c.wait_line("recycling worker 1", Duration::from_secs(30));
     let took = t0.elapsed();
     // The new worker serves, the old one drained and exited.
-    wait_for(
-        "a worker other than the recycled one answering",
-        Duration::from_secs(15),
-        || {
-            let body = get(port, Duration::from_secs(5)).ok()?;
-            let pid = pid_of(&body);
-            (pid != first).then_some(pid)
-        },
-    );
-    c.wait_line(
-        &format!("(pid {first}) exited with code 0"),
-        Duration::from_secs(15),
-    );
+    replaced(&c, port, first);
     let (ok, errors) = load.finish();
     eprintln!(
         "recycle at {LIMIT} bytes: {line:?} after {took:?} of load; {ok} requests ok, {} failed",
         errors.len()
     );
     assert!(line.contains(&format!("> {LIMIT}")), "{line}");
-    assert_eq!(
-        errors.len(),
-        0,
-        "first failures: {:?}",
-        &errors[..errors.len().min(5)]
-    );
-    assert!(ok >= 20, "the load loop ran ({ok} requests)");
+    assert_clean(ok, &errors, 20);
     let st = c.status();
     assert!(
         st["restarts_by_cause"]["recycle"].as_u64() >= Some(1),
         "{st}"
     );
     assert_ne!(st["workers"][0]["pid"], first, "{st}");
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(15));
 }
 
 /// The started pid's own resident memory, `VmRSS` of `/proc/PID/status`.
@@ -150,19 +143,7 @@ fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_req
     );
     let line = c.wait_line("recycling worker 1", Duration::from_secs(30));
     let own_then = own_rss(first);
-    wait_for(
-        "a worker other than the recycled one answering",
-        Duration::from_secs(15),
-        || {
-            let body = get(port, Duration::from_secs(5)).ok()?;
-            let pid = pid_of(&body);
-            (pid != first).then_some(pid)
-        },
-    );
-    c.wait_line(
-        &format!("(pid {first}) exited with code 0"),
-        Duration::from_secs(15),
-    );
+    replaced(&c, port, first);
     let (ok, errors) = load.finish();
     eprintln!(
         "tree recycle at {LIMIT} bytes: status showed {tree} bytes for the tree while pid \
@@ -177,25 +158,12 @@ fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_req
             "the started pid itself stayed small ({own_then} bytes): the tree passed the limit"
         );
     }
-    assert_eq!(
-        errors.len(),
-        0,
-        "first failures: {:?}",
-        &errors[..errors.len().min(5)]
-    );
-    assert!(ok >= 20, "the load loop ran ({ok} requests)");
+    assert_clean(ok, &errors, 20);
     let st = c.status();
     assert!(
         st["restarts_by_cause"]["recycle"].as_u64() >= Some(1),
         "{st}"
     );
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(15));
 }

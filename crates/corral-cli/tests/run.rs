@@ -3,7 +3,7 @@
 //! replaced, SIGTERM drains, bad input refused with the flag named.
 
 mod util;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use util::*;
 
 #[test]
@@ -64,11 +64,7 @@ fn a_killed_worker_is_replaced_and_its_slot_counts_the_restart() {
     let port = c.port();
     let before = c.wait_ready(2, Duration::from_secs(15));
     let victim = before[0];
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &victim.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill("KILL", &victim.to_string());
     let after = wait_for("a replacement worker", Duration::from_secs(15), || {
         let pids = c.wait_ready(2, Duration::from_secs(15));
         (!pids.contains(&victim)).then_some(pids)
@@ -105,27 +101,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     );
     let port = c.port();
     c.wait_ready(2, Duration::from_secs(15));
-    let inflight: Vec<_> = (0..2)
-        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let t0 = Instant::now();
-    c.signal("TERM");
-    for t in inflight {
-        let body = t.join().unwrap();
-        assert!(
-            body.is_ok(),
-            "an in-flight request failed during the drain: {body:?}; corral:\n{}",
-            c.stderr()
-        );
-    }
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
-    let took = t0.elapsed();
+    let took = c.sigterm_in_flight(port, 2, Duration::from_secs(15));
     eprintln!("SIGTERM to exit with 2 in-flight 700 ms requests: {took:?}");
     assert!(c.stderr().contains("clean shutdown"));
     assert!(
@@ -154,12 +130,7 @@ fn a_worker_that_ignores_sigterm_is_killed_at_the_deadline_and_the_exit_status_s
     );
     c.wait_ready(1, Duration::from_secs(10));
     c.signal("TERM");
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(10)),
-        Some(1),
-        "{}",
-        c.stderr()
-    );
+    c.assert_exit(1, Duration::from_secs(10));
     assert!(c.stderr().contains("killed"), "{}", c.stderr());
 }
 
@@ -328,17 +299,7 @@ fn ctrl_c_to_corrals_process_group_reaches_only_corral_which_drains_the_workers(
         },
     );
     c.wait_ready(2, Duration::from_secs(15));
-    let group = format!("-{}", c.pid());
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", "--", &group])
-        .status()
-        .unwrap()
-        .success());
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    kill("INT", &format!("-{}", c.pid()));
+    c.assert_exit(0, Duration::from_secs(15));
     assert_eq!(c.count_lines("exited with code 0"), 2, "{}", c.stderr());
 }

@@ -155,12 +155,7 @@ fn activated(how: Launcher, launcher: &str) {
     );
     c.signal("TERM");
     until(&notify, "STOPPING=1", &mut seen, &c);
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.assert_exit(0, Duration::from_secs(20));
     eprintln!("{how:?}: sd_notify sequence: {seen:?}");
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use util::*;
 
 fn start(py: &str, workers: &str, extra: &[&str], env: &[(&str, &str)], log: &str) -> Corral {
-    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let app_dir = programs_dir();
     let mut args = vec!["run", "--workers", workers, "--listen", "127.0.0.1:0"];
     args.extend(extra);
     args.extend([
@@ -44,11 +44,7 @@ fn reload_under_load(py: &str, policy: &str) -> (u64, Vec<String>) {
         "warning",
     );
     let port = c.port();
-    assert!(
-        !c.stderr().contains("kernel-rr unavailable"),
-        "no eBPF here: {}",
-        c.stderr()
-    );
+    c.assert_kernel_rr();
     let before = c.wait_ready(2, Duration::from_secs(30));
     // Which worker accepts is the kernel's choice under `shared` (all wait on the one
     // socket): at most 200 requests until both have answered.
@@ -154,30 +150,8 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let inflight: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let t0 = Instant::now();
-    c.signal("TERM");
-    for t in inflight {
-        let r = t.join().unwrap();
-        assert!(
-            r.is_ok(),
-            "an in-flight request failed: {r:?}; {}",
-            c.stderr()
-        );
-    }
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
-    eprintln!(
-        "SIGTERM to corral's exit, 4 in-flight 700 ms uvicorn requests: {:?}",
-        t0.elapsed()
-    );
+    let took = c.sigterm_in_flight(port, 4, Duration::from_secs(20));
+    eprintln!("SIGTERM to corral's exit, 4 in-flight 700 ms uvicorn requests: {took:?}");
 }
 
 /// `corral status` counts connections from the kernel over the process tree of the pid it
@@ -186,7 +160,7 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
 #[test]
 fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
     let py = venv_python();
-    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let app_dir = programs_dir();
     let c = Corral::start(
         &[
             "run",
@@ -245,15 +219,8 @@ fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
         Duration::from_secs(10),
         || (c.status()["workers"][0]["connections"] == 0).then_some(()),
     );
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(20));
 }
 
 /// The processes whose parent is `pid` (from /proc).
@@ -304,7 +271,7 @@ impl Drop for Orphans {
 #[test]
 fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
     let py = venv_python();
-    let app_dir = format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"));
+    let app_dir = programs_dir();
     let c = Corral::start(
         &[
             "run",
@@ -341,12 +308,7 @@ fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
         kids.contains(&pid_of(&body)) && kids.len() >= 2,
         "uvicorn {master} serves from its children {kids:?}: {body}"
     );
-    let ok = std::process::Command::new("kill")
-        .args(["-KILL", &master.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -KILL {master}");
+    kill("KILL", &master.to_string());
     wait_for(
         &format!("uvicorn's orphaned children {kids:?} to be gone"),
         Duration::from_secs(10),
@@ -364,13 +326,6 @@ fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
         "answered by the new master's children: {body}"
     );
     drop(guard);
-    let (code, _, err) = c.ctl("stop", &[]);
-    assert_eq!(code, 0, "{err}");
     let mut c = c;
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    c.stop(Duration::from_secs(20));
 }

@@ -14,12 +14,19 @@ use std::time::{Duration, Instant};
 
 pub const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 
+/// `tests/programs`: the foreign programs (and apps) these tests run under corral.
+pub fn programs_dir() -> String {
+    format!("{}/tests/programs", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The path of `tests/programs/NAME`.
+pub fn program(name: &str) -> String {
+    format!("{}/{name}", programs_dir())
+}
+
 /// The Python worker (LISTEN_FDS only).
 pub fn server_py() -> String {
-    format!(
-        "{}/tests/programs/listen_fds_server.py",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    program("listen_fds_server.py")
 }
 
 /// The real python3 executable (not a version manager's shim script, which takes longer to
@@ -240,12 +247,61 @@ impl Corral {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
+        kill(sig, &self.pid().to_string());
+    }
+
+    /// Asserts that `--policy kernel-rr` did not fall back (no eBPF on this machine).
+    pub fn assert_kernel_rr(&self) {
+        assert!(
+            !self.stderr().contains("kernel-rr unavailable"),
+            "no eBPF here: {}",
+            self.stderr()
+        );
+    }
+
+    /// The address of `--metrics` (from the line corral prints).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let line = self.wait_line("corral: metrics on http://", Duration::from_secs(10));
+        line.split("http://")
+            .nth(1)
+            .and_then(|s| s.strip_suffix("/metrics"))
             .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} corral");
+            .parse()
+            .unwrap()
+    }
+
+    /// Asserts that corral exits with `code` within `timeout` (its stderr in the message).
+    pub fn assert_exit(&mut self, code: i32, timeout: Duration) {
+        assert_eq!(self.wait_exit(timeout), Some(code), "{}", self.stderr());
+    }
+
+    /// `corral stop`, then asserts that corral exits 0 within `timeout`.
+    pub fn stop(&mut self, timeout: Duration) {
+        let (code, _, err) = self.ctl("stop", &[]);
+        assert_eq!(code, 0, "{err}");
+        self.assert_exit(0, timeout);
+    }
+
+    /// SIGTERM while `clients` requests of `port` are in flight (sent 200 ms before): each
+    /// must be answered and corral must exit 0 within `timeout`. The time from the signal to
+    /// the exit.
+    pub fn sigterm_in_flight(&mut self, port: u16, clients: usize, timeout: Duration) -> Duration {
+        let inflight: Vec<_> = (0..clients)
+            .map(|_| std::thread::spawn(move || get(port, Duration::from_secs(10))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        self.signal("TERM");
+        for t in inflight {
+            let r = t.join().unwrap();
+            assert!(
+                r.is_ok(),
+                "an in-flight request failed during the drain: {r:?}; corral:\n{}",
+                self.stderr()
+            );
+        }
+        self.assert_exit(0, timeout);
+        t0.elapsed()
     }
 
     /// Waits for corral to exit; its exit code.
@@ -311,6 +367,26 @@ fn worker_groups(parent: i32) -> Vec<i32> {
                 && f.get(2) == Some(&pid.to_string().as_str())
         })
         .collect()
+}
+
+/// `kill -SIG TARGET` (a pid, or `-PGID` for a process group); asserts it was delivered.
+pub fn kill(sig: &str, target: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), "--", target])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} -- {target}");
+}
+
+/// `GET PATH` over HTTP/1.0 to `addr` (the metrics listener); the whole answer, head included.
+pub fn get_raw(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// `corral SUB --control PATH ARGS`, run through `prefix` (e.g. setpriv).
@@ -419,6 +495,14 @@ impl Load {
         Load { stop, threads }
     }
 
+    /// Stops the clients and asserts that no request failed and at least `min_ok` succeeded;
+    /// (requests that succeeded, failures).
+    pub fn finish_clean(self, min_ok: u64) -> (u64, Vec<String>) {
+        let (ok, errors) = self.finish();
+        assert_clean(ok, &errors, min_ok);
+        (ok, errors)
+    }
+
     /// Stops the clients: requests that succeeded, and the failures.
     pub fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
@@ -431,6 +515,18 @@ impl Load {
         }
         (ok, errors)
     }
+}
+
+/// Asserts that a load loop saw no failure (the first five in the message) and ran: at least
+/// `min_ok` requests succeeded.
+pub fn assert_clean(ok: u64, errors: &[String], min_ok: u64) {
+    assert!(
+        errors.is_empty(),
+        "{} failed, first failures: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok >= min_ok, "the load loop ran ({ok} requests)");
 }
 
 /// One HTTP/1.1 request on a connection the server keeps open; the answer's body.
