@@ -20,14 +20,11 @@
 mod util;
 use corral_core::{Event, Policy};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use util::routing::read_answer;
 use util::*;
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// Starts one worker per entry of `serve_ms` (its service time) on 127.0.0.1:0 under
 /// `policy`; the address, and the fallback warning if there was one.
@@ -45,33 +42,8 @@ fn start_with(
     envs: &[Vec<(String, String)>],
 ) -> (Harness, SocketAddr, Option<String>) {
     let mut h = harness(&["serve", "127.0.0.1:0"], policy);
-    for env in envs {
-        h.p.spawn_worker(env).unwrap();
-    }
-    let n = envs.len();
-    let (mut listening, mut addr, mut warning) = (0, None, None);
-    h.wait(
-        "every worker listening",
-        Duration::from_secs(10),
-        |_, ev| {
-            match ev {
-                Event::Listening {
-                    addr: corral_core::BoundAddr::Tcp(a),
-                    ..
-                } => {
-                    addr = Some(*a);
-                    listening += 1;
-                }
-                Event::Warning { message, .. } => {
-                    assert!(warning.is_none(), "reported twice: {message}");
-                    warning = Some(message.clone());
-                }
-                _ => {}
-            }
-            (listening == n).then_some(())
-        },
-    );
-    (h, addr.unwrap(), warning)
+    let (addr, warning) = h.listen_tcp(envs);
+    (h, addr, warning.map(|(_, message)| message))
 }
 
 /// Opens a connection and sends its request line.
@@ -80,19 +52,6 @@ fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(b"hello\n")?;
     Ok(s)
-}
-
-/// The answer line on `s`.
-fn answer(s: &mut TcpStream) -> std::io::Result<String> {
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed without an answer",
-        ));
-    }
-    Ok(line.trim_end().to_string())
 }
 
 /// 300 connections at one per millisecond to workers 1/2/3 taking 2/2/20 ms: requests per
@@ -111,7 +70,7 @@ fn run_300(policy: Policy) -> (BTreeMap<u64, usize>, usize, f64, Option<String>)
         }
         let (mut per, mut failed) = (BTreeMap::new(), 0);
         for c in clients {
-            match c.and_then(|mut c| answer(&mut c)) {
+            match c.and_then(|c| read_answer(&c)) {
                 Ok(a) => *per.entry(worker_of(&a)).or_insert(0) += 1,
                 Err(_) => failed += 1,
             }
@@ -144,11 +103,6 @@ fn kernel_least_sends_the_slow_worker_far_fewer() {
     }
 }
 
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
 /// kernel-rr: worker 1 is SIGSTOPped; 200 clients: it is dealt at most its window of 32 (by
 /// the program, and the primary deals it nothing from the anchor either), workers 2 and 3
 /// answer every other client while it is stopped; continued, it answers its own. None fails.
@@ -158,16 +112,7 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
     let (mut h, addr, warning) = start(Policy::KernelRr, &[0, 0, 0]);
     assert_eq!(warning.is_some(), !root(), "{warning:?}");
     let victim = h.p.worker_ids()[0];
-    let pid = h.p.worker(victim).unwrap().pid;
-    h.p.kill(victim, libc::SIGSTOP).unwrap();
-    let t0 = Instant::now();
-    while proc_state(pid) != Some('T') {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "worker never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    stop_worker(&mut h, victim);
     // Each client thread answers with (worker, when), or None while still waiting at the
     // moment `continued` was set.
     let (answered, waiting) = with_client(&mut h, move || {
@@ -185,7 +130,7 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
                 match c.peek(&mut b) {
                     Ok(n) if n > 0 => {
                         c.set_nonblocking(false).unwrap();
-                        answered.push(answer(c).expect("an answer"));
+                        answered.push(read_answer(c).expect("an answer"));
                     }
                     Ok(_) => panic!("client {i}: closed without an answer"),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => still.push(i),
@@ -239,7 +184,7 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
     let late = with_client(&mut h, move || {
         waiting
             .into_iter()
-            .map(|mut c| answer(&mut c))
+            .map(|c| read_answer(&c))
             .collect::<Vec<_>>()
     });
     let failed = late.iter().filter(|r| r.is_err()).count();
@@ -258,60 +203,9 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
 /// client is served.
 #[test]
 fn without_cap_bpf_kernel_least_falls_back_to_least_and_says_why() {
-    no_policy_override();
-    let mut cmd = if root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            FIXTURE,
-        ]);
-        c
-    } else {
-        std::process::Command::new(FIXTURE)
-    };
-    let child = cmd
-        .args(["primary", "3"])
-        .env("CORRAL_SCHED_POLICY", "kernel-least")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux) and the fixture");
-    let mut p = FixturePrimary(child);
-    let out = p.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let (mut ports, mut warnings, mut log) = (Vec::new(), Vec::new(), Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ports.len() < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("3 workers not listening in 10 s: {log:?}"));
-        if let Some(port) = line.strip_prefix("port ") {
-            ports.push(port.parse::<u16>().unwrap());
-        }
-        if line.starts_with("warning ") {
-            warnings.push(line.clone());
-        }
-        log.push(line);
-    }
-    assert_eq!(warnings.len(), 1, "reported once: {log:?}");
-    let w = &warnings[0];
-    assert!(
-        w.starts_with(&format!(
-            "warning CORRAL_KERNEL_RR_FALLBACK {} ",
-            libc::EPERM
-        )),
-        "{w}"
-    );
+    let p = UnprivilegedPrimary::start("kernel-least", 3);
+    let ports = &p.ports;
+    let w = p.eperm_fallback_warning();
     assert!(
         w.contains("kernel-least") && w.contains("runs least") && w.contains("setcap cap_bpf+ep"),
         "{w}"
@@ -322,9 +216,7 @@ fn without_cap_bpf_kernel_least_falls_back_to_least_and_says_why() {
         served += 1;
     }
     assert_eq!(served, 30);
-    while let Ok(line) = rx.try_recv() {
-        assert!(!line.starts_with("error "), "{line}");
-    }
+    p.assert_no_error();
 }
 
 /// kernel-least, count drift: six idle connections spread 2/2/2 (each worker blocked on its
@@ -355,8 +247,8 @@ fn a_replacement_starts_at_zero_and_is_the_least_loaded() {
         |_, ev| matches!(ev, Event::Listening { worker, .. } if *worker == new).then_some(()),
     );
     let answer = with_client(&mut h, move || {
-        let mut c = open(addr).unwrap();
-        answer(&mut c)
+        let c = open(addr).unwrap();
+        read_answer(&c)
     })
     .expect("an answer from the replacement");
     assert_eq!(worker_of(&answer), new, "{answer}");
@@ -379,9 +271,9 @@ fn workers_that_never_report_closes_are_still_served_past_their_window() {
         let answers = with_client(&mut h, move || {
             (0..150)
                 .map(|i| {
-                    let mut c = open(addr).unwrap();
+                    let c = open(addr).unwrap();
                     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    answer(&mut c).unwrap_or_else(|e| panic!("{policy:?} request {i}: {e}"))
+                    read_answer(&c).unwrap_or_else(|e| panic!("{policy:?} request {i}: {e}"))
                 })
                 .collect::<Vec<_>>()
         });
@@ -428,14 +320,14 @@ fn held_keep_alive_connections_do_not_fill_kernel_rr_s_window() {
     let (held, fresh) = with_client(&mut h, move || {
         let mut held = Vec::new();
         for i in 0..200 {
-            let mut c = open(addr).unwrap();
-            let a = answer(&mut c).unwrap_or_else(|e| panic!("held client {i}: {e}"));
+            let c = open(addr).unwrap();
+            let a = read_answer(&c).unwrap_or_else(|e| panic!("held client {i}: {e}"));
             held.push((c, worker_of(&a)));
         }
         let fresh: Vec<u64> = (0..60)
             .map(|i| {
-                let mut c = open(addr).unwrap();
-                worker_of(&answer(&mut c).unwrap_or_else(|e| panic!("new client {i}: {e}")))
+                let c = open(addr).unwrap();
+                worker_of(&read_answer(&c).unwrap_or_else(|e| panic!("new client {i}: {e}")))
             })
             .collect();
         (held, fresh)

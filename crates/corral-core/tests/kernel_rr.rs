@@ -8,64 +8,20 @@
 mod util;
 use corral_core::{Event, Policy};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+
+use std::net::SocketAddr;
+use std::time::Duration;
 use util::*;
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// One request to `addr` (any family): the answer line.
-fn ask(addr: SocketAddr) -> std::io::Result<String> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    (&s).write_all(b"hello\n")?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed without an answer",
-        ));
-    }
-    Ok(line.trim_end().to_string())
-}
 
 /// Starts `n` workers serving `bind` under kernel-rr; the address they got, and the fallback
 /// warning if there was one.
 fn kernel_rr(h: &mut Harness, n: usize) -> (SocketAddr, Option<String>) {
-    for _ in 0..n {
-        h.p.spawn_worker(&[]).unwrap();
-    }
-    let (mut listening, mut addr, mut warning) = (0, None, None);
-    h.wait(
-        "every worker listening",
-        Duration::from_secs(10),
-        |_, ev| {
-            match ev {
-                Event::Listening {
-                    addr: corral_core::BoundAddr::Tcp(a),
-                    ..
-                } => {
-                    if let Some(x) = addr {
-                        assert_eq!(x, *a, "one address for all");
-                    }
-                    addr = Some(*a);
-                    listening += 1;
-                }
-                Event::Warning { code, message, .. } => {
-                    assert_eq!(*code, corral_core::event::WARNING_KERNEL_RR_FALLBACK);
-                    assert!(warning.is_none(), "reported twice: {message}");
-                    warning = Some(message.clone());
-                }
-                _ => {}
-            }
-            (listening == n).then_some(())
-        },
-    );
-    (addr.unwrap(), warning)
+    let (addr, warning) = h.listen_tcp(&vec![Vec::new(); n]);
+    let warning = warning.map(|(code, message)| {
+        assert_eq!(code, corral_core::event::WARNING_KERNEL_RR_FALLBACK);
+        message
+    });
+    (addr, warning)
 }
 
 fn spread(addr: &str) {
@@ -73,7 +29,9 @@ fn spread(addr: &str) {
     let (sa, warning) = kernel_rr(&mut h, 3);
     assert_eq!(warning.is_some(), !root(), "{warning:?}");
     let answers = with_client(&mut h, move || {
-        (0..300).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+        (0..300)
+            .map(|_| request_to(sa).unwrap())
+            .collect::<Vec<_>>()
     });
     let mut per: BTreeMap<u64, usize> = BTreeMap::new();
     for a in &answers {
@@ -109,11 +67,6 @@ fn connections_are_dealt_exactly_in_turn_ipv6() {
     spread("[::1]:0");
 }
 
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
 /// A worker stopped (SIGSTOP) while its share of 30 clients queues on its socket, then
 /// SIGKILLed: its queue goes to the live workers, every client is answered, none reset.
 #[test]
@@ -121,18 +74,9 @@ fn a_sigkilled_workers_queue_is_served_by_the_others() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
     let (sa, _) = kernel_rr(&mut h, 3);
     let victim = h.p.worker_ids()[0];
-    let pid = h.p.worker(victim).unwrap().pid;
-    h.p.kill(victim, libc::SIGSTOP).unwrap();
-    let t0 = Instant::now();
-    while proc_state(pid) != Some('T') {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "worker never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    stop_worker(&mut h, victim);
     let clients: Vec<_> = (0..30)
-        .map(|_| std::thread::spawn(move || ask(sa)))
+        .map(|_| std::thread::spawn(move || request_to(sa)))
         .collect();
     // Let every SYN land (10 of them in the stopped worker's queue under kernel-rr).
     h.pump_for(Duration::from_millis(300));
@@ -169,7 +113,7 @@ fn with_every_worker_dead_clients_wait_for_the_replacement() {
         (exits == 2).then_some(())
     });
     let clients: Vec<_> = (0..5)
-        .map(|_| std::thread::spawn(move || ask(sa)))
+        .map(|_| std::thread::spawn(move || request_to(sa)))
         .collect();
     h.pump_for(Duration::from_millis(200));
     assert!(
@@ -184,7 +128,7 @@ fn with_every_worker_dead_clients_wait_for_the_replacement() {
             .collect::<Vec<_>>()
     });
     assert!(answers.iter().all(|a| worker_of(a) == 3), "{answers:?}");
-    let later = with_client(&mut h, move || ask(sa).unwrap());
+    let later = with_client(&mut h, move || request_to(sa).unwrap());
     assert_eq!(worker_of(&later), 3);
     if root() {
         assert_eq!(
@@ -200,60 +144,9 @@ fn with_every_worker_dead_clients_wait_for_the_replacement() {
 /// client served.
 #[test]
 fn without_cap_bpf_the_address_falls_back_to_rr_and_says_why() {
-    no_policy_override();
-    let mut cmd = if root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            FIXTURE,
-        ]);
-        c
-    } else {
-        std::process::Command::new(FIXTURE)
-    };
-    let child = cmd
-        .args(["primary", "3"])
-        .env("CORRAL_SCHED_POLICY", "kernel-rr")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux) and the fixture");
-    let mut p = FixturePrimary(child);
-    let out = p.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let (mut ports, mut warnings, mut log) = (Vec::new(), Vec::new(), Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ports.len() < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("3 workers not listening in 10 s: {log:?}"));
-        if let Some(port) = line.strip_prefix("port ") {
-            ports.push(port.parse::<u16>().unwrap());
-        }
-        if line.starts_with("warning ") {
-            warnings.push(line.clone());
-        }
-        log.push(line);
-    }
-    assert_eq!(warnings.len(), 1, "reported once: {log:?}");
-    let w = &warnings[0];
-    assert!(
-        w.starts_with(&format!(
-            "warning CORRAL_KERNEL_RR_FALLBACK {} ",
-            libc::EPERM
-        )),
-        "{w}"
-    );
+    let p = UnprivilegedPrimary::start("kernel-rr", 3);
+    let ports = &p.ports;
+    let w = p.eperm_fallback_warning();
     assert!(
         w.contains("runs rr") && w.contains("setcap cap_bpf+ep") && w.contains("CAP_BPF"),
         "{w}"
@@ -268,9 +161,7 @@ fn without_cap_bpf_the_address_falls_back_to_rr_and_says_why() {
         [10, 10, 10],
         "rr, exact"
     );
-    while let Ok(line) = rx.try_recv() {
-        assert!(!line.starts_with("error "), "{line}");
-    }
+    p.assert_no_error();
 }
 
 /// Scale down: the worker in slot 0 leaves (disconnect), the others keep their slots, and the
@@ -284,7 +175,9 @@ fn a_hole_left_by_a_departed_worker_is_shared_evenly() {
         matches!(ev, Event::Exit { worker: 1, .. }).then_some(())
     });
     let answers = with_client(&mut h, move || {
-        (0..100).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+        (0..100)
+            .map(|_| request_to(sa).unwrap())
+            .collect::<Vec<_>>()
     });
     let mut per: BTreeMap<u64, usize> = BTreeMap::new();
     for a in &answers {
@@ -299,30 +192,9 @@ fn a_hole_left_by_a_departed_worker_is_shared_evenly() {
 /// requesting in a loop: no request fails.
 #[test]
 fn a_rolling_replacement_under_load_loses_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::KernelRr);
     let (sa, _) = kernel_rr(&mut h, 3);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let (mut ok, mut failed) = (0u32, Vec::new());
-                // Bounded by the flag and by count.
-                for _ in 0..1_000_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match ask(sa) {
-                        Ok(_) => ok += 1,
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
+    let clients = Looping::start(16, move || request_to(sa));
     h.pump_for(Duration::from_millis(200));
     for old in 1..=3u64 {
         let new = h.p.spawn_worker(&[]).unwrap();
@@ -338,15 +210,9 @@ fn a_rolling_replacement_under_load_loses_nothing() {
         });
         h.pump_for(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    let results = with_client(&mut h, move || {
-        clients
-            .into_iter()
-            .map(|c| c.join().unwrap())
-            .collect::<Vec<_>>()
-    });
-    let ok: u32 = results.iter().map(|r| r.0).sum();
-    let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+    let Tally {
+        ok, errors: failed, ..
+    } = clients.end(&mut h);
     eprintln!(
         "{ok} requests served during 3 replacements, {} failed",
         failed.len()
@@ -367,61 +233,17 @@ fn a_rolling_replacement_under_load_loses_nothing() {
 /// connection it was serving, and no client is left hanging.
 #[test]
 fn repeated_sigkill_costs_at_most_the_connection_being_served() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::KernelRr, |o| {
         let spec = o.exec.as_mut().expect("exec mode");
         spec.env
             .push(("CORRAL_FIXTURE_SERVE_MS".into(), "2".into()));
     });
     let (sa, _) = kernel_rr(&mut h, 4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..48)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let (mut ok, mut failed, mut hung) = (0u32, 0u32, 0u32);
-                for _ in 0..1_000_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match ask(sa) {
-                        Ok(_) => ok += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => hung += 1,
-                        Err(_) => failed += 1,
-                    }
-                }
-                (ok, failed, hung)
-            })
-        })
-        .collect();
-    let end = Instant::now() + Duration::from_secs(3);
-    let mut next_kill = Instant::now() + Duration::from_millis(200);
-    let mut kills = 0u32;
-    while Instant::now() < end {
-        h.p.dispatch(Some(Duration::from_millis(5))).unwrap();
-        while let Some(ev) = h.p.next_event() {
-            h.log.push(format!("{ev:?}"));
-            if let Event::Exit { .. } = ev {
-                h.p.spawn_worker(&[]).unwrap();
-            }
-        }
-        if Instant::now() >= next_kill {
-            next_kill += Duration::from_millis(200);
-            let ids = h.p.worker_ids();
-            if let Some(&victim) = ids.get(kills as usize % ids.len().max(1)) {
-                h.p.kill(victim, libc::SIGKILL).unwrap();
-                kills += 1;
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed, hung) = with_client(&mut h, move || {
-        clients
-            .into_iter()
-            .map(|c| c.join().unwrap())
-            .fold((0, 0, 0), |a, r| (a.0 + r.0, a.1 + r.1, a.2 + r.2))
-    });
+    let clients = Looping::start(48, move || request_to(sa));
+    let (kills, _) = kill_in_turn_for_3s(&mut h);
+    let Tally {
+        ok, failed, hung, ..
+    } = clients.end(&mut h);
     eprintln!("kernel-rr: {kills} kills: {ok} requests served, {failed} failed, {hung} hung");
     assert!(kills >= 10, "only {kills} kills");
     assert!(ok > 100, "only {ok} requests served");
@@ -440,7 +262,7 @@ fn a_host_name_is_steered_too() {
     let (sa, warning) = kernel_rr(&mut h, 2);
     assert_eq!(warning.is_some(), !root(), "{warning:?}");
     let answers = with_client(&mut h, move || {
-        (0..40).map(|_| ask(sa).unwrap()).collect::<Vec<_>>()
+        (0..40).map(|_| request_to(sa).unwrap()).collect::<Vec<_>>()
     });
     let mut per: BTreeMap<u64, usize> = BTreeMap::new();
     for a in &answers {

@@ -6,10 +6,8 @@
 //! took everything queued to it at once (up to the window, as before) lost all of it.
 
 mod util;
-use corral_core::{Event, Policy};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use corral_core::Policy;
+use std::time::Duration;
 use util::*;
 
 #[test]
@@ -22,57 +20,12 @@ fn repeated_sigkill_loses_at_most_what_the_dead_workers_were_serving() {
             .push(("CORRAL_FIXTURE_SERVE_MS".into(), "2".into()));
     });
     let port = h.start_listening(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..48)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let (mut ok, mut failed, mut hung) = (0u32, 0u32, 0u32);
-                // Bounded by the flag (set after 3 s) and by count.
-                for _ in 0..1_000_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match request_within(port, Duration::from_secs(3)) {
-                        Ok(_) => ok += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => hung += 1,
-                        Err(_) => failed += 1,
-                    }
-                }
-                (ok, failed, hung)
-            })
-        })
-        .collect();
-
-    let end = Instant::now() + Duration::from_secs(3);
-    let mut next_kill = Instant::now() + Duration::from_millis(200);
-    let (mut kills, mut respawned) = (0u32, 0u32);
-    while Instant::now() < end {
-        h.p.dispatch(Some(Duration::from_millis(5))).unwrap();
-        while let Some(ev) = h.p.next_event() {
-            h.log.push(format!("{ev:?}"));
-            if let Event::Exit { .. } = ev {
-                h.p.spawn_worker(&[]).unwrap();
-                respawned += 1;
-            }
-        }
-        if Instant::now() >= next_kill {
-            next_kill += Duration::from_millis(200);
-            let ids = h.p.worker_ids();
-            if let Some(&victim) = ids.get(kills as usize % ids.len().max(1)) {
-                h.p.kill(victim, libc::SIGKILL).unwrap();
-                kills += 1;
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let results = with_client(&mut h, move || {
-        clients
-            .into_iter()
-            .map(|c| c.join().unwrap())
-            .fold((0, 0, 0), |a, r| (a.0 + r.0, a.1 + r.1, a.2 + r.2))
-    });
-    let (ok, failed, hung) = results;
+    // Bounded by count and stopped after the 3 s of kills.
+    let clients = Looping::start(48, move || request_within(port, Duration::from_secs(3)));
+    let (kills, respawned) = kill_in_turn_for_3s(&mut h);
+    let Tally {
+        ok, failed, hung, ..
+    } = clients.end(&mut h);
     eprintln!(
         "{kills} kills, {respawned} restarts: {ok} requests served, {failed} failed, {hung} hung"
     );

@@ -129,6 +129,45 @@ impl Harness {
         port
     }
 
+    /// Spawns one worker per entry of `envs` (its environment) and waits until all listen on
+    /// one TCP address; that address, and the warning `(code, message)` if one was reported
+    /// (a second one fails the test).
+    pub fn listen_tcp(
+        &mut self,
+        envs: &[Vec<(String, String)>],
+    ) -> (std::net::SocketAddr, Option<(&'static str, String)>) {
+        for env in envs {
+            self.p.spawn_worker(env).unwrap();
+        }
+        let n = envs.len();
+        let (mut listening, mut addr, mut warning) = (0, None, None);
+        self.wait(
+            "every worker listening",
+            Duration::from_secs(10),
+            |_, ev| {
+                match ev {
+                    Event::Listening {
+                        addr: corral_core::BoundAddr::Tcp(a),
+                        ..
+                    } => {
+                        if let Some(x) = addr {
+                            assert_eq!(x, *a, "one address for all");
+                        }
+                        addr = Some(*a);
+                        listening += 1;
+                    }
+                    Event::Warning { code, message, .. } => {
+                        assert!(warning.is_none(), "reported twice: {message}");
+                        warning = Some((*code, message.clone()));
+                    }
+                    _ => {}
+                }
+                (listening == n).then_some(())
+            },
+        );
+        (addr.unwrap(), warning)
+    }
+
     /// Keeps dispatching for `d` (lets the primary hand out connections while a client runs).
     pub fn pump_for(&mut self, d: Duration) {
         let end = Instant::now() + d;
@@ -151,15 +190,27 @@ pub fn request_within(port: u16, timeout: Duration) -> std::io::Result<String> {
     let s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(timeout))?;
     (&s).write_all(b"hello\n")?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed without an answer",
-        ));
-    }
-    Ok(line.trim_end().to_string())
+    routing::read_answer(&s)
+}
+
+/// One request to `addr` (any family, 10 s to connect and to answer): the answer line.
+pub fn request_to(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    (&s).write_all(b"hello\n")?;
+    routing::read_answer(&s)
+}
+
+/// Whether the tests run as root (the kernel paths need CAP_BPF; otherwise their fallback
+/// is tested).
+pub fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`...), from /proc/PID/stat.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
 }
 
 /// Worker id from an answer line.
@@ -169,6 +220,120 @@ pub fn worker_of(answer: &str) -> u64 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad answer {answer:?}"))
+}
+
+/// Client threads requesting in a loop (each at most 1,000,000 requests) until [`Looping::end`].
+pub struct Looping {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
+}
+
+/// What [`Looping`] clients saw.
+#[derive(Default)]
+pub struct Tally {
+    pub ok: u32,
+    /// Requests whose answer did not come within the read timeout (`WouldBlock`).
+    pub hung: u32,
+    /// Every other failure.
+    pub failed: u32,
+    /// Every failure (hung ones too), as text.
+    pub errors: Vec<String>,
+}
+
+impl Looping {
+    /// `n` threads, each calling `request` in a loop.
+    pub fn start<F>(n: usize, request: F) -> Looping
+    where
+        F: Fn() -> std::io::Result<String> + Clone + Send + 'static,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, request) = (stop.clone(), request.clone());
+                std::thread::spawn(move || {
+                    let mut t = Tally::default();
+                    for _ in 0..1_000_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match request() {
+                            Ok(_) => t.ok += 1,
+                            Err(e) => {
+                                if e.kind() == std::io::ErrorKind::WouldBlock {
+                                    t.hung += 1;
+                                } else {
+                                    t.failed += 1;
+                                }
+                                t.errors.push(e.to_string());
+                            }
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        Looping { stop, threads }
+    }
+
+    /// Stops the clients and adds up what they saw, the primary dispatching meanwhile (a
+    /// request in flight may need it).
+    pub fn end(self, h: &mut Harness) -> Tally {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let threads = self.threads;
+        with_client(h, move || {
+            let mut all = Tally::default();
+            for t in threads {
+                let t = t.join().unwrap();
+                all.ok += t.ok;
+                all.hung += t.hung;
+                all.failed += t.failed;
+                all.errors.extend(t.errors);
+            }
+            all
+        })
+    }
+}
+
+/// For 3 s, SIGKILLs a worker every 200 ms (in turn) and spawns a replacement for each exit;
+/// (kills, replacements spawned).
+pub fn kill_in_turn_for_3s(h: &mut Harness) -> (u32, u32) {
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut next_kill = Instant::now() + Duration::from_millis(200);
+    let (mut kills, mut respawned) = (0u32, 0u32);
+    while Instant::now() < end {
+        h.p.dispatch(Some(Duration::from_millis(5))).unwrap();
+        while let Some(ev) = h.p.next_event() {
+            h.log.push(format!("{ev:?}"));
+            if let Event::Exit { .. } = ev {
+                h.p.spawn_worker(&[]).unwrap();
+                respawned += 1;
+            }
+        }
+        if Instant::now() >= next_kill {
+            next_kill += Duration::from_millis(200);
+            let ids = h.p.worker_ids();
+            if let Some(&victim) = ids.get(kills as usize % ids.len().max(1)) {
+                h.p.kill(victim, libc::SIGKILL).unwrap();
+                kills += 1;
+            }
+        }
+    }
+    (kills, respawned)
+}
+
+/// SIGSTOPs worker `id` and waits (5 s at most) until it is stopped.
+pub fn stop_worker(h: &mut Harness, id: u64) {
+    let pid = h.p.worker(id).unwrap().pid;
+    h.p.kill(id, libc::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    while proc_state(pid) != Some('T') {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "worker never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Runs `f` on a thread while the primary dispatches; returns its result.
@@ -203,6 +368,99 @@ impl FixturePrimary {
             .spawn()
             .expect("start the fixture primary");
         FixturePrimary(child)
+    }
+}
+
+/// The fixture primary of `workers` workers under `CORRAL_SCHED_POLICY=policy`, run as uid
+/// 65534 with no capabilities (`setpriv`) when the tests run as root, so a kernel policy
+/// cannot load its program; started once every worker printed its port.
+pub struct UnprivilegedPrimary {
+    _p: FixturePrimary,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Each worker's port, in the order printed.
+    pub ports: Vec<u16>,
+    /// The "warning ..." lines printed until then.
+    pub warnings: Vec<String>,
+    /// Every line printed until then (for failure messages).
+    pub log: Vec<String>,
+}
+
+impl UnprivilegedPrimary {
+    pub fn start(policy: &str, workers: usize) -> UnprivilegedPrimary {
+        no_policy_override();
+        let mut cmd = if root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                FIXTURE,
+            ]);
+            c
+        } else {
+            std::process::Command::new(FIXTURE)
+        };
+        let child = cmd
+            .args(["primary", &workers.to_string()])
+            .env("CORRAL_SCHED_POLICY", policy)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("setpriv (util-linux) and the fixture");
+        let mut p = FixturePrimary(child);
+        let out = p.0.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (mut ports, mut warnings, mut log) = (Vec::new(), Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ports.len() < workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{workers} workers not listening in 10 s: {log:?}"));
+            if let Some(port) = line.strip_prefix("port ") {
+                ports.push(port.parse::<u16>().unwrap());
+            }
+            if line.starts_with("warning ") {
+                warnings.push(line.clone());
+            }
+            log.push(line);
+        }
+        UnprivilegedPrimary {
+            _p: p,
+            lines,
+            ports,
+            warnings,
+            log,
+        }
+    }
+
+    /// The one warning printed (asserts there was exactly one, and that it is
+    /// CORRAL_KERNEL_RR_FALLBACK for EPERM).
+    pub fn eperm_fallback_warning(&self) -> &str {
+        assert_eq!(self.warnings.len(), 1, "reported once: {:?}", self.log);
+        let w = &self.warnings[0];
+        assert!(
+            w.starts_with(&format!(
+                "warning CORRAL_KERNEL_RR_FALLBACK {} ",
+                libc::EPERM
+            )),
+            "{w}"
+        );
+        w
+    }
+
+    /// Asserts that the primary printed no "error ..." line since it started.
+    pub fn assert_no_error(&self) {
+        while let Ok(line) = self.lines.try_recv() {
+            assert!(!line.starts_with("error "), "{line}");
+        }
     }
 }
 
