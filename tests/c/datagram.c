@@ -268,11 +268,7 @@ int main(void) {
   CHECK(!udp_port_free(zero_port), "the shared port is held while workers hold it");
 
   for (int i = 0; i < WORKERS; i++) CHECK(corral_primary_disconnect(p, ids[i]) == CORRAL_STATUS_OK, "disconnect");
-  deadline = time(NULL) + 20;
-  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(corral_primary_worker_count(p) == 0, "the workers exited within 20 s");
+  CHECK(wait_workers_gone(p, 20), "the workers exited within 20 s");
   CHECK(s.exits == WORKERS && s.bad_exits == 0, "worker-side checks");
   CHECK(udp_port_free(zero_port), "the port-0 socket closed with its last worker");
   CHECK(fcntl(tcp_fd, F_GETFD) != -1 && fcntl(udp_fd, F_GETFD) != -1, "the primary's fds stay open");

@@ -67,14 +67,7 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
 
 /* Reads one line (up to the newline) from a connection and writes the answer; keeps it open. */
 static void answer(int fd, uint64_t id) {
-  char buf[64];
-  size_t got = 0;
-  while (got < sizeof buf) {
-    ssize_t n = read(fd, buf + got, sizeof buf - got);
-    if (n <= 0) break;
-    got += (size_t)n;
-    if (memchr(buf, '\n', got)) break;
-  }
+  read_request(fd);
   char line[32];
   int len = snprintf(line, sizeof line, "worker %llu\n", (unsigned long long)id);
   if (write(fd, line, (size_t)len) != len) {
@@ -118,19 +111,11 @@ static int worker_side(corral_worker *w) {
 /* One request on a new connection; the answering worker's id, or -1. Keeps it open in *out
  * when out is not NULL. */
 static int ask(uint16_t port, int *out) {
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int s = loopback_connect(port, 10);
   if (s < 0) return -1;
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {10, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char buf[32] = {0};
   ssize_t n = -1;
-  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0 && write(s, "hello\n", 6) == 6)
-    n = read(s, buf, sizeof buf - 1);
+  if (write(s, "hello\n", 6) == 6) n = read(s, buf, sizeof buf - 1);
   unsigned long id = 0;
   int ok = n > 0 && sscanf(buf, "worker %lu", &id) == 1 && id >= 1 && id <= WORKERS;
   if (out && ok) *out = s;
@@ -180,26 +165,13 @@ int main(void) {
       _exit(bad);
     }
   }
-  time_t deadline = time(NULL) + 20;
-  while (s.listening < WORKERS && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(s.listening == WORKERS, "both workers listen within 20 s");
+  CHECK(wait_listening(p, &s.listening, WORKERS, 20), "both workers listen within 20 s");
 
   pid_t client = fork();
   if (client == 0) _exit(client_side(s.port));
   CHECK(client > 0, "fork the client");
-  int status = -1;
-  deadline = time(NULL) + 40;
-  while (client > 0 && time(NULL) < deadline) {
-    if (waitpid(client, &status, WNOHANG) == client) break;
-    if (corral_primary_dispatch(p, 20) != CORRAL_STATUS_OK) break;
-  }
-  if (client > 0 && !(WIFEXITED(status) || WIFSIGNALED(status))) {
-    kill(client, SIGKILL);
-    waitpid(client, &status, 0);
-    CHECK(0, "the client finished within 40 s");
-  }
+  int status = wait_client(p, client, 40);
+  CHECK(status != -1, "the client finished within 40 s");
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
         "every request answered, the fresh ones in exact turns");
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
@@ -218,11 +190,7 @@ int main(void) {
   else CHECK(dealt == 0, "the kernel path stays on: nothing dealt from the anchor");
 
   CHECK(corral_primary_shutdown(p, 10000) == CORRAL_STATUS_OK, "shutdown");
-  deadline = time(NULL) + 20;
-  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(corral_primary_worker_count(p) == 0, "the workers exited within 20 s");
+  CHECK(wait_workers_gone(p, 20), "the workers exited within 20 s");
   for (int id = 1; id <= WORKERS; id++) {
     CHECK(s.exit_codes[id] == 0, "worker's checks (exit code is a bit set of failed checks)");
     if (s.exit_codes[id] != 0) fprintf(stderr, "worker %d exit code %d\n", id, s.exit_codes[id]);

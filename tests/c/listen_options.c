@@ -112,11 +112,7 @@ int main(void) {
     corral_primary_free(p);
     _exit(bad);
   }
-  time_t deadline = time(NULL) + 20;
-  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(corral_primary_worker_count(p) == 0, "the worker exited within 20 s");
+  CHECK(wait_workers_gone(p, 20), "the worker exited within 20 s");
   CHECK(exit_code == 0, "worker-side checks (exit code is a bit set of failed checks)");
   if (exit_code != 0) fprintf(stderr, "worker exit code %d\n", exit_code);
   /* Before corral_primary_free, which would unlink it anyway: the worker's leaving did. */

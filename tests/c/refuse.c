@@ -61,14 +61,7 @@ static void on_event(void *userdata, corral_primary *p, const corral_event *ev) 
 
 /* Reads one line (up to the newline) from a connection, writes the answer, closes. */
 static void answer(int fd, uint64_t id, const char *peer, uint16_t port) {
-  char buf[64];
-  size_t got = 0;
-  while (got < sizeof buf) {
-    ssize_t n = read(fd, buf + got, sizeof buf - got);
-    if (n <= 0) break;
-    got += (size_t)n;
-    if (memchr(buf, '\n', got)) break;
-  }
+  read_request(fd);
   char line[96];
   int len = snprintf(line, sizeof line, "worker %llu peer %s:%u\n", (unsigned long long)id, peer,
                      (unsigned)port);
@@ -129,15 +122,8 @@ static int worker_side(corral_worker *w, int refusing) {
 /* The client process: REQUESTS requests in turn; exit code 0 when worker 2 answered each. */
 static int client_side(uint16_t port) {
   for (int i = 0; i < REQUESTS; i++) {
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return 10;
+    int s = loopback_connect(port, 10);
+    if (s < 0) return 10;
     char req[96];
     int len = snprintf(req, sizeof req, "PROXY TCP4 127.0.0.9 127.0.0.1 %d 80\r\nhello\n", 4000 + i);
     if (write(s, req, (size_t)len) != len) return 11;
@@ -177,26 +163,13 @@ int main(void) {
       _exit(bad);
     }
   }
-  time_t deadline = time(NULL) + 20;
-  while (s.listening < 2 && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(s.listening == 2, "both workers listen within 20 s");
+  CHECK(wait_listening(p, &s.listening, 2, 20), "both workers listen within 20 s");
 
   pid_t client = fork();
   if (client == 0) _exit(client_side(s.port));
   CHECK(client > 0, "fork the client");
-  int status = -1;
-  deadline = time(NULL) + 30;
-  while (client > 0 && time(NULL) < deadline) {
-    if (waitpid(client, &status, WNOHANG) == client) break;
-    if (corral_primary_dispatch(p, 20) != CORRAL_STATUS_OK) break;
-  }
-  if (client > 0 && !(WIFEXITED(status) || WIFSIGNALED(status))) {
-    kill(client, SIGKILL);
-    waitpid(client, &status, 0);
-    CHECK(0, "the client finished within 30 s");
-  }
+  int status = wait_client(p, client, 30);
+  CHECK(status != -1, "the client finished within 30 s");
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "every request answered by worker 2");
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0) fprintf(stderr, "client exit code %d\n", WEXITSTATUS(status));
 
@@ -205,11 +178,7 @@ int main(void) {
   CHECK(handed == REQUESTS, "worker 2 was handed each connection once");
 
   CHECK(corral_primary_shutdown(p, 10000) == CORRAL_STATUS_OK, "shutdown");
-  deadline = time(NULL) + 20;
-  while (corral_primary_worker_count(p) > 0 && time(NULL) < deadline) {
-    if (corral_primary_dispatch(p, 100) != CORRAL_STATUS_OK) break;
-  }
-  CHECK(corral_primary_worker_count(p) == 0, "the workers exited within 20 s");
+  CHECK(wait_workers_gone(p, 20), "the workers exited within 20 s");
   CHECK(s.exit_codes[1] == 0, "refusing worker's checks (exit code is a bit set of failed checks)");
   CHECK(s.exit_codes[2] == 0, "serving worker's checks");
   if (s.exit_codes[1] != 0 || s.exit_codes[2] != 0)
