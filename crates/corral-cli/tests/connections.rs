@@ -99,19 +99,9 @@ fn status_shows_the_idle_keep_alive_connections_a_worker_holds() {
 #[test]
 fn a_pre_forking_worker_counts_the_connections_of_its_children() {
     let py = keepalive_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "100ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 1 --listen 127.0.0.1:0 --ready-delay 100ms",
+        &[&python(), &py],
         &[("SERVER_FORK", "2")],
     );
     let port = c.port();
@@ -138,21 +128,9 @@ fn a_pre_forking_worker_counts_the_connections_of_its_children() {
 #[test]
 fn the_metrics_endpoint_has_a_connections_gauge_per_worker() {
     let py = keepalive_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "100ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 1 --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --ready-delay 100ms",
+        &[&python(), &py],
         &[],
     );
     let addr = c.metrics_addr();

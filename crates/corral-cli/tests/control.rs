@@ -9,19 +9,9 @@ use util::*;
 #[test]
 fn status_json_lists_the_workers_and_scale_changes_their_number() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "3",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "100ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 3 --listen 127.0.0.1:0 --ready-delay 100ms",
+        &[&python(), &py],
         &[],
     );
     let pids = c.wait_ready(3, Duration::from_secs(15));
@@ -50,19 +40,9 @@ fn status_json_lists_the_workers_and_scale_changes_their_number() {
 #[test]
 fn stop_drains_and_the_name_is_free_again() {
     let py = server_py();
-    let mut c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "100ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let mut c = Corral::run(
+        "--workers 1 --listen 127.0.0.1:0 --ready-delay 100ms",
+        &[&python(), &py],
         &[],
     );
     c.wait_ready(1, Duration::from_secs(15));
@@ -87,19 +67,7 @@ fn another_uid_is_refused_by_the_file_mode_and_by_so_peercred() {
         eprintln!("skipped: needs root to run a client as uid 65534 (setpriv)");
         return;
     }
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--ready-delay",
-            "50ms",
-            "--",
-            "sleep",
-            "60",
-        ],
-        &[],
-    );
+    let c = Corral::run("--workers 1 --ready-delay 50ms", &["sleep", "60"], &[]);
     c.wait_ready(1, Duration::from_secs(10));
     let mode = std::fs::metadata(&c.control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the control socket is created 0600");
@@ -138,19 +106,7 @@ fn nix_is_root() -> bool {
 /// at once, and the silent one is told off after 1 s.
 #[test]
 fn a_silent_client_does_not_hold_the_cluster_and_is_answered_after_its_deadline() {
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--ready-delay",
-            "50ms",
-            "--",
-            "sleep",
-            "60",
-        ],
-        &[],
-    );
+    let c = Corral::run("--workers 1 --ready-delay 50ms", &["sleep", "60"], &[]);
     c.wait_ready(1, Duration::from_secs(10));
     let silent = std::os::unix::net::UnixStream::connect(&c.control).unwrap();
     silent

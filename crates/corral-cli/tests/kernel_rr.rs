@@ -9,22 +9,10 @@ use util::*;
 #[test]
 fn kernel_rr_deals_connections_to_the_workers_in_turn_and_reloads_under_load() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "3",
-            "--policy",
-            "kernel-rr",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-wait-ready",
-            "--reload-probation",
-            "200ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 3 --policy kernel-rr --listen 127.0.0.1:0 --reload-wait-ready \
+         --reload-probation 200ms",
+        &[&python(), &py],
         &[("SERVER_NOTIFY", "ready")],
     );
     let port = c.port();
@@ -75,24 +63,10 @@ fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
         py = python(),
         srv = server_py()
     );
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--policy",
-            "kernel-rr",
-            "--listen",
-            "127.0.0.1:0",
-            "--restart-initial-delay",
-            "1s",
-            "--restart-jitter",
-            "0",
-            "--",
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
+    let c = Corral::run(
+        "--workers 1 --policy kernel-rr --listen 127.0.0.1:0 --restart-initial-delay 1s \
+         --restart-jitter 0",
+        &["/bin/sh", "-c", &script],
         &[],
     );
     let port = c.port();
@@ -119,21 +93,9 @@ fn kernel_rr_serves_clients_that_arrived_while_no_worker_listened() {
 #[test]
 fn kernel_rr_scale_down_clears_the_slot_then_sigterms_after_the_stop_delay() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--policy",
-            "kernel-rr",
-            "--listen",
-            "127.0.0.1:0",
-            "--stop-delay",
-            "1500ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 2 --policy kernel-rr --listen 127.0.0.1:0 --stop-delay 1500ms",
+        &[&python(), &py],
         &[("SERVER_NOTIFY", "ready")],
     );
     let port = c.port();

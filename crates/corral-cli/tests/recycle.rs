@@ -30,22 +30,9 @@ fn replaced(c: &Corral, port: u16, first: i64) {
 #[test]
 fn a_worker_growing_past_max_rss_is_recycled_without_failed_requests() {
     let py = server_py();
-    let limit = LIMIT.to_string();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--recycle-max-rss",
-            &limit,
-            "--ready-delay",
-            "200ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        &format!("--workers 1 --listen 127.0.0.1:0 --recycle-max-rss {LIMIT} --ready-delay 200ms"),
+        &[&python(), &py],
         // 512 KiB a request, 10 ms each: at most ~50 MB/s of growth, so the engine's check
         // (every second) finds it not far past the limit.
         &[("SERVER_GROW_KB", "512"), ("SERVER_DELAY_MS", "10")],
@@ -99,27 +86,13 @@ fn a_worker_whose_forked_child_grows_past_max_rss_is_recycled_without_failed_req
     // 256 KiB more every 10 ms (at most ~25 MB/s): the started pid stays small, its tree
     // passes the limit in about 2 s. Its replacement has no such child.
     let py = server_py();
-    let limit = LIMIT.to_string();
     let dir = TempDir::new("tree-rss");
     let once = dir.path().join("grew");
     let once = once.display().to_string();
-    let c = Corral::start_in(
+    let c = Corral::run_in(
         dir,
-        CORRAL,
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--recycle-max-rss",
-            &limit,
-            "--ready-delay",
-            "200ms",
-            "--",
-            &python(),
-            &py,
-        ],
+        &format!("--workers 1 --listen 127.0.0.1:0 --recycle-max-rss {LIMIT} --ready-delay 200ms"),
+        &[&python(), &py],
         &[
             ("SERVER_CHILD_GROW_KB", "256"),
             ("SERVER_CHILD_GROW_ONCE", &once),

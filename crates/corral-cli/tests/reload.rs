@@ -8,20 +8,9 @@ use util::*;
 #[test]
 fn sighup_reload_under_load_fails_no_request_and_replaces_every_worker() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-wait-ready",
-            "--reload-probation",
-            "200ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --reload-wait-ready --reload-probation 200ms",
+        &[&python(), &py],
         &[("SERVER_NOTIFY", "ready"), ("SERVER_DELAY_MS", "5")],
     );
     let port = c.port();
@@ -53,20 +42,9 @@ fn sighup_reload_under_load_fails_no_request_and_replaces_every_worker() {
 #[test]
 fn corral_reload_waits_for_ready_1_of_each_new_worker_and_refuses_a_second_one() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-wait-ready",
-            "--reload-probation",
-            "0",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --reload-wait-ready --reload-probation 0",
+        &[&python(), &py],
         &[("SERVER_NOTIFY", "ready"), ("SERVER_READY_AFTER_MS", "700")],
     );
     c.wait_ready(2, Duration::from_secs(15));
@@ -103,21 +81,9 @@ fn a_node_server_on_fd_3_reloads_under_load_without_failures() {
         panic!("node is not installed: this test needs it (apt-get install nodejs)");
     }
     let js = program("node_server.js");
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "500ms",
-            "--reload-probation",
-            "100ms",
-            "--",
-            "node",
-            &js,
-        ],
+    let c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --ready-delay 500ms --reload-probation 100ms",
+        &["node", &js],
         &[],
     );
     let port = c.port();
@@ -161,22 +127,10 @@ fn which_node() -> Option<()> {
 #[test]
 fn ready_on_the_metrics_listener_is_503_during_a_reload_and_200_at_strength() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--reload-wait-ready",
-            "--reload-probation",
-            "0",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 2 --reload-wait-ready --reload-probation 0 --listen 127.0.0.1:0 \
+         --metrics 127.0.0.1:0",
+        &[&python(), &py],
         &[
             ("SERVER_NOTIFY", "ready"),
             ("SERVER_READY_AFTER_MS", "600"),

@@ -9,18 +9,9 @@ use util::*;
 #[test]
 fn n_workers_serve_on_one_port_each_with_its_own_listen_pid() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "3",
-            "--listen",
-            "web=127.0.0.1:0",
-            "--reload-wait-ready",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 3 --listen web=127.0.0.1:0 --reload-wait-ready",
+        &[&python(), &py],
         // Every request takes 200 ms: 6 at once cannot all go to one worker.
         &[("SERVER_DELAY_MS", "200"), ("SERVER_NOTIFY", "ready")],
     );
@@ -46,19 +37,9 @@ fn n_workers_serve_on_one_port_each_with_its_own_listen_pid() {
 #[test]
 fn a_killed_worker_is_replaced_and_its_slot_counts_the_restart() {
     let py = server_py();
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "200ms",
-            "--",
-            &python(),
-            &py,
-        ],
+    let c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --ready-delay 200ms",
+        &[&python(), &py],
         &[],
     );
     let port = c.port();
@@ -81,22 +62,10 @@ fn a_killed_worker_is_replaced_and_its_slot_counts_the_restart() {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_0() {
     let py = server_py();
-    let mut c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "200ms",
-            "--shutdown-timeout",
-            "10s",
-            "--reload-wait-ready",
-            "--",
-            &python(),
-            &py,
-        ],
+    let mut c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --ready-delay 200ms --shutdown-timeout 10s \
+         --reload-wait-ready",
+        &[&python(), &py],
         &[("SERVER_DELAY_MS", "700"), ("SERVER_NOTIFY", "ready")],
     );
     let port = c.port();
@@ -112,20 +81,9 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
 
 #[test]
 fn a_worker_that_ignores_sigterm_is_killed_at_the_deadline_and_the_exit_status_says_so() {
-    let mut c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--ready-delay",
-            "100ms",
-            "--shutdown-timeout",
-            "300ms",
-            "--",
-            "sh",
-            "-c",
-            "trap '' TERM; while :; do sleep 0.05; done",
-        ],
+    let mut c = Corral::run(
+        "--workers 1 --ready-delay 100ms --shutdown-timeout 300ms",
+        &["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"],
         &[],
     );
     c.wait_ready(1, Duration::from_secs(10));
@@ -195,20 +153,9 @@ for _ in range(3):
     time.sleep(0.1)
 time.sleep(60)
 "#;
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "1",
-            "--heartbeat-timeout",
-            "400ms",
-            "--restart-jitter",
-            "0",
-            "--",
-            &python(),
-            "-c",
-            PINGS,
-        ],
+    let c = Corral::run(
+        "--workers 1 --heartbeat-timeout 400ms --restart-jitter 0",
+        &[&python(), "-c", PINGS],
         &[],
     );
     c.wait_line("worker 1 ready (READY=1)", Duration::from_secs(15));
@@ -255,19 +202,7 @@ fn a_config_file_gives_the_settings_flags_win_and_unknown_keys_are_named() {
 
 #[test]
 fn workers_auto_is_the_engines_cgroup_aware_cpu_count() {
-    let c = Corral::start(
-        &[
-            "run",
-            "--workers",
-            "auto",
-            "--ready-delay",
-            "50ms",
-            "--",
-            "sleep",
-            "60",
-        ],
-        &[],
-    );
+    let c = Corral::run("--workers auto --ready-delay 50ms", &["sleep", "60"], &[]);
     let n = corral_core::available_parallelism();
     c.wait_ready(n, Duration::from_secs(15));
     assert_eq!(c.status()["wanted"], n);

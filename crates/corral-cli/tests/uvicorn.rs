@@ -161,16 +161,9 @@ fn uvicorn_workers_share_fd_3_reload_under_load_and_drain_on_sigterm() {
 fn status_counts_the_keep_alive_connections_of_uvicorns_own_children() {
     let py = venv_python();
     let app_dir = programs_dir();
-    let c = Corral::start(
+    let c = Corral::run(
+        "--workers 1 --listen 127.0.0.1:0 --ready-delay 500ms",
         &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "500ms",
-            "--",
             &py,
             "-m",
             "uvicorn",
@@ -272,18 +265,9 @@ impl Drop for Orphans {
 fn a_killed_uvicorn_master_does_not_leave_its_children_serving() {
     let py = venv_python();
     let app_dir = programs_dir();
-    let c = Corral::start(
+    let c = Corral::run(
+        "--workers 1 --listen 127.0.0.1:0 --ready-delay 500ms --restart-initial-delay 100ms",
         &[
-            "run",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-delay",
-            "500ms",
-            "--restart-initial-delay",
-            "100ms",
-            "--",
             &py,
             "-m",
             "uvicorn",

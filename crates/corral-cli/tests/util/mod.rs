@@ -126,6 +126,21 @@ impl Corral {
         Self::start_in(dir, CORRAL, args, envs)
     }
 
+    /// `corral run FLAGS -- PROGRAM...`: `flags` is split at white space, so it reads as the
+    /// command line does (a flag value with a space in it goes through [`Corral::start`]).
+    pub fn run(flags: &str, program: &[&str], envs: &[(&str, &str)]) -> Corral {
+        Self::run_in(TempDir::new("run"), flags, program, envs)
+    }
+
+    /// [`Corral::run`] with XDG_RUNTIME_DIR=DIR.
+    pub fn run_in(dir: TempDir, flags: &str, program: &[&str], envs: &[(&str, &str)]) -> Corral {
+        let mut args = vec!["run"];
+        args.extend(flags.split_whitespace());
+        args.push("--");
+        args.extend(program);
+        Self::start_in(dir, CORRAL, &args, envs)
+    }
+
     pub fn start_in(dir: TempDir, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Corral {
         Self::start_with(dir, program, args, envs, |_| {})
     }
