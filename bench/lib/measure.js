@@ -4,10 +4,12 @@
 const { spawnSync } = require('node:child_process');
 const proc = require('./proc');
 const { runWrk } = require('./wrk');
-const { sleep } = require('./guard');
+const path = require('node:path');
+const { Guarded, sleep } = require('./guard');
 const { mean } = require('./stats');
 
 const MiB = 1024 * 1024;
+const PACED_CLOSE = path.join(__dirname, 'paced_close.js');
 
 /**
  * Who is who in a started server: the process we spawned is the primary and its descendants are
@@ -25,7 +27,7 @@ function roles(server) {
  * counts when the server reports them).
  */
 async function loadRun(server, who, o, log) {
-  const base = { url: server.url, connections: o.connections, close: o.close, paceMs: o.paceMs, cpus: o.wrkCpus, log };
+  const base = { url: server.url, connections: o.connections, close: o.close, paceMs: o.paceMs, cookie: o.cookie, cpus: o.wrkCpus, log };
   await runWrk({ ...base, seconds: o.warmupSeconds });
   if (server.resetCounts) {
     server.resetCounts();
@@ -66,7 +68,7 @@ async function httpRound(config, s, log) {
       startupMs: server.startupMs ? mean(server.startupMs) : undefined,
       workerRssMiB: mean(who.workers.map((pid) => proc.rssBytes(pid) / MiB)),
     };
-    const common = { warmupSeconds: s.warmupSeconds, seconds: s.seconds, connections: s.connections };
+    const common = { warmupSeconds: s.warmupSeconds, seconds: s.seconds, connections: s.connections, cookie: config.stickyCookie };
     round.keepalive = await loadRun(server, who, { ...common, close: false }, log);
     round.close = await loadRun(server, who, { ...common, close: true }, log);
     round.latency = await loadRun(
@@ -97,27 +99,55 @@ async function httpRound(config, s, log) {
 
 /**
  * Skewed service times: a server of its own whose workers block for `ms` ms on 1 request in
- * `every`, at random (BENCH_SKEW), under a paced `Connection: close` load well below its capacity;
- * wrk's latency percentiles. Shows what a policy does with a worker stuck on a slow request.
+ * `every`, at random (BENCH_SKEW), under a paced `Connection: close` load well below its capacity,
+ * from bench/lib/paced_close.js rather than wrk: wrk connects, then waits its pause on the open
+ * connection, so every request is dealt to a worker 50 ms before it is sent (paced_close.js says
+ * more). Shows what a policy does with a worker stuck on a slow request.
  */
 async function skewRun(config, s, log) {
   const server = await config.start(log, { BENCH_SKEW: `${s.skew.every}:${s.skew.ms}` });
   try {
-    const who = roles(server);
-    return await loadRun(
-      server,
-      who,
-      {
-        warmupSeconds: s.warmupSeconds,
-        seconds: s.skew.seconds ?? s.seconds,
-        close: true,
-        connections: s.skew.connections,
-        paceMs: s.skew.paceMs,
-      },
-      log,
-    );
+    const o = { url: server.url, connections: s.skew.connections, paceMs: s.skew.paceMs, log };
+    await runPacedClose({ ...o, seconds: s.warmupSeconds });
+    server.resetCounts();
+    await sleep(100); // the reset travels over the cluster IPC channel to the workers
+    const r = await runPacedClose({ ...o, seconds: s.skew.seconds ?? s.seconds });
+    const counts = await server.counts();
+    const out = { ...r, errors: r.errorCount, counts };
+    if (counts.length >= 2 && Math.min(...counts) > 0) out.balance = Math.max(...counts) / Math.min(...counts);
+    return out;
   } finally {
     await server.stop();
+  }
+}
+
+/** Runs bench/lib/paced_close.js once; the result has the shape of runWrk's. */
+async function runPacedClose({ url, connections, paceMs, seconds, log }) {
+  const env = {
+    ...process.env,
+    BENCH_URL: url,
+    BENCH_CONNECTIONS: String(connections),
+    BENCH_PACE_MS: String(paceMs),
+    BENCH_SECONDS: String(seconds),
+  };
+  if (log) log.write(`$ BENCH_URL=${url} BENCH_CONNECTIONS=${connections} BENCH_PACE_MS=${paceMs} BENCH_SECONDS=${seconds} node ${PACED_CLOSE}\n`);
+  const g = new Guarded('paced_close', process.execPath, [PACED_CLOSE], { env, log });
+  try {
+    const m = await g.waitForLine(/^bench-result (.*)$/, (seconds + 15) * 1000, 'its result line');
+    await g.exited;
+    const r = JSON.parse(m[1]);
+    const secs = r.duration_us / 1e6;
+    return {
+      requests: r.requests,
+      seconds: secs,
+      rate: r.requests / secs,
+      errorCount: Object.values(r.errors).reduce((a, b) => a + b, 0),
+      errorKinds: r.errors,
+      latencyMs: Object.fromEntries(Object.entries(r.latency_us).map(([k, v]) => [k, v / 1000])),
+      slowOver100Ms: r.over_100ms,
+    };
+  } finally {
+    await g.stop(1000);
   }
 }
 
