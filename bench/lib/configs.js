@@ -55,12 +55,12 @@ const nodeHello = (extraEnv) => ({
   start: (log, more = {}) => startNodeHello({ ...extraEnv, ...more }, log),
 });
 
-const corralHello = (policy) => ({
+const corralHello = (policy, extraEnv = {}) => ({
   kind: 'node',
   family: 'corral',
   missing: corralMissing,
   start: (log, more = {}) =>
-    startNodeHello({ BENCH_CLUSTER_MODULE: CORRAL_INDEX, CORRAL_SCHED_POLICY: policy, ...more }, log),
+    startNodeHello({ BENCH_CLUSTER_MODULE: CORRAL_INDEX, CORRAL_SCHED_POLICY: policy, ...extraEnv, ...more }, log),
 });
 
 const cHello = (policy) => ({
@@ -83,7 +83,10 @@ function httpConfigs({ nginxPath }) {
     { name: 'corral-kernel-rr', ...corralHello('kernel-rr') },
     // The kernel picks the worker with the fewest open connections (least without CAP_BPF).
     { name: 'corral-kernel-least', skew: true, ...corralHello('kernel-least') },
-    { name: 'corral-sticky', ...corralHello('sticky') },
+    // Sticky by key, a random cookie per request (wrk.lua): wrk connects from 127.0.0.1 only,
+    // so sticky by address would send everything to one worker. The key path peeks at the
+    // request (MSG_PEEK), the dearest sticky path: by address costs at most as much.
+    { name: 'corral-sticky', stickyCookie: 'sid', ...corralHello('sticky', { BENCH_STICKY_COOKIE: 'sid' }) },
     { name: 'corral-least', skew: true, ...corralHello('least') },
     { name: 'c-hello-rr', ...cHello('rr') },
     { name: 'c-hello-shared', ...cHello('shared') },

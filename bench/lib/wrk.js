@@ -19,17 +19,20 @@ const WRK_LUA = path.join(__dirname, 'wrk.lua');
  * @param {boolean} [o.close]      send `Connection: close` (one TCP connection per request)
  * @param {number} [o.paceMs]      per-connection delay before each request (fixed-rate load)
  * @param {number} [o.stopAfter]   stop after this many responses
+ * @param {string} [o.cookie]      a random cookie of this name on each request (sticky by key)
  * @param {import('node:fs').WriteStream} [o.log]
  * @returns {Promise<{requests:number, seconds:number, rate:number, errors:object,
  *   errorCount:number, latencyMs:{p50:number,p90:number,p99:number,max:number}}>}
  */
-async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, cpus, log }) {
+async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, cookie, cpus, log }) {
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
   if (close) args.push('-H', 'Connection: close');
   args.push(url);
   const env = { ...process.env };
   delete env.BENCH_PACE_MS;
   delete env.BENCH_STOP_AFTER;
+  delete env.BENCH_STICKY_COOKIE;
+  if (cookie) env.BENCH_STICKY_COOKIE = cookie;
   if (paceMs) env.BENCH_PACE_MS = String(paceMs);
   if (stopAfter) env.BENCH_STOP_AFTER = String(stopAfter);
 

@@ -5,6 +5,9 @@
 --   BENCH_STOP_AFTER  stop after this many responses: the thread stops and prints `bench-stopped`,
 --                     and bench/lib/wrk.js answers with SIGINT, which ends wrk's main sleep (-d
 --                     stays the upper bound; wrk.thread:stop() alone would not end the run early)
+--   BENCH_STICKY_COOKIE  each request carries the cookie NAME=<one of 256 random values> (sticky by
+--                     key, bench/servers/node_hello.js): the requests are built once, here, so
+--                     the request() hook only picks one
 -- done() prints one line `bench-result <json>` that bench/lib/wrk.js parses.
 
 local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "")
@@ -24,6 +27,21 @@ if stop_after then
       io.stdout:flush()
       wrk.thread:stop()
     end
+  end
+end
+
+local sticky_cookie = os.getenv("BENCH_STICKY_COOKIE")
+if sticky_cookie and sticky_cookie ~= "" then
+  local built = {}
+  function init(args)
+    math.randomseed(os.time())
+    for i = 1, 256 do
+      local sid = string.format("%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+      built[i] = wrk.format(nil, nil, { Cookie = sticky_cookie .. "=" .. sid })
+    end
+  end
+  function request()
+    return built[math.random(1, 256)]
   end
 end
 

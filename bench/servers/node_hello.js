@@ -6,6 +6,9 @@
 //                         absolute path of bindings/node/index.js to run the same code on corral.
 //   BENCH_WORKERS         number of workers (default 2); 0 runs one plain server, no cluster.
 //   BENCH_EXIT_ON_EOF=1   exit when stdin closes (bench/run sets it: if the harness dies, so do we)
+//   BENCH_STICKY_COOKIE=NAME  corral only: setupPrimary({ sticky: { cookie: NAME } }), sticky by key
+//                         (the primary peeks at each connection's first bytes for the cookie);
+//                         bench/lib/wrk.lua sends a random NAME cookie per request then.
 //   BENCH_SKEW=N:MS       skewed service times: a request is slow with probability 1/N, drawn
 //                         independently in each worker, and blocks its worker's event loop for MS
 //                         ms before answering without using CPU (Atomics.wait: a handler stuck on
@@ -66,6 +69,7 @@ function runPrimary(cluster) {
   const forkedAt = new Map(); // worker id -> hrtime at fork()
   const startup = [];
   let port = null;
+  if (process.env.BENCH_STICKY_COOKIE) cluster.setupPrimary({ sticky: { cookie: process.env.BENCH_STICKY_COOKIE } });
 
   for (let i = 0; i < WORKERS; i++) {
     const t = process.hrtime.bigint();
