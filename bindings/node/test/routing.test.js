@@ -79,3 +79,22 @@ test('socket.io long-polling on 4 workers: every client connects and gets a broa
   const [, connected, got] = rr.match(/^connected (\d+)\/8 got (\d+)\/8 errors (\d+)/);
   assert.ok(Number(connected) < 8 && Number(got) < 8, `rr should lose sessions: ${rr}`);
 });
+
+test('least keeps new connections off a worker whose event loop is stalled; rr does not', async (t) => {
+  if (!addonOrSkip(t)) return;
+  const stuck = async (policy) => {
+    const r = await runNode(t, [path.join(dir, 'least-stall.js'), policy], { env });
+    assert.strictEqual(r.code, 0, `${r.lines.join('\n')}\n${r.err}`);
+    const line = r.lines.find((l) => l.startsWith('stuck '));
+    assert.ok(line, r.lines.join('\n'));
+    return [Number(line.split(' ')[1]), line];
+  };
+  const [rr, rrLine] = await stuck('rr');
+  const [least, leastLine] = await stuck('least');
+  t.diagnostic(`rr: ${rrLine}; least: ${leastLine}`);
+  // rr deals the stalled worker every other connection: nearly every client ends up waiting.
+  assert.ok(rr >= 6, `rr left most clients waiting on the stalled worker: ${rrLine}`);
+  // least deals it one only while the healthy worker holds more open (arrivals in a burst):
+  // 2 or 3 of 8 here.
+  assert.ok(least <= 4, `least sent ${leastLine}`);
+});
