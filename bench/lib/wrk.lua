@@ -37,7 +37,13 @@ if sticky_cookie and sticky_cookie ~= "" then
     math.randomseed(os.time())
     for i = 1, 256 do
       local sid = string.format("%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
-      built[i] = wrk.format(nil, nil, { Cookie = sticky_cookie .. "=" .. sid })
+      -- wrk.format takes these headers instead of wrk.headers (-H), so start from a copy.
+      local headers = {}
+      for k, v in pairs(wrk.headers) do
+        headers[k] = v
+      end
+      headers["Cookie"] = sticky_cookie .. "=" .. sid
+      built[i] = wrk.format(nil, nil, headers)
     end
   end
   function request()
