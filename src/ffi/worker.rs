@@ -610,8 +610,8 @@ unsafe fn listen_args(
 ) -> Result<(ListenAddr, BindOptions), Error> {
     // SAFETY: NULL or NUL-terminated by the caller's contract.
     let a: ListenAddr = unsafe { c_str(address, "address") }?.parse()?;
-    let opts = BindOptions::from_bits(options)
-        .map_err(|e| Error::invalid(format!("options: {}", e.message())))?;
+    // The engine's error names the option ("options: unknown listen option bits 0x10").
+    let opts = BindOptions::from_bits(options)?;
     Ok((a, opts))
 }
 

@@ -117,6 +117,9 @@ impl From<corral_core::Error> for Failure {
                 Some(c) => Cow::Owned(c.to_string()),
                 None => Cow::Borrowed("ERR_CORRAL_OS"),
             },
+            // A refused option (corral_core::Error::invalid_option) is told apart by its code,
+            // as supervise()'s are; `throw_naming_option` adds `option` and `reason`.
+            K::InvalidArgument if e.option().is_some() => "ERR_CORRAL_INVALID_OPTION".into(),
             K::InvalidArgument => "ERR_CORRAL_INVALID_ARGUMENT".into(),
             K::Protocol => "ERR_CORRAL_PROTOCOL".into(),
             K::TooLarge => "ERR_CORRAL_MESSAGE_TOO_LARGE".into(),

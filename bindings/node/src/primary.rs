@@ -436,8 +436,22 @@ impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
     /// `routing`: the sticky key and prefixes and the PROXY protocol (lib/primary.js checks
     /// their types; the engine their values).
+    /// A refused option (the policy, a routing value, a `CORRAL_*` override) throws with
+    /// `err.option` naming it.
     #[napi(constructor, catch_unwind)]
     pub fn new(
+        env: Env,
+        policy: String,
+        window: u32,
+        on_events: Function<'_, Batch, ()>,
+        routing: Option<RoutingArgs>,
+    ) -> Result<Self> {
+        let raw = env.raw();
+        Self::create(env, policy, window, on_events, routing)
+            .map_err(|f| f.throw_naming_option(&Env::from_raw(raw)))
+    }
+
+    fn create(
         env: Env,
         policy: String,
         window: u32,
@@ -615,10 +629,12 @@ impl NativePrimary {
 
     /// Starts a worker (exec mode) and returns its id, pid and piped stdio fds.
     #[napi(catch_unwind)]
-    pub fn spawn(&self, opts: SpawnOptions) -> Result<Spawned> {
+    pub fn spawn(&self, env: Env, opts: SpawnOptions) -> Result<Spawned> {
         let spec = spawn_spec(&opts)?;
         let mut p = self.shared.live()?;
-        let id = p.spawn_worker_with(&spec, &[]).map_err(to_napi)?;
+        let id = p
+            .spawn_worker_with(&spec, &[])
+            .map_err(|e| to_napi(e).throw_naming_option(&env))?;
         // Taken now rather than with the Fork event: worker.process.channel.fd names it from
         // the moment fork() returns.
         if let Some(fd) = p.take_message_channel(id) {

@@ -476,9 +476,12 @@ impl NativeWorker {
     /// reuseAddr for datagram sockets).
     /// `datagram`: a UDP socket (dgram's `bind()`), which the answer always carries, whatever
     /// the policy; `address` may be `fd:N` (the primary's fd N) for both kinds.
+    ///
+    /// A refused address or option throws with `err.option` naming it.
     #[napi(catch_unwind)]
     pub fn listen(
         &self,
+        env: Env,
         req: u32,
         address: String,
         backlog: i32,
@@ -486,8 +489,9 @@ impl NativeWorker {
         options: u32,
         datagram: Option<bool>,
     ) -> Result<()> {
-        let addr = address.parse().map_err(to_napi)?;
-        let opts = BindOptions::from_bits(options).map_err(to_napi)?;
+        let named = |e| to_napi(e).throw_naming_option(&env);
+        let addr = address.parse().map_err(named)?;
+        let opts = BindOptions::from_bits(options).map_err(named)?;
         let kind = if datagram == Some(true) {
             SocketKind::Datagram
         } else {
@@ -496,7 +500,7 @@ impl NativeWorker {
         let what = format!("listen {address}");
         let msg = WorkerProtocol::listen(req, &addr, kind, backlog, index, opts, &what);
         self.sender
-            .send(msg.map_err(to_napi)?)
+            .send(msg.map_err(named)?)
             .map(drop)
             .map_err(to_napi)
     }

@@ -12,8 +12,11 @@ test('native calls throw errors with Node\'s code and the engine\'s message, wit
   const { addon } = require('../lib/native');
   assert.throws(() => new addon.NativePrimary('bogus', 32, () => {}), (e) => {
     assert.ok(e instanceof Error);
-    assert.strictEqual(e.code, 'ERR_CORRAL_INVALID_ARGUMENT');
-    assert.strictEqual(e.message, 'unknown scheduling policy "bogus": expected "rr", "shared", "kernel-rr", "kernel-least", "sticky", "least" or "least-p2c"');
+    // A refused option: its own code, and its name and the reason as properties.
+    assert.strictEqual(e.code, 'ERR_CORRAL_INVALID_OPTION');
+    assert.strictEqual(e.option, 'policy');
+    assert.strictEqual(e.reason, 'unknown scheduling policy "bogus": expected "rr", "shared", "kernel-rr", "kernel-least", "sticky", "least" or "least-p2c"');
+    assert.strictEqual(e.message, `policy: ${e.reason}`);
     return true;
   });
   const p = new addon.NativePrimary('rr', 32, () => {});

@@ -107,14 +107,41 @@ test('CORRAL_MAX_LISTENERS_PER_WORKER: a worker past the limit gets EINVAL, the 
   assert.strictEqual(done, 'done 200 200');
 });
 
-test('CORRAL_MAX_LISTENERS_PER_WORKER out of range: fork() throws naming the option', async (t) => {
+test('CORRAL_* overrides out of range or unknown: fork() throws naming the variable (err.option)', async (t) => {
+  if (!guarded(t)) return;
+  const print = `
+    const cluster = require(process.env.CORRAL_MODULE);
+    try { cluster.fork(); } catch (e) { console.log(e.code, e.option, JSON.stringify(e.reason), e.message.startsWith(e.option + ': ' + e.reason)); }
+  `;
+  const cases = [
+    [{ CORRAL_MAX_LISTENERS_PER_WORKER: '0' }, 'CORRAL_MAX_LISTENERS_PER_WORKER "must be an integer between 1 and 65536 (got 0)" true'],
+    [{ CORRAL_STALL_TIMEOUT_MS: '5' }, 'CORRAL_STALL_TIMEOUT_MS "must be between 10 ms and 7 days (got 5 ms)" true'],
+    [{ CORRAL_ORPHAN_LISTENER_GRACE_MS: 'soon' }, 'CORRAL_ORPHAN_LISTENER_GRACE_MS "\\"soon\\" is not a whole number" true'],
+    [{ CORRAL_SCHED_POLICY: 'fastest' }, 'CORRAL_SCHED_POLICY "unknown scheduling policy \\"fastest\\": expected \\"rr\\", \\"shared\\", \\"kernel-rr\\", \\"kernel-least\\", \\"sticky\\", \\"least\\" or \\"least-p2c\\"" true'],
+  ];
+  for (const [env, want] of cases) {
+    const r = await run(t, ['-e', print], { env });
+    assert.strictEqual(r.code, 0, r.err);
+    assert.deepStrictEqual(r.lines, [`ERR_CORRAL_INVALID_OPTION ${want}`]);
+  }
+});
+
+test('a listen address the engine refuses: the server\'s error names the option (err.option)', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, ['-e', `
     const cluster = require(process.env.CORRAL_MODULE);
-    try { cluster.fork(); } catch (e) { console.log(e.code, /max_listeners_per_worker: must be an integer between 1 and 65536/.test(e.message)); }
-  `], { env: { CORRAL_MAX_LISTENERS_PER_WORKER: '0' } });
+    if (cluster.isPrimary) {
+      cluster.fork().on('exit', (code) => console.log('worker exit', code));
+    } else {
+      // Longer than PATH_MAX: refused in the worker before anything reaches the primary.
+      require('net').createServer().on('error', (e) => {
+        console.log(e.code, e.option, e.message.startsWith('address: invalid listen address'));
+        process.exit(0);
+      }).listen('/tmp/' + 'x'.repeat(5000));
+    }
+  `]);
   assert.strictEqual(r.code, 0, r.err);
-  assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_ARGUMENT true']);
+  assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_OPTION address true', 'worker exit 0']);
 });
 
 test('a disconnecting worker serves a connection it was handed before its request arrived', async (t) => {

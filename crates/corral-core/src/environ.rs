@@ -33,10 +33,10 @@ pub fn var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
         Ok(v) => Ok(Some(v)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(v)) => Err(Error::invalid(format!(
-            "{name}={:?} is not UTF-8",
-            v.to_string_lossy()
-        ))),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::invalid_option(
+            name,
+            format_args!("{:?} is not UTF-8", v.to_string_lossy()),
+        )),
     }
 }
 
@@ -48,23 +48,31 @@ fn number(name: &str) -> Result<Option<u64>> {
     v.trim()
         .parse()
         .map(Some)
-        .map_err(|_| Error::invalid(format!("{name}={v:?} is not a whole number")))
+        .map_err(|_| Error::invalid_option(name, format_args!("{v:?} is not a whole number")))
 }
 
-/// Applies the primary's overrides to `opts` (before `PrimaryOptions::validate`, which names
-/// the option of a value out of range).
+/// Applies the primary's overrides to `opts`. A bad value is an error whose option
+/// ([`Error::option`]) is the variable: that is what the user set, not the field.
 pub(crate) fn apply(opts: &mut crate::PrimaryOptions) -> Result<()> {
+    use crate::primary::options::{check_orphan_listener_grace, check_stall_timeout};
     if let Some(p) = crate::Policy::from_env()? {
         opts.policy = p;
     }
     if let Some(ms) = number(ENV_STALL_TIMEOUT)? {
-        opts.stall_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        let t = (ms > 0).then(|| Duration::from_millis(ms));
+        if let Some(t) = t {
+            check_stall_timeout(ENV_STALL_TIMEOUT, t)?;
+        }
+        opts.stall_timeout = t;
     }
     if let Some(n) = number(ENV_MAX_LISTENERS)? {
-        opts.max_listeners_per_worker = u32::try_from(n).unwrap_or(u32::MAX);
+        crate::limits::check_count(ENV_MAX_LISTENERS, n, 1, 65_536)?;
+        opts.max_listeners_per_worker = n as u32;
     }
     if let Some(ms) = number(ENV_ORPHAN_GRACE)? {
-        opts.orphan_listener_grace = Duration::from_millis(ms);
+        let grace = Duration::from_millis(ms);
+        check_orphan_listener_grace(ENV_ORPHAN_GRACE, grace)?;
+        opts.orphan_listener_grace = grace;
     }
     Ok(())
 }

@@ -147,12 +147,15 @@ impl Error {
     }
 
     /// Why the option's value was refused: the message after `"<option>: "` (the whole
-    /// message when the error names no option).
+    /// message when the error names no option). Context added in front
+    /// ([`Error::context`]: `"worker 3: backlog: ..."`) is skipped too.
     pub fn reason(&self) -> &str {
         self.option
             .as_deref()
-            .and_then(|o| self.message.strip_prefix(o))
-            .and_then(|m| m.strip_prefix(": "))
+            .and_then(|o| {
+                let at = self.message.find(&format!("{o}: "))?;
+                Some(&self.message[at + o.len() + 2..])
+            })
             .unwrap_or(&self.message)
     }
 

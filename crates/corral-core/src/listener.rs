@@ -54,10 +54,10 @@ impl BindOptions {
     pub fn from_bits(bits: u32) -> Result<BindOptions> {
         let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL | Self::REUSE_ADDR;
         if bits & !known != 0 {
-            return Err(Error::invalid(format!(
-                "unknown listen option bits {:#x}",
-                bits & !known
-            )));
+            return Err(Error::invalid_option(
+                "options",
+                format_args!("unknown listen option bits {:#x}", bits & !known),
+            ));
         }
         Ok(BindOptions {
             ipv6_only: bits & Self::IPV6_ONLY != 0,
@@ -154,7 +154,12 @@ impl fmt::Display for ListenAddr {
 impl FromStr for ListenAddr {
     type Err = Error;
     fn from_str(s: &str) -> Result<ListenAddr> {
-        let bad = |why: &str| Error::invalid(format!("invalid listen address {s:?}: {why}"));
+        let bad = |why: &str| {
+            Error::invalid_option(
+                "address",
+                format_args!("invalid listen address {s:?}: {why}"),
+            )
+        };
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(bad("empty socket path"));
@@ -337,14 +342,16 @@ fn bind_kind_in_group(
     group: bool,
 ) -> Result<Bound> {
     if backlog < 0 {
-        return Err(Error::invalid(format!(
-            "backlog must not be negative (got {backlog})"
-        )));
+        return Err(Error::invalid_option(
+            "backlog",
+            format_args!("must not be negative (got {backlog})"),
+        ));
     }
     match addr {
-        ListenAddr::Unix(_) if kind == SocketKind::Datagram => Err(Error::invalid(format!(
-            "datagram listeners are UDP only: {addr} is a Unix socket path"
-        ))),
+        ListenAddr::Unix(_) if kind == SocketKind::Datagram => Err(Error::invalid_option(
+            "address",
+            format_args!("datagram listeners are UDP only: {addr} is a Unix socket path"),
+        )),
         ListenAddr::Unix(path) => bind_unix(path, addr, backlog, opts),
         ListenAddr::Fd(n) => adopt(*n, kind, backlog),
         ListenAddr::Tcp { host, port } => {
@@ -525,9 +532,10 @@ pub fn bind_resolved(
     opts: BindOptions,
 ) -> Result<Bound> {
     if backlog < 0 {
-        return Err(Error::invalid(format!(
-            "backlog must not be negative (got {backlog})"
-        )));
+        return Err(Error::invalid_option(
+            "backlog",
+            format_args!("must not be negative (got {backlog})"),
+        ));
     }
     bind_ip(sa, addr, kind, backlog, false, opts, false)
 }

@@ -35,9 +35,13 @@ impl KeySource {
             _ => is_token(b),
         };
         if name.is_empty() || name.len() > 256 || !name.bytes().all(ok_char) {
-            return Err(crate::Error::invalid(format!(
-                "sticky key {what} name {name:?}: expected 1 to 256 characters valid in a {what} name"
-            )));
+            return Err(crate::Error::invalid_option(
+                "routing.key",
+                format_args!(
+                    "sticky key {what} name {name:?}: expected 1 to 256 characters valid in a \
+                     {what} name"
+                ),
+            ));
         }
         Ok(())
     }

@@ -72,10 +72,13 @@ impl Policy {
             "sticky" => Ok(Policy::Sticky),
             "least" => Ok(Policy::Least(least::Pick::Least)),
             "least-p2c" => Ok(Policy::Least(least::Pick::TwoChoices)),
-            _ => Err(Error::invalid(format!(
-                "unknown scheduling policy {s:?}: expected \"rr\", \"shared\", \"kernel-rr\", \
-                 \"kernel-least\", \"sticky\", \"least\" or \"least-p2c\""
-            ))),
+            _ => Err(Error::invalid_option(
+                "policy",
+                format_args!(
+                    "unknown scheduling policy {s:?}: expected \"rr\", \"shared\", \
+                     \"kernel-rr\", \"kernel-least\", \"sticky\", \"least\" or \"least-p2c\""
+                ),
+            )),
         }
     }
 
@@ -85,7 +88,7 @@ impl Policy {
         match crate::environ::var(ENV_POLICY)? {
             Some(v) if !v.is_empty() => Policy::parse(&v)
                 .map(Some)
-                .map_err(|e| e.context(ENV_POLICY)),
+                .map_err(|e| Error::invalid_option(ENV_POLICY, e.reason())),
             _ => Ok(None),
         }
     }

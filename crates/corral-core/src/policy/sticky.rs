@@ -44,10 +44,13 @@ impl AddressKey {
     /// listener reports) counts as IPv4.
     pub fn new(v4_prefix: u8, v6_prefix: u8) -> crate::Result<AddressKey> {
         if v4_prefix > V4_BITS || v6_prefix > V6_BITS {
-            return Err(crate::Error::invalid(format!(
-                "sticky address prefix /{v4_prefix} (IPv4) /{v6_prefix} (IPv6): \
-                 expected at most /32 and /128"
-            )));
+            return Err(crate::Error::invalid_option(
+                "routing.address_key",
+                format_args!(
+                    "sticky address prefix /{v4_prefix} (IPv4) /{v6_prefix} (IPv6): \
+                     expected at most /32 and /128"
+                ),
+            ));
         }
         Ok(AddressKey {
             v4_prefix,

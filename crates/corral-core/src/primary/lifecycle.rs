@@ -59,9 +59,10 @@ pub(super) struct Shutdown {
 /// Rejects stdio setups `sys::spawn` cannot give a worker, naming the entry or the limit.
 pub(super) fn check_stdio(spec: &SpawnSpec) -> Result<()> {
     if let Some(i) = (0..3).find(|&i| spec.stdio_at(i) == sys::StdioSpec::Closed) {
-        return Err(Error::invalid(format!(
-            "stdio[{i}]: Closed is for fds 3 and up (use Null for stdin, stdout or stderr)"
-        )));
+        return Err(Error::invalid_option(
+            &format!("stdio[{i}]"),
+            "Closed is for fds 3 and up (use Null for stdin, stdout or stderr)",
+        ));
     }
     let channels = spec
         .stdio
@@ -69,9 +70,10 @@ pub(super) fn check_stdio(spec: &SpawnSpec) -> Result<()> {
         .filter(|s| **s == sys::StdioSpec::Channel)
         .count();
     if channels > 1 {
-        return Err(Error::invalid(format!(
-            "stdio: {channels} Channel entries (a worker has one channel: at most one)"
-        )));
+        return Err(Error::invalid_option(
+            "stdio",
+            format_args!("{channels} Channel entries (a worker has one channel: at most one)"),
+        ));
     }
     // Checked before the worker's channels are created: one could take that number.
     if let Some(fd) = spec.stdio.iter().find_map(|s| match *s {
@@ -89,12 +91,15 @@ pub(super) fn check_stdio(spec: &SpawnSpec) -> Result<()> {
     let top = spec.stdio_len() as u64 + 2;
     let limit = sys::fd_limit();
     if top * 2 >= limit {
-        return Err(Error::invalid(format!(
-            "stdio: {} entries need fds up to {} in the worker and as many copies in the \
-             primary: over RLIMIT_NOFILE ({limit})",
-            spec.stdio.len(),
-            top
-        )));
+        return Err(Error::invalid_option(
+            "stdio",
+            format_args!(
+                "{} entries need fds up to {} in the worker and as many copies in the primary: \
+                 over RLIMIT_NOFILE ({limit})",
+                spec.stdio.len(),
+                top
+            ),
+        ));
     }
     Ok(())
 }

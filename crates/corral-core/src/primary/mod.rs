@@ -27,7 +27,7 @@ mod dispatch;
 mod lifecycle;
 mod listen;
 mod messages;
-mod options;
+pub(crate) mod options;
 mod peek;
 
 pub use options::{

@@ -95,17 +95,23 @@ impl RoutingOptions {
     /// Checks the bounds and the key's name.
     pub fn validate(&self) -> Result<()> {
         if !(64..=MAX_PEEK_BYTES).contains(&self.peek_bytes) {
-            return Err(Error::invalid(format!(
-                "routing.peek_bytes: must be between 64 and {MAX_PEEK_BYTES} (got {})",
-                self.peek_bytes
-            )));
+            return Err(Error::invalid_option(
+                "routing.peek_bytes",
+                format_args!(
+                    "must be between 64 and {MAX_PEEK_BYTES} (got {})",
+                    self.peek_bytes
+                ),
+            ));
         }
         if self.peek_timeout < Duration::from_millis(1) || self.peek_timeout > MAX_PEEK_TIMEOUT {
-            return Err(Error::invalid(format!(
-                "routing.peek_timeout: must be between 1 ms and {} ms (got {} ms)",
-                MAX_PEEK_TIMEOUT.as_millis(),
-                self.peek_timeout.as_millis()
-            )));
+            return Err(Error::invalid_option(
+                "routing.peek_timeout",
+                format_args!(
+                    "must be between 1 ms and {} ms (got {} ms)",
+                    MAX_PEEK_TIMEOUT.as_millis(),
+                    self.peek_timeout.as_millis()
+                ),
+            ));
         }
         if let Some(k) = &self.key {
             k.validate()?;
@@ -176,13 +182,7 @@ impl PrimaryOptions {
         check_count("window", self.window as u64, 1, MAX_WINDOW as u64)?;
         check_duration("shutdown_timeout", self.shutdown_timeout, false)?;
         if let Some(t) = self.stall_timeout {
-            check_duration("stall_timeout", t, true)?;
-            if t < Duration::from_millis(10) {
-                return Err(Error::invalid(format!(
-                    "stall_timeout: must be between 10 ms and 7 days (got {} ms)",
-                    t.as_millis()
-                )));
-            }
+            check_stall_timeout("stall_timeout", t)?;
         }
         check_count(
             "max_listeners_per_worker",
@@ -190,13 +190,7 @@ impl PrimaryOptions {
             1,
             65_536,
         )?;
-        if self.orphan_listener_grace > MAX_ORPHAN_LISTENER_GRACE {
-            return Err(Error::invalid(format!(
-                "orphan_listener_grace: must be at most {} ms (1 day) (got {} ms)",
-                MAX_ORPHAN_LISTENER_GRACE.as_millis(),
-                self.orphan_listener_grace.as_millis()
-            )));
-        }
+        check_orphan_listener_grace("orphan_listener_grace", self.orphan_listener_grace)?;
         if let Some(limit) = self.send_queue_limit {
             check_send_queue_limit(limit)?;
         }
@@ -207,10 +201,45 @@ impl PrimaryOptions {
 /// The one place `PrimaryOptions::send_queue_limit` is range-checked.
 pub fn check_send_queue_limit(bytes: usize) -> Result<()> {
     if !(SEND_QUEUE_LIMIT_MIN..=SEND_QUEUE_LIMIT_MAX).contains(&bytes) {
-        return Err(Error::invalid(format!(
-            "send queue limit of {bytes} bytes is out of range: {SEND_QUEUE_LIMIT_MIN} (64 KiB) \
-             to {SEND_QUEUE_LIMIT_MAX} (1 GiB)"
-        )));
+        return Err(Error::invalid_option(
+            "send_queue_limit",
+            format_args!(
+                "send queue limit of {bytes} bytes is out of range: {SEND_QUEUE_LIMIT_MIN} \
+                 (64 KiB) to {SEND_QUEUE_LIMIT_MAX} (1 GiB)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `PrimaryOptions::stall_timeout` (when on): 10 ms to 7 days. `name`: the option as the
+/// caller set it (the field, or the variable that overrides it).
+pub(crate) fn check_stall_timeout(name: &str, t: Duration) -> Result<()> {
+    crate::limits::check_duration(name, t, true)?;
+    if t < Duration::from_millis(10) {
+        return Err(Error::invalid_option(
+            name,
+            format_args!(
+                "must be between 10 ms and 7 days (got {} ms)",
+                t.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `PrimaryOptions::orphan_listener_grace`: at most [`MAX_ORPHAN_LISTENER_GRACE`]. `name` as
+/// in [`check_stall_timeout`].
+pub(crate) fn check_orphan_listener_grace(name: &str, grace: Duration) -> Result<()> {
+    if grace > MAX_ORPHAN_LISTENER_GRACE {
+        return Err(Error::invalid_option(
+            name,
+            format_args!(
+                "must be at most {} ms (1 day) (got {} ms)",
+                MAX_ORPHAN_LISTENER_GRACE.as_millis(),
+                grace.as_millis()
+            ),
+        ));
     }
     Ok(())
 }
@@ -230,6 +259,69 @@ impl Default for PrimaryOptions {
             orphan_listener_grace: DEFAULT_ORPHAN_LISTENER_GRACE,
             send_queue_limit: Some(DEFAULT_SEND_QUEUE_LIMIT),
             routing: RoutingOptions::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::{BindOptions, ListenAddr};
+
+    /// Every refused primary or listen option says which one (`Error::option`), so the fronts
+    /// can tell it without reading the text (Node's `err.option`), and the text starts with it
+    /// (the C front's last-error message).
+    #[test]
+    fn refused_primary_and_listen_options_name_the_option() {
+        let with = |f: fn(&mut PrimaryOptions)| {
+            let mut o = PrimaryOptions::default();
+            f(&mut o);
+            o.validate().unwrap_err()
+        };
+        let cases: Vec<(Error, &str)> = vec![
+            (with(|o| o.window = 0), "window"),
+            (
+                with(|o| o.stall_timeout = Some(Duration::from_millis(5))),
+                "stall_timeout",
+            ),
+            (
+                with(|o| o.orphan_listener_grace = Duration::from_secs(2 * 86_400)),
+                "orphan_listener_grace",
+            ),
+            (with(|o| o.send_queue_limit = Some(1)), "send_queue_limit"),
+            (with(|o| o.routing.peek_bytes = 1), "routing.peek_bytes"),
+            (
+                with(|o| o.routing.peek_timeout = Duration::ZERO),
+                "routing.peek_timeout",
+            ),
+            (
+                with(|o| o.routing.key = Some(KeySource::Cookie("a b".into()))),
+                "routing.key",
+            ),
+            (AddressKey::new(33, 128).unwrap_err(), "routing.address_key"),
+            (Policy::parse("bogus").unwrap_err(), "policy"),
+            (BindOptions::from_bits(1 << 20).unwrap_err(), "options"),
+            ("unix:".parse::<ListenAddr>().unwrap_err(), "address"),
+            (
+                crate::listener::bind_resolved(
+                    &"127.0.0.1:0".parse().unwrap(),
+                    "127.0.0.1:0".parse().unwrap(),
+                    crate::listener::SocketKind::Stream,
+                    -1,
+                    BindOptions::default(),
+                )
+                .unwrap_err(),
+                "backlog",
+            ),
+        ];
+        for (e, option) in cases {
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+            assert_eq!(e.option(), Some(option), "{e}");
+            assert!(e.message().starts_with(&format!("{option}: ")), "{e}");
+            assert!(
+                !e.reason().is_empty() && !e.reason().starts_with(option),
+                "{e}"
+            );
         }
     }
 }

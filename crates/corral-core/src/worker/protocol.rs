@@ -182,9 +182,10 @@ impl WorkerProtocol {
     ) -> Result<Message> {
         if kind == SocketKind::Datagram {
             if let ListenAddr::Unix(_) = addr {
-                return Err(Error::invalid(format!(
-                    "{what}: datagram listeners are UDP only, not Unix socket paths"
-                )));
+                return Err(Error::invalid_option(
+                    "address",
+                    format_args!("{what}: datagram listeners are UDP only, not Unix socket paths"),
+                ));
             }
         }
         let msg = ListenRequest {
