@@ -124,7 +124,13 @@ function decode(buf) {
   if (kind === MSG_ADVANCED) {
     // A simple value without a Deserializer (lib/v8wire.js), else V8's.
     message = v8wire.readValue(buf, at, buf.length);
-    if (message === v8wire.DECLINED) message = v8.deserialize(buf.subarray(at));
+    // v8.deserialize returns typed arrays and Buffers as views of its input: a payload in a
+    // shared batch buffer (lib/native.js) is copied first, as it is overwritten next batch.
+    // (Required here, not at the top: this module loads without the addon.)
+    if (message === v8wire.DECLINED) {
+      const body = buf.subarray(at);
+      message = v8.deserialize(require('./native').isShared(buf) ? Buffer.from(body) : body);
+    }
   } else {
     message = JSON.parse(buf.toString('utf8', at));
   }
@@ -488,7 +494,7 @@ class Outbox {
     this.len = 0;
     let r;
     try {
-      r = n === 1 ? this.sendRaw(this.buf.subarray(4, len), []) : this.sendBatch(this.buf.subarray(0, len));
+      r = n === 1 ? this.sendRaw(this.buf.subarray(4, len), undefined) : this.sendBatch(this.buf.subarray(0, len));
     } catch (e) {
       // As a failed send() reports it, but later: to the callbacks, else as an 'error'.
       let err = nativeError(e);
@@ -545,7 +551,8 @@ function makeSend(target, sendRaw, serialization, callbacks = new SendCallbacks(
     if (outbox !== null) outbox.flush();
     let ok;
     try {
-      ok = sendRaw(data, h ? [h.fd] : []);
+      // No handle: no fds array at all (the addon takes undefined as none).
+      ok = sendRaw(data, h ? [h.fd] : undefined);
     } catch (e) {
       let err = nativeError(e);
       // The engine already saw the channel close (the JS events are on their way): report

@@ -26,17 +26,31 @@ const ENV_HEARTBEAT = 'CORRAL_HEARTBEAT_MS';
 // [that buffer, (the payload bytes as their own buffer when flags & 1,) ...values], the
 // indexes of `message` (a string, or a SUPERVISOR event's object) and `syscall`/`address`
 // being positions in it.
+//
+// A small batch read on this thread comes in its reader's shared buffer (flags & 2), reused
+// for every batch of that reader (bindings/node/src/events.rs, SharedBuffer): its views are
+// made once and kept here, and its payloads (ev.data) are valid during this call only. Every
+// consumer decodes them at once (lib/messages.js, which copies what v8.deserialize would
+// otherwise keep a view of: isShared).
 const NO_FDS = Object.freeze([]);
+const SHARED = 2;
+const sharedViews = new WeakMap(); // shared ArrayBuffer -> { ints, bytes }
 function decodeBatch(b) {
   const arr = Array.isArray(b) ? b : null;
   const ab = arr ? b[0] : b;
+  let shared = sharedViews.get(ab);
   // One view for the ints, sized from the byte length (the payload bytes follow them), and
   // one Buffer for the payload bytes, which a lone payload is (no subarray): typed arrays are
   // a visible share of a small message's cost.
-  const ints = new Int32Array(ab, 0, ab.byteLength >> 2);
+  const ints = shared === undefined ? new Int32Array(ab, 0, ab.byteLength >> 2) : shared.ints;
+  if (shared === undefined && ints[2] & SHARED) {
+    shared = { ints, bytes: Buffer.from(ab) };
+    sharedViews.set(ab, shared);
+  }
   const n = ints[0];
   const fdBase = HEAD + n * META;
   const blobAt = (fdBase + ints[1]) * 4;
+  if (shared !== undefined) return decodeShared(ints, n, fdBase, shared.bytes, blobAt);
   const blob = ints[2] & 1 ? Buffer.from(arr[1]) : Buffer.from(ab, blobAt);
   const values = arr;
   const out = new Array(n);
@@ -70,6 +84,41 @@ function decodeBatch(b) {
   return out;
 }
 
+// A batch in a shared buffer: no strings or objects (the native side uses it only then), the
+// payloads at blobAt + their offset.
+function decodeShared(ints, n, fdBase, bytes, blobAt) {
+  const out = new Array(n);
+  for (let e = 0; e < n; e++) {
+    const i = HEAD + e * META;
+    const len = ints[i + 12];
+    const at = blobAt + ints[i + 11];
+    const first = ints[i + 13];
+    const nfds = ints[i + 14];
+    out[e] = {
+      kind: ints[i],
+      worker: ints[i + 1],
+      pid: ints[i + 2],
+      code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
+      signal: ints[i + 4] || null,
+      errno: ints[i + 5],
+      id: ints[i + 6],
+      port: ints[i + 7],
+      family: ints[i + 8],
+      listener: ints[i + 9],
+      flag: ints[i + 10] !== 0,
+      data: len < 0 ? undefined : bytes.subarray(at, at + len),
+      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : NO_FDS,
+      message: undefined,
+      syscall: undefined,
+      address: undefined,
+    };
+  }
+  return out;
+}
+
+// Whether `buf` is a view of a shared batch buffer (valid during its batch's call only).
+const isShared = (buf) => sharedViews.has(buf.buffer);
+
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
 // corral's own: each worker accepts on its socket of a SO_REUSEPORT group and an eBPF program
@@ -96,6 +145,7 @@ module.exports = {
   addon,
   callNative,
   decodeBatch,
+  isShared,
   EV,
   ENV_HEARTBEAT,
   ENV_SERIALIZATION,

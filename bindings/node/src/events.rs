@@ -102,6 +102,57 @@ pub const HEAD: usize = 3;
 /// received bytes), not the bytes after the ints.
 const EXTERNAL_BLOB: i32 = 1;
 
+/// Flag: the batch is written in its reader's [`SharedBuffer`], which the next batch of that
+/// reader overwrites: JS uses (or copies) its payloads during the call only.
+const SHARED: i32 = 2;
+
+/// Bytes of a reader's [`SharedBuffer`]: a batch that fits (ints and payloads) is written there
+/// instead of into an ArrayBuffer of its own.
+pub const SHARED_LEN: usize = 64 * 1024;
+
+/// An ArrayBuffer made once per reader (a poll handle on the JS thread) and reused for each
+/// batch that fits: a small message then costs no ArrayBuffer (its zeroed backing store, its
+/// GC bookkeeping) and no typed arrays over it (lib/native.js keeps its views by buffer).
+/// Measured in bench/servers/node_ipc.js ping-pong json 64 B, see the commit.
+pub struct SharedBuffer {
+    reference: napi::sys::napi_ref,
+    base: *mut u8,
+}
+
+impl SharedBuffer {
+    /// Makes the buffer and a strong reference to it.
+    ///
+    /// # Safety
+    /// On the JS thread, with a valid env and an open handle scope.
+    pub unsafe fn new(env: napi::sys::napi_env) -> napi::Result<SharedBuffer> {
+        use napi::sys;
+        let mut ab = std::ptr::null_mut();
+        let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
+        let mut reference = std::ptr::null_mut();
+        // SAFETY: the caller's contract; the ArrayBuffer is never detached (JS only reads it),
+        // so `base` stays valid while the reference keeps it alive.
+        unsafe {
+            napi::check_status!(sys::napi_create_arraybuffer(
+                env, SHARED_LEN, &mut base, &mut ab
+            ))?;
+            napi::check_status!(sys::napi_create_reference(env, ab, 1, &mut reference))?;
+        }
+        Ok(SharedBuffer {
+            reference,
+            base: base.cast(),
+        })
+    }
+
+    /// Drops the reference (the owner's teardown).
+    ///
+    /// # Safety
+    /// On the JS thread with a live env, once.
+    pub unsafe fn release(&self, env: napi::sys::napi_env) {
+        // SAFETY: the caller's contract; made in `new`.
+        unsafe { napi::sys::napi_delete_reference(env, self.reference) };
+    }
+}
+
 /// A single payload at least this big is handed to JS without a copy (an external
 /// ArrayBuffer; its finalizer costs less than copying and zero-filling that many bytes).
 const EXTERNAL_MIN: usize = 32 * 1024;
@@ -187,7 +238,21 @@ impl napi::bindgen_prelude::TypeName for Events {
 /// On the JS thread, with a valid env and an open handle scope.
 pub unsafe fn to_js(
     env: napi::sys::napi_env,
+    events: Vec<Event>,
+) -> napi::Result<napi::sys::napi_value> {
+    // SAFETY: the caller's contract.
+    unsafe { to_js_in(env, events, None) }
+}
+
+/// [`to_js`], written into `shared` when the batch fits there and carries no values (strings,
+/// objects, an external payload): then the value is that buffer, flagged [`SHARED`].
+///
+/// # Safety
+/// As [`to_js`]; `shared` was made with this env.
+pub unsafe fn to_js_in(
+    env: napi::sys::napi_env,
     mut events: Vec<Event>,
+    shared: Option<&SharedBuffer>,
 ) -> napi::Result<napi::sys::napi_value> {
     use napi::sys;
     let n = events.len();
@@ -221,10 +286,29 @@ pub unsafe fn to_js(
     let total = ints * 4 + data_len;
     let mut ab = std::ptr::null_mut();
     let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
-    // SAFETY: the caller's contract; napi allocates `total` bytes owned by the ArrayBuffer.
-    napi::check_status!(unsafe { sys::napi_create_arraybuffer(env, total, &mut base, &mut ab) })?;
-    // SAFETY: `base` points at `total` writable bytes (V8 aligns backing stores for any typed
-    // array); nothing else refers to them until this returns.
+    let plain = external.is_null()
+        && events.iter().all(|e| {
+            e.message.is_none()
+                && e.supervisor.is_none()
+                && e.syscall.is_none()
+                && e.address.is_none()
+        });
+    let shared = shared.filter(|_| plain && total <= SHARED_LEN);
+    if let Some(s) = shared {
+        // SAFETY: the caller's contract; the reference is strong, so the buffer is alive, and
+        // its SHARED_LEN bytes at `s.base` hold nothing JS still needs (the previous batch's
+        // call has returned).
+        napi::check_status!(unsafe { sys::napi_get_reference_value(env, s.reference, &mut ab) })?;
+        base = s.base.cast();
+    } else {
+        // SAFETY: the caller's contract; napi allocates `total` bytes owned by the ArrayBuffer.
+        napi::check_status!(unsafe {
+            sys::napi_create_arraybuffer(env, total, &mut base, &mut ab)
+        })?;
+    }
+    // SAFETY: `base` points at `total` writable bytes or more (a shared buffer's SHARED_LEN;
+    // V8 aligns backing stores for any typed array); nothing else refers to them until this
+    // returns.
     let (head, bytes) = unsafe {
         let all = std::slice::from_raw_parts_mut(base.cast::<u8>(), total);
         let (i, b) = all.split_at_mut(ints * 4);
@@ -235,7 +319,11 @@ pub unsafe fn to_js(
     };
     head[0] = n as i32;
     head[1] = nfds as i32;
-    head[2] = if external.is_null() { 0 } else { EXTERNAL_BLOB };
+    head[2] = match (external.is_null(), shared.is_some()) {
+        (false, _) => EXTERNAL_BLOB,
+        (true, true) => SHARED,
+        (true, false) => 0,
+    };
     // Array positions: the ints' buffer, then the payload buffer if external, then strings.
     let first_value = if external.is_null() { 1 } else { 2 };
     let (meta, fd_slots) = head[HEAD..].split_at_mut(n * META);

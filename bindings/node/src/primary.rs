@@ -657,9 +657,11 @@ impl NativePrimary {
     /// Sends a message (and duplicates of `fds`) to a worker. Returns 0 when it was written at
     /// once; otherwise its sequence number `n` (it is out once `written(worker)` reaches `n`,
     /// announced by a FLUSHED event), negated under backpressure (`send` returns false then).
+    /// `fds` is left out (undefined) for a message without handles: no array to make and
+    /// convert per message.
     #[napi(catch_unwind)]
-    pub fn send(&self, worker: u32, data: BufferSlice<'_>, fds: Vec<i32>) -> Result<f64> {
-        let owned = crate::dup_handles(&fds)?;
+    pub fn send(&self, worker: u32, data: BufferSlice<'_>, fds: Option<Vec<i32>>) -> Result<f64> {
+        let owned = crate::dup_handles(fds.as_deref().unwrap_or_default())?;
         let mut st = self.shared.live()?;
         let sent = st
             .send_tracked(worker as u64, &data, owned)

@@ -100,6 +100,9 @@ pub struct Poller {
     /// Inside `napi_make_callback`: a stop from JS leaves the napi release to `on_readable`.
     delivering: Cell<bool>,
     released: Cell<bool>,
+    /// The buffer small batches are written into (made on first use, released with the
+    /// callback reference).
+    shared: RefCell<Option<events::SharedBuffer>>,
 }
 
 impl Poller {
@@ -180,6 +183,7 @@ impl Poller {
             stopped: Cell::new(false),
             delivering: Cell::new(false),
             released: Cell::new(false),
+            shared: RefCell::new(None),
         });
         // The handle owns one reference, given back in `on_close`.
         // SAFETY: `data` is the first field of every uv handle.
@@ -222,10 +226,13 @@ impl Poller {
         if self.released.replace(true) {
             return;
         }
-        // SAFETY: on the JS thread with a live env; both were created in `start`.
+        // SAFETY: on the JS thread with a live env; all were created in `start` or `deliver`.
         unsafe {
             sys::napi_delete_reference(self.env, self.callback);
             sys::napi_async_destroy(self.env, self.context);
+            if let Some(s) = self.shared.borrow_mut().take() {
+                s.release(self.env);
+            }
         }
     }
 
@@ -282,8 +289,17 @@ impl Poller {
                 // napi_make_callback wants an object as `this`.
                 && sys::napi_get_global(env, &mut recv) == sys::Status::napi_ok;
             if ok {
+                // Only this poller writes its shared buffer, and never while JS still reads it:
+                // `deliver` does not nest (it runs from the loop), and JS is done with a
+                // batch's payloads when the call returns (lib/native.js decodeBatch).
+                let mut shared = self.shared.borrow_mut();
+                if shared.is_none() {
+                    *shared = events::SharedBuffer::new(env).ok();
+                }
                 // Fds pass to JS in the conversion; on failure they are closed with `events`.
-                if let Ok(arg) = events::to_js(env, events) {
+                let arg = events::to_js_in(env, events, shared.as_ref());
+                drop(shared);
+                if let Ok(arg) = arg {
                     let mut result = ptr::null_mut();
                     let status = sys::napi_make_callback(
                         env,

@@ -601,8 +601,8 @@ impl NativeWorker {
     /// a FLUSHED event), negated when the queue is over the high-water mark (`send` returns
     /// false then, as Node's).
     #[napi(catch_unwind)]
-    pub fn send(&self, data: BufferSlice<'_>, fds: Vec<i32>) -> Result<f64> {
-        let owned = crate::dup_handles(&fds)?;
+    pub fn send(&self, data: BufferSlice<'_>, fds: Option<Vec<i32>>) -> Result<f64> {
+        let owned = crate::dup_handles(fds.as_deref().unwrap_or_default())?;
         self.user_sender()
             .send_user(&data, owned)
             .map(crate::sent_to_js)

@@ -53,6 +53,13 @@ test('messages sent in one tick (one Batch frame) arrive in order, with their ca
   }
 });
 
+test('Buffers and typed arrays received in advanced messages stay intact after later messages', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'kept-buffers.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, ['primary kept 50 intact: true', 'worker kept 50 intact: true', 'exit 0']);
+});
+
 test('garbage on a message channel: an error on that worker, which is cut off; the primary carries on', async (t) => {
   if (!guarded(t)) return;
   const r = await run(t, [path.join(DIR, 'garbage.js')]);
