@@ -478,6 +478,8 @@ impl NativeWorker {
     /// the policy; `address` may be `fd:N` (the primary's fd N) for both kinds.
     ///
     /// A refused address or option throws with `err.option` naming it.
+    // The JS call's arguments, plus the env napi passes to throw with `option`.
+    #[allow(clippy::too_many_arguments)]
     #[napi(catch_unwind)]
     pub fn listen(
         &self,
