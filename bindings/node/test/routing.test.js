@@ -94,7 +94,8 @@ test('least keeps new connections off a worker whose event loop is stalled; rr d
   t.diagnostic(`rr: ${rrLine}; least: ${leastLine}`);
   // rr deals the stalled worker every other connection: nearly every client ends up waiting.
   assert.ok(rr >= 6, `rr left most clients waiting on the stalled worker: ${rrLine}`);
-  // least deals it one only while the healthy worker holds more open (arrivals in a burst):
-  // 2 or 3 of 8 here.
-  assert.ok(least <= 4, `least sent ${leastLine}`);
+  // least deals it one only while the healthy worker holds more open (arrivals in a burst),
+  // and takes back what it has not read after 25 ms (the engine's LEAST_STALL_TIMEOUT): none
+  // waits for the stall's end (1-3 of 8 did with rr's 250 ms stall timeout).
+  assert.ok(least <= 1, `least sent ${leastLine}`);
 });

@@ -81,3 +81,53 @@ fn least_p2c_serves_and_spreads_over_equal_workers() {
     assert_eq!(per.len(), 4, "every worker served: {per:?}");
     assert!(per.values().all(|&n| n >= 20), "{per:?}");
 }
+
+/// How long after a stopped worker was dealt a connection the primary saw it stalled (took it
+/// out of the dealing and gave what it had not read to the other worker).
+fn time_to_stall(policy: Policy) -> Duration {
+    let mut h = harness(&["serve", "127.0.0.1:0"], policy);
+    let port = h.start_listening(2);
+    let victim = h.p.worker_ids()[0];
+    stop_worker(&mut h, victim);
+    // Two clients at once: one is dealt to each worker (rr's turn; least's counts tie, then
+    // the stopped worker holds one more).
+    let clients: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || request(port)))
+        .collect();
+    h.wait_until(
+        "a connection dealt to the stopped worker",
+        Duration::from_secs(10),
+        |p| p.worker(victim).unwrap().handed_off >= 1,
+    );
+    let dealt = std::time::Instant::now();
+    h.wait_until(
+        "the stopped worker seen stalled",
+        Duration::from_secs(10),
+        |p| p.worker(victim).unwrap().stalled,
+    );
+    let took = dealt.elapsed();
+    for c in clients {
+        let answer = c
+            .join()
+            .unwrap()
+            .expect("every client is answered by the other worker");
+        assert_ne!(worker_of(&answer), victim);
+    }
+    h.p.kill(victim, libc::SIGCONT).unwrap();
+    took
+}
+
+/// Under `least` a worker that stops reading (a blocked event loop) is busy after 25 ms
+/// (LEAST_STALL_TIMEOUT), not rr's 250: new clients do not wait for it.
+#[test]
+fn least_takes_back_what_a_blocked_worker_has_not_read_within_25_ms() {
+    let least = time_to_stall(Policy::Least(Pick::Least));
+    let rr = time_to_stall(Policy::RoundRobin);
+    eprintln!("stalled after: least {least:?}, rr {rr:?}");
+    assert!(
+        rr >= Duration::from_millis(240),
+        "rr's stall timeout is 250 ms: {rr:?}"
+    );
+    // 25 ms plus the check's 6 ms tick; generous for a loaded machine.
+    assert!(least < Duration::from_millis(150), "least: {least:?}");
+}

@@ -15,8 +15,8 @@ const CLIENTS = 8;
 const STALL_MS = 600;
 const PACE_MS = 20;
 // Waited for the stall's end, or for the primary to take the connection back from the stalled
-// worker's channel (stall_timeout, 250 ms) and deal it again; a healthy answer on a loaded
-// machine took up to ~150 ms.
+// worker's channel (rr: stall_timeout, 250 ms; least: 25 ms) and deal it again; a healthy
+// answer on a loaded machine took up to ~150 ms.
 const STUCK_MS = 200;
 
 if (cluster.isPrimary) {

@@ -68,6 +68,15 @@ pub(super) const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
 /// payload (listener and number).
 pub(super) const HEAD_PEEK: usize = frame::HEADER_LEN + 8;
 
+/// The stall check's timeout under `least` and `least-p2c`, at most: a worker that has read
+/// nothing of its channel for this long is busy (its loop blocked on a slow request, a long GC
+/// pause), and a load-aware policy does not leave new clients waiting there: what it has not
+/// read goes to the others, as for any stalled worker. rr keeps the configured timeout: its
+/// turns are exact, and a stall there means a stopped worker, not a slow one. Measured with a
+/// worker blocked 600 ms (bindings/node/test/routing/least-stall.js): 1-2 of 8 clients waited
+/// 222-315 ms for it with 250 ms, none with 20 ms.
+pub const LEAST_STALL_TIMEOUT: Duration = Duration::from_millis(25);
+
 /// How often the stall check looks while it watches: a quarter of the timeout, at least 5 ms.
 pub(super) fn stall_tick(timeout: Duration) -> Duration {
     (timeout / 4).max(Duration::from_millis(5))
@@ -157,7 +166,7 @@ impl Inner {
     /// closed afterwards.
     pub(super) fn offer(&mut self, lid: u32, conn: Dealt) -> std::result::Result<(), Dealt> {
         let window = self.opts.window;
-        let stall_on = self.opts.stall_timeout.is_some();
+        let stall_on = self.stall_timeout().is_some();
         // How this listener deals: `kernel-least` where it fell back deals least-loaded;
         // what lands on a kernel group's anchor (every worker at its window, or none in a
         // slot) goes in turn.
@@ -289,7 +298,7 @@ impl Inner {
             self.arm_writable(wid);
         }
         if watch && self.next_stall_check.is_none() {
-            if let Some(t) = self.opts.stall_timeout {
+            if let Some(t) = self.stall_timeout() {
                 self.next_stall_check = Some(Instant::now() + stall_tick(t));
             }
         }
@@ -482,6 +491,15 @@ impl Inner {
         }
     }
 
+    /// The stall check's timeout: [`PrimaryOptions::stall_timeout`](super::PrimaryOptions::stall_timeout),
+    /// at most [`LEAST_STALL_TIMEOUT`] under `least`.
+    pub(super) fn stall_timeout(&self) -> Option<Duration> {
+        match self.opts.policy {
+            Policy::Least(_) => self.opts.stall_timeout.map(|t| t.min(LEAST_STALL_TIMEOUT)),
+            _ => self.opts.stall_timeout,
+        }
+    }
+
     /// The stall check (round-robin; see [`PrimaryOptions::stall_timeout`](super::PrimaryOptions::stall_timeout)). It peeks at the
     /// head of each watched worker's queue (its end of the channel, which the primary keeps):
     /// empty means it read everything (a stalled one is back); a head that changed means it
@@ -490,7 +508,7 @@ impl Inner {
     /// worker is watched or stalled.
     pub(super) fn check_stalls(&mut self, now: Instant) {
         self.next_stall_check = None;
-        let Some(timeout) = self.opts.stall_timeout else {
+        let Some(timeout) = self.stall_timeout() else {
             return;
         };
         let mut stalled = Vec::new();

@@ -146,7 +146,9 @@ pub struct PrimaryOptions {
     /// reads nor acknowledges any for this long is *stalled* (stopped, or its loop blocked):
     /// it is dealt no more connections, the ones still unread in its channel are taken back
     /// and dealt to the others, and it rejoins the rotation once it reads again. `None`
-    /// turns the check off. Range: 10 ms to 7 days. See `guide` (stalled workers).
+    /// turns the check off. Range: 10 ms to 7 days. Under `least` and `least-p2c` the check
+    /// uses at most 25 ms: there a worker that reads nothing for that long is busy, and its
+    /// unread connections go to the others. See `guide` (stalled workers).
     pub stall_timeout: Option<Duration>,
     /// Listeners one worker may be a member of at once, counting its listens that wait for a
     /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each
