@@ -182,11 +182,15 @@ impl KernelSteering {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
-    /// A new socket of the group for `worker`, in the lowest free slot (its own again if it
-    /// has one: a second listen on the same address replaces it), its load count back at 0.
+    /// A new socket of the group for `worker`, in the lowest free slot with its load count
+    /// at 0, or in its own slot if it has one: a second listen on the same address replaces
+    /// its socket there and keeps its count, which still holds what this worker has to
+    /// release (its open connections under `kernel-least`; under `kernel-rr` those queued on
+    /// its old socket, which the worker takes before closing it: see `Worker::listen`).
     /// The caller sends it (and the load map) to the worker and drops it.
     pub fn join(&mut self, worker: WorkerId) -> std::io::Result<Member> {
-        let slot = match self.slot_of(worker) {
+        let own = self.slot_of(worker);
+        let slot = match own {
             Some(s) => s,
             None => self.slots.iter().position(Option::is_none).ok_or_else(|| {
                 std::io::Error::new(
@@ -203,7 +207,11 @@ impl KernelSteering {
             Some(fd) => Some((sys::dup_cloexec(fd)?, slot)),
             None => None,
         };
-        self.group.set_slot(slot, sock.as_fd())?;
+        if own.is_some() {
+            self.group.replace_slot(slot, sock.as_fd())?;
+        } else {
+            self.group.set_slot(slot, sock.as_fd())?;
+        }
         self.slots[slot as usize] = Some(worker);
         self.update_count()?;
         let release = load.as_ref().and(self.group.steer().release());

@@ -11,6 +11,7 @@
 //!   other client meanwhile, and once continued it serves its own: none fails;
 //! - without CAP_BPF (uid 65534), kernel-least runs `least` through the primary, said once;
 //! - a replaced worker's slot starts again at 0: the replacement is the least loaded;
+//! - a worker's second listen on the same address keeps its slot's count;
 //! - workers that never report closes: kernel-rr keeps the kernel path, kernel-least's
 //!   primary deals from the anchor past the window;
 //! - kernel-rr with 200 held keep-alive clients: 60 new ones still go 20/20/20 by the kernel.
@@ -354,4 +355,54 @@ fn held_keep_alive_connections_do_not_fill_kernel_rr_s_window() {
         );
     }
     drop(held);
+}
+
+/// A worker that listens a second time on the same address (the same listener: a server
+/// closed and listened again, or a second server) gets a new socket in its own slot, and its
+/// count survives: kernel-least, two workers holding every connection open, 4 clients go 2/2;
+/// worker 1 listens again; the next 4 still go 2/2. When the second listen reset worker 1's
+/// count to 0 (its two open connections forgotten), it took 3 of the 4.
+#[test]
+fn a_second_listen_keeps_the_workers_count() {
+    no_policy_override();
+    if !root() {
+        return; // the counts are the kernel group's; without CAP_BPF there is none
+    }
+    let keep = vec![("CORRAL_FIXTURE_KEEP_OPEN".to_string(), "1".to_string())];
+    let (mut h, addr, warning) = start_with(Policy::KernelLeast, &[keep.clone(), keep]);
+    assert_eq!(warning, None);
+    let four = move || {
+        let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut held = Vec::new();
+        for i in 0..4 {
+            let c = open(addr).unwrap();
+            let a = read_answer(&c).unwrap_or_else(|e| panic!("client {i}: {e}"));
+            *per.entry(worker_of(&a)).or_default() += 1;
+            held.push(c);
+        }
+        (per, held)
+    };
+    let (before, held_before) = with_client(&mut h, four);
+    assert_eq!(before.values().copied().collect::<Vec<_>>(), [2, 2]);
+    let first = h.p.worker_ids()[0];
+    h.p.send(first, b"relisten".to_vec(), Vec::new()).unwrap();
+    let reply = h.wait(
+        "the second listen's answer",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Message { worker, data, .. } if *worker == first => {
+                Some(String::from_utf8_lossy(data).into_owned())
+            }
+            _ => None,
+        },
+    );
+    assert!(reply.starts_with("relistened Ok("), "{reply}");
+    let (after, held_after) = with_client(&mut h, four);
+    println!("kernel-least, open connections held: {before:?}, then after worker {first}'s second listen {after:?}");
+    assert_eq!(
+        after.values().copied().collect::<Vec<_>>(),
+        [2, 2],
+        "worker {first}'s count was reset by its second listen: {after:?}"
+    );
+    drop((held_before, held_after));
 }

@@ -215,6 +215,9 @@ impl Worker {
         let (listener, bound, fd) = self.ask(addr, SocketKind::Stream, backlog, opts, &what)?;
         let shared_fd = match fd {
             Some(fd) => {
+                // A second listen on the same address: the answer's socket replaces the one
+                // this worker held (kernel-rr: in its slot, which keeps its load count).
+                let again = self.take_queue_of_replaced(listener);
                 let raw = fd.as_raw_fd();
                 self.poll
                     .registry()
@@ -226,7 +229,9 @@ impl Worker {
                     .map_err(|e| Error::os("epoll_ctl", "watch shared listener", &e))?;
                 self.shared
                     .insert(listener, SharedListener { fd, ready: true });
-                self.accept_turn.push(listener);
+                if !again {
+                    self.accept_turn.push(listener);
+                }
                 Some(raw)
             }
             None => None,
@@ -236,6 +241,39 @@ impl Worker {
             addr: bound,
             shared_fd,
         })
+    }
+
+    /// Before `listener`'s socket is replaced by a second listen's: takes every connection
+    /// queued on the old one (as [`Worker::next_event`] would have, in order) and closes it.
+    /// Closed with a queue, the kernel would move those connections to other members and
+    /// count them there once more, while this worker's slot kept counting them (its count
+    /// survives the second listen): it would never come down. Whether there was a socket to
+    /// replace.
+    fn take_queue_of_replaced(&mut self, listener: u32) -> bool {
+        let Some(old) = self.shared.remove(&listener) else {
+            return false;
+        };
+        // Only a load-aware listener's socket is this worker's own with counted connections
+        // (a `shared` one is a copy of the one socket every worker accepts on).
+        while self.proto.loads().contains(listener) {
+            match sys::accept_cloexec(old.fd.as_fd()) {
+                Ok(Some(fd)) => {
+                    self.proto.loads().accepted(listener);
+                    self.events.push_back(WorkerEvent::Connection {
+                        listener,
+                        fd,
+                        peer: None,
+                    });
+                }
+                Ok(None) => break,
+                // Out of fds or memory: the rest moves to other members when it closes (none
+                // is lost; this slot's count keeps them, as before this listen it would have
+                // until the worker took them). The listen itself succeeded.
+                Err(_) => break,
+            }
+        }
+        // Dropping it closes it (epoll forgets a closed fd by itself).
+        true
     }
 
     /// Asks the primary for a shared UDP socket bound to `addr` (node:cluster's dgram

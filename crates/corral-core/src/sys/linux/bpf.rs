@@ -588,6 +588,14 @@ impl ReuseportGroup {
         self.put_sock(slot, sock)
     }
 
+    /// Puts `sock` in worker slot `slot` in place of the socket its worker held there (that
+    /// worker listened again on the address), its `load` kept: what it counts (connections
+    /// dealt and not yet taken, or open ones) is still the same worker's to release.
+    pub fn replace_slot(&self, slot: u32, sock: BorrowedFd<'_>) -> io::Result<()> {
+        assert!(slot < self.anchor_slot, "slot {slot} out of range");
+        self.put_sock(slot, sock)
+    }
+
     /// Puts the anchor socket in its slot.
     pub fn set_anchor(&self, sock: BorrowedFd<'_>) -> io::Result<()> {
         self.put_sock(self.anchor_slot, sock)

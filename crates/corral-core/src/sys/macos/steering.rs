@@ -104,6 +104,10 @@ impl ReuseportGroup {
         match self.never {}
     }
     /// Unreachable: no group exists.
+    pub fn replace_slot(&self, _slot: u32, _sock: BorrowedFd<'_>) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
     pub fn set_anchor(&self, _sock: BorrowedFd<'_>) -> io::Result<()> {
         match self.never {}
     }
