@@ -33,6 +33,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 const CHANNEL_TOKEN: Token = Token(0);
+/// Under a steady run of connections accepted on the worker's own listeners, the channel is
+/// read at least once per this many (one `recvmsg` per 16 connections instead of one each).
+const CHANNEL_LOOK_EVERY: u32 = 16;
 
 /// Something for the worker to handle.
 #[derive(Debug)]
@@ -107,6 +110,11 @@ pub struct Worker {
     /// The message channel the primary gave ([`Worker::take_message_channel`]).
     messages: Option<OwnedFd>,
     heartbeat: Option<Duration>,
+    /// The channel may have something to read: set by the poller's edge for it (and every
+    /// [`CHANNEL_LOOK_EVERY`] accepted connections), cleared when a read finds it empty.
+    chan_ready: bool,
+    /// Connections accepted since the channel was last marked to be looked at.
+    accepted_run: u32,
 }
 
 impl std::fmt::Debug for Worker {
@@ -160,6 +168,8 @@ impl Worker {
             next_req: 1,
             messages: None,
             heartbeat: None,
+            chan_ready: true,
+            accepted_run: 0,
         };
         w.chan.send_blocking_message(WorkerProtocol::online())?;
         Ok(w)
@@ -488,7 +498,9 @@ impl Worker {
             }
             polled = true;
             for e in self.mio_events.iter() {
-                if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
+                if e.token() == CHANNEL_TOKEN {
+                    self.chan_ready = true;
+                } else if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
                     l.ready = true;
                 }
             }
@@ -497,10 +509,15 @@ impl Worker {
 
     /// Reads what the channel has now (connections a few at a time: see [`CONNS_PER_READ`]);
     /// acknowledges connections taken off it.
+    /// Reads only when the channel may have something (see `chan_ready`): on a kernel-steered
+    /// or shared listener the worker accepts by itself, and a `recvmsg` per connection that
+    /// only says `EAGAIN` was a tenth of its system calls.
     fn read_channel(&mut self) -> Result<()> {
-        while self.proto.may_read() {
+        while self.chan_ready && self.proto.may_read() {
             let r = self.chan.recv(true)?;
             if matches!(r, Recv::WouldBlock) {
+                // Empty (the channel's own buffers too): the poller's next edge says when not.
+                self.chan_ready = false;
                 break;
             }
             if let Some(d) = self.proto.receive(r)? {
@@ -571,6 +588,14 @@ impl Worker {
                 Ok(Some(fd)) => {
                     // kernel-rr: taken, so it no longer counts against the window.
                     self.proto.loads().accepted(lid);
+                    // The poller is asked only once no listener has more; meanwhile the
+                    // channel is looked at every few connections (a disconnect request or a
+                    // message must not wait behind a long accept run).
+                    self.accepted_run += 1;
+                    if self.accepted_run >= CHANNEL_LOOK_EVERY {
+                        self.accepted_run = 0;
+                        self.chan_ready = true;
+                    }
                     return Ok(Some(WorkerEvent::Connection {
                         listener: lid,
                         fd,
