@@ -357,17 +357,25 @@ fn held_keep_alive_connections_do_not_fill_kernel_rr_s_window() {
     drop(held);
 }
 
-/// A worker that listens a second time on the same address (the same listener: a server
-/// closed and listened again, or a second server) gets a new socket in its own slot, and its
-/// count survives: kernel-least, two workers holding every connection open, 4 clients go 2/2;
-/// worker 1 listens again; the next 4 still go 2/2. When the second listen reset worker 1's
-/// count to 0 (its two open connections forgotten), it took 3 of the 4.
+/// A worker that listens a second time on the same address (the same listener) keeps its
+/// count: kernel-least, two workers holding every connection open, 4 clients go 2/2; worker 1
+/// listens again; the next 4 still go 2/2. When the second listen reset worker 1's count to
+/// 0 (its two open connections forgotten), it took 3 of the 4.
+/// - "relisten" (a second server): a new socket in its own slot, the count kept;
+/// - "unlisten-relisten" (a server closed and listened again): it left its slot, which
+///   restarted at 0, and its new slot counts its connections still open from the start.
 #[test]
 fn a_second_listen_keeps_the_workers_count() {
     no_policy_override();
     if !root() {
         return; // the counts are the kernel group's; without CAP_BPF there is none
     }
+    for how in ["relisten", "unlisten-relisten"] {
+        second_listen_keeps_the_count(how);
+    }
+}
+
+fn second_listen_keeps_the_count(how: &'static str) {
     let keep = vec![("CORRAL_FIXTURE_KEEP_OPEN".to_string(), "1".to_string())];
     let (mut h, addr, warning) = start_with(Policy::KernelLeast, &[keep.clone(), keep]);
     assert_eq!(warning, None);
@@ -385,7 +393,8 @@ fn a_second_listen_keeps_the_workers_count() {
     let (before, held_before) = with_client(&mut h, four);
     assert_eq!(before.values().copied().collect::<Vec<_>>(), [2, 2]);
     let first = h.p.worker_ids()[0];
-    h.p.send(first, b"relisten".to_vec(), Vec::new()).unwrap();
+    h.p.send(first, how.as_bytes().to_vec(), Vec::new())
+        .unwrap();
     let reply = h.wait(
         "the second listen's answer",
         Duration::from_secs(10),
@@ -398,11 +407,11 @@ fn a_second_listen_keeps_the_workers_count() {
     );
     assert!(reply.starts_with("relistened Ok("), "{reply}");
     let (after, held_after) = with_client(&mut h, four);
-    println!("kernel-least, open connections held: {before:?}, then after worker {first}'s second listen {after:?}");
+    println!("kernel-least, open connections held: {before:?}, then after worker {first}'s {how} {after:?}");
     assert_eq!(
         after.values().copied().collect::<Vec<_>>(),
         [2, 2],
-        "worker {first}'s count was reset by its second listen: {after:?}"
+        "{how}: worker {first}'s count was reset by its second listen: {after:?}"
     );
     drop((held_before, held_after));
 }

@@ -22,7 +22,15 @@ use std::sync::Mutex;
 /// The load mappings of one worker's listeners.
 #[derive(Debug, Default)]
 pub struct LoadSlots {
-    by_listener: Mutex<HashMap<u32, Load>>,
+    by_listener: Mutex<Loads>,
+}
+
+#[derive(Debug, Default)]
+struct Loads {
+    mapped: HashMap<u32, Load>,
+    /// Released at close: connections still open of listeners this worker left (unlisten).
+    /// Should it listen there again, its new slot counts them from the start.
+    left_open: HashMap<u32, u32>,
 }
 
 #[derive(Debug)]
@@ -30,13 +38,18 @@ struct Load {
     map: LoadMap,
     slot: u32,
     release: LoadRelease,
+    /// Released at close: connections taken and not closed yet (what this worker's part of
+    /// `load[slot]` is).
+    open: u32,
 }
 
 impl LoadSlots {
     /// Maps `fd` (the group's `load` array, from the listen answer) for `listener`, whose
     /// slot is `slot`, released as `release` says. Replaces an earlier mapping of the same
-    /// listener (a second listen on one address). Fails as `mmap(2)` does, or for a slot past
-    /// the map.
+    /// listener (a second listen on one address: the primary kept the slot and its count).
+    /// Released at close, the connections still open from an earlier listen of the same
+    /// listener, left since (unlisten), count in the new slot at once: their closes release
+    /// there. Fails as `mmap(2)` does, or for a slot past the map.
     pub fn add(
         &self,
         listener: u32,
@@ -52,7 +65,31 @@ impl LoadSlots {
             ));
         }
         let map = LoadMap::map(fd.as_fd(), slots)?;
-        self.lock().insert(listener, Load { map, slot, release });
+        let mut loads = self.lock();
+        let kept = loads.mapped.get(&listener).map(|l| l.open);
+        let open = match (kept, loads.left_open.remove(&listener)) {
+            (Some(kept), _) => kept,
+            (None, Some(n)) if release == LoadRelease::AtClose => {
+                for _ in 0..n {
+                    map.acquire(slot);
+                }
+                n
+            }
+            _ => 0,
+        };
+        loads.mapped.insert(
+            listener,
+            Load {
+                map,
+                slot,
+                release,
+                open: if release == LoadRelease::AtClose {
+                    open
+                } else {
+                    0
+                },
+            },
+        );
         Ok(())
     }
 
@@ -60,8 +97,16 @@ impl LoadSlots {
     /// it off the channel): `load[slot] -= 1` (never below 0) when the listener releases at
     /// accept (`kernel-rr`). Whether it released.
     pub fn accepted(&self, listener: u32) -> bool {
-        self.release_if(listener, LoadRelease::AtAccept)
-            .unwrap_or(false)
+        let mut loads = self.lock();
+        let Some(l) = loads.mapped.get_mut(&listener) else {
+            return false;
+        };
+        if l.release == LoadRelease::AtClose {
+            l.open += 1;
+            return false;
+        }
+        l.map.release(l.slot);
+        true
     }
 
     /// One connection of `listener` closed: `load[slot] -= 1` (never below 0) when the
@@ -69,47 +114,62 @@ impl LoadSlots {
     /// Whether `listener` is load-aware here (otherwise the caller tells the primary, for
     /// `least`).
     pub fn closed(&self, listener: u32) -> bool {
-        self.release_if(listener, LoadRelease::AtClose).is_some()
-    }
-
-    /// Releases when `listener`'s mode is `when`; `None` when it is not load-aware here.
-    fn release_if(&self, listener: u32, when: LoadRelease) -> Option<bool> {
-        let by = self.lock();
-        let l = by.get(&listener)?;
-        if l.release != when {
-            return Some(false);
+        let mut loads = self.lock();
+        if let Some(l) = loads.mapped.get_mut(&listener) {
+            if l.release == LoadRelease::AtClose {
+                l.map.release(l.slot);
+                l.open = l.open.saturating_sub(1);
+            }
+            return true;
         }
-        l.map.release(l.slot);
-        Some(true)
+        // One of a listener this worker left: counted by nobody now, and not the primary's.
+        match loads.left_open.get_mut(&listener) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    loads.left_open.remove(&listener);
+                }
+                true
+            }
+            None => false,
+        }
     }
 
-    /// The worker leaves `listener` (unlisten): its later closes no longer count, since the
-    /// primary gives the slot to another worker with its count back at 0.
+    /// The worker leaves `listener` (unlisten): the primary gives the slot to another worker
+    /// with its count back at 0, so later closes release nothing there; the connections still
+    /// open are kept in mind in case this worker listens there again.
     pub fn forget(&self, listener: u32) {
-        self.lock().remove(&listener);
+        let mut loads = self.lock();
+        if let Some(l) = loads.mapped.remove(&listener) {
+            if l.open > 0 {
+                *loads.left_open.entry(listener).or_default() += l.open;
+            }
+        }
     }
 
     /// The worker leaves every listener (disconnect).
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut loads = self.lock();
+        loads.mapped.clear();
+        loads.left_open.clear();
     }
 
     /// Whether `listener` is load-aware here.
     pub fn contains(&self, listener: u32) -> bool {
-        self.lock().contains_key(&listener)
+        self.lock().mapped.contains_key(&listener)
     }
 
     /// When `listener` releases, if it is load-aware here.
     pub fn release_of(&self, listener: u32) -> Option<LoadRelease> {
-        self.lock().get(&listener).map(|l| l.release)
+        self.lock().mapped.get(&listener).map(|l| l.release)
     }
 
     /// `load[slot]` of `listener` now (tests and metrics).
     pub fn get(&self, listener: u32) -> Option<u32> {
-        self.lock().get(&listener).map(|l| l.map.get(l.slot))
+        self.lock().mapped.get(&listener).map(|l| l.map.get(l.slot))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Load>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loads> {
         // Nothing panics while holding it; a poisoned map is still consistent.
         self.by_listener.lock().unwrap_or_else(|e| e.into_inner())
     }
