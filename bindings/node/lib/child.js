@@ -304,12 +304,19 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
   }
   const index = indexSet.nextIndex++;
   indexSet.set.add(index);
+  // As node:cluster's removeIndexesKey: once every server of this address closed, the next
+  // listen is index 0 again, and so the same listener in the primary (under kernel-rr a
+  // second index of a fixed port is EADDRINUSE, as under rr).
+  const freeIndex = () => {
+    indexSet.set.delete(index);
+    if (indexSet.set.size === 0 && indexes.get(indexesKey) === indexSet) indexes.delete(indexesKey);
+  };
   const host = resolved === null || resolved === undefined ? '' : String(resolved);
   const wire = viaFd ? `fd:${fd}` : isPipe ? `unix:${host}` : hostPort(host, port);
   const req = nextReq++;
   pending.set(req, (ev) => {
     if (ev.kind === EV.LISTEN_ERR) {
-      indexSet.set.delete(index);
+      freeIndex();
       const code = viaFd ? fdErrno(ev) : ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
       server.emit('error', systemError('bind', code, address, port));
       return;
@@ -336,7 +343,7 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
       if (!servers.has(lid)) return;
       servers.delete(lid);
       handles.delete(handle);
-      indexSet.set.delete(index);
+      freeIndex();
       stopDealing();
     };
     let handle;

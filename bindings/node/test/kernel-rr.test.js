@@ -61,6 +61,18 @@ test("schedulingPolicy 'kernel-rr': 100 held keep-alive connections do not fill 
   }
 });
 
+test("schedulingPolicy 'kernel-rr': a worker that closes its server and listens again keeps its turn", async (t) => {
+  if (!guarded(t)) return;
+  // 3 workers on one fixed port; worker 1 closes and listens again. Its new listen is index 0
+  // again (as in node:cluster), so the same listener: a new socket in the same group. Taken as
+  // index 1 it was a second group on the port whose program replaced the first one's, and
+  // worker 1 was dealt all 30.
+  const r = await run(t, [path.join(__dirname, 'kernel-rr', 'relisten.js')], { env: childEnv({}, ['CORRAL_SCHED_POLICY']) });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.strictEqual(r.lines[0], 'served 10/10/10', r.lines.join('\n'));
+  assert.strictEqual(r.lines.at(-1), root ? 'warnings 0' : 'warnings 1', r.lines.join('\n'));
+});
+
 // `setpriv ARGS` with the helpers' process-group kill on test end.
 function runAs(t, args, env) {
   const { spawn } = require('node:child_process');

@@ -275,3 +275,36 @@ fn a_host_name_is_steered_too() {
         .sum();
     assert_eq!(handed, if root() { 0 } else { 40 });
 }
+
+/// A second listen index on the same fixed port (a second server in one worker, as
+/// node:cluster numbers them) is EADDRINUSE, as under `rr`: the anchor takes `SO_REUSEPORT`
+/// only after its bind, so a second group cannot form on a port the first one holds (had it
+/// joined the first group, its program would have replaced that group's, and the first
+/// listener's workers would have been dealt nothing).
+#[test]
+fn a_second_listen_index_of_a_fixed_port_is_eaddrinuse() {
+    no_policy_override();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut h = harness(&["flood", "2", &addr], Policy::KernelRr);
+    h.p.spawn_worker(&[]).unwrap();
+    let report = h.wait(
+        "the flood report",
+        Duration::from_secs(10),
+        |_, ev| match ev {
+            Event::Message { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
+            _ => None,
+        },
+    );
+    assert!(
+        report.starts_with(&format!(
+            "flood ok=1 err=1 first=errno {}:",
+            libc::EADDRINUSE
+        )),
+        "{report}"
+    );
+}
