@@ -58,28 +58,16 @@ function decodeBatch(b) {
     const i = HEAD + e * META;
     const len = ints[i + 12];
     const off = ints[i + 11];
-    const first = ints[i + 13];
-    const nfds = ints[i + 14];
     const msg = ints[i + 15];
     const extra = ints[i + 16];
-    out[e] = {
-      kind: ints[i],
-      worker: ints[i + 1],
-      pid: ints[i + 2],
-      code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
-      signal: ints[i + 4] || null,
-      errno: ints[i + 5],
-      id: ints[i + 6],
-      port: ints[i + 7],
-      family: ints[i + 8],
-      listener: ints[i + 9],
-      flag: ints[i + 10] !== 0,
-      data: len < 0 ? undefined : off === 0 && len === blob.length ? blob : blob.subarray(off, off + len),
-      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : NO_FDS,
-      message: msg >= 0 ? values[msg] : undefined,
-      syscall: extra >= 0 ? values[extra] : undefined,
-      address: extra >= 0 ? values[extra] : undefined,
-    };
+    out[e] = eventAt(
+      ints,
+      i,
+      fdBase,
+      len < 0 ? undefined : off === 0 && len === blob.length ? blob : blob.subarray(off, off + len),
+      msg >= 0 ? values[msg] : undefined,
+      extra >= 0 ? values[extra] : undefined,
+    );
   }
   return out;
 }
@@ -92,28 +80,34 @@ function decodeShared(ints, n, fdBase, bytes, blobAt) {
     const i = HEAD + e * META;
     const len = ints[i + 12];
     const at = blobAt + ints[i + 11];
-    const first = ints[i + 13];
-    const nfds = ints[i + 14];
-    out[e] = {
-      kind: ints[i],
-      worker: ints[i + 1],
-      pid: ints[i + 2],
-      code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
-      signal: ints[i + 4] || null,
-      errno: ints[i + 5],
-      id: ints[i + 6],
-      port: ints[i + 7],
-      family: ints[i + 8],
-      listener: ints[i + 9],
-      flag: ints[i + 10] !== 0,
-      data: len < 0 ? undefined : bytes.subarray(at, at + len),
-      fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : NO_FDS,
-      message: undefined,
-      syscall: undefined,
-      address: undefined,
-    };
+    out[e] = eventAt(ints, i, fdBase, len < 0 ? undefined : bytes.subarray(at, at + len), undefined, undefined);
   }
   return out;
+}
+
+// One event of a batch: its fixed fields at ints[i..i + META) and its fds, with the payload and
+// strings its decoder found (one object shape for both decoders).
+function eventAt(ints, i, fdBase, data, message, extra) {
+  const first = ints[i + 13];
+  const nfds = ints[i + 14];
+  return {
+    kind: ints[i],
+    worker: ints[i + 1],
+    pid: ints[i + 2],
+    code: ints[i + 3] === -2147483648 ? null : ints[i + 3],
+    signal: ints[i + 4] || null,
+    errno: ints[i + 5],
+    id: ints[i + 6],
+    port: ints[i + 7],
+    family: ints[i + 8],
+    listener: ints[i + 9],
+    flag: ints[i + 10] !== 0,
+    data,
+    fds: nfds ? Array.from(ints.subarray(fdBase + first, fdBase + first + nfds)) : NO_FDS,
+    message,
+    syscall: extra,
+    address: extra,
+  };
 }
 
 // Whether `buf` is a view of a shared batch buffer (valid during its batch's call only).
