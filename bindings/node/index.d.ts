@@ -388,6 +388,8 @@ declare namespace cluster {
         handedOff: number;
         /** Connections it handed back at its server's maxConnections, dealt to other workers. */
         refused: number;
+        /** Connections read back unread from its channel when its loop was blocked for the stall time (25 ms; sticky: 250 ms), dealt to other workers. */
+        takenBack: number;
         inflight: number;
         active?: number;
         restarts: number;

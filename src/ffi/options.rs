@@ -274,11 +274,13 @@ pub unsafe extern "C" fn corral_options_set_window(
     set_checked(opts, |o| o.window = window)
 }
 
-/// Round-robin: a worker with connections unread in its channel whose queue does not move for
-/// `timeout_ms` (stopped, or its loop blocked) is dealt nothing more until it reads again, and
-/// the connections still unread in its channel go to the other workers. 10 to 604800000 (7
-/// days); 0 turns the check off; default 250. `CORRAL_STALL_TIMEOUT_MS` in the environment
-/// overrides it when the primary starts.
+/// A worker with connections unread in its channel whose queue does not move for `timeout_ms`
+/// (stopped, or its loop blocked) is dealt nothing more until it reads again, and the
+/// connections still unread in its channel go to the other workers. 10 to 604800000 (7 days);
+/// 0 turns the check off; default 250. Only `CORRAL_POLICY_STICKY` waits that long (a
+/// connection dealt again moves its client's session); the other policies use at most 25 ms,
+/// since a worker that reads nothing for that long is busy. `CORRAL_STALL_TIMEOUT_MS` in the
+/// environment overrides it when the primary starts.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
 #[no_mangle]

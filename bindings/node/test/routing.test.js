@@ -80,22 +80,26 @@ test('socket.io long-polling on 4 workers: every client connects and gets a broa
   assert.ok(Number(connected) < 8 && Number(got) < 8, `rr should lose sessions: ${rr}`);
 });
 
-test('least keeps new connections off a worker whose event loop is stalled; rr does not', async (t) => {
+test('no new connection waits for a worker whose event loop is stalled, under rr as under least', async (t) => {
   if (!addonOrSkip(t)) return;
-  const stuck = async (policy) => {
-    const r = await runNode(t, [path.join(dir, 'least-stall.js'), policy], { env });
+  const stuck = async (policy, extra = {}) => {
+    const r = await runNode(t, [path.join(dir, 'least-stall.js'), policy], { env: { ...env, ...extra } });
     assert.strictEqual(r.code, 0, `${r.lines.join('\n')}\n${r.err}`);
     const line = r.lines.find((l) => l.startsWith('stuck '));
     assert.ok(line, r.lines.join('\n'));
     return [Number(line.split(' ')[1]), line];
   };
+  const [unchecked, uncheckedLine] = await stuck('rr', { CORRAL_STALL_TIMEOUT_MS: '0' });
   const [rr, rrLine] = await stuck('rr');
   const [least, leastLine] = await stuck('least');
-  t.diagnostic(`rr: ${rrLine}; least: ${leastLine}`);
-  // rr deals the stalled worker every other connection: nearly every client ends up waiting.
-  assert.ok(rr >= 6, `rr left most clients waiting on the stalled worker: ${rrLine}`);
-  // least deals it one only while the healthy worker holds more open (arrivals in a burst),
-  // and takes back what it has not read after 25 ms (the engine's LEAST_STALL_TIMEOUT): none
-  // waits for the stall's end (1-3 of 8 did with rr's 250 ms stall timeout).
+  t.diagnostic(`rr without the stall check: ${uncheckedLine}; rr: ${rrLine}; least: ${leastLine}`);
+  // Without the stall check rr deals the stalled worker every other connection, up to its
+  // window: nearly every client ends up waiting for the stall's end.
+  assert.ok(unchecked >= 6, `rr without the stall check left most clients waiting: ${uncheckedLine}`);
+  // With it (the default) a worker that reads nothing for 25 ms (the engine's
+  // BALANCING_STALL_TIMEOUT) is busy: what it has not read goes to the other worker. Before,
+  // rr waited 250 ms and left 6-8 of 8 clients waiting, as without the check.
+  assert.ok(rr <= 1, `rr sent ${rrLine}`);
+  // least also deals it one only while the healthy worker holds more open.
   assert.ok(least <= 1, `least sent ${leastLine}`);
 });

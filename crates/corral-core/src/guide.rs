@@ -22,18 +22,21 @@
 //! shutdown, scale-down) the listener closes, as node:cluster's does, and new clients are
 //! refused instead of queued for nobody.
 //!
-//! *Stalled workers* (round-robin). A worker that stops reading its channel (SIGSTOP, a loop
+//! *Stalled workers* (dealt policies). A worker that stops reading its channel (SIGSTOP, a loop
 //! blocked on a long computation, a debugger) would hold up to a window of clients. The primary
 //! keeps the worker's end of every channel and, while a worker has connections it has not
 //! taken, peeks at the head of its queue (`recv(MSG_PEEK)`, every quarter of the timeout): a
 //! head that moved means it reads, an empty queue means it read everything. The same head for
-//! `PrimaryOptions::stall_timeout` (default 250 ms, `CORRAL_STALL_TIMEOUT_MS`) means it stopped:
+//! 25 ms (`sticky`: `PrimaryOptions::stall_timeout`, default 250 ms, `CORRAL_STALL_TIMEOUT_MS`,
+//! which the other policies use only when shorter) means it stopped or its loop is blocked:
 //! it is dealt nothing more, the connections still unread in its channel are read back and dealt
 //! to the others (other messages there are written back in their order), and it gets a ping;
-//! it rejoins as soon as it reads again. A worker that takes one connection at a time, however
-//! slowly, is never stalled. A connection the worker had already taken stays with it, as in any
-//! server. node:cluster leaves one connection per stopped worker waiting for as long as it
-//! stays stopped.
+//! it rejoins as soon as it reads again (the connections read back count in
+//! `WorkerInfo::taken_back` and `corral_worker_connections_taken_back_total`). A connection the
+//! worker had already taken stays with it, as in any server. Under `sticky`, a worker that
+//! takes one connection at a time, however slowly, is never stalled; under the other policies
+//! a loop blocked 25 ms is busy, as node:cluster's `rr` hands a worker its next connection only
+//! once it took the last (and leaves that one waiting for as long as the worker is stopped).
 //!
 //! *Refused connections* (round-robin). A worker may hand a connection back instead of serving
 //! it (`Worker::refuse`; the Node front does it when the server is at its `maxConnections`, or

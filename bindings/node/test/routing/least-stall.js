@@ -5,7 +5,7 @@
 // in turn, pausing PACE_MS, then connecting and sending at once (bench/lib/paced_close.js), for
 // the length of the stall, their starts spread over one pause. A client dealt to the stalled worker waits for the stall's end.
 // Prints "stuck <clients that waited> of 8 <requests per worker>" and exits 0.
-// argv[2]: 'rr' or 'least'.
+// argv[2]: 'rr' or 'least'. The stall check is the engine's (CORRAL_STALL_TIMEOUT_MS).
 const cluster = require(process.env.CORRAL_MODULE);
 const http = require('node:http');
 const net = require('node:net');
@@ -15,8 +15,8 @@ const CLIENTS = 8;
 const STALL_MS = 600;
 const PACE_MS = 20;
 // Waited for the stall's end, or for the primary to take the connection back from the stalled
-// worker's channel (rr: stall_timeout, 250 ms; least: 25 ms) and deal it again; a healthy
-// answer on a loaded machine took up to ~150 ms.
+// worker's channel (after 25 ms; CORRAL_STALL_TIMEOUT_MS=0: never) and deal it again; a
+// healthy answer on a loaded machine took up to ~150 ms.
 const STUCK_MS = 200;
 
 if (cluster.isPrimary) {

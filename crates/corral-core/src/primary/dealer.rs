@@ -9,6 +9,7 @@
 use super::dispatch::Inner;
 use super::lifecycle::WorkerRecord;
 use super::listen::ListenerSlot;
+use super::options::BALANCING_STALL_TIMEOUT;
 use crate::error::Error;
 use crate::event::{Event, WorkerId};
 use crate::ipc::proto;
@@ -67,15 +68,6 @@ pub(super) const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
 /// Bytes of a queued datagram the stall check compares: the frame header and a `Conn`
 /// payload (listener and number).
 pub(super) const HEAD_PEEK: usize = frame::HEADER_LEN + 8;
-
-/// The stall check's timeout under `least` and `least-p2c`, at most: a worker that has read
-/// nothing of its channel for this long is busy (its loop blocked on a slow request, a long GC
-/// pause), and a load-aware policy does not leave new clients waiting there: what it has not
-/// read goes to the others, as for any stalled worker. rr keeps the configured timeout: its
-/// turns are exact, and a stall there means a stopped worker, not a slow one. Measured with a
-/// worker blocked 600 ms (bindings/node/test/routing/least-stall.js): 1-2 of 8 clients waited
-/// 222-315 ms for it with 250 ms, none with 20 ms.
-pub const LEAST_STALL_TIMEOUT: Duration = Duration::from_millis(25);
 
 /// How often the stall check looks while it watches: a quarter of the timeout, at least 5 ms.
 pub(super) fn stall_tick(timeout: Duration) -> Duration {
@@ -492,11 +484,14 @@ impl Inner {
     }
 
     /// The stall check's timeout: [`PrimaryOptions::stall_timeout`](super::PrimaryOptions::stall_timeout),
-    /// at most [`LEAST_STALL_TIMEOUT`] under `least`.
+    /// at most [`BALANCING_STALL_TIMEOUT`] under every policy but `sticky`.
     pub(super) fn stall_timeout(&self) -> Option<Duration> {
         match self.opts.policy {
-            Policy::Least(_) => self.opts.stall_timeout.map(|t| t.min(LEAST_STALL_TIMEOUT)),
-            _ => self.opts.stall_timeout,
+            Policy::Sticky => self.opts.stall_timeout,
+            _ => self
+                .opts
+                .stall_timeout
+                .map(|t| t.min(BALANCING_STALL_TIMEOUT)),
         }
     }
 
@@ -600,6 +595,7 @@ impl Inner {
             }
         }
         slot.inflight = slot.inflight.saturating_sub(taken.len() as u32);
+        slot.taken_back += taken.len() as u64;
         if let Some(chan) = slot.chan.as_mut() {
             for m in others {
                 // Room is there: the read-back just emptied the queue. Should it not be, the

@@ -28,6 +28,8 @@ pub(super) struct WorkerRecord {
     pub(super) disconnect_asked: bool,
     pub(super) handed_off: u64,
     pub(super) refused: u64,
+    /// Connections read back from its channel when it stalled (`WorkerInfo::taken_back`).
+    pub(super) taken_back: u64,
     pub(super) started: Instant,
     /// The primary's ends of piped stdio, by the worker's fd number.
     pub(super) stdio: Vec<Option<OwnedFd>>,
@@ -161,6 +163,7 @@ impl Inner {
                 disconnect_asked: false,
                 handed_off: 0,
                 refused: 0,
+                taken_back: 0,
                 started: Instant::now(),
                 stdio,
                 messages: None,

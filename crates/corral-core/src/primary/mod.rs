@@ -31,11 +31,11 @@ pub(crate) mod options;
 mod peek;
 
 pub use options::{
-    check_send_queue_limit, PrimaryOptions, RoutingOptions, DEFAULT_MAX_LISTENERS_PER_WORKER,
-    DEFAULT_ORPHAN_LISTENER_GRACE, DEFAULT_PEEK_BYTES, DEFAULT_PEEK_TIMEOUT,
-    DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALL_TIMEOUT, DEFAULT_WINDOW,
-    MAX_ORPHAN_LISTENER_GRACE, MAX_PEEK_BYTES, MAX_PEEK_TIMEOUT, QUEUED_MESSAGE_COST,
-    SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
+    check_send_queue_limit, PrimaryOptions, RoutingOptions, BALANCING_STALL_TIMEOUT,
+    DEFAULT_MAX_LISTENERS_PER_WORKER, DEFAULT_ORPHAN_LISTENER_GRACE, DEFAULT_PEEK_BYTES,
+    DEFAULT_PEEK_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STALL_TIMEOUT, DEFAULT_WINDOW, MAX_ORPHAN_LISTENER_GRACE, MAX_PEEK_BYTES,
+    MAX_PEEK_TIMEOUT, QUEUED_MESSAGE_COST, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
 };
 pub use peek::{RoutingStats, MAX_PARKED};
 
@@ -98,6 +98,9 @@ pub struct WorkerInfo {
     /// serving that listener), which the primary dealt to other workers. Counted in
     /// `handed_off` too.
     pub refused: u64,
+    /// Connections read back unread from its channel when it stalled (its loop blocked, or
+    /// stopped) and dealt to other workers. Counted in `handed_off` too.
+    pub taken_back: u64,
     /// Disconnect was asked for (or announced by the worker).
     pub exited_after_disconnect: bool,
     /// Its channel is open.
@@ -605,6 +608,7 @@ impl Primary {
             inflight: s.inflight,
             handed_off: s.handed_off,
             refused: s.refused,
+            taken_back: s.taken_back,
             exited_after_disconnect: s.disconnect_asked,
             connected: s.chan.is_some(),
             uptime: s.started.elapsed(),

@@ -15,8 +15,22 @@ pub const DEFAULT_WINDOW: u32 = 32;
 /// Default deadline of a graceful shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Default of [`PrimaryOptions::stall_timeout`].
+/// Default of [`PrimaryOptions::stall_timeout`] (the timeout of `sticky`; the other policies
+/// use at most 25 ms).
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The stall check's timeout under every policy but `sticky`, at most: a worker that has read
+/// nothing of its channel for this long is busy (its loop blocked on a slow request, a long GC
+/// pause), and the dealer does not leave new clients waiting there: what it has not read goes
+/// to the others, as for any stalled worker. node:cluster's `rr` leaves at most one connection
+/// at a busy worker (it hands the next only once the last is acknowledged); corral's window
+/// lets a blocked worker collect its share of every new connection until the check sees it.
+/// `sticky` keeps the configured timeout: there a connection dealt again moves its client's
+/// session. Measured with a worker blocked 600 ms (bindings/node/test/routing/least-stall.js):
+/// under `least` 1-2 of 8 clients waited 222-315 ms for it with 250 ms, none with 20 ms; under
+/// `rr` (bench skew row, a worker blocked 200 ms on 1 request in 600) p99 was 156 ms with
+/// 250 ms against node:cluster's 12.
+pub const BALANCING_STALL_TIMEOUT: Duration = Duration::from_millis(25);
 
 /// Default of `PrimaryOptions::send_queue_limit`: 16 MiB per worker.
 pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 16 << 20;
@@ -146,9 +160,11 @@ pub struct PrimaryOptions {
     /// reads nor acknowledges any for this long is *stalled* (stopped, or its loop blocked):
     /// it is dealt no more connections, the ones still unread in its channel are taken back
     /// and dealt to the others, and it rejoins the rotation once it reads again. `None`
-    /// turns the check off. Range: 10 ms to 7 days. Under `least` and `least-p2c` the check
-    /// uses at most 25 ms: there a worker that reads nothing for that long is busy, and its
-    /// unread connections go to the others. See `guide` (stalled workers).
+    /// turns the check off. Range: 10 ms to 7 days. Under every policy but `sticky` the check
+    /// uses at most 25 ms ([`BALANCING_STALL_TIMEOUT`]):
+    /// a worker that reads nothing for that long is busy, and its unread connections go to the
+    /// others; under `sticky` a connection dealt again moves its client's session, so the
+    /// configured timeout holds there. See `guide` (stalled workers).
     pub stall_timeout: Option<Duration>,
     /// Listeners one worker may be a member of at once, counting its listens that wait for a
     /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each

@@ -20,6 +20,9 @@ pub struct WorkerMetrics {
     pub handed_off: u64,
     /// Connections it handed back to be dealt to another worker (at its connection limit).
     pub refused: u64,
+    /// Connections read back unread from its channel when it stalled (its loop blocked for
+    /// the stall time, or stopped), dealt to others.
+    pub taken_back: u64,
     /// Connections sent and not yet taken.
     pub inflight: u32,
     /// Connections it reported open (heartbeats), if it reports.
@@ -102,6 +105,14 @@ impl Metrics {
             "counter",
             "Connections the worker handed back (at its connection limit), dealt to others.",
             w.iter().map(|m| (slot(m), m.refused.to_string())).collect(),
+        );
+        family(
+            "corral_worker_connections_taken_back_total",
+            "counter",
+            "Connections read back unread from the worker's channel when it stalled, dealt to others.",
+            w.iter()
+                .map(|m| (slot(m), m.taken_back.to_string()))
+                .collect(),
         );
         family(
             "corral_worker_connections_inflight",

@@ -387,6 +387,7 @@ impl Supervisor {
                 state: state_of(w, &info),
                 handed_off: info.handed_off,
                 refused: info.refused,
+                taken_back: info.taken_back,
                 inflight: info.inflight,
                 active: info.active_connections,
                 restarts: s.restarts,
