@@ -54,6 +54,8 @@ pub(super) struct Parked {
     header_done: bool,
     /// The client's address named by the header.
     peer: Option<SocketAddr>,
+    /// The poller watches it (it had to wait for more bytes).
+    watched: bool,
 }
 
 /// What to do with a parked connection after a look at its bytes.
@@ -78,22 +80,12 @@ impl Inner {
         !self.needs_peek() || self.parked.len() < MAX_PARKED
     }
 
-    /// Parks an accepted connection of listener `lid` and looks at what it has sent already.
+    /// Parks an accepted connection of listener `lid` and looks at what it has sent already:
+    /// the poller watches it only when that is not enough (a client that connects and sends at
+    /// once, as most do on loopback and behind a proxy, is dealt without two `epoll_ctl`s).
     pub(super) fn park(&mut self, lid: u32, fd: OwnedFd) {
         let id = self.next_parked;
         self.next_parked += 1;
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&fd.as_raw_fd()),
-            token(TAG_PEEK, id),
-            Interest::READABLE,
-        ) {
-            // Not expected (epoll out of memory): the client sees a reset; say why once.
-            self.events.push_back(Event::Error {
-                worker: None,
-                error: crate::Error::os("epoll_ctl", "watch a connection's first bytes", &e),
-            });
-            return;
-        }
         self.parked.insert(
             id,
             Parked {
@@ -102,9 +94,31 @@ impl Inner {
                 deadline: Instant::now() + self.opts.routing.peek_timeout,
                 header_done: !self.opts.routing.proxy_protocol,
                 peer: None,
+                watched: false,
             },
         );
-        self.on_parked(id);
+        let next = self.look(id);
+        if !matches!(next, Next::Wait) {
+            return self.settle(id, next);
+        }
+        let p = self.parked.get_mut(&id).expect("parked above");
+        // Edge-triggered, but adding reports what is readable already: bytes that came since
+        // the look above still wake it.
+        match self.poll.registry().register(
+            &mut SourceFd(&p.fd.as_raw_fd()),
+            token(TAG_PEEK, id),
+            Interest::READABLE,
+        ) {
+            Ok(()) => p.watched = true,
+            Err(e) => {
+                // Not expected (epoll out of memory): the client sees a reset; say why once.
+                self.parked.remove(&id);
+                self.events.push_back(Event::Error {
+                    worker: None,
+                    error: crate::Error::os("epoll_ctl", "watch a connection's first bytes", &e),
+                });
+            }
+        }
     }
 
     /// A parked connection is readable (or was just parked): read its header, look for its key.
@@ -165,10 +179,12 @@ impl Inner {
         let Some(p) = self.parked.remove(&id) else {
             return;
         };
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&p.fd.as_raw_fd()));
+        if p.watched {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&p.fd.as_raw_fd()));
+        }
         match next {
             Next::Wait => {}
             Next::Close(why) => {
