@@ -80,7 +80,7 @@ function httpConfigs({ nginxPath }) {
     { name: 'corral-shared', ...corralHello('shared') },
     // The kernel deals (SO_REUSEPORT + eBPF); without CAP_BPF these run rr, and the server's
     // stderr (run.log) carries the CORRAL_KERNEL_RR_FALLBACK warning.
-    { name: 'corral-kernel-rr', ...corralHello('kernel-rr') },
+    { name: 'corral-kernel-rr', skew: true, ...corralHello('kernel-rr') },
     // The kernel picks the worker with the fewest open connections (least without CAP_BPF).
     { name: 'corral-kernel-least', skew: true, ...corralHello('kernel-least') },
     // Sticky by key, a random cookie per request (wrk.lua): wrk connects from 127.0.0.1 only,

@@ -105,7 +105,7 @@ const HTTP_METRICS = [
       'a server of its own whose workers block their event loop for 200 ms on 1 request in 600, at random (BENCH_SKEW=600:200 in bench/servers/node_hello.js: a handler stuck on synchronous I/O), ' +
       'under a paced `Connection: close` load for 20 s from bench/lib/paced_close.js: 12 clients, each pausing 50 ms, then connecting and sending its request at once (about 225 requests/s); latency from connect() to the end of the response. ' +
       'Not wrk: wrk connects first and pauses on the open connection, so each request was dealt to a worker 50 ms before it was sent, and a worker that stalled held its ~6 idle connections whatever the policy. ' +
-      'Only node-cluster-rr, corral-rr and corral-least run it. Under both corral policies a worker that has read nothing of its channel for 25 ms is busy and what it has not read goes to the other worker; least also deals it one only while a healthy worker holds as many open. node:cluster rr deals only to a worker that acknowledged its last connection.',
+      'Only node-cluster-rr and the corral rows with a value run it. Under corral-rr and corral-least a worker that has read nothing of its channel for 25 ms is busy and what it has not read goes to the other worker; least also deals it one only while a healthy worker holds as many open. node:cluster rr deals only to a worker that acknowledged its last connection. Under the kernel policies connections wait in the worker\'s own accept queue, which the primary does not take back: kernel-rr skips a worker only once 32 are queued there, kernel-least deals by open connections.',
     get: (r) => r.skew?.latencyMs.p50,
     errors: (r) => r.skew?.errors,
     fmt: fixed(2),
