@@ -30,7 +30,11 @@
 //! 25 ms (`sticky`: `PrimaryOptions::stall_timeout`, default 250 ms, `CORRAL_STALL_TIMEOUT_MS`,
 //! which the other policies use only when shorter) means it stopped or its loop is blocked:
 //! it is dealt nothing more, the connections still unread in its channel are read back and dealt
-//! to the others (other messages there are written back in their order), and it gets a ping;
+//! to the others, and it gets a ping. A loop only blocked may wake up during that read-back, so
+//! when messages wait in its queue too, only the connections ahead of the first one are read
+//! back: a message is never taken out and written back behind one the worker read meanwhile
+//! (a stopped worker's queue is read back whole, its messages written back in their order;
+//! the portable backend, which cannot look into its stream channel, does that for any worker);
 //! it rejoins as soon as it reads again (the connections read back count in
 //! `WorkerInfo::taken_back` and `corral_worker_connections_taken_back_total`). A connection the
 //! worker had already taken stays with it, as in any server. Under `sticky`, a worker that

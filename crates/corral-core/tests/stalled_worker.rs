@@ -212,3 +212,125 @@ fn the_stall_timeout_is_validated() {
     .unwrap_err();
     assert!(e.message().starts_with("stall_timeout:"), "{e}");
 }
+
+/// Under `sticky` by a `sid` key (250 ms stall time), 2 workers: a session whose connections
+/// go to the first worker, found by asking. Returns (harness, port, that worker, the session).
+fn sticky_session() -> (Harness, u16, u64, u32) {
+    use corral_core::policy::http_key::KeySource;
+    let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::Sticky, |o| {
+        o.routing.key = Some(KeySource::Query("sid".into()));
+    });
+    let port = h.start_listening(2);
+    let home = h.p.worker_ids()[0];
+    let sid = with_client(&mut h, move || {
+        (0..64u32)
+            .find(|&sid| worker_of(&ask_sid(port, sid).unwrap()) == home)
+            .expect("one of 64 sessions lives on the first worker")
+    });
+    (h, port, home, sid)
+}
+
+/// One request of session `sid`.
+fn ask_sid(port: u16, sid: u32) -> std::io::Result<String> {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    std::io::Write::write_all(
+        &mut &s,
+        format!("GET /?sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )?;
+    routing::read_answer(&s)
+}
+
+/// Starts a request of session `sid` on a thread and waits until the primary dealt it to
+/// `home` (its `handed_off` grew).
+fn dealt_to(
+    h: &mut Harness,
+    port: u16,
+    home: u64,
+    sid: u32,
+) -> std::thread::JoinHandle<std::io::Result<String>> {
+    let before = h.p.worker(home).unwrap().handed_off;
+    let t = std::thread::spawn(move || ask_sid(port, sid));
+    h.wait_until(
+        "a connection of the session dealt to its worker",
+        Duration::from_secs(10),
+        |p| p.worker(home).unwrap().handed_off > before,
+    );
+    t
+}
+
+/// The messages `from` sends, in order, until `n` came.
+fn messages_from(h: &mut Harness, from: u64, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    h.wait("the worker's messages", Duration::from_secs(10), |_, ev| {
+        if let corral_core::Event::Message { worker, data, .. } = ev {
+            if *worker == from {
+                got.push(String::from_utf8_lossy(data).into_owned());
+            }
+        }
+        (got.len() >= n).then_some(())
+    });
+    got
+}
+
+/// A worker whose loop is blocked (not stopped) may wake up during the read-back, so the
+/// primary reads back only the connections ahead of the first message in its queue: messages
+/// are never read back and written back behind one the worker took meanwhile. Here its queue
+/// is [connection A, m1, m2, connection B]: A goes to the other worker when the stall check
+/// sees it (250 ms under sticky), B waits behind the messages and is served by its worker once
+/// it wakes, after m1 and m2, in order. Before, the whole queue was read back (B went to the
+/// other worker too) and m1 and m2 were written back. Not on the portable backend (macOS's
+/// stream channel cannot be walked without taking records): there the queue is read back whole.
+#[test]
+#[cfg(not(feature = "portable"))]
+fn a_blocked_worker_keeps_its_messages_and_what_is_behind_them() {
+    let (mut h, port, home, sid) = sticky_session();
+    h.p.send(home, b"block 1500".to_vec(), Vec::new()).unwrap();
+    assert_eq!(messages_from(&mut h, home, 1), ["blocking"]);
+    let a = dealt_to(&mut h, port, home, sid);
+    h.p.send(home, b"m1".to_vec(), Vec::new()).unwrap();
+    h.p.send(home, b"m2".to_vec(), Vec::new()).unwrap();
+    let b = dealt_to(&mut h, port, home, sid);
+    h.wait_until(
+        "the blocked worker seen stalled",
+        Duration::from_secs(5),
+        |p| p.worker(home).unwrap().stalled,
+    );
+    let a_answer = with_client(&mut h, move || a.join().unwrap().unwrap());
+    assert_ne!(worker_of(&a_answer), home, "A was taken back: {a_answer}");
+    assert_eq!(
+        h.p.worker(home).unwrap().taken_back,
+        1,
+        "only A was taken back"
+    );
+    assert_eq!(messages_from(&mut h, home, 2), ["m1", "m2"]);
+    let b_answer = with_client(&mut h, move || b.join().unwrap().unwrap());
+    assert_eq!(
+        worker_of(&b_answer),
+        home,
+        "B waited behind the messages: {b_answer}"
+    );
+}
+
+/// A stopped worker (SIGSTOP) reads nothing until it is continued, so its whole queue is read
+/// back: both connections go to the other worker, and the message is written back for it.
+#[test]
+fn a_stopped_worker_gives_back_every_connection_and_keeps_its_messages() {
+    let (mut h, port, home, sid) = sticky_session();
+    stop_worker(&mut h, home);
+    let a = dealt_to(&mut h, port, home, sid);
+    h.p.send(home, b"m1".to_vec(), Vec::new()).unwrap();
+    let b = dealt_to(&mut h, port, home, sid);
+    h.wait_until(
+        "the stopped worker seen stalled",
+        Duration::from_secs(5),
+        |p| p.worker(home).unwrap().stalled,
+    );
+    let answers = with_client(&mut h, move || {
+        [a, b].map(|t| worker_of(&t.join().unwrap().unwrap()))
+    });
+    assert!(answers.iter().all(|&w| w != home), "{answers:?}");
+    assert_eq!(h.p.worker(home).unwrap().taken_back, 2);
+    h.p.kill(home, libc::SIGCONT).unwrap();
+    assert_eq!(messages_from(&mut h, home, 1), ["m1"]);
+}

@@ -17,7 +17,7 @@ use crate::ipc::{frame, Channel, Kind, Message, Recv};
 use crate::policy::Policy;
 use crate::sys;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// An accepted connection on its way to a worker, with what routes it.
@@ -68,6 +68,40 @@ pub(super) const REFUSAL_RETRY_MAX: Duration = Duration::from_millis(50);
 /// Bytes of a queued datagram the stall check compares: the frame header and a `Conn`
 /// payload (listener and number).
 pub(super) const HEAD_PEEK: usize = frame::HEADER_LEN + 8;
+
+/// How much of a stalled worker's queue the primary reads back ([`Inner::stall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadBack {
+    /// Every datagram: nothing there is a message whose order could change, or nobody else
+    /// reads the queue meanwhile (the worker is stopped), or what it holds is not known.
+    All,
+    /// At most this many from the head: the connections (and pings) ahead of the first
+    /// message, which stays where it is with everything behind it.
+    Leading(usize),
+}
+
+/// A datagram the read-back may take without changing the order of messages: a connection,
+/// which goes to another worker, or a ping, which is written back and means nothing but "read
+/// me". `head` starts with a frame header.
+fn not_a_message(head: &[u8]) -> bool {
+    matches!(
+        frame::decode(head).map(|h| h.kind),
+        Ok(Kind::Conn | Kind::Ping)
+    )
+}
+
+/// What a stalled worker's queue (`peer`, the worker's end of its channel) may give back: see
+/// [`ReadBack`]. A worker stopped by a signal reads nothing until it is continued.
+fn read_back_plan(peer: BorrowedFd<'_>, pid: i32) -> ReadBack {
+    let Ok(heads) = sys::queued_heads::<{ frame::HEADER_LEN }>(peer, 65_536) else {
+        return ReadBack::All;
+    };
+    match heads.iter().position(|h| !not_a_message(h)) {
+        None => ReadBack::All,
+        Some(_) if sys::is_stopped(pid) => ReadBack::All,
+        Some(first) => ReadBack::Leading(first),
+    }
+}
 
 /// How often the stall check looks while it watches: a quarter of the timeout, at least 5 ms.
 pub(super) fn stall_tick(timeout: Duration) -> Duration {
@@ -558,9 +592,14 @@ impl Inner {
     /// connections to the others and writes the other messages back in their order, ahead of
     /// anything queued after them; then pings it: it rejoins once it reads again.
     ///
-    /// The worker has not read for the whole timeout; should it wake up in the very moment of
-    /// the read-back, each datagram still goes to exactly one reader (no connection is lost or
-    /// doubled), but a message it reads then may overtake one written back.
+    /// The worker has not read for the whole timeout, but its loop may be only blocked, and
+    /// wake up in the very moment of the read-back. Each datagram still goes to exactly one
+    /// reader (no connection is lost or doubled), and the order of messages must hold too: a
+    /// message read back and written back behind one the worker took meanwhile would be
+    /// overtaken. So the queue is looked at first ([`read_back_plan`]): only connections
+    /// (and pings), or a stopped worker: all of it; else only the connections ahead of the
+    /// first message, and messages are never read back. On the portable backend (no
+    /// `SO_PEEK_OFF`) the queue is read back whole.
     pub(super) fn stall(&mut self, id: WorkerId) {
         let Some(slot) = self.workers.get_mut(&id) else {
             return;
@@ -569,14 +608,28 @@ impl Inner {
         let mut taken: Vec<(u32, Dealt)> = Vec::new();
         let mut others: Vec<Message> = Vec::new();
         if slot.stall.whole {
-            if let Some(peer) = slot
+            if let Some((peer, own)) = slot
                 .peer
                 .as_ref()
-                .and_then(|p| sys::dup_cloexec(p.as_fd()).ok())
+                .and_then(|p| Some((p, sys::dup_cloexec(p.as_fd()).ok()?)))
             {
-                let mut chan = Channel::new(peer);
+                let plan = read_back_plan(peer.as_fd(), slot.pid);
+                let mut chan = Channel::new(own);
                 // Bounded: the queue holds at most what the socket buffer held.
-                for _ in 0..65_536 {
+                for i in 0..65_536 {
+                    if let ReadBack::Leading(n) = plan {
+                        // Only what the walk saw ahead of the first message, and each only if
+                        // it is still at the head: a worker awake now may have taken it, and
+                        // the next datagram could be the message.
+                        let mut head = [0u8; HEAD_PEEK];
+                        let still = matches!(
+                            sys::peek_datagram(peer.as_fd(), &mut head),
+                            Ok(Some(_)) if not_a_message(&head)
+                        );
+                        if i >= n || !still {
+                            break;
+                        }
+                    }
                     let m = match chan.recv(true) {
                         Ok(Recv::Message(m)) => m,
                         // Out of fds: that one is lost, as it would have been for the worker.

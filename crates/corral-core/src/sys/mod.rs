@@ -9,6 +9,7 @@
 //! | message channel          | `socketpair(AF_UNIX, SOCK_SEQPACKET)`  | `SOCK_STREAM` + `u32`-length-prefixed records, taken off only whole (`FIONREAD`), partial writes finished first (`send_rest`) |
 //! | fd passing               | `SCM_RIGHTS`, `MSG_CMSG_CLOEXEC`       | `SCM_RIGHTS` on a record's first byte, then `FD_CLOEXEC` by `fcntl` |
 //! | worker stopped reading?  | `recv(MSG_PEEK)` on the worker's end   | same (the record's head, after its length)      |
+//! | what a worker's queue holds | `recv(MSG_PEEK)` walked with `SO_PEEK_OFF` | not known (`Unsupported`)                    |
 //! | accept                   | `accept4(SOCK_CLOEXEC)`                | `accept` + `fcntl(FD_CLOEXEC)`, back to blocking |
 //! | a connection's first bytes | `recv(MSG_PEEK \| MSG_DONTWAIT)`, `getpeername` (`linux/peek.rs`) | same file |
 //! | accept queue length      | `TCP_INFO` (`tcpi_unacked`)            | none: accept until `EAGAIN` (no `TCP_INFO`; macOS's `TCP_CONNECTION_INFO` has no backlog) |
@@ -27,6 +28,7 @@
 //! |--------------------------|------------------------------------------------------------------|
 //! | `recvmsg`, `recvmmsg` (SCM_RIGHTS) | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak |
 //! | `getsockopt(TCP_INFO)`   | nix has no `TCP_INFO` option                                      |
+//! | `setsockopt(SO_PEEK_OFF)` | nix has no `SO_PEEK_OFF` option                                  |
 //! | `pidfd_open`             | nix has no pidfd_open                                             |
 //! | `waitpid`                | nix turns a child killed by a real-time signal into EINVAL after reaping it |
 //! | `kill`, `sigaction`      | nix's `Signal` has no real-time signals (SIGRTMIN+n)              |
@@ -55,7 +57,7 @@ pub use steer::{LoadRelease, Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOA
 // Named imports shadow the globs above: with `portable` these replace Linux's own.
 #[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{
-    accept_cloexec, accept_queue_len, peek_datagram, pidfd_open, reap, recv_datagram,
+    accept_cloexec, accept_queue_len, peek_datagram, pidfd_open, queued_heads, reap, recv_datagram,
     recv_datagrams, send_datagram, send_rest, seqpacket_pair, Received, MAX_FDS,
 };
 

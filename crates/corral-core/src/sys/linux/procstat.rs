@@ -192,6 +192,15 @@ fn times(pid: i32) -> Option<Times> {
     })
 }
 
+/// Whether `pid` is stopped (SIGSTOP, a debugger): state `T` or `t` in `/proc/PID/stat`. A
+/// stopped process reads nothing until it is continued. `false` when it cannot be read.
+pub fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_fields(&s)?.first().map(|f| matches!(*f, "T" | "t")))
+        .unwrap_or(false)
+}
+
 /// The fields of a `/proc/PID/stat` after the command, which may hold spaces and ')':
 /// from the last ')'.
 fn stat_fields(stat: &str) -> Option<Vec<&str>> {

@@ -272,10 +272,101 @@ pub fn peek_datagram(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<
     }
 }
 
+/// The first `N` bytes (fewer for a shorter datagram: zero-filled) of every datagram queued on
+/// `sock`, head first, at most `max`, without taking any: `MSG_PEEK` walked with `SO_PEEK_OFF`
+/// (attached fds are not installed). libc: nix has no `SO_PEEK_OFF`.
+///
+/// The offset belongs to the socket, which other readers share (a worker's end of its
+/// channel): it is off again (-1) when this returns, and meanwhile their reads, which never
+/// peek, are unaffected; a datagram one of them takes during the walk moves the offset back
+/// by its length (the kernel does), so the walk neither skips nor repeats one.
+pub fn queued_heads<const N: usize>(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<[u8; N]>> {
+    let set_offset = |off: libc::c_int| {
+        // SAFETY: setsockopt reads one int from our local for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEEK_OFF,
+                (&off as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // What is queued, in bytes (`SIOCINQ` sums a SOCK_SEQPACKET queue): the walk ends there
+    // even on a kernel that would take the option but not move the offset.
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCINQ writes one int into our local. libc: nix has no wrapper for this ioctl.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut queued) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_offset(0)?;
+    // Whole datagrams: the offset moves by what each peek copies, so the largest the channel
+    // sends (`ipc::frame::MAX_DATAGRAM`, 64 KiB) must fit.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut heads = Vec::new();
+    let mut seen = 0usize;
+    let walked = loop {
+        if heads.len() >= max || seen >= queued.max(0) as usize {
+            break Ok(());
+        }
+        match recv(
+            sock.as_raw_fd(),
+            &mut buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => {
+                seen += n.max(1);
+                let mut head = [0u8; N];
+                let k = n.min(N);
+                head[..k].copy_from_slice(&buf[..k]);
+                heads.push(head);
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => break Ok(()),
+            Err(e) => break Err(io::Error::from(e)),
+        }
+    };
+    set_offset(-1)?;
+    walked.map(|()| heads)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn the_queue_is_walked_without_taking_anything() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (x, _y) = seqpacket_pair().unwrap();
+        assert!(queued_heads::<2>(b.as_fd(), 10).unwrap().is_empty());
+        send_datagram(a.as_fd(), b"C1", b"....", &[x.as_fd()], true).unwrap();
+        send_datagram(a.as_fd(), b"M", b"", &[], true).unwrap();
+        send_datagram(a.as_fd(), b"C2", &[7u8; 60_000], &[x.as_fd()], true).unwrap();
+        let before = crate::sys::fd_count().unwrap();
+        let heads = queued_heads::<2>(b.as_fd(), 10).unwrap();
+        assert_eq!(heads, [*b"C1", *b"M\0", *b"C2"]);
+        assert_eq!(queued_heads::<2>(b.as_fd(), 2).unwrap(), [*b"C1", *b"M\0"]);
+        assert_eq!(
+            crate::sys::fd_count().unwrap(),
+            before,
+            "the walk installed an fd"
+        );
+        // The offset is off again: a plain peek and the reads see the queue from its head.
+        let mut head = [0u8; 2];
+        assert_eq!(peek_datagram(b.as_fd(), &mut head).unwrap(), Some(2));
+        assert_eq!(&head, b"C1");
+        let mut buf = vec![0u8; 64 * 1024];
+        let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!((&buf[..2], r.fds.len()), (&b"C1"[..], 1));
+        assert_eq!(queued_heads::<2>(b.as_fd(), 10).unwrap(), [*b"M\0", *b"C2"]);
+    }
 
     #[test]
     fn peeking_shows_the_head_and_takes_nothing() {

@@ -23,8 +23,8 @@ pub(crate) use sigchld::forget_watches_after_fork;
 pub use sigchld::{pidfd_open, reap};
 #[cfg(any(feature = "portable", not(target_os = "linux")))]
 pub use stream::{
-    peek_datagram, recv_datagram, recv_datagrams, send_datagram, send_rest, seqpacket_pair,
-    Received, MAX_FDS,
+    peek_datagram, queued_heads, recv_datagram, recv_datagrams, send_datagram, send_rest,
+    seqpacket_pair, Received, MAX_FDS,
 };
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};

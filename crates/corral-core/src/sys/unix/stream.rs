@@ -348,6 +348,16 @@ pub fn peek_datagram(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<
     }
 }
 
+/// See the Linux backend's `queued_heads`: a stream has no peek offset per record, so the
+/// queue cannot be walked here (`Unsupported`); the primary then reads a stalled worker's
+/// queue back whole, as before it could tell what the queue holds.
+pub fn queued_heads<const N: usize>(
+    _sock: BorrowedFd<'_>,
+    _max: usize,
+) -> io::Result<Vec<[u8; N]>> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
