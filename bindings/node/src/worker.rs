@@ -176,17 +176,12 @@ fn to_event(d: Delivered) -> Event {
             fds: fd.into_iter().collect(),
             ..Default::default()
         },
-        Delivered::ListenFailed {
-            req,
-            errno,
-            syscall,
-            message,
-        } => Event {
+        Delivered::ListenFailed { req, error } => Event {
             kind: kind::LISTEN_ERR,
             id: req,
-            errno,
-            syscall: Some(syscall),
-            message: Some(message),
+            errno: error.errno(),
+            syscall: Some(error.syscall().unwrap_or("listen").to_string()),
+            message: Some(error.message().to_string()),
             ..Default::default()
         },
         Delivered::Message { data, fds } => Event {
