@@ -80,9 +80,19 @@ fn listen_ok(addr: &str) -> Vec<u8> {
 fn listen_err() -> Vec<u8> {
     ListenReply::Err {
         req: 7,
-        errno: 98,
-        syscall: "bind".into(),
-        message: "bind 127.0.0.1:8080: Address already in use (EADDRINUSE)".into(),
+        error: corral_core::Error::from_errno("bind", "bind 127.0.0.1:8080", libc::EADDRINUSE),
+    }
+    .encode()
+}
+
+/// A refusal that is no OS error: its kind and option follow the message.
+fn listen_err_option() -> Vec<u8> {
+    ListenReply::Err {
+        req: 7,
+        error: corral_core::Error::invalid_option(
+            "address",
+            "datagram listeners are UDP only: unix:/x is a Unix socket path",
+        ),
     }
     .encode()
 }
@@ -146,6 +156,7 @@ fn proto_seeds() -> Seeds {
     };
     s.insert("ok-kernel-window", with(1, &window.encode()));
     s.insert("err-bind", with(2, &listen_err()));
+    s.insert("err-option", with(2, &listen_err_option()));
     s.insert("u32", with(3, &proto::u32_payload(3)));
     s.insert("addr-host", with(4, b"tcp:localhost:3000"));
     s.insert("addr-tcp6", with(4, b"[::1]:0"));

@@ -26,9 +26,10 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             if let Ok(r) = checked(ListenReply::decode_err(payload)) {
-                // Nothing is normalised in an error reply: the bytes come back exactly.
-                assert_eq!(r.encode(), payload);
+                // An older primary's reply (no kind) or an unknown syscall name is read into
+                // the error the worker reports; that error then goes and comes back as it is.
                 assert!(matches!(r, ListenReply::Err { .. }));
+                assert_eq!(ListenReply::decode_err(&r.encode()).ok(), Some(r));
             }
         }
         3 => {

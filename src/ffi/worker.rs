@@ -209,6 +209,8 @@ pub unsafe extern "C" fn corral_worker_fd(w: *const corral_worker) -> i32 {
 /// with the primary's errno and context for EADDRINUSE, EACCES or an unknown host
 /// ("bind 127.0.0.1:8080: Address already in use (EADDRINUSE)"), and for a bad `fd:N`
 /// (EBADF, ENOTSOCK, EPROTOTYPE for a datagram socket, EINVAL for a connected one);
+/// `CORRAL_STATUS_WRONG_STATE` if the primary is shutting down or asked this worker to
+/// disconnect (the primary's refusals keep their status, errno and message);
 /// `CORRAL_STATUS_DISCONNECTED` if the primary is gone.
 #[no_mangle]
 #[must_use]

@@ -8,7 +8,10 @@
  * - CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL on a Unix socket: the file mode
  *   has rw for everyone;
  * - the primary removes the socket file when the worker leaves (before it is freed);
- * - unknown option bits: CORRAL_STATUS_INVALID_ARGUMENT naming `options`.
+ * - unknown option bits: CORRAL_STATUS_INVALID_ARGUMENT naming `options`;
+ * - a listen after the primary asked the worker to disconnect (the worker's message tells the
+ *   primary to ask): the primary's refusal arrives as it was, CORRAL_STATUS_WRONG_STATE
+ *   ("worker 1 is disconnecting"), not an OS error with errno 0.
  * Prints "ok" and exits 0 when every check passes; otherwise names the failing check.
  */
 #include <corral.h>
@@ -48,8 +51,11 @@ static int listen_v4(uint16_t *port) {
 }
 
 static void on_event(void *userdata, corral_primary *p, const corral_event *ev) {
-  (void)p;
   if (corral_event_kind(ev) == CORRAL_EVENT_EXIT) *(int *)userdata = corral_event_exit_code(ev);
+  if (corral_event_kind(ev) == CORRAL_EVENT_MESSAGE &&
+      corral_primary_disconnect(p, corral_event_worker_id(ev)) != CORRAL_STATUS_OK) {
+    *(int *)userdata = 1000; /* not a worker exit code: the check below fails */
+  }
 }
 
 /* The worker's checks; its exit code is a bit set of the failed ones. */
@@ -86,6 +92,31 @@ static int worker_side(corral_worker *w, const char *sock_path) {
   }
   if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 16, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
   else if (!last_error_contains("options: unknown listen option bits 0x10")) bad |= 64;
+  /* Asks the primary (its callback) to disconnect this worker, waits for the request, listens.
+   * The exit code has no bit left: these failures set bit 1 and say which on stderr. */
+  const char *failed = NULL;
+  if (corral_worker_send(w, (const uint8_t *)"ask", 3) != CORRAL_STATUS_OK) failed = "send";
+  int asked = 0;
+  for (int i = 0; i < 100 && !asked && !failed; i++) {
+    corral_worker_event *ev = NULL;
+    if (corral_worker_next(w, 100, &ev) != CORRAL_STATUS_OK) break;
+    if (ev && corral_worker_event_kind(ev) == CORRAL_WORKER_EVENT_DISCONNECT) asked = 1;
+    corral_worker_event_free(ev);
+  }
+  if (failed) {
+  } else if (!asked) {
+    failed = "no disconnect request within 10 s";
+  } else if (corral_worker_listen(w, "127.0.0.1:0", 0, NULL, NULL) != CORRAL_STATUS_WRONG_STATE) {
+    failed = "a listen while disconnecting is not CORRAL_STATUS_WRONG_STATE";
+  } else if (corral_last_error_errno() != 0 || !last_error_contains("is disconnecting")) {
+    failed = "a listen while disconnecting: errno or message";
+  }
+  if (failed) {
+    char m[512];
+    corral_last_error_message(m, sizeof m);
+    fprintf(stderr, "worker: %s (last error: %s)\n", failed, m);
+    bad |= 1;
+  }
   if (corral_worker_disconnect(w) != CORRAL_STATUS_OK) bad |= 128;
   return bad;
 }

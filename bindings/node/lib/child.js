@@ -317,6 +317,12 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
   pending.set(req, (ev) => {
     if (ev.kind === EV.LISTEN_ERR) {
       freeIndex();
+      // Refused by the primary for another reason than an OS error (an option it checks, this
+      // worker disconnecting): the engine's error, with its ERR_CORRAL_* code (and option).
+      if (ev.message instanceof Error) {
+        server.emit('error', nativeError(ev.message));
+        return;
+      }
       const code = viaFd ? fdErrno(ev) : ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
       server.emit('error', systemError('bind', code, address, port));
       return;
@@ -539,6 +545,7 @@ dgram.Socket.prototype.bind = function bind(port_, address_ /* , callback */) {
       }
       if (ev.kind === EV.LISTEN_ERR) {
         indexSet.set.delete(index);
+        if (ev.message instanceof Error) return fail(nativeError(ev.message));
         if (viaFd) return fail(systemError('open', fdErrno(ev)));
         const code = ev.errno > 0 ? ev.errno : ev.syscall === 'getaddrinfo' ? 'ENOTFOUND' : 'EINVAL';
         return fail(systemError('bind', code, ip, port));

@@ -73,26 +73,34 @@ impl Failure {
     /// throw here; the failure returned says the exception is pending, which napi-derive's
     /// wrapper leaves in place. A failure naming no option comes back as it is.
     pub fn throw_naming_option(self, env: &napi::Env) -> Failure {
-        let Some((option, reason)) = &self.option else {
+        if self.option.is_none() {
             return self;
-        };
-        let thrown = env
-            .create_error(napi::Error::new(
-                napi::Status::GenericFailure,
-                self.message.clone(),
-            ))
-            .and_then(|mut err| {
-                use napi::bindgen_prelude::JsObjectValue;
-                err.set_named_property("code", self.code.as_ref())?;
-                err.set_named_property("option", option.as_str())?;
-                err.set_named_property("reason", reason.as_str())?;
-                env.throw(err)
-            });
+        }
+        let thrown = self.to_js_error(env).and_then(|err| env.throw(err));
         match thrown {
             Ok(()) => Failure::new("PendingException", self.message),
             // The env could not build it: throw what napi can, without the properties.
             Err(_) => self,
         }
+    }
+
+    /// This failure as a JS error object: `message`, `code`, and `option` and `reason` when
+    /// it names an option (as [`Failure::throw_naming_option`] throws it).
+    pub fn to_js_error<'e>(
+        &self,
+        env: &'e napi::Env,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'e>> {
+        use napi::bindgen_prelude::JsObjectValue;
+        let mut err = env.create_error(napi::Error::new(
+            napi::Status::GenericFailure,
+            self.message.clone(),
+        ))?;
+        err.set_named_property("code", self.code.as_ref())?;
+        if let Some((option, reason)) = &self.option {
+            err.set_named_property("option", option.as_str())?;
+            err.set_named_property("reason", reason.as_str())?;
+        }
+        Ok(err)
     }
 
     /// The code JS will see.

@@ -90,6 +90,9 @@ pub struct Event {
     pub flag: bool,
     /// A SUPERVISOR event's content, converted by napi (`#[napi]` enum) into the message slot.
     pub supervisor: Option<Box<crate::supervise::JsSupervisorEvent>>,
+    /// An engine error made into a JS error (`code`, `option`, `reason`) in the message slot
+    /// (a LISTEN_ERR the primary refused for a reason other than an OS error).
+    pub error: Option<Box<crate::error::Failure>>,
 }
 
 /// Fields per event record.
@@ -290,6 +293,7 @@ pub unsafe fn to_js_in(
         && events.iter().all(|e| {
             e.message.is_none()
                 && e.supervisor.is_none()
+                && e.error.is_none()
                 && e.syscall.is_none()
                 && e.address.is_none()
         });
@@ -362,9 +366,10 @@ pub unsafe fn to_js_in(
             fd_slots[fd_at] = fd.into_raw_fd();
             fd_at += 1;
         }
-        let message = value(match e.supervisor {
-            Some(ev) => Some(Value::Supervisor(ev)),
-            None => e.message.map(Value::Str),
+        let message = value(match (e.supervisor, e.error) {
+            (Some(ev), _) => Some(Value::Supervisor(ev)),
+            (None, Some(f)) => Some(Value::Error(f)),
+            (None, None) => e.message.map(Value::Str),
         });
         let extra = value(e.syscall.or(e.address).map(Value::Str));
         rec.copy_from_slice(&[
@@ -415,6 +420,10 @@ pub unsafe fn to_js_in(
                     v
                 }
                 Value::Supervisor(ev) => ToNapiValue::to_napi_value(env, *ev)?,
+                Value::Error(f) => {
+                    let env = napi::Env::from_raw(env);
+                    ToNapiValue::to_napi_value(env.raw(), f.to_js_error(&env)?)?
+                }
             };
             napi::check_status!(sys::napi_set_element(
                 env,
@@ -431,6 +440,7 @@ pub unsafe fn to_js_in(
 enum Value {
     Str(String),
     Supervisor(Box<crate::supervise::JsSupervisorEvent>),
+    Error(Box<crate::error::Failure>),
 }
 
 /// An ArrayBuffer over `bytes` without copying them (freed by its finalizer); the bytes back

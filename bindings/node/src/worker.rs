@@ -176,17 +176,17 @@ fn to_event(d: Delivered) -> Event {
             fds: fd.into_iter().collect(),
             ..Default::default()
         },
-        Delivered::ListenFailed {
-            req,
-            errno,
-            syscall,
-            message,
-        } => Event {
+        // An OS failure becomes node:cluster's error in child.js (errno, syscall 'bind'); any
+        // other refusal (an option, a disconnecting worker) arrives as the engine's error, made
+        // here with its ERR_CORRAL_* code, option and reason.
+        Delivered::ListenFailed { req, error } => Event {
             kind: kind::LISTEN_ERR,
             id: req,
-            errno,
-            syscall: Some(syscall),
-            message: Some(message),
+            errno: error.errno(),
+            syscall: Some(error.syscall().unwrap_or("listen").to_string()),
+            error: (!matches!(error.kind(), ErrorKind::Os | ErrorKind::Disconnected))
+                .then(|| Box::new(Failure::from(error.clone()))),
+            message: Some(error.message().to_string()),
             ..Default::default()
         },
         Delivered::Message { data, fds } => Event {

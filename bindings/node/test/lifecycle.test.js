@@ -144,6 +144,41 @@ test('a listen address the engine refuses: the server\'s error names the option 
   assert.deepStrictEqual(r.lines, ['ERR_CORRAL_INVALID_OPTION address true', 'worker exit 0']);
 });
 
+test('a listen the primary refuses while the worker disconnects: the engine\'s error, not EINVAL', async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, ['-e', `
+    const cluster = require(process.env.CORRAL_MODULE);
+    const net = require('net');
+    if (cluster.isPrimary) {
+      const w = cluster.fork();
+      w.once('listening', (a) => {
+        // A connection the worker holds: its server's close (the disconnect) waits for it.
+        const c = net.connect(a.port, '127.0.0.1', () => c.write('x'));
+        c.on('error', () => {});
+        w.once('message', () => w.disconnect());
+      });
+      w.on('exit', (code) => console.log('worker exit', code, w.exitedAfterDisconnect));
+    } else {
+      let held;
+      net.createServer((s) => {
+        held = s;
+        process.send('held');
+      }).listen(0, '127.0.0.1');
+      // The primary asked for the disconnect: a new listen now is refused by the primary.
+      const poll = setInterval(() => {
+        if (!cluster.worker.exitedAfterDisconnect) return;
+        clearInterval(poll);
+        net.createServer().on('error', (e) => {
+          console.log(e.code, e.message);
+          held.destroy();
+        }).listen(0, '127.0.0.1');
+      }, 5);
+    }
+  `]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines, ['ERR_CORRAL_WRONG_STATE worker 1 is disconnecting', 'worker exit 0 true']);
+});
+
 test('a disconnecting worker serves a connection it was handed before its request arrived', async (t) => {
   if (!guarded(t)) return;
   const script = path.join(DIR, 'disconnect-unread.js');

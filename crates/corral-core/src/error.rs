@@ -165,21 +165,11 @@ impl Error {
         self
     }
 
-    /// An error relayed from the primary over the channel (errno, syscall and message as sent).
+    /// An error relayed from the primary over the channel (errno, syscall and message as sent)
+    /// by a primary that does not send its kind: an errno-less `EINVAL` is an invalid
+    /// argument, the rest OS errors.
     pub fn relayed(errno: i32, syscall: &str, message: String) -> Error {
-        let syscall = [
-            "bind",
-            "listen",
-            "socket",
-            "getaddrinfo",
-            "setsockopt",
-            "fcntl",
-            "dup",
-            "getsockopt",
-            "getsockname",
-        ]
-        .into_iter()
-        .find(|s| *s == syscall);
+        let syscall = relayed_syscall(syscall);
         let kind = if errno == libc::EINVAL && syscall.is_none() {
             ErrorKind::InvalidArgument
         } else {
@@ -194,11 +184,51 @@ impl Error {
         }
     }
 
+    /// The primary's error as it was, rebuilt from what the channel carried: its kind, errno,
+    /// syscall (`""` for none), message and option ([`Error::option`]).
+    pub(crate) fn rebuilt(
+        kind: ErrorKind,
+        errno: i32,
+        syscall: &str,
+        message: String,
+        option: Option<&str>,
+    ) -> Error {
+        Error {
+            kind,
+            errno,
+            syscall: relayed_syscall(syscall),
+            message,
+            option: option.map(Into::into),
+        }
+    }
+
     /// The same error with `prefix: ` in front of the message.
     pub fn context(mut self, prefix: impl fmt::Display) -> Error {
         self.message = format!("{prefix}: {}", self.message);
         self
     }
+}
+
+/// The calls an error relayed from the primary may name (every syscall its listen path
+/// reports), as `&'static str`; an unknown name is dropped.
+fn relayed_syscall(name: &str) -> Option<&'static str> {
+    [
+        "bind",
+        "listen",
+        "socket",
+        "getaddrinfo",
+        "setsockopt",
+        "fcntl",
+        "dup",
+        "getsockopt",
+        "getsockname",
+        "getcwd",
+        "open",
+        "chmod",
+        "recvmsg",
+    ]
+    .into_iter()
+    .find(|s| *s == name)
 }
 
 fn strerror(errno: i32, err: &io::Error) -> String {

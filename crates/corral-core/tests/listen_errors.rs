@@ -108,3 +108,58 @@ fn a_unix_socket_path_longer_than_sun_path_serves_and_is_unlinked() {
         );
     }
 }
+
+/// The first message worker `id` sends.
+fn message_of(h: &mut Harness, id: u64, what: &str) -> String {
+    h.wait(what, Duration::from_secs(10), |_, ev| match ev {
+        Event::Message { worker, data, .. } if *worker == id => {
+            Some(String::from_utf8_lossy(data).into_owned())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn an_option_the_primary_refuses_reaches_the_worker_naming_the_option() {
+    // A request the worker's own checks would have stopped (a datagram listener on a Unix
+    // socket path), as a worker of another version may send it: the primary's refusal
+    // arrives as the primary made it, an invalid `address`, not a generic OS error.
+    let path = std::env::temp_dir().join(format!("corral-raw-{}.sock", std::process::id()));
+    let mut h = harness(
+        &[
+            "raw-listen",
+            "datagram",
+            &format!("unix:{}", path.display()),
+        ],
+        Policy::RoundRobin,
+    );
+    let id = h.p.spawn_worker(&[]).unwrap();
+    let report = message_of(&mut h, id, "the raw listen's answer");
+    assert!(
+        report.starts_with(
+            "raw InvalidArgument Some(\"address\") 0 address: datagram listeners are UDP only"
+        ),
+        "{report}"
+    );
+    assert!(!path.exists(), "nothing was bound");
+}
+
+#[test]
+fn a_listen_refused_while_disconnecting_is_wrong_state_in_the_worker() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    h.start_listening(1);
+    let id = h.p.worker_ids()[0];
+    // The listen request reaches the primary after it asked the worker to disconnect (both
+    // calls return before the primary reads anything more from the worker).
+    h.p.send(id, b"relisten".to_vec(), Vec::new()).unwrap();
+    h.p.disconnect(id).unwrap();
+    let reply = message_of(&mut h, id, "the second listen's answer");
+    assert!(
+        reply.starts_with("relistened Err(Error { kind: WrongState, errno: 0, syscall: None, "),
+        "{reply}"
+    );
+    assert!(
+        reply.contains(&format!("worker {id} is disconnecting")),
+        "{reply}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Payloads of the engine's control messages (little-endian, length-prefixed strings).
 //! Every decoder checks lengths: a short or trailing-garbage payload is a protocol error.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::listener::{BindOptions, BoundAddr, ListenAddr, SocketKind};
 use crate::sys::LoadRelease;
 
@@ -184,17 +184,33 @@ pub enum ListenReply {
         /// primary's, which counted open connections) decodes as [`LoadRelease::AtClose`].
         load_release: LoadRelease,
     },
-    /// Failed.
+    /// Failed: the primary's error. On the wire: errno, syscall and message, then, when
+    /// [`Error::relayed`] would not rebuild it as it was (its kind is not [`ErrorKind::Os`],
+    /// it names an option, or no syscall), its kind and option (`""` for none). An answer
+    /// without them (an older primary's) decodes as [`Error::relayed`] says.
     Err {
         /// Request id.
         req: u32,
-        /// errno.
-        errno: i32,
-        /// `"bind"`, `"listen"`, `"getaddrinfo"`...
-        syscall: String,
-        /// Message with context.
-        message: String,
+        /// The primary's error.
+        error: Error,
     },
+}
+
+/// [`ErrorKind`] on the wire (a ListenErr's kind).
+const KINDS: [ErrorKind; 9] = [
+    ErrorKind::InvalidArgument,
+    ErrorKind::Os,
+    ErrorKind::Protocol,
+    ErrorKind::TooLarge,
+    ErrorKind::WrongState,
+    ErrorKind::NotWorker,
+    ErrorKind::NoSuchWorker,
+    ErrorKind::Disconnected,
+    ErrorKind::WouldBlock,
+];
+
+fn kind_code(kind: ErrorKind) -> u32 {
+    KINDS.iter().position(|k| *k == kind).expect("every kind") as u32
 }
 
 impl ListenReply {
@@ -221,17 +237,23 @@ impl ListenReply {
                 }
                 .finish()
             }
-            ListenReply::Err {
-                req,
-                errno,
-                syscall,
-                message,
-            } => Writer::new()
-                .u32(*req)
-                .i32(*errno)
-                .str(syscall)
-                .str(message)
-                .finish(),
+            ListenReply::Err { req, error } => {
+                let plain = error.kind() == ErrorKind::Os
+                    && error.option().is_none()
+                    && error.syscall().is_some();
+                let w = Writer::new()
+                    .u32(*req)
+                    .i32(error.errno())
+                    .str(error.syscall().unwrap_or(""))
+                    .str(error.message());
+                if plain {
+                    w.finish()
+                } else {
+                    w.u32(kind_code(error.kind()))
+                        .str(error.option().unwrap_or(""))
+                        .finish()
+                }
+            }
         }
     }
     /// Decodes a `Kind::ListenOk` payload.
@@ -275,15 +297,22 @@ impl ListenReply {
         let mut r = Reader::new(buf, "listen error");
         let req = r.u32()?;
         let errno = r.i32()?;
-        let syscall = r.str()?.to_string();
+        let syscall = r.str()?;
         let message = r.str()?.to_string();
+        let error = if r.buf.is_empty() {
+            Error::relayed(errno, syscall, message)
+        } else {
+            let code = r.u32()?;
+            let kind = *KINDS.get(code as usize).ok_or_else(|| {
+                Error::protocol(format!(
+                    "malformed frame: listen error of unknown kind {code}"
+                ))
+            })?;
+            let option = Some(r.str()?).filter(|o| !o.is_empty());
+            Error::rebuilt(kind, errno, syscall, message, option)
+        };
         r.end()?;
-        Ok(ListenReply::Err {
-            req,
-            errno,
-            syscall,
-            message,
-        })
+        Ok(ListenReply::Err { req, error })
     }
 }
 
@@ -482,6 +511,70 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_errors_keep_their_kind_and_option_on_the_wire() {
+        let cases = [
+            Error::invalid_option("address", "datagram listeners are UDP only"),
+            Error::wrong_state("worker 3 is disconnecting"),
+            Error::from_errno("bind", "bind 127.0.0.1:80", libc::EADDRINUSE),
+            Error::os(
+                "listen",
+                "listen fd:3",
+                &std::io::Error::from_raw_os_error(libc::EPIPE),
+            ),
+            Error::new(ErrorKind::Os, "getaddrinfo x: host not found (ENOTFOUND)")
+                .with_syscall("getaddrinfo"),
+            Error::invalid_option("backlog", "must not be negative (got -5)").context("worker 2"),
+        ];
+        for error in cases {
+            let reply = ListenReply::Err {
+                req: 9,
+                error: error.clone(),
+            };
+            let back = ListenReply::decode_err(&reply.encode()).unwrap();
+            assert_eq!(back, reply, "{error}");
+            let ListenReply::Err { error: e, .. } = back else {
+                unreachable!()
+            };
+            assert_eq!((e.option(), e.reason()), (error.option(), error.reason()));
+        }
+        // An OS error with its syscall goes as an older primary sent it (no kind after the
+        // message), so an older worker still reads it; an older primary's errno-less EINVAL
+        // decodes as before.
+        let os = ListenReply::Err {
+            req: 1,
+            error: Error::from_errno("bind", "bind x", libc::EACCES),
+        };
+        let old = Writer::new()
+            .u32(1)
+            .i32(libc::EACCES)
+            .str("bind")
+            .str("bind x: Permission denied (EACCES)")
+            .finish();
+        assert_eq!(os.encode(), old);
+        let old_einval = Writer::new()
+            .u32(1)
+            .i32(libc::EINVAL)
+            .str("")
+            .str("bad")
+            .finish();
+        let ListenReply::Err { error, .. } = ListenReply::decode_err(&old_einval).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        // A kind this worker does not know, or a cut option, is a protocol error.
+        let base = || Writer::new().u32(1).i32(0).str("").str("m");
+        for bad in [
+            base().u32(KINDS.len() as u32).str("").finish(),
+            base().u32(0).finish(),
+            base().u32(0).u32(9).finish(),
+            base().u32(0).str("").u32(0).finish(),
+        ] {
+            let e = ListenReply::decode_err(&bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        }
+    }
+
+    #[test]
     fn listen_messages_round_trip() {
         let q = ListenRequest {
             req: 7,
@@ -564,9 +657,7 @@ mod tests {
         assert_eq!(ListenReply::decode_ok(&udp.encode()).unwrap(), udp);
         let err = ListenReply::Err {
             req: 7,
-            errno: 98,
-            syscall: "bind".into(),
-            message: "m".into(),
+            error: Error::from_errno("bind", "m", 98),
         };
         assert_eq!(ListenReply::decode_err(&err.encode()).unwrap(), err);
     }

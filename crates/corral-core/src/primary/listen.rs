@@ -154,9 +154,7 @@ impl Inner {
     pub(super) fn listen_err(&mut self, id: WorkerId, req: u32, e: &Error) {
         let reply = ListenReply::Err {
             req,
-            errno: e.errno(),
-            syscall: e.syscall().unwrap_or("listen").to_string(),
-            message: e.message().to_string(),
+            error: e.clone(),
         };
         self.queue_to(id, Kind::ListenErr, reply.encode(), Vec::new());
     }

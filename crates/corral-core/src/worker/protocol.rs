@@ -73,16 +73,13 @@ pub enum Delivered {
         /// The listening socket (shared mode) or the UDP socket (datagram).
         fd: Option<OwnedFd>,
     },
-    /// The answer to listen request `req`: failed, as the primary's syscall did.
+    /// The answer to listen request `req`: failed, with the primary's error as it was (its
+    /// kind, errno, syscall, message and option).
     ListenFailed {
         /// The request it answers.
         req: u32,
-        /// The primary's errno.
-        errno: i32,
-        /// The call that failed in the primary (`bind`, `getaddrinfo`, ...).
-        syscall: String,
-        /// The primary's message, with its context.
-        message: String,
+        /// The primary's error.
+        error: Error,
     },
     /// A message arrived but the kernel dropped its fds: this worker is out of file descriptors.
     /// The channel is in step; a lost connection still counts as taken (acknowledged).
@@ -100,12 +97,7 @@ impl Delivered {
     /// The error of a [`Delivered::ListenFailed`] as the engine reports it (`None` otherwise).
     pub fn listen_error(&self) -> Option<Error> {
         match self {
-            Delivered::ListenFailed {
-                errno,
-                syscall,
-                message,
-                ..
-            } => Some(Error::relayed(*errno, syscall, message.clone())),
+            Delivered::ListenFailed { error, .. } => Some(error.clone()),
             _ => None,
         }
     }
@@ -412,21 +404,10 @@ impl WorkerProtocol {
                 }
             }
             Kind::ListenErr => {
-                let ListenReply::Err {
-                    req,
-                    errno,
-                    syscall,
-                    message,
-                } = ListenReply::decode_err(&data)?
-                else {
+                let ListenReply::Err { req, error } = ListenReply::decode_err(&data)? else {
                     unreachable!("decode_err returns Err")
                 };
-                Delivered::ListenFailed {
-                    req,
-                    errno,
-                    syscall,
-                    message,
-                }
+                Delivered::ListenFailed { req, error }
             }
             // Reading it is all it asks (the primary's stall check).
             Kind::Ping => return Ok(None),
@@ -572,9 +553,7 @@ mod tests {
         assert!(p.receive(Recv::WouldBlock).unwrap().is_none());
         let err = ListenReply::Err {
             req: 4,
-            errno: libc::EADDRINUSE,
-            syscall: "bind".into(),
-            message: "bind 127.0.0.1:80: Address already in use".into(),
+            error: Error::from_errno("bind", "bind 127.0.0.1:80", libc::EADDRINUSE),
         };
         let d = p
             .receive(wire(Kind::ListenErr, &err.encode(), Vec::new()))
