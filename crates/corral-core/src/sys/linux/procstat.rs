@@ -58,7 +58,12 @@ struct TreeFigures {
 }
 
 fn tree_figures(pid: i32) -> Option<TreeFigures> {
-    let tree = process_tree(pid);
+    tree_figures_in(Path::new("/proc"), pid)
+}
+
+/// [`tree_figures`] with `proc` mounted there (a test builds a fake one).
+fn tree_figures_in(proc: &Path, pid: i32) -> Option<TreeFigures> {
+    let tree = trees_in(proc, &[pid]).pop().unwrap_or_default();
     if tree.is_empty() {
         return None;
     }
@@ -67,21 +72,30 @@ fn tree_figures(pid: i32) -> Option<TreeFigures> {
     let mut root_seen = false;
     for &p in &tree {
         // A process that ended since the walk is skipped; the root is required.
-        let Some(t) = times(p) else { continue };
-        let Some(resident) = std::fs::read_to_string(format!("/proc/{p}/statm"))
+        let Some(t) = times_in(proc, p) else { continue };
+        let Some(resident) = std::fs::read_to_string(proc.join(format!("{p}/statm")))
             .ok()
             .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         else {
             continue;
         };
+        // Nothing resident (a zombie not yet reaped: its smaps_rollup is empty) adds 0 and
+        // must not turn the whole tree to the RSS sum; nor may a process that ended between
+        // its statm and its smaps_rollup (a pre-forked child replaced, a command run by the
+        // worker), which is skipped as if it had ended before.
+        let own_pss = if resident > 0 {
+            match pss_in(proc, p) {
+                Pss::Bytes(b) => Some(b),
+                Pss::Gone => continue,
+                Pss::Unreadable => None,
+            }
+        } else {
+            Some(0)
+        };
         root_seen |= p == pid;
         ticks += t.utime + t.stime + t.cutime + t.cstime;
         rss += resident * page;
-        // Nothing resident (a zombie not yet reaped: its smaps_rollup is empty) adds 0 and
-        // must not turn the whole tree to the RSS sum.
-        if resident > 0 {
-            pss = pss.and_then(|sum| Some(sum + pss_bytes(p)?));
-        }
+        pss = pss.zip(own_pss).map(|(sum, b)| sum + b);
     }
     root_seen.then_some(TreeFigures { pss, rss, ticks })
 }
@@ -178,7 +192,11 @@ struct Times {
 }
 
 fn times(pid: i32) -> Option<Times> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    times_in(Path::new("/proc"), pid)
+}
+
+fn times_in(proc: &Path, pid: i32) -> Option<Times> {
+    let stat = std::fs::read_to_string(proc.join(format!("{pid}/stat"))).ok()?;
     let f = stat_fields(&stat)?;
     // utime, stime, cutime, cstime are fields 14 to 17 of stat: 11 to 14 of these
     // (0-based, from the state).
@@ -208,9 +226,37 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(rest.split_whitespace().collect())
 }
 
+/// What `/proc/PID/smaps_rollup` says of a process that had memory resident.
+enum Pss {
+    Bytes(u64),
+    /// Ended since: the file is gone, or empty (its memory released, a zombie now).
+    Gone,
+    /// Not readable (another uid's process), or not in the expected form.
+    Unreadable,
+}
+
+fn pss_in(proc: &Path, pid: i32) -> Pss {
+    match std::fs::read_to_string(proc.join(format!("{pid}/smaps_rollup"))) {
+        Ok(text) if text.is_empty() => Pss::Gone,
+        Ok(text) => parse_pss(&text).map_or(Pss::Unreadable, Pss::Bytes),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Pss::Gone
+        }
+        Err(_) => Pss::Unreadable,
+    }
+}
+
 /// `Pss:` of `/proc/PID/smaps_rollup`, in bytes.
+#[cfg(test)]
 fn pss_bytes(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_pss(&std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?)
+}
+
+/// The `Pss:` line of a smaps_rollup text, in bytes.
+fn parse_pss(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Pss:"))?;
     let kb: u64 = line["Pss:".len()..]
         .trim()
@@ -241,12 +287,19 @@ mod tests {
 
     #[test]
     fn a_tree_holds_a_child_and_its_memory() {
-        // A child of this test process that holds 32 MiB of its own (touched) memory.
+        // A child of this test process that holds 32 MiB of its own (touched) memory, says so
+        // once it does, then waits in a builtin (`read`, on a pipe this test holds open).
+        // Sampled before that line, the figures move under the test: while the string is
+        // read, dash's buffer grows by doubling (RSS 30 -> 49 -> 34.5 MB here); and a `sleep`
+        // forked after it shares dash's pages until its exec, so a walk that has not seen it
+        // yet counts dash at half. Reading the string took 6 s under a load average of 14.
         let mut child = std::process::Command::new("sh")
             .args([
                 "-c",
-                "x=$(head -c 33554432 /dev/zero | tr '\\0' x); sleep 30",
+                "x=$(head -c 33554432 /dev/zero | tr '\\0' x); echo held; read y",
             ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         struct Reap<'a>(&'a mut std::process::Child);
@@ -257,24 +310,30 @@ mod tests {
             }
         }
         let kid = child.id() as i32;
+        let out = child.stdout.take().unwrap();
         let _guard = Reap(&mut child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Ends at the line or at end of file (the child killed by the guard).
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("child did not hold its 32 MiB within 60 s");
+        assert_eq!(
+            line, "held\n",
+            "child {kid} ended before holding its 32 MiB"
+        );
         let me = std::process::id() as i32;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let tree = process_tree(me);
-            assert_eq!(tree[0], me);
-            let own = proc_tree_stats(kid).map_or(0, |(m, _)| m);
-            if tree.contains(&kid) && own > 32 << 20 {
-                let (all, _) = proc_tree_stats(me).unwrap();
-                assert!(all >= own, "the tree ({all}) holds the child's {own} bytes");
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "child {kid} not in the tree {tree:?} with 32 MiB within 20 s (has {own})"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let tree = process_tree(me);
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&kid), "child {kid} not in the tree {tree:?}");
+        let (own, _) = proc_tree_stats(kid).unwrap();
+        assert!(own > 32 << 20, "child {kid} holds {own} bytes, not 32 MiB");
+        let (all, _) = proc_tree_stats(me).unwrap();
+        assert!(all >= own, "the tree ({all}) holds the child's {own} bytes");
         assert!(process_tree(-1).is_empty());
     }
 
@@ -328,6 +387,43 @@ mod tests {
                 vec![vec![10, 11, 12, 13], vec![20], vec![11, 13], vec![]],
                 "children files: {children}"
             );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_process_that_ends_during_the_sample_keeps_the_tree_on_pss() {
+        // 10 -> 11, 12; each has 50 pages resident. 11's smaps_rollup as it is when 11 ended
+        // between the read of its statm and of its smaps_rollup (gone, or empty), as it is
+        // when it lives, and unreadable (a directory here; another uid's in life).
+        let page = sysconf(SysconfVar::PAGE_SIZE).unwrap().unwrap() as u64;
+        let procs: &[(i32, i32, &[i32])] = &[(10, 1, &[10]), (11, 10, &[11]), (12, 10, &[12])];
+        let cases: [(&str, Option<&str>, Option<u64>, u64); 4] = [
+            ("gone", None, Some(130), 100),
+            ("emptied", Some(""), Some(130), 100),
+            ("alive", Some("Rss: 200 kB\nPss: 40 kB\n"), Some(170), 150),
+            ("unreadable", Some("dir"), None, 150),
+        ];
+        for (tag, smaps, pss_kb, pages) in cases {
+            let root = fake_proc(&format!("pss-{tag}"), procs, true);
+            for (pid, pss) in [
+                (10, Some("Pss: 100 kB\n")),
+                (11, smaps),
+                (12, Some("Pss: 30 kB\n")),
+            ] {
+                let dir = root.join(pid.to_string());
+                std::fs::write(dir.join("statm"), "300 50 10 1 0 40 0").unwrap();
+                match pss {
+                    Some("dir") => std::fs::create_dir(dir.join("smaps_rollup")).unwrap(),
+                    Some(text) => std::fs::write(dir.join("smaps_rollup"), text).unwrap(),
+                    None => {}
+                }
+            }
+            let f = tree_figures_in(&root, 10).unwrap();
+            assert_eq!(f.pss, pss_kb.map(|kb| kb * 1024), "{tag}: Pss");
+            assert_eq!(f.rss, pages * page, "{tag}: RSS");
+            // utime + stime + cutime + cstime = 26 ticks each (fake_proc's stat).
+            assert_eq!(f.ticks, 26 * pages / 50, "{tag}: ticks");
             std::fs::remove_dir_all(&root).unwrap();
         }
     }
