@@ -404,6 +404,10 @@ impl UnprivilegedPrimary {
         let child = cmd
             .args(["primary", &workers.to_string()])
             .env("CORRAL_SCHED_POLICY", policy)
+            // The fallback's spread is asserted exact: a worker the machine's load holds for
+            // the stall time (25 ms) would have its connection dealt to the next one. The
+            // stall check has tests of its own (stalled_worker.rs).
+            .env("CORRAL_STALL_TIMEOUT_MS", "0")
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("setpriv (util-linux) and the fixture");
