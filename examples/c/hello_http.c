@@ -155,8 +155,11 @@ static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conn
   if (c->prev) c->prev->next = c->next;
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  /* close() takes it out of the epoll set (the fd is not shared): no EPOLL_CTL_DEL. */
-  (void)ep;
+  /* Out of the epoll set before close(): close() removes it only once every reference to the
+   * socket is gone, and another process may still hold one for a moment (under rr the primary
+   * closes its copy just after handing the connection over; a worker forked meanwhile inherits
+   * it). Left in the set, the socket would still report events carrying `c`, freed below. */
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   free(c);
   (*open_conns)--;
