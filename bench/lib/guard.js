@@ -1,3 +1,8 @@
+/** What a server prints when one of its processes dies abnormally: a round with it measured a
+ * server short of a worker (hello_http's "worker N exited (code -1, signal 6)", glibc's heap
+ * checks, a Rust panic, a sanitizer). */
+const CRASH = /exited \(code -1|signal (6|11)\b|double free|corrupt|AddressSanitizer|Segmentation fault|panicked at/;
+
 'use strict';
 // Processes started by bench/run: each one is logged, waited on with a deadline, and stopped by
 // pid together with every descendant it had (workers), also when bench/run itself is interrupted.
@@ -45,7 +50,12 @@ class Guarded {
       this.writeLog(`[${name} out] ${line}`);
       for (const l of this.listeners) l(line);
     });
-    splitLines(this.child.stderr, (line) => this.writeLog(`[${name} err] ${line}`));
+    /** stderr lines that say a process of it died abnormally (a worker's abort or crash). */
+    this.crashes = [];
+    splitLines(this.child.stderr, (line) => {
+      if (CRASH.test(line)) this.crashes.push(line);
+      this.writeLog(`[${name} err] ${line}`);
+    });
     if (this.pid) live.add(this);
   }
 

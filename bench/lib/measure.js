@@ -91,6 +91,9 @@ async function httpRound(config, s, log) {
       pin([...(who.primary ? [who.primary] : []), ...who.workers], s.pinned.server, log);
       round.closePinned = await loadRun(server, who, { ...common, close: true, wrkCpus: s.pinned.wrk }, log);
     }
+    // A worker that died mid-round leaves figures of a smaller server: the round fails, loudly.
+    const crash = server.guarded?.crashes[0];
+    if (crash) throw new Error(`a server process died during the round: ${crash}`);
     return round;
   } finally {
     await server.stop();
