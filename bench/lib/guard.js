@@ -1,8 +1,3 @@
-/** What a server prints when one of its processes dies abnormally: a round with it measured a
- * server short of a worker (hello_http's "worker N exited (code -1, signal 6)", glibc's heap
- * checks, a Rust panic, a sanitizer). */
-const CRASH = /exited \(code -1|signal (6|11)\b|double free|corrupt|AddressSanitizer|Segmentation fault|panicked at/;
-
 'use strict';
 // Processes started by bench/run: each one is logged, waited on with a deadline, and stopped by
 // pid together with every descendant it had (workers), also when bench/run itself is interrupted.
@@ -14,6 +9,11 @@ const proc = require('./proc');
 
 const live = new Set(); // started and not yet stopped (the process or a descendant may still run)
 let shuttingDown = false; // set by stopAll(): nothing new may start after it
+
+/** What a server prints when one of its processes dies abnormally: a round with it measured a
+ * server short of a worker (hello_http's "worker N exited (code -1, signal 6)", glibc's heap
+ * checks, a Rust panic, a sanitizer). */
+const CRASH = /exited \(code -1|signal (6|11)\b|double free|corrupt|AddressSanitizer|Segmentation fault|panicked at/;
 
 class Guarded {
   /**
