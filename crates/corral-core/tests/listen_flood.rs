@@ -52,7 +52,7 @@ fn a_listen_flood_is_refused_past_the_limit_and_its_listeners_close_after_the_gr
         .parse()
         .unwrap();
     assert_eq!(served(port, 1), 1, "the normal worker serves");
-    let baseline = open_fds(pid);
+    let baseline = settled_fds(pid);
     // The default limit (64 listeners) fits in 100 free fds, 2000 listeners do not.
     allow_more_fds(pid, &baseline, 100);
 
@@ -176,6 +176,22 @@ fn emfile_on_bind_closes_orphaned_listeners_first() {
 
 /// Lowers `pid`'s fd limit so that exactly `more` fds can still be opened: new fds take the
 /// lowest free numbers, so the limit is the number past the `more`-th free one.
+/// The primary's open fds once they stop changing (two reads 50 ms apart agree; at most 2 s).
+/// Right after an answer the count may still hold the connection: the primary closes its copy
+/// just after handing it over, and the worker can answer before that.
+fn settled_fds(pid: i32) -> std::collections::BTreeMap<u64, String> {
+    let mut last = open_fds(pid);
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = open_fds(pid);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 fn allow_more_fds(pid: i32, open: &std::collections::BTreeMap<u64, String>, more: u32) {
     let (mut free, mut limit) = (0, 0u64);
     while free < more {
