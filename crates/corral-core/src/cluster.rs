@@ -133,6 +133,18 @@ impl Cluster {
         self.primary.dispatch(t)
     }
 
+    /// Takes the primary's poller out (see [`crate::Poller`]), for a loop that waits without
+    /// holding the cluster: wait with [`crate::Poller::wait`] for at most
+    /// [`Cluster::next_timeout`], then [`Cluster::dispatch_ready`]. `None` if taken already.
+    pub fn take_poller(&mut self) -> Option<crate::Poller> {
+        self.primary.take_poller()
+    }
+
+    /// Handles what `poller` reported in its last wait ([`Primary::dispatch_ready`]).
+    pub fn dispatch_ready(&mut self, poller: &crate::Poller) -> Result<()> {
+        self.primary.dispatch_ready(poller)
+    }
+
     /// The next event: the primary's first (each one handed to the supervisor as it is
     /// taken), then the supervisor's; when both are drained, the supervisor's timers run
     /// ([`Supervisor::tick`]), which may start workers (their events come next) or queue

@@ -28,7 +28,9 @@
 //! taken, peeks at the head of its queue (`recv(MSG_PEEK)`, every quarter of the timeout): a
 //! head that moved means it reads, an empty queue means it read everything. The same head for
 //! 25 ms (`sticky`: `PrimaryOptions::stall_timeout`, default 250 ms, `CORRAL_STALL_TIMEOUT_MS`,
-//! which the other policies use only when shorter) means it stopped or its loop is blocked:
+//! which the other policies use only when shorter) means it stopped or its loop is blocked
+//! (unless `/proc/PID/schedstat` says it only waited for a CPU: then the others wait for the
+//! same CPUs, and it keeps its connections):
 //! it is dealt nothing more, the connections still unread in its channel are read back and dealt
 //! to the others, and it gets a ping. A loop only blocked may wake up during that read-back, so
 //! when messages wait in its queue too, only the connections ahead of the first one are read
@@ -41,6 +43,10 @@
 //! takes one connection at a time, however slowly, is never stalled; under the other policies
 //! a loop blocked 25 ms is busy, as node:cluster's `rr` hands a worker its next connection only
 //! once it took the last (and leaves that one waiting for as long as the worker is stopped).
+//! Under `kernel-rr` no connection passes a channel: the program itself skips a worker that
+//! holds connections and took none for the same 25 ms (each worker stamps the time of every
+//! one it takes in the group's shared map), and deals to it again once it takes one; the few
+//! it took in those 25 ms wait for it, since only the worker holds its socket.
 //!
 //! *Refused connections* (round-robin). A worker may hand a connection back instead of serving
 //! it (`Worker::refuse`; the Node front does it when the server is at its `maxConnections`, or

@@ -61,8 +61,9 @@ pub use ipc::{Channel, Message, Recv, MAX_MESSAGE_LEN};
 pub use listener::{BoundAddr, ListenAddr, SocketKind};
 pub use policy::Policy;
 pub use primary::{
-    check_send_queue_limit, Forked, Primary, PrimaryOptions, RoutingOptions, RoutingStats, Sent,
-    WorkerInfo, WorkerState, DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX, SEND_QUEUE_LIMIT_MIN,
+    check_send_queue_limit, Forked, Poller, Primary, PrimaryOptions, RoutingOptions, RoutingStats,
+    Sent, WorkerInfo, WorkerState, DEFAULT_SEND_QUEUE_LIMIT, SEND_QUEUE_LIMIT_MAX,
+    SEND_QUEUE_LIMIT_MIN,
 };
 pub use supervisor::{Supervisor, SupervisorEvent, SupervisorOptions};
 /// Each pid's process tree (itself first, then its descendants; bounded), as the supervisor

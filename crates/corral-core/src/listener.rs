@@ -34,6 +34,11 @@ pub struct BindOptions {
     /// Datagram listeners: `SO_REUSEADDR` (Node's dgram `reuseAddr`), so other sockets that
     /// set it too may bind the same address. Stream listeners always have it.
     pub reuse_addr: bool,
+    /// Unix sockets with `readable_all` and/or `writable_all`: the file's mode becomes exactly
+    /// those bits (0o444, 0o222 or 0o666), as libuv 1.51 and later (Node 22.23, 24, 26) set
+    /// it. Without it they are added to the mode the umask left (libuv up to 1.50, Node 20:
+    /// 0o777 for both with umask 022). The Node front asks for the one its libuv does.
+    pub mode_exact: bool,
 }
 
 impl BindOptions {
@@ -41,6 +46,7 @@ impl BindOptions {
     const READABLE_ALL: u32 = 2;
     const WRITABLE_ALL: u32 = 4;
     const REUSE_ADDR: u32 = 8;
+    const MODE_EXACT: u32 = 16;
 
     /// The options as bits (the wire form).
     pub fn bits(self) -> u32 {
@@ -48,11 +54,16 @@ impl BindOptions {
             | (self.readable_all as u32 * Self::READABLE_ALL)
             | (self.writable_all as u32 * Self::WRITABLE_ALL)
             | (self.reuse_addr as u32 * Self::REUSE_ADDR)
+            | (self.mode_exact as u32 * Self::MODE_EXACT)
     }
 
     /// Options from bits; unknown bits are an error naming them.
     pub fn from_bits(bits: u32) -> Result<BindOptions> {
-        let known = Self::IPV6_ONLY | Self::READABLE_ALL | Self::WRITABLE_ALL | Self::REUSE_ADDR;
+        let known = Self::IPV6_ONLY
+            | Self::READABLE_ALL
+            | Self::WRITABLE_ALL
+            | Self::REUSE_ADDR
+            | Self::MODE_EXACT;
         if bits & !known != 0 {
             return Err(Error::invalid_option(
                 "options",
@@ -64,6 +75,7 @@ impl BindOptions {
             readable_all: bits & Self::READABLE_ALL != 0,
             writable_all: bits & Self::WRITABLE_ALL != 0,
             reuse_addr: bits & Self::REUSE_ADDR != 0,
+            mode_exact: bits & Self::MODE_EXACT != 0,
         })
     }
 }
@@ -483,7 +495,8 @@ fn bind_unix(path: &Path, addr: &ListenAddr, backlog: i32, opts: BindOptions) ->
     let sa = SockAddr::unix(&name).map_err(err("bind"))?;
     sock.bind(&sa).map_err(err("bind"))?;
     if opts.readable_all || opts.writable_all {
-        // As libuv's uv_pipe_chmod (Node's readableAll/writableAll): add the bits for everyone.
+        // As libuv's uv_pipe_chmod (Node's readableAll/writableAll): the bits for everyone,
+        // added to the mode (libuv up to 1.50) or as the whole mode (1.51 on).
         let mut bits = 0;
         if opts.readable_all {
             bits |= 0o444;
@@ -492,8 +505,12 @@ fn bind_unix(path: &Path, addr: &ListenAddr, backlog: i32, opts: BindOptions) ->
             bits |= 0o222;
         }
         let chmod = || -> std::io::Result<()> {
-            let mode = std::fs::metadata(&name)?.permissions().mode();
-            std::fs::set_permissions(&name, std::fs::Permissions::from_mode(mode | bits))
+            let mode = if opts.mode_exact {
+                bits
+            } else {
+                std::fs::metadata(&name)?.permissions().mode() | bits
+            };
+            std::fs::set_permissions(&name, std::fs::Permissions::from_mode(mode))
         };
         if let Err(e) = chmod() {
             let _ = std::fs::remove_file(&name);
@@ -823,16 +840,32 @@ mod tests {
             ("long", dir.0.join("m.sock")),
         ] {
             let _ = std::fs::remove_file(&path);
-            let opts = BindOptions {
-                readable_all: true,
-                writable_all: true,
-                ..BindOptions::default()
-            };
-            let b = bind_with(&ListenAddr::Unix(path.clone()), 16, opts).unwrap();
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            let _ = std::fs::remove_file(&path);
-            drop(b);
-            assert_eq!(mode & 0o666, 0o666, "{name}: mode {mode:o}");
+            // (readable, writable, exact) -> the mode's permission bits, the umask's part
+            // masked off where the bits are added.
+            for (r, w, exact, want, mask) in [
+                (true, true, false, 0o666, 0o666),
+                (true, false, false, 0o444, 0o444),
+                (true, true, true, 0o666, 0o7777),
+                (true, false, true, 0o444, 0o7777),
+                (false, true, true, 0o222, 0o7777),
+            ] {
+                let _ = std::fs::remove_file(&path);
+                let opts = BindOptions {
+                    readable_all: r,
+                    writable_all: w,
+                    mode_exact: exact,
+                    ..BindOptions::default()
+                };
+                let b = bind_with(&ListenAddr::Unix(path.clone()), 16, opts).unwrap();
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                let _ = std::fs::remove_file(&path);
+                drop(b);
+                assert_eq!(
+                    mode & mask,
+                    want,
+                    "{name} r={r} w={w} exact={exact}: mode {mode:o}"
+                );
+            }
         }
     }
 

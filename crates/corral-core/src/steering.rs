@@ -25,9 +25,11 @@
 //!
 //! Where the program cannot be had ([`prepare`] fails: no `CAP_BPF`, seccomp, old kernel) or
 //! the address is not TCP, the listener runs primary-accept `rr` and the reason is reported
-//! once ([`Fallback`]). `rr` itself stays primary-accept: the kernel path has no per-worker
-//! window (a worker that stops accepting keeps its 1/N until its backlog overflows) and no
-//! stall recovery, which `rr` guarantees.
+//! once ([`Fallback`]). `rr` itself stays primary-accept: the kernel path has `rr`'s window
+//! and, with a stall time, stops dealing to a worker whose loop is blocked
+//! ([`Steer::Window`]), but it cannot take back what that worker's socket already queued (the
+//! primary keeps no copy of it), where `rr` reads a stalled worker's unread connections back
+//! and deals them to the others.
 
 use crate::event::WorkerId;
 use crate::listener::{BoundAddr, ListenAddr};
@@ -101,9 +103,10 @@ pub struct Member {
     /// The worker's listening socket (the only copy: the primary keeps none).
     pub sock: OwnedFd,
     /// A copy of the `load` map's fd and the worker's slot: the worker maps it
-    /// ([`sys::LoadMap::map`] with [`MAX_SLOTS`]) and calls [`sys::LoadMap::release`] on its
-    /// slot for each connection it takes, at the moment `release` says. `None` under
-    /// round-robin.
+    /// ([`sys::LoadMap::map`] with [`MAX_SLOTS`]) and, for each connection, calls
+    /// [`sys::LoadMap::took`] on its slot when it takes it (the stall clock) and
+    /// [`sys::LoadMap::release`] once, at the moment `release` says (at accept or at close).
+    /// `None` under round-robin.
     pub load: Option<(OwnedFd, u32)>,
     /// When the worker releases ([`Steer::release`]): at accept for `kernel-rr`'s window, at
     /// close for `kernel-least`. `None` under round-robin.
@@ -264,7 +267,11 @@ impl KernelSteering {
     /// same way. Nothing for round-robin or a worker without a slot.
     pub fn count_dealt(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
-            m.acquire(slot);
+            if self.group.steer().release() == Some(LoadRelease::AtClose) {
+                m.acquire_queued(slot);
+            } else {
+                m.acquire(slot);
+            }
         }
     }
 
@@ -286,15 +293,17 @@ impl KernelSteering {
     /// it, and nothing is left to give back.
     pub fn uncount_refused(&self, worker: WorkerId) {
         if self.group.steer().release() == Some(LoadRelease::AtClose) {
-            self.uncount(worker);
+            if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
+                m.release(slot);
+            }
         }
     }
 
-    /// A connection dealt to `worker` was taken back before it read it: it will never release
-    /// it, so its count goes down here.
+    /// A connection dealt to `worker` was taken back before it read it: it will never take
+    /// it nor release it, so it is uncounted here.
     pub fn uncount(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
-            m.release(slot);
+            m.take_back(slot);
         }
     }
 
@@ -471,7 +480,7 @@ mod tests {
     /// 0 whatever was left in it, and a cleared slot is marked empty (never picked).
     #[test]
     fn members_get_the_load_map_and_a_new_worker_starts_at_zero() {
-        let Some((mut k, anchor, sa)) = steered_with("127.0.0.1:0", Steer::Window(2)) else {
+        let Some((mut k, anchor, sa)) = steered_with("127.0.0.1:0", Steer::window_of(2)) else {
             return;
         };
         let m1 = k.join(1).unwrap();

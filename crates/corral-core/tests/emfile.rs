@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use util::{cpu_seconds, set_nofile, FixturePrimary};
+use util::{cpu_seconds, leave_no_fd_free, set_nofile, FixturePrimary};
 
 #[test]
 fn emfile_is_reported_without_spinning_and_no_client_is_lost() {
@@ -38,13 +38,7 @@ fn emfile_is_reported_without_spinning_and_no_client_is_lost() {
         .trim_start_matches("port ")
         .parse()
         .unwrap();
-    // No fd left for accept: new fds take the lowest free number, so the limit is that number.
-    let used: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let lowest_free = (0..).find(|n| !used.contains(n)).unwrap();
-    set_nofile(pid, lowest_free);
+    leave_no_fd_free(pid);
 
     let clients: Vec<_> = (0..20)
         .map(|_| {

@@ -173,7 +173,7 @@ fn a_stopped_worker_gets_its_window_and_no_more() {
     if !root() {
         return;
     }
-    let (k, anchor, addr, workers) = start(Steer::Window(32), &[0, 0, 0], Some(65534));
+    let (k, anchor, addr, workers) = start(Steer::window_of(32), &[0, 0, 0], Some(65534));
     sys::kill(workers.0[0], libc::SIGSTOP).unwrap();
     // kill() returns before the target stops: wait for /proc to say "T (stopped)".
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -281,14 +281,20 @@ fn least_sends_the_slow_worker_far_fewer_and_finishes_sooner() {
         return;
     }
     let (rr, rr_secs) = run_300(Steer::RoundRobin);
-    let (least, least_secs) = run_300(Steer::Least(32));
+    // A window no run fills (300): this is about least's choice. With 32, workers short of
+    // CPU (a loaded machine: 8 of 48 runs at load 10-16) all reached it and the program
+    // parked the rest on the anchor, as designed, where this test without a primary never
+    // accepts (the window and the anchor have tests of their own above).
+    let (least, least_secs) = run_300(Steer::least_of(300));
     println!(
         "2/2/20 ms, 300 connections at 1/ms: round-robin {rr:?} in {rr_secs:.2} s, \
          least {least:?} in {least_secs:.2} s"
     );
     assert_eq!(rr, [100, 100, 100], "round-robin is exact");
     assert_eq!(least.iter().sum::<usize>(), 300);
-    assert!(least[2] < 50, "the slow worker got {} of 300", least[2]);
+    // Round-robin gives it 100. Idle, least gives it about 20; at load 10-16 up to 44, as
+    // every worker is slow then (kernel_least_policy's bound is 80 for the same reason).
+    assert!(least[2] < 80, "the slow worker got {} of 300", least[2]);
     assert!(
         least_secs < rr_secs,
         "least {least_secs:.2} s, round-robin {rr_secs:.2} s"

@@ -5,7 +5,6 @@ mod util;
 use corral_core::policy::least::Pick;
 use corral_core::Policy;
 use std::collections::BTreeMap;
-use std::time::Duration;
 use util::*;
 
 /// 3 workers, the first one taking 40 ms per request; 6 clients, 30 requests each. Returns
@@ -18,21 +17,9 @@ fn slow_worker_share(policy: Policy, stall_check: bool) -> (f64, BTreeMap<u64, u
             o.stall_timeout = None;
         }
     });
-    let slow =
-        h.p.spawn_worker(&[("CORRAL_FIXTURE_SERVE_MS".into(), "40".into())])
-            .unwrap();
-    for _ in 0..2 {
-        h.p.spawn_worker(&[]).unwrap();
-    }
-    let mut port = 0;
-    let mut listening = 0;
-    h.wait("3 listening", Duration::from_secs(10), |_, ev| {
-        if let corral_core::Event::Listening { addr, .. } = ev {
-            port = addr.port();
-            listening += 1;
-        }
-        (listening == 3).then_some(())
-    });
+    let port = h.start_listening_with(&[&slow_serving(40), &[], &[]]);
+    // Ids go in spawn order: the first is the slow one.
+    let slow = h.p.worker_ids()[0];
     let answers = with_client(&mut h, move || {
         let clients: Vec<_> = (0..6)
             .map(|_| {

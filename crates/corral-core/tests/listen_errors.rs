@@ -57,14 +57,7 @@ fn unix_socket_listeners_serve_and_are_unlinked() {
         let mut h = harness(&["serve", &addr], Policy::RoundRobin);
         h.start_listening(2);
         let p2 = path.clone();
-        let answer = with_client(&mut h, move || {
-            use std::io::{BufRead, BufReader, Write};
-            let s = std::os::unix::net::UnixStream::connect(&p2).unwrap();
-            (&s).write_all(b"hi\n").unwrap();
-            let mut line = String::new();
-            BufReader::new(&s).read_line(&mut line).unwrap();
-            line
-        });
+        let answer = with_client(&mut h, move || request_unix(&p2).unwrap());
         assert!(answer.starts_with("worker "), "{answer}");
         assert!(path.exists());
     }
@@ -89,13 +82,8 @@ fn a_unix_socket_path_longer_than_sun_path_serves_and_is_unlinked() {
             h.start_listening(2);
             let p2 = path.clone();
             let answer = with_client(&mut h, move || {
-                use std::io::{BufRead, BufReader, Write};
                 let (short, _dir) = corral_core::__testing::short_socket_path(&p2).unwrap();
-                let s = std::os::unix::net::UnixStream::connect(&short).unwrap();
-                (&s).write_all(b"hi\n").unwrap();
-                let mut line = String::new();
-                BufReader::new(&s).read_line(&mut line).unwrap();
-                line
+                request_unix(&short).unwrap()
             });
             assert!(answer.starts_with("worker "), "{policy:?}: {answer}");
             assert!(path.exists(), "{policy:?}");

@@ -117,14 +117,7 @@ fn an_adopted_unix_socket_file_is_left_alone() {
         let mut h = harness(&["serve", &addr], Policy::RoundRobin);
         h.start_listening(1);
         let p2 = path.clone();
-        let answer = with_client(&mut h, move || {
-            use std::io::{BufRead, BufReader, Write};
-            let s = std::os::unix::net::UnixStream::connect(&p2).unwrap();
-            (&s).write_all(b"hi\n").unwrap();
-            let mut line = String::new();
-            BufReader::new(&s).read_line(&mut line).unwrap();
-            line
-        });
+        let answer = with_client(&mut h, move || request_unix(&p2).unwrap());
         assert!(answer.starts_with("worker "), "{answer}");
         disconnect_all(&mut h);
     }

@@ -254,25 +254,6 @@ fn behind_haproxy_send_proxy_v2() {
     through_haproxy("send-proxy-v2");
 }
 
-/// Spawns one worker per entry (its extra environment), waits until all listen; the port.
-fn listening(h: &mut Harness, envs: &[&[(String, String)]]) -> u16 {
-    for env in envs {
-        h.p.spawn_worker(env).unwrap();
-    }
-    let (mut port, mut seen) = (0, 0);
-    h.wait(
-        "every worker listening",
-        Duration::from_secs(10),
-        |_, ev| {
-            if let corral_core::Event::Listening { addr, .. } = ev {
-                port = addr.port();
-                seen += 1;
-            }
-            (seen == envs.len()).then_some(port)
-        },
-    )
-}
-
 /// `n` requests from 127.0.0.2, each behind a v1 header naming 127.0.0.9 (port 4000 + i); every
 /// answer must name its own claimed client. Returns the answers.
 fn claimed_requests(h: &mut Harness, port: u16, n: u16) -> Vec<String> {
@@ -304,8 +285,7 @@ fn a_refused_connection_keeps_the_client_its_proxy_header_named() {
     let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::RoundRobin, |o| {
         o.routing.proxy_protocol = true;
     });
-    let refusing = [("CORRAL_FIXTURE_REFUSE".to_string(), "1000000:0".to_string())];
-    let port = listening(&mut h, &[&refusing, &[]]);
+    let port = h.start_listening_with(&[&refusing("1000000:0"), &[]]);
     let answers = claimed_requests(&mut h, port, 12);
     assert!(answers.iter().all(|a| worker_of(a) == 2), "{answers:?}");
     let refused = h.p.worker(1).unwrap().refused;
@@ -324,7 +304,7 @@ fn a_connection_read_back_from_a_stalled_worker_keeps_its_proxy_client() {
         o.routing.proxy_protocol = true;
         o.stall_timeout = Some(Duration::from_millis(100));
     });
-    let port = listening(&mut h, &[&[], &[]]);
+    let port = h.start_listening(2);
     h.p.kill(2, libc::SIGSTOP).unwrap();
     let answers = claimed_requests(&mut h, port, 6);
     assert!(answers.iter().all(|a| worker_of(a) == 1), "{answers:?}");
@@ -343,7 +323,7 @@ fn a_connection_read_back_from_a_dead_worker_keeps_its_proxy_client() {
         o.routing.proxy_protocol = true;
         o.stall_timeout = None;
     });
-    let port = listening(&mut h, &[&[], &[]]);
+    let port = h.start_listening(2);
     h.p.kill(2, libc::SIGSTOP).unwrap();
     // Two clients at once: one is dealt to worker 1, one to the stopped worker 2, where it waits.
     let clients = std::thread::spawn(move || {

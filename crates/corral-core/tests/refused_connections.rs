@@ -11,9 +11,7 @@ use util::*;
 #[test]
 fn a_refused_connection_goes_to_another_worker() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
-    h.p.spawn_worker(&refusing("1000000:0")).unwrap();
-    h.p.spawn_worker(&[]).unwrap();
-    let port = wait_listening(&mut h, 2);
+    let port = h.start_listening_with(&[&refusing("1000000:0"), &[]]);
     let n = 40;
     let answers = with_client(&mut h, move || {
         (0..n)
@@ -44,8 +42,7 @@ fn a_refused_connection_goes_to_another_worker() {
 #[test]
 fn when_every_worker_refuses_the_client_waits() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
-    h.p.spawn_worker(&refusing("0:300")).unwrap();
-    let port = wait_listening(&mut h, 1);
+    let port = h.start_listening_with(&[&refusing("0:300")]);
     let t0 = Instant::now();
     let answer = with_client(&mut h, move || request(port));
     let answer = answer.expect("the client waited and was served, not dropped");
@@ -67,8 +64,7 @@ fn when_every_worker_refuses_the_client_waits() {
 #[test]
 fn a_worker_that_says_it_has_room_is_dealt_at_once() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
-    h.p.spawn_worker(&refusing("8:0:room")).unwrap();
-    let port = wait_listening(&mut h, 1);
+    let port = h.start_listening_with(&[&refusing("8:0:room")]);
     let client = std::thread::spawn(move || {
         let answer = request(port);
         (answer, Instant::now())
@@ -97,8 +93,7 @@ fn a_worker_that_says_it_has_room_is_dealt_at_once() {
 #[test]
 fn a_refusal_after_the_listener_closed_resets_only_that_client() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
-    h.p.spawn_worker(&refusing("1000000:0")).unwrap();
-    let port = wait_listening(&mut h, 1);
+    let port = h.start_listening_with(&[&refusing("1000000:0")]);
     let client = std::thread::spawn(move || request_within(port, Duration::from_secs(10)));
     // Let it be refused at least once, then take the worker away gracefully.
     h.wait_until("a refusal", Duration::from_secs(5), |p| {
@@ -115,8 +110,7 @@ fn a_refusal_after_the_listener_closed_resets_only_that_client() {
         "no worker: the client is closed, not answered"
     );
     // The primary still serves new workers.
-    h.p.spawn_worker(&[]).unwrap();
-    let port = wait_listening(&mut h, 1);
+    let port = h.start_listening(1);
     let answer = with_client(&mut h, move || request(port).unwrap());
     assert_eq!(worker_of(&answer), 2);
 }
@@ -126,8 +120,7 @@ fn a_refusal_after_the_listener_closed_resets_only_that_client() {
 #[test]
 fn under_the_shared_policy_a_refused_connection_is_closed() {
     let mut h = harness(&["serve", "127.0.0.1:0"], Policy::Shared);
-    h.p.spawn_worker(&refusing("1:0")).unwrap();
-    let port = wait_listening(&mut h, 1);
+    let port = h.start_listening_with(&[&refusing("1:0")]);
     let first = with_client(&mut h, move || request_within(port, Duration::from_secs(5)));
     let closed = first.as_ref().is_err_and(|e| {
         matches!(
@@ -142,22 +135,4 @@ fn under_the_shared_policy_a_refused_connection_is_closed() {
     let second = with_client(&mut h, move || request(port).unwrap());
     assert_eq!(worker_of(&second), 1);
     assert_eq!(h.p.worker(1).unwrap().refused, 1);
-}
-
-/// The environment of a serving worker that refuses (`CORRAL_FIXTURE_REFUSE=N:MS`).
-fn refusing(spec: &str) -> [(String, String); 1] {
-    [("CORRAL_FIXTURE_REFUSE".into(), spec.into())]
-}
-
-fn wait_listening(h: &mut Harness, n: usize) -> u16 {
-    let mut port = 0;
-    let mut seen = 0;
-    h.wait("workers listening", Duration::from_secs(10), |_, ev| {
-        if let corral_core::Event::Listening { addr, .. } = ev {
-            port = addr.port();
-            seen += 1;
-        }
-        (seen == n).then_some(())
-    });
-    port
 }

@@ -30,6 +30,18 @@ fn wait_exit(h: &mut Harness, id: u64) -> Option<i32> {
     )
 }
 
+/// Everything worker `id` writes to its stdout (a `Pipe` entry at 1) until it exits 0.
+fn stdout_of(h: &mut Harness, id: u64) -> String {
+    let mut stdout = UnixStream::from(h.p.take_all_stdio(id)[1].take().unwrap());
+    stdout
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    assert_eq!(wait_exit(h, id), Some(0), "stdout: {out}");
+    out
+}
+
 /// What the worker should report for a slot the spec leaves closed: "closed", unless the test
 /// process itself leaks an fd with that number (cargo's jobserver pipes are not close-on-exec).
 fn unplaced(fd: RawFd) -> &'static str {
@@ -144,13 +156,7 @@ fn a_channel_entry_places_the_workers_channel_at_its_index() {
         let id =
             h.p.spawn_worker_with(&sh(&script, stdio.clone()), &[])
                 .expect("spawn");
-        let mut stdout = UnixStream::from(h.p.take_all_stdio(id)[1].take().unwrap());
-        stdout
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut out = String::new();
-        stdout.read_to_string(&mut out).unwrap();
-        assert_eq!(wait_exit(&mut h, id), Some(0), "stdout: {out}");
+        let out = stdout_of(&mut h, id);
         assert_eq!(out, expected, "stdio {stdio:?}");
     }
 }
@@ -292,4 +298,21 @@ fn without_channel_the_worker_gets_only_its_entries_and_its_exit_is_still_seen()
             unplaced(5)
         )
     );
+}
+
+/// `SpawnSpec::env_remove`: a variable of the primary's environment the worker does not get
+/// (node:cluster's `fork({ X: undefined })`), while `env` still adds its own.
+#[test]
+fn env_remove_leaves_out_a_variable_of_the_primarys_environment() {
+    // Cargo sets CARGO_PKG_NAME for the tests it runs (dash would make up a PATH).
+    assert!(std::env::var_os("CARGO_PKG_NAME").is_some(), "run by cargo");
+    let mut h = harness(&[], Policy::RoundRobin);
+    let mut spec = sh(
+        "echo \"${CARGO_PKG_NAME-unset} ${CORRAL_TEST_ADDED-unset}\"",
+        vec![StdioSpec::Null, StdioSpec::Pipe, StdioSpec::Inherit],
+    );
+    spec.env_remove = vec!["CARGO_PKG_NAME".into()];
+    spec.env = vec![("CORRAL_TEST_ADDED".into(), "added".into())];
+    let id = h.p.spawn_worker_with(&spec, &[]).expect("spawn");
+    assert_eq!(stdout_of(&mut h, id), "unset added\n");
 }

@@ -288,3 +288,51 @@ fn a_rolling_reload_keeps_every_client_on_its_supervisor_slot() {
     let used: BTreeSet<usize> = before.iter().copied().collect();
     assert!(used.len() >= 3, "60 clients on slots {used:?}");
 }
+
+/// A burst of keyed connections, all queued with their requests when the primary next looks, is
+/// dealt by one flat accept loop. Each one's key is there at accept, so it is dealt at once;
+/// that used to go through the parked path, which pumped the listener again from inside the
+/// accept loop: one nesting per connection of the burst (and a `getsockopt(TCP_INFO)` each),
+/// so 500 queued connections overflowed this 256 KiB stack.
+#[test]
+fn a_burst_of_keyed_connections_is_dealt_without_nesting_an_accept_loop_per_connection() {
+    use corral_core::policy::http_key::KeySource;
+    const BURST: u32 = 500; // under the fixture's backlog of 511
+    let run = || {
+        let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::Sticky, |o| {
+            o.routing.key = Some(KeySource::Query("sid".into()));
+            // Room for the whole burst, so nothing waits for a worker's acknowledgement.
+            o.window = 2 * BURST;
+        });
+        let port = h.start_listening(2);
+        // Nobody dispatches while these connect and send: they wait in the accept queue.
+        let conns: Vec<std::net::TcpStream> = (0..BURST)
+            .map(|i| {
+                let s = connect_from(client(i % 8), port).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let req = format!("GET /?sid=s{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+                std::io::Write::write_all(&mut &s, req.as_bytes()).unwrap();
+                s
+            })
+            .collect();
+        let workers = with_client(&mut h, move || {
+            conns
+                .iter()
+                .map(|s| worker_of(&read_answer(s).unwrap()))
+                .collect::<BTreeSet<u64>>()
+        });
+        assert_eq!(workers.len(), 2, "500 sessions all on {workers:?}");
+        let stats = h.p.routing_stats();
+        assert_eq!(
+            (stats.keyed, stats.key_fallbacks),
+            (u64::from(BURST), 0),
+            "{stats:?}"
+        );
+    };
+    let t = std::thread::Builder::new()
+        .name("small-stack primary".into())
+        .stack_size(256 * 1024)
+        .spawn(run)
+        .unwrap();
+    t.join().expect("the primary's thread failed");
+}

@@ -6,36 +6,13 @@ mod util;
 use corral_core::supervisor::RecycleOptions;
 use corral_core::{SupervisorEvent, SupervisorOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use util::supervisor::{args, opts, plan, start};
+use util::supervisor::{args, opts, plan, start, Sup};
 
 #[test]
 fn a_worker_over_its_rss_limit_is_recycled_without_a_failed_request() {
-    let o = SupervisorOptions {
-        recycle: RecycleOptions {
-            max_rss: Some(48 << 20),
-            ..Default::default()
-        },
-        ..opts(2)
-    };
-    let first = Arc::new(AtomicBool::new(true));
-    let f2 = first.clone();
     // The first worker of slot 0 bloats; its replacement does not.
-    let mut s = start(
-        plan(move |slot| {
-            if slot == 0 && f2.swap(false, Ordering::AcqRel) {
-                args(&["rss", "64", "127.0.0.1:0"])
-            } else {
-                args(&["serve", "127.0.0.1:0"])
-            }
-        }),
-        o,
-        &[],
-    );
-    s.run_until("2 listening", Duration::from_secs(10), |s| {
-        s.listening() >= 2
-    });
+    let mut s = over_rss_in_slot_0("rss");
     let (sent, failed) = s.load_while("the recycle", Duration::from_secs(20), |s| {
         s.count(|e| matches!(e, SupervisorEvent::Recycle { .. })) == 1 && s.drained() >= 1
     });
@@ -80,29 +57,7 @@ fn a_worker_over_its_connection_limit_is_recycled() {
 /// is over the limit and it is recycled without a failed request.
 #[test]
 fn a_workers_child_counts_toward_max_rss_only_with_count_descendants() {
-    let o = SupervisorOptions {
-        recycle: RecycleOptions {
-            max_rss: Some(48 << 20),
-            ..Default::default()
-        },
-        ..opts(2)
-    };
-    let first = Arc::new(AtomicBool::new(true));
-    let f2 = first.clone();
-    let mut s = start(
-        plan(move |slot| {
-            if slot == 0 && f2.swap(false, Ordering::AcqRel) {
-                args(&["child-rss", "64", "127.0.0.1:0"])
-            } else {
-                args(&["serve", "127.0.0.1:0"])
-            }
-        }),
-        o,
-        &[],
-    );
-    s.run_until("2 listening", Duration::from_secs(10), |s| {
-        s.listening() >= 2
-    });
+    let mut s = over_rss_in_slot_0("child-rss");
     // Three recycling checks (one a second) with the child's 64 MiB in place.
     let until = std::time::Instant::now() + Duration::from_millis(3200);
     s.run_until("3.2 s", Duration::from_secs(10), |_| {
@@ -131,4 +86,33 @@ fn a_workers_child_counts_toward_max_rss_only_with_count_descendants() {
          {sent}, failed {failed}"
     );
     assert_eq!(failed, 0);
+}
+
+/// 2 slots recycled over 48 MiB of RSS, both listening; slot 0's first worker runs the
+/// fixture's `mode` with 64 MiB (`rss`: held by itself, `child-rss`: by its child), every
+/// other worker serves.
+fn over_rss_in_slot_0(mode: &'static str) -> Sup {
+    let o = SupervisorOptions {
+        recycle: RecycleOptions {
+            max_rss: Some(48 << 20),
+            ..Default::default()
+        },
+        ..opts(2)
+    };
+    let first = AtomicBool::new(true);
+    let mut s = start(
+        plan(move |slot| {
+            if slot == 0 && first.swap(false, Ordering::AcqRel) {
+                args(&[mode, "64", "127.0.0.1:0"])
+            } else {
+                args(&["serve", "127.0.0.1:0"])
+            }
+        }),
+        o,
+        &[],
+    );
+    s.run_until("2 listening", Duration::from_secs(10), |s| {
+        s.listening() >= 2
+    });
+    s
 }

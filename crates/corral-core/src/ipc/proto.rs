@@ -586,6 +586,7 @@ mod tests {
                 readable_all: false,
                 writable_all: true,
                 reuse_addr: true,
+                mode_exact: true,
             },
             kind: SocketKind::Datagram,
         };
@@ -770,12 +771,12 @@ mod tests {
             .i32(1)
             .str("127.0.0.1:0")
             .u32(0)
-            .u32(16)
+            .u32(32)
             .u32(0)
             .finish();
         let e = ListenRequest::decode(&unknown_option).unwrap_err();
         assert!(
-            e.message().contains("unknown listen option bits 0x10"),
+            e.message().contains("unknown listen option bits 0x20"),
             "{e}"
         );
         let unknown_kind = Writer::new()

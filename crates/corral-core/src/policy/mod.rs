@@ -122,12 +122,20 @@ impl Policy {
     }
 
     /// The eBPF program a kernel-steered policy asks for, with `window` connections open per
-    /// worker at most (the `rr` window): `kernel-rr` deals in turn, skipping a worker at its
-    /// window; `kernel-least` picks the least loaded. `None` for the other policies.
-    pub fn kernel_steer(self, window: u32) -> Option<crate::sys::Steer> {
+    /// worker at most (the `rr` window): `kernel-rr` deals in turn, `kernel-least` picks the
+    /// least loaded, both passing over a worker at its window or stalled for `stall` (it left
+    /// connections waiting and took none for that long; `None`: never). `None` for the other
+    /// policies.
+    pub fn kernel_steer(
+        self,
+        window: u32,
+        stall: Option<std::time::Duration>,
+    ) -> Option<crate::sys::Steer> {
+        // At least 1 ms (a shorter one would be no check at all), at most ~24 days.
+        let stall_ms = stall.map_or(0, |t| t.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
         match self {
-            Policy::KernelRr => Some(crate::sys::Steer::Window(window)),
-            Policy::KernelLeast => Some(crate::sys::Steer::Least(window)),
+            Policy::KernelRr => Some(crate::sys::Steer::Window { window, stall_ms }),
+            Policy::KernelLeast => Some(crate::sys::Steer::Least { window, stall_ms }),
             _ => None,
         }
     }
@@ -136,6 +144,41 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both kernel policies carry the stall time into their program (in whole ms, at least
+    /// 1); the others have none.
+    #[test]
+    fn kernel_policies_carry_the_stall_time() {
+        use crate::sys::Steer;
+        use std::time::Duration;
+        let t = Some(Duration::from_millis(25));
+        assert_eq!(
+            Policy::KernelRr.kernel_steer(32, t),
+            Some(Steer::Window {
+                window: 32,
+                stall_ms: 25
+            })
+        );
+        assert_eq!(
+            Policy::KernelLeast.kernel_steer(32, t),
+            Some(Steer::Least {
+                window: 32,
+                stall_ms: 25
+            })
+        );
+        assert_eq!(
+            Policy::KernelLeast.kernel_steer(8, Some(Duration::from_micros(10))),
+            Some(Steer::Least {
+                window: 8,
+                stall_ms: 1
+            })
+        );
+        assert_eq!(
+            Policy::KernelLeast.kernel_steer(8, None),
+            Some(Steer::least_of(8))
+        );
+        assert_eq!(Policy::RoundRobin.kernel_steer(32, t), None);
+    }
 
     #[test]
     fn names_round_trip() {

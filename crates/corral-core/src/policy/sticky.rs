@@ -296,6 +296,73 @@ mod tests {
             .contains("/128"));
     }
 
+    /// `n` keys, each drawn as `shape` makes it from a deterministic generator.
+    fn key_set(seed: &mut u64, n: usize, shape: fn(u64, usize) -> Vec<u8>) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                key_of(&shape(mix(*seed), i))
+            })
+            .collect()
+    }
+
+    /// For `k` keys over 2 slots a hash as good as a fair coin gives slot 0 a binomial share:
+    /// mean 1/2, standard deviation 1/(2 sqrt k). A weak one (FNV without the finalizer on
+    /// similar short strings, a bias between slots) shows as a mean off 1/2 or a wider spread.
+    /// Returns the largest max/min over the sets.
+    fn check_two_slot_shares(k: usize, sets: usize, shape: fn(u64, usize) -> Vec<u8>) -> f64 {
+        let t = table(2);
+        let mut seed = 7;
+        let mut shares = Vec::with_capacity(sets);
+        let mut worst: f64 = 1.0;
+        for _ in 0..sets {
+            let ks = key_set(&mut seed, k, shape);
+            let first = assign(&t, &ks).iter().filter(|&&w| w == 100).count();
+            shares.push(first as f64 / k as f64);
+            let (hi, lo) = (first.max(k - first), first.min(k - first));
+            worst = worst.max(hi as f64 / lo as f64);
+        }
+        let n = sets as f64;
+        let mean = shares.iter().sum::<f64>() / n;
+        let sd = (shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let coin = 0.5 / (k as f64).sqrt();
+        assert!(
+            (mean - 0.5).abs() < 4.0 * coin / n.sqrt(),
+            "{k} keys: slot 0 gets {mean:.4} on average over {sets} sets"
+        );
+        assert!(
+            (0.85 * coin..1.15 * coin).contains(&sd),
+            "{k} keys: the share of slot 0 spreads by {sd:.4}, a fair coin by {coin:.4}"
+        );
+        worst
+    }
+
+    #[test]
+    fn two_slots_share_keys_as_a_fair_coin_would() {
+        // The sessions bench/lib/wrk.lua draws: 16 hex digits from two 31-bit randoms.
+        fn hex(r: u64, _: usize) -> Vec<u8> {
+            format!("{:08x}{:08x}", r & 0x7fff_ffff, (r >> 32) & 0x7fff_ffff).into_bytes()
+        }
+        // Similar short strings (`user123`), where FNV alone is weakest.
+        fn user(r: u64, _: usize) -> Vec<u8> {
+            format!("user{}", r % 10_000_000_000).into_bytes()
+        }
+        // 256 keys is what the bench drew until it moved to 4096: 1 sd is 3.1 % of the keys, so
+        // a max/min of 1.18 (a 54 % share) is a 1.3 sd draw, one set in five, not a weak hash.
+        let worst_256 = check_two_slot_shares(256, 4000, hex);
+        assert!(
+            worst_256 > 1.18,
+            "max/min over 4000 sets of 256 keys: {worst_256}"
+        );
+        check_two_slot_shares(256, 4000, user);
+        // 4096 sessions: 1 sd is 0.8 %; 4.5 sd (a max/min of 1.15) is not reached in 400 sets.
+        let worst_4096 = check_two_slot_shares(4096, 400, hex);
+        assert!(
+            worst_4096 < 1.15,
+            "max/min over 400 sets of 4096 keys: {worst_4096}"
+        );
+    }
+
     #[test]
     fn slots_bookkeeping() {
         let mut t = table(3);

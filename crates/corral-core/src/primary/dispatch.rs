@@ -12,6 +12,7 @@ use crate::event::{Event, WorkerId};
 use crate::sys::SignalPipe;
 use mio::{Poll, Token};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,10 +30,59 @@ pub(super) fn token(tag: usize, id: u64) -> Token {
     Token(((id as usize) << TAG_BITS) | tag)
 }
 
+/// The primary's poller (epoll, kqueue) and its event buffer. The primary waits on it itself
+/// in [`super::Primary::dispatch`]; a caller that must not hold the primary while it waits
+/// (the Node front's engine thread: JS calls take the primary meanwhile) takes it out with
+/// [`super::Primary::take_poller`], waits with [`Poller::wait`] and hands what it saw to
+/// [`super::Primary::dispatch_ready`]: one system call per wake-up, where polling the
+/// primary's fd and then dispatching took two.
+pub struct Poller {
+    poll: Poll,
+    pub(super) events: mio::Events,
+}
+
+impl Poller {
+    /// Waits at most `timeout` (`None`: until something is ready) for readiness. A signal
+    /// that interrupts the wait is no error: it returns with nothing ready.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                self.events.clear();
+                Ok(())
+            }
+            Err(e) => Err(Error::os("epoll_wait", "poll", &e)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("fd", &self.poll.as_raw_fd())
+            .finish()
+    }
+}
+
+pub(super) fn new_poller() -> Result<(Poller, mio::Registry, RawFd)> {
+    let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
+    let registry = poll
+        .registry()
+        .try_clone()
+        .map_err(io_err("fcntl", "clone the poller's registry"))?;
+    let fd = poll.as_raw_fd();
+    let events = mio::Events::with_capacity(256);
+    Ok((Poller { poll, events }, registry, fd))
+}
+
 pub(super) struct Inner {
     pub(super) opts: PrimaryOptions,
-    pub(super) poll: Poll,
-    pub(super) mio_events: mio::Events,
+    /// Registers fds with the poller, wherever the poller is (here or taken out).
+    pub(super) registry: mio::Registry,
+    /// The poller while the primary waits on it itself; `None` once taken.
+    pub(super) poller: Option<Poller>,
+    /// The poller's fd (`Primary::poll_fd`), also once taken.
+    pub(super) poll_fd: RawFd,
     pub(super) workers: BTreeMap<WorkerId, WorkerRecord>,
     pub(super) next_id: WorkerId,
     pub(super) listeners: Vec<ListenerSlot>,
@@ -69,24 +119,19 @@ pub(super) struct Inner {
 impl Inner {
     pub(super) fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>> {
         if self.waker.is_none() {
-            let w = mio::Waker::new(self.poll.registry(), token(TAG_SIGNAL, WAKER_ID))
+            let w = mio::Waker::new(&self.registry, token(TAG_SIGNAL, WAKER_ID))
                 .map_err(io_err("eventfd", "create waker"))?;
             self.waker = Some(std::sync::Arc::new(w));
         }
         Ok(self.waker.clone().expect("just set"))
     }
 
-    pub(super) fn dispatch(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let mut timeout = timeout;
-        let busy = !self.hot_channels.is_empty() || !self.hot_listeners.is_empty();
-        if busy {
-            timeout = Some(Duration::ZERO);
-        }
-        let now = Instant::now();
-        let mut cap = |t: Instant| {
-            let d = t.saturating_duration_since(now);
-            timeout = Some(timeout.map_or(d, |x| x.min(d)));
-        };
+    /// The nearest timer: the shutdown deadline, a listener's accept retry, the stall
+    /// check, an orphan listener's grace, a refusal retry, a due SIGTERM, a parked
+    /// connection's deadline.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut cap = |r: Instant| t = Some(t.map_or(r, |x| x.min(r)));
         if let Some(s) = self.shutdown.as_ref().filter(|s| !s.killed) {
             cap(s.deadline);
         }
@@ -95,28 +140,63 @@ impl Inner {
                 cap(r);
             }
         }
-        if let Some(r) = self.next_stall_check {
+        for r in [
+            self.next_stall_check,
+            self.next_orphan_deadline(),
+            self.next_refusal_retry(),
+            self.next_term(),
+            self.next_parked_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             cap(r);
         }
-        if let Some(r) = self.next_orphan_deadline() {
-            cap(r);
+        t
+    }
+
+    /// How long a wait for readiness may last: zero while work is left over (events not
+    /// taken, channels or listeners past their batch), else until the nearest timer (`None`:
+    /// no timer).
+    pub(super) fn wait_time(&self) -> Option<Duration> {
+        if !self.events.is_empty()
+            || !self.hot_channels.is_empty()
+            || !self.hot_listeners.is_empty()
+        {
+            return Some(Duration::ZERO);
         }
-        if let Some(r) = self.next_refusal_retry() {
-            cap(r);
-        }
-        if let Some(r) = self.next_term() {
-            cap(r);
-        }
-        if let Some(r) = self.next_parked_deadline() {
-            cap(r);
-        }
-        match self.poll.poll(&mut self.mio_events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::os("epoll_wait", "poll", &e)),
-        }
-        let ready: Vec<(usize, bool)> = self
-            .mio_events
+        let now = Instant::now();
+        self.next_deadline()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    pub(super) fn dispatch(&mut self, timeout: Option<Duration>) -> Result<()> {
+        // Events not taken yet do not shorten the caller's own wait here (as before the
+        // poller could be taken out): only work left over and timers do.
+        let busy = !self.hot_channels.is_empty() || !self.hot_listeners.is_empty();
+        let now = Instant::now();
+        let timer = self
+            .next_deadline()
+            .map(|t| t.saturating_duration_since(now));
+        let timeout = [timeout, timer, busy.then_some(Duration::ZERO)]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(mut poller) = self.poller.take() else {
+            return Err(Error::wrong_state(
+                "the poller was taken (Primary::take_poller): dispatch with dispatch_ready",
+            ));
+        };
+        let waited = poller.wait(timeout);
+        let handled = waited.and_then(|()| self.dispatch_ready(&poller.events));
+        self.poller = Some(poller);
+        handled
+    }
+
+    /// Handles the readiness `events` reported (by this primary's poller), then the timers
+    /// that are due.
+    pub(super) fn dispatch_ready(&mut self, events: &mio::Events) -> Result<()> {
+        let ready: Vec<(usize, bool)> = events
             .iter()
             .map(|e| (e.token().0, e.is_writable() && !e.is_readable()))
             .collect();

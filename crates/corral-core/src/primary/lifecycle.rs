@@ -137,7 +137,7 @@ impl Inner {
                 ));
             }
         };
-        let reg = self.poll.registry();
+        let reg = &self.registry;
         reg.register(
             &mut SourceFd(&pidfd.as_raw_fd()),
             token(TAG_PIDFD, id),
@@ -227,10 +227,7 @@ impl Inner {
             return;
         };
         let Some(chan) = slot.chan.take() else { return };
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&chan.raw_fd()));
+        let _ = self.registry.deregister(&mut SourceFd(&chan.raw_fd()));
         drop(chan);
         slot.state = WorkerState::Disconnected;
         slot.write_blocked = false;
@@ -316,8 +313,7 @@ impl Inner {
         self.recover(id);
         let slot = self.workers.remove(&id).expect("present above");
         let _ = self
-            .poll
-            .registry()
+            .registry
             .deregister(&mut SourceFd(&slot.pidfd.as_raw_fd()));
         self.events.push_back(Event::Exit {
             worker: id,
@@ -344,10 +340,7 @@ impl Inner {
         });
         for l in &mut self.listeners {
             if let Some(fd) = l.fd.take() {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&fd.as_raw_fd()));
+                let _ = self.registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
             // Not yet handed out: the clients see a reset, as with any closing server.
             l.pending.clear();

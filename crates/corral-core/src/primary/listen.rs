@@ -320,7 +320,7 @@ impl Inner {
         let mut fallback = None;
         let policy = self.opts.policy;
         let steer = policy
-            .kernel_steer(self.opts.window)
+            .kernel_steer(self.opts.window, self.stall_timeout())
             .filter(|_| kind == SocketKind::Stream);
         // The load-aware program where it can be had; the plain round-robin one (reported
         // once, below) where only that can; primary-accept otherwise.
@@ -390,8 +390,7 @@ impl Inner {
         let lid = self.listeners.len() as u32 + 1;
         let stream = bound.addr.kind() == SocketKind::Stream;
         if self.opts.policy.primary_deals() && stream {
-            self.poll
-                .registry()
+            self.registry
                 .register(
                     &mut SourceFd(&bound.fd.as_raw_fd()),
                     token(TAG_LISTENER, lid as u64),
@@ -578,10 +577,7 @@ impl Inner {
         let addr = l.addr.clone();
         let adopted = l.adopted;
         if let Some(fd) = fd {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+            let _ = self.registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
         }
         self.by_addr.retain(|_, v| *v != lid);
         match addr {

@@ -275,7 +275,7 @@ impl Inner {
         }
         slot.write_blocked = true;
         if let Some(chan) = slot.chan.as_ref() {
-            let _ = self.poll.registry().reregister(
+            let _ = self.registry.reregister(
                 &mut SourceFd(&chan.raw_fd()),
                 token(TAG_CHANNEL, id),
                 Interest::READABLE | Interest::WRITABLE,
@@ -292,7 +292,7 @@ impl Inner {
         }
         slot.write_blocked = false;
         if let Some(chan) = slot.chan.as_ref() {
-            let _ = self.poll.registry().reregister(
+            let _ = self.registry.reregister(
                 &mut SourceFd(&chan.raw_fd()),
                 token(TAG_CHANNEL, id),
                 Interest::READABLE,

@@ -46,11 +46,12 @@ use crate::listener::BoundAddr;
 use crate::policy::Policy;
 use crate::sys::{self, SignalPipe, SpawnSpec};
 use crate::worker::{Worker, ENV_CHANNEL_FD, ENV_MESSAGE_FD, ENV_WORKER_ID};
+pub use dispatch::Poller;
 use dispatch::{token, Inner, TAG_SIGNAL};
 use lifecycle::check_stdio;
 use messages::{queue_cost, SEND_HIGH_WATER};
 use mio::unix::SourceFd;
-use mio::{Interest, Poll};
+use mio::Interest;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -162,7 +163,7 @@ impl Primary {
     pub fn new(mut opts: PrimaryOptions) -> Result<Primary> {
         crate::environ::apply(&mut opts)?;
         opts.validate()?;
-        let poll = Poll::new().map_err(io_err("epoll_create", "create poller"))?;
+        let (poller, registry, poll_fd) = dispatch::new_poller()?;
         let mut wanted = Vec::new();
         if opts.shutdown_signals {
             wanted.extend([libc::SIGINT, libc::SIGTERM]);
@@ -173,7 +174,7 @@ impl Primary {
         let signals = if !wanted.is_empty() {
             let s = SignalPipe::install(&wanted)
                 .map_err(io_err("sigaction", "install signal handlers"))?;
-            poll.registry()
+            registry
                 .register(
                     &mut SourceFd(&s.fd().as_raw_fd()),
                     token(TAG_SIGNAL, 0),
@@ -188,8 +189,9 @@ impl Primary {
         Ok(Primary {
             inner: Some(Box::new(Inner {
                 opts,
-                poll,
-                mio_events: mio::Events::with_capacity(256),
+                registry,
+                poller: Some(poller),
+                poll_fd,
                 workers: BTreeMap::new(),
                 next_id: 1,
                 listeners: Vec::new(),
@@ -269,43 +271,28 @@ impl Primary {
     /// (epoll, libuv, libevent) and call `dispatch(Some(Duration::ZERO))` when it is readable or
     /// when [`Primary::next_timeout`] expires.
     pub fn poll_fd(&self) -> RawFd {
-        self.inner_ref().map_or(-1, |i| i.poll.as_raw_fd())
+        self.inner_ref().map_or(-1, |i| i.poll_fd)
     }
 
     /// How long an embedding loop may sleep before calling `dispatch` again (`None`: until the
     /// poll fd is readable).
     pub fn next_timeout(&self) -> Option<Duration> {
-        let i = self.inner_ref()?;
-        if !i.events.is_empty() || !i.hot_channels.is_empty() || !i.hot_listeners.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let now = Instant::now();
-        let mut t: Option<Instant> = i
-            .shutdown
-            .as_ref()
-            .filter(|s| !s.killed)
-            .map(|s| s.deadline);
-        for l in &i.listeners {
-            if let Some(r) = l.retry_at {
-                t = Some(t.map_or(r, |x| x.min(r)));
-            }
-        }
-        if let Some(r) = i.next_stall_check {
-            t = Some(t.map_or(r, |x| x.min(r)));
-        }
-        if let Some(r) = i.next_orphan_deadline() {
-            t = Some(t.map_or(r, |x| x.min(r)));
-        }
-        if let Some(r) = i.next_refusal_retry() {
-            t = Some(t.map_or(r, |x| x.min(r)));
-        }
-        if let Some(r) = i.next_term() {
-            t = Some(t.map_or(r, |x| x.min(r)));
-        }
-        if let Some(r) = i.next_parked_deadline() {
-            t = Some(t.map_or(r, |x| x.min(r)));
-        }
-        t.map(|t| t.saturating_duration_since(now))
+        self.inner_ref()?.wait_time()
+    }
+
+    /// Takes the poller out of the primary, for a loop that waits on it without holding the
+    /// primary (see [`Poller`]); [`Primary::dispatch`] fails from then on and
+    /// [`Primary::dispatch_ready`] handles what the poller reports. `None` if it was taken
+    /// already. [`Primary::poll_fd`] stays the poller's fd.
+    pub fn take_poller(&mut self) -> Option<Poller> {
+        self.inner.as_deref_mut()?.poller.take()
+    }
+
+    /// Handles what `poller` (this primary's, from [`Primary::take_poller`]) reported in its
+    /// last [`Poller::wait`], bounded by [`Primary::next_timeout`] so that timers run: accepts
+    /// and hands out connections, reads channels, reaps exits, enforces deadlines.
+    pub fn dispatch_ready(&mut self, poller: &Poller) -> Result<()> {
+        self.inner()?.dispatch_ready(&poller.events)
     }
 
     /// A handle that wakes [`Primary::dispatch`] from another thread (for fronts that run the

@@ -83,7 +83,10 @@ impl Inner {
     /// Parks an accepted connection of listener `lid` and looks at what it has sent already:
     /// the poller watches it only when that is not enough (a client that connects and sends at
     /// once, as most do on loopback and behind a proxy, is dealt without two `epoll_ctl`s).
-    pub(super) fn park(&mut self, lid: u32, fd: OwnedFd) {
+    /// Returns such a connection for the caller (the accept loop, `pump`) to deal: dealing it
+    /// here would start an accept loop inside the accept loop, one level deeper per connection
+    /// of a burst, each asking the accept queue's length again (a `getsockopt` per connection).
+    pub(super) fn park(&mut self, lid: u32, fd: OwnedFd) -> Option<Dealt> {
         let id = self.next_parked;
         self.next_parked += 1;
         self.parked.insert(
@@ -99,12 +102,14 @@ impl Inner {
         );
         let next = self.look(id);
         if !matches!(next, Next::Wait) {
-            return self.settle(id, next);
+            // No listener to pump for room: taking out the one just put in leaves the room
+            // there was before, and the caller accepted because there was some.
+            return self.unpark(id, next).map(|(_, conn)| conn);
         }
         let p = self.parked.get_mut(&id).expect("parked above");
         // Edge-triggered, but adding reports what is readable already: bytes that came since
         // the look above still wake it.
-        match self.poll.registry().register(
+        match self.registry.register(
             &mut SourceFd(&p.fd.as_raw_fd()),
             token(TAG_PEEK, id),
             Interest::READABLE,
@@ -119,6 +124,7 @@ impl Inner {
                 });
             }
         }
+        None
     }
 
     /// A parked connection is readable (or was just parked): read its header, look for its key.
@@ -172,47 +178,15 @@ impl Inner {
     }
 
     fn settle(&mut self, id: u64, next: Next) {
-        if matches!(next, Next::Wait) {
-            return;
-        }
         let was_full = self.parked.len() >= MAX_PARKED;
-        let Some(p) = self.parked.remove(&id) else {
-            return;
-        };
-        if p.watched {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&p.fd.as_raw_fd()));
-        }
-        match next {
-            Next::Wait => {}
-            Next::Close(why) => {
-                self.routing.proxy_errors += 1;
-                self.routing.last_proxy_error = Some(why.to_string());
-                drop(p.fd); // closes the connection
-            }
-            Next::Deal(key) => {
-                if self.wants_key() {
-                    if key.is_some() {
-                        self.routing.keyed += 1;
-                    } else {
-                        self.routing.key_fallbacks += 1;
-                    }
-                }
-                let lid = p.lid;
-                // A listener closed meanwhile has nobody to give it to: the fd closes.
-                if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
-                    l.pending.push_back(Dealt {
-                        fd: p.fd,
-                        key,
-                        peer: p.peer,
-                    });
-                    self.pump(lid);
-                }
+        if let Some((lid, conn)) = self.unpark(id, next) {
+            // A listener closed meanwhile has nobody to give it to: the fd closes.
+            if let Some(l) = self.listener_mut(lid).filter(|l| l.fd.is_some()) {
+                l.pending.push_back(conn);
+                self.pump(lid);
             }
         }
-        if was_full {
+        if was_full && self.parked.len() < MAX_PARKED {
             // Room again: listeners that stopped accepting for want of it go on.
             let lids: Vec<u32> = self
                 .listeners
@@ -222,6 +196,42 @@ impl Inner {
                 .collect();
             for lid in lids {
                 self.pump(lid);
+            }
+        }
+    }
+
+    /// Takes a parked connection out once `next` settles it (nothing when it says wait):
+    /// closed and counted, or returned with its listener to be dealt.
+    fn unpark(&mut self, id: u64, next: Next) -> Option<(u32, Dealt)> {
+        if matches!(next, Next::Wait) {
+            return None;
+        }
+        let p = self.parked.remove(&id)?;
+        if p.watched {
+            let _ = self.registry.deregister(&mut SourceFd(&p.fd.as_raw_fd()));
+        }
+        match next {
+            Next::Wait => None,
+            Next::Close(why) => {
+                self.routing.proxy_errors += 1;
+                self.routing.last_proxy_error = Some(why.to_string());
+                drop(p.fd); // closes the connection
+                None
+            }
+            Next::Deal(key) => {
+                if self.wants_key() {
+                    if key.is_some() {
+                        self.routing.keyed += 1;
+                    } else {
+                        self.routing.key_fallbacks += 1;
+                    }
+                }
+                let conn = Dealt {
+                    fd: p.fd,
+                    key,
+                    peer: p.peer,
+                };
+                Some((p.lid, conn))
             }
         }
     }

@@ -18,6 +18,7 @@
 //! | worker dies with primary | `PR_SET_PDEATHSIG` + channel EOF       | channel EOF only                                |
 //! | poller                   | epoll through mio                      | kqueue through mio (macOS); epoll (Linux)       |
 //! | CPU count                | affinity mask and cgroup v2 `cpu.max`  | Linux's (Linux); `std::thread::available_parallelism` (macOS) |
+//! | worker starved of CPU?   | `/proc/PID/schedstat` (run and run-queue wait) | Linux's (Linux); not known (macOS)     |
 //! | signal wake-up (opt-in)  | `sigaction` + self-pipe                | same                                            |
 //!
 //! On Linux the calls go through **nix** (socketpair, sendmsg with `ScmRights`, accept4, poll,
@@ -26,9 +27,9 @@
 //!
 //! | call                     | why libc                                                         |
 //! |--------------------------|------------------------------------------------------------------|
-//! | `recvmsg`, `recvmmsg` (SCM_RIGHTS) | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak |
+//! | `recvmsg`, `recvmmsg` (SCM_RIGHTS) | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak; one walk for both backends (`rights.rs`) |
 //! | `getsockopt(TCP_INFO)`   | nix has no `TCP_INFO` option                                      |
-//! | `setsockopt(SO_PEEK_OFF)` | nix has no `SO_PEEK_OFF` option                                  |
+//! | `setsockopt` of an int   | nix has no `SO_PEEK_OFF`, `SO_ATTACH_REUSEPORT_EBPF` (only CBPF) or `SO_NOSIGPIPE` option: one call for them, `sockopt.rs` |
 //! | `pidfd_open`             | nix has no pidfd_open                                             |
 //! | `waitpid`                | nix turns a child killed by a real-time signal into EINVAL after reaping it |
 //! | `kill`, `sigaction`      | nix's `Signal` has no real-time signals (SIGRTMIN+n)              |
@@ -52,6 +53,9 @@ pub use macos::*;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix;
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod rights;
+mod sockopt;
 mod steer;
 pub use steer::{LoadRelease, Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
 // Named imports shadow the globs above: with `portable` these replace Linux's own.

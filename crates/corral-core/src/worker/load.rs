@@ -11,6 +11,10 @@
 //!   keep-alive connections never fill it. [`LoadSlots::closed`] releases nothing.
 //! - `kernel-least` ([`LoadRelease::AtClose`]): when it closes ([`LoadSlots::closed`]).
 //!
+//! Either way, taking a connection also restarts the slot's stall clock and takes it off the
+//! slot's count of connections waiting to be taken (kernel-least's), which the programs'
+//! stall checks read ([`LoadSlots::accepted`]).
+//!
 //! Shared (`Arc`) between the protocol that fills it and the front's `closed` call, which may
 //! run on another thread (the Node worker's JS thread; its receiver may be a native thread).
 
@@ -94,13 +98,16 @@ impl LoadSlots {
     }
 
     /// The worker took one connection of `listener` (accepted it on its own socket, or read
-    /// it off the channel): `load[slot] -= 1` (never below 0) when the listener releases at
+    /// it off the channel): the slot's stall clock restarts and one fewer waits there
+    /// ([`LoadMap::took`]); `load[slot] -= 1` (never below 0) when the listener releases at
     /// accept (`kernel-rr`). Whether it released.
     pub fn accepted(&self, listener: u32) -> bool {
         let mut loads = self.lock();
         let Some(l) = loads.mapped.get_mut(&listener) else {
             return false;
         };
+        // Not stalled: the programs' stall checks read this.
+        l.map.took(l.slot);
         if l.release == LoadRelease::AtClose {
             l.open += 1;
             return false;

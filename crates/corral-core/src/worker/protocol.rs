@@ -692,7 +692,7 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Least(32))
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::least_of(32))
             .expect("as root");
         let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
         g.load_map().unwrap().set(3, 2);
@@ -732,7 +732,7 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::Window(32))
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::window_of(32))
             .expect("as root");
         let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
         g.load_map().unwrap().set(3, 2);

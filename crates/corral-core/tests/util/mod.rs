@@ -59,6 +59,18 @@ pub fn harness_with(
 }
 
 impl Harness {
+    /// Blocks the loop of `worker` (a serving fixture) for `ms` ms, as a slow synchronous
+    /// handler would, and returns once it says it blocks.
+    pub fn block_worker(&mut self, worker: corral_core::WorkerId, ms: u64) {
+        self.p
+            .send(worker, format!("block {ms}").into_bytes(), Vec::new())
+            .unwrap();
+        self.wait("the worker says it blocks", Duration::from_secs(10), |_, ev| {
+            matches!(ev, Event::Message { worker: w, data, .. } if *w == worker && data == b"blocking")
+                .then_some(())
+        });
+    }
+
     /// Dispatches until `f` returns `Some` for an event, or panics after `timeout` naming `what`.
     pub fn wait<T>(
         &mut self,
@@ -106,8 +118,15 @@ impl Harness {
 
     /// Spawns `n` workers and waits until all listen; returns the port.
     pub fn start_listening(&mut self, n: usize) -> u16 {
-        for _ in 0..n {
-            self.p.spawn_worker(&[]).unwrap();
+        self.start_listening_with(&vec![&[][..]; n])
+    }
+
+    /// Spawns one worker per entry of `envs` (its extra environment, e.g.
+    /// `CORRAL_FIXTURE_SERVE_MS` for a slow one) and waits until all listen on one port;
+    /// returns it.
+    pub fn start_listening_with(&mut self, envs: &[&[(String, String)]]) -> u16 {
+        for env in envs {
+            self.p.spawn_worker(env).unwrap();
         }
         let mut port = 0;
         let mut listening = 0;
@@ -123,7 +142,7 @@ impl Harness {
                     port = addr.port();
                     listening += 1;
                 }
-                (listening == n).then_some(())
+                (listening == envs.len()).then_some(())
             },
         );
         port
@@ -180,6 +199,18 @@ impl Harness {
     }
 }
 
+/// The environment of a fixture worker whose loop is blocked `ms` per request it serves
+/// (`CORRAL_FIXTURE_SERVE_MS`), for [`Harness::start_listening_with`].
+pub fn slow_serving(ms: u32) -> [(String, String); 1] {
+    [("CORRAL_FIXTURE_SERVE_MS".into(), ms.to_string())]
+}
+
+/// The environment of a serving fixture worker that refuses connections
+/// (`CORRAL_FIXTURE_REFUSE=N:MS[:room]`, see the fixture), for [`Harness::start_listening_with`].
+pub fn refusing(spec: &str) -> [(String, String); 1] {
+    [("CORRAL_FIXTURE_REFUSE".into(), spec.into())]
+}
+
 /// Sends one line, returns the answer line ("worker <id> pid <pid>").
 pub fn request(port: u16) -> std::io::Result<String> {
     request_within(port, Duration::from_secs(10))
@@ -189,6 +220,14 @@ pub fn request(port: u16) -> std::io::Result<String> {
 pub fn request_within(port: u16, timeout: Duration) -> std::io::Result<String> {
     let s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(timeout))?;
+    (&s).write_all(b"hello\n")?;
+    routing::read_answer(&s)
+}
+
+/// One request over the Unix socket at `path` (10 s to answer): the answer line.
+pub fn request_unix(path: &std::path::Path) -> std::io::Result<String> {
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     (&s).write_all(b"hello\n")?;
     routing::read_answer(&s)
 }
@@ -591,6 +630,56 @@ pub fn open_fds(pid: i32) -> std::collections::BTreeMap<u64, String> {
         .collect()
 }
 
+/// The inodes of the TCP sockets listening on `port` (/proc/net/tcp and tcp6, state 0A),
+/// whoever holds them. A listener stays there while any process holds a copy of it, so "its
+/// inode is gone" says it is closed everywhere; unlike a `connect` to the port, which another
+/// process that bound the freed port since (tests run in parallel), or a connection to itself
+/// (source port = destination port, possible in the ephemeral range), can answer.
+pub fn listening_inodes(port: u16) -> std::collections::BTreeSet<String> {
+    let hex_port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    // local_address is HEXIP:HEXPORT, st 0A is LISTEN, inode is field 9.
+                    (f.len() > 9 && f[1].rsplit(':').next() == Some(&hex_port) && f[3] == "0A")
+                        .then(|| f[9].to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The processes that hold socket `inode` open: "pid (command line)" each, for a failure
+/// message.
+pub fn socket_holders(inode: &str) -> Vec<String> {
+    let link = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .any(|t| t.to_str() == Some(link.as_str()))
+        })
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid} ({})",
+                String::from_utf8_lossy(&cmd).replace('\0', " ").trim()
+            )
+        })
+        .collect()
+}
+
 /// Sets RLIMIT_NOFILE of process `pid` (soft `n`, hard at least 4096).
 pub fn set_nofile(pid: i32, n: u64) {
     let lim = libc::rlimit {
@@ -600,6 +689,13 @@ pub fn set_nofile(pid: i32, n: u64) {
     // SAFETY: prlimit on our own child with a valid rlimit; no old-limit out-param.
     let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
     assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Lowers `pid`'s fd limit to its lowest free fd number: new fds take the lowest free one, so
+/// its next `accept` fails with `EMFILE` (raise it again with [`set_nofile`]).
+pub fn leave_no_fd_free(pid: i32) {
+    let open = open_fds(pid);
+    set_nofile(pid, (0..).find(|n| !open.contains_key(n)).unwrap());
 }
 
 /// User + system CPU seconds of a process so far (/proc/PID/stat).

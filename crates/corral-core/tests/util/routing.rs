@@ -27,7 +27,7 @@ pub fn connect_from(src: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
 }
 
 /// Reads one answer line; `UnexpectedEof` when the connection closed without one.
-pub fn read_answer(s: &TcpStream) -> std::io::Result<String> {
+pub fn read_answer(s: impl std::io::Read) -> std::io::Result<String> {
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line)?;
     if line.is_empty() {

@@ -23,15 +23,26 @@
 //! stays exact (1000/1000/1000 over 3000 SYNs, where counting them gave 1001/999/1000).
 //!
 //! Worker-published load ([`Steer::Window`], [`Steer::Least`]): a third map, `load`, an
-//! mmapable `ARRAY` with one `u32` per worker slot. The program adds 1 to the slot it assigns a
+//! mmapable `ARRAY` with one 16-byte entry per worker slot: at 0 the slot's `u32` load, at 4
+//! (`Least` with a stall time) the `u32` count of connections waiting to be taken, at 8 the
+//! `u64` time (`CLOCK_MONOTONIC` ns, the clock of `bpf_ktime_get_ns`) its worker last took a
+//! connection or what waits there last rose from 0. The program adds 1 to the slot it assigns a
 //! connection to (a 32-bit atomic add); the worker subtracts 1 when that connection is done,
 //! through its own mapping of the map ([`LoadMap`]: no syscall, no privilege beyond the fd).
-//! `Window(w)` is the round-robin above where a slot at `w` or more burns its ticket like an
-//! empty one (today's `rr` window: a stopped worker stops getting connections); `Least(w)`
+//! `Window` is the round-robin above where a slot at `window` or more burns its ticket like an
+//! empty one (today's `rr` window: a stopped worker stops getting connections), and, with a
+//! stall time, so does a slot with a load whose time is older than that: its worker's loop is
+//! blocked (a synchronous handler), so what it was dealt waits; the next ones go to the others
+//! from the stall time on, not from the window on (the kernel's form of the primary-accept
+//! `rr`'s stall check; what is already queued there still waits: the primary holds no copy of
+//! the worker's socket to take it back). `Least`
 //! scans the `nslots` slots from the ticket's turn and picks the smallest load (ties go to the
 //! first in that rotation, so equal loads take turns), and when its socket is gone falls back
-//! to the draws. A slot with no worker holds [`LOAD_EMPTY`], above any window; nothing under
-//! the window: the anchor, whose connections the primary deals with its own window.
+//! to the draws; with a stall time it passes over a slot where a connection waits to be taken
+//! and whose time is older than that (its load counts open connections, which say nothing of
+//! a blocked loop: the waiting count is what does). A slot with no worker holds
+//! [`LOAD_EMPTY`], above any window; nothing under the window: the anchor, whose connections
+//! the primary deals with its own window.
 //!
 //! Loaded with the raw `bpf(2)` syscall (libc: nix has no bpf()), from instructions assembled
 //! below with per-instruction comments: no clang, no ELF, nothing added to the link line. The
@@ -46,6 +57,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
+use crate::sys::sockopt::set_int_sockopt;
 use crate::sys::steer::{Steer, LOAD_EMPTY};
 
 /// How many tickets one connection draws (each an empty slot) before it is parked on the
@@ -67,6 +79,7 @@ const BPF_SK_REUSEPORT_SELECT_OR_MIGRATE: u32 = 40;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 // Helpers the program calls.
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
+const FN_KTIME_GET_NS: i32 = 5;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
 // struct sk_reuseport_md offsets.
 const MD_DATA: i16 = 0;
@@ -180,14 +193,82 @@ fn select(a: &mut Asm, socks: RawFd, slot: i16) {
     a.raw(0x85, 0, 0, 0, FN_SK_SELECT_REUSEPORT); //  r0 = select(ctx, socks, &slot, 0)
 }
 
-/// After a selection of the slot at `fp-8`: `load[slot] += 1` (an atomic add, no fetch), then
-/// SK_PASS.
-fn count_assignment(a: &mut Asm, load: RawFd, pass: Label) {
+/// What a program counts in the `load` entry of the slot it selected.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// `load += 1`.
+    Load,
+    /// `load += 1`, and a load that rose from 0 starts the slot's stall clock (`kernel-rr`,
+    /// whose `load` is what waits to be taken).
+    LoadStamped,
+    /// `load += 1` and `queued += 1`, and a `queued` that rose from 0 starts the stall clock
+    /// (`kernel-least`, whose `load` counts open connections, the waiting ones apart).
+    LoadAndQueued,
+}
+
+impl Count {
+    fn of(steer: Steer) -> Count {
+        match (steer, steer.stall_ns()) {
+            (Steer::Window { .. }, Some(_)) => Count::LoadStamped,
+            (Steer::Least { .. }, Some(_)) => Count::LoadAndQueued,
+            _ => Count::Load,
+        }
+    }
+}
+
+/// After a selection of the slot at `fp-8`: counts it in `load[slot]` as `count` says (atomic
+/// adds), then SK_PASS.
+fn count_assignment(a: &mut Asm, load: RawFd, count: Count, pass: Label) {
     lookup(a, load, -8); //  r0 = &load[slot]
     a.jump(0x15, R0, 0, 0, pass); //  (cannot fail for an array; the verifier wants the check)
     a.raw(0xb7, R1, 0, 0, 1); //  r1 = 1
-    a.raw(0xc3, R0, R1, 0, 0x00); //  lock *(u32 *)r0 += r1 (BPF_ATOMIC | BPF_W, BPF_ADD)
+    match count {
+        Count::Load => {
+            a.raw(0xc3, R0, R1, 0, 0x00); //  lock *(u32 *)r0 += r1 (BPF_ATOMIC | BPF_W, BPF_ADD)
+            a.jump(0x05, 0, 0, 0, pass); //  done
+            return;
+        }
+        Count::LoadStamped => {
+            a.raw(0xc3, R0, R1, 0, 0x01); //  r1 = atomic_fetch_add(&load, r1) (BPF_ADD | BPF_FETCH)
+        }
+        Count::LoadAndQueued => {
+            a.raw(0xc3, R0, R1, 0, 0x00); //  lock load += r1
+            a.raw(0xb7, R1, 0, 0, 1); //  r1 = 1
+            a.raw(0xc3, R0, R1, LOAD_QUEUED, 0x01); //  r1 = atomic_fetch_add(&queued, r1)
+        }
+    }
+    a.jump(0x55, R1, 0, 0, pass); //  it held some: its clock runs already
+    a.raw(0xbf, R9, R0, 0, 0); //  r9 = &load[slot] (r0-r5 die in the call)
+    a.raw(0x85, 0, 0, 0, FN_KTIME_GET_NS); //  r0 = now (CLOCK_MONOTONIC ns)
+    a.raw(0x7b, R9, R0, LOAD_SINCE, 0); //  load[slot].since = now
     a.jump(0x05, 0, 0, 0, pass); //  done
+}
+
+/// If the slot whose `load` entry `r0` points at is stalled, jumps to `stalled`: it has
+/// something waiting (the `u32` at `waiting`: `load` for `kernel-rr`, `queued` for
+/// `kernel-least`) and its clock is older than `stall_ns`. `now` is `None` to read the clock
+/// here (a helper call: r0-r5 die) or the stack offset where it was kept (r0 survives).
+fn skip_if_stalled(a: &mut Asm, waiting: i16, now: Option<i16>, stall_ns: u64, stalled: Label) {
+    let live = a.label();
+    a.raw(0x61, R2, R0, waiting, 0); //  r2 = what waits there
+    a.jump(0x15, R2, 0, 0, live); //  nothing: it cannot be stalled
+    match now {
+        None => {
+            a.raw(0x79, R9, R0, LOAD_SINCE, 0); //  r9 = since (r9 survives the call)
+            a.raw(0x85, 0, 0, 0, FN_KTIME_GET_NS); //  r0 = now
+            a.raw(0xbf, R3, R0, 0, 0); //  r3 = now
+            a.raw(0x1f, R3, R9, 0, 0); //  r3 -= since (negative if the worker stamped after us)
+        }
+        Some(at) => {
+            a.raw(0x79, R2, R0, LOAD_SINCE, 0); //  r2 = since
+            a.raw(0x79, R3, R10, at, 0); //  r3 = now
+            a.raw(0x1f, R3, R2, 0, 0); //  r3 -= since (negative if the worker stamped after us)
+        }
+    }
+    a.raw(0x18, R4, 0, 0, stall_ns as i32); //  r4 = stall_ns (ld_imm64, low half)
+    a.raw(0, 0, 0, 0, (stall_ns >> 32) as i32); //  (high half)
+    a.jump(0x6d, R3, R4, 0, stalled); //  if (s64)(now - since) > stall: stalled
+    a.bind(live);
 }
 
 /// The steering program for `maps`, choosing as `steer` says, with the anchor in slot
@@ -201,7 +282,7 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
     let anchor = a.label();
     let pass = a.label();
     // Stack: fp-4 a lookup key, fp-8 the slot to select, fp-16 &state[0] (the ticket),
-    // fp-24 the least load seen, fp-32 its slot.
+    // fp-24 the least load seen, fp-32 its slot, fp-40 the time of the scan.
     a.raw(0xbf, R6, R1, 0, 0); //  r6 = ctx
     a.raw(0x79, R7, R6, MD_MIGRATING_SK, 0); //  r7 = ctx->migrating_sk
     a.jump(0x55, R7, 0, 0, take_ticket); //  migrating: it needs a live slot, take a ticket
@@ -223,7 +304,7 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
     lookup(&mut a, maps.state, -4); //  r0 = &state[0]
     a.jump(0x15, R0, 0, 0, pass); //  (as above)
     a.raw(0x7b, R10, R0, -16, 0); //  spill &state[0] at fp-16 (helper calls clobber r0-r5)
-    if let (Steer::Least(window), Some(load)) = (steer, maps.load) {
+    if let (Steer::Least { window, .. }, Some(load)) = (steer, maps.load) {
         let scan = a.label();
         let next = a.label();
         let in_range = a.label();
@@ -231,6 +312,10 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
         a.raw(0xb7, R9, 0, 0, 1); //  r9 = 1
         a.raw(0xdb, R0, R9, 0, 0x01); //  r9 = atomic_fetch_add(&state[0], r9): a ticket
         a.raw(0x9f, R9, R8, 0, 0); //  r9 %= nslots: where the scan starts (ties rotate)
+        if steer.stall_ns().is_some() {
+            a.raw(0x85, 0, 0, 0, FN_KTIME_GET_NS); //  r0 = now (r6-r9 survive the call)
+            a.raw(0x7b, R10, R0, -40, 0); //  now at fp-40, one clock read per scan
+        }
         a.raw(0x7a, R10, 0, -24, -1); //  least load = u64::MAX (none seen yet)
         a.raw(0x7a, R10, 0, -32, 0); //  its slot = 0
         a.raw(0xb7, R7, 0, 0, 0); //  r7 = 0 (i)
@@ -245,6 +330,11 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
         a.raw(0x63, R10, R1, -4, 0); //  key = slot (u32 at fp-4)
         lookup(&mut a, load, -4); //  r0 = &load[slot]
         a.jump(0x15, R0, 0, 0, next); //  (cannot fail for an array)
+        if let Some(stall_ns) = steer.stall_ns() {
+            // Connections wait there and its worker took none for the stall time: blocked,
+            // whatever its open connections say. Passed over.
+            skip_if_stalled(&mut a, LOAD_QUEUED, Some(-40), stall_ns, next);
+        }
         a.raw(0x61, R1, R0, 0, 0); //  r1 = load[slot]
         a.raw(0x79, R2, R10, -24, 0); //  r2 = least load so far
         a.jump(0x3d, R1, R2, 0, next); //  if load >= least: not better (a tie keeps the first)
@@ -261,7 +351,7 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
         a.raw(0x63, R10, R1, -8, 0); //  slot at fp-8 (u32)
         select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
         a.jump(0x55, R0, 0, 0, draw); //  not selected (its worker just died): draw turns
-        count_assignment(&mut a, load, pass); //  load[slot] += 1, SK_PASS
+        count_assignment(&mut a, load, Count::of(steer), pass); //  load[slot] += 1, SK_PASS
     }
     a.bind(draw);
     a.raw(0xb7, R7, 0, 0, 0); //  r7 = 0 (tries)
@@ -277,9 +367,14 @@ fn program(maps: Maps, steer: Steer, anchor_slot: u32) -> Vec<Insn> {
         a.jump(0x15, R0, 0, 0, skip); //  (cannot fail for an array)
         a.raw(0x61, R1, R0, 0, 0); //  r1 = load[slot]
         a.jump(0x35, R1, 0, window as i32, skip); //  at the window (or LOAD_EMPTY): burn it
+        if let (Steer::Window { .. }, Some(stall_ns)) = (steer, steer.stall_ns()) {
+            // Stalled (it holds connections and took none for the stall time): burn it.
+            // (`kernel-least` draws only when the slot it picked just lost its socket.)
+            skip_if_stalled(&mut a, 0, None, stall_ns, skip);
+        }
         select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
         a.jump(0x55, R0, 0, 0, skip); //  empty slot: burn the ticket
-        count_assignment(&mut a, load, pass); //  load[slot] += 1, SK_PASS
+        count_assignment(&mut a, load, Count::of(steer), pass); //  load[slot] += 1, SK_PASS
     } else {
         select(&mut a, maps.socks, -8); //  r0 = select(ctx, socks, &slot, 0)
         a.jump(0x15, R0, 0, 0, pass); //  selected: done
@@ -451,10 +546,15 @@ impl ReuseportGroup {
             .map_err(|e| Unsupported::from("bpf(BPF_MAP_CREATE, reuseport_sockarray)", &e, ""))?;
         let load = match steer {
             Steer::RoundRobin => None,
-            Steer::Window(_) | Steer::Least(_) => {
-                let fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, max_slots, BPF_F_MMAPABLE).map_err(
-                    |e| Unsupported::from("bpf(BPF_MAP_CREATE, mmapable array)", &e, ""),
-                )?;
+            Steer::Window { .. } | Steer::Least { .. } => {
+                let fd = map_create(
+                    BPF_MAP_TYPE_ARRAY,
+                    4,
+                    LOAD_STRIDE as u32,
+                    max_slots,
+                    BPF_F_MMAPABLE,
+                )
+                .map_err(|e| Unsupported::from("bpf(BPF_MAP_CREATE, mmapable array)", &e, ""))?;
                 let map = LoadMap::map(fd.as_fd(), max_slots)
                     .map_err(|e| Unsupported::from("mmap(load map)", &e, ""))?;
                 for slot in 0..max_slots {
@@ -484,8 +584,8 @@ impl ReuseportGroup {
             }
             let name: &[u8] = match steer {
                 Steer::RoundRobin => b"corral_kern_rr",
-                Steer::Window(_) => b"corral_kern_rrw",
-                Steer::Least(_) => b"corral_kern_lst",
+                Steer::Window { .. } => b"corral_kern_rrw",
+                Steer::Least { .. } => b"corral_kern_lst",
             };
             attr[48..48 + name.len()].copy_from_slice(name);
             put32(&mut attr, 68, BPF_SK_REUSEPORT_SELECT_OR_MIGRATE);
@@ -551,7 +651,7 @@ impl ReuseportGroup {
 
     /// The primary's own view of the counters (`None` for round-robin): it counts the
     /// connections it deals from the anchor ([`LoadMap::acquire`]) and takes back the ones a
-    /// worker refused ([`LoadMap::release`]).
+    /// worker refused or did not read ([`LoadMap::release`]).
     pub fn load_map(&self) -> Option<&LoadMap> {
         self.load.as_ref().map(|(_, m)| m)
     }
@@ -559,22 +659,12 @@ impl ReuseportGroup {
     /// Attaches the program to the group `sock` belongs to (`SO_ATTACH_REUSEPORT_EBPF`); once
     /// per group, through any member (the anchor).
     pub fn attach(&self, sock: BorrowedFd<'_>) -> io::Result<()> {
-        let fd: libc::c_int = self.prog.as_raw_fd();
-        // SAFETY: setsockopt reads one int from a local that outlives the call.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_REUSEPORT_EBPF,
-                (&fd as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        set_int_sockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_EBPF,
+            self.prog.as_raw_fd(),
+        )
     }
 
     /// Puts `sock` (a listening member of the group) in worker slot `slot`, its `load` back
@@ -702,8 +792,24 @@ unsafe impl Send for LoadMap {}
 // SAFETY: as above: every access is an atomic.
 unsafe impl Sync for LoadMap {}
 
-/// Bytes between two slots' counters in the mapping.
-const LOAD_STRIDE: usize = 8;
+/// Bytes of one slot's entry in the `load` array: the `u32` load at 0, the `u32` count of
+/// connections waiting to be taken at [`LOAD_QUEUED`] (`kernel-least`), the `u64` stall clock
+/// at [`LOAD_SINCE`].
+const LOAD_STRIDE: usize = 16;
+/// Offset of a slot's `queued` count in its entry: connections the program (or the primary)
+/// assigned to it that its worker has not taken yet. Only `kernel-least` counts them apart
+/// (its `load` counts open connections); `kernel-rr`'s `load` is that count.
+const LOAD_QUEUED: i16 = 4;
+/// Offset of a slot's stall clock (`CLOCK_MONOTONIC` ns) in its entry.
+const LOAD_SINCE: i16 = 8;
+
+/// `CLOCK_MONOTONIC` in ns: the clock of the program's `bpf_ktime_get_ns`. It cannot fail (a
+/// vDSO read); 0 if it did, which only ages a stall clock.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
 
 impl LoadMap {
     /// Maps the `load` array `fd` (as received by a worker) of `slots` slots, read-write.
@@ -734,12 +840,51 @@ impl LoadMap {
         })
     }
 
-    fn counter(&self, slot: u32) -> &std::sync::atomic::AtomicU32 {
+    /// The field at `offset` of `slot`'s entry as the atomic `A`: only ever `AtomicU32` (the
+    /// load at 0, the waiting count at [`LOAD_QUEUED`]) or `AtomicU64` (the clock at
+    /// [`LOAD_SINCE`]), types valid for any bits.
+    fn field<A>(&self, slot: u32, offset: i16) -> &A {
+        let size = std::mem::size_of::<A>();
         assert!(slot < self.slots, "slot {slot} of {}", self.slots);
-        // SAFETY: `slot * 8 + 4 <= len` (checked above, `len` covers every slot), 4-aligned
-        // (page-aligned base, stride 8), and the memory lives as long as `self`; the program
-        // and other processes touch it only with atomics too.
-        unsafe { &*self.base.as_ptr().add(slot as usize * LOAD_STRIDE).cast() }
+        assert!(
+            offset >= 0 && offset as usize % size == 0 && offset as usize + size <= LOAD_STRIDE
+        );
+        // SAFETY: inside the entry (checked above) of a slot the mapping covers (`len` covers
+        // every slot), aligned for `A` (page-aligned base, stride 16, an offset that is a
+        // multiple of its size), and the memory lives as long as `self`; the program and
+        // other processes touch it only with atomics too (the program's 64-bit store of the
+        // clock is single-copy atomic on 64-bit targets).
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(slot as usize * LOAD_STRIDE + offset as usize)
+                .cast()
+        }
+    }
+
+    fn counter(&self, slot: u32) -> &std::sync::atomic::AtomicU32 {
+        self.field(slot, 0)
+    }
+
+    fn queued(&self, slot: u32) -> &std::sync::atomic::AtomicU32 {
+        self.field(slot, LOAD_QUEUED)
+    }
+
+    fn since(&self, slot: u32) -> &std::sync::atomic::AtomicU64 {
+        self.field(slot, LOAD_SINCE)
+    }
+
+    /// Restarts `slot`'s stall clock: its worker took a connection (or its load rose from 0).
+    fn stamp(&self, slot: u32) {
+        self.since(slot)
+            .store(monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago `slot`'s stall clock was restarted (tests).
+    #[cfg(test)]
+    fn since_ns(&self, slot: u32) -> u64 {
+        monotonic_ns().saturating_sub(self.since(slot).load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// `load[slot]` now.
@@ -748,22 +893,67 @@ impl LoadMap {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Sets `load[slot]` (the primary: 0 for a new worker, `LOAD_EMPTY` for none).
+    /// Sets `load[slot]` (the primary: 0 for a new worker, `LOAD_EMPTY` for none); nothing
+    /// waits there.
     pub fn set(&self, slot: u32, v: u32) {
-        self.counter(slot)
-            .store(v, std::sync::atomic::Ordering::Relaxed)
+        use std::sync::atomic::Ordering::Relaxed;
+        self.queued(slot).store(0, Relaxed);
+        self.counter(slot).store(v, Relaxed)
+    }
+
+    /// Connections assigned to `slot` that its worker has not taken yet (`kernel-least`; 0
+    /// under `kernel-rr`, whose `load` is that count).
+    pub fn waiting(&self, slot: u32) -> u32 {
+        self.queued(slot).load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One more connection for `slot` (the primary, for one it dealt from the anchor to the
-    /// slot's worker, who releases it as any other): `load[slot] += 1`. Returns the new count.
+    /// slot's worker, who releases it as any other): `load[slot] += 1`, and a load that rose
+    /// from 0 starts the stall clock, as the `kernel-rr` program does. Returns the new count.
     pub fn acquire(&self, slot: u32) -> u32 {
-        self.counter(slot)
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .wrapping_add(1)
+        let old = self
+            .counter(slot)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if old == 0 {
+            self.stamp(slot);
+        }
+        old.wrapping_add(1)
     }
 
-    /// One connection of `slot` is done: `load[slot] -= 1`, never below 0 (the count was reset
-    /// under it when the slot changed hands). Returns the new count.
+    /// As [`LoadMap::acquire`] for `kernel-least`, as its program counts: `load[slot] += 1`
+    /// and one more waiting to be taken, whose rise from 0 starts the stall clock. Returns the
+    /// new load.
+    pub fn acquire_queued(&self, slot: u32) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let old = self.counter(slot).fetch_add(1, Relaxed);
+        if self.queued(slot).fetch_add(1, Relaxed) == 0 {
+            self.stamp(slot);
+        }
+        old.wrapping_add(1)
+    }
+
+    /// `slot`'s worker took one connection (accepted it on its own socket, or read it off
+    /// its channel): its stall clock restarts and one fewer waits (never below 0). The load
+    /// is the caller's: `kernel-rr` releases it now ([`LoadMap::release`]), `kernel-least`
+    /// at close.
+    pub fn took(&self, slot: u32) {
+        self.stamp(slot);
+        self.unqueue(slot);
+    }
+
+    /// One fewer waits at `slot`, never below 0 (nothing is counted apart under `kernel-rr`:
+    /// at 0, a load and no store).
+    fn unqueue(&self, slot: u32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self
+            .queued(slot)
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// One connection of `slot` is done (`kernel-least` releases at close, `kernel-rr` at
+    /// accept): `load[slot] -= 1`, never below 0 (the count was reset under it when the slot
+    /// changed hands). The stall clock is left alone: a release is not a take. Returns the
+    /// new count.
     pub fn release(&self, slot: u32) -> u32 {
         use std::sync::atomic::Ordering::Relaxed;
         match self
@@ -773,6 +963,13 @@ impl LoadMap {
             Ok(n) => n - 1,
             Err(_) => 0,
         }
+    }
+
+    /// The primary took back a connection assigned to `slot` that its worker never took (its
+    /// loop was blocked): released, and one fewer waits; the stall clock runs on.
+    pub fn take_back(&self, slot: u32) {
+        self.release(slot);
+        self.unqueue(slot);
     }
 }
 
@@ -809,7 +1006,19 @@ mod tests {
             socks: 4,
             load: Some(5),
         };
-        for steer in [Steer::RoundRobin, Steer::Window(32), Steer::Least(32)] {
+        for steer in [
+            Steer::RoundRobin,
+            Steer::window_of(32),
+            Steer::Window {
+                window: 32,
+                stall_ms: 25,
+            },
+            Steer::least_of(32),
+            Steer::Least {
+                window: 32,
+                stall_ms: 25,
+            },
+        ] {
             check_jumps(&program(maps, steer, 8));
         }
     }
@@ -905,6 +1114,23 @@ mod tests {
         }
         g.set_slot_count(n).unwrap();
         Some((g, anchor, workers, addr))
+    }
+
+    /// [`steered_group`] of 3 on 127.0.0.1 with `steer` (200 ms of stall time), and a
+    /// worker's mapping of its load map.
+    fn stalling_group(
+        steer: Steer,
+    ) -> Option<(ReuseportGroup, Socket, Vec<Socket>, SocketAddr, LoadMap)> {
+        let (g, anchor, workers, addr) = steered_group("127.0.0.1", 3, steer)?;
+        let m = LoadMap::map(g.load_map_fd().unwrap(), 8).unwrap();
+        Some((g, anchor, workers, addr, m))
+    }
+
+    /// `n` new connections to `addr` (kept open until this returns): how many each of
+    /// `workers` accepted.
+    fn dealt(addr: SocketAddr, workers: &[Socket], n: usize) -> Vec<usize> {
+        let _c = connect_n(addr, n);
+        workers.iter().map(|w| drain(w).len()).collect()
     }
 
     fn drain(l: &Socket) -> Vec<Socket> {
@@ -1031,11 +1257,29 @@ mod tests {
     #[test]
     fn the_verifier_accepts_the_window_and_least_programs() {
         for w in [0, LOAD_EMPTY] {
-            let e = ReuseportGroup::with_steer(8, Steer::Window(w)).unwrap_err();
+            let e = ReuseportGroup::with_steer(8, Steer::window_of(w)).unwrap_err();
             assert_eq!(e.errno, libc::EINVAL);
             assert!(e.reason.contains("window"), "{}", e.reason);
         }
-        for steer in [Steer::Window(DEFAULT_WINDOW), Steer::Least(DEFAULT_WINDOW)] {
+        // A stall time past 2^31 ns takes the comparison's whole 64-bit constant.
+        let stall = |stall_ms| Steer::Window {
+            window: DEFAULT_WINDOW,
+            stall_ms,
+        };
+        for steer in [
+            Steer::window_of(DEFAULT_WINDOW),
+            stall(25),
+            stall(5_000),
+            Steer::least_of(DEFAULT_WINDOW),
+            Steer::Least {
+                window: DEFAULT_WINDOW,
+                stall_ms: 25,
+            },
+            Steer::Least {
+                window: DEFAULT_WINDOW,
+                stall_ms: 5_000,
+            },
+        ] {
             if !is_root() {
                 let e = ReuseportGroup::with_steer_or_plain(1024, steer).unwrap_err();
                 assert_eq!(e.errno, libc::EPERM, "{e:?}");
@@ -1053,7 +1297,7 @@ mod tests {
             let g = ReuseportGroup::new(8).unwrap();
             assert!(g.load_map_fd().is_none() && g.load(0).is_none());
             // A load-aware program refused (here: its window) → the plain one, and why.
-            let (g, why) = ReuseportGroup::with_steer_or_plain(8, Steer::Least(0)).unwrap();
+            let (g, why) = ReuseportGroup::with_steer_or_plain(8, Steer::least_of(0)).unwrap();
             assert_eq!(g.steer(), Steer::RoundRobin);
             assert!(g.load_map_fd().is_none());
             assert!(why.expect("the reason").reason.contains("window 0"));
@@ -1064,7 +1308,7 @@ mod tests {
     /// never goes below 0.
     #[test]
     fn a_worker_mapping_shares_the_counters_and_never_goes_below_zero() {
-        let Some((g, _anchor, _workers, _)) = steered_group("127.0.0.1", 2, Steer::Window(4))
+        let Some((g, _anchor, _workers, _)) = steered_group("127.0.0.1", 2, Steer::window_of(4))
         else {
             return;
         };
@@ -1096,7 +1340,7 @@ mod tests {
     /// in turn, and the stopped one (still full) gets none.
     #[test]
     fn a_worker_at_its_window_is_skipped() {
-        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::Window(4))
+        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::window_of(4))
         else {
             return;
         };
@@ -1132,13 +1376,100 @@ mod tests {
         );
     }
 
+    /// With a stall time (`kernel-rr`'s stall check): a slot whose worker holds connections
+    /// and took none for that long is skipped, its ticket burnt; one it takes restarts its
+    /// clock and it is dealt to again, in turn. An idle slot (load 0) is never stalled.
+    #[test]
+    fn a_worker_that_takes_nothing_for_the_stall_time_is_skipped() {
+        let steer = Steer::Window {
+            window: 32,
+            stall_ms: 200,
+        };
+        let Some((_g, anchor, workers, addr, m)) = stalling_group(steer) else {
+            return;
+        };
+        let counts = |n: usize| dealt(addr, &workers, n);
+        // Slots 0 and 1 get two each and take none; slot 2 stays idle (its load 0).
+        let _a = connect_n(addr, 2);
+        let _b = connect_n(addr, 2);
+        let got: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(got, [2, 1, 1], "in turn: 0, 1, 2, 0");
+        for slot in [2, 1] {
+            m.took(slot);
+            m.release(slot);
+        }
+        assert_eq!((m.get(0), m.get(1), m.get(2)), (2, 0, 0));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(m.since_ns(0) >= 200_000_000, "slot 0's clock ran");
+        // Past the stall time: slot 0 (2 waiting, none taken) is skipped; slots 1 and 2 (idle
+        // for as long, but holding nothing) are not.
+        assert_eq!(counts(6), [0, 3, 3], "the stalled slot is skipped");
+        assert_eq!(drain(&anchor).len(), 0);
+        // A release that is not a take (a close, the primary's take-back) leaves the clock.
+        m.release(0);
+        m.acquire(0);
+        let got = counts(3);
+        assert_eq!(
+            (got[0], got.iter().sum::<usize>()),
+            (0, 3),
+            "still skipped: {got:?}"
+        );
+        assert_eq!(m.get(0), 2);
+        // Its worker takes one: dealt to again, in turn with the others.
+        m.took(0);
+        m.release(0);
+        assert_eq!(counts(6), [2, 2, 2], "taken again once it takes one");
+        assert_eq!(drain(&anchor).len(), 0);
+    }
+
+    /// `kernel-least` with a stall time: the least loaded slot is passed over while a
+    /// connection waits there and its worker took none for that long (the open connections
+    /// `load` counts say nothing of a blocked loop, and without this the blocked worker, least
+    /// loaded or tied, kept being picked); it is picked again once its worker takes one. Slots
+    /// whose connections are all taken (open, being served) are never stalled, however old
+    /// their clock. Without the check, the stalled slot, least loaded, got the next ones.
+    #[test]
+    fn least_passes_over_a_worker_that_takes_nothing_for_the_stall_time() {
+        let steer = Steer::Least {
+            window: 32,
+            stall_ms: 200,
+        };
+        let Some((g, anchor, workers, addr, m)) = stalling_group(steer) else {
+            return;
+        };
+        let counts = |n: usize| dealt(addr, &workers, n);
+        // Slots 1 and 2 serve 3 open connections each, none waiting; slot 0 is idle.
+        for slot in [1, 2] {
+            m.set(slot, 3);
+        }
+        let _a = connect_n(addr, 1);
+        let got: Vec<usize> = workers.iter().map(|w| drain(w).len()).collect();
+        assert_eq!(got, [1, 0, 0], "the least loaded");
+        assert_eq!((m.get(0), m.waiting(0)), (1, 1));
+        // Its worker does not take it (its loop is blocked) for longer than the stall time.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        // Loads 1/3/3: slot 0 is the least loaded, and stalled: passed over.
+        assert_eq!(counts(4), [0, 2, 2], "the stalled slot is passed over");
+        assert_eq!((m.get(1), m.get(2)), (5, 5));
+        // Its worker takes it: the clock restarts, nothing waits; loads 1/5/5.
+        m.took(0);
+        assert_eq!((m.get(0), m.waiting(0)), (1, 0));
+        assert_eq!(
+            counts(4),
+            [4, 0, 0],
+            "the least loaded again once it takes one"
+        );
+        assert_eq!(drain(&anchor).len(), 0);
+        assert_eq!(g.tickets().unwrap(), 9, "one ticket per SYN");
+    }
+
     /// `least`: each SYN goes to the smallest load, ties in the ticket's rotation. From loads
     /// 5/1/3: 1→2 (t0), 1→3 (t1), ties 1,2 at 3: rotation from slot 2 (t2) picks 2, then 1
     /// (t3), 1 (t4, from slot 1), 2 (t5, from 2): 5/5/5; then one each: 6/6/6 = the window,
     /// so the anchor; a release on slot 2 lets exactly one more in, there.
     #[test]
     fn least_picks_the_smallest_load_and_rotates_ties() {
-        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::Least(6))
+        let Some((g, anchor, workers, addr)) = steered_group("127.0.0.1", 3, Steer::least_of(6))
         else {
             return;
         };
@@ -1175,7 +1506,7 @@ mod tests {
     #[test]
     fn least_survives_a_slot_emptied_under_it() {
         let Some((g, anchor, mut workers, addr)) =
-            steered_group("127.0.0.1", 3, Steer::Least(DEFAULT_WINDOW))
+            steered_group("127.0.0.1", 3, Steer::least_of(DEFAULT_WINDOW))
         else {
             return;
         };
@@ -1205,7 +1536,10 @@ mod tests {
     /// until the primary clears the slot (LOAD_EMPTY) or refills it (0).
     #[test]
     fn a_dying_listeners_queue_is_counted_where_it_moves() {
-        for steer in [Steer::Window(DEFAULT_WINDOW), Steer::Least(DEFAULT_WINDOW)] {
+        for steer in [
+            Steer::window_of(DEFAULT_WINDOW),
+            Steer::least_of(DEFAULT_WINDOW),
+        ] {
             let Some((g, anchor, mut workers, addr)) = steered_group("127.0.0.1", 3, steer) else {
                 return;
             };
@@ -1239,7 +1573,7 @@ mod tests {
         if !is_root() {
             return;
         }
-        let g = ReuseportGroup::with_steer(128, Steer::Least(DEFAULT_WINDOW)).unwrap();
+        let g = ReuseportGroup::with_steer(128, Steer::least_of(DEFAULT_WINDOW)).unwrap();
         let anchor = listener("127.0.0.1:0".parse().unwrap());
         let addr = anchor.local_addr().unwrap().as_socket().unwrap();
         g.attach(anchor.as_fd()).unwrap();

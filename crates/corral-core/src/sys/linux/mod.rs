@@ -30,7 +30,10 @@ pub use process::{
 };
 #[cfg(not(feature = "portable"))]
 pub use process::{pidfd_open, reap};
-pub use procstat::{is_stopped, proc_stats, proc_tree_stats, process_tree, process_trees};
+pub use procstat::{
+    is_runnable, is_stopped, proc_stats, proc_tree_stats, process_tree, process_trees, sched_times,
+    SchedTimes,
+};
 #[cfg(not(feature = "portable"))]
 pub use seqpacket::{
     peek_datagram, queued_heads, recv_datagram, recv_datagrams, send_datagram, send_rest,

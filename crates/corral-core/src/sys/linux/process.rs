@@ -46,6 +46,9 @@ pub struct SpawnSpec {
     pub arg0: Option<OsString>,
     /// Variables added to (or overriding) the primary's environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Variables of the primary's environment the worker does not get (node:cluster's
+    /// `fork({ X: undefined })`); `env` and the worker's own variables still apply.
+    pub env_remove: Vec<OsString>,
     /// Working directory; the primary's when `None`.
     pub cwd: Option<PathBuf>,
     /// The worker's fds 0, 1, 2, 3...: entry `i` becomes fd `i`. Missing entries below 3 are
@@ -191,6 +194,9 @@ pub fn spawn(
     cmd.args(&spec.args);
     if let Some(a0) = &spec.arg0 {
         cmd.arg0(a0);
+    }
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
     }
     for (k, v) in &spec.env {
         cmd.env(k, v);

@@ -210,6 +210,15 @@ fn times_in(proc: &Path, pid: i32) -> Option<Times> {
     })
 }
 
+/// Whether `pid`'s main thread is runnable: state `R` in `/proc/PID/stat` (running, or waiting
+/// on a run queue for a CPU). `false` when it cannot be read.
+pub fn is_runnable(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_fields(&s)?.first().map(|f| *f == "R"))
+        .unwrap_or(false)
+}
+
 /// Whether `pid` is stopped (SIGSTOP, a debugger): state `T` or `t` in `/proc/PID/stat`. A
 /// stopped process reads nothing until it is continued. `false` when it cannot be read.
 pub fn is_stopped(pid: i32) -> bool {
@@ -217,6 +226,30 @@ pub fn is_stopped(pid: i32) -> bool {
         .ok()
         .and_then(|s| stat_fields(&s)?.first().map(|f| matches!(*f, "T" | "t")))
         .unwrap_or(false)
+}
+
+/// CPU time of a process's main thread, from the scheduler's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedTimes {
+    /// Nanoseconds it ran on a CPU.
+    pub run_ns: u64,
+    /// Nanoseconds it was runnable and waited on a run queue for a CPU (also while its cgroup
+    /// was throttled).
+    pub wait_ns: u64,
+}
+
+/// [`SchedTimes`] of `pid`'s main thread (`/proc/PID/schedstat`, a kernel built with
+/// `CONFIG_SCHED_INFO`, as distributions build it); `None` when it cannot be read.
+pub fn sched_times(pid: i32) -> Option<SchedTimes> {
+    parse_schedstat(&std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
+}
+
+fn parse_schedstat(s: &str) -> Option<SchedTimes> {
+    let mut f = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some(SchedTimes {
+        run_ns: f.next()??,
+        wait_ns: f.next()??,
+    })
 }
 
 /// The fields of a `/proc/PID/stat` after the command, which may hold spaces and ')':

@@ -5,6 +5,8 @@
 //! one thread may block in `recvmsg` while another sends without blocking on the same socket.
 //! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
 
+use crate::sys::rights::{take_rights, CmsgBuf};
+use crate::sys::sockopt::{queued_bytes, set_int_sockopt};
 use crate::sys::{DatagramSent, More};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -16,8 +18,7 @@ use std::io::{self, IoSlice};
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Most fds one datagram may carry.
-pub const MAX_FDS: usize = 16;
+pub use crate::sys::rights::MAX_FDS;
 
 /// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -28,11 +29,6 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         SockFlag::SOCK_CLOEXEC,
     )?)
 }
-
-const CMSG_SPACE_FDS: usize = 128; // >= CMSG_SPACE(MAX_FDS * sizeof(int)) on every ABI
-
-#[repr(C, align(8))]
-struct CmsgBuf([u8; CMSG_SPACE_FDS]);
 
 /// Sends `head` + `body` as one datagram with `fds` attached.
 /// `Err(WouldBlock)` when `nonblocking` and the peer's queue is full.
@@ -133,13 +129,12 @@ pub fn recv_datagram(
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut cbuf = CmsgBuf([0; CMSG_SPACE_FDS]);
+    let mut cbuf = CmsgBuf::new();
     // SAFETY: msghdr is plain data; all pointers set below outlive the recvmsg call.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = CMSG_SPACE_FDS as _;
+    cbuf.attach(&mut msg);
     let flags = libc::MSG_CMSG_CLOEXEC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
     let n = loop {
         // SAFETY: msg points at our buffers, valid for the duration of the call.
@@ -180,14 +175,13 @@ pub fn recv_datagrams(
             iov_len: second.len(),
         },
     ];
-    let mut cbuf = [CmsgBuf([0; CMSG_SPACE_FDS]), CmsgBuf([0; CMSG_SPACE_FDS])];
+    let mut cbuf = [CmsgBuf::new(), CmsgBuf::new()];
     // SAFETY: mmsghdr is plain data; all pointers set below outlive the recvmmsg call.
     let mut msgs: [libc::mmsghdr; 2] = unsafe { mem::zeroed() };
     for ((m, iov), cbuf) in msgs.iter_mut().zip(iov.iter_mut()).zip(cbuf.iter_mut()) {
         m.msg_hdr.msg_iov = iov;
         m.msg_hdr.msg_iovlen = 1;
-        m.msg_hdr.msg_control = cbuf.0.as_mut_ptr().cast();
-        m.msg_hdr.msg_controllen = CMSG_SPACE_FDS as _;
+        cbuf.attach(&mut m.msg_hdr);
     }
     let flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT;
     let n = loop {
@@ -229,22 +223,8 @@ pub fn recv_datagrams(
 /// `msg` was filled by the kernel for one received datagram (its control data not yet taken).
 unsafe fn received(msg: &libc::msghdr, n: usize) -> Received {
     let mut fds = Vec::new();
-    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsg headers; we walk
-    // them with the CMSG_* macros and take ownership of every SCM_RIGHTS fd exactly once.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                for i in 0..bytes / mem::size_of::<RawFd>() {
-                    let fd = data.cast::<RawFd>().add(i).read_unaligned();
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
-        }
-    }
+    // SAFETY: as this function's contract, which is take_rights'.
+    unsafe { take_rights(msg, &mut fds) };
     Received {
         len: n,
         fds,
@@ -281,30 +261,11 @@ pub fn peek_datagram(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<
 /// peek, are unaffected; a datagram one of them takes during the walk moves the offset back
 /// by its length (the kernel does), so the walk neither skips nor repeats one.
 pub fn queued_heads<const N: usize>(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<[u8; N]>> {
-    let set_offset = |off: libc::c_int| {
-        // SAFETY: setsockopt reads one int from our local for the duration of the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEEK_OFF,
-                (&off as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
+    let set_offset =
+        |off: libc::c_int| set_int_sockopt(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, off);
     // What is queued, in bytes (`SIOCINQ` sums a SOCK_SEQPACKET queue): the walk ends there
     // even on a kernel that would take the option but not move the offset.
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCINQ writes one int into our local. libc: nix has no wrapper for this ioctl.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut queued) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let queued = queued_bytes(sock)?;
     set_offset(0)?;
     // Whole datagrams: the offset moves by what each peek copies, so the largest the channel
     // sends (`ipc::frame::MAX_DATAGRAM`, 64 KiB) must fit.
@@ -312,7 +273,7 @@ pub fn queued_heads<const N: usize>(sock: BorrowedFd<'_>, max: usize) -> io::Res
     let mut heads = Vec::new();
     let mut seen = 0usize;
     let walked = loop {
-        if heads.len() >= max || seen >= queued.max(0) as usize {
+        if heads.len() >= max || seen >= queued {
             break Ok(());
         }
         match recv(

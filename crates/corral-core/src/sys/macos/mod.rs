@@ -32,7 +32,10 @@ pub use process::{
     adopt_seqpacket, fd_is_open, fd_limit, fork, kill, spawn, thread_count, ExitStatus, ForkError,
     ForkOutcome, SpawnSpec, Spawned, StdioSpec,
 };
-pub use procstat::{is_stopped, proc_stats, proc_tree_stats, process_tree, process_trees};
+pub use procstat::{
+    is_runnable, is_stopped, proc_stats, proc_tree_stats, process_tree, process_trees, sched_times,
+    SchedTimes,
+};
 pub use signal::SignalPipe;
 pub use steering::{
     probe as kernel_steering_probe, LoadMap, ReuseportGroup,

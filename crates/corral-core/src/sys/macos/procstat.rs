@@ -54,6 +54,26 @@ pub fn process_trees(pids: &[i32]) -> Vec<Vec<i32>> {
     pids.iter().map(|&p| process_tree(p)).collect()
 }
 
+/// CPU time of a process's main thread (Linux's `/proc/PID/schedstat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedTimes {
+    /// Nanoseconds it ran on a CPU.
+    pub run_ns: u64,
+    /// Nanoseconds it waited on a run queue for a CPU.
+    pub wait_ns: u64,
+}
+
+/// Not known here (`None`): the stall check then takes a silent worker for a stalled one, as
+/// it did before it could tell a starved one apart.
+pub fn sched_times(_pid: i32) -> Option<SchedTimes> {
+    None
+}
+
+/// Whether `pid` is runnable: not known here (`false`).
+pub fn is_runnable(_pid: i32) -> bool {
+    false
+}
+
 /// Whether `pid` is stopped: not known here (`false`), so the primary never relies on a stopped
 /// worker's queue staying put (see `Inner::stall`).
 pub fn is_stopped(_pid: i32) -> bool {

@@ -55,6 +55,22 @@ impl LoadMap {
     pub fn release(&self, _slot: u32) -> u32 {
         match self.never {}
     }
+    /// Unreachable: no map exists.
+    pub fn acquire_queued(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn waiting(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn took(&self, _slot: u32) {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn take_back(&self, _slot: u32) {
+        match self.never {}
+    }
 }
 
 /// Never created on macOS ([`ReuseportGroup::new`] reports [`Unsupported`]).

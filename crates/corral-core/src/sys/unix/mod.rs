@@ -56,22 +56,8 @@ pub(crate) fn socket_pair_cloexec(ty: SockType) -> io::Result<(OwnedFd, OwnedFd)
     let (a, b) = socketpair(AddressFamily::Unix, ty, None, flags)?;
     #[cfg(not(target_os = "linux"))]
     for s in [&a, &b] {
-        use std::os::fd::AsRawFd;
         super::set_cloexec(s.as_fd(), true)?;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads one int from our local. libc: nix has no SO_NOSIGPIPE.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NOSIGPIPE,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::sockopt::set_int_sockopt(s.as_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)?;
     }
     Ok((a, b))
 }

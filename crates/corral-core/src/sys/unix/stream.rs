@@ -7,10 +7,11 @@
 //!
 //! - A record is taken off the socket only whole: a non-blocking receive first peeks at the
 //!   length and checks with `FIONREAD` that all of it is queued, else reports `WouldBlock` and
-//!   takes nothing (the rest of the record raises a new readiness edge when it arrives). Two
-//!   readers of one socket (the worker, and the primary reading back a stalled worker's queue)
-//!   therefore never split a record between them, as with datagrams, unless they race inside
-//!   the same record.
+//!   takes nothing (the rest of the record raises a new readiness edge when it arrives), and
+//!   a record queued whole is taken in one `recvmsg`. Two readers of one socket (the worker,
+//!   and the primary reading back a stalled or dead worker's queue) therefore never split a
+//!   record between them, as with datagrams, and a reader stopped or killed between two calls
+//!   leaves no record cut, unless the writer sent it in parts.
 //! - A reader never reads past the end of the current record, so fds the kernel hands over
 //!   belong to that record, and they are released (owned by the caller) only with the whole
 //!   record: fds of a record cut short by the peer's exit are closed here.
@@ -22,6 +23,8 @@
 //!   channel treats it as a protocol error and closes).
 
 use super::{cloexec_received, socket_pair_cloexec, wait_for, SEND_FLAGS};
+use crate::sys::rights::{take_rights, CmsgBuf};
+use crate::sys::sockopt::queued_bytes;
 use crate::sys::DatagramSent;
 use nix::errno::Errno;
 use nix::poll::PollFlags;
@@ -30,8 +33,7 @@ use std::io::{self, IoSlice};
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Most fds one record may carry.
-pub const MAX_FDS: usize = 16;
+pub use crate::sys::rights::MAX_FDS;
 
 const PREFIX: usize = 4;
 
@@ -153,17 +155,6 @@ fn peek(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Bytes queued for reading (`FIONREAD`). libc: nix has no wrapper for this ioctl.
-fn queued(sock: BorrowedFd<'_>) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into our local.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.max(0) as usize)
-}
-
 /// Whether the peer has closed its end (`POLLHUP`: Linux sets it on a stream socket whose peer
 /// is gone, macOS's kqueue-based poll with `EV_EOF`).
 fn peer_closed(sock: BorrowedFd<'_>) -> bool {
@@ -188,6 +179,15 @@ pub fn recv_datagrams(
 /// Receives one whole record into `buf`. `Err(WouldBlock)` when `nonblocking` and no whole
 /// record is queued (nothing is taken then).
 ///
+/// A record queued whole is taken in one `recvmsg` (its length and its bytes, two iovecs), so
+/// that a reader stopped or killed between two calls never leaves a record cut at the head of
+/// the queue: the primary reads a stalled or dead worker's queue back record by record, and a
+/// cut one would hide every record behind it. (Seen: a worker SIGSTOPped as it took its
+/// `ListenOk` had read the length only; the 8 connections dealt to it behind that stayed
+/// unread for as long as it was stopped.) Only a record the writer sent in parts (its socket
+/// was full) or one that spans socket buffers and carries fds (the kernel ends a read after
+/// the buffer that brought fds) takes more than one call.
+///
 /// libc for `recvmsg`, as in the Linux backend: every fd the kernel installed is owned at once,
 /// also when the control data was cut short (`MSG_CTRUNC`, out of fds).
 pub fn recv_datagram(
@@ -196,14 +196,18 @@ pub fn recv_datagram(
     nonblocking: bool,
 ) -> io::Result<Received> {
     let mut prefix = [0u8; PREFIX];
-    if nonblocking {
+    // The record's length, when it is queued whole; `None`: read it step by step.
+    let whole_len = loop {
         let n = match peek(sock, &mut prefix) {
             Ok(0) => return Ok(Received::eof()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {
+                wait_for(sock, PollFlags::POLLIN)?;
+                continue;
+            }
             Err(e) => return Err(e),
         };
-        let whole = if n == PREFIX {
+        if n == PREFIX {
             let len = u32::from_le_bytes(prefix) as usize;
             if len > buf.len() {
                 return Ok(Received {
@@ -213,31 +217,53 @@ pub fn recv_datagram(
                     fds_dropped: false,
                 });
             }
-            queued(sock)? >= PREFIX + len
-        } else {
+            if queued_bytes(sock)? >= PREFIX + len {
+                break Some(len);
+            }
+        } else if nonblocking && queued_bytes(sock)? >= PREFIX {
             // A peek stops after bytes that carry fds (Linux). The first write of a record
             // carries its whole length (Linux queues a sendmsg's first buffer whole, BSD
             // writes at least the low-water mark of 2 KiB), so this is a cut no sender here
             // makes; should the length be queued anyway, read the record waiting for its end
             // rather than never.
-            queued(sock)? >= PREFIX
-        };
-        if !whole {
-            // The writer is inside this record; it raises a new edge when it writes on. A
-            // peer that died inside it never will: that is the end of the channel.
-            if peer_closed(sock) {
-                return Ok(Received::eof());
-            }
-            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+            break None;
         }
-    }
-    // The record is queued whole (non-blocking) or we may wait for it (blocking): read its
-    // length, then exactly its bytes, never past its end.
+        if !nonblocking {
+            // The writer is inside this record: wait for its end while reading.
+            break None;
+        }
+        // The writer is inside this record; it raises a new edge when it writes on. A peer
+        // that died inside it never will: that is the end of the channel.
+        if peer_closed(sock) {
+            return Ok(Received::eof());
+        }
+        return Err(io::Error::from(io::ErrorKind::WouldBlock));
+    };
+    // Read its length, then exactly its bytes, never past its end: in one call when it is all
+    // queued.
     let mut fds = Vec::new();
     let mut fds_dropped = false;
     let mut got = 0;
+    if let Some(len) = whole_len {
+        got = read_some(
+            sock,
+            &mut prefix,
+            &mut buf[..len],
+            &mut fds,
+            &mut fds_dropped,
+        )?;
+        if got == 0 {
+            return Ok(Received::eof());
+        }
+    }
     while got < PREFIX {
-        match read_some(sock, &mut prefix[got..], &mut fds, &mut fds_dropped)? {
+        match read_some(
+            sock,
+            &mut prefix[got..],
+            &mut [],
+            &mut fds,
+            &mut fds_dropped,
+        )? {
             0 => return Ok(Received::eof()),
             n => got += n,
         }
@@ -253,9 +279,15 @@ pub fn recv_datagram(
             fds_dropped,
         });
     }
-    let mut got = 0;
+    let mut got = got - PREFIX;
     while got < len {
-        match read_some(sock, &mut buf[got..len], &mut fds, &mut fds_dropped)? {
+        match read_some(
+            sock,
+            &mut [],
+            &mut buf[got..len],
+            &mut fds,
+            &mut fds_dropped,
+        )? {
             // The peer died inside the record: its fds close here, with the rest of it.
             0 => return Ok(Received::eof()),
             n => got += n,
@@ -269,31 +301,35 @@ pub fn recv_datagram(
     })
 }
 
-const CMSG_SPACE_FDS: usize = 128; // >= CMSG_SPACE(MAX_FDS * sizeof(int)) on every ABI
-
-#[repr(C, align(8))]
-struct CmsgBuf([u8; CMSG_SPACE_FDS]);
-
-/// One `recvmsg` of at most `buf.len()` bytes, waiting for data; the fds it brings are made
-/// close-on-exec and appended to `fds`. `Ok(0)`: the peer closed.
+/// One `recvmsg` of at most `head.len() + body.len()` bytes (`head` filled first), waiting for
+/// data; the fds it brings are made close-on-exec and appended to `fds`. `Ok(0)`: the peer
+/// closed.
 fn read_some(
     sock: BorrowedFd<'_>,
-    buf: &mut [u8],
+    head: &mut [u8],
+    body: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     fds_dropped: &mut bool,
 ) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = CmsgBuf([0; CMSG_SPACE_FDS]);
+    let mut iov = [
+        libc::iovec {
+            iov_base: head.as_mut_ptr().cast(),
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_mut_ptr().cast(),
+            iov_len: body.len(),
+        },
+    ];
+    let mut cbuf = CmsgBuf::new();
     // SAFETY: msghdr is plain data; all pointers set below outlive the recvmsg call.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = CMSG_SPACE_FDS as _;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    cbuf.attach(&mut msg);
     let n = loop {
+        #[cfg(test)]
+        tests::RECVMSG_CALLS.with(|c| c.set(c.get() + 1));
         // SAFETY: msg points at our buffers, valid for the duration of the call.
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n >= 0 {
@@ -308,22 +344,8 @@ fn read_some(
         }
     };
     let first_new = fds.len();
-    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsg headers; we walk
-    // them with the CMSG_* macros and take ownership of every SCM_RIGHTS fd exactly once.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                for i in 0..bytes / mem::size_of::<RawFd>() {
-                    let fd = data.cast::<RawFd>().add(i).read_unaligned();
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
+    // SAFETY: the kernel just filled `msg` for this call (through `cbuf`); nothing took its fds.
+    unsafe { take_rights(&msg, fds) };
     cloexec_received(&fds[first_new..])?;
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         *fds_dropped = true;
@@ -362,6 +384,11 @@ pub fn queued_heads<const N: usize>(
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    std::thread_local! {
+        /// `recvmsg` calls this thread made ([`read_some`]).
+        pub(super) static RECVMSG_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     fn raw_send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -436,6 +463,32 @@ mod tests {
         let r = recv_datagram(b.as_fd(), &mut buf, true).unwrap();
         assert_eq!((&buf[..r.len], r.fds.len()), (&b"0123456789"[..], 1));
         assert_eq!(peek_datagram(b.as_fd(), &mut head).unwrap(), None);
+    }
+
+    /// A record queued whole is taken in one `recvmsg`, its length and its bytes together: a
+    /// reader stopped or killed between two calls would leave the head of the queue cut, and
+    /// the primary reading a stalled worker's queue back would find no record there. Before,
+    /// each record took two calls.
+    #[test]
+    fn a_record_queued_whole_is_taken_in_one_call() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (x, _y) = seqpacket_pair().unwrap();
+        let mut buf = [0u8; 64];
+        for nonblocking in [true, false] {
+            send_datagram(a.as_fd(), b"conn", b"-one", &[x.as_fd()], true).unwrap();
+            send_datagram(a.as_fd(), b"ping", b"", &[], true).unwrap();
+            for (want, fds) in [(&b"conn-one"[..], 1), (&b"ping"[..], 0)] {
+                RECVMSG_CALLS.with(|c| c.set(0));
+                let r = recv_datagram(b.as_fd(), &mut buf, nonblocking).unwrap();
+                assert_eq!((&buf[..r.len], r.fds.len()), (want, fds));
+                assert_eq!(
+                    RECVMSG_CALLS.with(|c| c.get()),
+                    1,
+                    "nonblocking {nonblocking}: {want:?} took more than one recvmsg"
+                );
+            }
+            assert_eq!(peek_datagram(b.as_fd(), &mut [0u8; 4]).unwrap(), None);
+        }
     }
 
     #[test]
