@@ -219,6 +219,43 @@
 #define CORRAL_STICKY_KEY_HEADER 3
 
 /**
+ * `corral_primary_worker_counter`: connections handed to the worker so far (refused and
+ * taken-back ones count too).
+ */
+#define CORRAL_WORKER_COUNTER_HANDED_OFF 1
+
+/**
+ * Connections in flight: sent to the worker, not taken yet.
+ */
+#define CORRAL_WORKER_COUNTER_INFLIGHT 2
+
+/**
+ * Connections the worker handed back (`corral_worker_refuse`), dealt to others.
+ */
+#define CORRAL_WORKER_COUNTER_REFUSED 3
+
+/**
+ * Connections read back unread from its channel when it stalled (a blocked loop, or
+ * stopped) and dealt to others (`corral_options_set_stall_timeout`).
+ */
+#define CORRAL_WORKER_COUNTER_TAKEN_BACK 4
+
+/**
+ * 1 while it is stalled (dealt nothing until it reads again), else 0.
+ */
+#define CORRAL_WORKER_COUNTER_STALLED 5
+
+/**
+ * 1 once it said it is ready (`corral_worker_ready`), else 0.
+ */
+#define CORRAL_WORKER_COUNTER_READY 6
+
+/**
+ * Milliseconds since it was started.
+ */
+#define CORRAL_WORKER_COUNTER_UPTIME_MS 7
+
+/**
  * A client connection (`corral_worker_event_take_fd`, `corral_worker_event_listener`).
  */
 #define CORRAL_WORKER_EVENT_CONNECTION 1
@@ -263,6 +300,14 @@
  * always have it; for them this bit changes nothing.
  */
 #define CORRAL_LISTEN_REUSE_ADDR 8
+
+/**
+ * `corral_worker_listen_with_options`, with `CORRAL_LISTEN_READABLE_ALL` and/or
+ * `CORRAL_LISTEN_WRITABLE_ALL`: the Unix socket file's mode becomes exactly those bits (0444,
+ * 0222 or 0666), as libuv 1.51 and later set it, instead of the bits being added to the mode
+ * the umask left.
+ */
+#define CORRAL_LISTEN_MODE_EXACT 16
 
 /**
  * Result of every fallible call. `CORRAL_STATUS_OK` is 0; errors are positive. After an
@@ -626,8 +671,10 @@ CORRAL_MUST_USE corral_status corral_options_set_window(corral_options *opts, ui
  * connections still unread in its channel go to the other workers. 10 to 604800000 (7 days);
  * 0 turns the check off; default 250. Only `CORRAL_POLICY_STICKY` waits that long (a
  * connection dealt again moves its client's session); the other policies use at most 25 ms,
- * since a worker that reads nothing for that long is busy. `CORRAL_STALL_TIMEOUT_MS` in the
- * environment overrides it when the primary starts.
+ * since a worker that reads nothing for that long is busy. Under `CORRAL_POLICY_KERNEL_RR` the
+ * kernel skips a worker that holds connections and accepted none for that long, until it
+ * accepts one (what it holds waits for it). `CORRAL_STALL_TIMEOUT_MS` in the environment
+ * overrides it when the primary starts.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
  */
@@ -686,11 +733,21 @@ corral_status corral_options_set_exec(corral_options *opts,
 
 /**
  * Adds `key=value` to the environment of exec-mode workers (after `corral_options_set_exec`).
+ * Calls apply in order: the last `corral_options_add_env` or `corral_options_remove_env` of
+ * a key decides.
  */
 CORRAL_MUST_USE
 corral_status corral_options_add_env(corral_options *opts,
                                      const char *key,
                                      const char *value);
+
+/**
+ * Exec-mode workers do not get `key`, even though the primary's environment has it (as
+ * node:cluster's `fork({ KEY: undefined })`), after `corral_options_set_exec`. A later
+ * `corral_options_add_env` of the same key sets it again; one made earlier is undone. The
+ * worker variables corral sets itself (`CORRAL_*`, `LISTEN_FDS`) are not affected.
+ */
+CORRAL_MUST_USE corral_status corral_options_remove_env(corral_options *opts, const char *key);
 
 /**
  * Sets the working directory of exec-mode workers (after `corral_options_set_exec`).
@@ -847,6 +904,22 @@ corral_status corral_primary_worker_stats(const corral_primary *p,
                                           int32_t *pid_out,
                                           uint64_t *handed_off_out,
                                           uint32_t *inflight_out);
+
+/**
+ * Writes one of a worker's counters (`CORRAL_WORKER_COUNTER_*`) to `*out`: the same figures
+ * the metrics endpoint exports per worker, one call each, so that a counter can be added
+ * without changing this signature. Call it on the primary's thread (as every primary call);
+ * not valid in a forked child.
+ *
+ * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL handle or `out`, or a `counter` that is
+ * none of the constants; `CORRAL_STATUS_NO_SUCH_WORKER` for an id the primary does not have
+ * (reaped, or never started). `*out` is written only on success.
+ */
+CORRAL_MUST_USE
+corral_status corral_primary_worker_counter(const corral_primary *p,
+                                            uint64_t worker_id,
+                                            uint32_t counter,
+                                            uint64_t *out);
 
 /**
  * Waits up to `timeout_ms` (-1: until something happens; 0: not at all), handles what is

@@ -279,8 +279,10 @@ pub unsafe extern "C" fn corral_options_set_window(
 /// connections still unread in its channel go to the other workers. 10 to 604800000 (7 days);
 /// 0 turns the check off; default 250. Only `CORRAL_POLICY_STICKY` waits that long (a
 /// connection dealt again moves its client's session); the other policies use at most 25 ms,
-/// since a worker that reads nothing for that long is busy. `CORRAL_STALL_TIMEOUT_MS` in the
-/// environment overrides it when the primary starts.
+/// since a worker that reads nothing for that long is busy. Under `CORRAL_POLICY_KERNEL_RR` the
+/// kernel skips a worker that holds connections and accepted none for that long, until it
+/// accepts one (what it holds waits for it). `CORRAL_STALL_TIMEOUT_MS` in the environment
+/// overrides it when the primary starts.
 ///
 /// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range or a NULL handle.
 #[no_mangle]
@@ -373,17 +375,15 @@ pub unsafe extern "C" fn corral_options_set_exec(
                 args.push(a.into());
             }
         }
-        let env = o
-            .opts
-            .exec
-            .take()
-            .map(|s| (s.env, s.cwd))
-            .unwrap_or_default();
+        // A second call changes the program and arguments; the environment and directory
+        // set so far stay.
+        let kept = o.opts.exec.take().unwrap_or_default();
         o.opts.exec = Some(SpawnSpec {
             program: program.into(),
             args,
-            env: env.0,
-            cwd: env.1,
+            env: kept.env,
+            env_remove: kept.env_remove,
+            cwd: kept.cwd,
             ..Default::default()
         });
         Ok(())
@@ -397,7 +397,19 @@ fn exec_spec(o: &mut corral_options) -> Result<&mut SpawnSpec, Error> {
         .ok_or_else(|| Error::wrong_state("call corral_options_set_exec first (exec mode only)"))
 }
 
+/// An environment variable name: not empty, no '='.
+fn env_key(k: &str) -> Result<&str, Error> {
+    if k.is_empty() || k.contains('=') {
+        return Err(Error::invalid(format!(
+            "environment key {k:?} is empty or contains '='"
+        )));
+    }
+    Ok(k)
+}
+
 /// Adds `key=value` to the environment of exec-mode workers (after `corral_options_set_exec`).
+/// Calls apply in order: the last `corral_options_add_env` or `corral_options_remove_env` of
+/// a key decides.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_options_add_env(
@@ -407,13 +419,29 @@ pub unsafe extern "C" fn corral_options_add_env(
 ) -> corral_status {
     with_opts(opts, |o| {
         // SAFETY: NUL-terminated strings by contract.
-        let (k, v) = unsafe { (c_str(key, "key")?, c_str(value, "value")?) };
-        if k.is_empty() || k.contains('=') {
-            return Err(Error::invalid(format!(
-                "environment key {k:?} is empty or contains '='"
-            )));
-        }
+        let (k, v) = unsafe { (env_key(c_str(key, "key")?)?, c_str(value, "value")?) };
         exec_spec(o)?.env.push((k.into(), v.into()));
+        Ok(())
+    })
+}
+
+/// Exec-mode workers do not get `key`, even though the primary's environment has it (as
+/// node:cluster's `fork({ KEY: undefined })`), after `corral_options_set_exec`. A later
+/// `corral_options_add_env` of the same key sets it again; one made earlier is undone. The
+/// worker variables corral sets itself (`CORRAL_*`, `LISTEN_FDS`) are not affected.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_options_remove_env(
+    opts: *mut corral_options,
+    key: *const c_char,
+) -> corral_status {
+    with_opts(opts, |o| {
+        // SAFETY: NUL-terminated string by contract.
+        let k = unsafe { env_key(c_str(key, "key")?)? };
+        let spec = exec_spec(o)?;
+        // Removals apply before additions (SpawnSpec), so an earlier addition goes too.
+        spec.env.retain(|(have, _)| have != k);
+        spec.env_remove.push(k.into());
         Ok(())
     })
 }

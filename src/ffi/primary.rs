@@ -374,6 +374,69 @@ pub unsafe extern "C" fn corral_primary_worker_stats(
     })
 }
 
+/// `corral_primary_worker_counter`: connections handed to the worker so far (refused and
+/// taken-back ones count too).
+pub const CORRAL_WORKER_COUNTER_HANDED_OFF: u32 = 1;
+/// Connections in flight: sent to the worker, not taken yet.
+pub const CORRAL_WORKER_COUNTER_INFLIGHT: u32 = 2;
+/// Connections the worker handed back (`corral_worker_refuse`), dealt to others.
+pub const CORRAL_WORKER_COUNTER_REFUSED: u32 = 3;
+/// Connections read back unread from its channel when it stalled (a blocked loop, or
+/// stopped) and dealt to others (`corral_options_set_stall_timeout`).
+pub const CORRAL_WORKER_COUNTER_TAKEN_BACK: u32 = 4;
+/// 1 while it is stalled (dealt nothing until it reads again), else 0.
+pub const CORRAL_WORKER_COUNTER_STALLED: u32 = 5;
+/// 1 once it said it is ready (`corral_worker_ready`), else 0.
+pub const CORRAL_WORKER_COUNTER_READY: u32 = 6;
+/// Milliseconds since it was started.
+pub const CORRAL_WORKER_COUNTER_UPTIME_MS: u32 = 7;
+
+/// Writes one of a worker's counters (`CORRAL_WORKER_COUNTER_*`) to `*out`: the same figures
+/// the metrics endpoint exports per worker, one call each, so that a counter can be added
+/// without changing this signature. Call it on the primary's thread (as every primary call);
+/// not valid in a forked child.
+///
+/// Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL handle or `out`, or a `counter` that is
+/// none of the constants; `CORRAL_STATUS_NO_SUCH_WORKER` for an id the primary does not have
+/// (reaped, or never started). `*out` is written only on success.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_primary_worker_counter(
+    p: *const corral_primary,
+    worker_id: u64,
+    counter: u32,
+    out: *mut u64,
+) -> corral_status {
+    guard(|| {
+        // SAFETY: NULL or a live handle by contract.
+        let h = unsafe { handle_ref(p, "primary") }?;
+        non_null(out.cast_const(), "out")?;
+        let w = h.cluster.primary().worker(worker_id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoSuchWorker,
+                format!("no worker with id {worker_id}"),
+            )
+        })?;
+        let v = match counter {
+            CORRAL_WORKER_COUNTER_HANDED_OFF => w.handed_off,
+            CORRAL_WORKER_COUNTER_INFLIGHT => u64::from(w.inflight),
+            CORRAL_WORKER_COUNTER_REFUSED => w.refused,
+            CORRAL_WORKER_COUNTER_TAKEN_BACK => w.taken_back,
+            CORRAL_WORKER_COUNTER_STALLED => u64::from(w.stalled),
+            CORRAL_WORKER_COUNTER_READY => u64::from(w.ready),
+            CORRAL_WORKER_COUNTER_UPTIME_MS => w.uptime.as_millis() as u64,
+            other => {
+                return Err(Error::invalid(format!(
+                    "counter: {other} is not a CORRAL_WORKER_COUNTER_* (1 to {CORRAL_WORKER_COUNTER_UPTIME_MS})"
+                )))
+            }
+        };
+        // SAFETY: `out` is non-NULL (checked) and writable by contract.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
 /// Delivers queued events to the callback without holding a borrow of the handle across it
 /// (the callback may call back into the primary). Returns true if `ShutdownComplete` was seen
 /// or a stop was requested.

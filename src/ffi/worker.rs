@@ -34,6 +34,11 @@ pub const CORRAL_LISTEN_WRITABLE_ALL: u32 = 4;
 /// `reuseAddr`), so other sockets that set it too may bind the same address. Stream listeners
 /// always have it; for them this bit changes nothing.
 pub const CORRAL_LISTEN_REUSE_ADDR: u32 = 8;
+/// `corral_worker_listen_with_options`, with `CORRAL_LISTEN_READABLE_ALL` and/or
+/// `CORRAL_LISTEN_WRITABLE_ALL`: the Unix socket file's mode becomes exactly those bits (0444,
+/// 0222 or 0666), as libuv 1.51 and later set it, instead of the bits being added to the mode
+/// the umask left.
+pub const CORRAL_LISTEN_MODE_EXACT: u32 = 16;
 
 /// The worker side of a cluster (opaque). From `corral_worker_from_env` (exec mode) or
 /// `corral_primary_fork` (in the child). Free with `corral_worker_free`. One thread at a time.

@@ -104,10 +104,14 @@ int main(void) {
   CHECK(corral_options_set_stall_timeout(o, 0) == CORRAL_STATUS_OK, "stall off");
   CHECK(corral_options_set_stall_timeout(o, 500) == CORRAL_STATUS_OK, "stall 500 ms");
   CHECK(corral_options_add_env(o, "A", "b") == CORRAL_STATUS_WRONG_STATE, "env before exec");
+  CHECK(corral_options_remove_env(o, "A") == CORRAL_STATUS_WRONG_STATE, "env removal before exec");
   CHECK(corral_options_set_exec(o, "", NULL, 0) == CORRAL_STATUS_INVALID_ARGUMENT, "empty program");
   CHECK(corral_options_set_exec(o, "/bin/true", NULL, 2) == CORRAL_STATUS_INVALID_ARGUMENT, "argv NULL");
   CHECK(corral_options_set_exec(o, "/no/such/program", NULL, 0) == CORRAL_STATUS_OK, "set_exec");
   CHECK(corral_options_add_env(o, "BAD=KEY", "x") == CORRAL_STATUS_INVALID_ARGUMENT, "bad env key");
+  CHECK(corral_options_remove_env(o, "") == CORRAL_STATUS_INVALID_ARGUMENT, "empty env key removed");
+  CHECK(last_error_contains("environment key \"\" is empty or contains '='"), "remove_env message");
+  CHECK(corral_options_remove_env(o, NULL) == CORRAL_STATUS_INVALID_ARGUMENT, "remove_env(NULL)");
   CHECK(corral_primary_new(o, NULL) == CORRAL_STATUS_INVALID_ARGUMENT, "primary_new(NULL out)");
   CHECK(corral_primary_new(o, &p) == CORRAL_STATUS_OK, "primary_new");
 
@@ -126,6 +130,14 @@ int main(void) {
   CHECK(corral_primary_dispatch(p, 0) == CORRAL_STATUS_OK, "dispatch(0)");
   CHECK(corral_primary_worker_count(p) == 0, "no workers");
   CHECK(corral_primary_worker_stats(p, 1, NULL, NULL, NULL) == CORRAL_STATUS_NO_SUCH_WORKER, "stats");
+  uint64_t counter = 77;
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_TAKEN_BACK, &counter) ==
+            CORRAL_STATUS_NO_SUCH_WORKER, "counter of worker 1 (none started)");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_TAKEN_BACK, NULL) ==
+            CORRAL_STATUS_INVALID_ARGUMENT && last_error_contains("out is NULL"), "counter: NULL out");
+  CHECK(corral_primary_worker_counter(NULL, 1, CORRAL_WORKER_COUNTER_TAKEN_BACK, &counter) ==
+            CORRAL_STATUS_INVALID_ARGUMENT, "counter: NULL primary");
+  CHECK(counter == 77, "counter: out-param untouched on failure");
   CHECK(corral_primary_shutdown(p, 0) == CORRAL_STATUS_OK, "shutdown");
   CHECK(corral_primary_spawn(p, &id) == CORRAL_STATUS_WRONG_STATE, "spawn after shutdown");
   CHECK(last_error_contains("shutting down"), "shutdown message");

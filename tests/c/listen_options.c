@@ -6,7 +6,7 @@
  *   IPv4 0.0.0.0:Q is taken. (IPv4 is bound first: a v6-only listen on port 0 may get a port
  *   another process holds on 127.0.0.1.)
  * - CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_WRITABLE_ALL on a Unix socket: the file mode
- *   has rw for everyone;
+ *   has rw for everyone; CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_MODE_EXACT: exactly 0444;
  * - the primary removes the socket file when the worker leaves (before it is freed);
  * - unknown option bits: CORRAL_STATUS_INVALID_ARGUMENT naming `options`;
  * - a listen after the primary asked the worker to disconnect (the worker's message tells the
@@ -90,8 +90,18 @@ static int worker_side(corral_worker *w, const char *sock_path) {
     struct stat st;
     if (stat(sock_path + strlen("unix:"), &st) != 0 || (st.st_mode & 0666) != 0666) bad |= 16;
   }
-  if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 16, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
-  else if (!last_error_contains("options: unknown listen option bits 0x10")) bad |= 64;
+  /* With CORRAL_LISTEN_MODE_EXACT the mode is exactly r--r--r-- (libuv >= 1.51's way). */
+  char exact_path[160];
+  snprintf(exact_path, sizeof exact_path, "%s.exact", sock_path);
+  if (corral_worker_listen_with_options(w, exact_path, 0, CORRAL_LISTEN_READABLE_ALL | CORRAL_LISTEN_MODE_EXACT,
+                                        NULL, NULL) != CORRAL_STATUS_OK) {
+    bad |= 16;
+  } else {
+    struct stat st;
+    if (stat(exact_path + strlen("unix:"), &st) != 0 || (st.st_mode & 07777) != 0444) bad |= 16;
+  }
+  if (corral_worker_listen_with_options(w, "127.0.0.1:0", 0, 32, NULL, NULL) != CORRAL_STATUS_INVALID_ARGUMENT) bad |= 32;
+  else if (!last_error_contains("options: unknown listen option bits 0x20")) bad |= 64;
   /* Asks the primary (its callback) to disconnect this worker, waits for the request, listens.
    * The exit code has no bit left: these failures set bit 1 and say which on stderr. */
   const char *failed = NULL;

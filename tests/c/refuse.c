@@ -7,7 +7,8 @@
  * - a client process makes 20 requests in turn, each behind a header naming 127.0.0.9 (port
  *   4000 + i): each is answered by worker 2 with that client, though worker 1 got the
  *   connection first, with its header consumed (the address travels with the refusal);
- * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats);
+ * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats), and
+ *   corral_primary_worker_counter reports worker 1's refusals (every connection dealt to it);
  * - argument checks: fd -1 gives CORRAL_STATUS_INVALID_ARGUMENT naming `fd`, a closed fd
  *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT;
  *   corral_worker_room answers OK (a NULL worker: CORRAL_STATUS_INVALID_ARGUMENT). Its effect
@@ -176,6 +177,25 @@ int main(void) {
   uint64_t handed = 0;
   CHECK(corral_primary_worker_stats(p, 2, NULL, &handed, NULL) == CORRAL_STATUS_OK, "stats of worker 2");
   CHECK(handed == REQUESTS, "worker 2 was handed each connection once");
+  /* The same figures one by one (corral_primary_worker_counter): every connection dealt to
+   * worker 1 came back (refused), none was taken back from a stalled channel. */
+  uint64_t handed1 = 0, refused1 = 0, refused2 = 9, taken_back1 = 9, stalled1 = 9, uptime = 0, bad = 5;
+  CHECK(corral_primary_worker_counter(p, 2, CORRAL_WORKER_COUNTER_HANDED_OFF, &handed) == CORRAL_STATUS_OK &&
+            handed == REQUESTS, "counter: worker 2 handed off");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_HANDED_OFF, &handed1) == CORRAL_STATUS_OK, "counter 1");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_REFUSED, &refused1) == CORRAL_STATUS_OK, "counter 2");
+  CHECK(refused1 >= 1 && refused1 == handed1, "worker 1 refused every connection dealt to it");
+  CHECK(corral_primary_worker_counter(p, 2, CORRAL_WORKER_COUNTER_REFUSED, &refused2) == CORRAL_STATUS_OK &&
+            refused2 == 0, "worker 2 refused none");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_TAKEN_BACK, &taken_back1) == CORRAL_STATUS_OK &&
+            taken_back1 == 0, "nothing taken back");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_STALLED, &stalled1) == CORRAL_STATUS_OK &&
+            stalled1 == 0, "worker 1 not stalled");
+  CHECK(corral_primary_worker_counter(p, 1, CORRAL_WORKER_COUNTER_UPTIME_MS, &uptime) == CORRAL_STATUS_OK &&
+            uptime > 0 && uptime < 120000, "uptime in ms");
+  CHECK(corral_primary_worker_counter(p, 1, 0, &bad) == CORRAL_STATUS_INVALID_ARGUMENT && bad == 5,
+        "counter 0 is refused, out untouched");
+  CHECK(corral_primary_worker_counter(p, 1, 99, &bad) == CORRAL_STATUS_INVALID_ARGUMENT, "counter 99 is refused");
 
   CHECK(corral_primary_shutdown(p, 10000) == CORRAL_STATUS_OK, "shutdown");
   CHECK(wait_workers_gone(p, 20), "the workers exited within 20 s");

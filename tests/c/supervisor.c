@@ -48,6 +48,13 @@ static int worker_main(void) {
     FAIL("listen: %s", m);
   }
   /* The engine read CORRAL_HEARTBEAT_MS with the other worker variables; the variable stays. */
+  /* The primary's environment, as corral_options_add_env / _remove_env shaped it. */
+  const char *added = getenv("CORRAL_TEST_ADDED"), *readded = getenv("CORRAL_TEST_READDED");
+  if (!added || strcmp(added, "yes") != 0) FAIL("CORRAL_TEST_ADDED=%s", added ? added : "(unset)");
+  if (getenv("CORRAL_TEST_DROPPED")) FAIL("CORRAL_TEST_DROPPED reached the worker");
+  if (getenv("CORRAL_TEST_UNDONE")) FAIL("CORRAL_TEST_UNDONE (added, then removed) reached the worker");
+  if (!readded || strcmp(readded, "again") != 0) FAIL("CORRAL_TEST_READDED=%s", readded ? readded : "(unset)");
+  if (!getenv("CORRAL_TEST_KEPT")) FAIL("CORRAL_TEST_KEPT (the primary's) did not reach the worker");
   int beat = (int)corral_worker_heartbeat_interval_ms(w);
   const char *hb = getenv("CORRAL_HEARTBEAT_MS");
   if (beat != (hb ? atoi(hb) : 0))
@@ -193,6 +200,19 @@ int main(int argc, char **argv) {
   corral_primary *p;
   check(corral_options_new(&o), "options");
   check(corral_options_set_exec(o, "/proc/self/exe", NULL, 0), "exec");
+  /* The worker checks what it got: the primary's variables less the removed ones, plus the
+     added ones, the last call per key deciding. */
+  setenv("CORRAL_TEST_KEPT", "1", 1);
+  setenv("CORRAL_TEST_DROPPED", "1", 1);
+  setenv("CORRAL_TEST_READDED", "1", 1);
+  check(corral_options_add_env(o, "CORRAL_TEST_ADDED", "yes"), "add_env");
+  check(corral_options_remove_env(o, "CORRAL_TEST_DROPPED"), "remove_env");
+  check(corral_options_add_env(o, "CORRAL_TEST_UNDONE", "x"), "add_env (undone)");
+  check(corral_options_remove_env(o, "CORRAL_TEST_UNDONE"), "remove_env (undoes)");
+  check(corral_options_remove_env(o, "CORRAL_TEST_READDED"), "remove_env (re-added)");
+  check(corral_options_add_env(o, "CORRAL_TEST_READDED", "again"), "add_env (again)");
+  /* A second set_exec keeps the environment set so far. */
+  check(corral_options_set_exec(o, "/proc/self/exe", NULL, 0), "exec again");
   check(corral_options_set_event_callback(o, on_event, &st), "callback");
   check(corral_primary_new(o, &p), "primary");
   corral_options_free(o);
