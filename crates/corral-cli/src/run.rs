@@ -93,8 +93,20 @@ struct Worker {
     notify: Option<(PathBuf, UnixDatagram)>,
 }
 
-/// Workers the spawn function started: id, key in the kernel-rr groups, slot, notify socket.
-type Spawned = Arc<Mutex<Vec<(WorkerId, u64, usize, PathBuf, UnixDatagram)>>>;
+/// A worker the spawn function started, until the loop adopts it (`Cluster::adopt_spawned`).
+struct Spawn {
+    id: WorkerId,
+    /// Read at spawn: once its exit is handled the engine no longer knows it.
+    pid: i32,
+    started: Instant,
+    /// Its key in the kernel-rr groups.
+    key: u64,
+    slot: usize,
+    notify: (PathBuf, UnixDatagram),
+}
+
+/// Workers the spawn function started and the loop has not adopted yet.
+type Spawned = Arc<Mutex<Vec<Spawn>>>;
 
 /// Runs the cluster until it has shut down; returns the process exit status.
 pub fn run(cfg: RunConfig) -> i32 {
@@ -324,10 +336,16 @@ impl Cluster {
                     }
                 };
                 drop(members);
-                spawned
-                    .lock()
-                    .expect("spawned lock")
-                    .push((id, key, slot, path, sock));
+                // Just spawned, no event handled since: the engine knows it.
+                let pid = p.worker(id).map_or(0, |i| i.pid);
+                spawned.lock().expect("spawned lock").push(Spawn {
+                    id,
+                    pid,
+                    started: Instant::now(),
+                    key,
+                    slot,
+                    notify: (path, sock),
+                });
                 Ok(id)
             })
         };
@@ -461,6 +479,12 @@ impl Cluster {
 
     /// Feeds one engine event to the supervisor; `Some(clean)` when the shutdown completed.
     fn on_event(&mut self, ev: Event) -> Option<bool> {
+        // A worker can exit before the turn that started it ends (the first ones, started
+        // before the loop; one started by a control request): adopted first, its exit below
+        // finds its record and gives its kernel-rr slot back. Else the slot stayed taken by
+        // the dead worker, its replacement took the next one, and the anchor, seeing no
+        // empty period, was never replaced: the clients queued on it were never served.
+        self.adopt_spawned();
         match &ev {
             Event::ShutdownComplete { clean } => return Some(*clean),
             Event::Exit {
@@ -558,10 +582,10 @@ impl Cluster {
 
     /// Registers the notify sockets of workers the supervisor just started.
     fn adopt_spawned(&mut self) {
-        let new: Vec<_> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
-        for (id, key, slot, path, sock) in new {
-            let pid = self.p.worker(id).map_or(0, |i| i.pid);
-            eprintln!("corral: worker {id} started (pid {pid})");
+        let new: Vec<Spawn> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
+        for w in new {
+            let (id, (path, sock)) = (w.id, w.notify);
+            eprintln!("corral: worker {id} started (pid {})", w.pid);
             if let Err(e) = self.poll.registry().register(
                 &mut SourceFd(&sock.as_raw_fd()),
                 Token(NOTIFY_BASE + id as usize),
@@ -572,12 +596,12 @@ impl Cluster {
             self.workers.insert(
                 id,
                 Worker {
-                    started: Instant::now(),
+                    started: w.started,
                     ready: false,
                     spoke: false,
                     status: None,
-                    key,
-                    slot,
+                    key: w.key,
+                    slot: w.slot,
                     left_groups: false,
                     notify: Some((path, sock)),
                 },

@@ -238,3 +238,97 @@ fn ctrl_c_to_corrals_process_group_reaches_only_corral_which_drains_the_workers(
     c.assert_exit(0, Duration::from_secs(15));
     assert_eq!(c.count_lines("exited with code 0"), 2, "{}", c.stderr());
 }
+
+/// Workers that exit at once can be reaped before the loop turn that started them has
+/// adopted them (the first ones are started before the loop runs; with 8, most of them).
+/// Each is still reported with its own pid, its exit removes its record, and
+/// `--ready-delay` marks only living workers ready. Before the fix, 5 runs of 5 printed
+/// "started (pid 0)" and marked dead workers ready.
+#[test]
+fn workers_that_exit_at_once_keep_no_record_and_only_the_living_are_marked_ready() {
+    let dir = TempDir::new("exit-at-once");
+    // Each slot's first worker exits at once with code 3, its replacement stays.
+    let script = format!(
+        "m='{}/crashed-'$CORRAL_WORKER_SLOT; if [ ! -e \"$m\" ]; then : > \"$m\"; exit 3; fi; \
+         exec sleep 60",
+        dir.path().display()
+    );
+    let c = Corral::run(
+        "--workers 8 --ready-delay 500ms --restart-initial-delay 500ms --restart-jitter 0",
+        &["/bin/sh", "-c", &script],
+        &[],
+    );
+    wait_for("8 workers ready", Duration::from_secs(20), || {
+        (c.count_lines(" ready (alive for") >= 8).then_some(())
+    });
+    let err = c.stderr();
+    let st = c.status();
+    let mut living: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_u64().unwrap())
+        .collect();
+    living.sort_unstable();
+    let mut ready: Vec<u64> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("corral: worker "))
+        .filter_map(|l| l.split_once(" ready (alive for"))
+        .map(|(id, _)| id.parse().unwrap())
+        .collect();
+    ready.sort_unstable();
+    assert_eq!(ready, living, "a worker marked ready is not alive: {err}");
+    assert_eq!(living.len(), 8, "{st}");
+    assert_eq!(c.count_lines("(pid 0)"), 0, "{err}");
+    // Every exit is of a worker reported started, with the same pid.
+    let exits: Vec<&str> = err
+        .lines()
+        .filter(|l| l.ends_with(") exited with code 3"))
+        .collect();
+    assert_eq!(exits.len(), 8, "{err}");
+    for l in exits {
+        let (id, pid) = l
+            .strip_prefix("corral: worker ")
+            .and_then(|r| r.strip_suffix(") exited with code 3"))
+            .and_then(|r| r.split_once(" (pid "))
+            .unwrap_or_else(|| panic!("exit line {l:?}"));
+        let started = format!("corral: worker {id} started (pid {pid})");
+        assert_eq!(c.count_lines(&started), 1, "no {started:?}: {err}");
+    }
+    // The restart counter: each slot restarted once, for an exit at start-up.
+    assert_eq!(st["restarts_by_cause"]["boot"], 8, "{st}");
+    for w in st["workers"].as_array().unwrap() {
+        assert_eq!(w["restarts"], 1, "{st}");
+    }
+}
+
+/// The same through a control request: `corral scale` starts workers in a turn whose next
+/// dispatch can reap them before the turn's end adopts them. None is marked ready, none is
+/// reported with pid 0. Before the fix, 3 runs of 3 marked dead workers ready.
+#[test]
+fn workers_a_scale_up_starts_that_exit_at_once_are_never_marked_ready() {
+    let c = Corral::run(
+        "--workers 1 --ready-delay 300ms --restart-initial-delay 10s --restart-jitter 0",
+        &[
+            "/bin/sh",
+            "-c",
+            "[ \"$CORRAL_WORKER_SLOT\" = 0 ] && exec sleep 60; exit 3",
+        ],
+        &[],
+    );
+    c.wait_line("worker 1 ready", Duration::from_secs(10));
+    let (code, _, err) = c.ctl("scale", &["9"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the 8 new workers to exit", Duration::from_secs(10), || {
+        (c.count_lines("exited with code 3") >= 8).then_some(())
+    });
+    // Twice the ready delay from the last exit: a dead worker's record would be ready by now.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        c.count_lines(" ready (alive for"),
+        1,
+        "a dead worker marked ready: {}",
+        c.stderr()
+    );
+    assert_eq!(c.count_lines("(pid 0)"), 0, "{}", c.stderr());
+}
