@@ -20,7 +20,7 @@ const { MSG_INTERNAL, HANDLE_NONE, SendCallbacks, makeSend, deliver, deliverBatc
 const { KeepAlive, HANDLE_TYPE, handleClass } = require('./utils');
 const {
   addon, callNative, decodeBatch, EV, ENV_HEARTBEAT, ENV_SERIALIZATION, SCHED_NONE, SCHED_RR, SCHED_KERNEL_RR,
-  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR,
+  LISTEN_IPV6_ONLY, LISTEN_READABLE_ALL, LISTEN_WRITABLE_ALL, LISTEN_REUSE_ADDR, LISTEN_MODE_EXACT,
   SCHED_STICKY, SCHED_LEAST, SCHED_KERNEL_LEAST, ENV_REPORT_CLOSES,
 } = require('./native');
 
@@ -152,7 +152,7 @@ process.on('internalMessage', (message) => {
   const cb = acks.get(message.ack);
   if (cb === undefined) return;
   acks.delete(message.ack);
-  cb();
+  cb(message);
 });
 
 function sendInternal(message, onAck) {
@@ -273,15 +273,20 @@ function ownerSymbol(handle) {
 const kExclusive = Symbol('corral.exclusive');
 // readableAll/writableAll: net.Server.listen passes them to node:cluster's request, not to
 // _listen2, and chmods only a handle it already has (never a worker's): kept for the request.
+// The file's mode then is what this Node's libuv makes it: from libuv 1.51 (Node 22.23, 24,
+// 26) uv_pipe_chmod sets exactly 0o444/0o222/0o666, before it added those bits to the mode.
 const kPipeMode = Symbol('corral.pipeMode');
+const [uvMajor, uvMinor] = process.versions.uv.split('.').map(Number);
+const PIPE_MODE_EXACT = uvMajor > 1 || (uvMajor === 1 && uvMinor >= 51) ? LISTEN_MODE_EXACT : 0;
 const origListen = net.Server.prototype.listen;
 net.Server.prototype.listen = function listen(...args) {
   const o = args[0];
   const isObject = o !== null && typeof o === 'object';
   // The options object, read when _listen2 runs: Node 22.12+ sets exclusive on it for reusePort.
   this[kExclusive] = isObject ? o : null;
-  this[kPipeMode] = (isObject && o.readableAll === true ? LISTEN_READABLE_ALL : 0) |
+  const all = (isObject && o.readableAll === true ? LISTEN_READABLE_ALL : 0) |
     (isObject && o.writableAll === true ? LISTEN_WRITABLE_ALL : 0);
+  this[kPipeMode] = all ? all | PIPE_MODE_EXACT : 0;
   return origListen.apply(this, args);
 };
 
@@ -400,6 +405,10 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
     server.once('close', () => listeningServers.delete(server));
     server._handle = handle;
     server.once('listening', () => {
+      // Short-lived servers (closed by the caller's own listen callback, which runs first: the
+      // "find a free port" idiom) may be gone already: as node:cluster's child, the primary
+      // then hears nothing and the state stays, unless another server of the key is open.
+      if (!indexes.has(indexesKey)) return;
       worker.state = 'listening';
       const a = server.address();
       sendInternal({
@@ -416,12 +425,27 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
   });
   // As node:cluster, the options are not part of the key: the first listen binds with its own.
   const options = (flags & UV_TCP_IPV6ONLY ? LISTEN_IPV6_ONLY : 0) | (isPipe ? server[kPipeMode] : 0);
-  try {
-    nw.listen(req, wire, backlog || 511, index, options);
-  } catch (e) {
-    pending.delete(req);
-    process.nextTick(() => server.emit('error', nativeError(e)));
+  const listen = () => {
+    try {
+      nw.listen(req, wire, backlog || 511, index, options);
+    } catch (e) {
+      pending.delete(req);
+      process.nextTick(() => server.emit('error', nativeError(e)));
+    }
+  };
+  // A server with data of its own to share (tls.Server: its session ticket keys), as
+  // node:cluster's queryServer carries it: the primary keeps the first worker's data for the
+  // listen key and gives it to every worker listening on that key, so a ticket one worker
+  // issued resumes the session on any other. One round trip more, for such servers only.
+  if (typeof server._getServerData === 'function' && typeof server._setServerData === 'function') {
+    const key = [resolved, port, addressType, fd, index].join(':');
+    sendInternal({ act: 'serverData', key, data: server._getServerData() }, (reply) => {
+      if (reply.data !== undefined && reply.data !== null) server._setServerData(reply.data);
+      listen();
+    });
+    return;
   }
+  listen();
 };
 
 // Wraps the listening handle's onconnection (set by net.Server's listen, synchronously) so

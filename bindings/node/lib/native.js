@@ -132,6 +132,7 @@ const LISTEN_IPV6_ONLY = 1;
 const LISTEN_READABLE_ALL = 2;
 const LISTEN_WRITABLE_ALL = 4;
 const LISTEN_REUSE_ADDR = 8;
+const LISTEN_MODE_EXACT = 16;
 // The primary tells a worker the serialization it chose (cluster.settings.serialization).
 const ENV_SERIALIZATION = 'CORRAL_NODE_SERIALIZATION';
 
@@ -154,4 +155,5 @@ module.exports = {
   LISTEN_READABLE_ALL,
   LISTEN_WRITABLE_ALL,
   LISTEN_REUSE_ADDR,
+  LISTEN_MODE_EXACT,
 };

@@ -7,6 +7,8 @@
 const EventEmitter = require('events');
 const fs = require('fs');
 const net = require('net');
+const { ChildProcess } = require('child_process');
+const url = require('url');
 const util = require('util');
 const Worker = require('./worker');
 const { channelClosed, codedError, ipcDisconnected, nativeError, systemError } = require('./errors');
@@ -102,7 +104,8 @@ function routingOf(settings) {
 function invalidArg(name, what, value) {
   let shown = util.inspect(value);
   if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
-  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property '${name}' must be ${what}. Received ${shown}`);
+  const type = name.includes('.') ? 'property' : 'argument';
+  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The ${type} '${name}' must be ${what}. Received ${shown}`);
 }
 
 cluster.setupPrimary = function setupPrimary(options) {
@@ -262,10 +265,58 @@ function getInspectPort(inspectPort) {
   return n;
 }
 
+// What child_process.fork() checks and how it reads its options, since node:cluster's fork()
+// goes through it (lib/child_process.js fork and normalizeSpawnArguments), with its errors: a
+// null byte in execArgv, an argument, cwd, a variable's name or value throws
+// ERR_INVALID_ARG_VALUE (the OS would refuse them); cwd is a string, a Buffer or a file: URL;
+// a variable whose value is undefined is left out (so { PORT: config.port } sets no PORT when
+// the port is not configured), any other value is `${value}`.
+function checkNullBytes(name, value) {
+  if (typeof value === 'string' && value.includes('\u0000')) throw invalidArg(name, 'a string without null bytes', value);
+}
+function spawnCwd(cwd) {
+  if (cwd === undefined || cwd === null) return undefined;
+  if (cwd instanceof URL) cwd = url.fileURLToPath(cwd);
+  if (typeof cwd !== 'string' && !(cwd instanceof Uint8Array)) {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+      `The "options.cwd" property must be of type string or an instance of Buffer or URL.${received(cwd)}`);
+  }
+  if (typeof cwd === 'string' ? cwd.includes('\u0000') : cwd.includes(0)) {
+    throw invalidArg('options.cwd', 'a string, Uint8Array, or URL without null bytes', cwd);
+  }
+  // A Buffer passes the checks, but Node's spawn reads cwd only when it is a string: the
+  // worker starts in the primary's cwd (checked on Node 20).
+  return typeof cwd === 'string' ? cwd : undefined;
+}
+// The end of Node's ERR_INVALID_ARG_TYPE message.
+function received(value) {
+  if (value === null || value === undefined) return ` Received ${value}`;
+  if (typeof value === 'function' && value.name) return ` Received function ${value.name}`;
+  if (typeof value === 'object') {
+    if (value.constructor && value.constructor.name) return ` Received an instance of ${value.constructor.name}`;
+    return ` Received ${util.inspect(value, { depth: -1 })}`;
+  }
+  let shown = util.inspect(value, { colors: false });
+  if (shown.length > 25) shown = `${shown.slice(0, 25)}...`;
+  return ` Received type ${typeof value} (${shown})`;
+}
+
 function spawnOptions(env) {
   const s = cluster.settings;
-  const workerEnv = { ...env };
-  for (const k of Object.keys(workerEnv)) workerEnv[k] = String(workerEnv[k]);
+  (s.execArgv || []).forEach((a, i) => checkNullBytes(`options.execArgv[${i}]`, a));
+  const workerEnv = {};
+  // node:cluster forks with { ...process.env, ...env }, and child_process leaves out a variable
+  // whose value is undefined: so does the engine, also one the primary's environment has.
+  const envRemove = [];
+  for (const [k, v] of Object.entries({ ...env })) {
+    if (v === undefined) {
+      if (k in process.env) envRemove.push(k);
+      continue;
+    }
+    checkNullBytes(`options.env['${k}']`, k);
+    checkNullBytes(`options.env['${k}']`, v);
+    workerEnv[k] = `${v}`;
+  }
   if (s.serialization === 'advanced') workerEnv[ENV_SERIALIZATION] = 'advanced';
   // least counts closes in the primary; so does kernel-least where it falls back to least.
   const p = getEngine().policy();
@@ -273,12 +324,16 @@ function spawnOptions(env) {
   if (s.inspectPort === null) throw badPort(null);
   const execArgv = [...s.execArgv];
   if (isUsingInspector(s.execArgv)) execArgv.push(`--inspect-port=${getInspectPort(s.inspectPort)}`);
+  const args = [...execArgv, s.exec, ...(s.args || [])];
+  args.forEach((a, i) => checkNullBytes(`args[${i}]`, a));
+  const cwd = spawnCwd(s.cwd);
   const stdio = stdioOf(s);
   return {
     program: process.execPath,
-    args: [...execArgv, s.exec, ...(s.args || [])].map(String),
+    args: args.map(String),
     env: workerEnv,
-    cwd: s.cwd === undefined ? undefined : String(s.cwd),
+    envRemove,
+    cwd,
     stdio: stdio.entries,
     wraps: stdio.wraps, // not for the addon: paused once the worker started
     uid: s.uid,
@@ -306,7 +361,7 @@ function createWorkerProcess(env) {
     return new SpawnFailedChildProcess(id, e.code, opts);
   }
   pauseWrapped(opts.wraps);
-  return new PrimaryChildProcess(spawned, () => cluster.settings.serialization);
+  return new PrimaryChildProcess(spawned, () => cluster.settings.serialization, opts.args);
 }
 
 // Whether the primary's event loop stays alive, as Node's handles decide it: each worker's
@@ -344,9 +399,11 @@ class Control extends EventEmitter {
   }
 }
 
-// What both kinds of worker process share: refs, the channel and its end.
+// What both kinds of worker process share: refs, the channel and its end. A ChildProcess to
+// instanceof (its prototype's methods are all replaced here or in the subclasses, but spawn()),
+// spawnfile and spawnargs as child_process.fork() sets them: [node, ...execArgv, exec, ...args].
 class ChildProcessBase extends EventEmitter {
-  constructor(id) {
+  constructor(id, args) {
     super();
     this.workerId = id;
     this.exitCode = null;
@@ -354,6 +411,7 @@ class ChildProcessBase extends EventEmitter {
     this.killed = false;
     this.connected = true;
     this.spawnfile = process.execPath;
+    this.spawnargs = [process.execPath, ...args];
     this.channel = new Control(this);
     this._refed = true;
     this._channelRefed = true;
@@ -374,6 +432,8 @@ class ChildProcessBase extends EventEmitter {
   }
 }
 
+Object.setPrototypeOf(ChildProcessBase.prototype, ChildProcess.prototype);
+
 Object.defineProperty(ChildProcessBase.prototype, '_channel', {
   configurable: true,
   enumerable: false,
@@ -386,8 +446,8 @@ Object.defineProperty(ChildProcessBase.prototype, '_channel', {
 });
 
 class PrimaryChildProcess extends ChildProcessBase {
-  constructor(spawned, serialization) {
-    super(spawned.id);
+  constructor(spawned, serialization, args) {
+    super(spawned.id, args);
     this.pid = spawned.pid;
     // As Node's: 'close' once the process exited and its stdout, stderr and extra pipes
     // closed; the pipes are duplex (a socket pair), only stdin is not readable.
@@ -455,9 +515,8 @@ class PrimaryChildProcess extends ChildProcessBase {
 // cluster.workers on its 'disconnect'. Its pipes ('pipe' entries) exist and are ended.
 class SpawnFailedChildProcess extends ChildProcessBase {
   constructor(id, code, opts) {
-    super(id);
+    super(id, opts.args);
     this.pid = undefined;
-    this.spawnargs = opts.args.slice();
     this.stdio = opts.stdio.map((entry, i) => {
       if (entry !== 'pipe') return null;
       const stream = new net.Socket({ readable: i > 0, writable: true });
@@ -473,7 +532,7 @@ class SpawnFailedChildProcess extends ChildProcessBase {
     process.nextTick(() => {
       const err = systemError(`spawn ${this.spawnfile}`, code);
       err.path = this.spawnfile;
-      err.spawnargs = this.spawnargs;
+      err.spawnargs = this.spawnargs.slice(1);
       this.exitCode = err.errno;
       refreshKeepAlive();
       this.emit('error', err);
@@ -572,6 +631,15 @@ cluster.disconnect = function disconnect(cb) {
   if (typeof cb === 'function') intercom.once('disconnect', cb);
 };
 
+// Listen key -> { data, workers }: what servers share through the primary (serverData below).
+const serverData = new Map();
+function forgetServerData(id) {
+  for (const [key, entry] of serverData) {
+    entry.workers.delete(id);
+    if (entry.workers.size === 0) serverData.delete(key);
+  }
+}
+
 function onInternal(worker, message) {
   if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
   if (message.act === 'listening') {
@@ -584,6 +652,18 @@ function onInternal(worker, message) {
     worker.state = 'listening';
     worker.emit('listening', info);
     cluster.emit('listening', worker, info);
+  } else if (message.act === 'serverData') {
+    // The first data for a listen key stays while a worker that asked for it lives (node:cluster
+    // drops it with the key's last server; a later server of the key gets the same data here).
+    let entry = serverData.get(message.key);
+    if (entry === undefined) {
+      entry = { data: message.data, workers: new Set() };
+      serverData.set(message.key, entry);
+    }
+    entry.workers.add(worker.id);
+    if (message.seq !== undefined && worker.process.connected) {
+      worker.process.send({ cmd: 'NODE_CLUSTER', ack: message.seq, data: entry.data }, () => {});
+    }
   } else if (message.act === 'exitedAfterDisconnect') {
     worker.exitedAfterDisconnect = true;
     // The worker closes its channel on this acknowledgement.
@@ -613,6 +693,8 @@ Worker.prototype.destroy = function destroy(signo) {
 };
 
 let supervisor = null;
+// The arguments of the workers the supervisor starts (their process's spawnargs).
+let supervisorArgs = [];
 
 cluster.supervise = function supervise(options = {}) {
   if (supervisor) throw codedError(Error, 'ERR_CORRAL_WRONG_STATE', 'supervise() was already called');
@@ -629,6 +711,7 @@ cluster.supervise = function supervise(options = {}) {
     throw err.code === 'ERR_CORRAL_INVALID_OPTION' && typeof err.option === 'string' ? invalidOption(err.option, err.reason) : err;
   }
   pauseWrapped(spawn.wraps);
+  supervisorArgs = spawn.args;
   supervisor = new Supervisor(eng, o, { cluster, live, refreshKeepAlive });
   // Alive until the supervisor's shutdown completes (its workers start on the engine thread).
   refreshKeepAlive();
@@ -665,7 +748,8 @@ function onEvents(events) {
         const piped = ev.data || Buffer.alloc(3);
         let k = 0;
         const stdio = Array.from(piped, (p) => (p ? ev.fds[k++] : -1));
-        const p = new PrimaryChildProcess({ id: ev.worker, pid: ev.pid, stdio }, () => cluster.settings.serialization);
+        const p = new PrimaryChildProcess({ id: ev.worker, pid: ev.pid, stdio }, () => cluster.settings.serialization,
+          supervisorArgs);
         adopt(ev.worker, p);
         break;
       }
@@ -731,6 +815,7 @@ function onEvents(events) {
         p.exitCode = ev.code === null || ev.code === undefined ? null : ev.code;
         p.signalCode = ev.signal ? signalNames[ev.signal] || null : null;
         live.delete(ev.worker);
+        forgetServerData(ev.worker);
         refreshKeepAlive();
         p.emit('exit', p.exitCode, p.signalCode);
         process.nextTick(() => p._exited());

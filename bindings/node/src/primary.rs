@@ -4,7 +4,7 @@ use crate::events::{kind, Batch, Event, Events, Queue};
 use crate::messages::Readers;
 use crate::{to_napi, Failure, Result};
 use corral_core::{
-    Cluster, ClusterEvent, Event as CoreEvent, Policy, Primary, PrimaryOptions, SpawnSpec,
+    Cluster, ClusterEvent, Event as CoreEvent, Policy, Poller, Primary, PrimaryOptions, SpawnSpec,
     StdioSpec,
 };
 use napi::bindgen_prelude::*;
@@ -48,7 +48,6 @@ struct Shared {
     state: Mutex<State>,
     waker: Arc<mio::Waker>,
     stop: AtomicBool,
-    poll_fd: i32,
     /// Why the engine thread ended, if it failed (see `fail`).
     failed: Mutex<Option<String>>,
 }
@@ -73,6 +72,8 @@ pub struct SpawnOptions {
     pub program: String,
     pub args: Vec<String>,
     pub env: HashMap<String, String>,
+    /// Variables of the primary's environment the worker does not get (`fork({ X: undefined })`).
+    pub env_remove: Option<Vec<String>>,
     pub cwd: Option<String>,
     /// The worker's fds 0, 1, 2, 3...: "inherit" | "pipe" | "ignore" (/dev/null) | "close"
     /// (fds 3 and up) | "channel" (the worker's channel, Node's 'ipc') | the number of a
@@ -110,6 +111,7 @@ pub(crate) fn spawn_spec(opts: &SpawnOptions) -> Result<SpawnSpec> {
         program: opts.program.clone().into(),
         args: opts.args.iter().map(Into::into).collect(),
         env: opts.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        env_remove: opts.env_remove.iter().flatten().map(Into::into).collect(),
         cwd: opts.cwd.as_ref().map(Into::into),
         stdio,
         uid: opts.uid,
@@ -280,21 +282,14 @@ fn collect(st: &mut State) -> Vec<Event> {
 
 /// One turn of the engine: wait for the poller (or the nearest deadline), dispatch, collect.
 /// `None` when asked to stop.
-fn step(shared: &Shared) -> corral_core::Result<Option<Vec<Event>>> {
+fn step(shared: &Shared, poller: &mut Poller) -> corral_core::Result<Option<Vec<Event>>> {
     let timeout = shared.lock().cluster.next_timeout();
-    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-    let mut pfd = libc::pollfd {
-        fd: shared.poll_fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polls one fd owned by the primary, which outlives this thread's use of it.
-    unsafe { libc::poll(&mut pfd, 1, ms) };
+    poller.wait(timeout)?;
     if shared.stop.load(Ordering::Acquire) {
         return Ok(None);
     }
     let mut st = shared.lock();
-    st.cluster.dispatch(Some(Duration::ZERO))?;
+    st.cluster.dispatch_ready(poller)?;
     let events = collect(&mut st);
     if fault_injected(&events) {
         panic!("fault injected by CORRAL_FAULT=engine-panic");
@@ -310,7 +305,7 @@ fn fault_injected(events: &[Event]) -> bool {
         && events.iter().any(|e| e.kind == kind::LISTENING)
 }
 
-fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
+fn poll_loop(shared: Arc<Shared>, poller: &mut Poller, tsfn: Tsfn) {
     let queue = Arc::new(Queue::default());
     let call = |batch: Vec<Event>| {
         queue.push(batch)
@@ -320,8 +315,9 @@ fn poll_loop(shared: Arc<Shared>, tsfn: Tsfn) {
             ) == Status::Closing
     };
     while !shared.stop.load(Ordering::Acquire) {
-        let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&shared)))
-        {
+        let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            step(&shared, poller)
+        })) {
             Ok(Ok(Some(batch))) => {
                 if call(batch) {
                     return;
@@ -477,7 +473,9 @@ impl NativePrimary {
         // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.
         let mut cluster = Cluster::new(opts).map_err(to_napi)?;
         let waker = cluster.primary_mut().waker().map_err(to_napi)?;
-        let poll_fd = cluster.poll_fd();
+        // The engine thread waits on the poller without holding the cluster (JS calls take it
+        // meanwhile), in one epoll_wait per wake-up.
+        let mut poller = cluster.take_poller().expect("a new cluster has its poller");
         let tsfn: Tsfn = on_events
             .build_threadsafe_function::<Batch>()
             .callee_handled::<false>()
@@ -491,7 +489,6 @@ impl NativePrimary {
             }),
             waker,
             stop: AtomicBool::new(false),
-            poll_fd,
             failed: Mutex::new(None),
         });
         // Environment teardown (process exit, a worker_thread ending): stop the poll thread
@@ -514,7 +511,7 @@ impl NativePrimary {
         let s2 = shared.clone();
         let handle = std::thread::Builder::new()
             .name("corral-primary".into())
-            .spawn(move || poll_loop(s2, tsfn))
+            .spawn(move || poll_loop(s2, &mut poller, tsfn))
             .map_err(|e| Failure::new("ERR_CORRAL_OS", format!("start the primary thread: {e}")))?;
         *thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(NativePrimary {
