@@ -88,6 +88,10 @@ function httpConfigs({ nginxPath }) {
     // request (MSG_PEEK), the dearest sticky path: by address costs at most as much.
     { name: 'corral-sticky', stickyCookie: 'sid', ...corralHello('sticky', { BENCH_STICKY_COOKIE: 'sid' }) },
     { name: 'corral-least', skew: true, ...corralHello('least') },
+    // rr with its stall check off (CORRAL_STALL_TIMEOUT_MS=0): round-robin blind to a stuck
+    // worker, as issue 14 describes rr (and as PM2's and gunicorn's dealing is). Only the skew
+    // run: everywhere else it is corral-rr.
+    { name: 'corral-rr-blind', skew: true, skewOnly: true, ...corralHello('rr', { CORRAL_STALL_TIMEOUT_MS: '0' }) },
     { name: 'c-hello-rr', ...cHello('rr') },
     { name: 'c-hello-shared', ...cHello('shared') },
     { name: 'c-hello-kernel-rr', ...cHello('kernel-rr') },

@@ -61,6 +61,7 @@ async function loadRun(server, who, o, log) {
 
 /** One round of one HTTP configuration: startup, keep-alive, close, paced latency. */
 async function httpRound(config, s, log) {
+  if (config.skewOnly) return { skew: await skewRun(config, s, log) };
   const server = await config.start(log);
   try {
     const who = roles(server);
