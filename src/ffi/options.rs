@@ -397,16 +397,6 @@ fn exec_spec(o: &mut corral_options) -> Result<&mut SpawnSpec, Error> {
         .ok_or_else(|| Error::wrong_state("call corral_options_set_exec first (exec mode only)"))
 }
 
-/// An environment variable name: not empty, no '='.
-fn env_key(k: &str) -> Result<&str, Error> {
-    if k.is_empty() || k.contains('=') {
-        return Err(Error::invalid(format!(
-            "environment key {k:?} is empty or contains '='"
-        )));
-    }
-    Ok(k)
-}
-
 /// Adds `key=value` to the environment of exec-mode workers (after `corral_options_set_exec`).
 /// Calls apply in order: the last `corral_options_add_env` or `corral_options_remove_env` of
 /// a key decides.
@@ -419,9 +409,8 @@ pub unsafe extern "C" fn corral_options_add_env(
 ) -> corral_status {
     with_opts(opts, |o| {
         // SAFETY: NUL-terminated strings by contract.
-        let (k, v) = unsafe { (env_key(c_str(key, "key")?)?, c_str(value, "value")?) };
-        exec_spec(o)?.env.push((k.into(), v.into()));
-        Ok(())
+        let (k, v) = unsafe { (c_str(key, "key")?, c_str(value, "value")?) };
+        exec_spec(o)?.set_env(k, v)
     })
 }
 
@@ -437,12 +426,8 @@ pub unsafe extern "C" fn corral_options_remove_env(
 ) -> corral_status {
     with_opts(opts, |o| {
         // SAFETY: NUL-terminated string by contract.
-        let k = unsafe { env_key(c_str(key, "key")?)? };
-        let spec = exec_spec(o)?;
-        // Removals apply before additions (SpawnSpec), so an earlier addition goes too.
-        spec.env.retain(|(have, _)| have != k);
-        spec.env_remove.push(k.into());
-        Ok(())
+        let k = unsafe { c_str(key, "key")? };
+        exec_spec(o)?.remove_env(k)
     })
 }
 

@@ -88,6 +88,40 @@ impl SpawnSpec {
     pub fn stdio_len(&self) -> usize {
         self.stdio.len().max(3)
     }
+
+    /// Gives the worker `key=value`, over the primary's value and an earlier
+    /// [`remove_env`](Self::remove_env) of `key`: of the calls for one key, the last decides.
+    /// A key that is empty or holds `=` or NUL is refused ([`Error::invalid`](crate::Error)).
+    pub fn set_env(&mut self, key: &str, value: &str) -> crate::Result<()> {
+        if value.contains('\0') {
+            return Err(crate::Error::invalid(format!(
+                "environment value of {key:?} contains NUL"
+            )));
+        }
+        self.env.push((env_key(key)?.into(), value.into()));
+        Ok(())
+    }
+
+    /// Keeps `key` of the primary's environment from the worker (node:cluster's
+    /// `fork({ KEY: undefined })`) and undoes an earlier [`set_env`](Self::set_env) of it: of
+    /// the calls for one key, the last decides. Refuses the keys `set_env` refuses.
+    pub fn remove_env(&mut self, key: &str) -> crate::Result<()> {
+        let key = env_key(key)?;
+        // spawn applies the removals before the additions, so an earlier addition must go.
+        self.env.retain(|(have, _)| have != key);
+        self.env_remove.push(key.into());
+        Ok(())
+    }
+}
+
+/// An environment variable name: not empty, no `=` (it would end the name), no NUL.
+fn env_key(key: &str) -> crate::Result<&str> {
+    if key.is_empty() || key.contains(['=', '\0']) {
+        return Err(crate::Error::invalid(format!(
+            "environment key {key:?} is empty or contains '=' or NUL"
+        )));
+    }
+    Ok(key)
 }
 
 /// A started child: its pid and the primary's ends of piped stdio.
@@ -512,4 +546,45 @@ pub fn reap(pid: i32) -> io::Result<Option<ExitStatus>> {
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpawnSpec;
+    use crate::ErrorKind;
+
+    #[test]
+    fn of_the_env_calls_for_one_key_the_last_decides() {
+        let mut s = SpawnSpec::default();
+        s.set_env("A", "1").unwrap();
+        s.set_env("B", "2").unwrap();
+        s.remove_env("A").unwrap();
+        // spawn removes first, then adds: A is gone, B stays.
+        assert_eq!(s.env, [("B".into(), "2".into())]);
+        assert_eq!(s.env_remove, ["A"]);
+        s.set_env("A", "3").unwrap();
+        assert_eq!(s.env, [("B".into(), "2".into()), ("A".into(), "3".into())]);
+    }
+
+    #[test]
+    fn env_keys_that_cannot_name_a_variable_are_refused() {
+        let mut s = SpawnSpec::default();
+        for key in ["", "A=B", "A\0"] {
+            assert_eq!(
+                s.set_env(key, "v").unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{key:?}"
+            );
+            assert_eq!(
+                s.remove_env(key).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{key:?}"
+            );
+        }
+        assert_eq!(
+            s.set_env("A", "v\0").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert!(s.env.is_empty() && s.env_remove.is_empty());
+    }
 }
