@@ -56,7 +56,7 @@ function getEngine() {
   if (engine) return engine;
   const name = policyName(cluster.schedulingPolicy) || 'rr';
   const routing = routingOf(cluster.settings);
-  engine = callNative(() => new addon.NativePrimary(name, 32, onBatch, routing));
+  engine = callNative(() => new addon.NativePrimary(name, undefined, onBatch, routing));
   return engine;
 }
 

@@ -430,6 +430,7 @@ impl RoutingArgs {
 #[napi]
 impl NativePrimary {
     /// Starts the engine and its poll thread; `on_events(events[])` receives event batches.
+    /// `window`: connections a worker may hold un-taken; `undefined` is the engine's default.
     /// `routing`: the sticky key and prefixes and the PROXY protocol (lib/primary.js checks
     /// their types; the engine their values).
     /// A refused option (the policy, a routing value, a `CORRAL_*` override) throws with
@@ -438,7 +439,7 @@ impl NativePrimary {
     pub fn new(
         env: Env,
         policy: String,
-        window: u32,
+        window: Option<u32>,
         on_events: Function<'_, Batch, ()>,
         routing: Option<RoutingArgs>,
     ) -> Result<Self> {
@@ -450,7 +451,7 @@ impl NativePrimary {
     fn create(
         env: Env,
         policy: String,
-        window: u32,
+        window: Option<u32>,
         on_events: Function<'_, Batch, ()>,
         routing: Option<RoutingArgs>,
     ) -> Result<Self> {
@@ -461,14 +462,15 @@ impl NativePrimary {
         // engine thread's path (both sides then use their native threads).
         let message_channels = crate::uvpoll::available()
             && !std::env::var_os(crate::worker::ENV_RECV).is_some_and(|v| v == "thread");
+        let defaults = PrimaryOptions::default();
         let opts = PrimaryOptions {
             policy,
-            window,
+            window: window.unwrap_or(defaults.window),
             message_channels,
             // node:cluster's send() queues without bound (it only returns false): so does this.
             send_queue_limit: None,
             routing,
-            ..Default::default()
+            ..defaults
         };
         // CORRAL_* overrides (listener limits, stall timeout...) apply in Primary::new.
         let mut cluster = Cluster::new(opts).map_err(to_napi)?;

@@ -19,7 +19,7 @@ test('native calls throw errors with Node\'s code and the engine\'s message, wit
     assert.strictEqual(e.message, `policy: ${e.reason}`);
     return true;
   });
-  const p = new addon.NativePrimary('rr', 32, () => {});
+  const p = new addon.NativePrimary('rr', undefined, () => {}); // the engine's default window
   t.after(() => p.close());
   assert.throws(() => p.kill(77, 15), { code: 'ERR_CORRAL_NO_SUCH_WORKER', message: 'no worker with id 77' });
   assert.throws(() => p.supervisorMetrics(), { code: 'ERR_CORRAL_WRONG_STATE', message: 'call supervise() first' });
