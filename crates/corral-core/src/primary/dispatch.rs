@@ -159,10 +159,17 @@ impl Inner {
     /// taken, channels or listeners past their batch), else until the nearest timer (`None`:
     /// no timer).
     pub(super) fn wait_time(&self) -> Option<Duration> {
-        if !self.events.is_empty()
-            || !self.hot_channels.is_empty()
-            || !self.hot_listeners.is_empty()
-        {
+        if !self.events.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.dispatch_wait()
+    }
+
+    /// [`Self::wait_time`] without the events not taken: they do not shorten the wait of
+    /// [`Self::dispatch`]'s caller (as before the poller could be taken out), only work left
+    /// over and timers do.
+    fn dispatch_wait(&self) -> Option<Duration> {
+        if !self.hot_channels.is_empty() || !self.hot_listeners.is_empty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -171,17 +178,7 @@ impl Inner {
     }
 
     pub(super) fn dispatch(&mut self, timeout: Option<Duration>) -> Result<()> {
-        // Events not taken yet do not shorten the caller's own wait here (as before the
-        // poller could be taken out): only work left over and timers do.
-        let busy = !self.hot_channels.is_empty() || !self.hot_listeners.is_empty();
-        let now = Instant::now();
-        let timer = self
-            .next_deadline()
-            .map(|t| t.saturating_duration_since(now));
-        let timeout = [timeout, timer, busy.then_some(Duration::ZERO)]
-            .into_iter()
-            .flatten()
-            .min();
+        let timeout = [timeout, self.dispatch_wait()].into_iter().flatten().min();
         let Some(mut poller) = self.poller.take() else {
             return Err(Error::wrong_state(
                 "the poller was taken (Primary::take_poller): dispatch with dispatch_ready",

@@ -289,8 +289,9 @@ impl Primary {
     }
 
     /// Handles what `poller` (this primary's, from [`Primary::take_poller`]) reported in its
-    /// last [`Poller::wait`], bounded by [`Primary::next_timeout`] so that timers run: accepts
-    /// and hands out connections, reads channels, reaps exits, enforces deadlines.
+    /// last [`Poller::wait`]: accepts and hands out connections, reads channels, reaps exits,
+    /// then runs the timers that are due. The caller bounds each wait by
+    /// [`Primary::next_timeout`], or timers run late.
     pub fn dispatch_ready(&mut self, poller: &Poller) -> Result<()> {
         self.inner()?.dispatch_ready(&poller.events)
     }
