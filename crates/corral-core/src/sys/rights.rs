@@ -29,6 +29,14 @@ impl CmsgBuf {
     }
 }
 
+/// An `iovec` over `buf`, for `recvmsg` to fill (`buf` must outlive the call).
+pub(super) fn iovec(buf: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }
+}
+
 /// Appends every fd of `msg`'s `SCM_RIGHTS` control messages to `fds`, owned.
 ///
 /// # Safety

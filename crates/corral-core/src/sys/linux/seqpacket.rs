@@ -5,7 +5,7 @@
 //! one thread may block in `recvmsg` while another sends without blocking on the same socket.
 //! Received fds arrive close-on-exec (`MSG_CMSG_CLOEXEC`) and owned.
 
-use crate::sys::rights::{take_rights, CmsgBuf};
+use crate::sys::rights::{iovec, take_rights, CmsgBuf};
 use crate::sys::sockopt::{queued_bytes, set_int_sockopt};
 use crate::sys::{DatagramSent, More};
 use nix::errno::Errno;
@@ -125,10 +125,7 @@ pub fn recv_datagram(
     buf: &mut [u8],
     nonblocking: bool,
 ) -> io::Result<Received> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
+    let mut iov = iovec(buf);
     let mut cbuf = CmsgBuf::new();
     // SAFETY: msghdr is plain data; all pointers set below outlive the recvmsg call.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -165,16 +162,7 @@ pub fn recv_datagrams(
     first: &mut [u8],
     second: &mut [u8],
 ) -> io::Result<(Received, More)> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: first.as_mut_ptr().cast(),
-            iov_len: first.len(),
-        },
-        libc::iovec {
-            iov_base: second.as_mut_ptr().cast(),
-            iov_len: second.len(),
-        },
-    ];
+    let mut iov = [iovec(first), iovec(second)];
     let mut cbuf = [CmsgBuf::new(), CmsgBuf::new()];
     // SAFETY: mmsghdr is plain data; all pointers set below outlive the recvmmsg call.
     let mut msgs: [libc::mmsghdr; 2] = unsafe { mem::zeroed() };

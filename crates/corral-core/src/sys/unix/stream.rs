@@ -23,7 +23,7 @@
 //!   channel treats it as a protocol error and closes).
 
 use super::{cloexec_received, socket_pair_cloexec, wait_for, SEND_FLAGS};
-use crate::sys::rights::{take_rights, CmsgBuf};
+use crate::sys::rights::{iovec, take_rights, CmsgBuf};
 use crate::sys::sockopt::queued_bytes;
 use crate::sys::DatagramSent;
 use nix::errno::Errno;
@@ -311,16 +311,7 @@ fn read_some(
     fds: &mut Vec<OwnedFd>,
     fds_dropped: &mut bool,
 ) -> io::Result<usize> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: head.as_mut_ptr().cast(),
-            iov_len: head.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_mut_ptr().cast(),
-            iov_len: body.len(),
-        },
-    ];
+    let mut iov = [iovec(head), iovec(body)];
     let mut cbuf = CmsgBuf::new();
     // SAFETY: msghdr is plain data; all pointers set below outlive the recvmsg call.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
