@@ -649,7 +649,9 @@ CORRAL_MUST_USE corral_status corral_options_set_proxy_protocol(corral_options *
 /**
  * Bounds of the primary's look at a new connection (PROXY header, sticky key): at most
  * `max_bytes` bytes (64 to 8192; default 4096) and `timeout_ms` milliseconds (1 to 60000;
- * default 2000). 0 keeps a value as it is.
+ * default 2000). 0 keeps a value as it is. On Linux the primary's TCP listeners then hand it a
+ * connection only once its first bytes came (`TCP_DEFER_ACCEPT`): a client that connects and
+ * sends nothing is accepted about a second later, and `timeout_ms` runs from there.
  *
  * Returns `CORRAL_STATUS_INVALID_ARGUMENT` for a value out of range (the message names it) or
  * a NULL handle; unchanged then.

@@ -144,6 +144,39 @@ fn a_bad_missing_or_slow_header_closes_the_connection_and_is_counted() {
     assert_eq!(peer_of(&a), "198.51.100.1:4242".parse().unwrap());
 }
 
+/// Linux hands the primary a peeking listener's connections only once their first bytes came
+/// (`TCP_DEFER_ACCEPT`): a client that has sent nothing yet is not accepted, so not parked and
+/// watched, and is dealt as soon as its header comes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_client_that_has_sent_nothing_is_not_accepted_yet() {
+    let (mut h, port) = proxied(Policy::RoundRobin, 2, |_| {});
+    let quiet = with_client(&mut h, move || {
+        let s = connect_from(client(3), port).unwrap();
+        // The handshake is done (connect returned): without the deferral the primary would
+        // accept and park this connection within a few of its 2 ms turns.
+        std::thread::sleep(Duration::from_millis(300));
+        s
+    });
+    h.pump_for(Duration::from_millis(50));
+    assert_eq!(
+        h.p.routing_stats().parked,
+        0,
+        "a silent client was accepted"
+    );
+    let a = with_client(&mut h, move || {
+        quiet
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = v1("192.0.2.7:4000".parse().unwrap());
+        out.extend_from_slice(b"hello\n");
+        (&quiet).write_all(&out).unwrap();
+        read_answer(&quiet).unwrap()
+    });
+    assert_eq!(peer_of(&a), "192.0.2.7:4000".parse().unwrap());
+    assert_eq!(h.p.routing_stats().proxy_errors, 0);
+}
+
 /// A HAProxy in front of the primary, killed and reaped on drop.
 struct Haproxy {
     child: std::process::Child,

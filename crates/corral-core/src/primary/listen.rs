@@ -402,6 +402,17 @@ impl Inner {
             BoundAddr::Unix(p) if !bound.adopted => self.unix_paths.push(p.clone()),
             _ => {}
         }
+        if self.opts.policy.primary_deals()
+            && self.needs_peek()
+            && matches!(bound.addr, BoundAddr::Tcp(_))
+            && !bound.adopted
+        {
+            // Connections come with their first bytes (PROXY header, request), so the primary
+            // peeks at once instead of watching each one (two epoll_ctl and a wake-up). A silent
+            // client is accepted about a second later and meets the peek timeout as before. Not
+            // on an adopted socket: it is not ours to change. A failure only loses the shortcut.
+            let _ = sys::defer_accept(bound.fd.as_fd(), 1);
+        }
         self.listeners.push(ListenerSlot {
             id: lid,
             fd: Some(bound.fd),

@@ -89,7 +89,9 @@ pub struct RoutingOptions {
     /// default [`DEFAULT_PEEK_BYTES`].
     pub peek_bytes: usize,
     /// Longest a connection waits in the primary for its PROXY header and key: 1 ms to
-    /// [`MAX_PEEK_TIMEOUT`], default [`DEFAULT_PEEK_TIMEOUT`].
+    /// [`MAX_PEEK_TIMEOUT`], default [`DEFAULT_PEEK_TIMEOUT`]. On Linux a peeking primary's
+    /// TCP listeners accept a connection only once its first bytes came (`TCP_DEFER_ACCEPT`):
+    /// a client that sends nothing is accepted about a second later, and the wait starts then.
     pub peek_timeout: Duration,
 }
 

@@ -12,6 +12,7 @@
 //! | what a worker's queue holds | `recv(MSG_PEEK)` walked with `SO_PEEK_OFF` | not known (`Unsupported`)                    |
 //! | accept                   | `accept4(SOCK_CLOEXEC)`                | `accept` + `fcntl(FD_CLOEXEC)`, back to blocking |
 //! | a connection's first bytes | `recv(MSG_PEEK \| MSG_DONTWAIT)`, `getpeername` (`linux/peek.rs`) | same file |
+//! | accept once data came    | `TCP_DEFER_ACCEPT` (peeking listeners)  | none: connections are watched until their bytes come |
 //! | accept queue length      | `TCP_INFO` (`tcpi_unacked`)            | none: accept until `EAGAIN` (no `TCP_INFO`; macOS's `TCP_CONNECTION_INFO` has no backlog) |
 //! | spawn (exec) / fork      | `fork`/`execve` through `std::process` | same                                            |
 //! | child watching           | `pidfd_open` (Linux 5.3) in the poller | `SIGCHLD` handler (chained, installed at the first worker) waking a pipe per child, then `waitpid(pid, WNOHANG)` |
@@ -29,7 +30,7 @@
 //! |--------------------------|------------------------------------------------------------------|
 //! | `recvmsg`, `recvmmsg` (SCM_RIGHTS) | nix's `cmsgs()` refuses to walk truncated control data (MSG_CTRUNC, nix#2413): the fds installed before EMFILE would leak; one walk for both backends (`rights.rs`) |
 //! | `getsockopt(TCP_INFO)`   | nix has no `TCP_INFO` option                                      |
-//! | `setsockopt` of an int   | nix has no `SO_PEEK_OFF`, `SO_ATTACH_REUSEPORT_EBPF` (only CBPF) or `SO_NOSIGPIPE` option: one call for them, `sockopt.rs` |
+//! | `setsockopt` of an int   | nix has no `SO_PEEK_OFF`, `SO_ATTACH_REUSEPORT_EBPF` (only CBPF), `SO_NOSIGPIPE` or Linux `TCP_DEFER_ACCEPT` option: one call for them, `sockopt.rs` |
 //! | `pidfd_open`             | nix has no pidfd_open                                             |
 //! | `waitpid`                | nix turns a child killed by a real-time signal into EINVAL after reaping it |
 //! | `kill`, `sigaction`      | nix's `Signal` has no real-time signals (SIGRTMIN+n)              |

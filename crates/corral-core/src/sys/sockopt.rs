@@ -1,5 +1,5 @@
 //! Integer socket options nix has no type for (`SO_PEEK_OFF`, `SO_ATTACH_REUSEPORT_EBPF`,
-//! `SO_NOSIGPIPE`): one `setsockopt` call for all of them; and the one socket `ioctl` both
+//! `SO_NOSIGPIPE`, `TCP_DEFER_ACCEPT`): one `setsockopt` call for all of them; and the one socket `ioctl` both
 //! channel backends need (`FIONREAD`), which nix has no wrapper for either. Options nix has go
 //! through `nix::sys::socket::setsockopt` with its `sockopt` types instead.
 

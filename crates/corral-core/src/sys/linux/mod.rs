@@ -23,7 +23,7 @@ pub use fd::{dup_cloexec, dup_raw_cloexec, fd_count, set_cloexec, set_nonblockin
 #[cfg(not(feature = "portable"))]
 pub use net::{accept_cloexec, accept_queue_len};
 pub use net::{short_socket_path, SUN_PATH_MAX};
-pub use peek::{discard_peeked, peek_stream, peer_addr};
+pub use peek::{defer_accept, discard_peeked, peek_stream, peer_addr};
 pub use process::{
     adopt_seqpacket, fd_is_open, fd_limit, fork, kill, spawn, thread_count, ExitStatus, ForkError,
     ForkOutcome, SpawnSpec, Spawned, StdioSpec,

@@ -35,6 +35,31 @@ pub fn peek_stream(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<us
     }
 }
 
+/// Asks the kernel to hand out a TCP listener's connections only once their first bytes came
+/// (Linux `TCP_DEFER_ACCEPT`, nginx's `deferred`), waiting at most about `secs` seconds for
+/// them (the kernel counts SYN-ACK retransmissions: a silent client is accepted after that).
+/// The primary then finds what it peeks at already there, instead of watching each new
+/// connection until its request comes. `Ok(false)` where the system has no such option
+/// (macOS).
+pub fn defer_accept(listener: BorrowedFd<'_>, secs: u32) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+        crate::sys::sockopt::set_int_sockopt(
+            listener,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            secs,
+        )?;
+        Ok(true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (listener, secs);
+        Ok(false)
+    }
+}
+
 /// Consumes exactly `n` bytes that [`peek_stream`] has already seen (they are in the socket's
 /// receive queue, so a non-blocking read takes them whole). Fails with `UnexpectedEof` if fewer
 /// came, which a queue that held them cannot do.
