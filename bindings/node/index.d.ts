@@ -135,7 +135,9 @@ declare namespace cluster {
          * corral, `schedulingPolicy` sticky: route by this cookie, query parameter or header of
          * each connection's first request (peeked at, not consumed; absent: by address), and
          * the address prefixes that make one client (default: the whole address). Read when the
-         * first worker is forked.
+         * first worker is forked. With a key (or `proxyProtocol`), on Linux the primary's TCP
+         * listeners hand it a connection only once its first bytes came (`TCP_DEFER_ACCEPT`): a
+         * client that connects and sends nothing is accepted about a second later.
          */
         sticky?: {
             cookie?: string;
