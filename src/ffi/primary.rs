@@ -352,12 +352,11 @@ pub unsafe extern "C" fn corral_primary_worker_stats(
     guard(|| {
         // SAFETY: NULL or a live handle by contract.
         let h = unsafe { handle_ref(p, "primary") }?;
-        let w = h.cluster.primary().worker(worker_id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NoSuchWorker,
-                format!("no worker with id {worker_id}"),
-            )
-        })?;
+        let w = h
+            .cluster
+            .primary()
+            .worker(worker_id)
+            .ok_or_else(|| Error::no_such_worker(worker_id))?;
         // SAFETY: each out-param is NULL (skipped) or writable by contract.
         unsafe {
             if !pid_out.is_null() {
@@ -411,12 +410,11 @@ pub unsafe extern "C" fn corral_primary_worker_counter(
         // SAFETY: NULL or a live handle by contract.
         let h = unsafe { handle_ref(p, "primary") }?;
         non_null(out.cast_const(), "out")?;
-        let w = h.cluster.primary().worker(worker_id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NoSuchWorker,
-                format!("no worker with id {worker_id}"),
-            )
-        })?;
+        let w = h
+            .cluster
+            .primary()
+            .worker(worker_id)
+            .ok_or_else(|| Error::no_such_worker(worker_id))?;
         let v = match counter {
             CORRAL_WORKER_COUNTER_HANDED_OFF => w.handed_off,
             CORRAL_WORKER_COUNTER_INFLIGHT => u64::from(w.inflight),

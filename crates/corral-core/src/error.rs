@@ -90,6 +90,12 @@ impl Error {
         Error::os(syscall, context, &io::Error::from_raw_os_error(errno))
     }
 
+    /// [`ErrorKind::NoSuchWorker`] naming the id (what the primary says of an id it has no
+    /// worker for; fronts that look a worker up themselves say the same).
+    pub fn no_such_worker(id: u64) -> Error {
+        Error::new(ErrorKind::NoSuchWorker, format!("no worker with id {id}"))
+    }
+
     /// Shorthand for [`ErrorKind::InvalidArgument`].
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidArgument, message)

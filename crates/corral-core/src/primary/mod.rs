@@ -256,7 +256,7 @@ impl Primary {
         let rec = inner
             .workers
             .get_mut(&worker)
-            .ok_or_else(|| no_such(worker))?;
+            .ok_or_else(|| Error::no_such_worker(worker))?;
         rec.slot = Some(slot);
         for l in &mut inner.listeners {
             if l.sticky.slot_of(worker).is_some() {
@@ -461,7 +461,7 @@ impl Primary {
         let slot = inner
             .workers
             .get_mut(&worker)
-            .ok_or_else(|| no_such(worker))?;
+            .ok_or_else(|| Error::no_such_worker(worker))?;
         slot.stall.whole &= data.len() <= frame::MAX_CHUNK;
         let chan = slot.chan.as_mut().ok_or_else(|| {
             Error::new(
@@ -521,7 +521,10 @@ impl Primary {
     /// `worker.kill()` in the primary does the same).
     pub fn kill(&mut self, worker: WorkerId, signal: i32) -> Result<()> {
         let inner = self.inner()?;
-        let slot = inner.workers.get(&worker).ok_or_else(|| no_such(worker))?;
+        let slot = inner
+            .workers
+            .get(&worker)
+            .ok_or_else(|| Error::no_such_worker(worker))?;
         sys::kill(slot.pid, signal).map_err(io_err(
             "kill",
             format!("signal {signal} to worker {worker}"),
@@ -533,7 +536,7 @@ impl Primary {
     pub fn disconnect(&mut self, worker: WorkerId) -> Result<()> {
         let inner = self.inner()?;
         if !inner.workers.contains_key(&worker) {
-            return Err(no_such(worker));
+            return Err(Error::no_such_worker(worker));
         }
         let delay = inner.stop_delay;
         inner.ask_disconnect_after(worker, delay);
@@ -559,7 +562,7 @@ impl Primary {
     pub fn cut_off(&mut self, worker: WorkerId) -> Result<()> {
         let inner = self.inner()?;
         if !inner.workers.contains_key(&worker) {
-            return Err(no_such(worker));
+            return Err(Error::no_such_worker(worker));
         }
         inner.close_channel(worker, false);
         Ok(())
@@ -665,13 +668,6 @@ impl Primary {
         let inner = self.inner()?;
         inner.dispatch(timeout)
     }
-}
-
-fn no_such(worker: WorkerId) -> Error {
-    Error::new(
-        ErrorKind::NoSuchWorker,
-        format!("no worker with id {worker}"),
-    )
 }
 
 /// Dropping the primary ends its cluster: remaining workers are SIGKILLed and reaped, Unix
