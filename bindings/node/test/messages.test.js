@@ -82,3 +82,14 @@ test('ready() after the worker disconnected throws ERR_IPC_CHANNEL_CLOSED', asyn
     'exit 0',
   ]);
 });
+
+test("'advanced' messages from 10 B to 3 MiB arrive whole and in order, both directions", async (t) => {
+  if (!guarded(t)) return;
+  const r = await run(t, [path.join(DIR, 'advanced-sizes.js')]);
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(r.lines.slice().sort(), [
+    'exit 0',
+    'primary got 9 whole and in order: true',
+    'worker got 9 whole and in order: true',
+  ]);
+});
