@@ -269,7 +269,10 @@ function httpSection(metric, results) {
   return out.join('\n');
 }
 
-// `streaming`: the up/down rows (target: 2x node:cluster), else the ping-pong rows.
+// `streaming`: the up/down rows (target: 2x node:cluster, issue 12), else the ping-pong rows
+// (issue 12: no worse than node:cluster; issue 6 asked 3x of every IPC row, and stays shown:
+// one message in flight is two wake-ups per round trip on either side, which no encoding
+// removes).
 function ipcSection(results, streaming) {
   const rows = [];
   for (const [key, cfg] of Object.entries(results.ipc)) {
@@ -281,7 +284,18 @@ function ipcSection(results, streaming) {
     const isAnchor = key === cfg.anchorKey;
     const target =
       cfg.family === 'corral'
-        ? targetCell([{ anchor: cfg.anchorKey, label: 'node:cluster', atLeast: streaming ? 2 : 3 }], cfg, values, () => anchorValues, int)
+        ? targetCell(
+            streaming
+              ? [{ anchor: cfg.anchorKey, label: 'node:cluster', atLeast: 2 }]
+              : [
+                  { anchor: cfg.anchorKey, label: 'node:cluster (issue 12)', atLeast: 1 },
+                  { anchor: cfg.anchorKey, label: 'node:cluster (issue 6)', atLeast: 3 },
+                ],
+            cfg,
+            values,
+            () => anchorValues,
+            int,
+          )
         : '';
     const label = [
       cfg.module,
