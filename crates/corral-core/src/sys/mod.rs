@@ -58,7 +58,7 @@ mod unix;
 mod rights;
 mod sockopt;
 mod steer;
-pub use steer::{LoadRelease, Steer, DEFAULT_WINDOW as KERNEL_DEFAULT_WINDOW, LOAD_EMPTY};
+pub use steer::{LoadRelease, Steer, LOAD_EMPTY};
 // Named imports shadow the globs above: with `portable` these replace Linux's own.
 #[cfg(any(feature = "portable", target_os = "macos"))]
 pub use unix::{

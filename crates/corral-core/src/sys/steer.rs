@@ -33,9 +33,6 @@ pub enum Steer {
     },
 }
 
-/// The window of today's `rr` dealer: connections a worker may have in flight.
-pub const DEFAULT_WINDOW: u32 = 32;
-
 /// `load[slot]` of a slot with no worker (set by the primary when it clears the slot): above
 /// any window, so neither variant picks it.
 pub const LOAD_EMPTY: u32 = 0x8000_0000;

@@ -993,7 +993,7 @@ pub fn probe() -> Result<(), Unsupported> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::steer::DEFAULT_WINDOW;
+    use crate::primary::DEFAULT_WINDOW;
     use socket2::{Domain, Socket, Type};
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
