@@ -266,7 +266,16 @@ impl ListenReply {
         let load_slot = if r.buf.is_empty() {
             None
         } else {
-            Some(r.u32()?)
+            let slot = r.u32()?;
+            // The worker maps the group's load array by MAX_SLOTS entries: a slot past it is
+            // no slot of any group (found by fuzz/run messages).
+            let max = crate::steering::MAX_SLOTS;
+            if slot >= max {
+                return Err(Error::protocol(format!(
+                    "malformed frame: listen reply with load slot {slot} (a group has {max})"
+                )));
+            }
+            Some(slot)
         };
         let load_release = if r.buf.is_empty() {
             LoadRelease::AtClose
@@ -647,6 +656,26 @@ mod tests {
         bad[n - 4..].copy_from_slice(&7u32.to_le_bytes());
         let e = ListenReply::decode_ok(&bad).unwrap_err();
         assert!(e.message().contains("load release mode 7"), "{e}");
+        // A slot past a group's MAX_SLOTS is refused as malformed, not left to the worker's
+        // mmap of the load array to fail as an OS error (a fuzz/run messages find).
+        let max = crate::steering::MAX_SLOTS;
+        let slot = |load_slot| ListenReply::Ok {
+            req: 7,
+            listener: 2,
+            addr: "tcp:[::1]:8080".parse().unwrap(),
+            ack_every: 8,
+            load_slot: Some(load_slot),
+            load_release: LoadRelease::AtAccept,
+        };
+        let last = slot(max - 1);
+        assert_eq!(ListenReply::decode_ok(&last.encode()).unwrap(), last);
+        let e = ListenReply::decode_ok(&slot(max).encode()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+        assert!(
+            e.message()
+                .contains(&format!("load slot {max} (a group has {max})")),
+            "{e}"
+        );
         let udp = ListenReply::Ok {
             req: 7,
             listener: 3,

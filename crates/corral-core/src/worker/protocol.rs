@@ -388,10 +388,7 @@ impl WorkerProtocol {
                     };
                     self.loads
                         .add(listener, &map, slot, load_release)
-                        .map_err(|e| {
-                            Error::os("mmap", format!("map the load counters of {addr}"), &e)
-                                .with_syscall("listen")
-                        })?;
+                        .map_err(|e| load_map_error(&addr, &e))?;
                 } else {
                     // Not (or no longer) load-aware: closes go to the primary again.
                     self.loads.forget(listener);
@@ -427,6 +424,25 @@ pub(crate) fn fds_lost_from_primary(kind: Kind) -> Error {
         return Error::fds_lost("a connection from the primary (closed by the kernel)");
     }
     Error::fds_lost(format!("a {kind:?} message from the primary"))
+}
+
+/// A listen answer's load map that could not be mapped. An fd that is not a load array of a
+/// group (a file, a pipe, another anonymous inode, a map of another size: `InvalidInput`,
+/// ENODEV, EACCES, EINVAL) is the peer's malformed answer; anything else (ENOMEM) is the OS's.
+fn load_map_error(addr: &BoundAddr, e: &std::io::Error) -> Error {
+    let not_a_map = e.kind() == std::io::ErrorKind::InvalidInput
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENODEV | libc::EACCES | libc::EINVAL)
+        );
+    if not_a_map {
+        Error::protocol(format!(
+            "malformed frame: the listen answer for {addr} carries a load map that is not \
+             one: {e}"
+        ))
+    } else {
+        Error::os("mmap", format!("map the load counters of {addr}"), e).with_syscall("listen")
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +580,19 @@ mod tests {
         assert!(matches!(d, Delivered::ListenFailed { req: 4, .. }));
     }
 
+    /// A `kernel-rr` listen answer naming load slot `slot`.
+    fn steered(slot: u32) -> Vec<u8> {
+        ListenReply::Ok {
+            req: 1,
+            listener: 1,
+            addr: "tcp:127.0.0.1:80".parse().unwrap(),
+            ack_every: 1,
+            load_slot: Some(slot),
+            load_release: crate::sys::LoadRelease::AtAccept,
+        }
+        .encode()
+    }
+
     #[test]
     fn malformed_frames_are_protocol_errors_not_panics_and_reading_goes_on() {
         let mut p = WorkerProtocol::new();
@@ -575,6 +604,15 @@ mod tests {
             wire(Kind::ListenErr, &[9; 40], Vec::new()),
             wire(Kind::Listen, &[], Vec::new()),
             wire(Kind::Ack, &[1, 0, 0, 0], Vec::new()),
+            // A load-aware answer whose load map is no map (/dev/null here): the
+            // primary's error, not an OS one (a fuzz/run messages find), and a slot past
+            // any group's.
+            wire(Kind::ListenOk, &steered(5), vec![fd(), fd()]),
+            wire(
+                Kind::ListenOk,
+                &steered(crate::steering::MAX_SLOTS),
+                vec![fd(), fd()],
+            ),
         ];
         for r in bad {
             let what = format!("{r:?}");

@@ -813,7 +813,17 @@ fn monotonic_ns() -> u64 {
 
 impl LoadMap {
     /// Maps the `load` array `fd` (as received by a worker) of `slots` slots, read-write.
+    /// `InvalidInput` for an fd that is a file (a BPF map is an anonymous inode, no file
+    /// type): a regular file would map past its end and fault on first use; other fds that
+    /// are not a map of that size fail in `mmap` (ENODEV, EACCES, EINVAL).
     pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<LoadMap> {
+        let mode = nix::sys::stat::fstat(fd)?.st_mode;
+        if mode & libc::S_IFMT != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a BPF map (a file of type {:o})", mode & libc::S_IFMT),
+            ));
+        }
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let len = (slots as usize * LOAD_STRIDE).div_ceil(page).max(1) * page;
@@ -1328,6 +1338,20 @@ mod tests {
         assert!(
             LoadMap::map(g.load_map_fd().unwrap(), 1024).is_err(),
             "past the map's size"
+        );
+        // What is not a BPF map fails to map, with no fault later: a regular file (which
+        // mmap would map past its end), a pipe, an epoll fd (an anonymous inode, like a map).
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        let e = LoadMap::map(file.as_fd(), 8).expect_err("a file is no map");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        assert!(LoadMap::map(r.as_fd(), 8).is_err(), "a pipe is no map");
+        let poll = mio::Poll::new().unwrap();
+        // SAFETY: `poll` owns the epoll fd and outlives this borrow.
+        let epoll = unsafe { BorrowedFd::borrow_raw(poll.as_raw_fd()) };
+        assert_eq!(
+            LoadMap::map(epoll, 8).err().and_then(|e| e.raw_os_error()),
+            Some(libc::ENODEV)
         );
     }
 
