@@ -132,3 +132,32 @@ fn the_last_worker_leaving_gracefully_closes_the_listener() {
     );
     assert_ne!(new_port, 0);
 }
+
+/// A worker accepting on its own copy of the listener takes what the kernel says is queued
+/// (TCP_INFO) and then waits for the poller's next edge: connections that arrive in bursts,
+/// some while it is still accepting the previous ones, are all served, none left waiting.
+#[test]
+fn bursts_of_connections_are_all_taken_from_a_shared_listener() {
+    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::Shared);
+    let port = h.start_listening(1);
+    let served = with_client(&mut h, move || {
+        let mut served = 0;
+        for burst in 0..8 {
+            let conns: Vec<_> = (0..32 + burst * 8)
+                .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            for mut c in &conns {
+                c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                std::io::Write::write_all(&mut c, b"hello\n").unwrap();
+            }
+            for c in &conns {
+                let answer = util::routing::read_answer(c).expect("answered within 10 s");
+                assert!(answer.starts_with("worker "), "{answer}");
+                served += 1;
+            }
+        }
+        served
+    });
+    assert_eq!(served, (0..8).map(|b| 32 + b * 8).sum::<usize>());
+}

@@ -92,6 +92,11 @@ pub struct Datagram {
 struct SharedListener {
     fd: OwnedFd,
     ready: bool,
+    /// Connections known to be queued (TCP: asked once per readiness, see
+    /// `sys::accept_queue_len`, as the primary's dealer does), so that accepting stops
+    /// without a failing `accept4` (which allocates and frees a socket); `None`: not asked
+    /// since the last readiness. A Unix listener drains to EAGAIN.
+    queued: Option<u32>,
 }
 
 /// The worker side of a channel.
@@ -237,8 +242,14 @@ impl Worker {
                         Interest::READABLE,
                     )
                     .map_err(|e| Error::os("epoll_ctl", "watch shared listener", &e))?;
-                self.shared
-                    .insert(listener, SharedListener { fd, ready: true });
+                self.shared.insert(
+                    listener,
+                    SharedListener {
+                        fd,
+                        ready: true,
+                        queued: None,
+                    },
+                );
                 if !again {
                     self.accept_turn.push(listener);
                 }
@@ -502,6 +513,7 @@ impl Worker {
                     self.chan_ready = true;
                 } else if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
                     l.ready = true;
+                    l.queued = None;
                 }
             }
         }
@@ -584,6 +596,17 @@ impl Worker {
             if !l.ready {
                 continue;
             }
+            let left = *l
+                .queued
+                .get_or_insert_with(|| sys::accept_queue_len(l.fd.as_fd()).unwrap_or(u32::MAX));
+            if left == 0 {
+                // Drained: what was queued when we asked is taken, and every connection that
+                // arrived since raised a new edge (the poller reports it next). Under `shared`
+                // another worker may have taken some: accept4 then says EAGAIN, as before.
+                l.ready = false;
+                continue;
+            }
+            l.queued = Some(left - 1);
             match sys::accept_cloexec(l.fd.as_fd()) {
                 Ok(Some(fd)) => {
                     // kernel-rr: taken, so it no longer counts against the window.
