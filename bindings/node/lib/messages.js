@@ -65,14 +65,15 @@ function encode(kind, message, handleType, key) {
   if (kind === MSG_ADVANCED) {
     // A simple value: V8's bytes written by hand into the reused buffer (lib/v8wire.js),
     // grown (up to SCRATCH_MAX) while the value does not fit, as encodeText grows it.
-    for (let end; !head; scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, scratch.length * 2))) {
-      end = v8wire.writeValue(scratch, 2, scratch.length, message);
+    while (!head) {
+      const end = v8wire.writeValue(scratch, 2, scratch.length, message);
       if (end >= 0) {
         scratch[0] = kind;
         scratch[1] = handleType;
         return scratch.subarray(0, end);
       }
       if (end !== v8wire.NO_ROOM || scratch.length >= SCRATCH_MAX) break;
+      scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, scratch.length * 2));
     }
     // v8.serialize() with the head written first: no copy of the serialized body.
     const ser = new v8.DefaultSerializer();
