@@ -188,7 +188,7 @@ int main(void) {
     if (corral_worker_next(w, 0, &e) != CORRAL_STATUS_DISCONNECTED) bad |= 128;
     corral_worker_free(w);
     corral_primary_free(p);
-    _exit(bad);
+    exit_with_checks(bad);
   }
   CHECK(id == 1, "first worker id is 1");
   /* Wait for the child's exit through the embeddable dispatch call. */

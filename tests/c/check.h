@@ -35,6 +35,14 @@ static int failures = 0;
     }                                                                           \
   } while (0)
 
+/* Ends a forked worker whose failed checks are the bit set `bad`: an exit status keeps only
+ * 8 bits, so the whole set goes to stderr and a set with none of its low 8 bits exits 255
+ * (a failure all the same). */
+static inline void exit_with_checks(int bad) {
+  if (bad) fprintf(stderr, "worker pid %d: failed checks %#x\n", (int)getpid(), bad);
+  _exit(bad == 0 ? 0 : (bad & 0xff) ? (bad & 0xff) : 255);
+}
+
 /* Whether the calling thread's last error message contains `needle`. */
 static inline int last_error_contains(const char *needle) {
   char m[512];

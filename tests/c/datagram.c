@@ -201,7 +201,7 @@ int main(void) {
       int bad = worker_side(w, tcp_fd, udp_fd);
       corral_worker_free(w);
       corral_primary_free(p);
-      _exit(bad);
+      exit_with_checks(bad);
     }
   }
   time_t deadline = time(NULL) + 20;

@@ -162,7 +162,7 @@ int main(void) {
       int bad = worker_side(w);
       corral_worker_free(w);
       corral_primary_free(p);
-      _exit(bad);
+      exit_with_checks(bad);
     }
   }
   CHECK(wait_listening(p, &s.listening, WORKERS, 20), "both workers listen within 20 s");

@@ -151,7 +151,7 @@ int main(void) {
     int bad = worker_side(w, sock_path);
     corral_worker_free(w);
     corral_primary_free(p);
-    _exit(bad);
+    exit_with_checks(bad);
   }
   CHECK(wait_workers_gone(p, 20), "the worker exited within 20 s");
   CHECK(exit_code == 0, "worker-side checks (exit code is a bit set of failed checks)");

@@ -161,7 +161,7 @@ int main(void) {
       int bad = worker_side(w, refusing);
       corral_worker_free(w);
       corral_primary_free(p);
-      _exit(bad);
+      exit_with_checks(bad);
     }
   }
   CHECK(wait_listening(p, &s.listening, 2, 20), "both workers listen within 20 s");

@@ -108,7 +108,7 @@ int main(void) {
     int bad = worker_side(w, big, release[0]);
     corral_worker_free(w);
     corral_primary_free(p);
-    _exit(bad);
+    exit_with_checks(bad);
   }
   close(release[0]);
 
