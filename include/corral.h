@@ -1274,6 +1274,19 @@ corral_status corral_worker_refuse(corral_worker *w,
 CORRAL_MUST_USE corral_status corral_worker_room(corral_worker *w, uint32_t listener);
 
 /**
+ * Hands out connections non-blocking (`O_NONBLOCK`) from now on when `on`, blocking again
+ * (the default) when not. Where the worker accepts by itself (`CORRAL_POLICY_SHARED`,
+ * `_KERNEL_RR`, `_KERNEL_LEAST`) the connection is accepted that way, with no extra system
+ * call: this saves the `fcntl` a non-blocking server would make on each one. One the primary
+ * deals (`CORRAL_POLICY_RR`, `_LEAST`, `_STICKY`) travels blocking and gets that `fcntl`
+ * here. `corral_worker_refuse` makes a connection blocking again before giving it back, so
+ * the next worker gets it as it asked. Same threads as `corral_worker_refuse`.
+ *
+ * Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL worker.
+ */
+CORRAL_MUST_USE corral_status corral_worker_set_nonblocking(corral_worker *w, bool on);
+
+/**
  * Says that a connection of `listener` this worker got has closed; call it once per
  * connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
  * counts each worker's open connections (it cannot see closes itself). Under
@@ -1332,7 +1345,8 @@ uint32_t corral_worker_event_kind(const corral_worker_event *ev);
 uint32_t corral_worker_event_listener(const corral_worker_event *ev);
 
 /**
- * For `CONNECTION`: takes the connected socket (blocking mode, close-on-exec). The caller owns
+ * For `CONNECTION`: takes the connected socket (close-on-exec; blocking unless
+ * `corral_worker_set_nonblocking`). The caller owns
  * it from now on and must close it. Returns -1 for other events or when already taken; an fd
  * not taken is closed by `corral_worker_event_free`.
  */

@@ -428,6 +428,27 @@ pub unsafe extern "C" fn corral_worker_room(w: *mut corral_worker, listener: u32
     with_worker(w, |w| w.room(listener))
 }
 
+/// Hands out connections non-blocking (`O_NONBLOCK`) from now on when `on`, blocking again
+/// (the default) when not. Where the worker accepts by itself (`CORRAL_POLICY_SHARED`,
+/// `_KERNEL_RR`, `_KERNEL_LEAST`) the connection is accepted that way, with no extra system
+/// call: this saves the `fcntl` a non-blocking server would make on each one. One the primary
+/// deals (`CORRAL_POLICY_RR`, `_LEAST`, `_STICKY`) travels blocking and gets that `fcntl`
+/// here. `corral_worker_refuse` makes a connection blocking again before giving it back, so
+/// the next worker gets it as it asked. Same threads as `corral_worker_refuse`.
+///
+/// Returns `CORRAL_STATUS_OK`; `CORRAL_STATUS_INVALID_ARGUMENT` for a NULL worker.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn corral_worker_set_nonblocking(
+    w: *mut corral_worker,
+    on: bool,
+) -> corral_status {
+    with_worker(w, |w| {
+        w.set_nonblocking_connections(on);
+        Ok(())
+    })
+}
+
 /// Says that a connection of `listener` this worker got has closed; call it once per
 /// connection, after closing it. Under `CORRAL_POLICY_LEAST` it tells the primary, which
 /// counts each worker's open connections (it cannot see closes itself). Under
@@ -512,7 +533,8 @@ pub unsafe extern "C" fn corral_worker_event_listener(ev: *const corral_worker_e
     with_event(ev, 0, |e| e.listener)
 }
 
-/// For `CONNECTION`: takes the connected socket (blocking mode, close-on-exec). The caller owns
+/// For `CONNECTION`: takes the connected socket (close-on-exec; blocking unless
+/// `corral_worker_set_nonblocking`). The caller owns
 /// it from now on and must close it. Returns -1 for other events or when already taken; an fd
 /// not taken is closed by `corral_worker_event_free`.
 #[no_mangle]

@@ -83,6 +83,8 @@ int main(void) {
   CHECK(corral_options_set_peek(o, 1024, 500) == CORRAL_STATUS_OK, "peek 1024 bytes 500 ms");
   CHECK(corral_options_set_proxy_protocol(o, true) == CORRAL_STATUS_OK, "proxy protocol");
   CHECK(corral_worker_closed(NULL, 1) == CORRAL_STATUS_INVALID_ARGUMENT, "closed: NULL worker");
+  CHECK(corral_worker_set_nonblocking(NULL, true) == CORRAL_STATUS_INVALID_ARGUMENT,
+        "set_nonblocking: NULL worker");
   CHECK(corral_worker_event_peer_addr(NULL, small, sizeof small, NULL) == 0, "peer of NULL");
   CHECK(corral_options_set_policy(o, CORRAL_POLICY_RR) == CORRAL_STATUS_OK, "back to rr");
   CHECK(corral_options_set_proxy_protocol(o, false) == CORRAL_STATUS_OK, "proxy protocol off");

@@ -9,6 +9,8 @@
  *   connection first, with its header consumed (the address travels with the refusal);
  * - the primary handed worker 2 exactly the 20 connections (corral_primary_worker_stats), and
  *   corral_primary_worker_counter reports worker 1's refusals (every connection dealt to it);
+ * - worker 1 asks for non-blocking connections (corral_worker_set_nonblocking) and gets each
+ *   with O_NONBLOCK; worker 2 does not, and gets each blocking, the refused ones included;
  * - argument checks: fd -1 gives CORRAL_STATUS_INVALID_ARGUMENT naming `fd`, a closed fd
  *   CORRAL_STATUS_OS_ERROR (EBADF), a NULL worker CORRAL_STATUS_INVALID_ARGUMENT;
  *   corral_worker_room answers OK (a NULL worker: CORRAL_STATUS_INVALID_ARGUMENT). Its effect
@@ -20,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
@@ -77,6 +80,7 @@ static int worker_side(corral_worker *w, int refusing) {
   int bad = 0;
   int checked = 0;
   uint32_t lid = 0;
+  if (refusing && corral_worker_set_nonblocking(w, true) != CORRAL_STATUS_OK) return 1;
   if (corral_worker_listen(w, "127.0.0.1:0", 0, &lid, NULL) != CORRAL_STATUS_OK) return 1;
   for (;;) {
     corral_worker_event *ev = NULL;
@@ -90,6 +94,8 @@ static int worker_side(corral_worker *w, int refusing) {
       (void)corral_worker_event_peer_addr(ev, peer, sizeof peer, &peer_port);
       int fd = corral_worker_event_take_fd(ev);
       if (listener != lid) bad |= 8;
+      int flags = fcntl(fd, F_GETFL);
+      if (flags < 0 || !(flags & O_NONBLOCK) != !refusing) bad |= 2048;
       if (!refusing) {
         answer(fd, corral_worker_id(w), peer, peer_port);
       } else {

@@ -368,7 +368,7 @@ mod tests {
 
     fn accept_all(fd: &OwnedFd) -> usize {
         let mut n = 0;
-        while let Ok(Some(_)) = sys::accept_cloexec(fd.as_fd()) {
+        while let Ok(Some(_)) = sys::accept_cloexec(fd.as_fd(), false) {
             n += 1;
         }
         n

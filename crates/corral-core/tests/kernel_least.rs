@@ -207,7 +207,7 @@ fn a_stopped_worker_gets_its_window_and_no_more() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut parked = 0;
-    while let Some(c) = sys::accept_cloexec(anchor.fd.as_fd()).unwrap() {
+    while let Some(c) = sys::accept_cloexec(anchor.fd.as_fd(), false).unwrap() {
         let mut c = TcpStream::from(c);
         c.write_all(&[3]).unwrap();
         parked += 1;
@@ -268,7 +268,9 @@ fn run_300(steer: Steer) -> ([usize; 3], f64) {
     }
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(
-        sys::accept_cloexec(anchor.fd.as_fd()).unwrap().map(drop),
+        sys::accept_cloexec(anchor.fd.as_fd(), false)
+            .unwrap()
+            .map(drop),
         None,
         "{steer:?}: nothing parked on the anchor"
     );

@@ -504,7 +504,7 @@ impl Inner {
             }
             budget -= 1;
             queued = Some(left - 1);
-            let accepted = sys::accept_cloexec(lfd.as_fd());
+            let accepted = sys::accept_cloexec(lfd.as_fd(), false);
             match accepted {
                 Ok(Some(fd)) => {
                     let l = &mut self.listeners[lid as usize - 1];

@@ -120,6 +120,8 @@ pub struct Worker {
     chan_ready: bool,
     /// Connections accepted since the channel was last marked to be looked at.
     accepted_run: u32,
+    /// Connections are handed out non-blocking ([`Worker::set_nonblocking_connections`]).
+    nonblocking: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -175,6 +177,7 @@ impl Worker {
             heartbeat: None,
             chan_ready: true,
             accepted_run: 0,
+            nonblocking: false,
         };
         w.chan.send_blocking_message(WorkerProtocol::online())?;
         Ok(w)
@@ -191,6 +194,16 @@ impl Worker {
     /// may travel there ([`WorkerProtocol::message`]), apart from the control channel.
     pub fn take_message_channel(&mut self) -> Option<Channel> {
         self.messages.take().map(Channel::new)
+    }
+
+    /// Hands out connections non-blocking (`O_NONBLOCK`) from now on, or blocking again (the
+    /// default). A connection this worker accepts itself (`shared`, `kernel-rr`,
+    /// `kernel-least`) is accepted that way, with no extra system call; one the primary deals
+    /// (`rr`, `least`, `sticky`) travels blocking and gets one `fcntl` here. A connection
+    /// given back with [`Worker::refuse`] is made blocking again first, so the next worker
+    /// gets it as it asked.
+    pub fn set_nonblocking_connections(&mut self, on: bool) {
+        self.nonblocking = on;
     }
 
     /// This worker's id (from 1, never reused by its primary).
@@ -277,7 +290,7 @@ impl Worker {
         // Only a load-aware listener's socket is this worker's own with counted connections
         // (a `shared` one is a copy of the one socket every worker accepts on).
         while self.proto.loads().contains(listener) {
-            match sys::accept_cloexec(old.fd.as_fd()) {
+            match sys::accept_cloexec(old.fd.as_fd(), self.nonblocking) {
                 Ok(Some(fd)) => {
                     self.proto.loads().accepted(listener);
                     self.events.push_back(WorkerEvent::Connection {
@@ -424,6 +437,15 @@ impl Worker {
         peer: Option<std::net::SocketAddr>,
     ) -> Result<()> {
         self.proto.check_open("refuse")?;
+        if self.nonblocking {
+            sys::set_nonblocking(fd.as_fd(), false).map_err(|e| {
+                Error::os(
+                    "fcntl",
+                    format!("O_NONBLOCK off on a refused connection of {listener}"),
+                    &e,
+                )
+            })?;
+        }
         self.chan
             .send_blocking_message(WorkerProtocol::refuse(listener, fd, peer))
     }
@@ -549,6 +571,16 @@ impl Worker {
                 // kernel-rr: one the primary dealt from the anchor counted in this worker's
                 // slot until taken, as one the program chose (LoadSlots).
                 self.proto.loads().accepted(listener);
+                if self.nonblocking {
+                    if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
+                        // Handed out all the same (never dropped); the next call reports it.
+                        self.lost.get_or_insert(Error::os(
+                            "fcntl",
+                            format!("O_NONBLOCK on a connection of listener {listener}"),
+                            &e,
+                        ));
+                    }
+                }
                 WorkerEvent::Connection { listener, fd, peer }
             }
             Delivered::Message { data, fds } => WorkerEvent::Message { data, fds },
@@ -587,6 +619,7 @@ impl Worker {
     }
 
     fn accept_shared(&mut self) -> Result<Option<WorkerEvent>> {
+        let nonblocking = self.nonblocking;
         for _ in 0..self.accept_turn.len() {
             let lid = self.accept_turn[0];
             self.accept_turn.rotate_left(1);
@@ -607,7 +640,7 @@ impl Worker {
                 continue;
             }
             l.queued = Some(left - 1);
-            match sys::accept_cloexec(l.fd.as_fd()) {
+            match sys::accept_cloexec(l.fd.as_fd(), nonblocking) {
                 Ok(Some(fd)) => {
                     // kernel-rr: taken, so it no longer counts against the window.
                     self.proto.loads().accepted(lid);

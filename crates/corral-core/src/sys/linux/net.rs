@@ -13,11 +13,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[cfg(not(feature = "portable"))]
-/// Accepts one connection as a close-on-exec fd (blocking mode: the receiving worker picks its
-/// own I/O model). `Ok(None)` when the (non-blocking) listener has nothing pending.
-pub fn accept_cloexec(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+/// Accepts one connection as a close-on-exec fd, in blocking mode unless `nonblocking` (the
+/// receiving worker picks its own I/O model; asked here, it costs no `fcntl`). `Ok(None)` when
+/// the (non-blocking) listener has nothing pending.
+pub fn accept_cloexec(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<OwnedFd>> {
+    let flags = if nonblocking {
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK
+    } else {
+        SockFlag::SOCK_CLOEXEC
+    };
     loop {
-        match accept4(listener, SockFlag::SOCK_CLOEXEC) {
+        match accept4(listener, flags) {
             Ok(fd) => return Ok(Some(fd)),
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => return Ok(None),
@@ -101,7 +107,7 @@ mod tests {
             .collect();
         assert_eq!(accept_queue_len(l.as_fd()), Some(3));
         let mut taken = 0;
-        while accept_cloexec(l.as_fd()).unwrap().is_some() {
+        while accept_cloexec(l.as_fd(), false).unwrap().is_some() {
             taken += 1;
         }
         assert_eq!(taken, 3);

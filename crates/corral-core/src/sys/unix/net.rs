@@ -5,19 +5,20 @@ use nix::sys::socket::accept;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// Accepts one connection as a close-on-exec fd (blocking mode: the receiving worker picks its
-/// own I/O model). `Ok(None)` when the (non-blocking) listener has nothing pending.
+/// Accepts one connection as a close-on-exec fd, in blocking mode unless `nonblocking` (the
+/// receiving worker picks its own I/O model). `Ok(None)` when the (non-blocking) listener has
+/// nothing pending.
 ///
 /// A spawn by another thread between `accept` and `fcntl` could pass the connection on
 /// through exec (macOS has no atomic way); the Linux backend uses `accept4` for that reason.
-pub fn accept_cloexec(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+pub fn accept_cloexec(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<OwnedFd>> {
     loop {
         match accept(listener) {
             Ok(fd) => {
                 super::super::set_cloexec(fd.as_fd(), true)?;
                 // BSDs let the accepted socket inherit O_NONBLOCK from the listener; Linux
-                // does not. Blocking, as the Linux backend hands it over.
-                super::super::set_nonblocking(fd.as_fd(), false)?;
+                // does not. Set either way: a listener given as `fd:N` may be blocking.
+                super::super::set_nonblocking(fd.as_fd(), nonblocking)?;
                 return Ok(Some(fd));
             }
             Err(Errno::EINTR) => {}
@@ -44,11 +45,11 @@ mod tests {
     fn accepted_connections_are_cloexec_and_blocking() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
-        assert!(accept_cloexec(l.as_fd()).unwrap().is_none());
+        assert!(accept_cloexec(l.as_fd(), false).unwrap().is_none());
         let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let mut got = None;
         for _ in 0..1000 {
-            got = accept_cloexec(l.as_fd()).unwrap();
+            got = accept_cloexec(l.as_fd(), false).unwrap();
             if got.is_some() {
                 break;
             }
