@@ -8,7 +8,9 @@
  *
  * The primary forks N workers (default: one per CPU); they ask the primary to listen on
  * H:P (default 127.0.0.1:8080; port 0 picks a free port) and serve "hello from worker <id>
- * (pid <pid>)" with keep-alive, each with its own epoll loop. Ctrl-C (or SIGTERM) shuts down
+ * (pid <pid>)" with keep-alive, each with its own epoll loop. Connections come non-blocking
+ * (corral_worker_set_nonblocking) and are read at once: one whose request is already there is
+ * answered and closed without entering the epoll set. Ctrl-C (or SIGTERM) shuts down
  * gracefully: workers finish in-flight requests and close idle keep-alive connections.
  * --requests N stops after N requests in total (workers report each request to the primary),
  * --seconds S after S seconds; both exit 0 when everything drained.
@@ -31,7 +33,6 @@
 #include <corral.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -95,6 +96,7 @@ struct conn {
   size_t len;
   int close_after;
   long responses; /* TCP_NODELAY is set at the second one (keep-alive), as nginx does */
+  int watched;    /* in the epoll set */
   struct conn *prev, *next; /* every open connection, to close idle ones when draining */
   char buf[BUF_SIZE];
 };
@@ -159,10 +161,29 @@ static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conn
    * socket is gone, and another process may still hold one for a moment (under rr the primary
    * closes its copy just after handing the connection over; a worker forked meanwhile inherits
    * it). Left in the set, the socket would still report events carrying `c`, freed below. */
-  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  if (c->watched) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   free(c);
   (*open_conns)--;
+}
+
+/* Reads what `c` has and answers every complete request. Returns 1 when nothing has arrived
+ * yet (wait for epoll), -1 to close the connection, 0 to keep it. */
+static int on_readable(corral_worker *w, const struct config *cfg, unsigned long long id,
+                       struct conn *c, long *served, int draining) {
+  ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+  if (r <= 0) return -1;
+  c->len += (size_t)r;
+  long before = *served;
+  int rc = respond(c, id, served);
+  if (cfg->requests > 0) {
+    for (long k = before; k < *served; k++) {
+      if (corral_worker_send(w, (const uint8_t *)"+", 1) != CORRAL_STATUS_OK) break;
+    }
+  }
+  /* Draining: a keep-alive connection closes once its current request is answered. */
+  return rc < 0 || (draining && c->len == 0) ? -1 : 0;
 }
 
 static int worker_main(corral_worker *w, const struct config *cfg) {
@@ -173,7 +194,10 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
     snprintf(address, sizeof address, "[%s]:%ld", cfg->host, cfg->port);
   else
     snprintf(address, sizeof address, "%s:%ld", cfg->host, cfg->port);
-  if (corral_worker_listen(w, address, 511, NULL, NULL) != CORRAL_STATUS_OK) {
+  /* Connections come non-blocking: accepted so (accept4's SOCK_NONBLOCK) where the worker
+   * accepts them itself, with no fcntl of ours. */
+  if (corral_worker_set_nonblocking(w, true) != CORRAL_STATUS_OK ||
+      corral_worker_listen(w, address, 511, NULL, NULL) != CORRAL_STATUS_OK) {
     char msg[512];
     corral_last_error_message(msg, sizeof msg);
     fprintf(stderr, "worker %llu: %s\n", id, msg);
@@ -199,8 +223,6 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
           uint32_t kind = corral_worker_event_kind(e);
           if (kind == CORRAL_WORKER_EVENT_CONNECTION) {
             int fd = corral_worker_event_take_fd(e);
-            /* A new socket's only status flag that matters: no F_GETFL first. */
-            fcntl(fd, F_SETFL, O_NONBLOCK);
             struct conn *nc = malloc(sizeof *nc);
             nc->fd = fd;
             nc->listener = corral_worker_event_listener(e);
@@ -213,13 +235,23 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             nc->len = 0;
             nc->close_after = 0;
             nc->responses = 0;
+            nc->watched = 0;
             nc->prev = NULL;
             nc->next = conns;
             if (conns) conns->prev = nc;
             conns = nc;
-            struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = nc};
-            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
             open_conns++;
+            /* Read at once, as Go's runtime does before it waits: a client sends its request
+             * right after the handshake, so it is usually here by now, and a connection
+             * answered and closed at once never enters the epoll set. */
+            int rc = on_readable(w, cfg, id, nc, &served, draining);
+            if (rc < 0) {
+              close_conn(w, ep, nc, &open_conns);
+            } else {
+              struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = nc};
+              epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+              nc->watched = 1;
+            }
           } else if (kind == CORRAL_WORKER_EVENT_DISCONNECT) {
             /* Finish in-flight requests, close idle keep-alive connections, then leave. They
              * close after this batch: a later entry of `events` may still point at one. */
@@ -233,22 +265,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
         }
         continue;
       }
-      ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-      if (r <= 0) {
-        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        close_conn(w, ep, c, &open_conns);
-        continue;
-      }
-      c->len += (size_t)r;
-      long before = served;
-      int rc = respond(c, id, &served);
-      if (cfg->requests > 0) {
-        for (long k = before; k < served; k++) {
-          if (corral_worker_send(w, (const uint8_t *)"+", 1) != CORRAL_STATUS_OK) break;
-        }
-      }
-      /* Draining: a keep-alive connection closes once its current request is answered. */
-      if (rc < 0 || (draining && c->len == 0)) close_conn(w, ep, c, &open_conns);
+      if (on_readable(w, cfg, id, c, &served, draining) < 0) close_conn(w, ep, c, &open_conns);
     }
     if (close_idle) {
       close_idle = 0;
