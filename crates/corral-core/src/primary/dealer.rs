@@ -467,9 +467,8 @@ impl Inner {
         }
         let i = lid as usize - 1;
         let mut budget = ACCEPT_BATCH;
-        // Connections known to be queued (TCP: asked once per pump, see
-        // `sys::accept_queue_len`); a Unix listener drains to EAGAIN.
-        let mut queued: Option<u32> = None;
+        // Connections known to be queued, asked once per pump.
+        let mut queued = sys::AcceptQueue::default();
         loop {
             if let Some(conn) = self.listeners[i].pending.pop_front() {
                 if let Err(conn) = self.offer(lid, conn) {
@@ -493,17 +492,13 @@ impl Inner {
             let Some(lfd) = self.listeners[i].fd.as_ref() else {
                 return;
             };
-            let left = *queued
-                .get_or_insert_with(|| sys::accept_queue_len(lfd.as_fd()).unwrap_or(u32::MAX));
-            if left == 0 {
-                // Drained: what was queued when we asked is taken, and every connection that
-                // arrived since then raised a new edge (the poller reports it next), so there
-                // is no need to ask again.
+            if !queued.take_one(lfd.as_fd()) {
+                // Drained: every connection that arrived since the kernel was asked raised a
+                // new edge (the poller reports it next).
                 self.listeners[i].ready = false;
                 return;
             }
             budget -= 1;
-            queued = Some(left - 1);
             let accepted = sys::accept_cloexec(lfd.as_fd(), false);
             match accepted {
                 Ok(Some(fd)) => {

@@ -94,3 +94,33 @@ compile_error!(
      of sys/macos/ (CPU count, process figures, socket path limit), the portable backend in \
      sys/unix/ gives the rest; see the table in sys/mod.rs"
 );
+
+/// What is known of a listener's accept queue since its last readiness: lets the primary's
+/// dealer and a worker accepting on its own socket take exactly what is queued, without the
+/// failing `accept4` that ends a drain to `EAGAIN` (on Linux it allocates and frees a socket).
+/// The kernel is asked once per readiness ([`accept_queue_len`]); every connection queued
+/// after that raises a new edge, so an edge-triggered poller stays correct. Where the length
+/// is unknown (Unix listeners, macOS) it allows accepting until `EAGAIN`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptQueue(Option<u32>);
+
+impl AcceptQueue {
+    /// Whether one more connection is queued; counts it as taken. `false`: what was queued
+    /// when the kernel was asked is taken (under `shared` another worker may have taken some,
+    /// and `accept4` then says `EAGAIN`).
+    pub fn take_one(&mut self, listener: std::os::fd::BorrowedFd<'_>) -> bool {
+        let left = *self
+            .0
+            .get_or_insert_with(|| accept_queue_len(listener).unwrap_or(u32::MAX));
+        if left == 0 {
+            return false;
+        }
+        self.0 = Some(left - 1);
+        true
+    }
+
+    /// A new readiness: ask the kernel again at the next [`AcceptQueue::take_one`].
+    pub fn forget(&mut self) {
+        self.0 = None;
+    }
+}

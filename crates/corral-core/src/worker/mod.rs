@@ -92,11 +92,9 @@ pub struct Datagram {
 struct SharedListener {
     fd: OwnedFd,
     ready: bool,
-    /// Connections known to be queued (TCP: asked once per readiness, see
-    /// `sys::accept_queue_len`, as the primary's dealer does), so that accepting stops
-    /// without a failing `accept4` (which allocates and frees a socket); `None`: not asked
-    /// since the last readiness. A Unix listener drains to EAGAIN.
-    queued: Option<u32>,
+    /// Connections known to be queued since the last readiness, as the primary's dealer
+    /// counts them.
+    queued: sys::AcceptQueue,
 }
 
 /// The worker side of a channel.
@@ -260,7 +258,7 @@ impl Worker {
                     SharedListener {
                         fd,
                         ready: true,
-                        queued: None,
+                        queued: sys::AcceptQueue::default(),
                     },
                 );
                 if !again {
@@ -535,7 +533,7 @@ impl Worker {
                     self.chan_ready = true;
                 } else if let Some(l) = self.shared.get_mut(&(e.token().0 as u32)) {
                     l.ready = true;
-                    l.queued = None;
+                    l.queued.forget();
                 }
             }
         }
@@ -629,17 +627,11 @@ impl Worker {
             if !l.ready {
                 continue;
             }
-            let left = *l
-                .queued
-                .get_or_insert_with(|| sys::accept_queue_len(l.fd.as_fd()).unwrap_or(u32::MAX));
-            if left == 0 {
-                // Drained: what was queued when we asked is taken, and every connection that
-                // arrived since raised a new edge (the poller reports it next). Under `shared`
-                // another worker may have taken some: accept4 then says EAGAIN, as before.
+            if !l.queued.take_one(l.fd.as_fd()) {
+                // Drained; the poller reports the next edge.
                 l.ready = false;
                 continue;
             }
-            l.queued = Some(left - 1);
             match sys::accept_cloexec(l.fd.as_fd(), nonblocking) {
                 Ok(Some(fd)) => {
                     // kernel-rr: taken, so it no longer counts against the window.
