@@ -115,6 +115,7 @@ test('CORRAL_* overrides out of range or unknown: fork() throws naming the varia
   `;
   const cases = [
     [{ CORRAL_MAX_LISTENERS_PER_WORKER: '0' }, 'CORRAL_MAX_LISTENERS_PER_WORKER "must be an integer between 1 and 65536 (got 0)" true'],
+    [{ CORRAL_WINDOW: '0' }, 'CORRAL_WINDOW "must be an integer between 1 and 65536 (got 0)" true'],
     [{ CORRAL_STALL_TIMEOUT_MS: '5' }, 'CORRAL_STALL_TIMEOUT_MS "must be between 10 ms and 7 days (got 5 ms)" true'],
     [{ CORRAL_ORPHAN_LISTENER_GRACE_MS: 'soon' }, 'CORRAL_ORPHAN_LISTENER_GRACE_MS "\\"soon\\" is not a whole number" true'],
     [{ CORRAL_SCHED_POLICY: 'fastest' }, 'CORRAL_SCHED_POLICY "unknown scheduling policy \\"fastest\\": expected \\"rr\\", \\"shared\\", \\"kernel-rr\\", \\"kernel-least\\", \\"sticky\\", \\"least\\" or \\"least-p2c\\"" true'],

@@ -5,6 +5,7 @@
 //! | `CORRAL_WORKER_ID`, `CORRAL_CHANNEL_FD` | worker | set by the primary for an exec'd worker; removed once read |
 //! | `CORRAL_MESSAGE_FD` | worker | the worker's message channel (`PrimaryOptions::message_channels`); removed once read |
 //! | `CORRAL_SCHED_POLICY` | primary | `rr`, `shared`, `kernel-rr`, `sticky`, `least` or `least-p2c`: overrides the policy of the whole cluster |
+//! | `CORRAL_WINDOW` | primary | overrides `PrimaryOptions::window`, the connections a worker may hold not yet taken (1 to 65536) |
 //! | `CORRAL_STALL_TIMEOUT_MS` | primary | overrides `PrimaryOptions::stall_timeout` (`0`: off; else 10 ms to 7 days) |
 //! | `CORRAL_MAX_LISTENERS_PER_WORKER` | primary | overrides `PrimaryOptions::max_listeners_per_worker` (1 to 65536) |
 //! | `CORRAL_ORPHAN_LISTENER_GRACE_MS` | primary | overrides `PrimaryOptions::orphan_listener_grace` (0 to 1 day) |
@@ -21,6 +22,8 @@
 use crate::error::{Error, Result};
 use std::time::Duration;
 
+/// The window override (see [`crate::PrimaryOptions::window`]).
+pub const ENV_WINDOW: &str = "CORRAL_WINDOW";
 /// The stall timeout override (see [`crate::PrimaryOptions::stall_timeout`]).
 pub const ENV_STALL_TIMEOUT: &str = "CORRAL_STALL_TIMEOUT_MS";
 /// See [`crate::PrimaryOptions::max_listeners_per_worker`].
@@ -57,6 +60,10 @@ pub(crate) fn apply(opts: &mut crate::PrimaryOptions) -> Result<()> {
     use crate::primary::options::{check_orphan_listener_grace, check_stall_timeout};
     if let Some(p) = crate::Policy::from_env()? {
         opts.policy = p;
+    }
+    if let Some(n) = number(ENV_WINDOW)? {
+        crate::limits::check_count(ENV_WINDOW, n, 1, crate::limits::MAX_WINDOW as u64)?;
+        opts.window = n as u32;
     }
     if let Some(ms) = number(ENV_STALL_TIMEOUT)? {
         let t = (ms > 0).then(|| Duration::from_millis(ms));

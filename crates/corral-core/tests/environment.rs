@@ -26,7 +26,15 @@ fn bad_corral_variables_are_errors_that_name_them() {
     let p = Primary::new(PrimaryOptions::default());
     std::env::remove_var(stall);
     assert!(p.is_ok(), "0 turns the check off: {p:?}");
+    let window = corral_core::environ::ENV_WINDOW;
+    std::env::set_var(window, "64");
+    let p = Primary::new(PrimaryOptions::default()).unwrap();
+    std::env::remove_var(window);
+    assert_eq!(p.window(), 64, "CORRAL_WINDOW overrides the option");
+    drop(p);
     for (var, value) in [
+        (window, "0"),
+        (window, "65537"),
         (corral_core::environ::ENV_MAX_LISTENERS, "0"),
         (corral_core::environ::ENV_ORPHAN_GRACE, "999999999999"),
         ("CORRAL_SCHED_POLICY", "bogus"),

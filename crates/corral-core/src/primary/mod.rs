@@ -237,6 +237,12 @@ impl Primary {
             .map_or(Policy::RoundRobin, |i| i.opts.policy)
     }
 
+    /// The window in effect (after the `CORRAL_WINDOW` override): connections a worker may
+    /// hold not yet taken.
+    pub fn window(&self) -> u32 {
+        self.inner_ref().map_or(DEFAULT_WINDOW, |i| i.opts.window)
+    }
+
     /// Counters of the routing: connections closed for a bad PROXY header, routed by key or
     /// by address for want of one, parked now.
     pub fn routing_stats(&self) -> RoutingStats {
