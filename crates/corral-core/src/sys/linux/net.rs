@@ -115,6 +115,34 @@ mod tests {
         drop(clients);
     }
 
+    /// `AcceptQueue` stops at what was queued when it asked, without a failing accept, and
+    /// asks again after `forget`; `accept_cloexec` gives each connection the mode asked.
+    #[test]
+    fn an_accept_queue_takes_what_was_queued_and_connections_come_in_the_mode_asked() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut q = crate::sys::AcceptQueue::default();
+        for i in 0..3 {
+            assert!(q.take_one(l.as_fd()), "connection {i} is counted as queued");
+            let nonblocking = i % 2 == 1;
+            let fd = accept_cloexec(l.as_fd(), nonblocking).unwrap().unwrap();
+            let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            assert_eq!(flags & libc::O_NONBLOCK != 0, nonblocking, "connection {i}");
+        }
+        assert!(!q.take_one(l.as_fd()), "drained: no accept is tried");
+        // One that arrives after the count raises a new readiness: counted once forgotten.
+        clients.push(std::net::TcpStream::connect(addr).unwrap());
+        assert!(!q.take_one(l.as_fd()));
+        q.forget();
+        assert!(q.take_one(l.as_fd()));
+        assert!(accept_cloexec(l.as_fd(), false).unwrap().is_some());
+        assert!(!q.take_one(l.as_fd()));
+    }
+
     #[test]
     fn accept_queue_len_is_none_for_other_sockets() {
         let dir = std::env::temp_dir().join(format!("corral-aql-{}", std::process::id()));

@@ -42,7 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepted_connections_are_cloexec_and_blocking() {
+    fn accepted_connections_are_cloexec_and_in_the_mode_asked() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         assert!(accept_cloexec(l.as_fd(), false).unwrap().is_none());
@@ -68,6 +68,12 @@ mod tests {
             0,
             "accepted fd must be blocking"
         );
+        // Asked non-blocking, whatever the listener's flag (BSDs copy it).
+        l.set_nonblocking(false).unwrap();
+        let _c2 = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let fd = accept_cloexec(l.as_fd(), true).unwrap().unwrap();
+        let flflags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_ne!(flflags & libc::O_NONBLOCK, 0, "asked non-blocking");
         assert_eq!(accept_queue_len(l.as_fd()), None);
     }
 }
