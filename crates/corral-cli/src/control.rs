@@ -93,12 +93,12 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _)) => match Pending::new(stream) {
                     Ok(p) => out.push(p),
-                    Err(e) => eprintln!("corral: control connection: {e}"),
+                    Err(e) => say!("corral: control connection: {e}"),
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
-                        eprintln!("corral: control socket accept: {e}");
+                        say!("corral: control socket accept: {e}");
                     }
                     break;
                 }
@@ -206,7 +206,7 @@ impl Pending {
             .and_then(|_| self.stream.set_write_timeout(Some(REQUEST_DEADLINE)))
             .and_then(|_| writeln!(&self.stream, "{reply}"));
         if let Err(e) = r {
-            eprintln!("corral: control answer: {e}");
+            say!("corral: control answer: {e}");
         }
     }
 }
@@ -257,7 +257,7 @@ pub fn client_simple(target: &Target, cmd: &str, workers: Option<usize>) -> i32 
             0
         }
         Err(e) => {
-            eprintln!("corral {cmd}: {e}");
+            say!("corral {cmd}: {e}");
             1
         }
     }
@@ -268,7 +268,7 @@ pub fn client_status(target: &Target, as_json: bool) -> i32 {
     let v = match request(target, json!({"cmd": "status"})) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("corral status: {e}");
+            say!("corral status: {e}");
             return 1;
         }
     };

@@ -12,6 +12,19 @@
 //! - `control`: the control socket (`corral status|reload|scale|stop`).
 //! - `systemd`: corral itself under systemd (socket activation in, sd_notify out).
 
+/// `eprintln!` as one `write(2)`: stderr is unbuffered, and `eprintln!` writes each piece of
+/// its format as it comes. corral's stderr is usually the workers' too (one pipe to a log
+/// collector), so a line written in pieces comes out with a worker's line inside it. Formatted
+/// first, a line under `PIPE_BUF` (4 KiB) reaches a pipe whole.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        // Nowhere to report a failing stderr.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }};
+}
+
 mod args;
 mod connections;
 mod control;
@@ -28,7 +41,7 @@ fn main() {
         args::Command::Run(run) => match args::RunConfig::resolve(*run) {
             Ok(cfg) => run::run(cfg),
             Err(e) => {
-                eprintln!("corral: {e}");
+                say!("corral: {e}");
                 2
             }
         },

@@ -95,7 +95,7 @@ impl Probes {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    eprintln!("corral: worker {}: --ready-cmd: wait: {e}", t.id);
+                    say!("corral: worker {}: --ready-cmd: wait: {e}", t.id);
                     self.stop(t.id);
                     self.next.insert(t.id, now + RETRY_AFTER);
                 }
@@ -129,7 +129,7 @@ impl Probes {
                 );
             }
             Err(e) => {
-                eprintln!("corral: worker {}: --ready-cmd: /bin/sh: {e}", t.id);
+                say!("corral: worker {}: --ready-cmd: /bin/sh: {e}", t.id);
                 self.next.insert(t.id, now + RETRY_AFTER);
             }
         }

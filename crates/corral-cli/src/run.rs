@@ -113,7 +113,7 @@ pub fn run(cfg: RunConfig) -> i32 {
     match Cluster::start(cfg) {
         Ok(mut c) => c.run(),
         Err(e) => {
-            eprintln!("corral: {e}");
+            say!("corral: {e}");
             1
         }
     }
@@ -210,7 +210,7 @@ impl Cluster {
         for l in &listeners {
             corral_core::set_nonblocking(l.fd.as_fd(), false)
                 .map_err(|e| format!("listener {}: fcntl(O_NONBLOCK): {e}", l.address))?;
-            eprintln!("corral: listening on {} ({})", l.address, l.name);
+            say!("corral: listening on {} ({})", l.address, l.name);
         }
         let control = control::Server::bind(&cfg.target)?;
         let runtime = control::runtime_dir();
@@ -360,7 +360,7 @@ impl Cluster {
             connections::prometheus(workers, &locals)
         }));
         if let Some(a) = sup.metrics_addr() {
-            eprintln!("corral: metrics on http://{a}/metrics");
+            say!("corral: metrics on http://{a}/metrics");
         }
         let poll = mio::Poll::new().map_err(|e| format!("epoll_create: {e}"))?;
         poll.registry()
@@ -373,7 +373,7 @@ impl Cluster {
                 Interest::READABLE,
             )
             .map_err(|e| format!("epoll_ctl: {e}"))?;
-        eprintln!(
+        say!(
             "corral: cluster {} (pid {}), control socket {}",
             cfg.target.name,
             std::process::id(),
@@ -414,7 +414,7 @@ impl Cluster {
         let mut events = mio::Events::with_capacity(64);
         loop {
             if let Err(e) = self.p.dispatch(Some(Duration::ZERO)) {
-                eprintln!("corral: {e}");
+                say!("corral: {e}");
                 return 1;
             }
             while let Some(ev) = self.p.next_event() {
@@ -454,7 +454,7 @@ impl Cluster {
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    eprintln!("corral: epoll_wait: {e}");
+                    say!("corral: epoll_wait: {e}");
                     return 1;
                 }
             }
@@ -498,7 +498,7 @@ impl Cluster {
                     (_, Some(s)) => format!("was killed by signal {s}"),
                     _ => "exited".into(),
                 };
-                eprintln!("corral: worker {worker} (pid {pid}) {how}");
+                say!("corral: worker {worker} (pid {pid}) {how}");
                 kill_leftovers(*worker, *pid);
                 if let Some(p) = &mut self.probes {
                     p.forget(*worker);
@@ -511,7 +511,7 @@ impl Cluster {
                 }
             }
             Event::Error { worker, error } => {
-                eprintln!("corral: worker {worker:?}: {error}");
+                say!("corral: worker {worker:?}: {error}");
             }
             _ => {}
         }
@@ -539,7 +539,7 @@ impl Cluster {
                 None => {}
                 // Dropping the old anchor closes it (corral's only copy: workers get none).
                 Some(Ok(fd)) => l.fd = fd,
-                Some(Err(e)) => eprintln!(
+                Some(Err(e)) => say!(
                     "corral: --listen {}: kernel-rr: new anchor socket: {e} (clients queued \
                      while no worker listened stay unserved)",
                     l.address
@@ -585,13 +585,13 @@ impl Cluster {
         let new: Vec<Spawn> = std::mem::take(&mut *self.spawned.lock().expect("spawned lock"));
         for w in new {
             let (id, (path, sock)) = (w.id, w.notify);
-            eprintln!("corral: worker {id} started (pid {})", w.pid);
+            say!("corral: worker {id} started (pid {})", w.pid);
             if let Err(e) = self.poll.registry().register(
                 &mut SourceFd(&sock.as_raw_fd()),
                 Token(NOTIFY_BASE + id as usize),
                 Interest::READABLE,
             ) {
-                eprintln!("corral: worker {id}: watch NOTIFY_SOCKET: {e}");
+                say!("corral: worker {id}: watch NOTIFY_SOCKET: {e}");
             }
             self.workers.insert(
                 id,
@@ -651,7 +651,7 @@ impl Cluster {
     }
 
     fn mark_ready(&mut self, id: WorkerId, why: &str) {
-        eprintln!("corral: worker {id} ready ({why})");
+        say!("corral: worker {id} ready ({why})");
         self.sup.worker_ready(&mut self.p, id);
     }
 
@@ -733,38 +733,38 @@ impl Cluster {
                     previous,
                     cause,
                     delay,
-                } => eprintln!(
+                } => say!(
                     "corral: slot {slot}: worker {worker} replaces {} ({}) after {} ms",
                     previous.map_or("nothing".into(), |p| p.to_string()),
                     cause.label(),
                     delay.as_millis()
                 ),
-                SupervisorEvent::CrashLoop { slot, exits } => eprintln!(
+                SupervisorEvent::CrashLoop { slot, exits } => say!(
                     "corral: slot {slot} is crash-looping ({} quick exits): retrying at \
                      restart.maxDelay",
                     exits.len()
                 ),
-                SupervisorEvent::NoRestart { slot, worker, .. } => eprintln!(
+                SupervisorEvent::NoRestart { slot, worker, .. } => say!(
                     "corral: slot {slot}: worker {worker} exited with a no-restart code; \
                      the slot stays empty"
                 ),
                 SupervisorEvent::Hang { slot, worker, .. } => {
-                    eprintln!("corral: slot {slot}: worker {worker} hung")
+                    say!("corral: slot {slot}: worker {worker} hung")
                 }
                 SupervisorEvent::Recycle {
                     slot,
                     worker,
                     reason,
-                } => eprintln!("corral: slot {slot}: recycling worker {worker}: {reason}"),
+                } => say!("corral: slot {slot}: recycling worker {worker}: {reason}"),
                 SupervisorEvent::Reload(r) => {
                     if r.ok {
-                        eprintln!(
+                        say!(
                             "corral: reload done: {} workers replaced in {} ms",
                             r.replaced,
                             r.duration.as_millis()
                         );
                     } else {
-                        eprintln!(
+                        say!(
                             "corral: reload stopped after {} workers: {}",
                             r.replaced,
                             r.reason.as_deref().unwrap_or("?")
@@ -772,7 +772,7 @@ impl Cluster {
                     }
                 }
                 SupervisorEvent::Scaled { from, to } => {
-                    eprintln!("corral: scaled from {from} to {to} workers")
+                    say!("corral: scaled from {from} to {to} workers")
                 }
             }
         }
@@ -825,7 +825,7 @@ impl Cluster {
                 token,
                 Interest::READABLE,
             ) {
-                eprintln!("corral: control connection: epoll_ctl: {e}");
+                say!("corral: control connection: epoll_ctl: {e}");
                 continue;
             }
             self.pending.push((token, conn));
@@ -949,10 +949,10 @@ impl Cluster {
 
     fn finish(&mut self, clean: bool) -> i32 {
         if clean {
-            eprintln!("corral: every worker drained and exited: clean shutdown");
+            say!("corral: every worker drained and exited: clean shutdown");
             0
         } else {
-            eprintln!(
+            say!(
                 "corral: workers were still running at the shutdown deadline ({} ms) and were \
                  killed",
                 self.cfg.supervisor.shutdown_timeout.as_millis()
@@ -981,7 +981,7 @@ fn bind(
     let group = match steering::applies_to(addr).and_then(|_| steering::prepare()) {
         Ok(g) => g,
         Err(f) => {
-            eprintln!(
+            say!(
                 "corral: --listen {addr}: kernel-rr unavailable, shared instead: {}",
                 f.reason
             );
@@ -994,7 +994,7 @@ fn bind(
         Ok(ks) => Ok((anchor, Some(Arc::new(Mutex::new(ks))))),
         Err(f) => {
             // The anchor is a listening socket of its own: it serves as the shared one.
-            eprintln!(
+            say!(
                 "corral: --listen {addr}: kernel-rr unavailable, shared instead: {}",
                 f.reason
             );
@@ -1026,9 +1026,7 @@ fn kill_leftovers(worker: WorkerId, pid: i32) {
         return;
     }
     if killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-        eprintln!(
-            "corral: worker {worker} (pid {pid}) left processes in its group behind: killed them"
-        );
+        say!("corral: worker {worker} (pid {pid}) left processes in its group behind: killed them");
     }
 }
 

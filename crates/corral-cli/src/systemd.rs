@@ -107,7 +107,7 @@ impl Notifier {
             None => self.sock.send_to(msg.as_bytes(), &self.path),
         };
         if let Err(e) = r {
-            eprintln!("corral: sd_notify to NOTIFY_SOCKET {}: {e}", self.path);
+            say!("corral: sd_notify to NOTIFY_SOCKET {}: {e}", self.path);
         }
     }
 }
