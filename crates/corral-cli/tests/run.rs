@@ -332,3 +332,37 @@ fn workers_a_scale_up_starts_that_exit_at_once_are_never_marked_ready() {
     );
     assert_eq!(c.count_lines("(pid 0)"), 0, "{}", c.stderr());
 }
+
+/// corral's stderr is its workers' too: each of its lines goes out in one write, so a worker
+/// writing meanwhile cannot land inside one (eprintln! wrote a line in pieces, and a CI run
+/// read "corral: reload done: " + a gunicorn line + "2 workers replaced").
+#[test]
+fn corral_lines_stay_whole_while_workers_write_to_the_same_stderr() {
+    // Each worker writes 20,000 short lines as fast as it can, then waits to be stopped (as
+    // `sleep` itself, so SIGTERM ends it).
+    let flood = "i=0; while [ $i -lt 20000 ]; do echo flood >&2; i=$((i+1)); done; exec sleep 60";
+    let mut c = Corral::run(
+        "--workers 2 --listen 127.0.0.1:0 --ready-delay 50ms",
+        &["sh", "-c", flood],
+        &[],
+    );
+    c.wait_ready(2, Duration::from_secs(15));
+    // A reload: corral writes its start, ready, exit and done lines while the new workers flood.
+    c.signal("HUP");
+    c.wait_line("reload done", Duration::from_secs(30));
+    c.stop(Duration::from_secs(20));
+    let err = c.stderr();
+    let corral_lines = err.lines().filter(|l| l.starts_with("corral: ")).count();
+    let floods = err.lines().filter(|l| *l == "flood").count();
+    assert!(
+        corral_lines >= 10,
+        "corral's own lines are there: {corral_lines}"
+    );
+    assert!(floods > 1000, "the workers wrote meanwhile: {floods}");
+    for l in err.lines() {
+        assert!(
+            l == "flood" || (l.starts_with("corral: ") && !l.contains("flood")),
+            "a line in pieces: {l:?}"
+        );
+    }
+}
