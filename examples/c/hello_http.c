@@ -167,12 +167,12 @@ static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conn
   (*open_conns)--;
 }
 
-/* Reads what `c` has and answers every complete request. Returns 1 when nothing has arrived
- * yet (wait for epoll), -1 to close the connection, 0 to keep it. */
+/* Reads what `c` has and answers every complete request. Returns -1 to close the connection,
+ * 0 to keep it (nothing has arrived yet, or what came is answered). */
 static int on_readable(corral_worker *w, const struct config *cfg, unsigned long long id,
                        struct conn *c, long *served, int draining) {
   ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   if (r <= 0) return -1;
   c->len += (size_t)r;
   long before = *served;
@@ -244,8 +244,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             /* Read at once, as Go's runtime does before it waits: a client sends its request
              * right after the handshake, so it is usually here by now, and a connection
              * answered and closed at once never enters the epoll set. */
-            int rc = on_readable(w, cfg, id, nc, &served, draining);
-            if (rc < 0) {
+            if (on_readable(w, cfg, id, nc, &served, draining) < 0) {
               close_conn(w, ep, nc, &open_conns);
             } else {
               struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = nc};

@@ -439,7 +439,7 @@ impl Worker {
             sys::set_nonblocking(fd.as_fd(), false).map_err(|e| {
                 Error::os(
                     "fcntl",
-                    format!("O_NONBLOCK off on a refused connection of {listener}"),
+                    format!("O_NONBLOCK off on a refused connection of listener {listener}"),
                     &e,
                 )
             })?;
@@ -617,7 +617,6 @@ impl Worker {
     }
 
     fn accept_shared(&mut self) -> Result<Option<WorkerEvent>> {
-        let nonblocking = self.nonblocking;
         for _ in 0..self.accept_turn.len() {
             let lid = self.accept_turn[0];
             self.accept_turn.rotate_left(1);
@@ -632,7 +631,7 @@ impl Worker {
                 l.ready = false;
                 continue;
             }
-            match sys::accept_cloexec(l.fd.as_fd(), nonblocking) {
+            match sys::accept_cloexec(l.fd.as_fd(), self.nonblocking) {
                 Ok(Some(fd)) => {
                     // kernel-rr: taken, so it no longer counts against the window.
                     self.proto.loads().accepted(lid);
