@@ -75,6 +75,22 @@ test("schedulingPolicy 'kernel-rr': a worker that closes its server and listens 
   assert.strictEqual(r.lines.at(-1), root ? 'warnings 0' : 'warnings 1', r.lines.join('\n'));
 });
 
+test("schedulingPolicy 'kernel-rr': a worker blocked in a synchronous handler keeps no client waiting", async (t) => {
+  if (!guarded(t)) return;
+  // One of 2 workers spins 1500 ms in its handler while 40 clients come, one every 5 ms. The
+  // program skips it once a connection waited 25 ms there; the primary takes back what its
+  // socket had queued (its own copy) and deals it to the other worker. Before the take-back,
+  // the clients dealt to it in those 25 ms waited for the block's end. The fallback (rr)
+  // reads back from the channel: the same lines.
+  const r = await run(t, [path.join(__dirname, 'kernel-rr', 'blocked.js')], { env: childEnv({}, ['CORRAL_SCHED_POLICY']) });
+  assert.strictEqual(r.code, 0, r.err);
+  assert.deepStrictEqual(
+    r.lines.map((l) => l.replace(/ \(.*\)$/, '')),
+    ['blocked worker answered 0 of 40', 'slowest under 750 ms', 'after the block 2 workers'],
+    r.lines.join('\n'),
+  );
+});
+
 // `setpriv ARGS` with the helpers' process-group kill on test end.
 function runAs(t, args, env) {
   const { spawn } = require('node:child_process');

@@ -5,11 +5,12 @@
 //! The primary binds the anchor ([`crate::listener::bind_group_anchor`]: `SO_REUSEPORT`, port
 //! 0 resolved once) and attaches the program through it. For each worker that listens on the
 //! address it binds one more socket to the anchor's resolved address (it joins the group),
-//! puts it in a free slot and sends it to the worker, which accepts on it as in `shared` mode;
-//! the primary keeps no copy, so the worker's death closes it and the kernel hands its queued
-//! connections to the live slots through the program (none is reset). On the worker's exit or
-//! unlisten its slot is cleared as well (a copy leaked into a grandchild would otherwise keep
-//! it dealt to). With no slot filled, SYNs land on the anchor: the primary accepts those and
+//! puts it in a free slot and sends it to the worker, which accepts on it as in `shared` mode.
+//! With a stall time the engine keeps a copy ([`KernelSteering::keep_copies`]) and closes it
+//! when the worker leaves; otherwise (`corral run`) it keeps none. Either way the socket closes
+//! once its worker is gone and the kernel hands its queued connections to the live slots
+//! through the program (none is reset). On the worker's exit or unlisten its slot is cleared
+//! as well (a copy leaked into a grandchild would otherwise keep it dealt to). With no slot filled, SYNs land on the anchor: the primary accepts those and
 //! deals them with the `rr` dealer (window, recovery), so a client waits for a worker instead
 //! of being refused.
 //!
@@ -25,11 +26,11 @@
 //!
 //! Where the program cannot be had ([`prepare`] fails: no `CAP_BPF`, seccomp, old kernel) or
 //! the address is not TCP, the listener runs primary-accept `rr` and the reason is reported
-//! once ([`Fallback`]). `rr` itself stays primary-accept: the kernel path has `rr`'s window
-//! and, with a stall time, stops dealing to a worker whose loop is blocked
-//! ([`Steer::Window`]), but it cannot take back what that worker's socket already queued (the
-//! primary keeps no copy of it), where `rr` reads a stalled worker's unread connections back
-//! and deals them to the others.
+//! once ([`Fallback`]). The kernel path has `rr`'s window and, with a stall time, stops
+//! dealing to a worker whose loop is blocked ([`Steer::Window`]); the engine then also parks
+//! that worker's slot and accepts what its socket already queued from its copy
+//! ([`KernelSteering::park`]), as `rr` reads a stalled worker's unread connections back, and
+//! puts it back when the worker reads again ([`KernelSteering::unpark`]).
 
 use crate::event::WorkerId;
 use crate::listener::{BoundAddr, ListenAddr};
@@ -100,7 +101,8 @@ pub fn prepare_steered(steer: Steer) -> Result<(ReuseportGroup, Option<Fallback>
 /// `load` array and its slot in it.
 #[derive(Debug)]
 pub struct Member {
-    /// The worker's listening socket (the only copy: the primary keeps none).
+    /// The worker's listening socket (the primary keeps a copy only after
+    /// [`KernelSteering::keep_copies`]).
     pub sock: OwnedFd,
     /// A copy of the `load` map's fd and the worker's slot: the worker maps it
     /// ([`sys::LoadMap::map`] with [`MAX_SLOTS`]) and, for each connection, calls
@@ -127,6 +129,15 @@ pub struct KernelSteering {
     /// No slot has been filled since the anchor was set (or since the last one was cleared):
     /// SYNs may be queued on the anchor ([`KernelSteering::fresh_anchor`]).
     anchor_dealt_to: bool,
+    /// [`KernelSteering::keep_copies`]: the primary's copy of slot `i`'s socket, to take back
+    /// what a stalled worker has queued ([`KernelSteering::park`]).
+    copies: Option<Vec<Option<OwnedFd>>>,
+    /// Slot `i` is out of the program's choice while its worker is stalled (its socket stays
+    /// open in the worker and in `copies`).
+    parked: Vec<bool>,
+    /// A parked slot's connections its worker had taken and not released (`kernel-least`'s
+    /// open ones; 0 under `kernel-rr`), restored when it is back.
+    held: Vec<u32>,
 }
 
 impl KernelSteering {
@@ -167,9 +178,23 @@ impl KernelSteering {
             v6only,
             backlog,
             slots: vec![None; group.max_slots() as usize],
+            parked: vec![false; group.max_slots() as usize],
+            held: vec![0; group.max_slots() as usize],
             group,
             anchor_dealt_to: true,
+            copies: None,
         })
+    }
+
+    /// From now on the owner keeps a copy of each member socket, to accept from a stalled
+    /// worker's queue itself ([`KernelSteering::park`]). The copy is closed when the worker
+    /// leaves ([`KernelSteering::leave`]), so a dead worker's queue still migrates, only as
+    /// late as the owner sees the exit. `corral run` keeps none: nobody would accept on them,
+    /// and a program that closes its listener to drain must leave the group at once.
+    pub fn keep_copies(&mut self) {
+        if self.copies.is_none() {
+            self.copies = Some((0..self.slots.len()).map(|_| None).collect());
+        }
     }
 
     /// The slot `worker` holds.
@@ -210,12 +235,22 @@ impl KernelSteering {
             Some(fd) => Some((sys::dup_cloexec(fd)?, slot)),
             None => None,
         };
-        if own.is_some() {
+        let copy = match self.copies {
+            Some(_) => Some(sys::dup_cloexec(sock.as_fd())?),
+            None => None,
+        };
+        if own.is_some() && !self.parked[slot as usize] {
             self.group.replace_slot(slot, sock.as_fd())?;
         } else {
+            // A parked worker that listens again is back: its count starts anew (what it was
+            // dealt on the old socket was taken back, or is taken when its copy closes).
             self.group.set_slot(slot, sock.as_fd())?;
         }
         self.slots[slot as usize] = Some(worker);
+        self.parked[slot as usize] = false;
+        if let Some(copies) = self.copies.as_mut() {
+            copies[slot as usize] = copy;
+        }
         self.update_count()?;
         let release = load.as_ref().and(self.group.steer().release());
         Ok(Member {
@@ -232,6 +267,11 @@ impl KernelSteering {
             return false;
         };
         self.slots[slot as usize] = None;
+        self.parked[slot as usize] = false;
+        // Its socket closes here if the worker closed it (or died): its queue migrates.
+        if let Some(copies) = self.copies.as_mut() {
+            copies[slot as usize] = None;
+        }
         // Both only fail for a bad map fd or slot number, which cannot be: nothing to do
         // about them but carry on (an empty slot is skipped anyway).
         let _ = self.group.clear_slot(slot);
@@ -303,8 +343,129 @@ impl KernelSteering {
     /// it nor release it, so it is uncounted here.
     pub fn uncount(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
-            m.take_back(slot);
+            // A parked slot's count was set aside (and is set anew when it is back).
+            if !self.parked[slot as usize] {
+                m.take_back(slot);
+            }
         }
+    }
+
+    /// Connections assigned to `slot` that its worker has not taken yet, and how long ago it
+    /// last took one (or they rose from 0): what the program's stall check reads. `None`
+    /// without a load map.
+    fn waiting(&self, slot: u32) -> Option<(u32, std::time::Duration)> {
+        let m = self.group.load_map()?;
+        let n = match self.group.steer().release()? {
+            LoadRelease::AtClose => m.waiting(slot),
+            LoadRelease::AtAccept => m.get(slot),
+        };
+        Some((n, m.idle_for(slot)))
+    }
+
+    /// Workers whose slot holds connections they have not taken for `at_least` (the
+    /// program passes them over from its stall time on), with how long; parked ones
+    /// excluded. Empty unless [`KernelSteering::keep_copies`] was called.
+    pub fn stalled(&self, at_least: std::time::Duration) -> Vec<(WorkerId, std::time::Duration)> {
+        let Some(copies) = self.copies.as_ref() else {
+            return Vec::new();
+        };
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !self.parked[i] && copies[i].is_some())
+            .filter_map(|(i, w)| {
+                let (n, idle) = self.waiting(i as u32)?;
+                let w = (*w)?;
+                (n > 0 && n != sys::LOAD_EMPTY && idle >= at_least).then_some((w, idle))
+            })
+            .collect()
+    }
+
+    /// Whether [`KernelSteering::keep_copies`] was called.
+    pub fn keeps_copies(&self) -> bool {
+        self.copies.is_some()
+    }
+
+    /// Whether any slot holds connections not taken yet, or is parked: the owner's stall
+    /// check then looks often.
+    pub fn busy(&self) -> bool {
+        self.copies.is_some()
+            && (self.parked.iter().any(|&p| p)
+                || (0..self.slots.len()).any(|i| {
+                    self.slots[i].is_some()
+                        && self
+                            .waiting(i as u32)
+                            .is_some_and(|(n, _)| n > 0 && n != sys::LOAD_EMPTY)
+                }))
+    }
+
+    /// Takes `worker`'s slot out of the program's choice (its worker is stalled): the
+    /// program deals its turns to the others, and the owner accepts what its socket has
+    /// queued from the returned copy ([`KernelSteering::parked_copy`] while it stays
+    /// parked: a SYN the program had already assigned completes a moment later). The
+    /// worker's count is reset: what the owner takes it will never take nor release.
+    /// `None` without a copy or a slot, or when already parked.
+    pub fn park(&mut self, worker: WorkerId) -> Option<BorrowedFd<'_>> {
+        let slot = self.slot_of(worker)? as usize;
+        if self.parked[slot] {
+            return None;
+        }
+        let copy = self.copies.as_ref()?[slot].as_ref()?;
+        self.held[slot] = match (self.group.load_map(), self.group.steer().release()) {
+            (Some(m), Some(LoadRelease::AtClose)) => {
+                m.get(slot as u32).saturating_sub(m.waiting(slot as u32))
+            }
+            _ => 0,
+        };
+        // Only fails for a bad map fd or slot number, which cannot be.
+        let _ = self.group.clear_slot(slot as u32);
+        self.parked[slot] = true;
+        Some(copy.as_fd())
+    }
+
+    /// The copy of a parked worker's socket, to accept what still lands there.
+    pub fn parked_copy(&self, worker: WorkerId) -> Option<BorrowedFd<'_>> {
+        let slot = self.slot_of(worker)? as usize;
+        if !self.parked[slot] {
+            return None;
+        }
+        Some(self.copies.as_ref()?[slot].as_ref()?.as_fd())
+    }
+
+    /// Workers whose slot is parked.
+    pub fn parked_workers(&self) -> Vec<WorkerId> {
+        (0..self.slots.len())
+            .filter(|&i| self.parked[i])
+            .filter_map(|i| self.slots[i])
+            .collect()
+    }
+
+    /// `worker` takes connections again: its socket goes back in its slot, its count what
+    /// it still holds (under `kernel-least`, the open connections it had when parked, less
+    /// those it closed meanwhile; 0 under `kernel-rr`). Returns whether it was parked.
+    pub fn unpark(&mut self, worker: WorkerId) -> std::io::Result<bool> {
+        let Some(slot) = self.slot_of(worker) else {
+            return Ok(false);
+        };
+        if !self.parked[slot as usize] {
+            return Ok(false);
+        }
+        let Some(copy) = self.copies.as_ref().and_then(|c| c[slot as usize].as_ref()) else {
+            return Ok(false);
+        };
+        // Releases made while parked came off the empty mark.
+        let closed = self
+            .group
+            .load(slot)
+            .map_or(0, |n| sys::LOAD_EMPTY.saturating_sub(n));
+        let held = self.held[slot as usize].saturating_sub(closed);
+        // Counted first, then chosen again (a worker at 0 in a slot marked empty).
+        if let Some(m) = self.group.load_map() {
+            m.set(slot, held);
+        }
+        self.group.replace_slot(slot, copy.as_fd())?;
+        self.parked[slot as usize] = false;
+        Ok(true)
     }
 
     /// The program deals over slots `0..=highest filled`; holes below it are skipped.

@@ -46,7 +46,26 @@ fn load(port: u16, clients: usize, run: Duration) -> (Vec<String>, Vec<String>, 
 
 #[test]
 fn a_stopped_worker_hands_back_its_unread_connections_and_rejoins_when_it_reads() {
-    let mut h = harness(&["serve", "127.0.0.1:0"], Policy::RoundRobin);
+    stopped_worker_hands_back(Policy::RoundRobin);
+}
+
+/// The same under `kernel-rr`: the program stops dealing to the stopped worker after the
+/// stall time, and the primary accepts what its socket had queued from its own copy and deals
+/// it to the other (without that, those clients waited for SIGCONT). As uid 65534 the address
+/// runs `rr`, and this is the test above.
+#[test]
+fn under_kernel_rr_a_stopped_worker_s_queue_is_taken_back_too() {
+    stopped_worker_hands_back(Policy::KernelRr);
+}
+
+/// `kernel-least`: its waiting count is what the stall check reads.
+#[test]
+fn under_kernel_least_a_stopped_worker_s_queue_is_taken_back_too() {
+    stopped_worker_hands_back(Policy::KernelLeast);
+}
+
+fn stopped_worker_hands_back(policy: Policy) {
+    let mut h = harness(&["serve", "127.0.0.1:0"], policy);
     let port = h.start_listening(2);
     let stopped = 2;
     let w2 = h.p.worker(stopped).unwrap();

@@ -124,6 +124,9 @@ pub(super) struct StallWatch {
     /// Its CPU times (`None`: not known on this system) and when they were read, from half
     /// the timeout of silence on: see [`starved`].
     pub(super) cpu: Option<(Instant, Option<sys::SchedTimes>)>,
+    /// The same, for a kernel slot of its that holds connections it does not take
+    /// (`Inner::check_kernel_stalls`).
+    pub(super) kernel_cpu: Option<(Instant, Option<sys::SchedTimes>)>,
 }
 
 /// Whether a worker (`pid`) that read nothing over `span` (CPU times `before` at its start,
@@ -505,15 +508,8 @@ impl Inner {
                     let l = &mut self.listeners[lid as usize - 1];
                     l.accepted += 1;
                     l.accept_failing = false;
-                    let conn = if self.needs_peek() {
-                        // Its PROXY header or key first: dealt here if it has sent them
-                        // already, else by peek.rs when they come.
-                        match self.park(lid, fd) {
-                            Some(conn) => conn,
-                            None => continue,
-                        }
-                    } else {
-                        Dealt::new(fd)
+                    let Some(conn) = self.admit(lid, fd) else {
+                        continue;
                     };
                     if let Err(conn) = self.offer(lid, conn) {
                         self.listeners[lid as usize - 1].pending.push_back(conn);
@@ -539,6 +535,16 @@ impl Inner {
                     return;
                 }
             }
+        }
+    }
+
+    /// A connection just accepted on listener `lid`, ready to deal; `None` while its PROXY
+    /// header or key is awaited (peek.rs deals it when they come).
+    fn admit(&mut self, lid: u32, fd: OwnedFd) -> Option<Dealt> {
+        if self.needs_peek() {
+            self.park(lid, fd)
+        } else {
+            Some(Dealt::new(fd))
         }
     }
 
@@ -632,10 +638,170 @@ impl Inner {
             self.stall(id);
         }
         for id in back {
+            self.unpark_kernel(id);
             self.pump_worker_listeners(id);
         }
-        if watching {
-            self.next_stall_check = Some(now + stall_tick(timeout));
+        let kernel = self.check_kernel_stalls(now, timeout);
+        let next = match (watching, kernel) {
+            (true, _) | (_, Some(true)) => Some(now + stall_tick(timeout)),
+            // Kernel groups with nothing waiting: a stall starts with a connection the program
+            // assigns, unseen by the primary, so it looks again within one timeout.
+            (false, Some(false)) => Some(now + timeout),
+            (false, None) => None,
+        };
+        self.next_stall_check = next;
+    }
+
+    /// The stall check of the kernel groups that keep copies of their members
+    /// ([`crate::steering::KernelSteering::keep_copies`]): a worker whose slot holds
+    /// connections it took none of for the timeout (what the program's own stall check
+    /// reads) is parked out of the group, what its socket has queued is accepted from the
+    /// primary's copy and dealt to the others as `rr` deals, and it is stalled on its channel
+    /// too ([`Inner::stall`]: what the primary dealt it there comes back, and a ping): it
+    /// rejoins when it reads again. A worker only starved of CPU is left alone, as on its
+    /// channel ([`starved`]). Parked workers' copies are drained again on every tick (a SYN
+    /// the program assigned just before the park completes a moment later). `None` without
+    /// such a group; else whether one has connections waiting or a parked worker.
+    fn check_kernel_stalls(&mut self, now: Instant, timeout: Duration) -> Option<bool> {
+        let mut kept = false;
+        let mut busy = false;
+        let mut parked: Vec<(u32, WorkerId)> = Vec::new();
+        let mut suspects: Vec<(u32, WorkerId, Duration)> = Vec::new();
+        for l in self.listeners.iter().filter(|l| l.fd.is_some()) {
+            let Some(k) = l.kernel.as_ref().filter(|k| k.keeps_copies()) else {
+                continue;
+            };
+            kept = true;
+            busy |= k.busy();
+            parked.extend(k.parked_workers().into_iter().map(|w| (l.id, w)));
+            suspects.extend(
+                k.stalled(timeout / 2)
+                    .into_iter()
+                    .map(|(w, idle)| (l.id, w, idle)),
+            );
+        }
+        if !kept {
+            return None;
+        }
+        for (lid, w) in parked {
+            self.drain_parked(lid, w);
+        }
+        // As on the channel: CPU times from half the timeout on, judged at the timeout.
+        for (id, slot) in &mut self.workers {
+            if !suspects.iter().any(|s| s.1 == *id) {
+                slot.stall.kernel_cpu = None;
+            }
+        }
+        let mut judged: Vec<(WorkerId, bool)> = Vec::new();
+        let mut stalled: Vec<(u32, WorkerId)> = Vec::new();
+        for (lid, id, idle) in suspects {
+            let verdict = match judged.iter().find(|j| j.0 == id) {
+                Some(&(_, v)) => v,
+                None => {
+                    let Some(slot) = self.workers.get_mut(&id) else {
+                        continue;
+                    };
+                    let w = &mut slot.stall;
+                    let v = match w.kernel_cpu {
+                        None => {
+                            w.kernel_cpu = Some((now, sys::sched_times(slot.pid)));
+                            idle >= timeout && w.kernel_cpu.is_some_and(|(_, c)| c.is_none())
+                        }
+                        Some((_, None)) => idle >= timeout,
+                        Some((then, Some(before))) => {
+                            let span = now.saturating_duration_since(then);
+                            if idle < timeout || span < stall_tick(timeout) / 2 {
+                                false
+                            } else {
+                                match sys::sched_times(slot.pid) {
+                                    Some(after) if starved(slot.pid, span, before, after) => {
+                                        w.kernel_cpu = Some((now, Some(after)));
+                                        false
+                                    }
+                                    _ => true,
+                                }
+                            }
+                        }
+                    };
+                    judged.push((id, v));
+                    v
+                }
+            };
+            if verdict && idle >= timeout {
+                stalled.push((lid, id));
+            }
+        }
+        for (lid, id) in stalled {
+            let parked = self.listeners[lid as usize - 1]
+                .kernel
+                .as_mut()
+                .is_some_and(|k| k.park(id).is_some());
+            if !parked {
+                continue;
+            }
+            busy = true;
+            if let Some(slot) = self.workers.get_mut(&id) {
+                slot.stall.kernel_cpu = None;
+                if !slot.stall.stalled {
+                    self.stall(id);
+                }
+            }
+            self.drain_parked(lid, id);
+        }
+        Some(busy)
+    }
+
+    /// Accepts what worker `id`'s parked socket of listener `lid` has queued and deals it
+    /// (behind connections already waiting for a worker).
+    fn drain_parked(&mut self, lid: u32, id: WorkerId) {
+        let mut n = 0u64;
+        // Bounded: the queue holds at most the backlog.
+        for _ in 0..65_536 {
+            let accepted = match self.listeners[lid as usize - 1]
+                .kernel
+                .as_ref()
+                .and_then(|k| k.parked_copy(id))
+            {
+                Some(fd) => sys::accept_cloexec(fd, false),
+                None => break,
+            };
+            // An error (EMFILE) leaves the rest queued: they are taken on the next tick,
+            // or by the worker.
+            let Ok(Some(fd)) = accepted else {
+                break;
+            };
+            n += 1;
+            if let Some(conn) = self.admit(lid, fd) {
+                self.listeners[lid as usize - 1].pending.push_back(conn);
+            }
+        }
+        if n > 0 {
+            if let Some(slot) = self.workers.get_mut(&id) {
+                slot.taken_back += n;
+            }
+            self.pump(lid);
+        }
+    }
+
+    /// Worker `id` reads again: its parked kernel slots take it back.
+    fn unpark_kernel(&mut self, id: WorkerId) {
+        for l in &mut self.listeners {
+            if let Some(k) = l.kernel.as_mut() {
+                // Fails only for a socket the kernel no longer takes in the map (closed):
+                // it stays out, as a closed one would be.
+                let _ = k.unpark(id);
+            }
+        }
+    }
+
+    /// Arms the stall check for a kernel group that keeps copies (from its first member on,
+    /// the check looks at least once per timeout).
+    pub(super) fn watch_kernel_stalls(&mut self) {
+        if let Some(t) = self.stall_timeout() {
+            let at = Instant::now() + t;
+            if self.next_stall_check.map_or(true, |n| n > at) {
+                self.next_stall_check = Some(at);
+            }
         }
     }
 

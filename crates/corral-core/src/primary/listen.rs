@@ -347,12 +347,25 @@ impl Inner {
             None => listener::bind_kind(&addr, kind, backlog, opts),
         })?;
         let lid = self.add_listener(key.clone(), bound)?;
+        let stall_on = self.stall_timeout().is_some();
         let l = &mut self.listeners[lid as usize - 1];
+        let mut watch = false;
         if let (Some(g), Some(fd)) = (group, l.fd.as_ref()) {
             match KernelSteering::attach(g, fd.as_fd(), &l.addr, backlog) {
-                Ok(k) => l.kernel = Some(k),
+                Ok(mut k) => {
+                    // A program with a stall time: the primary can also take back what a
+                    // stalled worker's socket holds.
+                    if stall_on && k.group().steer().stall_ns().is_some() {
+                        k.keep_copies();
+                        watch = true;
+                    }
+                    l.kernel = Some(k);
+                }
                 Err(f) => fallback = Some(f),
             }
+        }
+        if watch {
+            self.watch_kernel_stalls();
         }
         let instead = match policy {
             Policy::KernelLeast => "least",

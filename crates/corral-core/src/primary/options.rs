@@ -167,9 +167,9 @@ pub struct PrimaryOptions {
     /// a worker that reads nothing for that long is busy, and its unread connections go to the
     /// others; under `sticky` a connection dealt again moves its client's session, so the
     /// configured timeout holds there. Under `kernel-rr` the eBPF program skips a worker that
-    /// holds connections and took none for that long (25 ms at most), until it takes one;
-    /// what it holds already waits for it (the kernel has no take-back). See `guide`
-    /// (stalled workers).
+    /// holds connections and took none for that long (25 ms at most), until it takes one,
+    /// and the primary takes back what its socket holds (from its own copy) and deals it to
+    /// the others. See `guide` (stalled workers).
     pub stall_timeout: Option<Duration>,
     /// Listeners one worker may be a member of at once, counting its listens that wait for a
     /// host name lookup; 1 to 65536, default [`DEFAULT_MAX_LISTENERS_PER_WORKER`]. Each

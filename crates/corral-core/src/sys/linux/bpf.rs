@@ -34,8 +34,8 @@
 //! stall time, so does a slot with a load whose time is older than that: its worker's loop is
 //! blocked (a synchronous handler), so what it was dealt waits; the next ones go to the others
 //! from the stall time on, not from the window on (the kernel's form of the primary-accept
-//! `rr`'s stall check; what is already queued there still waits: the primary holds no copy of
-//! the worker's socket to take it back). `Least`
+//! `rr`'s stall check; what is already queued there is the primary's to take back, from its
+//! copy of the worker's socket: `steering::KernelSteering::park`). `Least`
 //! scans the `nslots` slots from the ticket's turn and picks the smallest load (ties go to the
 //! first in that rotation, so equal loads take turns), and when its socket is gone falls back
 //! to the draws; with a stall time it passes over a slot where a connection waits to be taken
@@ -895,6 +895,13 @@ impl LoadMap {
     #[cfg(test)]
     fn since_ns(&self, slot: u32) -> u64 {
         monotonic_ns().saturating_sub(self.since(slot).load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// How long ago `slot`'s worker last took a connection (or what waits there rose from
+    /// 0): the age the program's stall check compares with the stall time.
+    pub fn idle_for(&self, slot: u32) -> std::time::Duration {
+        let since = self.since(slot).load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_nanos(monotonic_ns().saturating_sub(since))
     }
 
     /// `load[slot]` now.

@@ -71,6 +71,10 @@ impl LoadMap {
     pub fn take_back(&self, _slot: u32) {
         match self.never {}
     }
+    /// Unreachable: no map exists.
+    pub fn idle_for(&self, _slot: u32) -> std::time::Duration {
+        match self.never {}
+    }
 }
 
 /// Never created on macOS ([`ReuseportGroup::new`] reports [`Unsupported`]).
