@@ -369,7 +369,7 @@ impl KernelSteering {
         let Some(copies) = self.copies.as_ref() else {
             return Vec::new();
         };
-        self.slots
+        self.slots[..self.span()]
             .iter()
             .enumerate()
             .filter(|&(i, _)| !self.parked[i] && copies[i].is_some())
@@ -389,14 +389,17 @@ impl KernelSteering {
     /// Whether any slot holds connections not taken yet, or is parked: the owner's stall
     /// check then looks often.
     pub fn busy(&self) -> bool {
-        self.copies.is_some()
-            && (self.parked.iter().any(|&p| p)
-                || (0..self.slots.len()).any(|i| {
-                    self.slots[i].is_some()
-                        && self
-                            .waiting(i as u32)
-                            .is_some_and(|(n, _)| n > 0 && n != sys::LOAD_EMPTY)
-                }))
+        let Some(copies) = self.copies.as_ref() else {
+            return false;
+        };
+        let n = self.span();
+        self.parked[..n].iter().any(|&p| p)
+            || (0..n).any(|i| {
+                copies[i].is_some()
+                    && self
+                        .waiting(i as u32)
+                        .is_some_and(|(n, _)| n > 0 && n != sys::LOAD_EMPTY)
+            })
     }
 
     /// Takes `worker`'s slot out of the program's choice (its worker is stalled): the
@@ -434,7 +437,7 @@ impl KernelSteering {
 
     /// Workers whose slot is parked.
     pub fn parked_workers(&self) -> Vec<WorkerId> {
-        (0..self.slots.len())
+        (0..self.span())
             .filter(|&i| self.parked[i])
             .filter_map(|i| self.slots[i])
             .collect()
@@ -470,12 +473,15 @@ impl KernelSteering {
 
     /// The program deals over slots `0..=highest filled`; holes below it are skipped.
     fn update_count(&self) -> std::io::Result<()> {
-        let n = self
-            .slots
+        self.group.set_slot_count(self.span() as u32)
+    }
+
+    /// Slots up to the highest filled one (the stall check looks at no more).
+    fn span(&self) -> usize {
+        self.slots
             .iter()
             .rposition(Option::is_some)
-            .map_or(0, |i| i + 1);
-        self.group.set_slot_count(n as u32)
+            .map_or(0, |i| i + 1)
     }
 
     /// A listening socket bound like the anchor, in its group.
@@ -527,7 +533,7 @@ mod tests {
         assert!(e.reason.contains("setcap cap_bpf+ep"), "{}", e.reason);
     }
 
-    fn accept_all(fd: &OwnedFd) -> usize {
+    fn accept_all(fd: &impl AsFd) -> usize {
         let mut n = 0;
         while let Ok(Some(_)) = sys::accept_cloexec(fd.as_fd(), false) {
             n += 1;
@@ -667,6 +673,87 @@ mod tests {
         // Round-robin members get no map.
         let (mut rr, _a, _) = steered("127.0.0.1:0").unwrap();
         assert!(rr.join(1).unwrap().load.is_none());
+    }
+
+    /// With copies kept: a parked slot is dealt nothing (its turns go to the others), what
+    /// its socket queued before is accepted from the copy, and unparked it is dealt again from
+    /// a count of 0. The copy is closed on `leave`: what the worker's socket still held then
+    /// migrates to the others (the worker's own fd is gone too, as after its death).
+    #[test]
+    fn a_parked_slot_is_skipped_its_queue_taken_from_the_copy_and_it_comes_back() {
+        let Some((mut k, anchor, sa)) = steered_with("127.0.0.1:0", Steer::window_of(64)) else {
+            return;
+        };
+        k.keep_copies();
+        let m1 = k.join(1).unwrap();
+        let m2 = k.join(2).unwrap();
+        let _c: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(k.group().load(0), Some(2));
+        let copy = k.park(1).expect("a copy and a slot");
+        assert_eq!(
+            accept_all(&copy),
+            2,
+            "worker 1's queue, from the primary's copy"
+        );
+        assert!(k.park(1).is_none(), "parked once");
+        assert_eq!(k.parked_workers(), [1]);
+        let _d: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!(
+            [accept_all(&m1.sock), accept_all(&m2.sock)],
+            [0, 6],
+            "a parked slot is dealt nothing"
+        );
+        assert_eq!(accept_all(&anchor.fd), 0);
+        assert!(k.unpark(1).unwrap());
+        assert!(!k.unpark(1).unwrap(), "once");
+        assert_eq!(k.group().load(0), Some(0));
+        let _e: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [2, 2]);
+        // Worker 2 holds 2 and goes (its fd closed): the primary's copy closes on leave.
+        let _f: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        drop(m2);
+        assert!(k.leave(2));
+        assert_eq!(
+            accept_all(&m1.sock),
+            4,
+            "its queue migrated once the copy closed"
+        );
+    }
+
+    /// `stalled` names a slot with connections not taken for the given time, and nothing
+    /// without copies (`corral run`, or a member that joined before copies were kept).
+    #[test]
+    fn stalled_names_a_slot_whose_connections_wait() {
+        let Some((mut k, _anchor, sa)) = steered_with(
+            "127.0.0.1:0",
+            // The clock runs only with a stall time; the program's own skip is not reached.
+            Steer::Window {
+                window: 64,
+                stall_ms: 60_000,
+            },
+        ) else {
+            return;
+        };
+        let m1 = k.join(1).unwrap();
+        let _c = TcpStream::connect(sa).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(k.stalled(std::time::Duration::ZERO).is_empty(), "no copies");
+        assert!(!k.busy());
+        k.keep_copies();
+        assert!(
+            k.stalled(std::time::Duration::ZERO).is_empty(),
+            "worker 1 has no copy"
+        );
+        let m2 = k.join(2).unwrap();
+        // In turn: one each.
+        let _d: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let s = k.stalled(std::time::Duration::from_millis(10));
+        assert_eq!(s.iter().map(|w| w.0).collect::<Vec<_>>(), [2], "{s:?}");
+        assert!(s[0].1 >= std::time::Duration::from_millis(10));
+        assert!(k.busy());
+        assert!(k.stalled(std::time::Duration::from_secs(60)).is_empty());
+        assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [2, 1]);
     }
 
     /// Every interface (`:0`, dual-stack `[::]`): members match the anchor's IPV6_V6ONLY (off),

@@ -345,7 +345,7 @@ impl Inner {
         if let (Some(w), Some(k)) = (taken, l.kernel.as_ref()) {
             // The worker releases it as one the program chose: kernel-rr's window when it
             // reads it off the channel (it stays counted while queued there, so a stopped
-            // worker's two queues share one window of 32), kernel-least when it closes.
+            // worker's two queues share one window), kernel-least when it closes.
             k.count_dealt(w);
         }
         for wid in blocked {
@@ -684,7 +684,14 @@ impl Inner {
             return None;
         }
         for (lid, w) in parked {
-            self.drain_parked(lid, w);
+            // Back by any path (an ack clears the channel stall too): its slot returns.
+            if self.workers.get(&w).is_some_and(|s| !s.stall.stalled) {
+                if let Some(k) = self.listeners[lid as usize - 1].kernel.as_mut() {
+                    let _ = k.unpark(w);
+                }
+            } else {
+                self.drain_parked(lid, w);
+            }
         }
         // As on the channel: CPU times from half the timeout on, judged at the timeout.
         for (id, slot) in &mut self.workers {
@@ -784,7 +791,7 @@ impl Inner {
     }
 
     /// Worker `id` reads again: its parked kernel slots take it back.
-    fn unpark_kernel(&mut self, id: WorkerId) {
+    pub(super) fn unpark_kernel(&mut self, id: WorkerId) {
         for l in &mut self.listeners {
             if let Some(k) = l.kernel.as_mut() {
                 // Fails only for a socket the kernel no longer takes in the map (closed):

@@ -94,8 +94,10 @@ impl Inner {
                 let n = proto::decode_u32(&m.data, "ack")?;
                 let slot = self.workers.get_mut(&id).expect("reading its channel");
                 slot.inflight = slot.inflight.saturating_sub(n);
-                // It reads: a stalled worker is back.
-                slot.stall.stalled = false;
+                // It reads: a stalled worker is back (and its parked kernel slots with it).
+                if std::mem::take(&mut slot.stall.stalled) {
+                    self.unpark_kernel(id);
+                }
                 self.pump_worker_listeners(id);
             }
             Kind::Online => {
