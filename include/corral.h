@@ -161,7 +161,7 @@
  * eBPF program deals connections in turn; the primary is out of the data path. Needs
  * `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
  * a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
- * `CORRAL_EVENT_WARNING`. A worker with 32 connections handed to it and not taken yet (the
+ * `CORRAL_EVENT_WARNING`. A worker with its window (64) of connections handed to it and not taken yet (the
  * `rr` window: queued at it, not open) is skipped, so a stopped or hung one is dealt no
  * more; `corral_worker_next` releases each connection as it hands it out, so held keep-alive
  * connections never fill the window and `corral_worker_closed` is not needed (a no-op).
@@ -580,7 +580,7 @@ bool corral_event_ok(const corral_event *ev);
 uint32_t corral_event_count(const corral_event *ev);
 
 /**
- * Creates options with the defaults: round-robin, a window of 32 connections, fork mode (no
+ * Creates options with the defaults: round-robin, a window of 64 connections, fork mode (no
  * exec program), no signal handling, a send queue limit of 16 MiB per worker. Free with `corral_options_free`.
  *
  * Returns `CORRAL_STATUS_OK`, or `CORRAL_STATUS_INVALID_ARGUMENT` if `out` is NULL.
@@ -663,7 +663,7 @@ corral_status corral_options_set_peek(corral_options *opts,
 
 /**
  * Sets how many connections a worker may have in flight (handed out, not yet taken off its
- * channel) in round-robin; a full worker is skipped. 1 to 65536; default 32.
+ * channel) in round-robin; a full worker is skipped. 1 to 65536; default 64.
  */
 CORRAL_MUST_USE corral_status corral_options_set_window(corral_options *opts, uint32_t window);
 
@@ -1294,7 +1294,7 @@ CORRAL_MUST_USE corral_status corral_worker_set_nonblocking(corral_worker *w, bo
  * of open connections (an atomic decrement in memory shared with the eBPF program: no
  * syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
  * ever fewer connections (least, kernel-least). Under `CORRAL_POLICY_KERNEL_RR` it does
- * nothing: that window of 32 counts connections handed to the worker and not taken yet
+ * nothing: that window (64 by default) counts connections handed to the worker and not taken yet
  * (queued at it), and `corral_worker_next_event` releases each one as it hands out its
  * CONNECTION event, so held keep-alive connections never fill it. Other policies ignore it.
  * Same threads as `corral_worker_refuse`.

@@ -24,7 +24,7 @@
  * kernel-least does the same in the kernel: each worker accepts on its own socket and an eBPF
  * program picks the least loaded one; corral_worker_closed then releases the connection in
  * memory shared with the program (no message). --policy kernel-rr deals in turn in the kernel,
- * skipping a worker with 32 connections queued at it and not taken yet (its window), which
+ * skipping a worker with 64 connections queued at it and not taken yet (its window), which
  * corral_worker_next releases as it hands each one out: open connections do not count. --proxy-protocol on
  * expects a PROXY v1/v2 header on every connection (HAProxy send-proxy, nginx proxy_protocol):
  * the primary consumes it and routes on the client it names, and the answer then says
@@ -148,7 +148,7 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
 
 static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conns) {
   /* Under --policy least the primary counts open connections by these reports; under
-   * kernel-least (open connections) the kernel's count drops by one. kernel-rr's window of 32
+   * kernel-least (open connections) the kernel's count drops by one. kernel-rr's window (64)
    * counts connections queued at this worker and not accepted yet, released by
    * corral_worker_next, so there this is a no-op, as under the other policies. A failure
    * means the primary is gone: nothing to tell. */

@@ -16,7 +16,7 @@ pub const CORRAL_POLICY_SHARED: u32 = 1;
 /// eBPF program deals connections in turn; the primary is out of the data path. Needs
 /// `CAP_BPF` (or root) and Linux 5.14: where the program cannot be loaded (or the address is
 /// a Unix socket) that address runs `CORRAL_POLICY_RR`, reported once by
-/// `CORRAL_EVENT_WARNING`. A worker with 32 connections handed to it and not taken yet (the
+/// `CORRAL_EVENT_WARNING`. A worker with its window (64) of connections handed to it and not taken yet (the
 /// `rr` window: queued at it, not open) is skipped, so a stopped or hung one is dealt no
 /// more; `corral_worker_next` releases each connection as it hands it out, so held keep-alive
 /// connections never fill the window and `corral_worker_closed` is not needed (a no-op).
@@ -72,7 +72,7 @@ pub struct corral_options {
     pub(crate) userdata: usize,
 }
 
-/// Creates options with the defaults: round-robin, a window of 32 connections, fork mode (no
+/// Creates options with the defaults: round-robin, a window of 64 connections, fork mode (no
 /// exec program), no signal handling, a send queue limit of 16 MiB per worker. Free with `corral_options_free`.
 ///
 /// Returns `CORRAL_STATUS_OK`, or `CORRAL_STATUS_INVALID_ARGUMENT` if `out` is NULL.
@@ -266,7 +266,7 @@ pub unsafe extern "C" fn corral_options_set_peek(
 }
 
 /// Sets how many connections a worker may have in flight (handed out, not yet taken off its
-/// channel) in round-robin; a full worker is skipped. 1 to 65536; default 32.
+/// channel) in round-robin; a full worker is skipped. 1 to 65536; default 64.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn corral_options_set_window(

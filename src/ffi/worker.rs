@@ -456,7 +456,7 @@ pub unsafe extern "C" fn corral_worker_set_nonblocking(
 /// of open connections (an atomic decrement in memory shared with the eBPF program: no
 /// syscall, no message). A worker that never calls it looks ever more loaded: it is dealt
 /// ever fewer connections (least, kernel-least). Under `CORRAL_POLICY_KERNEL_RR` it does
-/// nothing: that window of 32 counts connections handed to the worker and not taken yet
+/// nothing: that window (64 by default) counts connections handed to the worker and not taken yet
 /// (queued at it), and `corral_worker_next_event` releases each one as it hands out its
 /// CONNECTION event, so held keep-alive connections never fill it. Other policies ignore it.
 /// Same threads as `corral_worker_refuse`.

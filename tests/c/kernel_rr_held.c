@@ -1,10 +1,10 @@
 /*
  * CORRAL_POLICY_KERNEL_RR with workers that never call corral_worker_closed and hold every
- * connection open (idle keep-alive clients): the window of 32 counts connections handed to a
+ * connection open (idle keep-alive clients): the window (64) counts connections handed to a
  * worker and not taken yet, released as corral_worker_next hands each one out, so the kernel
  * keeps dealing.
  * - 2 workers answer "worker <id>\n" to each connection and keep it open until they leave;
- * - a client process holds HELD connections open (50 per worker, past the window), then makes
+ * - a client process holds HELD connections open (80 per worker, past the window), then makes
  *   FRESH more requests: each is answered, FRESH / 2 by each worker (exact turns);
  * - where the kernel path runs (no CORRAL_KERNEL_RR_FALLBACK warning: root, CAP_BPF), the
  *   primary dealt none of them (corral_primary_worker_stats: handed_off 0): nothing went
@@ -30,7 +30,7 @@
 
 #include "check.h"
 
-#define HELD 100
+#define HELD 160
 #define FRESH 40
 #define WORKERS 2
 

@@ -12,7 +12,7 @@
 //! its channel (`SCM_RIGHTS`), then closes its own copy at once. On a readiness edge it asks a
 //! TCP listener how many connections are queued (`TCP_INFO`) and accepts exactly those, instead
 //! of draining to `EAGAIN` (a failing `accept4` costs as much as a successful one on Linux). A worker has a window of
-//! connections in flight (sent, not yet taken off its channel; default 32). A worker whose
+//! connections in flight (sent, not yet taken off its channel; default 64). A worker whose
 //! window is full, or whose channel is backed up, is skipped; when every worker is full the
 //! primary stops accepting and the kernel backlog holds new clients: real backpressure instead
 //! of node:cluster's unbounded queue in the primary. Workers acknowledge connections in groups
@@ -84,7 +84,7 @@
 //! subtracts 1 as it takes the connection (`Worker::next_event` handing it out, the Node front
 //! at `'connection'`: an atomic on shared memory, no syscall, no message). The count is then
 //! what the `rr` window bounds, connections handed to a worker and not taken yet, not open
-//! ones: a slot at the window (32) is skipped, so a stopped or hung worker is dealt no more
+//! ones: a slot at the window (64) is skipped, so a stopped or hung worker is dealt no more
 //! than its window (measured: 32 of 200 while the two others served the rest), and held
 //! keep-alive connections never fill it (200 idle clients over 3 workers, then 60 new ones
 //! 20/20/20 by the kernel, none dealt by the primary; counting open connections, 164 of the

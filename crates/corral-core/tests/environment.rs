@@ -27,10 +27,10 @@ fn bad_corral_variables_are_errors_that_name_them() {
     std::env::remove_var(stall);
     assert!(p.is_ok(), "0 turns the check off: {p:?}");
     let window = corral_core::environ::ENV_WINDOW;
-    std::env::set_var(window, "64");
+    std::env::set_var(window, "48");
     let p = Primary::new(PrimaryOptions::default()).unwrap();
     std::env::remove_var(window);
-    assert_eq!(p.window(), 64, "CORRAL_WINDOW overrides the option");
+    assert_eq!(p.window(), 48, "CORRAL_WINDOW overrides the option");
     drop(p);
     for (var, value) in [
         (window, "0"),

@@ -6,8 +6,9 @@
 //!
 //! - kernel-least: service times 2/2/100 ms, 300 requests from 3 clients in a loop: the slow
 //!   worker gets far fewer than a third where kernel-rr deals it its third; all are served;
-//! - kernel-rr: a SIGSTOPped worker is dealt at most its window (32), the others serve every
-//!   other client meanwhile, and once continued it serves its own: none fails;
+//! - kernel-rr: a SIGSTOPped worker is dealt at most its window (64) with the stall check
+//!   off, none with it (taken back); the others serve every other client meanwhile, and once
+//!   continued it serves its own: none fails;
 //! - without CAP_BPF (uid 65534), kernel-least runs `least` through the primary, said once;
 //! - a replaced worker's slot starts again at 0: the replacement is the least loaded;
 //! - a worker's second listen on the same address keeps its slot's count;
@@ -26,12 +27,6 @@ use std::time::{Duration, Instant};
 use util::routing::read_answer;
 use util::*;
 
-/// Starts one worker per entry of `serve_ms` (its service time) on 127.0.0.1:0 under
-/// `policy`; the address, and the fallback warning if there was one.
-fn start(policy: Policy, serve_ms: &[u64]) -> (Harness, SocketAddr, Option<String>) {
-    start_with(policy, &serving(serve_ms))
-}
-
 /// One worker environment per service time (`CORRAL_FIXTURE_SERVE_MS`).
 fn serving(serve_ms: &[u64]) -> Vec<Vec<(String, String)>> {
     serve_ms
@@ -40,7 +35,8 @@ fn serving(serve_ms: &[u64]) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-/// As [`start`], one worker per entry of `envs` (its environment).
+/// Starts one worker per entry of `envs` (its environment) on 127.0.0.1:0 under `policy`;
+/// the address, and the fallback warning if there was one.
 fn start_with(
     policy: Policy,
     envs: &[Vec<(String, String)>],
@@ -158,15 +154,26 @@ fn kernel_least_sends_the_slow_worker_far_fewer() {
     }
 }
 
-/// kernel-rr: worker 1 is SIGSTOPped; 200 clients: it is dealt at most its window of 32 (by
-/// the program, and the primary deals it nothing from the anchor either; fewer when the
-/// stall check passes over it first, as it does when the 200 connects take over 25 ms),
-/// workers 2 and 3 answer every other client while it is stopped; continued, it answers its
-/// own. None fails.
+/// kernel-rr with the stall check off: worker 1 is SIGSTOPped; 200 clients: it is dealt its
+/// window of 64 and no more (by the program, and the primary deals it nothing from the anchor
+/// either), workers 2 and 3 answer every other client while it is stopped; continued, it
+/// answers its own. None fails.
 #[test]
 fn a_stopped_worker_is_dealt_at_most_its_window() {
+    stopped_worker_among_three(false);
+}
+
+/// The same with the stall check (the default): after 25 ms the primary parks the stopped
+/// worker's slot and takes back what its socket queued, so no client waits for SIGCONT.
+#[test]
+fn a_stopped_worker_s_share_is_taken_back_with_the_stall_check() {
+    stopped_worker_among_three(true);
+}
+
+fn stopped_worker_among_three(stall_check: bool) {
     no_policy_override();
-    let (mut h, addr, warning) = start(Policy::KernelRr, &[0, 0, 0]);
+    let window = corral_core::primary::DEFAULT_WINDOW as usize;
+    let (mut h, addr, warning) = start_checked(Policy::KernelRr, &serving(&[0, 0, 0]), stall_check);
     assert_eq!(warning.is_some(), !root(), "{warning:?}");
     let victim = h.p.worker_ids()[0];
     stop_worker(&mut h, victim);
@@ -202,7 +209,7 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
             }
             open_ones = still;
             let quiet = last_answer.elapsed() >= Duration::from_millis(500);
-            if (open_ones.len() <= 32 && quiet) || Instant::now() >= deadline {
+            if (open_ones.len() <= window && quiet) || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -235,11 +242,17 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
         !per.contains_key(&victim),
         "a stopped worker answers: {per:?}"
     );
-    if root() {
-        assert!(
-            waiting.len() <= 32,
-            "{} wait for the stopped worker (window 32): {per:?}",
-            waiting.len()
+    if root() && stall_check {
+        assert_eq!(
+            waiting.len(),
+            0,
+            "taken back from the stopped worker: {per:?}"
+        );
+    } else if root() {
+        assert_eq!(
+            waiting.len(),
+            window,
+            "wait for the stopped worker (its window, 64, of its 67 turns): {per:?}"
         );
     }
     assert_eq!(answered.len() + waiting.len(), 200);
@@ -257,8 +270,8 @@ fn a_stopped_worker_is_dealt_at_most_its_window() {
         .iter()
         .all(|r| worker_of(r.as_ref().unwrap()) == victim));
     println!(
-        "kernel-rr window 32, worker {victim} stopped: it held {n_waiting}, the others served \
-         {per:?}, 0 failed"
+        "kernel-rr window {window}, stall check {stall_check}, worker {victim} stopped: it held \
+         {n_waiting}, the others served {per:?}, 0 failed"
     );
 }
 
@@ -326,7 +339,7 @@ fn a_replacement_starts_at_zero_and_is_the_least_loaded() {
 /// corral_worker_closed), 150 sequential requests over 2 workers, all answered:
 /// - kernel-rr: its window counts connections not taken yet, released as the worker takes
 ///   each one, so the kernel deals all 150 and the primary none;
-/// - kernel-least counts open connections: each worker reaches its window of 32 in the kernel
+/// - kernel-least counts open connections: each worker reaches its window (64) in the kernel
 ///   and stays there, and the primary then deals what lands on the anchor by `rr`'s own rules
 ///   instead of leaving the clients waiting.
 #[test]
@@ -354,8 +367,9 @@ fn workers_that_never_report_closes_are_still_served_past_their_window() {
             let by_primary = match policy {
                 // The kernel path never turns off.
                 Policy::KernelRr => 0,
-                // 32 each through the kernel, the rest dealt by the primary from the anchor.
-                _ => 150 - 64,
+                // A window each through the kernel, the rest dealt by the primary from the
+                // anchor.
+                _ => 150 - 2 * corral_core::primary::DEFAULT_WINDOW as u64,
             };
             assert_eq!(handed, by_primary, "{policy:?}: {per:?}");
         }
@@ -380,9 +394,9 @@ fn handed_off(h: &Harness) -> u64 {
 
 /// kernel-rr's window bounds connections handed to a worker and not taken yet (as the
 /// primary-accept `rr`'s), not open ones: 3 workers hold 200 idle keep-alive clients (67 or
-/// 66 each, twice the window), then 60 new short clients are dealt 20/20/20 by the kernel, and
+/// 66 each, past the window of 64), then 60 new short clients are dealt 20/20/20 by the kernel, and
 /// the primary deals none of the 260 from the anchor. Counting open connections, every worker
-/// sat at 32 after 96 and the rest all went through the anchor and the primary.
+/// sat at its window of 32 after 96 and the rest all went through the anchor and the primary.
 #[test]
 fn held_keep_alive_connections_do_not_fill_kernel_rr_s_window() {
     no_policy_override();

@@ -9,7 +9,7 @@ const cluster = require(process.env.CORRAL_MODULE);
 const http = require('node:http');
 const net = require('node:net');
 
-const HELD = Number(process.env.HELD || 100);
+const HELD = Number(process.env.HELD || 200);
 const FRESH = Number(process.env.FRESH || 30);
 
 // One request on `sock`: resolves with the answering worker's id (null if it failed).
