@@ -43,10 +43,12 @@
 //! takes one connection at a time, however slowly, is never stalled; under the other policies
 //! a loop blocked 25 ms is busy, as node:cluster's `rr` hands a worker its next connection only
 //! once it took the last (and leaves that one waiting for as long as the worker is stopped).
-//! Under `kernel-rr` no connection passes a channel: the program itself skips a worker that
-//! holds connections and took none for the same 25 ms (each worker stamps the time of every
-//! one it takes in the group's shared map), and deals to it again once it takes one; the few
-//! it took in those 25 ms wait for it, since only the worker holds its socket.
+//! Under `kernel-rr` and `kernel-least` no connection passes a channel: the program itself
+//! skips a worker that holds connections and took none for the same 25 ms (each worker stamps
+//! the time of every one it takes in the group's shared map), and the primary's stall check,
+//! reading the same map, takes its slot out of the group, accepts what its socket queued in
+//! those 25 ms from the copy it keeps, deals it to the others and pings the worker; the slot
+//! comes back when the worker reads again (kernel round-robin, below).
 //!
 //! *Refused connections* (round-robin). A worker may hand a connection back instead of serving
 //! it (`Worker::refuse`; the Node front does it when the server is at its `maxConnections`, or
@@ -103,7 +105,8 @@
 //! clients waited for a worker blocked 900 ms, against 2 of 8 before the take-back). The copy
 //! is closed when the worker exits or unlistens, so its queue still migrates, as late as the
 //! primary sees the exit. The price: a stall check that runs while the cluster runs, every
-//! 25 ms when no slot has anything waiting, every 6 ms when one has (a few atomic loads each).
+//! 25 ms, and every 6 ms while a worker is suspect (connections waiting at it, none taken for
+//! half the stall time) or parked: a few atomic loads each.
 //! `rr` stays primary-accept by default: `kernel-rr` is asked for by name.
 //!
 //! *Kernel least-loaded* (`kernel-least`): the same group and map, but the count is open

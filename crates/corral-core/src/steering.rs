@@ -386,22 +386,6 @@ impl KernelSteering {
         self.copies.is_some()
     }
 
-    /// Whether any slot holds connections not taken yet, or is parked: the owner's stall
-    /// check then looks often.
-    pub fn busy(&self) -> bool {
-        let Some(copies) = self.copies.as_ref() else {
-            return false;
-        };
-        let n = self.span();
-        self.parked[..n].iter().any(|&p| p)
-            || (0..n).any(|i| {
-                copies[i].is_some()
-                    && self
-                        .waiting(i as u32)
-                        .is_some_and(|(n, _)| n > 0 && n != sys::LOAD_EMPTY)
-            })
-    }
-
     /// Takes `worker`'s slot out of the program's choice (its worker is stalled): the
     /// program deals its turns to the others, and the owner accepts what its socket has
     /// queued from the returned copy ([`KernelSteering::parked_copy`] while it stays
@@ -738,7 +722,6 @@ mod tests {
         let _c = TcpStream::connect(sa).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(k.stalled(std::time::Duration::ZERO).is_empty(), "no copies");
-        assert!(!k.busy());
         k.keep_copies();
         assert!(
             k.stalled(std::time::Duration::ZERO).is_empty(),
@@ -751,7 +734,6 @@ mod tests {
         let s = k.stalled(std::time::Duration::from_millis(10));
         assert_eq!(s.iter().map(|w| w.0).collect::<Vec<_>>(), [2], "{s:?}");
         assert!(s[0].1 >= std::time::Duration::from_millis(10));
-        assert!(k.busy());
         assert!(k.stalled(std::time::Duration::from_secs(60)).is_empty());
         assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [2, 1]);
     }
