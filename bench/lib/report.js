@@ -107,7 +107,7 @@ const HTTP_METRICS = [
       'a server of its own whose workers block their event loop for 200 ms on 1 request in 600, at random (BENCH_SKEW=600:200 in bench/servers/node_hello.js: a handler stuck on synchronous I/O), ' +
       'under a paced `Connection: close` load for 20 s from bench/lib/paced_close.js: 12 clients, each pausing 50 ms, then connecting and sending its request at once (about 225 requests/s); latency from connect() to the end of the response. ' +
       'Not wrk: wrk connects first and pauses on the open connection, so each request was dealt to a worker 50 ms before it was sent, and a worker that stalled held its ~6 idle connections whatever the policy. ' +
-      'Only node-cluster-rr and the corral rows with a value run it. corral-rr-blind is corral-rr with its stall check off (CORRAL_STALL_TIMEOUT_MS=0): round-robin blind to a stuck worker, as issue 14 describes rr and as PM2 and gunicorn deal; it runs only here. Under corral-rr and corral-least a worker that has read nothing of its channel for 25 ms is busy and what it has not read goes to the other worker; least also deals it one only while a healthy worker holds as many open. node:cluster rr deals only to a worker that acknowledged its last connection. Under the kernel policies connections wait in the worker\'s own accept queue, which the primary does not take back; the program passes over a worker that left connections waiting there and took none for 25 ms (kernel-rr: in turn otherwise; kernel-least: by open connections otherwise), so only what it was dealt in those 25 ms waits out the stall.',
+      'Only node-cluster-rr and the corral rows with a value run it. corral-rr-blind is corral-rr with its stall check off (CORRAL_STALL_TIMEOUT_MS=0): round-robin blind to a stuck worker, as issue 14 describes rr and as PM2 and gunicorn deal; it runs only here. Under corral-rr and corral-least a worker that has read nothing of its channel for 25 ms is busy and what it has not read goes to the other worker; least also deals it one only while a healthy worker holds as many open. node:cluster rr deals only to a worker that acknowledged its last connection. Under the kernel policies connections wait in the worker\'s own accept queue; the program passes over a worker that left connections waiting there and took none for 25 ms (kernel-rr: in turn otherwise; kernel-least: by open connections otherwise), and the primary then takes back what that queue holds (from its copy of the socket) and deals it to the other worker, as rr reads back a channel.',
     get: (r) => r.skew?.latencyMs.p50,
     errors: (r) => r.skew?.errors,
     fmt: fixed(2),
@@ -131,7 +131,7 @@ const HTTP_METRICS = [
   {
     id: 'primary',
     title: 'Primary CPU in cores during the `Connection: close` run (lower is better)',
-    how: "utime+stime of the primary from /proc/<pid>/stat over the run, divided by the run's duration; n/a for single-process servers.",
+    how: "the primary's time on a CPU over the run (its threads' /proc/<pid>/task/<tid>/schedstat, in ns; utime+stime, in 10 ms ticks, where that is missing), divided by the run's duration; n/a for single-process servers.",
     get: (r) => r.close?.primaryCores,
     fmt: fixed(3),
   },
