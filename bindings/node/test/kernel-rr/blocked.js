@@ -3,6 +3,7 @@
 // workers: 40 clients arrive meanwhile, one every 5 ms. Prints who answered them and the
 // slowest, then who answers 20 sequential requests once the block is over.
 const cluster = require(process.env.CORRAL_MODULE);
+const watchdog = require('./watchdog');
 const http = require('node:http');
 
 const BLOCK_MS = 1500;
@@ -22,11 +23,7 @@ function get(port, path) {
 
 if (cluster.isPrimary) {
   if (!process.env.CORRAL_SCHED_POLICY) cluster.schedulingPolicy = 'kernel-rr';
-  const timer = setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-    process.exit(99);
-  }, 20000);
+  const timer = watchdog(cluster, 20000);
   let listening = 0;
   for (let i = 0; i < 2; i++) cluster.fork();
   cluster.on('listening', async (_w, { port }) => {

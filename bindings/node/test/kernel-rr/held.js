@@ -6,6 +6,7 @@
 // the connections the primary dealt (metrics().workers[].handedOff: from the anchor, under
 // kernel-rr), and the corral warnings the process got (the rr fallback without CAP_BPF).
 const cluster = require(process.env.CORRAL_MODULE);
+const watchdog = require('./watchdog');
 const http = require('node:http');
 const net = require('node:net');
 
@@ -42,11 +43,7 @@ if (cluster.isPrimary) {
   process.on('warning', (w) => {
     if (w.name === 'CorralWarning') warnings.push(w);
   });
-  const timer = setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-    process.exit(99);
-  }, 25000);
+  const timer = watchdog(cluster, 25000);
   const sup = cluster.supervise({ workers: 3, shutdown: { timeout: 3000 } });
   let listening = 0;
   cluster.on('listening', async (_w, address) => {

@@ -4,6 +4,7 @@
 // index of a closed server is free again). Then 30 requests (Connection: close): prints the
 // requests each worker served, by worker id, and the corral warnings the process got.
 const cluster = require(process.env.CORRAL_MODULE);
+const watchdog = require('./watchdog');
 const http = require('node:http');
 const net = require('node:net');
 
@@ -14,11 +15,7 @@ if (cluster.isPrimary) {
   process.on('warning', (w) => {
     if (w.name === 'CorralWarning') warnings.push(w);
   });
-  const timer = setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-    process.exit(99);
-  }, 20000);
+  const timer = watchdog(cluster, 20000);
   const probe = net.createServer().listen(0, '127.0.0.1', () => {
     const port = probe.address().port;
     probe.close(() => start(port));

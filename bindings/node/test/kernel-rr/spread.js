@@ -3,6 +3,7 @@
 // 'kernel-rr' (unless CORRAL_SCHED_POLICY names it): prints the requests each worker served,
 // sorted, and the corral warnings the process got (the rr fallback without CAP_BPF).
 const cluster = require(process.env.CORRAL_MODULE);
+const watchdog = require('./watchdog');
 const http = require('node:http');
 
 const N = Number(process.env.REQUESTS || 300);
@@ -12,11 +13,7 @@ if (cluster.isPrimary) {
   process.on('warning', (w) => {
     if (w.name === 'CorralWarning') warnings.push(w);
   });
-  const timer = setTimeout(() => {
-    console.log('TIMEOUT');
-    for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-    process.exit(99);
-  }, 20000);
+  const timer = watchdog(cluster, 20000);
   let listening = 0;
   let port = 0;
   let own = 0; // workers accepting on a socket of their own (kernel-rr), not dealt by the primary
