@@ -151,6 +151,38 @@ fn starved(pid: i32, span: Duration, before: sys::SchedTimes, after: sys::SchedT
     ran < span / 2 && ((waited > ran && waited >= span / 4) || (ran == 0 && sys::is_runnable(pid)))
 }
 
+/// The stall check's verdict on a worker (`pid`) silent for `silent` (its channel's head did
+/// not move, or its kernel slot took nothing), from its CPU times `cpu`: noted from half the
+/// timeout on, then at the timeout, over at least half a tick (a primary that ran late itself
+/// noted them only now: it waits one more tick for a span to judge), stalled unless only
+/// [`starved`] (then judged again over the next span). Where the times are not known, silent
+/// for the timeout is stalled. A few reads of /proc per suspect, none for a worker that reads.
+fn cpu_says_stalled(
+    cpu: &mut Option<(Instant, Option<sys::SchedTimes>)>,
+    pid: i32,
+    now: Instant,
+    silent: Duration,
+    timeout: Duration,
+) -> bool {
+    let Some((then, Some(before))) = *cpu else {
+        if cpu.is_none() {
+            *cpu = Some((now, sys::sched_times(pid)));
+        }
+        return silent >= timeout && cpu.is_some_and(|(_, c)| c.is_none());
+    };
+    let span = now.saturating_duration_since(then);
+    if silent < timeout || span < stall_tick(timeout) / 2 {
+        return false;
+    }
+    match sys::sched_times(pid) {
+        Some(after) if starved(pid, span, before, after) => {
+            *cpu = Some((now, Some(after)));
+            false
+        }
+        _ => true,
+    }
+}
+
 impl WorkerRecord {
     pub(super) fn can_take(&self, window: u32) -> bool {
         self.inflight < window
@@ -608,30 +640,8 @@ impl Inner {
             if w.stalled || silent < timeout / 2 {
                 continue;
             }
-            // Silent for half the timeout: note its CPU times, to tell at the timeout whether
-            // it was busy or blocked (stalled) or only went without a CPU (see
-            // `starved`). A few reads of /proc per suspect, none for a worker that reads.
-            let Some((then, Some(before))) = w.cpu else {
-                if w.cpu.is_none() {
-                    w.cpu = Some((now, sys::sched_times(slot.pid)));
-                }
-                if silent >= timeout && w.cpu.is_some_and(|(_, c)| c.is_none()) {
-                    stalled.push(id); // not known here: silent is stalled
-                }
-                continue;
-            };
-            // At the timeout, over at least half a tick (a primary that ran late itself noted
-            // the times only now: it waits one more tick for a span to judge).
-            let span = now.saturating_duration_since(then);
-            if silent < timeout || span < stall_tick(timeout) / 2 {
-                continue;
-            }
-            match sys::sched_times(slot.pid) {
-                Some(after) if starved(slot.pid, span, before, after) => {
-                    // Not stalled: judged again over the next span.
-                    w.cpu = Some((now, Some(after)));
-                }
-                _ => stalled.push(id),
+            if cpu_says_stalled(&mut w.cpu, slot.pid, now, silent, timeout) {
+                stalled.push(id);
             }
         }
         for id in stalled {
@@ -714,28 +724,8 @@ impl Inner {
                     let Some(slot) = self.workers.get_mut(&id) else {
                         continue;
                     };
-                    let w = &mut slot.stall;
-                    let v = match w.kernel_cpu {
-                        None => {
-                            w.kernel_cpu = Some((now, sys::sched_times(slot.pid)));
-                            idle >= timeout && w.kernel_cpu.is_some_and(|(_, c)| c.is_none())
-                        }
-                        Some((_, None)) => idle >= timeout,
-                        Some((then, Some(before))) => {
-                            let span = now.saturating_duration_since(then);
-                            if idle < timeout || span < stall_tick(timeout) / 2 {
-                                false
-                            } else {
-                                match sys::sched_times(slot.pid) {
-                                    Some(after) if starved(slot.pid, span, before, after) => {
-                                        w.kernel_cpu = Some((now, Some(after)));
-                                        false
-                                    }
-                                    _ => true,
-                                }
-                            }
-                        }
-                    };
+                    let v =
+                        cpu_says_stalled(&mut slot.stall.kernel_cpu, slot.pid, now, idle, timeout);
                     judged.push((id, v));
                     v
                 }
