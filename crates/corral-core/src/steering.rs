@@ -132,12 +132,11 @@ pub struct KernelSteering {
     /// [`KernelSteering::keep_copies`]: the primary's copy of slot `i`'s socket, to take back
     /// what a stalled worker has queued ([`KernelSteering::park`]).
     copies: Option<Vec<Option<OwnedFd>>>,
-    /// Slot `i` is out of the program's choice while its worker is stalled (its socket stays
-    /// open in the worker and in `copies`).
-    parked: Vec<bool>,
-    /// A parked slot's connections its worker had taken and not released (`kernel-least`'s
-    /// open ones; 0 under `kernel-rr`), restored when it is back.
-    held: Vec<u32>,
+    /// `Some(held)`: slot `i` is out of the program's choice while its worker is stalled (its
+    /// socket stays open in the worker and in `copies`); `held` is what its worker had taken
+    /// and not released (`kernel-least`'s open connections; 0 under `kernel-rr`), restored
+    /// when it is back.
+    parked: Vec<Option<u32>>,
 }
 
 impl KernelSteering {
@@ -178,8 +177,7 @@ impl KernelSteering {
             v6only,
             backlog,
             slots: vec![None; group.max_slots() as usize],
-            parked: vec![false; group.max_slots() as usize],
-            held: vec![0; group.max_slots() as usize],
+            parked: vec![None; group.max_slots() as usize],
             group,
             anchor_dealt_to: true,
             copies: None,
@@ -239,7 +237,7 @@ impl KernelSteering {
             Some(_) => Some(sys::dup_cloexec(sock.as_fd())?),
             None => None,
         };
-        if own.is_some() && !self.parked[slot as usize] {
+        if own.is_some() && self.parked[slot as usize].is_none() {
             self.group.replace_slot(slot, sock.as_fd())?;
         } else {
             // A parked worker that listens again is back: its count starts anew (what it was
@@ -247,7 +245,7 @@ impl KernelSteering {
             self.group.set_slot(slot, sock.as_fd())?;
         }
         self.slots[slot as usize] = Some(worker);
-        self.parked[slot as usize] = false;
+        self.parked[slot as usize] = None;
         if let Some(copies) = self.copies.as_mut() {
             copies[slot as usize] = copy;
         }
@@ -267,7 +265,7 @@ impl KernelSteering {
             return false;
         };
         self.slots[slot as usize] = None;
-        self.parked[slot as usize] = false;
+        self.parked[slot as usize] = None;
         // Its socket closes here if the worker closed it (or died): its queue migrates.
         if let Some(copies) = self.copies.as_mut() {
             copies[slot as usize] = None;
@@ -344,7 +342,7 @@ impl KernelSteering {
     pub fn uncount(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
             // A parked slot's count was set aside (and is set anew when it is back).
-            if !self.parked[slot as usize] {
+            if self.parked[slot as usize].is_none() {
                 m.take_back(slot);
             }
         }
@@ -372,7 +370,7 @@ impl KernelSteering {
         self.slots[..self.span()]
             .iter()
             .enumerate()
-            .filter(|&(i, _)| !self.parked[i] && copies[i].is_some())
+            .filter(|&(i, _)| self.parked[i].is_none() && copies[i].is_some())
             .filter_map(|(i, w)| {
                 let (n, idle) = self.waiting(i as u32)?;
                 let w = (*w)?;
@@ -388,17 +386,19 @@ impl KernelSteering {
 
     /// Takes `worker`'s slot out of the program's choice (its worker is stalled): the
     /// program deals its turns to the others, and the owner accepts what its socket has
-    /// queued from the returned copy ([`KernelSteering::parked_copy`] while it stays
-    /// parked: a SYN the program had already assigned completes a moment later). The
-    /// worker's count is reset: what the owner takes it will never take nor release.
-    /// `None` without a copy or a slot, or when already parked.
-    pub fn park(&mut self, worker: WorkerId) -> Option<BorrowedFd<'_>> {
-        let slot = self.slot_of(worker)? as usize;
-        if self.parked[slot] {
-            return None;
+    /// queued from the copy ([`KernelSteering::parked_copy`], while it stays parked: a SYN
+    /// the program had already assigned completes a moment later). The worker's count is
+    /// reset: what the owner takes it will never take nor release. False without a copy or
+    /// a slot, or when already parked.
+    pub fn park(&mut self, worker: WorkerId) -> bool {
+        let Some(slot) = self.slot_of(worker).map(|s| s as usize) else {
+            return false;
+        };
+        let has_copy = self.copies.as_ref().is_some_and(|c| c[slot].is_some());
+        if self.parked[slot].is_some() || !has_copy {
+            return false;
         }
-        let copy = self.copies.as_ref()?[slot].as_ref()?;
-        self.held[slot] = match (self.group.load_map(), self.group.steer().release()) {
+        let held = match (self.group.load_map(), self.group.steer().release()) {
             (Some(m), Some(LoadRelease::AtClose)) => {
                 m.get(slot as u32).saturating_sub(m.waiting(slot as u32))
             }
@@ -406,23 +406,21 @@ impl KernelSteering {
         };
         // Only fails for a bad map fd or slot number, which cannot be.
         let _ = self.group.clear_slot(slot as u32);
-        self.parked[slot] = true;
-        Some(copy.as_fd())
+        self.parked[slot] = Some(held);
+        true
     }
 
     /// The copy of a parked worker's socket, to accept what still lands there.
     pub fn parked_copy(&self, worker: WorkerId) -> Option<BorrowedFd<'_>> {
         let slot = self.slot_of(worker)? as usize;
-        if !self.parked[slot] {
-            return None;
-        }
+        self.parked[slot]?;
         Some(self.copies.as_ref()?[slot].as_ref()?.as_fd())
     }
 
     /// Workers whose slot is parked.
     pub fn parked_workers(&self) -> Vec<WorkerId> {
         (0..self.span())
-            .filter(|&i| self.parked[i])
+            .filter(|&i| self.parked[i].is_some())
             .filter_map(|i| self.slots[i])
             .collect()
     }
@@ -434,9 +432,9 @@ impl KernelSteering {
         let Some(slot) = self.slot_of(worker) else {
             return Ok(false);
         };
-        if !self.parked[slot as usize] {
+        let Some(held) = self.parked[slot as usize] else {
             return Ok(false);
-        }
+        };
         let Some(copy) = self.copies.as_ref().and_then(|c| c[slot as usize].as_ref()) else {
             return Ok(false);
         };
@@ -445,13 +443,13 @@ impl KernelSteering {
             .group
             .load(slot)
             .map_or(0, |n| sys::LOAD_EMPTY.saturating_sub(n));
-        let held = self.held[slot as usize].saturating_sub(closed);
+        let held = held.saturating_sub(closed);
         // Counted first, then chosen again (a worker at 0 in a slot marked empty).
         if let Some(m) = self.group.load_map() {
             m.set(slot, held);
         }
         self.group.replace_slot(slot, copy.as_fd())?;
-        self.parked[slot as usize] = false;
+        self.parked[slot as usize] = None;
         Ok(true)
     }
 
@@ -673,13 +671,13 @@ mod tests {
         let m2 = k.join(2).unwrap();
         let _c: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!(k.group().load(0), Some(2));
-        let copy = k.park(1).expect("a copy and a slot");
+        assert!(k.park(1), "a copy and a slot");
         assert_eq!(
-            accept_all(&copy),
+            accept_all(&k.parked_copy(1).unwrap()),
             2,
             "worker 1's queue, from the primary's copy"
         );
-        assert!(k.park(1).is_none(), "parked once");
+        assert!(!k.park(1), "parked once");
         assert_eq!(k.parked_workers(), [1]);
         let _d: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!(

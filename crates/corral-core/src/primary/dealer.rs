@@ -738,7 +738,7 @@ impl Inner {
             let parked = self.listeners[lid as usize - 1]
                 .kernel
                 .as_mut()
-                .is_some_and(|k| k.park(id).is_some());
+                .is_some_and(|k| k.park(id));
             if !parked {
                 continue;
             }
