@@ -137,8 +137,18 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
       int one = 1;
       setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    /* Small responses fit the socket buffer; a short write means a stuck client: drop it. */
-    if (write(c->fd, out, (size_t)olen) != olen) return -1;
+    /* The last response before a close is held (MSG_MORE) for the shutdown() just below,
+     * which sends it and the FIN in one segment: two segments fewer per `Connection: close`
+     * request (10 to 8, both sides counted: nstat TcpOutSegs), and the client wakes once for
+     * both. shutdown(), not close(): a close() with unread input (a client that pipelined
+     * past its `Connection: close`) resets the connection and drops what is still held.
+     * Small responses fit the socket buffer; a short write means a stuck client: drop it. */
+    int more = 0;
+#ifdef MSG_MORE
+    if (c->close_after) more = MSG_MORE;
+#endif
+    if (send(c->fd, out, (size_t)olen, more) != olen) return -1;
+    if (more) shutdown(c->fd, SHUT_WR);
     (*served)++;
     memmove(c->buf, end, c->len - head);
     c->len -= head;
