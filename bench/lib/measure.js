@@ -49,6 +49,7 @@ async function loadRun(server, who, o, log) {
     seconds: r.seconds,
     errors: r.errorCount,
     latencyMs: r.latencyMs,
+    wrkCores: r.wrkCores,
     workerUsPerReq: ((w1 - w0) / r.requests) * 1e6,
   };
   if (who.primary) {
@@ -103,6 +104,73 @@ async function httpRound(config, s, log) {
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * The C servers and nginx head to head, `Connection: close` and keep-alive. With one wrk thread
+ * these servers outrun wrk (it uses a whole core: `wrkCores` ≈ 1 in those tables), so the tables
+ * of the rounds show wrk's limit, not theirs. Here wrk has two threads and the machine's cores are all busy (idle ≈ 0, the
+ * table shows it): what a server does not spend per connection is left to wrk, so its cost sets
+ * the rate. And the runs being compared are seconds apart, not minutes: every server is started
+ * at once (one not under load waits in epoll), then `passes` passes give each a run, in an order
+ * reversed every other pass, and a ratio is taken within a pass. On the VM of latest.md the CPU's
+ * speed drifts by tens of percent from one minute to the next, which rounds minutes apart do not
+ * cancel.
+ * @returns {Promise<object>} name -> {status, rounds: [{close, keepalive}|null per pass]}, each
+ *   {rate, wrkCores, idle, errors}
+ */
+async function headToHead(configs, s, log, say = () => {}) {
+  const entries = {};
+  const running = [];
+  const fail = (entry, err) => {
+    entry.failedRounds = (entry.failedRounds ?? 0) + 1;
+    entry.errors = [...(entry.errors ?? []), err.message];
+    log.write(`!!! failed: ${err.stack}\n`);
+  };
+  try {
+    for (const c of configs) {
+      const entry = { status: 'ok', rounds: [] };
+      entries[c.name] = entry;
+      log.write(`\n=== head to head: start ${c.name} ===\n`);
+      try {
+        running.push({ name: c.name, entry, server: await c.start(log) });
+      } catch (err) {
+        fail(entry, err);
+        entry.status = `failed: ${err.message}`;
+      }
+    }
+    const load = { connections: s.connections, threads: s.h2h.threads, log };
+    for (const r of running) await runWrk({ ...load, close: true, url: r.server.url, seconds: s.warmupSeconds });
+    const measured = async (url, close) => {
+      const t0 = proc.systemTicks();
+      const w = await runWrk({ ...load, close, url, seconds: s.h2h.seconds });
+      const t1 = proc.systemTicks();
+      return { rate: w.rate, wrkCores: w.wrkCores, idle: (t1.idle - t0.idle) / (t1.total - t0.total), errors: w.errorCount };
+    };
+    for (let pass = 0; pass < s.h2h.passes; pass++) {
+      say(`head to head pass ${pass + 1}/${s.h2h.passes}`);
+      for (const r of pass % 2 ? [...running].reverse() : running) {
+        log.write(`\n=== head to head pass ${pass + 1}: ${r.name} ===\n`);
+        try {
+          r.entry.rounds[pass] = {
+            close: await measured(r.server.url, true),
+            keepalive: await measured(r.server.url, false),
+          };
+        } catch (err) {
+          r.entry.rounds[pass] = null;
+          fail(r.entry, err);
+        }
+      }
+    }
+    // A worker that died leaves figures of a smaller server: its passes do not count.
+    for (const r of running) {
+      const crash = r.server.guarded?.crashes[0];
+      if (crash) r.entry.status = `failed: a server process died during the passes: ${crash}`;
+    }
+  } finally {
+    for (const r of running) await r.server.stop();
+  }
+  return entries;
 }
 
 /**
@@ -190,4 +258,4 @@ async function leakCheck(config, s, log) {
   }
 }
 
-module.exports = { httpRound, leakCheck };
+module.exports = { httpRound, headToHead, leakCheck };

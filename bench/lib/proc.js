@@ -160,6 +160,13 @@ function othersCpuSeconds(before, after) {
   return Math.max(0, total);
 }
 
+/** The machine's idle and total CPU time so far, in ticks over all CPUs (/proc/stat). */
+function systemTicks() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is inside user already)
+  return { idle: f[3] + f[4], total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
+}
+
 /** Sum of cpuSeconds over pids that still exist. */
 function cpuSecondsOf(pids) {
   return pids.reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0);
@@ -177,4 +184,5 @@ module.exports = {
   descendants,
   processTimes,
   othersCpuSeconds,
+  systemTicks,
 };

@@ -7,6 +7,9 @@ const { summary, pairedRatio } = require('./stats');
 const ANCHOR = 'node-cluster-rr';
 const C_ANCHOR = 'nginx';
 
+// wrk's one thread busy this much of the run: the load generator, not the server, set the rate.
+const WRK_BOUND = 0.95;
+
 const int = (x) => Math.round(x).toLocaleString('en-US');
 const fixed = (d) => (x) => x.toFixed(d);
 
@@ -15,8 +18,6 @@ const TARGETS = {
   keepalive: {
     'corral-rr': [{ anchor: 'node-cluster-rr', atLeast: 0.97 }],
     'corral-shared': [{ anchor: 'node-cluster-none', atLeast: 0.97 }],
-    'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
-    'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
   },
   close: {
     'corral-rr': [
@@ -28,10 +29,18 @@ const TARGETS = {
       { anchor: 'node-cluster-rr', atLeast: 2 },
       { anchor: 'node-cluster-none', atLeast: 1 },
     ],
+    'corral-sticky': [{ anchor: 'corral-rr', atLeast: 0.95 }],
+  },
+  // The C servers' targets against nginx are read head to head (two wrk threads, passes
+  // seconds apart): in the tables of the rounds one wrk thread is their limit.
+  h2hKeepalive: {
+    'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
+    'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
+  },
+  h2hClose: {
     'c-hello-rr': [{ anchor: 'nginx', atLeast: 1 }],
     'c-hello-shared': [{ anchor: 'nginx', atLeast: 1 }],
     'c-hello-kernel-rr': [{ anchor: 'nginx', atLeast: 1.05 }],
-    'corral-sticky': [{ anchor: 'corral-rr', atLeast: 0.95 }],
   },
   closePinned: {
     'corral-rr': [
@@ -63,24 +72,27 @@ const HTTP_METRICS = [
   {
     id: 'keepalive',
     title: 'Requests/s, keep-alive (higher is better)',
-    how: 'wrk -t1 -c50, keep-alive connections.',
+    how: 'wrk -t1 -c50, keep-alive connections. The C servers and nginx are compared head to head further down, with two wrk threads: one is slower than they are.',
     get: (r) => r.keepalive?.rate,
+    wrk: (r) => r.keepalive?.wrkCores,
     errors: (r) => r.keepalive?.errors,
     fmt: int,
   },
   {
     id: 'close',
     title: 'Connections/s, `Connection: close` (higher is better)',
-    how: "wrk -t1 -c50 -H 'Connection: close': one TCP connection per request, so every request goes through the accept/dispatch path.",
+    how: "wrk -t1 -c50 -H 'Connection: close': one TCP connection per request, so every request goes through the accept/dispatch path. The C servers and nginx are compared head to head further down, with two wrk threads: one is slower than they are.",
     get: (r) => r.close?.rate,
+    wrk: (r) => r.close?.wrkCores,
     errors: (r) => r.close?.errors,
     fmt: int,
   },
   {
     id: 'closePinned',
     title: 'Connections/s, `Connection: close`, server on CPU 0 and wrk on CPU 1 (higher is better)',
-    how: "the `Connection: close` run once more with every thread of the server's processes pinned to CPU 0 (taskset -a -p) and wrk to CPU 1, so that the load generator does not compete for the server's CPU: the server's own cost decides the rate.",
+    how: "the `Connection: close` run once more with every thread of the server's processes pinned to CPU 0 (taskset -a -p) and wrk to CPU 1, so that the load generator does not compete for the server's CPU. The server's own cost decides the rate only where the server is slower than wrk: a faster one keeps wrk's core busy (†), and its rate is wrk's.",
     get: (r) => r.closePinned?.rate,
+    wrk: (r) => r.closePinned?.wrkCores,
     errors: (r) => r.closePinned?.errors,
     fmt: int,
   },
@@ -243,6 +255,7 @@ function httpSection(metric, results) {
   };
   const targets = TARGETS[metric.id] ?? {};
   let warned = false;
+  let bound = false;
   // A skew-only configuration (corral-rr-blind) has rows in the skew tables only.
   const shown = Object.entries(results.http).filter(([, cfg]) => !cfg.skewOnly || metric.id.startsWith('skew'));
   const rows = shown.map(([name, cfg]) => {
@@ -253,9 +266,12 @@ function httpSection(metric, results) {
     if (!s) return [name, 'n/a', '', '', '', '', t];
     const hadErrors = metric.errors && cfg.rounds.some((r) => r && metric.errors(r) > 0);
     warned ||= hadErrors;
+    const wrkCores = metric.wrk && summary(cfg.rounds.map((r) => (r ? metric.wrk(r) : undefined)));
+    const wrkBound = wrkCores && wrkCores.median >= WRK_BOUND;
+    bound ||= wrkBound;
     return [
       name,
-      metric.fmt(s.median) + (hadErrors ? ' ⚠' : ''),
+      metric.fmt(s.median) + (hadErrors ? ' ⚠' : '') + (wrkBound ? ' †' : ''),
       metric.fmt(s.min),
       metric.fmt(s.max),
       ratioCell(values, samplesOf(ANCHOR), name === ANCHOR),
@@ -266,7 +282,63 @@ function httpSection(metric, results) {
   const header = ['configuration', 'median', 'min', 'max', `vs ${ANCHOR}`, `vs ${C_ANCHOR}`, 'target'];
   const out = [`### ${metric.title}`, '', metric.how, '', table(header, rows)];
   if (warned) out.push('', '⚠ wrk reported socket errors or non-2xx answers in at least one round (counts in raw/results.json).');
+  if (bound) out.push('', wrkBoundNote);
   return out.join('\n');
+}
+
+const wrkBoundNote =
+  `† wrk's one thread was busy ${WRK_BOUND * 100} % of the run or more (median over rounds; its own CPU time, from os.clock() in wrk.lua): ` +
+  'the server answered as fast as wrk asked, and the rate is the load generator\'s limit, not the server\'s.';
+
+/**
+ * The C servers against nginx, head to head (bench/lib/measure.js headToHead): rates, the ratio
+ * to nginx within each pass, how busy wrk and the machine were, and the targets; `kind` is
+ * 'close' or 'keepalive'.
+ */
+function h2hSection(results, kind) {
+  const h = results.h2h;
+  const s = results.meta.settings.h2h;
+  const close = kind === 'close';
+  const how =
+    `wrk -t${s.threads} -c${results.meta.settings.connections}${close ? " -H 'Connection: close'" : ', keep-alive connections'}, ${s.seconds} s per run. ` +
+    (close
+      ? 'Every C server and nginx run at once (one not under load waits in epoll); in each of ' +
+        `${s.passes} passes each gets one run of each kind, in an order reversed every other pass, and a ratio is taken within a pass (median over passes, range in parentheses). ` +
+        'Why not the tables of the rounds: one wrk thread is slower than these servers (wrk near a whole core, †), so there the rate is wrk\'s. ' +
+        'With two threads the cores are all busy (idle below), and what a server does not spend per connection is left to wrk. ' +
+        'And runs seconds apart share the machine\'s state: on this VM the CPU\'s speed drifts by tens of percent from one minute to the next, and the runs of one round are minutes apart.'
+      : 'The same passes as the previous table: each server\'s keep-alive run follows its `Connection: close` run.');
+  const get = (r) => r?.[kind];
+  const samplesOf = (name) => {
+    const c = h[name];
+    return c && c.status === 'ok' ? c.rounds.map((r) => get(r)?.rate) : null;
+  };
+  const pct = (x) => `${(x * 100).toFixed(0)} %`;
+  const targets = TARGETS[close ? 'h2hClose' : 'h2hKeepalive'];
+  const rows = Object.entries(h).map(([name, cfg]) => {
+    const t = targetCell(targets[name], cfg, samplesOf(name) ?? [], samplesOf, int);
+    const values = samplesOf(name);
+    const r = values && summary(values);
+    if (!r) return [name, cfg.status === 'ok' ? 'n/a' : cfg.status, '', '', '', '', '', t];
+    const errs = cfg.rounds.some((x) => get(x)?.errors > 0);
+    const wrk = summary(cfg.rounds.map((x) => get(x)?.wrkCores));
+    const idle = summary(cfg.rounds.map((x) => get(x)?.idle));
+    return [
+      name,
+      int(r.median) + (errs ? ' ⚠' : ''),
+      int(r.min),
+      int(r.max),
+      ratioCell(values, samplesOf(C_ANCHOR), name === C_ANCHOR),
+      wrk ? wrk.median.toFixed(2) : 'n/a',
+      idle ? pct(idle.median) : 'n/a',
+      cfg.failedRounds ? `${t} (${cfg.failedRounds} pass(es) failed)`.trim() : t,
+    ];
+  });
+  const header = ['configuration', 'median', 'min', 'max', `vs ${C_ANCHOR}`, 'wrk cores', 'machine idle', 'target'];
+  const title = close
+    ? 'Connections/s, `Connection: close`, C servers against nginx head to head, two wrk threads (higher is better)'
+    : 'Requests/s, keep-alive, C servers against nginx head to head, two wrk threads (higher is better)';
+  return [`### ${title}`, '', how, '', table(header, rows)].join('\n');
 }
 
 // `streaming`: the up/down rows (target: 2x node:cluster, issue 12), else the ping-pong rows
@@ -386,7 +458,10 @@ function render(results) {
       'those of service and dispatch time, not of a queue.',
     '',
   ];
-  for (const metric of HTTP_METRICS) out.push(httpSection(metric, results), '');
+  for (const metric of HTTP_METRICS) {
+    out.push(httpSection(metric, results), '');
+    if (metric.id === 'closePinned' && results.h2h) out.push(h2hSection(results, 'close'), '', h2hSection(results, 'keepalive'), '');
+  }
   out.push(
     `## Leaks: ${int(s.leakConnections)} connections with \`Connection: close\``,
     '',

@@ -1,10 +1,12 @@
 'use strict';
 // Runs wrk once and returns what its Lua done() hook reported (bench/lib/wrk.lua).
 //
-// One wrk thread: on 2 cores wrk gets one core and the server under test (primary + 2 workers)
-// the other plus whatever wrk leaves; a second wrk thread would only take more CPU from the
-// server. 50 connections keep both workers busy (25 each) without building deep queues; the
-// paced latency run uses fewer connections (see bench/run).
+// One wrk thread by default: on 2 cores wrk gets one core and the server under test (primary + 2
+// workers) the other plus whatever wrk leaves. That suits servers slower than one wrk thread (the
+// Node rows); a server faster than it (the C servers, nginx) leaves wrk's core the limit, which
+// `wrkCores` shows, and is measured head to head with two threads (bench/lib/measure.js). 50
+// connections keep both workers busy (25 each) without building deep queues; the paced latency
+// run uses fewer connections (see bench/run).
 
 const path = require('node:path');
 const { Guarded } = require('./guard');
@@ -20,12 +22,14 @@ const WRK_LUA = path.join(__dirname, 'wrk.lua');
  * @param {number} [o.paceMs]      per-connection delay before each request (fixed-rate load)
  * @param {number} [o.stopAfter]   stop after this many responses
  * @param {string} [o.cookie]      a random cookie of this name on each request (sticky by key)
+ * @param {number} [o.threads]     wrk threads (-t), 1 unless told
  * @param {import('node:fs').WriteStream} [o.log]
  * @returns {Promise<{requests:number, seconds:number, rate:number, errors:object,
- *   errorCount:number, latencyMs:{p50:number,p90:number,p99:number,max:number}}>}
+ *   errorCount:number, latencyMs:{p50:number,p90:number,p99:number,max:number},
+ *   wrkCores:number}>}  wrkCores: wrk's own CPU over the run, in cores (1.0 = one thread busy)
  */
-async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, cookie, cpus, log }) {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
+async function runWrk({ url, seconds, connections = 50, close = false, paceMs, stopAfter, cookie, cpus, threads = 1, log }) {
+  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
   if (close) args.push('-H', 'Connection: close');
   args.push(url);
   const env = { ...process.env };
@@ -65,6 +69,7 @@ async function runWrk({ url, seconds, connections = 50, close = false, paceMs, s
       errors: r.errors,
       errorCount,
       latencyMs: Object.fromEntries(Object.entries(r.latency_us).map(([k, v]) => [k, v / 1000])),
+      wrkCores: r.cpu_s / secs,
     };
   } finally {
     await wrk.stop(1000);

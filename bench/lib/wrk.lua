@@ -8,7 +8,9 @@
 --   BENCH_STICKY_COOKIE  each request carries the cookie NAME=<one of 4096 random values> (sticky by
 --                     key, bench/servers/node_hello.js): the requests are built once, here, so
 --                     the request() hook only picks one
--- done() prints one line `bench-result <json>` that bench/lib/wrk.js parses.
+-- done() prints one line `bench-result <json>` that bench/lib/wrk.js parses, with wrk's own CPU
+-- time (os.clock(): the process's user+system time, every thread) so that a run can tell whether
+-- the load generator, not the server, set the rate.
 
 local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "")
 if pace_ms then
@@ -60,7 +62,8 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'bench-result {"requests":%d,"duration_us":%d,"errors":{"connect":%d,"read":%d,' ..
-    '"write":%d,"status":%d,"timeout":%d},"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d}}\n',
+    '"write":%d,"status":%d,"timeout":%d},"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d},' ..
+    '"cpu_s":%.4f}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, os.clock()))
 end
