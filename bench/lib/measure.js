@@ -108,14 +108,14 @@ async function httpRound(config, s, log) {
 
 /**
  * The C servers and nginx head to head, `Connection: close` and keep-alive. With one wrk thread
- * these servers outrun wrk (it uses a whole core: `wrkCores` ≈ 1 in those tables), so the tables
- * of the rounds show wrk's limit, not theirs. Here wrk has two threads and the machine's cores are all busy (idle ≈ 0, the
- * table shows it): what a server does not spend per connection is left to wrk, so its cost sets
- * the rate. And the runs being compared are seconds apart, not minutes: every server is started
- * at once (one not under load waits in epoll), then `passes` passes give each a run, in an order
- * reversed every other pass, and a ratio is taken within a pass. On the VM of latest.md the CPU's
- * speed drifts by tens of percent from one minute to the next, which rounds minutes apart do not
- * cancel.
+ * these servers outrun wrk (it uses a whole core: `wrkCores` ≈ 1 in the tables of the rounds),
+ * so those tables show wrk's limit, not theirs. Here wrk has two threads and the machine's
+ * cores are all busy (idle ≈ 0, the table shows it): what a server does not spend per
+ * connection is left to wrk, so its cost sets the rate. And the runs being compared are
+ * seconds apart, not minutes: every server is started at once (one not under load waits in
+ * epoll), then `passes` passes give each a run of each kind, in an order reversed every other
+ * pass, and a ratio is taken within a pass. On the VM of latest.md the CPU's speed drifts by
+ * tens of percent from one minute to the next, which rounds minutes apart do not cancel.
  * @returns {Promise<object>} name -> {status, rounds: [{close, keepalive}|null per pass]}, each
  *   {rate, wrkCores, idle, errors}
  */
