@@ -234,8 +234,11 @@ fn a_rolling_replacement_under_load_loses_nothing() {
 /// Workers SIGKILLed every 200 ms for 3 s under load and restarted (kill_under_load.rs does
 /// the same under rr, where a kill may cost the up to 4 connections the worker took off its
 /// channel). Under kernel-rr a worker takes one connection off its socket at a time, and what
-/// is queued on its socket moves to the others when it dies: a kill costs at most the one
-/// connection it was serving, and no client is left hanging.
+/// is queued on its socket moves to the others when it dies: a kill costs the one connection
+/// it was serving, and no client is left hanging. Beyond that, only what the primary handed
+/// the victim over its channel can be lost (rr's cost): a connection it took back from a
+/// peer's socket that looked stalled (a worker killed a moment before the primary saw its
+/// exit has stopped taking, too) or accepted on the anchor. The bound counts those.
 #[test]
 fn repeated_sigkill_costs_at_most_the_connection_being_served() {
     let mut h = harness_with(&["serve", "127.0.0.1:0"], Policy::KernelRr, |o| {
@@ -245,17 +248,21 @@ fn repeated_sigkill_costs_at_most_the_connection_being_served() {
     });
     let (sa, _) = kernel_rr(&mut h, 4);
     let clients = Looping::start(48, move || request_to(sa));
-    let (kills, _) = kill_in_turn_for_3s(&mut h);
+    let (kills, _, handed) = kill_in_turn_for_3s(&mut h);
     let Tally {
         ok, failed, hung, ..
     } = clients.end(&mut h);
-    eprintln!("kernel-rr: {kills} kills: {ok} requests served, {failed} failed, {hung} hung");
+    eprintln!(
+        "kernel-rr: {kills} kills: {ok} requests served, {failed} failed, {hung} hung; \
+         {handed} handed to the victims over their channels"
+    );
     assert!(kills >= 10, "only {kills} kills");
     assert!(ok > 100, "only {ok} requests served");
     assert_eq!(hung, 0, "connections left hanging");
     assert!(
-        failed <= kills,
-        "{failed} failed requests for {kills} kills: more than the one each was serving"
+        failed as u64 <= kills as u64 + handed,
+        "{failed} failed requests for {kills} kills and {handed} connections handed to the \
+         victims over their channels: more than the one each was serving and those"
     );
 }
 

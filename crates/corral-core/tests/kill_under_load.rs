@@ -22,7 +22,7 @@ fn repeated_sigkill_loses_at_most_what_the_dead_workers_were_serving() {
     let port = h.start_listening(4);
     // Bounded by count and stopped after the 3 s of kills.
     let clients = Looping::start(48, move || request_within(port, Duration::from_secs(3)));
-    let (kills, respawned) = kill_in_turn_for_3s(&mut h);
+    let (kills, respawned, _) = kill_in_turn_for_3s(&mut h);
     let Tally {
         ok, failed, hung, ..
     } = clients.end(&mut h);

@@ -335,11 +335,12 @@ impl Looping {
 }
 
 /// For 3 s, SIGKILLs a worker every 200 ms (in turn) and spawns a replacement for each exit;
-/// (kills, replacements spawned).
-pub fn kill_in_turn_for_3s(h: &mut Harness) -> (u32, u32) {
+/// (kills, replacements spawned, connections the primary had handed the victims over their
+/// channels in their lives: what a kill can cost beyond the connection being served).
+pub fn kill_in_turn_for_3s(h: &mut Harness) -> (u32, u32, u64) {
     let end = Instant::now() + Duration::from_secs(3);
     let mut next_kill = Instant::now() + Duration::from_millis(200);
-    let (mut kills, mut respawned) = (0u32, 0u32);
+    let (mut kills, mut respawned, mut handed) = (0u32, 0u32, 0u64);
     while Instant::now() < end {
         h.p.dispatch(Some(Duration::from_millis(5))).unwrap();
         while let Some(ev) = h.p.next_event() {
@@ -353,12 +354,13 @@ pub fn kill_in_turn_for_3s(h: &mut Harness) -> (u32, u32) {
             next_kill += Duration::from_millis(200);
             let ids = h.p.worker_ids();
             if let Some(&victim) = ids.get(kills as usize % ids.len().max(1)) {
+                handed += h.p.worker(victim).map_or(0, |w| w.handed_off);
                 h.p.kill(victim, libc::SIGKILL).unwrap();
                 kills += 1;
             }
         }
     }
-    (kills, respawned)
+    (kills, respawned, handed)
 }
 
 /// SIGSTOPs worker `id` and waits (5 s at most) until it is stopped.
