@@ -93,9 +93,15 @@ function run(io, port) {
     };
     s.on('connect_error', fail);
     s.on('disconnect', (reason) => {
-      if (reason !== 'io client disconnect') {
-        errors++;
-        if (connected > 0 && counted) connected--;
+      if (reason === 'io client disconnect') return;
+      errors++;
+      // Lost before its hello (a poll reached a worker that does not know the session): it
+      // will never count, so it settles now, as a failed connect does.
+      if (!counted) {
+        counted = true;
+        settle();
+      } else if (connected > 0) {
+        connected--;
       }
     });
   }
