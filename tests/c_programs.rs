@@ -644,10 +644,24 @@ fn hello_http_drains_when_a_client_closes_in_the_wakeup_that_brings_the_disconne
 fn hello_http_primary_keeps_its_fd_count_over_10k_connections() {
     let (g, out, port) = hello_http(Link::Shared, &["--workers", "2"]);
     let pid = g.0.as_ref().unwrap().id();
-    let fds = || {
+    let count = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count()
+    };
+    // Read once it holds still: the primary keeps a connection it handed over until the
+    // worker's acknowledgement, which may come a moment after the client has its answer.
+    let fds = || {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = count();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = count();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     };
     get(port).unwrap();
     let before = fds();

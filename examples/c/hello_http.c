@@ -97,6 +97,7 @@ struct conn {
   int close_after;
   long responses; /* TCP_NODELAY is set at the second one (keep-alive), as nginx does */
   int watched;    /* in the epoll set */
+  int held;       /* its last response waits (MSG_MORE) for the shutdown in close_conn */
   struct conn *prev, *next; /* every open connection, to close idle ones when draining */
   char buf[BUF_SIZE];
 };
@@ -137,18 +138,17 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
       int one = 1;
       setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    /* The last response before a close is held (MSG_MORE) for the shutdown() just below,
+    /* The last response before a close is held (MSG_MORE) for the shutdown() in close_conn,
      * which sends it and the FIN in one segment: two segments fewer per `Connection: close`
      * request (10 to 8, both sides counted: nstat TcpOutSegs), and the client wakes once for
-     * both. shutdown(), not close(): a close() with unread input (a client that pipelined
-     * past its `Connection: close`) resets the connection and drops what is still held.
-     * Small responses fit the socket buffer; a short write means a stuck client: drop it. */
+     * both. Small responses fit the socket buffer; a short write means a stuck client: drop
+     * it. */
     int more = 0;
 #ifdef MSG_MORE
     if (c->close_after) more = MSG_MORE;
 #endif
     if (send(c->fd, out, (size_t)olen, more) != olen) return -1;
-    if (more) shutdown(c->fd, SHUT_WR);
+    c->held = more != 0;
     (*served)++;
     memmove(c->buf, end, c->len - head);
     c->len -= head;
@@ -172,6 +172,11 @@ static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conn
    * closes its copy just after handing the connection over; a worker forked meanwhile inherits
    * it). Left in the set, the socket would still report events carrying `c`, freed below. */
   if (c->watched) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  /* A held response leaves now, with the FIN: after the report above, so that a client that
+   * reads it to the end finds the connection counted closed (least deals the next one by
+   * it). shutdown(), not close() alone: a close() with unread input (a client that pipelined
+   * past its `Connection: close`) resets the connection and drops what is still held. */
+  if (c->held) shutdown(c->fd, SHUT_WR);
   close(c->fd);
   free(c);
   (*open_conns)--;
@@ -246,6 +251,7 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             nc->close_after = 0;
             nc->responses = 0;
             nc->watched = 0;
+            nc->held = 0;
             nc->prev = NULL;
             nc->next = conns;
             if (conns) conns->prev = nc;
