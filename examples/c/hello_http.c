@@ -94,10 +94,9 @@ struct conn {
   uint32_t listener;
   char client[64]; /* "address:port" from a PROXY header, or empty */
   size_t len;
-  int close_after;
+  int close_after; /* its last response is held (MSG_MORE) for the shutdown in close_conn */
   long responses; /* TCP_NODELAY is set at the second one (keep-alive), as nginx does */
   int watched;    /* in the epoll set */
-  int held;       /* its last response waits (MSG_MORE) for the shutdown in close_conn */
   struct conn *prev, *next; /* every open connection, to close idle ones when draining */
   char buf[BUF_SIZE];
 };
@@ -148,7 +147,6 @@ static int respond(struct conn *c, unsigned long long id, long *served) {
     if (c->close_after) more = MSG_MORE;
 #endif
     if (send(c->fd, out, (size_t)olen, more) != olen) return -1;
-    c->held = more != 0;
     (*served)++;
     memmove(c->buf, end, c->len - head);
     c->len -= head;
@@ -175,8 +173,10 @@ static void close_conn(corral_worker *w, int ep, struct conn *c, long *open_conn
   /* A held response leaves now, with the FIN: after the report above, so that a client that
    * reads it to the end finds the connection counted closed (least deals the next one by
    * it). shutdown(), not close() alone: a close() with unread input (a client that pipelined
-   * past its `Connection: close`) resets the connection and drops what is still held. */
-  if (c->held) shutdown(c->fd, SHUT_WR);
+   * past its `Connection: close`) resets the connection and drops what is still held. Also
+   * where there is no MSG_MORE: the response went alone, and the FIN still leaves before an
+   * unread input can turn the close into a reset. */
+  if (c->close_after) shutdown(c->fd, SHUT_WR);
   close(c->fd);
   free(c);
   (*open_conns)--;
@@ -251,7 +251,6 @@ static int worker_main(corral_worker *w, const struct config *cfg) {
             nc->close_after = 0;
             nc->responses = 0;
             nc->watched = 0;
-            nc->held = 0;
             nc->prev = NULL;
             nc->next = conns;
             if (conns) conns->prev = nc;
