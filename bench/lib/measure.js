@@ -64,6 +64,20 @@ async function loadRun(server, who, o, log) {
   return out;
 }
 
+/** The first crash bench/lib/guard.js saw among a server's processes (undefined: none). */
+const crashOf = (server) => server.guarded?.crashes[0];
+
+/**
+ * Counts a failed round or pass on its row (`entry`): its count, its message, and the stack in
+ * the log. The caller marks the sample itself (null) and the row's status.
+ */
+function recordFailure(entry, err, log, say) {
+  entry.failedRounds = (entry.failedRounds ?? 0) + 1;
+  entry.errors = [...(entry.errors ?? []), err.message];
+  say(`  failed: ${err.message}`);
+  log.write(`!!! failed: ${err.stack}\n`);
+}
+
 /** One round of one HTTP configuration: startup, keep-alive, close, paced latency. */
 async function httpRound(config, s, log) {
   if (config.skewOnly) return { skew: await skewRun(config, s, log) };
@@ -98,7 +112,7 @@ async function httpRound(config, s, log) {
       round.closePinned = await loadRun(server, who, { ...common, close: true, wrkCpus: s.pinned.wrk }, log);
     }
     // A worker that died mid-round leaves figures of a smaller server: the round fails, loudly.
-    const crash = server.guarded?.crashes[0];
+    const crash = crashOf(server);
     if (crash) throw new Error(`a server process died during the round: ${crash}`);
     return round;
   } finally {
@@ -122,11 +136,7 @@ async function httpRound(config, s, log) {
 async function headToHead(configs, s, log, say = () => {}) {
   const entries = {};
   const running = [];
-  const fail = (entry, err) => {
-    entry.failedRounds = (entry.failedRounds ?? 0) + 1;
-    entry.errors = [...(entry.errors ?? []), err.message];
-    log.write(`!!! failed: ${err.stack}\n`);
-  };
+  const fail = (entry, err) => recordFailure(entry, err, log, say);
   try {
     for (const c of configs) {
       const entry = { status: 'ok', rounds: [] };
@@ -164,7 +174,7 @@ async function headToHead(configs, s, log, say = () => {}) {
     }
     // A worker that died leaves figures of a smaller server: its passes do not count.
     for (const r of running) {
-      const crash = r.server.guarded?.crashes[0];
+      const crash = crashOf(r.server);
       if (crash) r.entry.status = `failed: a server process died during the passes: ${crash}`;
     }
   } finally {
@@ -258,4 +268,4 @@ async function leakCheck(config, s, log) {
   }
 }
 
-module.exports = { httpRound, headToHead, leakCheck };
+module.exports = { httpRound, headToHead, leakCheck, recordFailure };
