@@ -379,6 +379,40 @@ impl KernelSteering {
             .collect()
     }
 
+    /// Whether nothing waits at any worker's slot to be taken (what [`Self::stalled`] reads;
+    /// a parked slot counts as waiting: the owner drains it), with the program's tickets so
+    /// far: the same tickets at two looks with nothing waiting at either means no connection
+    /// came in between. `None` when the owner cannot tell (no load map, no copies, the ticket
+    /// count unreadable): then it keeps looking.
+    pub fn quiet(&self) -> Option<(bool, u64)> {
+        let copies = self.copies.as_ref()?;
+        let mut quiet = true;
+        let span = self.span();
+        let slots = self.slots[..span].iter().zip(&self.parked).zip(copies);
+        for (i, ((worker, parked), copy)) in slots.enumerate() {
+            if parked.is_some() {
+                quiet = false;
+            } else if copy.is_some() && worker.is_some() {
+                let (n, _) = self.waiting(i as u32)?;
+                quiet &= n == 0 || n == sys::LOAD_EMPTY;
+            }
+        }
+        Some((quiet, self.group.tickets().ok()?))
+    }
+
+    /// New descriptions of the owner's copies of the members' sockets (`dup`), for a poller
+    /// to tell when one has a connection queued (readable): the first connection after a
+    /// quiet spell, when nothing else would wake the owner. Dups, so that the poller's
+    /// registrations are the caller's to remove, whatever becomes of the copies meanwhile.
+    pub fn watch_copies(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.copies
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|c| c.try_clone())
+            .collect()
+    }
+
     /// Whether [`KernelSteering::keep_copies`] was called.
     pub fn keeps_copies(&self) -> bool {
         self.copies.is_some()

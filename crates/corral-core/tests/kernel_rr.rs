@@ -10,7 +10,7 @@ use corral_core::{Event, Policy};
 use std::collections::BTreeMap;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::*;
 
 /// Starts `n` workers serving `bind` under kernel-rr; the address they got, and the fallback
@@ -325,12 +325,25 @@ fn a_second_listen_index_of_a_fixed_port_is_eaddrinuse() {
 /// its loop blocked 900 ms: how many got an answer from the blocked worker, which answers
 /// nothing before its block ends (those waited for it).
 fn clients_stuck_behind_a_blocked_worker(policy: Policy, stall_timeout: Option<Duration>) -> usize {
+    clients_stuck_behind(policy, stall_timeout, 900, |_| {})
+}
+
+/// As [`clients_stuck_behind_a_blocked_worker`], the worker blocked `block_ms`, with
+/// `meanwhile` run on the harness after it blocks and before the clients start (the clients
+/// must be done before the block ends: an answer from it after that is not a wait).
+fn clients_stuck_behind(
+    policy: Policy,
+    stall_timeout: Option<Duration>,
+    block_ms: u64,
+    meanwhile: impl FnOnce(&mut Harness),
+) -> usize {
     let mut h = harness_with(&["serve", "127.0.0.1:0"], policy, |o| {
         o.stall_timeout = stall_timeout;
     });
     let (sa, _) = kernel_rr(&mut h, 2);
     let blocked = h.p.worker_ids()[0];
-    h.block_worker(blocked, 900);
+    h.block_worker(blocked, block_ms);
+    meanwhile(&mut h);
     let answered_by = with_client(&mut h, move || {
         let clients: Vec<_> = (0..8u64)
             .map(|i| {
@@ -379,4 +392,48 @@ fn a_blocked_worker_is_skipped_after_the_stall_time() {
     eprintln!("clients stuck behind a blocked worker: {checked} of 8 ({unchecked} of 8 without the check)");
     assert!(unchecked >= 6, "without the check: {unchecked} of 8");
     assert_eq!(checked, 0, "with the 25 ms check and the take-back");
+}
+
+/// A quiet cluster: once two looks of the stall check (25 ms apart) found nothing waiting at
+/// any worker and no connection dealt between them, the primary has no timer left
+/// (`next_timeout` is `None`) and sleeps until an event: over 300 ms it wakes at most once
+/// (before, the check woke it every 25 ms: 12 times). Its copies of the members' sockets are
+/// in its poller meanwhile, so the first connection wakes it: a worker that blocked during
+/// the quiet spell still has what it was dealt taken back, and no client waits for it.
+#[test]
+fn the_stall_check_rests_while_the_cluster_is_quiet_and_wakes_with_a_connection() {
+    if !root() {
+        return; // no kernel group: rr, whose check runs only while a worker is watched
+    }
+    let mut wakes = usize::MAX;
+    let stuck = clients_stuck_behind(
+        Policy::KernelRr,
+        Some(Duration::from_millis(25)),
+        1500, // 300 ms at most to quiet down, 300 measured, then 560 of clients
+        |h| {
+            let deadline = Instant::now() + Duration::from_millis(300);
+            while h.p.next_timeout().is_some() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the stall check still has a timer after 300 ms of quiet: {:?}",
+                    h.p.next_timeout()
+                );
+                h.p.dispatch(Some(Duration::from_millis(50))).unwrap();
+            }
+            let start = Instant::now();
+            wakes = 0;
+            while start.elapsed() < Duration::from_millis(300) {
+                let left = Duration::from_millis(300).saturating_sub(start.elapsed());
+                h.p.dispatch(Some(left)).unwrap();
+                wakes += 1;
+            }
+            assert!(h.p.next_event().is_none(), "an event in the quiet spell");
+        },
+    );
+    eprintln!("wake-ups over 300 ms of quiet: {wakes}; clients stuck behind the blocked worker: {stuck} of 8");
+    assert!(wakes <= 2, "{wakes} wake-ups over 300 ms of quiet");
+    assert_eq!(
+        stuck, 0,
+        "the first connection after the quiet spell restarts the check"
+    );
 }

@@ -24,6 +24,9 @@ pub(super) const TAG_SIGNAL: usize = 3;
 pub(super) const WAKER_ID: u64 = 1;
 /// A connection parked for its PROXY header or sticky key (`peek.rs`).
 pub(super) const TAG_PEEK: usize = 4;
+/// A member socket of a kernel group watched while the cluster is quiet (`dealer.rs`,
+/// `Inner::rest_kernel_stall_check`): any event ends the quiet spell.
+pub(super) const TAG_QUIET: usize = 5;
 const TAG_BITS: usize = 3;
 
 pub(super) fn token(tag: usize, id: u64) -> Token {
@@ -106,6 +109,10 @@ pub(super) struct Inner {
     pub(super) waker: Option<std::sync::Arc<mio::Waker>>,
     /// When the stall check runs next (only while some worker is watched or stalled).
     pub(super) next_stall_check: Option<Instant>,
+    /// The kernel groups' quiet spell (`dealer.rs`): the member sockets registered in the
+    /// poller instead of a timer (empty: not quiet), and the tickets at the last look.
+    pub(super) quiet_watch: Vec<std::os::fd::OwnedFd>,
+    pub(super) kernel_tickets: Option<u64>,
     /// Addresses whose `kernel-rr` fallback was reported (once each).
     pub(super) steering_reported: std::collections::HashSet<super::listen::ListenKey>,
     /// [`super::Primary::set_stop_delay`].
@@ -197,6 +204,11 @@ impl Inner {
             .iter()
             .map(|e| (e.token().0, e.is_writable() && !e.is_readable()))
             .collect();
+        if !ready.is_empty() {
+            // Whatever woke the loop may change the groups (a worker that joins, leaves or
+            // dies): the stall check looks again on its timer.
+            self.end_quiet_spell();
+        }
         let hot_channels = std::mem::take(&mut self.hot_channels);
         let hot_listeners = std::mem::take(&mut self.hot_listeners);
         for (t, write_only) in ready {
@@ -216,6 +228,7 @@ impl Inner {
                 }
                 TAG_PIDFD => self.on_exit(id),
                 TAG_PEEK => self.on_parked(id),
+                TAG_QUIET => {}           // ended above
                 _ if id == WAKER_ID => {} // only wakes the caller up
                 _ => self.on_signals(),
             }

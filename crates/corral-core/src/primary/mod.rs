@@ -210,6 +210,8 @@ impl Primary {
                 owner_pid: std::process::id(),
                 waker: None,
                 next_stall_check: None,
+                quiet_watch: Vec::new(),
+                kernel_tickets: None,
                 stop_delay: Duration::ZERO,
                 steering_reported: Default::default(),
                 parked: BTreeMap::new(),
