@@ -81,21 +81,37 @@ fn a_sigkilled_workers_queue_is_served_by_the_others() {
     let victim = h.p.worker_ids()[0];
     stop_worker(&mut h, victim);
     let clients: Vec<_> = (0..30)
-        .map(|_| std::thread::spawn(move || request_to(sa)))
+        .map(|_| std::thread::spawn(move || (request_to(sa), Instant::now())))
         .collect();
     // Let every SYN land (10 of them in the stopped worker's queue under kernel-rr).
     h.pump_for(Duration::from_millis(300));
+    let waiting = clients.iter().filter(|c| !c.is_finished()).count();
     if root() {
-        let waiting = clients.iter().filter(|c| !c.is_finished()).count();
         assert_eq!(waiting, 10, "the stopped worker's turns wait in its queue");
     }
+    let killed = Instant::now();
     h.p.kill(victim, libc::SIGKILL).unwrap();
-    let results = with_client(&mut h, move || {
+    let done = with_client(&mut h, move || {
         clients
             .into_iter()
             .map(|c| c.join().unwrap())
             .collect::<Vec<_>>()
     });
+    // How long the queue waited after the kill: it moves when the primary closes its copy of
+    // the victim's socket, on the exit (pidfd), the last reference to it.
+    let last = done
+        .iter()
+        .map(|(_, at)| at.saturating_duration_since(killed))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "the {waiting} queued at the SIGKILLed worker were all answered {last:?} after the kill"
+    );
+    assert!(
+        last < Duration::from_secs(5),
+        "the queue waited {last:?}: it did not move on the exit"
+    );
+    let results: Vec<_> = done.into_iter().map(|(r, _)| r).collect();
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "{} lost: {failed:?}", failed.len());
     assert!(results
