@@ -55,6 +55,8 @@ const indexes = new Map();
 let nextReq = 1;
 let closing = false;
 
+// Once per connection on a load-aware listener: a function of the addon, not a method of nw.
+const workerAccepted = addon.workerAccepted;
 const nw = callNative(() => new addon.NativeWorker((b) => {
   newTurn();
   onEvents(decodeBatch(b));
@@ -449,9 +451,9 @@ net.Server.prototype._listen2 = function _listen2(address, port, addressType, ba
 };
 
 // Wraps the listening handle's onconnection (set by net.Server's listen, synchronously) so
-// that each accepted connection is released once: under kernel-rr at once (nw.accepted: its
+// that each accepted connection is released once: under kernel-rr at once (workerAccepted: its
 // window counts connections handed to this worker and not taken yet, so held keep-alive
-// connections never fill it), under kernel-least (nw.accepted is false) once its socket
+// connections never fill it), under kernel-least (workerAccepted is false) once its socket
 // closes (nw.closed), or at once when the server drops it (maxConnections) or no socket
 // takes it.
 function releaseLoad(server, handle, lid) {
@@ -468,12 +470,12 @@ function releaseLoad(server, handle, lid) {
     handle.onconnection = function (err, clientHandle) {
       if (!err && clientHandle && connected) {
         try {
-          if (nw.accepted(lid)) return onconnection.apply(this, arguments);
+          if (workerAccepted(lid)) return onconnection.call(this, err, clientHandle);
         } catch {
           // The channel just closed: nobody counts any more.
         }
       }
-      const r = onconnection.apply(this, arguments);
+      const r = onconnection.call(this, err, clientHandle);
       if (err || !clientHandle) return r;
       const socket = clientHandle[ownerSymbol(clientHandle)];
       if (socket && typeof socket.once === 'function' && !socket.destroyed) socket.once('close', release);
@@ -723,7 +725,7 @@ function onConnection(ev) {
     try {
       // kernel-rr: taken off the channel, so released here (the primary does not uncount a
       // refused one under kernel-rr); onconnection, which releases the others, is not reached.
-      if (connected) nw.accepted(ev.listener);
+      if (connected) workerAccepted(ev.listener);
       // The client a PROXY header named goes back with it (the header is consumed).
       if (connected) nw.refuse(ev.listener, fd, ev.address, ev.address === undefined ? undefined : ev.port);
       if (server) tellRoomWhenFreed(server, ev.listener);
@@ -739,7 +741,7 @@ function onConnection(ev) {
     fs.closeSync(fd);
     try {
       // Taken and closed at once: released under kernel-rr (at accept) and kernel-least.
-      if (connected && nw.loadAware(ev.listener) && !nw.accepted(ev.listener)) nw.closed(ev.listener);
+      if (connected && nw.loadAware(ev.listener) && !workerAccepted(ev.listener)) nw.closed(ev.listener);
     } catch {
       // The channel just closed: nobody counts any more.
     }

@@ -48,6 +48,8 @@ use napi_derive::napi;
 pub(crate) use error::{to_napi, Failure, Result};
 /// Reachable from the crate root (a `#[napi]` export, registered wherever it is defined).
 pub use fault::panic_for_test;
+/// Reachable from the crate root too (called once per connection by lib/child.js).
+pub use worker::worker_accepted;
 
 /// Version of the engine.
 /// The event batch layout for lib/native.js: the kinds by name, the ints per event (`META`)

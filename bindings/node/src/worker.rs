@@ -347,6 +347,23 @@ pub struct NativeWorker {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// This process's worker's load slots, for [`accepted`]: a worker process has one
+/// `NativeWorker`, set when it is made.
+static LOADS: std::sync::Mutex<Option<Arc<LoadSlots>>> = std::sync::Mutex::new(None);
+
+/// The worker took a connection of `listener` (its server's `onconnection` ran, whether the
+/// worker accepted it on its own socket or the primary dealt it): under `kernel-rr` an atomic
+/// decrement of its slot's count, since the window counts connections not taken yet. Whether
+/// it released: false for any other listener (or with no worker here), whose connections are
+/// then reported at close (`NativeWorker::closed`). A function, not a method: it runs once
+/// per connection, and a method call pays napi-rs's borrow bookkeeping of `this` (0.5 % of a
+/// worker's CPU in `perf`, with the lookups it brings).
+#[napi(catch_unwind)]
+pub fn worker_accepted(listener: u32) -> bool {
+    let loads = LOADS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    loads.is_some_and(|l| l.accepted(listener))
+}
+
 #[napi]
 impl NativeWorker {
     /// Takes the role from the environment (removing the variables), says online, and starts
@@ -436,6 +453,7 @@ impl NativeWorker {
             // SAFETY: shutdown(2) on our own open duplicate of the channel.
             unsafe { libc::shutdown(w.as_raw_fd(), libc::SHUT_RDWR) };
         })?;
+        *LOADS.lock().unwrap_or_else(|e| e.into_inner()) = Some(loads.clone());
         Ok(NativeWorker {
             id: worker_env.id as u32,
             heartbeat_ms: worker_env
@@ -578,16 +596,6 @@ impl NativeWorker {
             .send(WorkerProtocol::closed(listener))
             .map(drop)
             .map_err(to_napi)
-    }
-
-    /// The worker took a connection of `listener` (its server's `onconnection` ran, whether
-    /// the worker accepted it on its own socket or the primary dealt it): under `kernel-rr`
-    /// an atomic decrement of its slot's count, since the window counts connections not taken
-    /// yet. Whether it released: false for any other listener, whose connections are then
-    /// reported at close (`closed`).
-    #[napi(catch_unwind)]
-    pub fn accepted(&self, listener: u32) -> bool {
-        self.loads.accepted(listener)
     }
 
     /// Whether `listener` is a load-aware kernel-steered one here (`kernel-least`, `kernel-rr`
