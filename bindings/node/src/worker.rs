@@ -347,7 +347,7 @@ pub struct NativeWorker {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// This process's worker's load slots, for [`accepted`]: a worker process has one
+/// This process's worker's load slots, for [`worker_accepted`]: a worker process has one
 /// `NativeWorker`, set when it is made.
 static LOADS: std::sync::Mutex<Option<Arc<LoadSlots>>> = std::sync::Mutex::new(None);
 
@@ -360,8 +360,10 @@ static LOADS: std::sync::Mutex<Option<Arc<LoadSlots>>> = std::sync::Mutex::new(N
 /// worker's CPU in `perf`, with the lookups it brings).
 #[napi(catch_unwind)]
 pub fn worker_accepted(listener: u32) -> bool {
-    let loads = LOADS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    loads.is_some_and(|l| l.accepted(listener))
+    // Under the lock, not a clone of the Arc: two atomic operations fewer per connection
+    // (`accepted` takes the slots' own lock, never this one).
+    let loads = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    loads.as_ref().is_some_and(|l| l.accepted(listener))
 }
 
 #[napi]

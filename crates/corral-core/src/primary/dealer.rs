@@ -673,6 +673,15 @@ impl Inner {
         self.next_stall_check = next;
     }
 
+    /// The kernel groups of open listeners that keep copies of their members (what the stall
+    /// check looks at), with their listener's id.
+    fn kept_groups(&self) -> impl Iterator<Item = (u32, &crate::steering::KernelSteering)> {
+        self.listeners
+            .iter()
+            .filter(|l| l.fd.is_some())
+            .filter_map(|l| Some((l.id, l.kernel.as_ref().filter(|k| k.keeps_copies())?)))
+    }
+
     /// A quiet spell (at the last look and at this one nothing waited at any worker's slot,
     /// and the programs dealt nothing in between): no stall can start before a connection
     /// comes, so instead of looking again within one timeout the primary registers its copies
@@ -690,10 +699,7 @@ impl Inner {
         }
         let mut quiet = true;
         let mut tickets = 0u64;
-        for l in self.listeners.iter().filter(|l| l.fd.is_some()) {
-            let Some(k) = l.kernel.as_ref().filter(|k| k.keeps_copies()) else {
-                continue;
-            };
+        for (_, k) in self.kept_groups() {
             match k.quiet() {
                 Some((q, t)) => {
                     quiet &= q;
@@ -708,12 +714,10 @@ impl Inner {
             return false;
         }
         let mut watch = Vec::new();
-        for l in self.listeners.iter().filter(|l| l.fd.is_some()) {
-            if let Some(k) = l.kernel.as_ref().filter(|k| k.keeps_copies()) {
-                match k.watch_copies() {
-                    Ok(fds) => watch.extend(fds),
-                    Err(_) => return false, // EMFILE: the timer it is
-                }
+        for (_, k) in self.kept_groups() {
+            match k.watch_copies() {
+                Ok(fds) => watch.extend(fds),
+                Err(_) => return false, // EMFILE: the timer it is
             }
         }
         for (i, fd) in watch.iter().enumerate() {
@@ -772,16 +776,13 @@ impl Inner {
         let mut watch = false;
         let mut parked: Vec<(u32, WorkerId)> = Vec::new();
         let mut suspects: Vec<(u32, WorkerId, Duration)> = Vec::new();
-        for l in self.listeners.iter().filter(|l| l.fd.is_some()) {
-            let Some(k) = l.kernel.as_ref().filter(|k| k.keeps_copies()) else {
-                continue;
-            };
+        for (lid, k) in self.kept_groups() {
             kept = true;
-            parked.extend(k.parked_workers().into_iter().map(|w| (l.id, w)));
+            parked.extend(k.parked_workers().into_iter().map(|w| (lid, w)));
             suspects.extend(
                 k.stalled(timeout / 2)
                     .into_iter()
-                    .map(|(w, idle)| (l.id, w, idle)),
+                    .map(|(w, idle)| (lid, w, idle)),
             );
         }
         if !kept {
