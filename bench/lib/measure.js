@@ -121,19 +121,22 @@ async function httpRound(config, s, log) {
 }
 
 /**
- * The C servers and nginx head to head, `Connection: close` and keep-alive. With one wrk thread
- * these servers outrun wrk (it uses a whole core: `wrkCores` ≈ 1 in the tables of the rounds),
- * so those tables show wrk's limit, not theirs. Here wrk has two threads and the machine's
- * cores are all busy (idle ≈ 0, the table shows it): what a server does not spend per
- * connection is left to wrk, so its cost sets the rate. And the runs being compared are
- * seconds apart, not minutes: every server is started at once (one not under load waits in
- * epoll), then `passes` passes give each a run of each kind, in an order reversed every other
- * pass, and a ratio is taken within a pass. On the VM of latest.md the CPU's speed drifts by
- * tens of percent from one minute to the next, which rounds minutes apart do not cancel.
+ * Servers head to head, `Connection: close` and keep-alive, in runs seconds apart rather than
+ * minutes: every server is started at once (one not under load waits in epoll), then `passes`
+ * passes give each a run of each kind, in an order reversed every other pass, and a ratio is
+ * taken within a pass. On the VM of latest.md the CPU's speed drifts by tens of percent from one
+ * minute to the next, which rounds minutes apart do not cancel.
+ *
+ * bench/run runs it twice. The C servers and nginx get two wrk threads (`s.h2h`): with one,
+ * they outrun wrk (it uses a whole core: `wrkCores` ≈ 1 in the tables of the rounds), so those
+ * tables show wrk's limit; with two the cores are all busy (idle ≈ 0, the table shows it), and
+ * what a server does not spend per connection is left to wrk. The Node servers get one
+ * (`s.nodeH2h`, as in the rounds): their workers, not wrk, are the limit.
+ * @param {object} h the pass settings: {threads, seconds, passes, label}
  * @returns {Promise<object>} name -> {status, rounds: [{close, keepalive}|null per pass]}, each
  *   {rate, wrkCores, idle, errors}
  */
-async function headToHead(configs, s, log, say = () => {}) {
+async function headToHead(configs, h, s, log, say = () => {}) {
   const entries = {};
   const running = [];
   const fail = (entry, err) => recordFailure(entry, err, log, say);
@@ -141,7 +144,7 @@ async function headToHead(configs, s, log, say = () => {}) {
     for (const c of configs) {
       const entry = { status: 'ok', rounds: [] };
       entries[c.name] = entry;
-      log.write(`\n=== head to head: start ${c.name} ===\n`);
+      log.write(`\n=== ${h.label}: start ${c.name} ===\n`);
       try {
         running.push({ name: c.name, entry, server: await c.start(log) });
       } catch (err) {
@@ -149,18 +152,18 @@ async function headToHead(configs, s, log, say = () => {}) {
         entry.status = `failed: ${err.message}`;
       }
     }
-    const load = { connections: s.connections, threads: s.h2h.threads, log };
+    const load = { connections: s.connections, threads: h.threads, log };
     for (const r of running) await runWrk({ ...load, close: true, url: r.server.url, seconds: s.warmupSeconds });
     const measured = async (url, close) => {
       const t0 = proc.systemTicks();
-      const w = await runWrk({ ...load, close, url, seconds: s.h2h.seconds });
+      const w = await runWrk({ ...load, close, url, seconds: h.seconds });
       const t1 = proc.systemTicks();
       return { rate: w.rate, wrkCores: w.wrkCores, idle: (t1.idle - t0.idle) / (t1.total - t0.total), errors: w.errorCount };
     };
-    for (let pass = 0; pass < s.h2h.passes; pass++) {
-      say(`head to head pass ${pass + 1}/${s.h2h.passes}`);
+    for (let pass = 0; pass < h.passes; pass++) {
+      say(`${h.label} pass ${pass + 1}/${h.passes}`);
       for (const r of pass % 2 ? [...running].reverse() : running) {
-        log.write(`\n=== head to head pass ${pass + 1}: ${r.name} ===\n`);
+        log.write(`\n=== ${h.label} pass ${pass + 1}: ${r.name} ===\n`);
         try {
           r.entry.rounds[pass] = {
             close: await measured(r.server.url, true),
