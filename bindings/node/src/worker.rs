@@ -569,6 +569,7 @@ impl NativeWorker {
         };
         let owned = crate::dup_handles(&[fd])?.into_iter().next();
         let owned = owned.expect("one fd in, one fd out");
+        self.loads.refused(listener);
         self.sender
             .send(WorkerProtocol::refuse(listener, owned, peer))
             .map(drop)

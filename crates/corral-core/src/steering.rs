@@ -132,11 +132,10 @@ pub struct KernelSteering {
     /// [`KernelSteering::keep_copies`]: the primary's copy of slot `i`'s socket, to take back
     /// what a stalled worker has queued ([`KernelSteering::park`]).
     copies: Option<Vec<Option<OwnedFd>>>,
-    /// `Some(held)`: slot `i` is out of the program's choice while its worker is stalled (its
-    /// socket stays open in the worker and in `copies`); `held` is what its worker had taken
-    /// and not released (`kernel-least`'s open connections; 0 under `kernel-rr`), restored
-    /// when it is back.
-    parked: Vec<Option<u32>>,
+    /// Slot `i` is out of the program's choice while its worker is stalled (its socket stays
+    /// open in the worker and in `copies`); its count goes on beneath the parked mark
+    /// ([`crate::sys::LoadMap::mark_parked`]).
+    parked: Vec<bool>,
 }
 
 impl KernelSteering {
@@ -177,7 +176,7 @@ impl KernelSteering {
             v6only,
             backlog,
             slots: vec![None; group.max_slots() as usize],
-            parked: vec![None; group.max_slots() as usize],
+            parked: vec![false; group.max_slots() as usize],
             group,
             anchor_dealt_to: true,
             copies: None,
@@ -237,15 +236,20 @@ impl KernelSteering {
             Some(_) => Some(sys::dup_cloexec(sock.as_fd())?),
             None => None,
         };
-        if own.is_some() && self.parked[slot as usize].is_none() {
+        if own.is_some() {
             self.group.replace_slot(slot, sock.as_fd())?;
+            // A parked worker that listens again is back, with its count: what waits on its
+            // old socket is taken back from the copy until it closes here, or taken by the
+            // worker, and either releases it.
+            if std::mem::take(&mut self.parked[slot as usize]) {
+                if let Some(m) = self.group.load_map() {
+                    m.unmark_parked(slot);
+                }
+            }
         } else {
-            // A parked worker that listens again is back: its count starts anew (what it was
-            // dealt on the old socket was taken back, or is taken when its copy closes).
             self.group.set_slot(slot, sock.as_fd())?;
         }
         self.slots[slot as usize] = Some(worker);
-        self.parked[slot as usize] = None;
         if let Some(copies) = self.copies.as_mut() {
             copies[slot as usize] = copy;
         }
@@ -265,7 +269,7 @@ impl KernelSteering {
             return false;
         };
         self.slots[slot as usize] = None;
-        self.parked[slot as usize] = None;
+        self.parked[slot as usize] = false;
         // Its socket closes here if the worker closed it (or died): its queue migrates.
         if let Some(copies) = self.copies.as_mut() {
             copies[slot as usize] = None;
@@ -338,13 +342,10 @@ impl KernelSteering {
     }
 
     /// A connection dealt to `worker` was taken back before it read it: it will never take
-    /// it nor release it, so it is uncounted here.
+    /// it nor release it, so it is uncounted here (beneath the mark of a parked slot).
     pub fn uncount(&self, worker: WorkerId) {
         if let (Some(m), Some(slot)) = (self.group.load_map(), self.slot_of(worker)) {
-            // A parked slot's count was set aside (and is set anew when it is back).
-            if self.parked[slot as usize].is_none() {
-                m.take_back(slot);
-            }
+            m.take_back(slot);
         }
     }
 
@@ -370,7 +371,7 @@ impl KernelSteering {
         self.slots[..self.span()]
             .iter()
             .enumerate()
-            .filter(|&(i, _)| self.parked[i].is_none() && copies[i].is_some())
+            .filter(|&(i, _)| !self.parked[i] && copies[i].is_some())
             .filter_map(|(i, w)| {
                 let (n, idle) = self.waiting(i as u32)?;
                 let w = (*w)?;
@@ -389,8 +390,8 @@ impl KernelSteering {
         let mut quiet = true;
         let span = self.span();
         let slots = self.slots[..span].iter().zip(&self.parked).zip(copies);
-        for (i, ((worker, parked), copy)) in slots.enumerate() {
-            if parked.is_some() {
+        for (i, ((worker, &parked), copy)) in slots.enumerate() {
+            if parked {
                 quiet = false;
             } else if copy.is_some() && worker.is_some() {
                 let (n, _) = self.waiting(i as u32)?;
@@ -421,69 +422,63 @@ impl KernelSteering {
     /// Takes `worker`'s slot out of the program's choice (its worker is stalled): the
     /// program deals its turns to the others, and the owner accepts what its socket has
     /// queued from the copy ([`KernelSteering::parked_copy`], while it stays parked: a SYN
-    /// the program had already assigned completes a moment later). The worker's count is
-    /// reset: what the owner takes it will never take nor release. False without a copy or
-    /// a slot, or when already parked.
+    /// the program had already assigned completes a moment later). Its count goes on beneath
+    /// the parked mark: what the owner takes back ([`KernelSteering::uncount`]), what the
+    /// worker still takes, closes or refuses meanwhile, each moves it as before, so it is
+    /// exact when the worker is back. False without a copy or a slot, or when already parked.
     pub fn park(&mut self, worker: WorkerId) -> bool {
         let Some(slot) = self.slot_of(worker).map(|s| s as usize) else {
             return false;
         };
         let has_copy = self.copies.as_ref().is_some_and(|c| c[slot].is_some());
-        if self.parked[slot].is_some() || !has_copy {
+        if self.parked[slot] || !has_copy {
             return false;
         }
-        let held = match (self.group.load_map(), self.group.steer().release()) {
-            (Some(m), Some(LoadRelease::AtClose)) => {
-                m.get(slot as u32).saturating_sub(m.waiting(slot as u32))
-            }
-            _ => 0,
-        };
+        // Marked before the socket goes: the program passes over it from here on.
+        if let Some(m) = self.group.load_map() {
+            m.mark_parked(slot as u32);
+        }
         // Only fails for a bad map fd or slot number, which cannot be.
-        let _ = self.group.clear_slot(slot as u32);
-        self.parked[slot] = Some(held);
+        let _ = self.group.remove_sock(slot as u32);
+        self.parked[slot] = true;
         true
     }
 
     /// The copy of a parked worker's socket, to accept what still lands there.
     pub fn parked_copy(&self, worker: WorkerId) -> Option<BorrowedFd<'_>> {
         let slot = self.slot_of(worker)? as usize;
-        self.parked[slot]?;
+        if !self.parked[slot] {
+            return None;
+        }
         Some(self.copies.as_ref()?[slot].as_ref()?.as_fd())
     }
 
     /// Workers whose slot is parked.
     pub fn parked_workers(&self) -> Vec<WorkerId> {
         (0..self.span())
-            .filter(|&i| self.parked[i].is_some())
+            .filter(|&i| self.parked[i])
             .filter_map(|i| self.slots[i])
             .collect()
     }
 
-    /// `worker` takes connections again: its socket goes back in its slot, its count what
-    /// it still holds (under `kernel-least`, the open connections it had when parked, less
-    /// those it closed meanwhile; 0 under `kernel-rr`). Returns whether it was parked.
+    /// `worker` takes connections again: its socket goes back in its slot, then its count
+    /// (what was counted beneath the parked mark) is chosen again. Returns whether it was
+    /// parked.
     pub fn unpark(&mut self, worker: WorkerId) -> std::io::Result<bool> {
         let Some(slot) = self.slot_of(worker) else {
             return Ok(false);
         };
-        let Some(held) = self.parked[slot as usize] else {
+        if !self.parked[slot as usize] {
             return Ok(false);
-        };
+        }
         let Some(copy) = self.copies.as_ref().and_then(|c| c[slot as usize].as_ref()) else {
             return Ok(false);
         };
-        // Releases made while parked came off the empty mark.
-        let closed = self
-            .group
-            .load(slot)
-            .map_or(0, |n| sys::LOAD_EMPTY.saturating_sub(n));
-        let held = held.saturating_sub(closed);
-        // Counted first, then chosen again (a worker at 0 in a slot marked empty).
-        if let Some(m) = self.group.load_map() {
-            m.set(slot, held);
-        }
         self.group.replace_slot(slot, copy.as_fd())?;
-        self.parked[slot as usize] = None;
+        if let Some(m) = self.group.load_map() {
+            m.unmark_parked(slot);
+        }
+        self.parked[slot as usize] = false;
         Ok(true)
     }
 
@@ -692,8 +687,8 @@ mod tests {
     }
 
     /// With copies kept: a parked slot is dealt nothing (its turns go to the others), what
-    /// its socket queued before is accepted from the copy, and unparked it is dealt again from
-    /// a count of 0. The copy is closed on `leave`: what the worker's socket still held then
+    /// its socket queued before is accepted from the copy (and uncounted, as the dealer
+    /// does), and unparked it is dealt again from a count of 0. The copy is closed on `leave`: what the worker's socket still held then
     /// migrates to the others (the worker's own fd is gone too, as after its death).
     #[test]
     fn a_parked_slot_is_skipped_its_queue_taken_from_the_copy_and_it_comes_back() {
@@ -707,10 +702,17 @@ mod tests {
         assert_eq!(k.group().load(0), Some(2));
         assert!(k.park(1), "a copy and a slot");
         assert_eq!(
+            k.group().load(0),
+            Some(sys::LOAD_EMPTY | 2),
+            "counted beneath"
+        );
+        assert_eq!(
             accept_all(&k.parked_copy(1).unwrap()),
             2,
             "worker 1's queue, from the primary's copy"
         );
+        k.uncount(1);
+        k.uncount(1);
         assert!(!k.park(1), "parked once");
         assert_eq!(k.parked_workers(), [1]);
         let _d: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
@@ -734,6 +736,67 @@ mod tests {
             4,
             "its queue migrated once the copy closed"
         );
+    }
+
+    /// `kernel-least` parked: its count goes on beneath the mark through whatever races
+    /// with the park (the worker still taking from its socket, closing, refusing one dealt
+    /// from the anchor), so it comes back holding exactly its open connections; a listen
+    /// again while parked keeps that count too.
+    #[test]
+    fn a_parked_least_slot_comes_back_with_exactly_its_open_connections() {
+        let Some((mut k, _anchor, sa)) = steered_with(
+            "127.0.0.1:0",
+            // The waiting counts are kept only with a stall time; the program's own skip is
+            // not reached.
+            Steer::Least {
+                window: 64,
+                stall_ms: 60_000,
+            },
+        ) else {
+            return;
+        };
+        k.keep_copies();
+        let m1 = k.join(1).unwrap();
+        let m2 = k.join(2).unwrap();
+        let (fd, slot) = m1.load.as_ref().expect("a load map");
+        assert_eq!(*slot, 0);
+        let w1 = sys::LoadMap::map(fd.as_fd(), MAX_SLOTS).unwrap();
+        let _c: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        let take = |sock: &OwnedFd| {
+            let fd = sys::accept_cloexec(sock.as_fd(), false)
+                .unwrap()
+                .expect("queued");
+            w1.took(0);
+            fd
+        };
+        // Worker 1 takes one of its two (open); the other still waits when it is parked.
+        let open = take(&m1.sock);
+        assert_eq!((w1.get(0), w1.waiting(0)), (2, 1));
+        assert!(k.park(1));
+        // Races with the park: the worker takes the one waiting and closes it; one the
+        // primary dealt it from the anchor just before is taken and refused.
+        drop(take(&m1.sock));
+        w1.release(0);
+        k.count_dealt(1);
+        w1.took(0);
+        k.uncount_refused(1);
+        // Meanwhile the others are dealt everything.
+        let _d: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(sa).unwrap()).collect();
+        assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [0, 5]);
+        assert!(k.unpark(1).unwrap());
+        assert_eq!(
+            (w1.get(0), w1.waiting(0)),
+            (1, 0),
+            "its one open connection"
+        );
+        // Parked again, it listens again: back, with the same count.
+        assert!(k.park(1));
+        let again = k.join(1).unwrap();
+        assert_eq!(k.parked_workers(), Vec::<WorkerId>::new());
+        assert_eq!(w1.get(0), 1);
+        drop(open);
+        assert_eq!(w1.release(0), 0);
+        drop(again);
     }
 
     /// `stalled` names a slot with connections not taken for the given time, and nothing

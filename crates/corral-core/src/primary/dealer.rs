@@ -866,6 +866,10 @@ impl Inner {
                 break;
             };
             n += 1;
+            if let Some(k) = self.listeners[lid as usize - 1].kernel.as_ref() {
+                // Dealt to the worker, taken back: counted beneath its parked mark until now.
+                k.uncount(id);
+            }
             if let Some(conn) = self.admit(lid, fd) {
                 self.listeners[lid as usize - 1].pending.push_back(conn);
             }

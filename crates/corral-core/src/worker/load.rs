@@ -116,6 +116,16 @@ impl LoadSlots {
         true
     }
 
+    /// The worker handed one connection of `listener` back to the primary (refused it) after
+    /// [`LoadSlots::accepted`]: it will not close it, so it is not open here any more. The
+    /// primary releases its load ([`crate::steering::KernelSteering::uncount_refused`]); a
+    /// phantom open one would come back as load if the worker listened there again.
+    pub fn refused(&self, listener: u32) {
+        if let Some(l) = self.lock().mapped.get_mut(&listener) {
+            l.open = l.open.saturating_sub(1);
+        }
+    }
+
     /// One connection of `listener` closed: `load[slot] -= 1` (never below 0) when the
     /// listener releases at close (`kernel-least`); nothing for one that released at accept.
     /// Whether `listener` is load-aware here (otherwise the caller tells the primary, for

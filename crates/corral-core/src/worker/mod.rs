@@ -435,6 +435,7 @@ impl Worker {
         peer: Option<std::net::SocketAddr>,
     ) -> Result<()> {
         self.proto.check_open("refuse")?;
+        self.proto.loads().refused(listener);
         if self.nonblocking {
             sys::set_nonblocking(fd.as_fd(), false).map_err(|e| {
                 Error::os(

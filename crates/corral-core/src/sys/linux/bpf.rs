@@ -707,6 +707,12 @@ impl ReuseportGroup {
         if let Some((_, m)) = &self.load {
             m.set(slot, LOAD_EMPTY);
         }
+        self.remove_sock(slot)
+    }
+
+    /// Takes worker slot `slot`'s socket out of the socket array, its `load` left as it is
+    /// (a parked slot: [`LoadMap::mark_parked`]).
+    pub fn remove_sock(&self, slot: u32) -> io::Result<()> {
         match map_op(
             BPF_MAP_DELETE_ELEM,
             self.socks_fd(),
@@ -968,18 +974,44 @@ impl LoadMap {
     }
 
     /// One connection of `slot` is done (`kernel-least` releases at close, `kernel-rr` at
-    /// accept): `load[slot] -= 1`, never below 0 (the count was reset under it when the slot
-    /// changed hands). The stall clock is left alone: a release is not a take. Returns the
-    /// new count.
+    /// accept): `load[slot] -= 1`, beneath the parked mark if it is set
+    /// ([`LoadMap::mark_parked`]), and never below 0 (the count was reset under it when the
+    /// slot changed hands). The stall clock is left alone: a release is not a take. Returns
+    /// the new count (beneath the mark).
     pub fn release(&self, slot: u32) -> u32 {
         use std::sync::atomic::Ordering::Relaxed;
-        match self
-            .counter(slot)
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-        {
-            Ok(n) => n - 1,
+        let down = |n: u32| {
+            let count = (n & !LOAD_EMPTY).checked_sub(1)?;
+            Some(n & LOAD_EMPTY | count)
+        };
+        match self.counter(slot).fetch_update(Relaxed, Relaxed, down) {
+            Ok(n) => (n & !LOAD_EMPTY) - 1,
             Err(_) => 0,
         }
+    }
+
+    /// Takes `slot` out of the programs' choice while its worker is stalled (the primary
+    /// drains its queue): `load[slot] += LOAD_EMPTY`, above any window and every other slot's
+    /// load, while takes, releases and take-backs go on counting beneath it, so that
+    /// [`LoadMap::unmark_parked`] finds the count exact, whatever raced with the park. False
+    /// when already marked.
+    pub fn mark_parked(&self, slot: u32) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counter(slot)
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < LOAD_EMPTY).then_some(n | LOAD_EMPTY)
+            })
+            .is_ok()
+    }
+
+    /// `slot` is chosen again, with what was counted beneath the mark. Returns that count.
+    pub fn unmark_parked(&self, slot: u32) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self
+            .counter(slot)
+            .fetch_update(Relaxed, Relaxed, |n| Some(n & !LOAD_EMPTY))
+            .unwrap_or_else(|n| n);
+        n & !LOAD_EMPTY
     }
 
     /// The primary took back a connection assigned to `slot` that its worker never took (its
@@ -1340,7 +1372,21 @@ mod tests {
         assert_eq!(m.release(1), 0);
         assert_eq!(m.release(1), 0, "saturates");
         assert_eq!(g.load(1), Some(0));
+        // Parked: counted on beneath the mark, never across it, and exact once unmarked.
+        m.set(1, 1);
+        assert!(m.mark_parked(1));
+        assert!(!m.mark_parked(1), "marked once");
+        assert_eq!(m.get(1), LOAD_EMPTY | 1);
+        m.acquire(1);
+        assert_eq!(m.release(1), 1);
+        assert_eq!(m.release(1), 0);
+        assert_eq!(m.release(1), 0, "saturates beneath the mark");
+        assert_eq!(m.get(1), LOAD_EMPTY);
+        m.acquire(1);
+        assert_eq!(m.unmark_parked(1), 1);
+        assert_eq!(g.load(1), Some(1));
         g.clear_slot(1).unwrap();
+        assert_eq!(m.release(1), 0, "an empty slot stays empty");
         assert_eq!(m.get(1), LOAD_EMPTY);
         assert!(
             LoadMap::map(g.load_map_fd().unwrap(), 1024).is_err(),

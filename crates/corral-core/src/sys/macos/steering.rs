@@ -75,6 +75,14 @@ impl LoadMap {
     pub fn idle_for(&self, _slot: u32) -> std::time::Duration {
         match self.never {}
     }
+    /// Unreachable: no map exists.
+    pub fn mark_parked(&self, _slot: u32) -> bool {
+        match self.never {}
+    }
+    /// Unreachable: no map exists.
+    pub fn unmark_parked(&self, _slot: u32) -> u32 {
+        match self.never {}
+    }
 }
 
 /// Never created on macOS ([`ReuseportGroup::new`] reports [`Unsupported`]).
@@ -133,6 +141,10 @@ impl ReuseportGroup {
     }
     /// Unreachable: no group exists.
     pub fn clear_slot(&self, _slot: u32) -> io::Result<()> {
+        match self.never {}
+    }
+    /// Unreachable: no group exists.
+    pub fn remove_sock(&self, _slot: u32) -> io::Result<()> {
         match self.never {}
     }
     /// Unreachable: no group exists.
