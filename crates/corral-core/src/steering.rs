@@ -242,9 +242,7 @@ impl KernelSteering {
             // old socket is taken back from the copy until it closes here, or taken by the
             // worker, and either releases it.
             if std::mem::take(&mut self.parked[slot as usize]) {
-                if let Some(m) = self.group.load_map() {
-                    m.unmark_parked(slot);
-                }
+                self.unmark(slot);
             }
         } else {
             self.group.set_slot(slot, sock.as_fd())?;
@@ -462,8 +460,8 @@ impl KernelSteering {
     }
 
     /// `worker` takes connections again: its socket goes back in its slot, then its count
-    /// (what was counted beneath the parked mark) is chosen again. Returns whether it was
-    /// parked.
+    /// (what was counted beneath the parked mark, less what never reached its queue) is
+    /// chosen again. Returns whether it was parked.
     pub fn unpark(&mut self, worker: WorkerId) -> std::io::Result<bool> {
         let Some(slot) = self.slot_of(worker) else {
             return Ok(false);
@@ -475,11 +473,16 @@ impl KernelSteering {
             return Ok(false);
         };
         self.group.replace_slot(slot, copy.as_fd())?;
-        if let Some(m) = self.group.load_map() {
-            m.unmark_parked(slot);
-        }
+        self.unmark(slot);
         self.parked[slot as usize] = false;
         Ok(true)
+    }
+
+    /// A parked slot's count is chosen again ([`crate::sys::LoadMap::unmark_parked`]).
+    fn unmark(&self, slot: u32) {
+        if let (Some(m), Some(release)) = (self.group.load_map(), self.group.steer().release()) {
+            m.unmark_parked(slot, release);
+        }
     }
 
     /// The program deals over slots `0..=highest filled`; holes below it are skipped.
@@ -740,8 +743,9 @@ mod tests {
 
     /// `kernel-least` parked: its count goes on beneath the mark through whatever races
     /// with the park (the worker still taking from its socket, closing, refusing one dealt
-    /// from the anchor), so it comes back holding exactly its open connections; a listen
-    /// again while parked keeps that count too.
+    /// from the anchor), so it comes back holding exactly its open connections, less a SYN
+    /// counted that never reached its queue; a listen again while parked keeps that count
+    /// too.
     #[test]
     fn a_parked_least_slot_comes_back_with_exactly_its_open_connections() {
         let Some((mut k, _anchor, sa)) = steered_with(
@@ -780,6 +784,8 @@ mod tests {
         k.count_dealt(1);
         w1.took(0);
         k.uncount_refused(1);
+        // A SYN the program counted that never reached the queue (the client gave up).
+        w1.acquire_queued(0);
         // Meanwhile the others are dealt everything.
         let _d: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(sa).unwrap()).collect();
         assert_eq!([accept_all(&m1.sock), accept_all(&m2.sock)], [0, 5]);

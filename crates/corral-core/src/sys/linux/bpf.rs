@@ -58,7 +58,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 use crate::sys::sockopt::set_int_sockopt;
-use crate::sys::steer::{Steer, LOAD_EMPTY};
+use crate::sys::steer::{LoadRelease, Steer, LOAD_EMPTY};
 
 /// How many tickets one connection draws (each an empty slot) before it is parked on the
 /// anchor. Slots are filled lowest first and `nslots` ends at the highest filled one, so a
@@ -1004,14 +1004,24 @@ impl LoadMap {
             .is_ok()
     }
 
-    /// `slot` is chosen again, with what was counted beneath the mark. Returns that count.
-    pub fn unmark_parked(&self, slot: u32) -> u32 {
+    /// `slot` is chosen again (its worker reads again), with what was counted beneath the
+    /// mark, less what still waits to be taken there: the owner drained the slot's queue
+    /// while it was parked, so that is what never reached it (a handshake that did not
+    /// complete, a SYN a full queue dropped), which nobody will ever take or release.
+    /// `kernel-least` keeps its open connections; under `kernel-rr` (`AtAccept`) the count
+    /// is what waits, so it is back at 0. Returns the new count.
+    pub fn unmark_parked(&self, slot: u32, release: LoadRelease) -> u32 {
         use std::sync::atomic::Ordering::Relaxed;
+        let stale = self.queued(slot).swap(0, Relaxed);
+        let back = |n: u32| match release {
+            LoadRelease::AtAccept => 0,
+            LoadRelease::AtClose => (n & !LOAD_EMPTY).saturating_sub(stale),
+        };
         let n = self
             .counter(slot)
-            .fetch_update(Relaxed, Relaxed, |n| Some(n & !LOAD_EMPTY))
+            .fetch_update(Relaxed, Relaxed, |n| Some(back(n)))
             .unwrap_or_else(|n| n);
-        n & !LOAD_EMPTY
+        back(n)
     }
 
     /// The primary took back a connection assigned to `slot` that its worker never took (its
@@ -1383,8 +1393,15 @@ mod tests {
         assert_eq!(m.release(1), 0, "saturates beneath the mark");
         assert_eq!(m.get(1), LOAD_EMPTY);
         m.acquire(1);
-        assert_eq!(m.unmark_parked(1), 1);
-        assert_eq!(g.load(1), Some(1));
+        m.acquire_queued(1);
+        assert_eq!(
+            m.unmark_parked(1, LoadRelease::AtClose),
+            1,
+            "what still waits is dropped"
+        );
+        assert_eq!((g.load(1), m.waiting(1)), (Some(1), 0));
+        assert!(m.mark_parked(1));
+        assert_eq!(m.unmark_parked(1, LoadRelease::AtAccept), 0);
         g.clear_slot(1).unwrap();
         assert_eq!(m.release(1), 0, "an empty slot stays empty");
         assert_eq!(m.get(1), LOAD_EMPTY);

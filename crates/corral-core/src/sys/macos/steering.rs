@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use crate::sys::Steer;
+use crate::sys::{LoadRelease, Steer};
 
 /// Why the kernel path is not available here, for the one report the engine makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl LoadMap {
         match self.never {}
     }
     /// Unreachable: no map exists.
-    pub fn unmark_parked(&self, _slot: u32) -> u32 {
+    pub fn unmark_parked(&self, _slot: u32, _release: LoadRelease) -> u32 {
         match self.never {}
     }
 }
