@@ -304,7 +304,7 @@ const H2H = {
     who: 'C servers against nginx',
     why:
       'Why not the tables of the rounds: one wrk thread is slower than these servers (wrk near a whole core, †), so there the rate is wrk\'s. ' +
-      'With two threads the cores are all busy (idle below), and what a server does not spend per connection is left to wrk. ',
+      'With two threads the cores are all busy (idle below), and what a server does not spend per connection is left to wrk. And ',
   },
   node: {
     results: 'nodeH2h',
