@@ -762,6 +762,41 @@ mod tests {
         );
     }
 
+    /// A connection the worker took and then handed back (refused) is not open here: when it
+    /// leaves the listener and listens there again, only the ones it still has open come back
+    /// as load on its slot. Root only.
+    #[test]
+    fn a_refused_connection_does_not_come_back_as_load() {
+        use crate::sys::{ReuseportGroup, Steer};
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::least_of(32))
+            .expect("as root");
+        let map_fd = || crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
+        g.load_map().unwrap().set(3, 2);
+        let mut p = WorkerProtocol::new();
+        assert!(p
+            .receive(steered_ok(Some(3), vec![fd(), map_fd()]))
+            .unwrap()
+            .is_some());
+        // Two taken; one of them goes back to the primary, which releases its load.
+        assert!(!p.loads().accepted(7));
+        assert!(!p.loads().accepted(7));
+        p.loads().refused(7);
+        g.load_map().unwrap().release(3);
+        p.loads().forget(7);
+        // The slot's next owner is this worker again, from 0: its one open connection is back.
+        g.load_map().unwrap().set(3, 0);
+        assert!(p
+            .receive(steered_ok(Some(3), vec![fd(), map_fd()]))
+            .unwrap()
+            .is_some());
+        assert_eq!(g.load(3), Some(1), "the refused one is not counted again");
+        assert!(p.loads().closed(7));
+        assert_eq!(g.load(3), Some(0));
+    }
+
     /// `kernel-rr`'s window releases at accept: `accepted` takes one off the slot, `closed`
     /// nothing (but still says the listener is load-aware: no message to the primary).
     #[test]
