@@ -852,24 +852,20 @@ impl Inner {
         let mut n = 0u64;
         // Bounded: the queue holds at most the backlog.
         for _ in 0..65_536 {
-            let accepted = match self.listeners[lid as usize - 1]
-                .kernel
-                .as_ref()
-                .and_then(|k| k.parked_copy(id))
-            {
-                Some(fd) => sys::accept_cloexec(fd, false),
-                None => break,
+            let Some(k) = self.listeners[lid as usize - 1].kernel.as_ref() else {
+                break;
+            };
+            let Some(copy) = k.parked_copy(id) else {
+                break;
             };
             // An error (EMFILE) leaves the rest queued: they are taken on the next tick,
             // or by the worker.
-            let Ok(Some(fd)) = accepted else {
+            let Ok(Some(fd)) = sys::accept_cloexec(copy, false) else {
                 break;
             };
+            // Dealt to the worker, taken back: counted beneath its parked mark until now.
+            k.uncount(id);
             n += 1;
-            if let Some(k) = self.listeners[lid as usize - 1].kernel.as_ref() {
-                // Dealt to the worker, taken back: counted beneath its parked mark until now.
-                k.uncount(id);
-            }
             if let Some(conn) = self.admit(lid, fd) {
                 self.listeners[lid as usize - 1].pending.push_back(conn);
             }
