@@ -87,6 +87,12 @@ class Output {
     this.stdout = stdout;
     this.lines = stdout.split('\n');
     if (this.lines.at(-1) === '') this.lines.pop();
+    this.notes = [];
+  }
+
+  // What the run showed that is worth telling but is not a failure (the test's diagnostics).
+  note(text) {
+    this.notes.push(text);
   }
 
   fail(what) {
@@ -208,7 +214,7 @@ const EXAMPLES = {
 
   'rolling_reload.js': {
     args: ['--requests', '300'],
-    check(out) {
+    check(out, engine) {
       out.startAndEnd();
       out.line(`SIGHUP: replacing ${CORES} workers one by one`);
       // Old workers in id order, each replaced by the next new id, and gone before the next one.
@@ -217,14 +223,23 @@ const EXAMPLES = {
         if (k < CORES) out.before(`worker ${k} exited (code 0)`, `worker ${CORES + k + 1} listening, disconnecting worker ${k + 1}`);
       }
       out.before(`worker ${CORES} exited (code 0)`, `reload done, workers ${range(CORES + 1, CORES).join(',')}`);
-      out.before(`reload done, workers ${range(CORES + 1, CORES).join(',')}`, 'failed 0');
+      // corral loses nothing in a rolling reload. node:cluster does not promise as much: a
+      // connection it hands to a worker that is disconnecting can be reset (seen once in CI, on
+      // Node 26: "request failed: ECONNRESET", "failed 1"). Its losses are reported, not failed.
+      const failed = out.one(/^failed (\d+)$/);
+      const failures = out.all(/^request failed: \S+$/);
+      out.equal(failures.length, Number(failed[1]), 'the failed requests listed');
+      if (engine === 'corral') out.equal(failed[1], '0', 'requests failed during the reload');
+      else if (failed[1] !== '0') out.note(`node:cluster lost ${failed[1]} request(s) in its reload: ${failures.map((m) => m[0]).join('; ')}`);
+      out.before(`reload done, workers ${range(CORES + 1, CORES).join(',')}`, failed[0]);
       out.one(/^client: \d+ requests sent \(at least 300: true\)$/);
-      out.before('failed 0', 'cluster.disconnect()');
+      out.before(failed[0], 'cluster.disconnect()');
       out.line('requests sent after the reload answered by old workers: 0');
       out.workersLived(range(1, 2 * CORES));
       out.only([...COMMON, /^SIGHUP: replacing \d+ workers one by one$/, /^worker \d+ listening, disconnecting worker \d+$/,
-        /^reload done, workers [\d,]+$/, /^client: \d+ requests sent \(at least 300: true\)$/, /^failed 0$/,
-        /^requests sent after the reload answered by old workers: 0$/, /^worker \d+ exited \(code 0\)$/]);
+        /^reload done, workers [\d,]+$/, /^client: \d+ requests sent \(at least 300: true\)$/, /^failed \d+$/,
+        /^request failed: \S+$/, /^requests sent after the reload answered by old workers: 0$/,
+        /^worker \d+ exited \(code 0\)$/]);
     },
   },
 
@@ -316,7 +331,9 @@ async function checkExample(t, file, nodePath, engine) {
   assert.deepStrictEqual(r.exit, { code: 0, signal: null },
     `${file} exited with code ${r.exit.code}, signal ${r.exit.signal}. stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
   assert.strictEqual(r.stderr, '', `${file} wrote to stderr`);
-  check(new Output(file, r.stdout), engine);
+  const out = new Output(file, r.stdout);
+  check(out, engine);
+  for (const note of out.notes) t.diagnostic(note);
 }
 
 for (const file of Object.keys(EXAMPLES)) {
