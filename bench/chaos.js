@@ -4,7 +4,7 @@
 //
 //   node bench/chaos.js [--rounds N] [--seconds S] [--every MS] [--clients C]
 //
-// Each round starts bench/servers/node_respawn.js (2 workers, restarted on exit) once per
+// Each round starts bench/servers/node_respawn.js (4 workers, restarted on exit) once per
 // configuration, in alternating order, and runs C clients sending `Connection: close` requests
 // back to back for S seconds while one worker is SIGKILLed every MS milliseconds (the two
 // newest workers in turn). A request fails when it gets an error (reset, refused) or no

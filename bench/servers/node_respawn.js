@@ -1,5 +1,5 @@
 'use strict';
-// HTTP server for bench/chaos: 2 workers that the primary restarts whenever one exits, as every
+// HTTP server for bench/chaos: 4 workers (BENCH_WORKERS) that the primary restarts whenever one exits, as every
 // node:cluster tutorial does. The cluster module comes from BENCH_CLUSTER_MODULE (default
 // 'node:cluster'), so node:cluster and corral run the same code.
 //
