@@ -223,14 +223,18 @@ const EXAMPLES = {
         if (k < CORES) out.before(`worker ${k} exited (code 0)`, `worker ${CORES + k + 1} listening, disconnecting worker ${k + 1}`);
       }
       out.before(`worker ${CORES} exited (code 0)`, `reload done, workers ${range(CORES + 1, CORES).join(',')}`);
-      // corral loses nothing in a rolling reload. node:cluster does not promise as much: a
-      // connection it hands to a worker that is disconnecting can be reset (seen once in CI, on
-      // Node 26: "request failed: ECONNRESET", "failed 1"). Its losses are reported, not failed.
+      // corral loses nothing in a rolling reload. node:cluster does not promise as much: its
+      // worker closes its server as the disconnect arrives, which resets a connection the
+      // primary just handed it whose request is unread (compat.test.js, ANCHOR_SHORTFALLS; seen
+      // in CI on Node 26: "request failed: ECONNRESET", "failed 1"). Those resets are reported,
+      // not failed; any other error (ECONNREFUSED: no worker listening) fails both engines.
       const failed = out.one(/^failed (\d+)$/);
-      const failures = out.all(/^request failed: \S+$/);
+      const failures = out.all(/^request failed: (\S+)$/);
       out.equal(failures.length, Number(failed[1]), 'the failed requests listed');
       if (engine === 'corral') out.equal(failed[1], '0', 'requests failed during the reload');
-      else if (failed[1] !== '0') out.note(`node:cluster lost ${failed[1]} request(s) in its reload: ${failures.map((m) => m[0]).join('; ')}`);
+      const other = failures.filter((m) => m[1] !== 'ECONNRESET');
+      if (other.length) out.fail(`requests failed other than by a reset: ${other.map((m) => m[0]).join('; ')}`);
+      if (failed[1] !== '0') out.note(`node:cluster lost ${failed[1]} request(s) in its reload (reset)`);
       out.before(`reload done, workers ${range(CORES + 1, CORES).join(',')}`, failed[0]);
       out.one(/^client: \d+ requests sent \(at least 300: true\)$/);
       out.before(failed[0], 'cluster.disconnect()');
