@@ -687,6 +687,18 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::TooLarge);
     }
 
+    /// A `REUSEPORT` group steering as `steer`, with slot 3's load at 2: what the primary
+    /// gives a worker it puts in slot 3. None unless root (the load map is a BPF map).
+    fn group_with_slot_3(steer: crate::sys::Steer) -> Option<crate::sys::ReuseportGroup> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let g = crate::sys::ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, steer)
+            .expect("as root");
+        g.load_map().unwrap().set(3, 2);
+        Some(g)
+    }
+
     fn steered_ok(load_slot: Option<u32>, fds: Vec<OwnedFd>) -> Recv {
         steered_ok_releasing(load_slot, LoadRelease::AtClose, fds)
     }
@@ -726,14 +738,10 @@ mod tests {
     /// BPF map).
     #[test]
     fn a_load_slot_is_mapped_and_closes_release_it() {
-        use crate::sys::{ReuseportGroup, Steer};
-        if !nix::unistd::geteuid().is_root() {
+        let Some(g) = group_with_slot_3(crate::sys::Steer::least_of(32)) else {
             return;
-        }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::least_of(32))
-            .expect("as root");
+        };
         let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
-        g.load_map().unwrap().set(3, 2);
         let mut p = WorkerProtocol::new();
         match p.receive(steered_ok(Some(3), vec![fd(), map_fd])).unwrap() {
             Some(Delivered::Listened {
@@ -767,14 +775,10 @@ mod tests {
     /// as load on its slot. Root only.
     #[test]
     fn a_refused_connection_does_not_come_back_as_load() {
-        use crate::sys::{ReuseportGroup, Steer};
-        if !nix::unistd::geteuid().is_root() {
+        let Some(g) = group_with_slot_3(crate::sys::Steer::least_of(32)) else {
             return;
-        }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::least_of(32))
-            .expect("as root");
+        };
         let map_fd = || crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
-        g.load_map().unwrap().set(3, 2);
         let mut p = WorkerProtocol::new();
         assert!(p
             .receive(steered_ok(Some(3), vec![fd(), map_fd()]))
@@ -801,14 +805,10 @@ mod tests {
     /// nothing (but still says the listener is load-aware: no message to the primary).
     #[test]
     fn a_window_slot_releases_at_accept_not_at_close() {
-        use crate::sys::{ReuseportGroup, Steer};
-        if !nix::unistd::geteuid().is_root() {
+        let Some(g) = group_with_slot_3(crate::sys::Steer::window_of(32)) else {
             return;
-        }
-        let g = ReuseportGroup::with_steer(crate::steering::MAX_SLOTS, Steer::window_of(32))
-            .expect("as root");
+        };
         let map_fd = crate::sys::dup_cloexec(g.load_map_fd().unwrap()).unwrap();
-        g.load_map().unwrap().set(3, 2);
         let mut p = WorkerProtocol::new();
         let answer = steered_ok_releasing(Some(3), LoadRelease::AtAccept, vec![fd(), map_fd]);
         assert!(p.receive(answer).unwrap().is_some());
