@@ -211,12 +211,17 @@ const HTTP_METRICS = [
   },
 ];
 
-function ratioCell(values, anchorValues, isAnchor) {
+// `withCI`: the median's 95 % confidence interval before the range (the head-to-head tables,
+// whose many passes make one).
+function ratioCell(values, anchorValues, isAnchor, withCI = false) {
   if (isAnchor) return 'anchor';
   if (!anchorValues) return '—';
   const r = pairedRatio(values, anchorValues);
   if (!r) return '—';
-  return r.min === r.max ? `×${r.median.toFixed(2)}` : `×${r.median.toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`;
+  if (r.min === r.max) return `×${r.median.toFixed(2)}`;
+  const range = `${r.min.toFixed(2)}–${r.max.toFixed(2)}`;
+  if (withCI && r.ci) return `×${r.median.toFixed(2)} (CI ${r.ci.lo.toFixed(2)}–${r.ci.hi.toFixed(2)}; ${range})`;
+  return `×${r.median.toFixed(2)} (${range})`;
 }
 
 /** ✅/❌ text for one configuration's targets, or n/a with the reason. */
@@ -234,7 +239,11 @@ function targetCell(targets, cfg, values, samplesOf, fmt) {
         continue;
       }
       const ok = t.atLeast !== undefined ? r.median >= t.atLeast : r.median <= t.atMost;
-      parts.push(`${ok ? '✅' : '❌'} ×${r.median.toFixed(2)} ${bound} ${t.label ?? t.anchor}`);
+      // The bound inside the median's 95 % interval: the passes do not settle the verdict, and
+      // the cell says so.
+      const b = t.atLeast ?? t.atMost;
+      const unsure = r.ci && r.ci.lo < b && b < r.ci.hi ? ' (bound inside the CI)' : '';
+      parts.push(`${ok ? '✅' : '❌'} ×${r.median.toFixed(2)} ${bound} ${t.label ?? t.anchor}${unsure}`);
     } else {
       const s = summary(values);
       if (!s) {
@@ -329,7 +338,7 @@ function h2hSection(results, which, kind) {
     `wrk -t${s.threads} -c${results.meta.settings.connections}${close ? " -H 'Connection: close'" : ', keep-alive connections'}, ${s.seconds} s per run. ` +
     (close
       ? `Every one of these servers runs at once (one not under load waits in epoll); in each of ${s.passes} passes each gets one run of each kind, ` +
-        'in an order reversed every other pass, and a ratio is taken within a pass (median over passes, range in parentheses). ' +
+        'in an order reversed every other pass, and a ratio is taken within a pass (median over passes; in parentheses the median\'s 95 % confidence interval, distribution-free from the order statistics, then the range). ' +
         w.why +
         'runs seconds apart share the machine\'s state, and on this VM the CPU\'s speed drifts by tens of percent from one minute to the next, while the runs of one round are minutes apart.'
       : 'The same passes as the previous table: each server\'s keep-alive run follows its `Connection: close` run.');
@@ -354,7 +363,7 @@ function h2hSection(results, which, kind) {
       int(r.median) + (errs ? ' ⚠' : ''),
       int(r.min),
       int(r.max),
-      ...w.anchors.map((a) => ratioCell(values, samplesOf(a), name === a)),
+      ...w.anchors.map((a) => ratioCell(values, samplesOf(a), name === a, true)),
       wrk ? wrk.median.toFixed(2) : 'n/a',
       idle ? pct(idle.median) : 'n/a',
       cfg.failedRounds ? `${t} (${cfg.failedRounds} pass(es) failed)`.trim() : t,

@@ -24,7 +24,8 @@ function mean(xs) {
 /**
  * Ratio of a configuration to its anchor, from samples taken in the same rounds: the ratio is
  * computed per round (both measured minutes apart at most) and summarised, which cancels drift
- * of the machine between rounds better than a ratio of the two medians would.
+ * of the machine between rounds better than a ratio of the two medians would. Also the 95 %
+ * confidence interval of that median (`ci`, see medianCI; null below 6 rounds).
  * @param {Array<number|undefined>} values   per round, index = round
  * @param {Array<number|undefined>} anchors  per round, index = round
  */
@@ -35,7 +36,32 @@ function pairedRatio(values, anchors) {
     const a = anchors[i];
     if (Number.isFinite(v) && Number.isFinite(a) && a !== 0) ratios.push(v / a);
   }
-  return summary(ratios);
+  const s = summary(ratios);
+  return s && { ...s, ci: medianCI(ratios) };
 }
 
-module.exports = { median, mean, summary, pairedRatio };
+/**
+ * A distribution-free confidence interval for the median of `xs` (the order-statistic interval:
+ * the number of samples below the true median is Binomial(n, 1/2)): [x(k), x(n+1-k)] for the
+ * largest k with P(B < k) <= (1 - level) / 2, B ~ Binomial(n, 1/2). No assumption about the shape
+ * of the samples, which on this VM have a long tail both ways. null below 6 samples (at 95 %), where
+ * even the whole range covers the median with less than the level asked.
+ */
+function medianCI(xs, level = 0.95) {
+  const s = finite(xs).sort((a, b) => a - b);
+  const n = s.length;
+  const tail = (1 - level) / 2;
+  // P(B <= j) for j = 0, 1, ...: the first j where it passes `tail` gives k = j.
+  let p = 2 ** -n;
+  let cdf = p;
+  let k = 0;
+  for (let j = 0; j < n && cdf <= tail; j++) {
+    k = j + 1;
+    p = (p * (n - j)) / (j + 1);
+    cdf += p;
+  }
+  if (k === 0) return null;
+  return { lo: s[k - 1], hi: s[n - k], level };
+}
+
+module.exports = { median, mean, summary, pairedRatio, medianCI };
