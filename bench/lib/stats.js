@@ -51,14 +51,15 @@ function medianCI(xs, level = 0.95) {
   const s = finite(xs).sort((a, b) => a - b);
   const n = s.length;
   const tail = (1 - level) / 2;
-  // P(B <= j) for j = 0, 1, ...: the first j where it passes `tail` gives k = j.
-  let p = 2 ** -n;
-  let cdf = p;
+  // P(B <= j) for j = 0, 1, ...: the first j where it passes `tail` gives k = j. The terms in
+  // logarithms: 2^-n underflows past n = 1074, and the recurrence would stay at 0.
+  let logP = -n * Math.LN2;
+  let cdf = Math.exp(logP);
   let k = 0;
   for (let j = 0; j < n && cdf <= tail; j++) {
     k = j + 1;
-    p = (p * (n - j)) / (j + 1);
-    cdf += p;
+    logP += Math.log(n - j) - Math.log(j + 1);
+    cdf += Math.exp(logP);
   }
   if (k === 0) return null;
   return { lo: s[k - 1], hi: s[n - k], level };
