@@ -43,9 +43,9 @@ function pairedRatio(values, anchors) {
 /**
  * A distribution-free confidence interval for the median of `xs` (the order-statistic interval:
  * the number of samples below the true median is Binomial(n, 1/2)): [x(k), x(n+1-k)] for the
- * largest k with P(B < k) <= (1 - level) / 2, B ~ Binomial(n, 1/2). No assumption about the shape
- * of the samples, which on this VM have a long tail both ways. null below 6 samples (at 95 %), where
- * even the whole range covers the median with less than the level asked.
+ * largest k with P(B < k) <= (1 - level) / 2, B ~ Binomial(n, 1/2). No assumption about the
+ * shape of the samples, which on this VM have a long tail both ways. null below 6 samples (at
+ * 95 %), where even the whole range covers the median with less than the level asked.
  */
 function medianCI(xs, level = 0.95) {
   const s = finite(xs).sort((a, b) => a - b);

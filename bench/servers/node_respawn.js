@@ -1,7 +1,7 @@
 'use strict';
-// HTTP server for bench/chaos: 4 workers (BENCH_WORKERS) that the primary restarts whenever one exits, as every
-// node:cluster tutorial does. The cluster module comes from BENCH_CLUSTER_MODULE (default
-// 'node:cluster'), so node:cluster and corral run the same code.
+// HTTP server for bench/chaos: 4 workers (BENCH_WORKERS) that the primary restarts whenever
+// one exits, as every node:cluster tutorial does. The cluster module comes from
+// BENCH_CLUSTER_MODULE (default 'node:cluster'), so node:cluster and corral run the same code.
 //
 // stdout of the primary: `listening <port>` once, then `worker <pid>` each time a worker listens.
 // Stdin EOF or SIGTERM: stop restarting, disconnect, exit.

@@ -56,7 +56,8 @@ test('below 6 samples there is no 95 % interval; input order and non-numbers do 
   for (let n = 0; n < 6; n++) assert.equal(medianCI(ranks(n)), null, `n = ${n}`);
   const shuffled = [1.2, 0.7, undefined, 0.9, NaN, 1.0, 1.4, 0.8, 1.1, 0.95, 1.05, 1.3, 0.85, 0.75];
   const ci = medianCI(shuffled);
-  // 12 finite values, sorted: 0.7 0.75 0.8 0.85 0.9 0.95 1.0 1.05 1.1 1.2 1.3 1.4 -> ranks 3 and 10.
+  // 12 finite values, sorted: 0.7 0.75 0.8 0.85 0.9 0.95 1.0 1.05 1.1 1.2 1.3 1.4;
+  // ranks 3 and 10.
   assert.deepEqual([ci.lo, ci.hi], [0.8, 1.2]);
 });
 
